@@ -1,0 +1,158 @@
+"""The offline agent: a seeded search over the editable file's module-level numeric constants.
+
+It needs no network and no key, so it is the default without an API key, what the tests use,
+and the baseline an LLM agent must beat. Each proposal perturbs one or two constants of the
+current best, found by AST and rewritten in place so the rest of the file is untouched.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+
+from ..experiment import Proposal, ProposalContext
+from ..novelty import digest
+
+_FLOAT_FACTORS = (0.5, 0.7, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0)
+_INT_FACTORS = (0.5, 0.75, 1.25, 1.5, 2.0)
+_SKIPPED = ("SEED", "RANDOM_STATE", "VERSION")
+_ATTEMPTS = 64
+
+
+@dataclass(frozen=True)
+class Constant:
+    name: str
+    value: int | float
+    line: int  # 1-based
+    col: int  # 0-based start of the literal (with its sign)
+    end_col: int
+
+
+def find_constants(source: str) -> list[Constant]:
+    """Module-level `NAME = number` assignments; UPPER_CASE ones if there are any."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found = []
+    for node in tree.body:
+        target, value = _assignment(node)
+        if target is None or value is None:
+            continue
+        number = _number(value)
+        if number is None or value.end_col_offset is None or value.lineno != value.end_lineno:
+            continue
+        found.append(Constant(target, number, value.lineno, value.col_offset, value.end_col_offset))
+    upper = [c for c in found if c.name.isupper() and not c.name.endswith(_SKIPPED)]
+    return upper or [c for c in found if not c.name.upper().endswith(_SKIPPED)]
+
+
+def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ):
+        return node.targets[0].id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+        return node.target.id, node.value
+    return None, None
+
+
+def _number(node: ast.expr) -> int | float | None:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _number(node.operand)
+        return -inner if inner is not None else None
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    return None
+
+
+def perturb(value: int | float, rng: random.Random) -> int | float:
+    if isinstance(value, int):
+        if value == 0:
+            return rng.choice((1, 2))
+        for _ in range(8):
+            candidate = round(value * rng.choice(_INT_FACTORS))
+            if value > 0:
+                candidate = max(1, candidate)
+            if candidate != value:
+                return candidate
+        return value + (1 if rng.random() < 0.5 else -1)
+    if value == 0.0:
+        return rng.choice((0.01, 0.05, 0.1))
+    return float(f"{value * rng.choice(_FLOAT_FACTORS):.4g}")
+
+
+def render(value: int | float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    text = repr(value)
+    return text if ("e" in text or "." in text or "inf" in text or "nan" in text) else text + ".0"
+
+
+def apply(source: str, changes: list[tuple[Constant, int | float]]) -> str:
+    lines = source.splitlines(keepends=True)
+    # Right to left on each line so earlier offsets stay valid.
+    for constant, value in sorted(changes, key=lambda c: (c[0].line, c[0].col), reverse=True):
+        raw = lines[constant.line - 1].encode("utf-8")
+        new = raw[: constant.col] + render(value).encode() + raw[constant.end_col :]
+        lines[constant.line - 1] = new.decode("utf-8")
+    return "".join(lines)
+
+
+class MutateAgent:
+    kind = "mutate"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    async def propose(self, context: ProposalContext) -> Proposal:
+        started = time.monotonic()
+        source = context.repair_of.broken_text if context.repair_of else context.editable_text
+        constants = find_constants(source)
+        if not constants:
+            return Proposal(
+                edits={},
+                description="no module-level numeric constants to tune",
+                failure=f"the mutate agent found no module-level numeric constants in "
+                f"{context.editable_path}; write tunable values as `NAME = number` at module level",
+                agent_seconds=time.monotonic() - started,
+            )
+        rng = random.Random(self._seed_for(context))
+        trace = []
+        for attempt in range(_ATTEMPTS):
+            chosen = rng.sample(constants, k=min(len(constants), rng.choice((1, 1, 2))))
+            changes = [(c, perturb(c.value, rng)) for c in chosen]
+            changes = [(c, v) for c, v in changes if v != c.value]
+            if not changes:
+                continue
+            text = apply(source, changes)
+            description = ", ".join(f"{c.name} {render(c.value)} → {render(v)}" for c, v in changes)
+            trace.append({"attempt": attempt, "candidate": description})
+            if digest(text) in context.tried_digests or description in context.running:
+                continue  # already measured or running elsewhere: look for a new one
+            return Proposal(
+                edits={context.editable_path: text},
+                description=description,
+                trace=[{"role": "agent", "kind": "mutate", "seed": self.seed, "tries": trace}],
+                agent_seconds=time.monotonic() - started,
+            )
+        return Proposal(
+            edits={},
+            description="no new perturbation found",
+            failure=f"the mutate agent found no untried change in {_ATTEMPTS} attempts",
+            agent_seconds=time.monotonic() - started,
+        )
+
+    def _seed_for(self, context: ProposalContext) -> int:
+        # Deterministic per loop position and best file, so a resumed loop continues the
+        # same sequence and parallel slots draw different changes.
+        material = f"{self.seed}:{context.experiment}:{len(context.history)}:{digest(context.editable_text)}"
+        return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
+
+    async def close(self) -> None:
+        return None

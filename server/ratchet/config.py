@@ -1,0 +1,583 @@
+"""ratchet.toml → a validated, typed Config.
+
+Every mistake becomes a ConfigError that knows its file, line and column, so the CLI can
+print `ratchet.toml:3:11: ...` and the language server can put a diagnostic on the range.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "ratchet.toml"
+
+
+@dataclass(eq=False)
+class ConfigError(Exception):
+    """A mistake in ratchet.toml, located at 1-based line and column."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    end_col: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    editable: str
+    locked: tuple[str, ...]
+    program: str
+    command: str
+    budget_s: float
+    timeout_s: float
+    review: str  # "auto" | "propose"
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    name: str
+    goal: str  # "minimize" | "maximize"
+    pattern: str | None
+    eval: str | None
+    min_delta: float
+    trace: str | None
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.goal == "minimize"
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    baseline_runs: int
+    z: float
+    rerun_above: float
+    review_above: float | None
+    remeasure_every: int
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    kind: str | None  # "mutate" | "anthropic" | "command"; None: anthropic if a key is set
+    model: str
+    run: str | None
+    seed: int
+    api_key_env: str
+    base_url: str | None
+    max_cost_usd: float | None
+    max_tokens: int
+    timeout_s: float
+    repair_attempts: int
+    repair_window_s: float
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    kind: str  # "local" | "ssh" | "ray"
+    gpus: tuple[int, ...]
+    hosts: tuple[str, ...]
+    identity_file: str | None
+    known_hosts: str | None
+    remote_dir: str
+    address: str | None
+    max_slots: int | None
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    loop: LoopConfig
+    metric: MetricConfig
+    judge: JudgeConfig
+    agent: AgentConfig
+    runner: RunnerConfig
+    source: str = field(default="", repr=False)
+
+    @property
+    def slots(self) -> int:
+        return max(1, len(self.runner.gpus))
+
+
+# --- durations ------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """`90s`, `5m`, `1h`, `250ms` or a bare number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError('expected a duration such as "90s", "5m" or "1h"')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(
+            f'{value!r} is not a duration: write a number and a unit, such as "90s", "5m" or "1h"'
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError('a duration must be more than zero, such as "90s" or "5m"')
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+# --- the schema -------------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """A value of the right key that is wrong; the message says how to fix it."""
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("expected a non-empty string in quotes")
+    return value
+
+
+def _optional_string(value: Any) -> str | None:
+    return _string(value)
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (_string(value),)
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid('expected a list of strings, such as ["prepare.py"]')
+    return tuple(value)
+
+
+def _int_list(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise _Invalid("expected a list of GPU indices, such as [0, 1], or [] for one CPU slot")
+    if len(set(value)) != len(value):
+        raise _Invalid("a GPU is listed twice; list each GPU index once")
+    return tuple(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Invalid("expected a finite number, such as 0.001")
+    return float(value)
+
+
+def _non_negative(value: Any) -> float:
+    number = _number(value)
+    if number < 0:
+        raise _Invalid("expected a number of zero or more")
+    return number
+
+
+def _positive(value: Any) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise _Invalid("expected a number greater than zero")
+    return number
+
+
+def _integer(minimum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _Invalid(f"expected a whole number of at least {minimum}")
+        return value
+
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            listed = " or ".join(f'"{o}"' for o in options)
+            raise _Invalid(f"{value!r} is not allowed here; use {listed}")
+        return str(value)
+
+    return check
+
+
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+
+
+def _regex(value: Any) -> str:
+    text = _string(value)
+    try:
+        compiled = re.compile(text)
+    except re.error as error:
+        raise _Invalid(f"not a valid regular expression ({error})") from None
+    if compiled.groups < 1:
+        raise _Invalid(
+            "the pattern needs one capturing group around the number, e.g. 'bpb=([0-9.]+)'"
+        )
+    return text
+
+
+_REQUIRED = object()
+
+# section → key → (validator, default); _REQUIRED marks keys that must be present.
+_SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
+    "loop": {
+        "editable": (_string, _REQUIRED),
+        "locked": (_string_list, ()),
+        "program": (_string, "program.md"),
+        "command": (_string, _REQUIRED),
+        "budget": (_duration, 300.0),
+        "timeout": (_duration, None),
+        "review": (_choice("auto", "propose"), "auto"),
+    },
+    "metric": {
+        "name": (_string, _REQUIRED),
+        "goal": (_choice("minimize", "maximize"), "minimize"),
+        "pattern": (_regex, None),
+        "eval": (_optional_string, None),
+        "min_delta": (_non_negative, 0.0),
+        "trace": (_optional_string, None),
+    },
+    "judge": {
+        "baseline_runs": (_integer(1), 1),
+        "z": (_non_negative, 2.0),
+        "rerun_above": (_non_negative, 0.0),
+        "review_above": (_positive, None),
+        "remeasure_every": (_integer(0), 0),
+    },
+    "agent": {
+        "kind": (_choice("mutate", "anthropic", "command"), None),
+        "model": (_string, "claude-sonnet-4-5"),
+        "run": (_string, None),
+        "seed": (_integer(0), 0),
+        "api_key_env": (_string, "ANTHROPIC_API_KEY"),
+        "base_url": (_string, None),
+        "max_cost_usd": (_positive, None),
+        "max_tokens": (_integer(256), 8192),
+        "timeout": (_duration, 600.0),
+        "repair_attempts": (_integer(0), 1),
+        "repair_window": (_duration, 30.0),
+    },
+    "runner": {
+        "kind": (_choice("local", "ssh", "ray"), "local"),
+        "gpus": (_int_list, ()),
+        "hosts": (_string_list, ()),
+        "identity_file": (_string, None),
+        "known_hosts": (_string, None),
+        "remote_dir": (_string, "~/.ratchet-remote"),
+        "address": (_string, None),
+        "max_slots": (_integer(1), None),
+    },
+}
+
+
+# --- locating keys in the source text ------------------------------------------------------
+
+_TABLE_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]")
+_KEY_LINE = re.compile(r"^(\s*)([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*=\s*")
+
+
+@dataclass(frozen=True)
+class Span:
+    line: int  # 1-based
+    col: int  # 1-based, first character
+    end_col: int  # 1-based, one past the last character
+
+
+class _Locator:
+    """Finds where a table or a key of ratchet.toml is written, for located errors."""
+
+    def __init__(self, source: str) -> None:
+        self.lines = source.splitlines()
+        self.tables: dict[str, Span] = {}
+        self.keys: dict[tuple[str, str], Span] = {}
+        self.values: dict[tuple[str, str], Span] = {}
+        table = ""
+        for number, text in enumerate(self.lines, start=1):
+            stripped = text.split("#", 1)[0] if not text.lstrip().startswith(("'", '"')) else text
+            if header := _TABLE_HEADER.match(stripped):
+                table = header.group(1).strip().strip("\"'")
+                start = text.index("[") + 1
+                self.tables.setdefault(table, Span(number, start, len(text.rstrip()) + 1))
+                continue
+            if key := _KEY_LINE.match(text):
+                name = key.group(2).strip("\"'")
+                col = len(key.group(1)) + 1
+                self.keys.setdefault((table, name), Span(number, col, col + len(key.group(2))))
+                value_start = key.end() + 1
+                value_text = text[key.end() :].split(" #", 1)[0].rstrip()
+                self.values.setdefault(
+                    (table, name), Span(number, value_start, value_start + max(1, len(value_text)))
+                )
+
+    def key(self, table: str, name: str) -> Span:
+        return self.keys.get((table, name)) or self.table(table)
+
+    def value(self, table: str, name: str) -> Span:
+        return self.values.get((table, name)) or self.table(table)
+
+    def table(self, table: str) -> Span:
+        return self.tables.get(table) or Span(1, 1, 2)
+
+
+def _error(path: str, span: Span, message: str) -> ConfigError:
+    return ConfigError(path, span.line, span.col, message, span.end_col)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _parse_toml(source: str, path: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(source)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        position = _TOML_POSITION.search(message)
+        line, col = (int(position.group(1)), int(position.group(2))) if position else (1, 1)
+        plain = _TOML_POSITION.sub("", message).strip().rstrip(".")
+        raise ConfigError(
+            path, line, col, f"this is not valid TOML ({plain}); check quotes, brackets and '='"
+        ) from None
+
+
+def _nearest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    if close:
+        return f'did you mean "{close[0]}"?'
+    return "valid keys here are " + ", ".join(options)
+
+
+def load_config(root: Path, config_path: Path | None = None) -> Config:
+    """Reads and validates ratchet.toml in `root`; raises ConfigError on any mistake."""
+    path = config_path or root / CONFIG_NAME
+    shown = path.name
+    if not path.is_file():
+        raise ConfigError(
+            shown, 1, 1, f"no {CONFIG_NAME} in {root}: run `ratchet init` there to write one"
+        )
+    try:
+        source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(shown, 1, 1, "the file is not UTF-8 text; save it as UTF-8") from None
+    return parse_config(source, root, shown)
+
+
+def parse_config(source: str, root: Path, shown: str = CONFIG_NAME) -> Config:
+    """Validates the text of a ratchet.toml whose folder is `root`."""
+    data = _parse_toml(source, shown)
+    where = _Locator(source)
+
+    for table, value in data.items():
+        if table not in _SCHEMA:
+            raise _error(
+                shown,
+                where.table(table),
+                f"unknown section [{table}]; {_nearest(table, list(_SCHEMA))}",
+            )
+        if not isinstance(value, dict):
+            raise _error(
+                shown,
+                where.key("", table),
+                f"`{table}` must be a section written [{table}], not a single value",
+            )
+    for table in ("loop", "metric"):
+        if table not in data:
+            raise ConfigError(
+                shown, 1, 1, f"the [{table}] section is missing; add it (see `ratchet init`)"
+            )
+
+    values: dict[str, dict[str, Any]] = {}
+    for table, keys in _SCHEMA.items():
+        given = data.get(table, {})
+        for name in given:
+            if name not in keys:
+                raise _error(
+                    shown,
+                    where.key(table, name),
+                    f"unknown key `{name}` in [{table}]; {_nearest(name, list(keys))}",
+                )
+        values[table] = {}
+        for name, (validate, default) in keys.items():
+            if name not in given:
+                if default is _REQUIRED:
+                    raise _error(
+                        shown,
+                        where.table(table),
+                        f"[{table}] needs `{name}`; add a line such as {_example(table, name)}",
+                    )
+                values[table][name] = default
+                continue
+            try:
+                values[table][name] = validate(given[name])
+            except _Invalid as problem:
+                raise _error(shown, where.value(table, name), f"`{name}`: {problem}") from None
+
+    return _build(root, values, where, shown, source)
+
+
+def _example(table: str, name: str) -> str:
+    examples = {
+        ("loop", "editable"): 'editable = "train.py"',
+        ("loop", "command"): 'command = "python train.py"',
+        ("metric", "name"): 'name = "val_bpb"',
+    }
+    return examples.get((table, name), f"{name} = ...")
+
+
+def _inside(root: Path, relative: str) -> bool:
+    resolved = (root / relative).resolve()
+    return resolved == root.resolve() or root.resolve() in resolved.parents
+
+
+def _build(
+    root: Path, v: dict[str, dict[str, Any]], where: _Locator, shown: str, source: str
+) -> Config:
+    loop, metric, judge, agent, runner = (
+        v["loop"],
+        v["metric"],
+        v["judge"],
+        v["agent"],
+        v["runner"],
+    )
+
+    def fail(table: str, name: str, message: str) -> ConfigError:
+        return _error(shown, where.value(table, name), message)
+
+    for name, paths in (
+        ("editable", [loop["editable"]]),
+        ("program", [loop["program"]]),
+        ("locked", list(loop["locked"])),
+    ):
+        for relative in paths:
+            if Path(relative).is_absolute() or not _inside(root, relative):
+                raise fail(
+                    "loop",
+                    name,
+                    f"`{relative}` is outside the repository; "
+                    "give a path relative to the folder of ratchet.toml",
+                )
+    editable = loop["editable"]
+    if not (root / editable).is_file():
+        raise fail(
+            "loop",
+            "editable",
+            f"the editable file `{editable}` does not exist; create it or fix the path",
+        )
+    if (root / editable).is_symlink():
+        raise fail("loop", "editable", f"`{editable}` is a symbolic link; name the real file")
+    if editable in loop["locked"]:
+        raise fail(
+            "loop",
+            "locked",
+            f"`{editable}` is both editable and locked; "
+            "the editable file cannot be locked, remove it from `locked`",
+        )
+    for relative in loop["locked"]:
+        if not (root / relative).exists():
+            raise fail(
+                "loop",
+                "locked",
+                f"the locked file `{relative}` does not exist; "
+                "create it or remove it from `locked`",
+            )
+
+    budget = loop["budget"]
+    timeout = loop["timeout"] if loop["timeout"] is not None else 2 * budget
+    if timeout < budget:
+        raise fail(
+            "loop",
+            "timeout",
+            f"timeout ({format_duration(timeout)}) is shorter than the "
+            f"budget ({format_duration(budget)}); make it at least the budget, "
+            "or remove it for 2 x budget",
+        )
+
+    agent_kind = agent["kind"]
+    if agent_kind == "command" and not agent["run"]:
+        raise _error(
+            shown,
+            where.key("agent", "kind"),
+            'the command agent needs `run`, e.g. run = "claude -p {prompt_file}"',
+        )
+    if runner["kind"] == "ssh" and not runner["hosts"]:
+        raise _error(
+            shown,
+            where.key("runner", "kind"),
+            'the ssh runner needs `hosts`, e.g. hosts = ["user@gpu-box:22"]',
+        )
+    if runner["kind"] == "ray" and not runner["address"]:
+        raise _error(
+            shown,
+            where.key("runner", "kind"),
+            'the ray runner needs `address`, e.g. address = "http://127.0.0.1:8265"',
+        )
+
+    return Config(
+        root=root,
+        loop=LoopConfig(
+            editable=editable,
+            locked=tuple(loop["locked"]),
+            program=loop["program"],
+            command=loop["command"],
+            budget_s=budget,
+            timeout_s=timeout,
+            review=loop["review"],
+        ),
+        metric=MetricConfig(
+            name=metric["name"],
+            goal=metric["goal"],
+            pattern=metric["pattern"],
+            eval=metric["eval"],
+            min_delta=metric["min_delta"],
+            trace=metric["trace"],
+        ),
+        judge=JudgeConfig(
+            baseline_runs=judge["baseline_runs"],
+            z=judge["z"],
+            rerun_above=judge["rerun_above"],
+            review_above=judge["review_above"],
+            remeasure_every=judge["remeasure_every"],
+        ),
+        agent=AgentConfig(
+            kind=agent_kind,
+            model=agent["model"],
+            run=agent["run"],
+            seed=agent["seed"],
+            api_key_env=agent["api_key_env"],
+            base_url=agent["base_url"],
+            max_cost_usd=agent["max_cost_usd"],
+            max_tokens=agent["max_tokens"],
+            timeout_s=agent["timeout"],
+            repair_attempts=agent["repair_attempts"],
+            repair_window_s=agent["repair_window"],
+        ),
+        runner=RunnerConfig(
+            kind=runner["kind"],
+            gpus=runner["gpus"],
+            hosts=runner["hosts"],
+            identity_file=runner["identity_file"],
+            known_hosts=runner["known_hosts"],
+            remote_dir=runner["remote_dir"],
+            address=runner["address"],
+            max_slots=runner["max_slots"],
+        ),
+        source=source,
+    )

@@ -1,0 +1,770 @@
+"""The loop: propose → guard → commit → run → measure → judge → record, on every slot.
+
+The engine prints nothing and knows nothing of LSP or terminals: it emits typed events
+(events.py) and takes commands (the public methods of Engine). Agents, runners, git and the
+ledger meet only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import difflib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import guard
+from .agents import make_agent, resolve_kind
+from .agents.base import Agent
+from .config import Config
+from .errors import RatchetError
+from .events import (
+    EventBus,
+    ExperimentFinished,
+    ExperimentProposed,
+    ExperimentStarted,
+    LoopStateChanged,
+    OutputLine,
+)
+from .experiment import (
+    Experiment,
+    HistoryEntry,
+    Measurement,
+    Proposal,
+    ProposalContext,
+    Status,
+)
+from .judge import Judge
+from .ledger import Ledger
+from .lockfile import LoopLock
+from .metric import MetricReader
+from .novelty import digest
+from .runners import make_runner
+from .runners.base import Job, RunControl, Runner, RunOutcome, Slot
+from .workspace import Trailers, Workspace, commit_message, ensure_ratchet_dir
+
+HISTORY_SIZE = 60
+LOG_TAIL_FOR_AGENT = 30
+
+
+@dataclass
+class Pending:
+    """A proposal on its way to a slot, with the best it was made from."""
+
+    proposal: Proposal
+    base_commit: str
+    base_text: str
+
+
+@dataclass
+class Running:
+    """An experiment in flight: what status views show and what stop reaches."""
+
+    id: int
+    description: str
+    slot: str
+    budget_s: float
+    started: float
+    control: RunControl
+    last_line: str = ""
+
+
+@dataclass
+class Review:
+    """A proposal waiting for a person's accept or reject (review = "propose")."""
+
+    id: int
+    pending: Pending
+    decision: asyncio.Future[bool] = field(repr=False)
+
+
+def default_tag(today: datetime.date | None = None) -> str:
+    day = today or datetime.date.today()
+    return day.strftime("%b%d").lower()
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tag: str | None = None,
+        agent: Agent | None = None,
+        runner: Runner | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = EventBus()
+        self.folder = ensure_ratchet_dir(config.root)
+        self.ledger = Ledger(self.folder)
+        self.tag = tag or self._pick_tag()
+        self.workspace = Workspace(config.root, self.tag)
+        self.judge = Judge(config.metric.lower_is_better, config.metric.min_delta)
+        self.agent = agent or make_agent(config)
+        self.agent_kind = agent.kind if agent else resolve_kind(config)
+        self.runner = runner or make_runner(config)
+        self.lock = LoopLock(self.folder)
+        self.logs = self.folder / "logs"
+        self.state = "idle"
+        self.slots: list[Slot] = []
+        self.running: dict[int, Running] = {}
+        self.reviews: dict[int, Review] = {}
+        self._opened = False
+        self._stopping = False
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        self._priority: list[Pending] = []  # a person's edits and re-measures: first in line
+        self._prepared: list[Pending] = []  # the agent's proposals waiting for a slot
+        self._claimed: list[Pending] = []  # taken by a slot, not yet recorded as finished
+        self._started_this_run = 0
+        self._budget: int | None = None
+        self._wakeup = asyncio.Event()
+
+    # --- opening and recovering --------------------------------------------------------------
+
+    def _pick_tag(self) -> str:
+        tags = self.ledger.tags()
+        return tags[-1] if tags else default_tag()
+
+    async def open(self) -> None:
+        """Takes the project's lock, readies the branch and recovers from any crash."""
+        if self._opened:
+            return
+        self.lock.acquire()
+        try:
+            await asyncio.to_thread(self._open_branch)
+            self.slots = await self.runner.open()
+        except BaseException:
+            self.lock.release()
+            raise
+        self._opened = True
+
+    def _open_branch(self) -> None:
+        loop = self.ledger.loop(self.tag)
+        tracked = [self.config.loop.editable, *self.config.loop.locked]
+        if loop is None:
+            if self.workspace.branch_exists():
+                raise RatchetError(
+                    f"the branch {self.workspace.branch} exists but this project's ledger does "
+                    "not know it; choose another tag (`ratchet run --tag NAME`) or delete that "
+                    f"branch (`git branch -D {self.workspace.branch}`)"
+                )
+            self.workspace.check_ready(tracked)
+            start = self.workspace.create_branch()
+            self.ledger.add_loop(self.tag, start, self.config.metric.name, self.config.metric.goal)
+        else:
+            self.workspace.check_ready([])  # a repository with commits, not on our branch
+        self._recover()
+        self.workspace.remove_worktrees()
+
+    def _recover(self) -> None:
+        """After a kill: unfinished experiments become `interrupted`, and the branch and the
+        refs are put where the ledger says. The ledger is the truth: it is written first."""
+        loop = self.ledger.loop(self.tag)
+        assert loop is not None
+        expected = loop["start_commit"]
+        for exp in self.ledger.experiments(self.tag):
+            if not exp.status.is_final:
+                exp.status = Status.INTERRUPTED
+                exp.reason = "interrupted: the loop stopped while it ran"
+                exp.finished_at = exp.finished_at or time.time()
+                self.ledger.save(exp)
+            if exp.commit:
+                self.workspace.set_experiment_ref(exp.id, exp.commit)
+            if exp.status is Status.KEPT and exp.commit:
+                expected = exp.commit
+        if self.workspace.branch_tip() != expected:
+            self.workspace.set_branch(expected)
+        self.ledger.write_results(self.tag, self.config.metric.name)
+
+    async def close(self) -> None:
+        await self.agent.close()
+        await self.runner.close()
+        self.lock.release()
+        self.ledger.close()
+        self._opened = False
+
+    # --- what the loop knows -----------------------------------------------------------------
+
+    def experiments(self) -> list[Experiment]:
+        return self.ledger.experiments(self.tag)
+
+    def best(self) -> Experiment | None:
+        kept = [e for e in self.experiments() if e.status is Status.KEPT]
+        return kept[-1] if kept else None
+
+    def baseline(self) -> Experiment | None:
+        for exp in self.experiments():
+            if exp.source == "baseline" and exp.status is Status.KEPT:
+                return exp
+        return None
+
+    def tip(self) -> str:
+        tip = self.workspace.branch_tip()
+        if tip is None:
+            raise RatchetError(
+                f"the loop's branch {self.workspace.branch} is gone; run again to recover"
+            )
+        return tip
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for status views (the status bar, `ratchet.status`)."""
+        experiments = self.experiments()
+        best, baseline = self.best(), self.baseline()
+        gain = None
+        if best and baseline and best.metric is not None and baseline.metric is not None:
+            gain = self.judge.gain_percent(best.metric, baseline.metric)
+        now = time.monotonic()
+        return {
+            "state": self.state,
+            "tag": self.tag,
+            "metric": self.config.metric.name,
+            "goal": self.config.metric.goal,
+            "running": [
+                {
+                    "id": r.id,
+                    "description": r.description,
+                    "slot": r.slot,
+                    "elapsed": round(now - r.started, 1),
+                    "budget": r.budget_s,
+                    "lastLine": r.last_line,
+                }
+                for r in self.running.values()
+            ],
+            "awaitingReview": sorted(self.reviews),
+            "best": best.metric if best else None,
+            "bestId": best.id if best else None,
+            "baseline": baseline.metric if baseline else None,
+            "gainPercent": gain,
+            "kept": sum(
+                1 for e in experiments if e.status is Status.KEPT and e.source != "baseline"
+            ),
+            "total": sum(1 for e in experiments if e.status.is_final),
+            "crashed": sum(1 for e in experiments if e.status in (Status.CRASHED, Status.TIMEOUT)),
+            "costUsd": round(sum(e.cost_usd for e in experiments), 4),
+        }
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        if state != self.state or message:
+            self.state = state
+            self.bus.emit(LoopStateChanged(state, message))
+
+    # --- commands ----------------------------------------------------------------------------
+
+    async def run(self, max_experiments: int | None = None) -> None:
+        """Runs (or resumes) the loop until stopped or `max_experiments` have started
+        (the baseline counts as one)."""
+        await self.open()
+        if self.state in ("running", "paused", "awaiting_review"):
+            raise RatchetError("the loop is already running")
+        self._stopping = False
+        self._started_this_run = 0
+        self._budget = max_experiments
+        self._set_state("running" if self._unpaused.is_set() else "paused")
+        try:
+            if self.baseline() is None:
+                ok = await self._run_baseline()
+                if not ok:
+                    return
+            await self._run_slots()
+        finally:
+            self.running.clear()
+            for review in self.reviews.values():
+                if not review.decision.done():
+                    review.decision.cancel()
+            if self.state != "error":
+                self._set_state("idle")
+
+    def stop(self) -> None:
+        """Stops the loop: running experiments are killed and recorded `interrupted`."""
+        self._stopping = True
+        for running in self.running.values():
+            running.control.stop("stopped by the user")
+        self._unpaused.set()
+        self._wakeup.set()
+        if self.state not in ("idle", "error"):
+            self._set_state("stopping")
+
+    def stop_experiment(self, experiment: int, reason: str = "cancelled by the user") -> bool:
+        running = self.running.get(experiment)
+        if running is None:
+            return False
+        running.control.stop(reason)
+        return True
+
+    def pause(self) -> None:
+        """Running experiments finish; no new one starts until resume."""
+        self._unpaused.clear()
+        if self.state in ("running", "awaiting_review"):
+            self._set_state("paused")
+
+    def resume(self) -> None:
+        self._unpaused.set()
+        if self.state == "paused":
+            self._set_state("running")
+
+    def decide(self, experiment: int, accept: bool) -> None:
+        """Accept or reject a proposal waiting for review."""
+        review = self.reviews.get(experiment)
+        if review is None or review.decision.done():
+            raise RatchetError(f"experiment {experiment} is not waiting for review")
+        review.decision.set_result(accept)
+
+    def submit(self, text: str, description: str, source: str = "human") -> None:
+        """An edit made by a person (the editor's buffer), judged like any proposal; it runs
+        before the agent's next one."""
+        tip = self.tip()
+        proposal = Proposal(
+            edits={self.config.loop.editable: text}, description=description, source=source
+        )
+        self._priority.append(
+            Pending(proposal, tip, self.workspace.read(tip, self.config.loop.editable))
+        )
+        self._wakeup.set()
+
+    def add_note(self, text: str) -> None:
+        self.ledger.add_note(self.tag, text)
+
+    # --- the baseline ------------------------------------------------------------------------
+
+    async def _run_baseline(self) -> bool:
+        tip = await asyncio.to_thread(self.tip)
+        text = await asyncio.to_thread(self.workspace.read, tip, self.config.loop.editable)
+        pending = Pending(Proposal(edits={}, description="baseline", source="baseline"), tip, text)
+        self._started_this_run += 1
+        exp = await self._experiment(pending, self.slots[0])
+        if exp is None or exp.status is not Status.KEPT:
+            if exp is not None and exp.status is not Status.INTERRUPTED:
+                self._set_state(
+                    "error",
+                    f"the baseline (exp {exp.id}) did not give a metric: {exp.reason}. "
+                    "Fix the command or the file, commit, and run again.",
+                )
+            return False
+        return True
+
+    # --- slots and the pipeline --------------------------------------------------------------
+
+    async def _run_slots(self) -> None:
+        queue: asyncio.Queue[Pending] = asyncio.Queue()
+        tickets = asyncio.Semaphore(len(self.slots))
+        proposer = asyncio.create_task(self._propose_forever(queue, tickets))
+        workers = [asyncio.create_task(self._work(slot, queue, tickets)) for slot in self.slots]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            self._prepared.clear()
+            proposer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await proposer
+            for worker in workers:
+                worker.cancel()
+
+    def _quota_left(self) -> bool:
+        return self._budget is None or self._started_this_run < self._budget
+
+    async def _propose_forever(
+        self, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
+    ) -> None:
+        """Prepares the next proposal while the current experiments run (the GPU never waits).
+        A ticket per slot bounds how far ahead it goes: one prepared proposal per slot."""
+        while not self._stopping:
+            await tickets.acquire()
+            await self._unpaused.wait()
+            if self._stopping:
+                return
+            if self._budget is not None and self._started_this_run + queue.qsize() >= self._budget:
+                tickets.release()  # enough are planned; look again in case one is dropped
+                await asyncio.sleep(0.05)
+                continue
+            pending = await self._propose()
+            self._prepared.append(pending)
+            queue.put_nowait(pending)
+
+    async def _propose(self) -> Pending:
+        tip = await asyncio.to_thread(self.tip)
+        context = await asyncio.to_thread(self._context, tip)
+        started = time.monotonic()
+        proposal = await self.agent.propose(context)
+        proposal.agent_seconds = proposal.agent_seconds or (time.monotonic() - started)
+        return Pending(proposal, tip, context.editable_text)
+
+    def _context(self, tip: str) -> ProposalContext:
+        editable = self.config.loop.editable
+        text = self.workspace.read(tip, editable)
+        experiments = self.experiments()
+        best = self.best()
+        history = []
+        for exp in experiments[-HISTORY_SIZE:]:
+            delta = None
+            if exp.metric is not None and best is not None and best.metric is not None:
+                delta = exp.metric - best.metric
+            tail = ""
+            if exp.status in (Status.CRASHED, Status.TIMEOUT) and exp.id >= len(experiments) - 10:
+                tail = "\n".join(exp.log_tail.splitlines()[-LOG_TAIL_FOR_AGENT:])
+            history.append(
+                HistoryEntry(
+                    exp.id,
+                    str(exp.status),
+                    exp.metric,
+                    delta,
+                    exp.description if not exp.reason else f"{exp.description} ({exp.reason})",
+                    tail,
+                )
+            )
+        queued = self._prepared + self._claimed
+        in_flight = [p.proposal.description for p in queued]
+        tried = {e.digest for e in experiments if e.digest}
+        tried |= {digest(p.proposal.edits.get(editable, "")) for p in queued}
+        return ProposalContext(
+            experiment=self.ledger.next_id(self.tag) + len(queued) + len(self.running),
+            editable_path=editable,
+            editable_text=text,
+            program=self._read_program(),
+            metric_name=self.config.metric.name,
+            goal=self.config.metric.goal,
+            best_metric=best.metric if best else None,
+            history=tuple(history),
+            notes=tuple(self.ledger.notes(self.tag)),
+            running=tuple(in_flight),
+            tried_digests=frozenset(tried),
+        )
+
+    def _read_program(self) -> str:
+        path = self.config.root / self.config.loop.program
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    async def _work(
+        self, slot: Slot, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
+    ) -> None:
+        while not self._stopping and self._quota_left():
+            await self._unpaused.wait()
+            if self._stopping:
+                return
+            pending = await self._next(queue)
+            if pending is None:
+                continue
+            if pending in self._prepared:
+                self._prepared.remove(pending)
+                tickets.release()
+            self._started_this_run += 1
+            self._claimed.append(pending)
+            try:
+                if await self._experiment(pending, slot) is None:
+                    self._started_this_run -= 1  # dropped before it ran: it does not count
+            finally:
+                self._claimed.remove(pending)
+
+    async def _next(self, queue: asyncio.Queue[Pending]) -> Pending | None:
+        """The person's edits first, then the agent's; None to look again (stop, wake-up)."""
+        if self._priority:
+            return self._priority.pop(0)
+        self._wakeup.clear()
+        getter = asyncio.create_task(queue.get())
+        waker = asyncio.create_task(self._wakeup.wait())
+        done, _ = await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
+        waker.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await getter
+        return None
+
+    # --- one experiment ----------------------------------------------------------------------
+
+    async def _rebase(self, pending: Pending) -> Pending | None:
+        """A proposal made from an older best is merged onto the current one (three-way merge of
+        the editable file); None if it no longer applies or changes nothing."""
+        tip = await asyncio.to_thread(self.tip)
+        if pending.base_commit == tip or pending.proposal.source == "baseline":
+            return pending
+        editable = self.config.loop.editable
+        current = await asyncio.to_thread(self.workspace.read, tip, editable)
+        proposed = pending.proposal.edits.get(editable)
+        if proposed is None or set(pending.proposal.edits) != {editable}:
+            return replace(pending, base_commit=tip, base_text=current)  # the guard refuses it
+        merged = await asyncio.to_thread(
+            self.workspace.merge_file, pending.base_text, current, proposed
+        )
+        if merged is None or merged == current:
+            return None
+        proposal = replace(pending.proposal, edits={editable: merged})
+        return Pending(proposal, tip, current)
+
+    async def _experiment(self, pending: Pending, slot: Slot) -> Experiment | None:
+        """Guard, commit, run, measure, judge and record one proposal. Returns the record."""
+        rebased = await self._rebase(pending)
+        if rebased is None:
+            return None  # its change is already in, or no longer applies: the agent re-proposes
+        pending = rebased
+        started = time.monotonic()
+        proposal = pending.proposal
+        editable = self.config.loop.editable
+        new_text = proposal.edits.get(editable, pending.base_text)
+        exp_id = await asyncio.to_thread(self.ledger.next_id, self.tag)
+        exp = Experiment(
+            id=exp_id,
+            tag=self.tag,
+            status=Status.PROPOSED,
+            description=proposal.description,
+            agent=self.agent_kind if proposal.source == "agent" else proposal.source,
+            base_commit=pending.base_commit,
+            agent_s=proposal.agent_seconds,
+            cost_usd=proposal.cost_usd,
+            input_tokens=proposal.input_tokens,
+            output_tokens=proposal.output_tokens,
+            started_at=time.time(),
+            source=proposal.source,
+            log_path=str(self.logs / f"{exp_id}.log"),
+        )
+        if proposal.source != "baseline":
+            problem = guard.check_proposal(proposal, editable, pending.base_text)
+            if problem is None:
+                problem = self._repeats(new_text)
+            if problem is not None:
+                exp.status, exp.reason = Status.INVALID, f"invalid: {problem}"
+                exp.diff = (
+                    _diff(editable, pending.base_text, new_text) if "\0" not in new_text else ""
+                )
+                return await self._finish(exp, started, run_s=0.0)
+        exp.diff = _diff(editable, pending.base_text, new_text)
+        exp.digest = digest(new_text)
+        message = commit_message(exp_id, proposal.description, Trailers(exp_id, "running"))
+        exp.commit = await asyncio.to_thread(
+            self.workspace.commit_edits,
+            pending.base_commit,
+            {editable: new_text} if proposal.edits else {},
+            message,
+        )
+        await asyncio.to_thread(self.workspace.set_experiment_ref, exp_id, exp.commit)
+        review = self.config.loop.review == "propose" and proposal.source == "agent"
+        exp.status = Status.AWAITING_REVIEW if review else Status.RUNNING
+        await asyncio.to_thread(self.ledger.save, exp)
+        self.bus.emit(
+            ExperimentProposed(
+                exp_id, proposal.description, exp.diff, pending.base_text, new_text, review
+            )
+        )
+        if review and not await self._await_review(exp_id, pending):
+            exp.status = Status.REJECTED
+            exp.reason = (
+                "rejected in review" if not self._stopping else "the loop stopped before review"
+            )
+            return await self._finish(exp, started, run_s=0.0)
+        if self._stopping:
+            exp.status, exp.reason = Status.INTERRUPTED, "interrupted: the loop stopped"
+            return await self._finish(exp, started, run_s=0.0)
+
+        exp.status = Status.RUNNING
+        await asyncio.to_thread(self.ledger.save, exp)
+        outcome, measurement, run_s = await self._run_and_measure(exp, slot, new_text)
+        self._judge(exp, outcome, measurement)
+        return await self._finish(exp, started, run_s=run_s)
+
+    def _repeats(self, text: str) -> str | None:
+        wanted = digest(text)
+        for exp in self.experiments():
+            if (
+                exp.digest == wanted
+                and exp.status.is_final
+                and exp.status
+                not in (Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.LOST)
+            ):
+                return f"this edit repeats exp {exp.id} ({exp.status}), which was already measured"
+        return None
+
+    async def _await_review(self, exp_id: int, pending: Pending) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.reviews[exp_id] = Review(exp_id, pending, future)
+        self._set_state("awaiting_review")
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._stopping:
+                return False
+            raise
+        finally:
+            self.reviews.pop(exp_id, None)
+            if not self.reviews and self.state == "awaiting_review":
+                self._set_state("running" if self._unpaused.is_set() else "paused")
+
+    async def _run_and_measure(
+        self, exp: Experiment, slot: Slot, new_text: str
+    ) -> tuple[RunOutcome, Measurement, float]:
+        loop = self.config.loop
+        worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, exp.commit or "")
+        control = RunControl()
+        running = Running(
+            exp.id, exp.description, slot.name, loop.budget_s, time.monotonic(), control
+        )
+        self.running[exp.id] = running
+        reader = MetricReader(self.config.metric)
+        use_eval = self.config.metric.eval is not None
+        started = running.started
+
+        def on_line(line: str) -> None:
+            if not use_eval:
+                reader.feed(line)
+            running.last_line = line
+            self.bus.emit(OutputLine(exp.id, line, time.monotonic() - started))
+
+        self.bus.emit(ExperimentStarted(exp.id, exp.description, loop.budget_s, slot.name))
+        job = Job(
+            experiment=exp.id,
+            command=loop.command,
+            worktree=worktree,
+            log_path=Path(exp.log_path),
+            budget_s=loop.budget_s,
+            timeout_s=loop.timeout_s,
+            locked=loop.locked,
+            editable=loop.editable,
+            editable_text=new_text,
+        )
+        Path(exp.log_path).unlink(missing_ok=True)
+        try:
+            outcome = await self.runner.run(job, slot, on_line, control)
+            run_s = outcome.wall_s
+            if use_eval and self._ran_clean(outcome) and not control.stopped.is_set():
+                eval_job = replace(
+                    job,
+                    command=self.config.metric.eval or "",
+                    log_path=Path(exp.log_path).with_suffix(".eval.log"),
+                )
+                eval_outcome = await self.runner.run(eval_job, slot, reader.feed, control)
+                run_s += eval_outcome.wall_s
+                if not self._ran_clean(eval_outcome):
+                    eval_outcome.tail = [f"[eval] {line}" for line in eval_outcome.tail]
+                    outcome = replace(
+                        eval_outcome,
+                        locked_changed=outcome.locked_changed or eval_outcome.locked_changed,
+                    )
+        finally:
+            self.running.pop(exp.id, None)
+        exp.hardware = outcome.hardware
+        return outcome, reader.result(), run_s
+
+    @staticmethod
+    def _ran_clean(outcome: RunOutcome) -> bool:
+        return (
+            outcome.exit_code == 0
+            and not outcome.timed_out
+            and not outcome.stopped
+            and not outcome.lost
+        )
+
+    def _judge(self, exp: Experiment, outcome: RunOutcome, measurement: Measurement) -> None:
+        """The experiment's final status and the reason, in words."""
+        exp.exit_code = outcome.exit_code
+        exp.log_tail = "\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:])
+        exp.secondary = measurement.secondary
+        exp.metric = measurement.value
+        last = outcome.tail[-1] if outcome.tail else ""
+        if outcome.stopped:
+            exp.status, exp.reason = Status.INTERRUPTED, "interrupted: stopped before it finished"
+        elif outcome.lost:
+            exp.status, exp.reason = Status.LOST, f"lost: {outcome.lost}"
+        elif outcome.timed_out:
+            exp.status = Status.TIMEOUT
+            exp.reason = f"timeout: killed after {self.config.loop.timeout_s:g}s with its children"
+        elif outcome.locked_changed:
+            exp.status = Status.VOIDED
+            exp.reason = "voided: the run changed locked files: " + ", ".join(
+                outcome.locked_changed
+            )
+        elif outcome.leftover_processes:
+            exp.status = Status.VOIDED
+            exp.reason = (
+                f"voided: it left {outcome.leftover_processes} process(es) running "
+                "after it exited (killed)"
+            )
+        elif outcome.exit_code != 0:
+            exp.status = Status.CRASHED
+            exp.reason = f"crashed: exit code {outcome.exit_code}" + (f": {last}" if last else "")
+        elif measurement.value is None:
+            exp.status, exp.reason = Status.CRASHED, f"crashed: {measurement.problem}"
+        else:
+            self._verdict(exp, measurement.value)
+        if not exp.status.measured:
+            exp.metric = None if exp.status is not Status.VOIDED else exp.metric
+
+    def _verdict(self, exp: Experiment, value: float) -> None:
+        if exp.source == "baseline":
+            exp.status, exp.reason = Status.KEPT, f"baseline: {self.config.metric.name} {value:.6g}"
+            return
+        best = self.best()
+        assert best is not None and best.metric is not None
+        verdict = self.judge.decide(value, best.metric)
+        if verdict.keep and exp.base_commit != best.commit:
+            # Better than its base, but the best moved on while it ran: its change is merged
+            # onto the new best and measured again rather than kept as is.
+            exp.status = Status.DISCARDED
+            exp.reason = (
+                f"{verdict.reason}, but measured on an older best than exp {best.id}: "
+                "merged onto it and re-queued to be measured again"
+            )
+            self._requeue_on_best(exp)
+            return
+        exp.status = Status.KEPT if verdict.keep else Status.DISCARDED
+        exp.reason = verdict.reason
+
+    def _requeue_on_best(self, exp: Experiment) -> None:
+        if exp.commit is None:
+            return
+        editable = self.config.loop.editable
+        base_text = self.workspace.read(exp.base_commit, editable)
+        text = self.workspace.read(exp.commit, editable)
+        proposal = Proposal(
+            edits={editable: text},
+            description=f"{exp.description} (re-measured from exp {exp.id})",
+            source="rebase",
+        )
+        self._priority.append(Pending(proposal, exp.base_commit, base_text))
+
+    async def _finish(self, exp: Experiment, started: float, run_s: float) -> Experiment:
+        """Final commit message, ledger, branch and results.tsv, in the order recovery expects:
+        the ledger first, then the refs."""
+        exp.run_s = run_s
+        exp.finished_at = time.time()
+        best_before = self.best()
+        if exp.commit is not None:
+            metric = f"{self.config.metric.name}={exp.metric:.6g}" if exp.metric is not None else ""
+            message = commit_message(
+                exp.id, exp.description, Trailers(exp.id, str(exp.status), metric)
+            )
+            exp.commit = await asyncio.to_thread(self.workspace.recommit, exp.commit, message)
+        exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
+        await asyncio.to_thread(self._record, exp)
+        new_best = exp.status is Status.KEPT
+        best = exp if new_best else best_before
+        baseline = self.baseline()
+        self.bus.emit(
+            ExperimentFinished(
+                exp, best.metric if best else None, baseline.metric if baseline else None, new_best
+            )
+        )
+        return exp
+
+    def _record(self, exp: Experiment) -> None:
+        self.ledger.save(exp)
+        if exp.commit is not None:
+            self.workspace.set_experiment_ref(exp.id, exp.commit)
+            if exp.status is Status.KEPT:
+                self.workspace.move_branch(exp.commit, exp.base_commit)
+        self.ledger.write_results(self.tag, self.config.metric.name)
+
+
+def _diff(path: str, old: str, new: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )

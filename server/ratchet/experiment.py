@@ -1,0 +1,162 @@
+"""The plain data one experiment is made of, as it travels through the loop.
+
+engine ── ProposalContext ──▶ agent ── Proposal ──▶ guard ──▶ workspace ──▶ runner ── Run
+       ──▶ metric ── Measurement ──▶ judge ── Verdict ──▶ ledger (Experiment)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    PROPOSED = "proposed"
+    AWAITING_REVIEW = "awaiting_review"
+    RUNNING = "running"
+    MEASURED = "measured"
+    KEPT = "kept"
+    DISCARDED = "discarded"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+    INVALID = "invalid"
+    VOIDED = "voided"
+    INTERRUPTED = "interrupted"
+    ABORTED = "aborted"
+    LOST = "lost"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in _UNFINISHED
+
+    @property
+    def measured(self) -> bool:
+        """A run finished and its metric counts (kept or discarded)."""
+        return self in (Status.KEPT, Status.DISCARDED)
+
+
+_UNFINISHED = {Status.PROPOSED, Status.AWAITING_REVIEW, Status.RUNNING, Status.MEASURED}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One past experiment as an agent sees it."""
+
+    id: int
+    status: str
+    metric: float | None
+    delta: float | None
+    description: str
+    log_tail: str = ""
+    trace_tail: str = ""
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    """Everything an agent may read to propose the next edit."""
+
+    experiment: int
+    editable_path: str
+    editable_text: str  # the file at the current best
+    program: str  # program.md, re-read before every proposal
+    metric_name: str
+    goal: str
+    best_metric: float | None
+    history: tuple[HistoryEntry, ...]
+    notes: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()  # descriptions of experiments in flight on other slots
+    tried_digests: frozenset[str] = frozenset()  # normalised digests of files already measured
+    repair_of: RepairRequest | None = None
+
+
+@dataclass(frozen=True)
+class RepairRequest:
+    """A fast crash handed back to the agent: its text, and what went wrong."""
+
+    broken_text: str
+    description: str
+    log_tail: str
+    attempt: int
+
+
+@dataclass
+class Proposal:
+    """An agent's edit: the new text of each file it changed, and one line saying why."""
+
+    edits: dict[str, str]
+    description: str
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    agent_seconds: float = 0.0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # Set when the agent itself failed to produce a usable edit (it is recorded `invalid`).
+    failure: str | None = None
+    source: str = "agent"  # agent | human (runBuffer) | rebase
+
+
+@dataclass
+class Run:
+    """What running one experiment command produced."""
+
+    exit_code: int | None
+    wall_s: float
+    timed_out: bool
+    interrupted: bool
+    log_path: str
+    tail: list[str]
+    host: str = "local"
+    slot: str = "cpu"
+    lost: str | None = None  # a remote run lost to its host or connection: why
+    aborted: str | None = None  # stopped early by the engine: why
+    leftover_processes: int = 0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    value: float | None
+    secondary: dict[str, float]
+    problem: str | None = None  # why there is no value (a crash)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    keep: bool
+    reason: str
+
+
+@dataclass
+class Experiment:
+    """One experiment as the ledger holds it."""
+
+    id: int
+    tag: str
+    status: Status
+    description: str
+    agent: str
+    base_commit: str
+    commit: str | None = None
+    metric: float | None = None
+    secondary: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    diff: str = ""
+    agent_s: float = 0.0
+    run_s: float = 0.0
+    overhead_s: float = 0.0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    hardware: dict[str, Any] = field(default_factory=dict)
+    log_path: str = ""
+    exit_code: int | None = None
+    log_tail: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    source: str = "agent"
+    digest: str = ""
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.id == 0

@@ -1,0 +1,81 @@
+"""What every runner (local, ssh, ray) offers the engine: slots, and running one job on one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place one experiment runs at a time: a GPU of a host, or a CPU slot."""
+
+    name: str  # e.g. "gpu0", "cpu", "root@box:22/gpu1", "ray/3"
+    host: str = "local"
+    gpu: int | None = None
+
+
+@dataclass
+class Job:
+    """One command to run for one experiment."""
+
+    experiment: int
+    command: str
+    worktree: Path  # the experiment's checkout (the project folder inside it)
+    log_path: Path
+    budget_s: float
+    timeout_s: float
+    locked: tuple[str, ...] = ()
+    editable: str = ""
+    editable_text: str = ""  # remote runners send only this file per experiment
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class RunControl:
+    """Lets the engine stop one running job early (stop, cancel, early abort)."""
+
+    def __init__(self) -> None:
+        self.stopped = asyncio.Event()
+        self.reason = ""
+        self.aborted = False
+
+    def stop(self, reason: str, *, aborted: bool = False) -> None:
+        if not self.stopped.is_set():
+            self.reason = reason
+            self.aborted = aborted
+            self.stopped.set()
+
+
+OnLine = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """What the engine needs back from a runner (see experiment.Run for the stored form)."""
+
+    exit_code: int | None
+    wall_s: float
+    timed_out: bool
+    stopped: bool
+    tail: list[str]
+    locked_changed: list[str]
+    leftover_processes: int = 0
+    lost: str | None = None
+    hardware: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    kind: str
+
+    async def open(self) -> list[Slot]:
+        """Connects and lists the slots; raises RatchetError with a plain message if it can't."""
+        ...
+
+    async def run(
+        self, job: Job, slot: Slot, on_line: OnLine, control: RunControl
+    ) -> RunOutcome: ...
+
+    async def close(self) -> None: ...

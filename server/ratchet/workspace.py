@@ -1,0 +1,265 @@
+"""Git for the loop: the loop's branch, one commit per experiment, worktrees to run them in.
+
+The user's working tree, index and current branch are never touched: commits are built with
+a private index file, and experiments run in worktrees under `.ratchet/worktrees/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from .errors import WorkspaceError
+
+RATCHET_DIR = ".ratchet"
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Ratchet",
+    "GIT_AUTHOR_EMAIL": "ratchet@localhost",
+    "GIT_COMMITTER_NAME": "Ratchet",
+    "GIT_COMMITTER_EMAIL": "ratchet@localhost",
+}
+
+
+@dataclass(frozen=True)
+class Trailers:
+    experiment: int
+    status: str
+    metric: str = ""
+
+    def render(self) -> str:
+        lines = [f"Ratchet-Experiment: {self.experiment}", f"Ratchet-Status: {self.status}"]
+        if self.metric:
+            lines.append(f"Ratchet-Metric: {self.metric}")
+        return "\n".join(lines)
+
+
+def commit_message(experiment: int, description: str, trailers: Trailers) -> str:
+    subject = " ".join(description.split())[:200] or "experiment"
+    return f"exp {experiment}: {subject}\n\n{trailers.render()}\n"
+
+
+def ensure_ratchet_dir(project: Path) -> Path:
+    """`.ratchet/` ignores itself, so the user's .gitignore never needs an edit."""
+    folder = project / RATCHET_DIR
+    folder.mkdir(exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    return folder
+
+
+class Workspace:
+    """The repository that holds a project (ratchet.toml's folder may be a subfolder)."""
+
+    def __init__(self, project: Path, tag: str) -> None:
+        self.project = project.resolve()
+        self.tag = tag
+        try:
+            self.repo = git.Repo(self.project, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise WorkspaceError(
+                f"{self.project} is not inside a git repository; Ratchet keeps every experiment "
+                "as a commit. Run `git init && git add -A && git commit -m init` there first."
+            ) from None
+        if self.repo.working_tree_dir is None:
+            raise WorkspaceError(f"{self.project} is a bare repository; use a normal clone")
+        self.top = Path(self.repo.working_tree_dir).resolve()
+        prefix = self.project.relative_to(self.top).as_posix()
+        self.prefix = "" if prefix == "." else prefix + "/"
+        self.git = self.repo.git
+        self._lock = threading.Lock()
+        self._env = self._identity_env()
+        self.worktrees = ensure_ratchet_dir(self.project) / "worktrees"
+
+    @property
+    def branch(self) -> str:
+        return f"ratchet/{self.tag}"
+
+    @property
+    def branch_ref(self) -> str:
+        return f"refs/heads/{self.branch}"
+
+    def experiment_ref(self, experiment: int) -> str:
+        return f"refs/ratchet/{self.tag}/exp/{experiment}"
+
+    def repo_path(self, relative: str) -> str:
+        """A project-relative path as git names it from the top of the repository."""
+        return self.prefix + relative
+
+    # --- checks -----------------------------------------------------------------------------
+
+    def check_ready(self, tracked: list[str]) -> None:
+        """Refuses a repository the loop cannot start from, saying what to do."""
+        if not self.repo.head.is_valid():
+            raise WorkspaceError(
+                "the repository has no commit yet; commit your files first "
+                "(`git add -A && git commit -m init`)"
+            )
+        if not self.repo.head.is_detached and self.repo.active_branch.name == self.branch:
+            raise WorkspaceError(
+                f"you have the loop's branch {self.branch} checked out; Ratchet moves it as "
+                "experiments are kept. Switch to another branch (`git switch -`) and run again."
+            )
+        paths = [self.repo_path(p) for p in tracked]
+        status = self.git.status("--porcelain", "--untracked-files=all", "--", *paths)
+        if status.strip():
+            changed = sorted({line[3:].strip() for line in status.splitlines()})
+            raise WorkspaceError(
+                "uncommitted changes to " + ", ".join(changed) + ": the loop starts from "
+                "committed files. Commit them (`git commit -am ...`) or stash them "
+                "(`git stash`), then run again."
+            )
+
+    # --- branch and refs -----------------------------------------------------------------
+
+    def branch_tip(self) -> str | None:
+        try:
+            return self.git.rev_parse("--verify", "--quiet", self.branch_ref + "^{commit}")
+        except git.GitCommandError:
+            return None
+
+    def create_branch(self) -> str:
+        head = self.repo.head.commit.hexsha
+        self.git.update_ref(self.branch_ref, head, "")
+        return head
+
+    def move_branch(self, new: str, expected_old: str) -> None:
+        with self._lock:
+            self.git.update_ref(
+                "-m", "ratchet: keep", self.branch_ref, new, expected_old, env=self._env
+            )
+
+    def set_branch(self, commit: str) -> None:
+        """Puts the branch where the ledger says it belongs (recovery after a crash)."""
+        with self._lock:
+            self.git.update_ref("-m", "ratchet: recover", self.branch_ref, commit)
+
+    def set_experiment_ref(self, experiment: int, commit: str) -> None:
+        self.git.update_ref(self.experiment_ref(experiment), commit)
+
+    def experiment_refs(self) -> dict[int, str]:
+        output = self.git.for_each_ref(
+            "--format=%(refname) %(objectname)", f"refs/ratchet/{self.tag}/exp/"
+        )
+        refs = {}
+        for line in output.splitlines():
+            name, sha = line.split()
+            refs[int(name.rsplit("/", 1)[1])] = sha
+        return refs
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self.git.merge_base("--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def branch_exists(self) -> bool:
+        return self.branch_tip() is not None
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def read(self, commit: str, relative: str) -> str:
+        return self.git.cat_file(
+            "blob", f"{commit}:{self.repo_path(relative)}", strip_newline_and_spaces=False
+        )
+
+    def log_subjects(self, commit: str, since: str) -> list[str]:
+        output = self.git.log("--format=%s", f"{since}..{commit}")
+        return output.splitlines()
+
+    def parent(self, commit: str) -> str:
+        return self.git.rev_parse(f"{commit}^")
+
+    def tree(self, commit: str) -> str:
+        return self.git.rev_parse(f"{commit}^{{tree}}")
+
+    # --- writing commits ---------------------------------------------------------------------
+
+    def commit_edits(self, base: str, edits: dict[str, str], message: str) -> str:
+        """A commit on top of `base` with these files replaced; nothing checked out changes."""
+        if not edits:
+            return self.commit_tree(self.tree(base), base, message)
+        with tempfile.TemporaryDirectory(prefix="ratchet-index-") as scratch:
+            env = {**self._env, "GIT_INDEX_FILE": os.path.join(scratch, "index")}
+            self.git.read_tree(base, env=env)
+            for number, (relative, text) in enumerate(edits.items()):
+                path = self.repo_path(relative)
+                source = Path(scratch) / f"blob{number}"
+                source.write_bytes(text.encode("utf-8"))
+                blob = self.git.hash_object("-w", "--", str(source))
+                mode = self._mode(base, path)
+                self.git.update_index("--add", "--cacheinfo", f"{mode},{blob},{path}", env=env)
+            tree = self.git.write_tree(env=env)
+        return self.commit_tree(tree, base, message)
+
+    def commit_tree(self, tree: str, parent: str, message: str) -> str:
+        return self.git.commit_tree(tree, "-p", parent, "-m", message, env=self._env)
+
+    def recommit(self, commit: str, message: str) -> str:
+        """The same change with a new message (the final status and metric as trailers)."""
+        return self.commit_tree(self.tree(commit), self.parent(commit), message)
+
+    def _mode(self, base: str, path: str) -> str:
+        listing = self.git.ls_tree(base, "--", path)
+        return listing.split()[0] if listing else "100644"
+
+    def _identity_env(self) -> dict[str, str]:
+        """The user's own identity when git has one; Ratchet's otherwise (fresh machines)."""
+        reader = self.repo.config_reader()
+        has_identity = reader.has_option("user", "email") and reader.has_option("user", "name")
+        if has_identity or os.environ.get("GIT_AUTHOR_EMAIL"):
+            return {}
+        return dict(_IDENTITY)
+
+    # --- worktrees ---------------------------------------------------------------------------
+
+    def checkout(self, slot: str, commit: str) -> Path:
+        """The slot's worktree, clean, at `commit`; returns the project folder inside it."""
+        path = self.worktrees / slot
+        with self._lock:
+            if (path / ".git").exists():
+                try:
+                    wt = git.Git(path)
+                    wt.checkout("--force", "--detach", commit)
+                    wt.clean("-ffdxq")
+                    return path / self.prefix
+                except git.GitCommandError:
+                    shutil.rmtree(path, ignore_errors=True)
+                    self.git.worktree("prune")
+            elif path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+            self.worktrees.mkdir(parents=True, exist_ok=True)
+            self.git.worktree("add", "--detach", "--force", str(path), commit)
+        return path / self.prefix
+
+    def remove_worktrees(self) -> None:
+        """Stale worktrees of a killed loop: removed, then pruned from git's list."""
+        with self._lock:
+            if self.worktrees.exists():
+                for child in self.worktrees.iterdir():
+                    try:
+                        self.git.worktree("remove", "--force", str(child))
+                    except git.GitCommandError:
+                        shutil.rmtree(child, ignore_errors=True)
+            self.git.worktree("prune")
+
+    def merge_file(self, base_text: str, ours: str, theirs: str) -> str | None:
+        """Three-way merge of one file's texts; None when the changes conflict."""
+        with tempfile.TemporaryDirectory(prefix="ratchet-merge-") as scratch:
+            names = []
+            for name, text in (("ours", ours), ("base", base_text), ("theirs", theirs)):
+                target = Path(scratch) / name
+                target.write_text(text, encoding="utf-8")
+                names.append(str(target))
+            try:
+                merged = self.git.merge_file("-p", *names, strip_newline_and_spaces=False)
+            except git.GitCommandError:
+                return None  # exit status > 0: conflicts
+        return merged

@@ -1,0 +1,85 @@
+"""Shared fixtures: real git repositories in temporary folders, with tiny real experiments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+TRAIN = textwrap.dedent(
+    """\
+    import os
+    LR = 0.5
+    WIDTH = 8
+    score = (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100
+    print("training...")
+    print("---")
+    print(f"score: {score:.6f}")
+    print("num_steps: 10")
+    """
+)
+
+CONFIG = textwrap.dedent(
+    """\
+    [loop]
+    editable = "train.py"
+    locked = ["prepare.py"]
+    command = "{python} train.py"
+    budget = "10s"
+
+    [metric]
+    name = "score"
+    goal = "minimize"
+
+    [agent]
+    kind = "mutate"
+    seed = 0
+    """
+)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=cwd, check=True, capture_output=True, text=True,
+    ).stdout
+
+
+def commit_all(cwd: Path, message: str = "init") -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-qm", message)
+
+
+MakeProject = Callable[..., Path]
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> MakeProject:
+    """A committed git repository holding a tiny loop (editable train.py, metric `score`)."""
+
+    def make(
+        train: str = TRAIN,
+        config: str | None = None,
+        extra: dict[str, str] | None = None,
+        commit: bool = True,
+        name: str = "project",
+    ) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        git(root, "init", "-q", "-b", "main")
+        (root / "train.py").write_text(train)
+        (root / "prepare.py").write_text("# locked: the data and the evaluation\n")
+        (root / "program.md").write_text("Make the score lower.\n")
+        (root / "ratchet.toml").write_text((config or CONFIG).format(python=sys.executable))
+        for relative, text in (extra or {}).items():
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_text(text)
+        if commit:
+            commit_all(root)
+        return root
+
+    return make
