@@ -31,16 +31,26 @@ EXIT_INTERRUPTED = 130
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratchet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ratchet {__version__}")
-    parser.add_argument("-C", "--project", type=Path, default=Path.cwd(),
-                        help="the folder of ratchet.toml (default: here)")
+    parser.add_argument(
+        "-C",
+        "--project",
+        type=Path,
+        default=Path.cwd(),
+        help="the folder of ratchet.toml (default: here)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="write ratchet.toml and program.md for this folder")
     init.add_argument("--force", action="store_true", help="replace an existing ratchet.toml")
 
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
-    run.add_argument("--max-experiments", type=int, default=None, metavar="N",
-                     help="stop after N experiments (the baseline counts as one)")
+    run.add_argument(
+        "--max-experiments",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N experiments (the baseline counts as one)",
+    )
     run.add_argument("--tag", default=None, help="the loop's name; its branch is ratchet/TAG")
 
     log = commands.add_parser("log", help="the experiments: a table, JSON or results.tsv")
@@ -64,8 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("doctor", help="check git, python and the GPUs seen")
 
     serve = commands.add_parser("serve", help="the language server, on stdio")
-    serve.add_argument("--tcp", metavar="HOST:PORT", default=None,
-                       help="listen on TCP instead (loopback unless a host is given)")
+    serve.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        default=None,
+        help="listen on TCP instead (loopback unless a host is given)",
+    )
     return parser
 
 
@@ -94,10 +108,13 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     written, triplet = init(project, force=args.force)
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
-    console.print(f"Wrote {', '.join(written)}: editable {triplet.editable}, metric "
-                  f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`.")
-    console.print("Check ratchet.toml, write your instructions in program.md, commit, then "
-                  "`ratchet run`.")
+    console.print(
+        f"Wrote {', '.join(written)}: editable {triplet.editable}, metric "
+        f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`."
+    )
+    console.print(
+        "Check ratchet.toml, write your instructions in program.md, commit, then `ratchet run`."
+    )
     return 0
 
 
@@ -181,8 +198,12 @@ def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
     ledger, tag = _open_ledger(project, args.tag)
     loop = ledger.loop(tag) or {}
     output = args.output if args.output.is_absolute() else Path.cwd() / args.output
-    count = plot(ledger.experiments(tag), loop.get("metric_name", "metric"),
-                 loop.get("goal", "minimize"), output)
+    count = plot(
+        ledger.experiments(tag),
+        loop.get("metric_name", "metric"),
+        loop.get("goal", "minimize"),
+        output,
+    )
     console.print(f"wrote {output} ({count} measured experiments)")
     return 0
 
@@ -194,8 +215,10 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
         raise RatchetError(f"no experiment {args.experiment} in loop {tag}")
     console.print(f"[bold]exp {exp.id}[/bold] {exp.status}: {exp.description}")
     console.print(f"metric {format_metric(exp.metric)}   {exp.reason}")
-    console.print(f"commit {exp.commit or '—'} on {exp.base_commit[:10]}   agent {exp.agent}   "
-                  f"run {exp.run_s:.1f}s   agent {exp.agent_s:.1f}s   overhead {exp.overhead_s * 1000:.0f}ms")
+    console.print(
+        f"commit {exp.commit or '—'} on {exp.base_commit[:10]}   agent {exp.agent}   "
+        f"run {exp.run_s:.1f}s   agent {exp.agent_s:.1f}s   overhead {exp.overhead_s * 1000:.0f}ms"
+    )
     if exp.secondary:
         console.print("  ".join(f"{k} {v:g}" for k, v in exp.secondary.items()))
     if exp.diff:
@@ -222,7 +245,9 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
     problems = 0
     git_path = shutil.which("git")
     if git_path:
-        version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            ["git", "--version"], capture_output=True, text=True
+        ).stdout.strip()
         console.print(f"[green]ok[/green]  {version}")
     else:
         problems += 1
@@ -231,14 +256,20 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
     gpus = hardware.local_gpus()
     if gpus:
         for gpu in gpus:
-            console.print(f"[green]ok[/green]  GPU {gpu['index']}: {gpu['name']} (driver {gpu['driver']})")
+            console.print(
+                f"[green]ok[/green]  GPU {gpu['index']}: {gpu['name']} (driver {gpu['driver']})"
+            )
     else:
-        console.print("[yellow]none[/yellow]  no NVIDIA GPU seen (nvidia-smi); experiments run on CPU")
+        console.print(
+            "[yellow]none[/yellow]  no NVIDIA GPU seen (nvidia-smi); experiments run on CPU"
+        )
     console.print(f"      CPU: {hardware.cpu_model()}, {os.cpu_count()} cores")
     try:
         config = load_config(project)
-        console.print(f"[green]ok[/green]  ratchet.toml: edits {config.loop.editable}, metric "
-                      f"{config.metric.name} ({config.metric.goal}), budget {config.loop.budget_s:g}s")
+        console.print(
+            f"[green]ok[/green]  ratchet.toml: edits {config.loop.editable}, metric "
+            f"{config.metric.name} ({config.metric.goal}), budget {config.loop.budget_s:g}s"
+        )
     except ConfigError as error:
         problems += 1
         console.print(f"[red]error[/red]  {error}")
@@ -253,8 +284,14 @@ def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 _COMMANDS = {
-    "init": _init, "run": _run, "log": _log, "plot": _plot, "show": _show, "note": _note,
-    "doctor": _doctor, "serve": _serve,
+    "init": _init,
+    "run": _run,
+    "log": _log,
+    "plot": _plot,
+    "show": _show,
+    "note": _note,
+    "doctor": _doctor,
+    "serve": _serve,
 }
 
 

@@ -121,6 +121,7 @@ class Engine:
         self._started_this_run = 0
         self._budget: int | None = None
         self._wakeup = asyncio.Event()
+        self._submitted_only = False
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -253,15 +254,19 @@ class Engine:
 
     # --- commands ----------------------------------------------------------------------------
 
-    async def run(self, max_experiments: int | None = None) -> None:
+    async def run(
+        self, max_experiments: int | None = None, *, submitted_only: bool = False
+    ) -> None:
         """Runs (or resumes) the loop until stopped or `max_experiments` have started
-        (the baseline counts as one)."""
+        (the baseline counts as one). With `submitted_only`, runs just what was submitted
+        (a person's edit, a revert) and returns: the agent proposes nothing."""
         await self.open()
         if self.state in ("running", "paused", "awaiting_review"):
             raise RatchetError("the loop is already running")
         self._stopping = False
         self._started_this_run = 0
         self._budget = max_experiments
+        self._submitted_only = submitted_only
         self._set_state("running" if self._unpaused.is_set() else "paused")
         try:
             if self.baseline() is None:
@@ -324,6 +329,53 @@ class Engine:
         )
         self._wakeup.set()
 
+    def revert(self, experiment: int) -> None:
+        """Undoes a kept experiment with a new commit on the loop's branch: its change is taken
+        back out of the current best (a reverse three-way merge), measured, and kept."""
+        exp = self.ledger.get(self.tag, experiment)
+        if exp is None:
+            raise RatchetError(f"there is no experiment {experiment} in loop {self.tag}")
+        if exp.status is not Status.KEPT or exp.source == "baseline" or exp.commit is None:
+            raise RatchetError(
+                f"experiment {experiment} is {exp.status}, not a kept change; "
+                "only kept experiments can be reverted"
+            )
+        editable = self.config.loop.editable
+        tip = self.tip()
+        current = self.workspace.read(tip, editable)
+        merged = self.workspace.merge_file(
+            self.workspace.read(exp.commit, editable),
+            current,
+            self.workspace.read(self.workspace.parent(exp.commit), editable),
+        )
+        if merged is None:
+            raise RatchetError(
+                f"experiment {experiment} cannot be reverted cleanly: later kept "
+                "changes touch the same lines; revert those first"
+            )
+        if merged == current:
+            raise RatchetError(f"experiment {experiment}'s change is no longer in the best")
+        proposal = Proposal(
+            edits={editable: merged},
+            description=f"revert exp {experiment}: {exp.description}",
+            source="revert",
+        )
+        self._priority.append(Pending(proposal, tip, current))
+        self._wakeup.set()
+
+    def text_of(self, experiment: int | str) -> str:
+        """The editable file as experiment N left it, or as the best has it (`best`)."""
+        editable = self.config.loop.editable
+        if experiment == "best":
+            return self.workspace.read(self.tip(), editable)
+        exp = self.ledger.get(self.tag, int(experiment))
+        if exp is None or exp.commit is None:
+            raise RatchetError(
+                f"experiment {experiment} has no code to show (unknown, or refused "
+                "before it was committed)"
+            )
+        return self.workspace.read(exp.commit, editable)
+
     def add_note(self, text: str) -> None:
         self.ledger.add_note(self.tag, text)
 
@@ -350,7 +402,9 @@ class Engine:
     async def _run_slots(self) -> None:
         queue: asyncio.Queue[Pending] = asyncio.Queue()
         tickets = asyncio.Semaphore(len(self.slots))
-        proposer = asyncio.create_task(self._propose_forever(queue, tickets))
+        proposer = asyncio.create_task(
+            asyncio.sleep(0) if self._submitted_only else self._propose_forever(queue, tickets)
+        )
         workers = [asyncio.create_task(self._work(slot, queue, tickets)) for slot in self.slots]
         try:
             await asyncio.gather(*workers)
@@ -444,7 +498,7 @@ class Engine:
     ) -> None:
         while not self._stopping and self._quota_left():
             await self._unpaused.wait()
-            if self._stopping:
+            if self._stopping or (self._submitted_only and not self._priority):
                 return
             pending = await self._next(queue)
             if pending is None:
@@ -696,6 +750,12 @@ class Engine:
     def _verdict(self, exp: Experiment, value: float) -> None:
         if exp.source == "baseline":
             exp.status, exp.reason = Status.KEPT, f"baseline: {self.config.metric.name} {value:.6g}"
+            return
+        if exp.source == "revert":
+            exp.status, exp.reason = (
+                Status.KEPT,
+                f"kept: a revert asked for by the user ({value:.6g})",
+            )
             return
         best = self.best()
         assert best is not None and best.metric is not None

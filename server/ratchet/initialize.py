@@ -24,10 +24,19 @@ class Triplet:
 def guess(folder: Path) -> Triplet:
     if (folder / "train.py").is_file() and (folder / "prepare.py").is_file():
         uv = (folder / "uv.lock").exists() or (folder / "pyproject.toml").exists()
-        return Triplet("train.py", ("prepare.py",), "uv run train.py" if uv else "python train.py",
-                       "val_bpb", "minimize", "5m", "an autoresearch-style folder")
+        return Triplet(
+            "train.py",
+            ("prepare.py",),
+            "uv run train.py" if uv else "python train.py",
+            "val_bpb",
+            "minimize",
+            "5m",
+            "an autoresearch-style folder",
+        )
     candidates = sorted(p.name for p in folder.glob("*.py") if not p.name.startswith("test"))
-    editable = "train.py" if "train.py" in candidates else (candidates[0] if candidates else "main.py")
+    editable = (
+        "train.py" if "train.py" in candidates else (candidates[0] if candidates else "main.py")
+    )
     return Triplet(editable, (), f"python {editable}", "score", "maximize", "5m", "")
 
 
@@ -76,7 +85,9 @@ def init(folder: Path, force: bool = False) -> tuple[list[str], Triplet]:
     """Writes the files; returns the names written and what was recognised."""
     target = folder / CONFIG_NAME
     if target.exists() and not force:
-        raise RatchetError(f"{target} already exists; edit it, or run `ratchet init --force` to replace it")
+        raise RatchetError(
+            f"{target} already exists; edit it, or run `ratchet init --force` to replace it"
+        )
     triplet = guess(folder)
     written = [CONFIG_NAME]
     target.write_text(render_config(triplet), encoding="utf-8")

@@ -9,11 +9,14 @@ from .experiment import Experiment, Status
 
 def running_best(experiments: list[Experiment]) -> list[tuple[int, float]]:
     """The best's value after each kept experiment, as (experiment, value) steps."""
-    return [(e.id, e.metric) for e in experiments if e.status is Status.KEPT and e.metric is not None]
+    return [
+        (e.id, e.metric) for e in experiments if e.status is Status.KEPT and e.metric is not None
+    ]
 
 
-def plot(experiments: list[Experiment], metric: str, goal: str, output: Path,
-         noise: float | None = None) -> int:
+def plot(
+    experiments: list[Experiment], metric: str, goal: str, output: Path, noise: float | None = None
+) -> int:
     """Writes the PNG; returns how many measured experiments it shows."""
     import matplotlib
 
@@ -25,26 +28,64 @@ def plot(experiments: list[Experiment], metric: str, goal: str, output: Path,
     others = [e for e in measured if e.status is not Status.KEPT]
     failed = [e for e in experiments if not e.status.measured]
     figure, axes = plt.subplots(figsize=(10, 5), dpi=120)
-    axes.scatter([e.id for e in others], [e.metric for e in others], s=18, color="#b0b0b0",
-                 label="discarded", zorder=2)
-    axes.scatter([e.id for e in kept], [e.metric for e in kept], s=46, color="#1a9850",
-                 edgecolor="black", linewidth=0.5, label="kept", zorder=4)
+    axes.scatter(
+        [e.id for e in others],
+        [e.metric for e in others],
+        s=18,
+        color="#b0b0b0",
+        label="discarded",
+        zorder=2,
+    )
+    axes.scatter(
+        [e.id for e in kept],
+        [e.metric for e in kept],
+        s=46,
+        color="#1a9850",
+        edgecolor="black",
+        linewidth=0.5,
+        label="kept",
+        zorder=4,
+    )
     steps = running_best(experiments)
     if steps:
         last = max(e.id for e in experiments)
         xs = [s[0] for s in steps] + [last]
         ys = [s[1] for s in steps] + [steps[-1][1]]
-        axes.step(xs, ys, where="post", color="#1a9850", linewidth=1.6, label="best so far", zorder=3)
+        axes.step(
+            xs, ys, where="post", color="#1a9850", linewidth=1.6, label="best so far", zorder=3
+        )
         if noise:
-            axes.fill_between(xs, [y - noise for y in ys], [y + noise for y in ys], step="post",
-                              color="#1a9850", alpha=0.12, label="noise band", zorder=1)
+            axes.fill_between(
+                xs,
+                [y - noise for y in ys],
+                [y + noise for y in ys],
+                step="post",
+                color="#1a9850",
+                alpha=0.12,
+                label="noise band",
+                zorder=1,
+            )
     if failed and measured:
         floor = min(e.metric for e in measured if e.metric is not None)
-        axes.scatter([e.id for e in failed], [floor] * len(failed), marker="x", s=22,
-                     color="#d73027", label="crashed / invalid", zorder=2)
+        axes.scatter(
+            [e.id for e in failed],
+            [floor] * len(failed),
+            marker="x",
+            s=22,
+            color="#d73027",
+            label="crashed / invalid",
+            zorder=2,
+        )
     for e in kept:
-        axes.annotate(e.description[:40], (e.id, e.metric), textcoords="offset points",
-                      xytext=(4, 6), fontsize=7, rotation=20, color="#444444")
+        axes.annotate(
+            e.description[:40],
+            (e.id, e.metric),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=7,
+            rotation=20,
+            color="#444444",
+        )
     axes.set_xlabel("experiment")
     axes.set_ylabel(f"{metric} ({'lower' if goal == 'minimize' else 'higher'} is better)")
     axes.set_title(f"{len(measured)} experiments, {max(0, len(kept) - 1)} kept improvements")

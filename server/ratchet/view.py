@@ -45,11 +45,19 @@ def format_metric(value: float | None) -> str:
     return "—" if value is None else f"{value:.6f}"
 
 
-def experiments_table(experiments: list[Experiment], metric_name: str, limit: int | None = None) -> Table:
+def experiments_table(
+    experiments: list[Experiment], metric_name: str, limit: int | None = None
+) -> Table:
     table = Table(show_edge=False, header_style="bold")
-    for column, justify in (("exp", "right"), ("status", "left"), (metric_name, "right"),
-                            ("Δ best", "right"), ("time", "right"), ("commit", "left"),
-                            ("description", "left")):
+    for column, justify in (
+        ("exp", "right"),
+        ("status", "left"),
+        (metric_name, "right"),
+        ("Δ best", "right"),
+        ("time", "right"),
+        ("commit", "left"),
+        ("description", "left"),
+    ):
         table.add_column(column, justify=justify, no_wrap=column != "description")  # type: ignore[arg-type]
     best: float | None = None
     rows = []
@@ -57,12 +65,22 @@ def experiments_table(experiments: list[Experiment], metric_name: str, limit: in
         delta = "" if exp.metric is None or best is None else f"{exp.metric - best:+.6f}"
         if exp.status is Status.KEPT:
             best = exp.metric
-        description = exp.description + (f"  [dim]{exp.reason}[/dim]" if exp.reason and exp.status
-                                         not in (Status.KEPT, Status.DISCARDED) else "")
-        rows.append((
-            str(exp.id), Text(str(exp.status), style=STATUS_STYLE.get(exp.status, "")),
-            format_metric(exp.metric), delta, clock(exp.run_s), (exp.commit or "")[:7], description,
-        ))
+        description = exp.description + (
+            f"  [dim]{exp.reason}[/dim]"
+            if exp.reason and exp.status not in (Status.KEPT, Status.DISCARDED)
+            else ""
+        )
+        rows.append(
+            (
+                str(exp.id),
+                Text(str(exp.status), style=STATUS_STYLE.get(exp.status, "")),
+                format_metric(exp.metric),
+                delta,
+                clock(exp.run_s),
+                (exp.commit or "")[:7],
+                description,
+            )
+        )
     for row in rows[-limit:] if limit else rows:
         table.add_row(*row)
     return table
@@ -79,8 +97,9 @@ class LoopView:
 
     def __enter__(self) -> LoopView:
         if self.console.is_terminal:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4,
-                             transient=False)
+            self.live = Live(
+                self._render(), console=self.console, refresh_per_second=4, transient=False
+            )
             self.live.__enter__()
         return self
 
@@ -102,12 +121,15 @@ class LoopView:
         if isinstance(event, ExperimentStarted):
             self.console.print(f"exp {event.id} running: {event.description}", highlight=False)
         elif isinstance(event, ExperimentProposed) and event.awaiting_review:
-            self.console.print(f"exp {event.id} awaits review: {event.description}", highlight=False)
+            self.console.print(
+                f"exp {event.id} awaits review: {event.description}", highlight=False
+            )
         elif isinstance(event, ExperimentFinished):
             exp = event.experiment
             self.console.print(
                 f"exp {exp.id} {exp.status}: {self.engine.config.metric.name} "
-                f"{format_metric(exp.metric)} ({clock(exp.run_s)}) {exp.reason}", highlight=False,
+                f"{format_metric(exp.metric)} ({clock(exp.run_s)}) {exp.reason}",
+                highlight=False,
             )
         elif isinstance(event, LoopStateChanged) and event.message:
             self.console.print(f"[{event.state}] {event.message}", highlight=False)
@@ -116,7 +138,9 @@ class LoopView:
         status = self.engine.status()
         metric = self.engine.config.metric.name
         header = Text.assemble(
-            ("ratchet ", "bold"), (f"{status['tag']} ", "cyan"), (f"{status['state']}  ", ""),
+            ("ratchet ", "bold"),
+            (f"{status['tag']} ", "cyan"),
+            (f"{status['state']}  ", ""),
             (f"best {metric} {format_metric(status['best'])}", "bold green"),
             (f"  {status['kept']}/{status['total']} kept", ""),
         )
@@ -125,10 +149,15 @@ class LoopView:
         parts: list[Any] = [header]
         if not final:
             for running in status["running"]:
-                parts.append(Text.assemble(
-                    ("▶ ", "yellow"), f"exp {running['id']} · {clock(running['elapsed'])}/"
-                    f"{clock(running['budget'])} · {running['description']}",
-                    ("\n  " + running["lastLine"][-120:], "dim"),
-                ))
-        parts.append(experiments_table(self.engine.experiments(), metric, limit=None if final else 12))
+                parts.append(
+                    Text.assemble(
+                        ("▶ ", "yellow"),
+                        f"exp {running['id']} · {clock(running['elapsed'])}/"
+                        f"{clock(running['budget'])} · {running['description']}",
+                        ("\n  " + running["lastLine"][-120:], "dim"),
+                    )
+                )
+        parts.append(
+            experiments_table(self.engine.experiments(), metric, limit=None if final else 12)
+        )
         return Group(*parts)
