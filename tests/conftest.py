@@ -14,6 +14,9 @@ TRAIN = textwrap.dedent(
     """\
     import os
     LR = 0.5
+
+    # Separate lines merge cleanly when a pipelined proposal lands on a newer best.
+
     WIDTH = 8
     score = (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100
     print("training...")
@@ -45,7 +48,10 @@ CONFIG = textwrap.dedent(
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-        cwd=cwd, check=True, capture_output=True, text=True,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 

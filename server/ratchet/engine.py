@@ -122,6 +122,7 @@ class Engine:
         self._budget: int | None = None
         self._wakeup = asyncio.Event()
         self._submitted_only = False
+        self._next_id = 0
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -181,10 +182,10 @@ class Engine:
         self.ledger.write_results(self.tag, self.config.metric.name)
 
     async def close(self) -> None:
+        """Frees the project for another loop; the ledger stays readable."""
         await self.agent.close()
         await self.runner.close()
         self.lock.release()
-        self.ledger.close()
         self._opened = False
 
     # --- what the loop knows -----------------------------------------------------------------
@@ -496,7 +497,8 @@ class Engine:
     async def _work(
         self, slot: Slot, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
     ) -> None:
-        while not self._stopping and self._quota_left():
+        # Re-measures of earlier experiments finish them; they do not count against the quota.
+        while not self._stopping and (self._quota_left() or self._priority_remeasures()):
             await self._unpaused.wait()
             if self._stopping or (self._submitted_only and not self._priority):
                 return
@@ -506,17 +508,25 @@ class Engine:
             if pending in self._prepared:
                 self._prepared.remove(pending)
                 tickets.release()
-            self._started_this_run += 1
+            counted = pending.proposal.source != "rebase"
+            self._started_this_run += counted
             self._claimed.append(pending)
             try:
                 if await self._experiment(pending, slot) is None:
-                    self._started_this_run -= 1  # dropped before it ran: it does not count
+                    self._started_this_run -= counted  # dropped before it ran: not counted
             finally:
                 self._claimed.remove(pending)
 
+    def _priority_remeasures(self) -> bool:
+        return any(p.proposal.source == "rebase" for p in self._priority)
+
     async def _next(self, queue: asyncio.Queue[Pending]) -> Pending | None:
         """The person's edits first, then the agent's; None to look again (stop, wake-up)."""
-        if self._priority:
+        if self._priority and (self._quota_left() or self._priority_remeasures()):
+            if not self._quota_left():
+                return self._priority.pop(
+                    next(i for i, p in enumerate(self._priority) if p.proposal.source == "rebase")
+                )
             return self._priority.pop(0)
         self._wakeup.clear()
         getter = asyncio.create_task(queue.get())
@@ -561,7 +571,7 @@ class Engine:
         proposal = pending.proposal
         editable = self.config.loop.editable
         new_text = proposal.edits.get(editable, pending.base_text)
-        exp_id = await asyncio.to_thread(self.ledger.next_id, self.tag)
+        exp_id = self._allocate_id()
         exp = Experiment(
             id=exp_id,
             tag=self.tag,
@@ -620,6 +630,12 @@ class Engine:
         outcome, measurement, run_s = await self._run_and_measure(exp, slot, new_text)
         self._judge(exp, outcome, measurement)
         return await self._finish(exp, started, run_s=run_s)
+
+    def _allocate_id(self) -> int:
+        """Numbers are taken without an await in between, so parallel slots never share one."""
+        exp_id = max(self._next_id, self.ledger.next_id(self.tag))
+        self._next_id = exp_id + 1
+        return exp_id
 
     def _repeats(self, text: str) -> str | None:
         wanted = digest(text)
@@ -759,32 +775,64 @@ class Engine:
             return
         best = self.best()
         assert best is not None and best.metric is not None
-        verdict = self.judge.decide(value, best.metric)
-        if verdict.keep and exp.base_commit != best.commit:
-            # Better than its base, but the best moved on while it ran: its change is merged
-            # onto the new best and measured again rather than kept as is.
+        if exp.base_commit != best.commit:
+            # The best moved on while it ran. What counts is whether it beat its own base; if
+            # it did, its change is merged onto the new best and measured again there, never
+            # kept as measured on the old one.
+            base = self._kept_by_commit(exp.base_commit)
+            against = base.metric if base and base.metric is not None else best.metric
+            verdict = self.judge.decide(value, against)
             exp.status = Status.DISCARDED
-            exp.reason = (
-                f"{verdict.reason}, but measured on an older best than exp {best.id}: "
-                "merged onto it and re-queued to be measured again"
-            )
-            self._requeue_on_best(exp)
+            base_name = f"exp {base.id}" if base else "its base"
+            if verdict.keep and self._requeue_on_best(exp):
+                exp.reason = (
+                    f"discarded as measured: it beat {base_name} by {value - against:+.6g}, "
+                    f"but the best moved on to exp {best.id} meanwhile; merged onto it "
+                    "and queued to be measured again"
+                )
+            elif verdict.keep:
+                exp.reason = (
+                    f"discarded: it beat {base_name} by {value - against:+.6g}, but its "
+                    f"change does not merge onto the new best, exp {best.id}"
+                )
+            else:
+                exp.reason = (
+                    f"discarded: {value - against:+.6g} against {base_name} it was made "
+                    f"from, not better (the best is now exp {best.id})"
+                )
             return
+        verdict = self.judge.decide(value, best.metric)
         exp.status = Status.KEPT if verdict.keep else Status.DISCARDED
         exp.reason = verdict.reason
 
-    def _requeue_on_best(self, exp: Experiment) -> None:
+    def _kept_by_commit(self, commit: str) -> Experiment | None:
+        for exp in self.experiments():
+            if exp.commit == commit and exp.status is Status.KEPT:
+                return exp
+        return None
+
+    def _requeue_on_best(self, exp: Experiment) -> bool:
+        """Queues the experiment's change merged onto the current best; False if it no longer
+        applies there (a conflict, or already in)."""
         if exp.commit is None:
-            return
+            return False
         editable = self.config.loop.editable
-        base_text = self.workspace.read(exp.base_commit, editable)
-        text = self.workspace.read(exp.commit, editable)
-        proposal = Proposal(
-            edits={editable: text},
-            description=f"{exp.description} (re-measured from exp {exp.id})",
-            source="rebase",
+        tip = self.tip()
+        current = self.workspace.read(tip, editable)
+        merged = self.workspace.merge_file(
+            self.workspace.read(exp.base_commit, editable),
+            current,
+            self.workspace.read(exp.commit, editable),
         )
-        self._priority.append(Pending(proposal, exp.base_commit, base_text))
+        if merged is None or merged == current:
+            return False
+        proposal = Proposal(
+            edits={editable: merged},
+            source="rebase",
+            description=f"{exp.description} (exp {exp.id} on the new best)",
+        )
+        self._priority.append(Pending(proposal, tip, current))
+        return True
 
     async def _finish(self, exp: Experiment, started: float, run_s: float) -> Experiment:
         """Final commit message, ledger, branch and results.tsv, in the order recovery expects:

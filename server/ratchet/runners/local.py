@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import time
 import uuid
 from collections import deque
 from pathlib import Path
+from typing import IO
 
 from .. import hardware
 from ..guard import changed_files, hash_files
@@ -55,6 +57,16 @@ class LineSplitter:
         return raw.decode("utf-8", errors="replace").rstrip("\r").rsplit("\r", 1)[-1]
 
 
+async def _read_pipe(pipe: IO[bytes], log_path: Path, on_line: OnLine, tail: deque[str]) -> None:
+    loop = asyncio.get_running_loop()
+    stream = asyncio.StreamReader(limit=_CHUNK * 4)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), pipe)
+    try:
+        await stream_output(stream, log_path, on_line, tail)
+    finally:
+        transport.close()
+
+
 async def stream_output(
     stream: asyncio.StreamReader, log_path: Path, on_line: OnLine, tail: deque[str]
 ) -> None:
@@ -92,15 +104,15 @@ class LocalRunner:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         started = time.monotonic()
         try:
-            process = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                job.command,
+            # subprocess.Popen, not asyncio's: asyncio's wait() also waits for every holder of
+            # the output pipe to close it, and a daemon the command left behind may never do.
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", job.command],
                 cwd=job.worktree,
                 env=experiment_env(job, slot, token),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         except OSError as error:
@@ -109,8 +121,8 @@ class LocalRunner:
             on_line(message)
             return RunOutcome(None, 0.0, False, False, [message], [])
         assert process.stdout is not None
-        reader = asyncio.create_task(stream_output(process.stdout, job.log_path, on_line, tail))
-        waiter = asyncio.create_task(process.wait())
+        reader = asyncio.create_task(_read_pipe(process.stdout, job.log_path, on_line, tail))
+        waiter = asyncio.ensure_future(asyncio.to_thread(process.wait))
         stopper = asyncio.create_task(control.stopped.wait())
         timed_out = stopped = False
         try:
@@ -137,6 +149,7 @@ class LocalRunner:
                 await asyncio.wait_for(reader, timeout=5)
             if not reader.done():
                 reader.cancel()
+            process.stdout.close()
         after = await asyncio.to_thread(hash_files, job.worktree, job.locked)
         return RunOutcome(
             exit_code=process.returncode,
