@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__, hardware
 from .config import ConfigError, load_config
@@ -92,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = _COMMANDS[args.command]
         return handler(args, project, console)
     except ConfigError as error:
-        errors.print(f"[red]error[/red] {error}", soft_wrap=True)
+        errors.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USER_ERROR
     except RatchetError as error:
-        errors.print(f"[red]error[/red] {error}", soft_wrap=True)
+        errors.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USER_ERROR
 
 
@@ -272,7 +273,7 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         )
     except ConfigError as error:
         problems += 1
-        console.print(f"[red]error[/red]  {error}")
+        console.print(f"[red]error[/red]  {escape(str(error))}")
     return 1 if problems else 0
 
 

@@ -119,7 +119,7 @@ class LoopView:
 
     def _print_plain(self, event: Event) -> None:
         if isinstance(event, ExperimentStarted):
-            self.console.print(f"exp {event.id} running: {event.description}", highlight=False)
+            self.console.print(f"exp {event.id} running: {event.description}", highlight=False, markup=False)
         elif isinstance(event, ExperimentProposed) and event.awaiting_review:
             self.console.print(
                 f"exp {event.id} awaits review: {event.description}", highlight=False
@@ -132,7 +132,7 @@ class LoopView:
                 highlight=False,
             )
         elif isinstance(event, LoopStateChanged) and event.message:
-            self.console.print(f"[{event.state}] {event.message}", highlight=False)
+            self.console.print(f"[{event.state}] {event.message}", highlight=False, markup=False)
 
     def _render(self, final: bool = False) -> Group:
         status = self.engine.status()

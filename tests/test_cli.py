@@ -1,0 +1,136 @@
+"""The command line as a user meets it: real `ratchet` processes on real repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import CONFIG, MakeProject, git
+
+RATCHET = [sys.executable, "-m", "ratchet.cli"]
+
+
+def ratchet(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RATCHET, "-C", str(root), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_run_then_log_json_tsv_show_and_plot(make_project: MakeProject, tmp_path: Path) -> None:
+    root = make_project()
+    result = ratchet(root, "run", "--max-experiments", "4", "--tag", "cli")
+    assert result.returncode == 0, result.stderr
+    assert "exp 0 kept" in result.stdout and "loop cli: best score" in result.stdout
+    rows = json.loads(ratchet(root, "log", "--json").stdout)
+    assert [row["id"] for row in rows] == [0, 1, 2, 3]
+    assert {"id", "status", "metric", "description", "commit"} <= set(rows[0])
+    assert rows[0]["status"] == "kept" and rows[0]["description"] == "baseline"
+    tsv = ratchet(root, "log", "--tsv").stdout.splitlines()
+    assert tsv[0].split("\t") == ["commit", "score", "memory_gb", "status", "description"]
+    assert len(tsv) == 5
+    table = ratchet(root, "log").stdout
+    assert "baseline" in table and "score" in table
+    shown = ratchet(root, "show", "1").stdout
+    assert "exp 1" in shown and "diff" in shown and "log tail" in shown
+    output = tmp_path / "progress.png"
+    plotted = ratchet(root, "plot", "-o", str(output))
+    assert plotted.returncode == 0 and output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    kept = [row for row in rows if row["status"] == "kept"]
+    subjects = git(root, "log", "--format=%s", "main..ratchet/cli").splitlines()
+    assert len(subjects) == len(kept)
+
+
+def test_user_mistakes_are_one_clear_line_without_a_traceback(make_project: MakeProject, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = ratchet(empty, "run")
+    assert missing.returncode == 2
+    assert "no ratchet.toml" in missing.stderr and "ratchet init" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    root = make_project(config=CONFIG.replace('goal = "minimize"', 'gaol = "minimize"'))
+    bad = ratchet(root, "run")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "ratchet.toml:9:1: unknown key `gaol` in [metric]; did you mean \"goal\"?" in " ".join(
+        bad.stderr.split())
+
+    dirty = make_project(name="dirty")
+    (dirty / "train.py").write_text("LR = 2\n")
+    refused = ratchet(dirty, "run")
+    assert refused.returncode == 2 and "uncommitted changes to train.py" in refused.stderr
+    assert (dirty / "train.py").read_text() == "LR = 2\n"
+
+    nothing = ratchet(make_project(name="fresh"), "log")
+    assert nothing.returncode == 2 and "ratchet run" in nothing.stderr
+
+
+SLOW = """\
+import time
+LR = 0.5
+print("started", flush=True)
+time.sleep(0.5 if LR == 0.5 else 60)
+print("score:", LR)
+"""
+
+
+def test_ctrl_c_records_interrupted_and_the_next_run_resumes(make_project: MakeProject) -> None:
+    root = make_project(train=SLOW)
+    process = subprocess.Popen([*RATCHET, "-C", str(root), "run", "--tag", "c"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = root / ".ratchet" / "logs" / "1.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "started" in log.read_text()):
+        assert time.monotonic() < deadline, "experiment 1 never started"
+        time.sleep(0.1)
+    # While exp 1 runs, a second loop on the same project is refused.
+    second = ratchet(root, "run", "--tag", "c")
+    assert second.returncode == 2 and "already running" in second.stderr
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    rows = json.loads(ratchet(root, "log", "--json").stdout)
+    assert rows[1]["status"] == "interrupted"
+    # The next run resumes: numbering goes on after the interrupted one.
+    resumed = ratchet(root, "run", "--tag", "c", "--max-experiments", "1", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    ids = [row["id"] for row in json.loads(ratchet(root, "log", "--json").stdout)]
+    assert ids == [0, 1, 2]
+    assert not any(pid_alive(p) for p in child_pids(process.pid))
+
+
+def child_pids(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_init_recognises_an_autoresearch_folder(tmp_path: Path) -> None:
+    for name in ("prepare.py", "train.py"):
+        (tmp_path / name).write_text("# x\n")
+    (tmp_path / "program.md").write_text("mine\n")
+    result = ratchet(tmp_path, "init")
+    assert result.returncode == 0 and "autoresearch-style" in result.stdout
+    config = (tmp_path / "ratchet.toml").read_text()
+    assert 'editable = "train.py"' in config and 'locked   = ["prepare.py"]' in config
+    assert 'name = "val_bpb"' in config and 'goal = "minimize"' in config
+    assert (tmp_path / "program.md").read_text() == "mine\n"  # the user's own is kept
+    again = ratchet(tmp_path, "init")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_doctor_reports_git_python_and_gpus(make_project: MakeProject) -> None:
+    result = ratchet(make_project(), "doctor")
+    assert result.returncode == 0, result.stdout
+    assert "git version" in result.stdout and "python 3." in result.stdout
+    assert "GPU" in result.stdout or "no NVIDIA GPU" in result.stdout
