@@ -17,9 +17,13 @@ class ScriptedAgent:
     kind = "scripted"
 
     def __init__(
-        self, steps: list[tuple[Edit | dict[str, str], str]], delay_s: float = 0.0
+        self,
+        steps: list[tuple[Edit | dict[str, str], str]],
+        delay_s: float = 0.0,
+        repairs: list[tuple[Edit, str]] | None = None,
     ) -> None:
         self.steps = list(steps)
+        self.repairs = list(repairs or [])
         self.delay_s = delay_s
         self.contexts: list[ProposalContext] = []
 
@@ -27,6 +31,12 @@ class ScriptedAgent:
         self.contexts.append(context)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if context.repair_of is not None:
+            if not self.repairs:
+                return Proposal({}, "no repair", failure="this agent has no repair to offer")
+            fix, description = self.repairs.pop(0)
+            return Proposal({context.editable_path: fix(context.repair_of.broken_text)},
+                            description)
         if not self.steps:
             # Nothing left to try: a distinct harmless change per call keeps the loop going.
             n = len(self.contexts)

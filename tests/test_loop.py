@@ -179,7 +179,7 @@ async def test_a_crash_after_the_baseline_is_recorded_and_the_loop_goes_on(
     assert "NameError" in crashed.log_tail and crashed.exit_code == 1
     assert kept.status is Status.KEPT
     # The proposal prepared after the crash finished sees it, with its traceback.
-    seen = agent.contexts[2].history[1]
+    seen = [c for c in agent.contexts if c.repair_of is None][2].history[1]
     assert seen.status == "crashed" and "NameError" in seen.log_tail
 
 
@@ -372,3 +372,22 @@ async def test_a_project_in_a_subfolder_of_the_repository(
     assert statuses(engine) == ["kept", "kept"]
     assert (nested / ".ratchet" / "ledger.sqlite").exists()
     assert "WIDTH = 12" in git(root, "show", "ratchet/t:examples/loop/train.py")
+
+
+async def test_a_fast_crash_goes_back_to_the_agent_for_repair(make_project: MakeProject) -> None:
+    root = make_project()
+    agent = ScriptedAgent(
+        [(replace("WIDTH = 8", "WIDTH = undefined_name"), "WIDTH from a typo")],
+        repairs=[(replace("WIDTH = undefined_name", "WIDTH = 12"), "fix the name")],
+    )
+    engine = engine_for(root, agent)
+    await run(engine, 2)
+    exp = engine.ledger.experiments("t")[1]
+    assert exp.status is Status.KEPT, exp.reason
+    assert exp.description == "WIDTH from a typo (repaired: fix the name)"
+    assert "+WIDTH = 12" in exp.diff
+    repair = agent.contexts[-1].repair_of
+    assert repair is not None and "NameError" in repair.log_tail
+    assert [run["metric"] is None for run in engine.ledger.runs("t", 1)] == [True, False]
+    trace = (root / ".ratchet" / "traces" / "1.jsonl").read_text()
+    assert '"repair": 1' in trace

@@ -51,6 +51,11 @@ class MetricConfig:
     eval: str | None
     min_delta: float
     trace: str | None
+    holdout: str | None = None
+    progress: str | None = None  # a `name` or a regex with one group: the live learning curve
+    progress_goal: str = "minimize"
+    abort_after: float = 0.25  # fraction of the budget before early abort may act
+    abort_margin: float = 0.1  # worse than the best run's curve by this fraction: aborted
 
     @property
     def lower_is_better(self) -> bool:
@@ -61,7 +66,8 @@ class MetricConfig:
 class JudgeConfig:
     baseline_runs: int
     z: float
-    rerun_above: float
+    max_runs: int
+    screen: float
     review_above: float | None
     remeasure_every: int
 
@@ -194,6 +200,13 @@ def _positive(value: Any) -> float:
     return number
 
 
+def _fraction(value: Any) -> float:
+    number = _number(value)
+    if not 0 <= number < 1:
+        raise _Invalid("expected a fraction from 0 up to (not including) 1, such as 0.25")
+    return number
+
+
 def _integer(minimum: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -253,17 +266,23 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "eval": (_optional_string, None),
         "min_delta": (_non_negative, 0.0),
         "trace": (_optional_string, None),
+        "holdout": (_optional_string, None),
+        "progress": (_string, None),
+        "progress_goal": (_choice("minimize", "maximize"), "minimize"),
+        "abort_after": (_fraction, 0.25),
+        "abort_margin": (_non_negative, 0.1),
     },
     "judge": {
-        "baseline_runs": (_integer(1), 1),
-        "z": (_non_negative, 2.0),
-        "rerun_above": (_non_negative, 0.0),
+        "baseline_runs": (_integer(1), 3),
+        "z": (_non_negative, 1.645),
+        "max_runs": (_integer(1), 4),
+        "screen": (_non_negative, 0.25),
         "review_above": (_positive, None),
         "remeasure_every": (_integer(0), 0),
     },
     "agent": {
         "kind": (_choice("mutate", "anthropic", "command"), None),
-        "model": (_string, "claude-sonnet-4-5"),
+        "model": (_string, "claude-sonnet-4-6"),
         "run": (_string, None),
         "seed": (_integer(0), 0),
         "api_key_env": (_string, "ANTHROPIC_API_KEY"),
@@ -548,11 +567,17 @@ def _build(
             eval=metric["eval"],
             min_delta=metric["min_delta"],
             trace=metric["trace"],
+            holdout=metric["holdout"],
+            progress=metric["progress"],
+            progress_goal=metric["progress_goal"],
+            abort_after=metric["abort_after"],
+            abort_margin=metric["abort_margin"],
         ),
         judge=JudgeConfig(
             baseline_runs=judge["baseline_runs"],
             z=judge["z"],
-            rerun_above=judge["rerun_above"],
+            max_runs=judge["max_runs"],
+            screen=judge["screen"],
             review_above=judge["review_above"],
             remeasure_every=judge["remeasure_every"],
         ),

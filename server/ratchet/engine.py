@@ -22,6 +22,7 @@ from .agents.base import Agent
 from .config import Config
 from .errors import RatchetError
 from .events import (
+    AgentActivity,
     EventBus,
     ExperimentFinished,
     ExperimentProposed,
@@ -32,18 +33,20 @@ from .events import (
 from .experiment import (
     Experiment,
     HistoryEntry,
-    Measurement,
     Proposal,
     ProposalContext,
+    RepairRequest,
     Status,
 )
-from .judge import Judge
+from .judge import Decision, Judge, estimate_noise, mean
 from .ledger import Ledger
 from .lockfile import LoopLock
-from .metric import MetricReader
+from .measure import Measurer, failure
 from .novelty import digest
+from .progress import load_curve, save_curve
 from .runners import make_runner
-from .runners.base import Job, RunControl, Runner, RunOutcome, Slot
+from .runners.base import RunControl, Runner, Slot
+from .traces import secrets_for, write_trace
 from .workspace import Trailers, Workspace, commit_message, ensure_ratchet_dir
 
 HISTORY_SIZE = 60
@@ -101,10 +104,19 @@ class Engine:
         self.ledger = Ledger(self.folder)
         self.tag = tag or self._pick_tag()
         self.workspace = Workspace(config.root, self.tag)
-        self.judge = Judge(config.metric.lower_is_better, config.metric.min_delta)
+        self.judge = Judge(
+            config.metric.lower_is_better,
+            config.metric.min_delta,
+            config.judge.z,
+            config.judge.max_runs,
+            config.judge.screen,
+            config.judge.review_above,
+        )
         self.agent = agent or make_agent(config)
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
+        self.measurer = Measurer(config, self.runner, self.workspace)
+        self._secrets = secrets_for(config)
         self.lock = LoopLock(self.folder)
         self.logs = self.folder / "logs"
         self.state = "idle"
@@ -122,6 +134,7 @@ class Engine:
         self._budget: int | None = None
         self._wakeup = asyncio.Event()
         self._submitted_only = False
+        self._proposer_done = False
         self._next_id = 0
 
     # --- opening and recovering --------------------------------------------------------------
@@ -180,6 +193,32 @@ class Engine:
         if self.workspace.branch_tip() != expected:
             self.workspace.set_branch(expected)
         self.ledger.write_results(self.tag, self.config.metric.name)
+        self._queue_reruns()
+
+    def _queue_reruns(self) -> None:
+        """An experiment interrupted mid-run (a kill, Ctrl-C, a stop) is measured again first
+        thing, once: nothing a person or the agent proposed is lost to a stop."""
+        experiments = self.ledger.experiments(self.tag)
+        rerun = {e.rerun_of for e in experiments if e.rerun_of is not None}
+        editable = self.config.loop.editable
+        for exp in experiments:
+            if (
+                exp.status is not Status.INTERRUPTED
+                or exp.commit is None
+                or exp.id in rerun
+                or exp.rerun_of is not None
+                or exp.source == "baseline"
+            ):
+                continue
+            text = self.workspace.read(exp.commit, editable)
+            base_text = self.workspace.read(exp.base_commit, editable)
+            proposal = Proposal(
+                edits={editable: text},
+                source=exp.source,
+                rerun_of=exp.id,
+                description=exp.description,
+            )
+            self._priority.append(Pending(proposal, exp.base_commit, base_text))
 
     async def close(self) -> None:
         """Frees the project for another loop; the ledger stays readable."""
@@ -268,6 +307,7 @@ class Engine:
         self._started_this_run = 0
         self._budget = max_experiments
         self._submitted_only = submitted_only
+        self._proposer_done = False
         self._set_state("running" if self._unpaused.is_set() else "paused")
         try:
             if self.baseline() is None:
@@ -420,6 +460,21 @@ class Engine:
     def _quota_left(self) -> bool:
         return self._budget is None or self._started_this_run < self._budget
 
+    def _over_cost(self) -> str | None:
+        """Why the agent may spend no more (`[agent] max_cost_usd`), or None."""
+        cap = self.config.agent.max_cost_usd
+        if cap is None:
+            return None
+        spent = sum(e.cost_usd for e in self.experiments()) + sum(
+            p.proposal.cost_usd for p in self._prepared + self._claimed
+        )
+        if spent < cap:
+            return None
+        return (
+            f"the agent has spent ${spent:.2f} of max_cost_usd ${cap:.2f}: no more proposals; "
+            "raise [agent] max_cost_usd to go on"
+        )
+
     async def _propose_forever(
         self, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
     ) -> None:
@@ -434,6 +489,11 @@ class Engine:
                 tickets.release()  # enough are planned; look again in case one is dropped
                 await asyncio.sleep(0.05)
                 continue
+            if (spent := self._over_cost()) is not None:
+                self._proposer_done = True
+                self._wakeup.set()
+                self.bus.emit(LoopStateChanged(self.state, spent))
+                return
             pending = await self._propose()
             self._prepared.append(pending)
             queue.put_nowait(pending)
@@ -467,6 +527,7 @@ class Engine:
                     delta,
                     exp.description if not exp.reason else f"{exp.description} ({exp.reason})",
                     tail,
+                    exp.trace_tail if exp.id >= len(experiments) - 10 else "",
                 )
             )
         queued = self._prepared + self._claimed
@@ -501,6 +562,8 @@ class Engine:
         while not self._stopping and (self._quota_left() or self._priority_remeasures()):
             await self._unpaused.wait()
             if self._stopping or (self._submitted_only and not self._priority):
+                return
+            if self._proposer_done and queue.empty() and not self._priority:
                 return
             pending = await self._next(queue)
             if pending is None:
@@ -572,6 +635,7 @@ class Engine:
         editable = self.config.loop.editable
         new_text = proposal.edits.get(editable, pending.base_text)
         exp_id = self._allocate_id()
+        await asyncio.to_thread(self._trace, exp_id, proposal.trace)
         exp = Experiment(
             id=exp_id,
             tag=self.tag,
@@ -585,6 +649,7 @@ class Engine:
             output_tokens=proposal.output_tokens,
             started_at=time.time(),
             source=proposal.source,
+            rerun_of=proposal.rerun_of,
             log_path=str(self.logs / f"{exp_id}.log"),
         )
         if proposal.source != "baseline":
@@ -627,9 +692,65 @@ class Engine:
 
         exp.status = Status.RUNNING
         await asyncio.to_thread(self.ledger.save, exp)
-        outcome, measurement, run_s = await self._run_and_measure(exp, slot, new_text)
-        self._judge(exp, outcome, measurement)
+        run_s = await self._measure_and_judge(exp, slot, new_text)
+        for attempt in range(1, self.config.agent.repair_attempts + 1):
+            if not self._repairable(exp, run_s):
+                break
+            repaired = await self._repair(exp, pending, new_text, attempt)
+            if repaired is None:
+                break
+            new_text = repaired
+            run_s += await self._measure_and_judge(exp, slot, new_text)
         return await self._finish(exp, started, run_s=run_s)
+
+    def _repairable(self, exp: Experiment, run_s: float) -> bool:
+        """A fast crash (a syntax error, a NameError, a shape mismatch) goes back to the agent."""
+        return (
+            exp.status is Status.CRASHED
+            and exp.source == "agent"
+            and not self._stopping
+            and run_s <= self.config.agent.repair_window_s
+        )
+
+    async def _repair(
+        self, exp: Experiment, pending: Pending, broken: str, attempt: int
+    ) -> str | None:
+        """Asks the agent to fix its crashed edit; the fix is the same experiment's new code.
+        Returns the new text, or None (the crash stands, with the reason why)."""
+        editable = self.config.loop.editable
+        tip = await asyncio.to_thread(self.tip)
+        context = replace(
+            await asyncio.to_thread(self._context, tip),
+            editable_text=pending.base_text,
+            repair_of=RepairRequest(broken, exp.description, exp.log_tail, attempt),
+        )
+        self.bus.emit(AgentActivity(exp.id, f"repairing the crash (attempt {attempt})"))
+        proposal = await self.agent.propose(context)
+        exp.agent_s += proposal.agent_seconds
+        exp.cost_usd += proposal.cost_usd
+        exp.input_tokens += proposal.input_tokens
+        exp.output_tokens += proposal.output_tokens
+        await asyncio.to_thread(self._trace, exp.id, [{"repair": attempt}, *proposal.trace])
+        problem = guard.check_proposal(proposal, editable, pending.base_text)
+        if problem is not None:
+            exp.reason += f"; repair {attempt} refused: {problem}"
+            return None
+        text = proposal.edits[editable]
+        exp.diff = _diff(editable, pending.base_text, text)
+        exp.digest = digest(text)
+        exp.description = f"{exp.description} (repaired: {proposal.description})"
+        message = commit_message(exp.id, exp.description, Trailers(exp.id, "running"))
+        exp.commit = await asyncio.to_thread(
+            self.workspace.commit_edits, pending.base_commit, {editable: text}, message
+        )
+        await asyncio.to_thread(self.workspace.set_experiment_ref, exp.id, exp.commit)
+        exp.status, exp.reason = Status.RUNNING, ""
+        await asyncio.to_thread(self.ledger.save, exp)
+        return text
+
+    def _trace(self, experiment: int, records: list[dict[str, Any]]) -> None:
+        if records:
+            write_trace(self.folder, experiment, records, self._secrets)
 
     def _allocate_id(self) -> int:
         """Numbers are taken without an await in between, so parallel slots never share one."""
@@ -664,146 +785,149 @@ class Engine:
             if not self.reviews and self.state == "awaiting_review":
                 self._set_state("running" if self._unpaused.is_set() else "paused")
 
-    async def _run_and_measure(
-        self, exp: Experiment, slot: Slot, new_text: str
-    ) -> tuple[RunOutcome, Measurement, float]:
-        loop = self.config.loop
-        worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, exp.commit or "")
+    async def _measure_once(
+        self, exp: Experiment, slot: Slot, text: str, run: int
+    ) -> tuple[float | None, float, str]:
+        """Runs the experiment once more; returns (metric or None, seconds, why it failed)."""
         control = RunControl()
         running = Running(
-            exp.id, exp.description, slot.name, loop.budget_s, time.monotonic(), control
+            exp.id, exp.description, slot.name, self.config.loop.budget_s, time.monotonic(), control
         )
         self.running[exp.id] = running
-        reader = MetricReader(self.config.metric)
-        use_eval = self.config.metric.eval is not None
-        started = running.started
+        log_path = Path(exp.log_path) if run == 0 else self.logs / f"{exp.id}.run{run + 1}.log"
 
-        def on_line(line: str) -> None:
-            if not use_eval:
-                reader.feed(line)
+        def on_line(line: str, elapsed: float) -> None:
             running.last_line = line
-            self.bus.emit(OutputLine(exp.id, line, time.monotonic() - started))
+            self.bus.emit(OutputLine(exp.id, line, elapsed))
 
-        self.bus.emit(ExperimentStarted(exp.id, exp.description, loop.budget_s, slot.name))
-        job = Job(
-            experiment=exp.id,
-            command=loop.command,
-            worktree=worktree,
-            log_path=Path(exp.log_path),
-            budget_s=loop.budget_s,
-            timeout_s=loop.timeout_s,
-            locked=loop.locked,
-            editable=loop.editable,
-            editable_text=new_text,
+        self.bus.emit(
+            ExperimentStarted(exp.id, exp.description, self.config.loop.budget_s, slot.name)
         )
-        Path(exp.log_path).unlink(missing_ok=True)
+        best = self.best()
+        best_curve = load_curve(self.folder / "curves", best.id) if best else []
         try:
-            outcome = await self.runner.run(job, slot, on_line, control)
-            run_s = outcome.wall_s
-            if use_eval and self._ran_clean(outcome) and not control.stopped.is_set():
-                eval_job = replace(
-                    job,
-                    command=self.config.metric.eval or "",
-                    log_path=Path(exp.log_path).with_suffix(".eval.log"),
-                )
-                eval_outcome = await self.runner.run(eval_job, slot, reader.feed, control)
-                run_s += eval_outcome.wall_s
-                if not self._ran_clean(eval_outcome):
-                    eval_outcome.tail = [f"[eval] {line}" for line in eval_outcome.tail]
-                    outcome = replace(
-                        eval_outcome,
-                        locked_changed=outcome.locked_changed or eval_outcome.locked_changed,
-                    )
+            attempt = await self.measurer.run(
+                experiment=exp.id,
+                commit=exp.commit or "",
+                base_commit=exp.base_commit,
+                slot=slot,
+                text=text,
+                log_path=log_path,
+                control=control,
+                on_line=on_line,
+                best_curve=best_curve,
+            )
         finally:
             self.running.pop(exp.id, None)
+        outcome = attempt.outcome
         exp.hardware = outcome.hardware
-        return outcome, reader.result(), run_s
-
-    @staticmethod
-    def _ran_clean(outcome: RunOutcome) -> bool:
-        return (
-            outcome.exit_code == 0
-            and not outcome.timed_out
-            and not outcome.stopped
-            and not outcome.lost
-        )
-
-    def _judge(self, exp: Experiment, outcome: RunOutcome, measurement: Measurement) -> None:
-        """The experiment's final status and the reason, in words."""
         exp.exit_code = outcome.exit_code
         exp.log_tail = "\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:])
-        exp.secondary = measurement.secondary
-        exp.metric = measurement.value
-        last = outcome.tail[-1] if outcome.tail else ""
-        if outcome.stopped:
-            exp.status, exp.reason = Status.INTERRUPTED, "interrupted: stopped before it finished"
-        elif outcome.lost:
-            exp.status, exp.reason = Status.LOST, f"lost: {outcome.lost}"
-        elif outcome.timed_out:
-            exp.status = Status.TIMEOUT
-            exp.reason = f"timeout: killed after {self.config.loop.timeout_s:g}s with its children"
-        elif outcome.locked_changed:
-            exp.status = Status.VOIDED
-            exp.reason = "voided: the run changed locked files: " + ", ".join(
-                outcome.locked_changed
-            )
-        elif outcome.leftover_processes:
-            exp.status = Status.VOIDED
-            exp.reason = (
-                f"voided: it left {outcome.leftover_processes} process(es) running "
-                "after it exited (killed)"
-            )
-        elif outcome.exit_code != 0:
-            exp.status = Status.CRASHED
-            exp.reason = f"crashed: exit code {outcome.exit_code}" + (f": {last}" if last else "")
-        elif measurement.value is None:
-            exp.status, exp.reason = Status.CRASHED, f"crashed: {measurement.problem}"
-        else:
-            self._verdict(exp, measurement.value)
-        if not exp.status.measured:
-            exp.metric = None if exp.status is not Status.VOIDED else exp.metric
+        exp.secondary = attempt.measurement.secondary | exp.secondary
+        if attempt.holdout is not None:
+            exp.secondary["holdout"] = attempt.holdout
+        exp.trace_tail = attempt.trace_tail
+        if attempt.curve:
+            await asyncio.to_thread(save_curve, self.folder / "curves", exp.id, attempt.curve)
+        failed = failure(attempt, control, self.config.loop.timeout_s)
+        value = None if failed else attempt.measurement.value
+        await asyncio.to_thread(
+            self.ledger.add_run,
+            self.tag,
+            exp.id,
+            value,
+            attempt.run_s,
+            "measure" if run == 0 else "rerun",
+        )
+        if failed:
+            exp.status, exp.reason = failed
+            return None, attempt.run_s, failed[1]
+        return value, attempt.run_s, ""
 
-    def _verdict(self, exp: Experiment, value: float) -> None:
-        if exp.source == "baseline":
-            exp.status, exp.reason = Status.KEPT, f"baseline: {self.config.metric.name} {value:.6g}"
-            return
+    async def _measure_and_judge(self, exp: Experiment, slot: Slot, text: str) -> float:
+        """Measures as often as the judge asks and sets the final status; returns run time."""
+        runs: list[float] = []
+        total = 0.0
+        wanted = self.config.judge.baseline_runs if exp.source == "baseline" else 1
+        while True:
+            value, seconds, problem = await self._measure_once(exp, slot, text, len(runs))
+            total += seconds
+            if value is None:
+                if runs:  # a re-run failed: the earlier runs do not stand alone
+                    exp.reason = f"{problem} (in run {len(runs) + 1})"
+                exp.metric = None
+                return total
+            runs.append(value)
+            exp.metric = mean(runs)
+            if len(runs) < wanted:
+                continue
+            if exp.source == "baseline":
+                noise = estimate_noise([runs])
+                exp.status = Status.KEPT
+                exp.reason = f"baseline: {self.config.metric.name} {exp.metric:.6g}" + (
+                    f" over {len(runs)} runs, noise {noise:.3g}" if noise is not None else ""
+                )
+                return total
+            decision = self._decide(exp, runs)
+            if decision.action != "rerun" or self._stopping:
+                exp.status = Status.KEPT if decision.keep else Status.DISCARDED
+                exp.reason = decision.reason
+                if self._stopping and decision.action == "rerun":
+                    exp.status, exp.reason = Status.INTERRUPTED, "interrupted before its re-runs"
+                return total
+
+    def noise(self) -> float | None:
+        """The run-to-run noise of the metric, from every experiment measured more than once."""
+        return estimate_noise(list(self.ledger.run_groups(self.tag).values()))
+
+    def _decide(self, exp: Experiment, runs: list[float]) -> Decision:
         if exp.source == "revert":
-            exp.status, exp.reason = (
-                Status.KEPT,
-                f"kept: a revert asked for by the user ({value:.6g})",
-            )
-            return
+            return Decision("keep", f"kept: a revert asked for by the user ({mean(runs):.6g})")
         best = self.best()
         assert best is not None and best.metric is not None
+        groups = self.ledger.run_groups(self.tag)
+        noise = estimate_noise(list(groups.values()))
         if exp.base_commit != best.commit:
-            # The best moved on while it ran. What counts is whether it beat its own base; if
-            # it did, its change is merged onto the new best and measured again there, never
-            # kept as measured on the old one.
-            base = self._kept_by_commit(exp.base_commit)
-            against = base.metric if base and base.metric is not None else best.metric
-            verdict = self.judge.decide(value, against)
-            exp.status = Status.DISCARDED
-            base_name = f"exp {base.id}" if base else "its base"
-            if verdict.keep and self._requeue_on_best(exp):
-                exp.reason = (
-                    f"discarded as measured: it beat {base_name} by {value - against:+.6g}, "
-                    f"but the best moved on to exp {best.id} meanwhile; merged onto it "
-                    "and queued to be measured again"
-                )
-            elif verdict.keep:
-                exp.reason = (
-                    f"discarded: it beat {base_name} by {value - against:+.6g}, but its "
-                    f"change does not merge onto the new best, exp {best.id}"
-                )
-            else:
-                exp.reason = (
-                    f"discarded: {value - against:+.6g} against {base_name} it was made "
-                    f"from, not better (the best is now exp {best.id})"
-                )
-            return
-        verdict = self.judge.decide(value, best.metric)
-        exp.status = Status.KEPT if verdict.keep else Status.DISCARDED
-        exp.reason = verdict.reason
+            return self._decide_stale(exp, runs, best, groups, noise)
+        decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
+        if decision.keep and (held := self.judge.needs_review(mean(runs), best.metric)):
+            return Decision("discard", held)
+        return decision
+
+    def _decide_stale(
+        self,
+        exp: Experiment,
+        runs: list[float],
+        best: Experiment,
+        groups: dict[int, list[float]],
+        noise: float | None,
+    ) -> Decision:
+        """The best moved on while it ran. What counts is whether it beat its own base; if it
+        looks like it did, its change is merged onto the new best and measured again there,
+        never kept as measured on the old one."""
+        base = self._kept_by_commit(exp.base_commit) or best
+        assert base.metric is not None
+        against = groups.get(base.id) or [base.metric]
+        delta = mean(runs) - mean(against)
+        promising = self.judge.assess(runs, against, noise).action != "discard"
+        if promising and self._requeue_on_best(exp):
+            return Decision(
+                "discard",
+                f"discarded as measured: it beat exp {base.id} by "
+                f"{delta:+.6g}, but the best moved on to exp {best.id} meanwhile; "
+                "merged onto it and queued to be measured again",
+            )
+        if promising:
+            return Decision(
+                "discard",
+                f"discarded: it beat exp {base.id} by {delta:+.6g}, but "
+                f"its change does not merge onto the new best, exp {best.id}",
+            )
+        return Decision(
+            "discard",
+            f"discarded: {delta:+.6g} against exp {base.id} it was made "
+            f"from, not better (the best is now exp {best.id})",
+        )
 
     def _kept_by_commit(self, commit: str) -> Experiment | None:
         for exp in self.experiments():

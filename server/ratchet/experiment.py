@@ -94,7 +94,8 @@ class Proposal:
     output_tokens: int = 0
     # Set when the agent itself failed to produce a usable edit (it is recorded `invalid`).
     failure: str | None = None
-    source: str = "agent"  # agent | human (runBuffer) | rebase
+    source: str = "agent"  # agent | human (runBuffer) | rebase | revert | baseline
+    rerun_of: int | None = None
 
 
 @dataclass
@@ -156,6 +157,8 @@ class Experiment:
     finished_at: float = 0.0
     source: str = "agent"
     digest: str = ""
+    rerun_of: int | None = None  # this experiment measures again one that was interrupted
+    trace_tail: str = ""  # what the run's trace file (`[metric] trace`) said, for the agent
 
     @property
     def is_baseline(self) -> bool:

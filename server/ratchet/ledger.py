@@ -24,10 +24,13 @@ RESULTS_NAME = "results.tsv"
 _COLUMNS = [f.name for f in fields(Experiment)]
 _QUOTED = ", ".join(f'"{name}"' for name in _COLUMNS)  # `commit` is an SQL keyword
 _JSON_COLUMNS = {"secondary", "hardware"}
+_DECLARED = ", ".join(
+    f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag"
+)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS experiments (
     tag TEXT NOT NULL,
-    {", ".join(f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag")},
+    {_DECLARED},
     PRIMARY KEY (tag, id)
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -67,6 +70,14 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._add_new_columns()
+
+    def _add_new_columns(self) -> None:
+        """A ledger written by an older Ratchet gains the columns added since (as NULL)."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(experiments)")}
+        for name in _COLUMNS:
+            if name not in present:
+                self._db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')
 
     def close(self) -> None:
         with self._lock:
@@ -164,6 +175,19 @@ class Ledger:
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (tag, experiment, count, metric, wall_s, purpose, time.time()),
             )
+
+    def run_groups(self, tag: str) -> dict[int, list[float]]:
+        """The metric of every successful run, by experiment."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT experiment, metric FROM runs WHERE tag=? AND metric IS NOT NULL "
+                "ORDER BY experiment, run",
+                (tag,),
+            ).fetchall()
+        groups: dict[int, list[float]] = {}
+        for experiment, metric in rows:
+            groups.setdefault(experiment, []).append(metric)
+        return groups
 
     def runs(self, tag: str, experiment: int) -> list[dict[str, Any]]:
         with self._lock:

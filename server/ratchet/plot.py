@@ -24,13 +24,14 @@ def plot(
     import matplotlib.pyplot as plt
 
     measured = [e for e in experiments if e.metric is not None and e.status.measured]
+    value = {e.id: float(e.metric or 0.0) for e in measured}
     kept = [e for e in measured if e.status is Status.KEPT]
     others = [e for e in measured if e.status is not Status.KEPT]
     failed = [e for e in experiments if not e.status.measured]
     figure, axes = plt.subplots(figsize=(10, 5), dpi=120)
     axes.scatter(
         [e.id for e in others],
-        [e.metric for e in others],
+        [value[e.id] for e in others],
         s=18,
         color="#b0b0b0",
         label="discarded",
@@ -38,7 +39,7 @@ def plot(
     )
     axes.scatter(
         [e.id for e in kept],
-        [e.metric for e in kept],
+        [value[e.id] for e in kept],
         s=46,
         color="#1a9850",
         edgecolor="black",

@@ -119,7 +119,9 @@ class LoopView:
 
     def _print_plain(self, event: Event) -> None:
         if isinstance(event, ExperimentStarted):
-            self.console.print(f"exp {event.id} running: {event.description}", highlight=False, markup=False)
+            self.console.print(
+                f"exp {event.id} running: {event.description}", highlight=False, markup=False
+            )
         elif isinstance(event, ExperimentProposed) and event.awaiting_review:
             self.console.print(
                 f"exp {event.id} awaits review: {event.description}", highlight=False

@@ -239,6 +239,11 @@ class Workspace:
             self.git.worktree("add", "--detach", "--force", str(path), commit)
         return path / self.prefix
 
+    def restore(self, worktree: Path, commit: str, paths: list[str]) -> None:
+        """Puts these project files back as `commit` has them, in a worktree."""
+        if paths:
+            git.Git(worktree).checkout(commit, "--", *paths)
+
     def remove_worktrees(self) -> None:
         """Stale worktrees of a killed loop: removed, then pruned from git's list."""
         with self._lock:

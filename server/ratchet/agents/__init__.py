@@ -19,7 +19,17 @@ def resolve_kind(config: Config) -> str:
 
 
 def make_agent(config: Config) -> Agent:
+    """The agent `[agent] kind` names. Raises RatchetError for what the user must fix (a
+    missing API key, an empty `run`), before the loop starts."""
     kind = resolve_kind(config)
     if kind == "mutate":
         return MutateAgent(seed=config.agent.seed)
-    raise RatchetError(f'the `{kind}` agent is not built yet; use kind = "mutate" in [agent]')
+    if kind == "anthropic":
+        from .anthropic import AnthropicAgent
+
+        return AnthropicAgent.from_config(config)
+    if kind == "command":
+        from .command import CommandAgent
+
+        return CommandAgent.from_config(config)
+    raise RatchetError(f'unknown agent kind `{kind}`; use "anthropic", "command" or "mutate"')

@@ -67,7 +67,8 @@ def _number(node: ast.expr) -> int | float | None:
         inner = _number(node.operand)
         return -inner if inner is not None else None
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        value: int | float = node.value  # type: ignore[assignment]  # narrowed just above
+        return value
     return None
 
 
@@ -151,7 +152,8 @@ class MutateAgent:
     def _seed_for(self, context: ProposalContext) -> int:
         # Deterministic per loop position and best file, so a resumed loop continues the
         # same sequence and parallel slots draw different changes.
-        material = f"{self.seed}:{context.experiment}:{len(context.history)}:{digest(context.editable_text)}"
+        best = digest(context.editable_text)
+        material = f"{self.seed}:{context.experiment}:{len(context.history)}:{best}"
         return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
     async def close(self) -> None:

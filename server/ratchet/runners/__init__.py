@@ -12,4 +12,12 @@ def make_runner(config: Config) -> Runner:
     kind = config.runner.kind
     if kind == "local":
         return LocalRunner(config.runner.gpus)
-    raise RatchetError(f'the `{kind}` runner is not built yet; use kind = "local" in [runner]')
+    if kind == "ssh":
+        from .ssh import SshRunner
+
+        return SshRunner(config.runner, config.root)
+    if kind == "ray":
+        from .ray import RayRunner
+
+        return RayRunner(config.runner, config.root)
+    raise RatchetError(f'unknown runner `{kind}` in [runner]; use "local", "ssh" or "ray"')

@@ -17,8 +17,9 @@ TOKEN_VARIABLE = "RATCHET_RUN_TOKEN"
 _PROC = Path("/proc")
 
 
-def processes_with_token(token: str) -> list[int]:
-    """PIDs of live processes whose environment holds RATCHET_RUN_TOKEN=token."""
+def processes_with_token(token: str, pgid: int | None = None) -> list[int]:
+    """PIDs of live (not zombie) processes whose environment holds RATCHET_RUN_TOKEN=token,
+    or that are in process group `pgid` (one that cleared its environment stays in it)."""
     needle = f"{TOKEN_VARIABLE}={token}".encode()
     found = []
     me = os.getpid()
@@ -26,20 +27,19 @@ def processes_with_token(token: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            environ = (entry / "environ").read_bytes()
-            if needle in environ.split(b"\0") and not _is_zombie(entry):
+            state, group = _state_and_group(entry)
+            if state == "Z":
+                continue  # dead, waiting to be reaped (by init, in a container: maybe never)
+            if group == pgid or needle in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(int(entry.name))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue  # gone, or not ours to read
     return found
 
 
-def _is_zombie(entry: Path) -> bool:
-    try:
-        stat = (entry / "stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+def _state_and_group(entry: Path) -> tuple[str, int]:
+    fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+    return fields[0], int(fields[2])
 
 
 def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
@@ -54,23 +54,16 @@ def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
 def kill_tree(pgid: int | None, token: str, grace_s: float = 2.0) -> int:
     """SIGTERM the process group and every process carrying the token, then SIGKILL what
     is left after `grace_s`. Returns how many processes were signalled."""
-    pids = processes_with_token(token)
+    pids = processes_with_token(token, pgid)
     _signal_all(pgid, pids, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not processes_with_token(token) and not _group_alive(pgid):
+        if not processes_with_token(token, pgid):
             return len(pids)
         time.sleep(0.05)
-    remaining = processes_with_token(token)
+    remaining = processes_with_token(token, pgid)
     _signal_all(pgid, remaining, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0  # SIGKILL is not instant: wait until they are gone
+    while processes_with_token(token, pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return len(set(pids) | set(remaining))
-
-
-def _group_alive(pgid: int | None) -> bool:
-    if pgid is None:
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True

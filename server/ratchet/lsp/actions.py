@@ -1,0 +1,152 @@
+"""Code actions on Ratchet's diagnostics: Accept & run / Reject a proposal; Apply experiment N /
+Apply best (a WorkspaceEdit on the user's file); Revert experiment N; Open diff (a command
+carrying both texts, for clients that can show a diff view)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from lsprotocol import types
+
+from ..experiment import Experiment, Status
+from .diagnostics import SOURCE
+
+ACCEPT = "ratchet.accept"
+REJECT = "ratchet.reject"
+APPLY = "ratchet.apply"
+REVERT = "ratchet.revert"
+OPEN_DIFF = "ratchet.openDiff"
+RUN_BUFFER = "ratchet.runBuffer"
+
+
+class ActionSource(Protocol):
+    """What code actions read from the session; every call is cheap (cached data)."""
+
+    def experiment(self, experiment: int) -> Experiment | None: ...
+
+    def best_id(self) -> int | None: ...
+
+    def apply_edit(self, which: int | str) -> types.WorkspaceEdit | bool | None:
+        """The edit that applies it to the user's file; False when it is already there;
+        None when it cannot be made here and now (the command then explains why)."""
+        ...
+
+    def diff_payload(self, experiment: int) -> dict[str, Any] | None: ...
+
+
+def _experiment_of(diagnostic: types.Diagnostic) -> tuple[str, int] | None:
+    data = diagnostic.data
+    if diagnostic.source != SOURCE or not isinstance(data, dict):
+        return None
+    kind, experiment = data.get("kind"), data.get("experiment")
+    if not isinstance(kind, str) or not isinstance(experiment, int):
+        return None
+    return kind, experiment
+
+
+def _command(title: str, command: str, *arguments: Any) -> types.Command:
+    return types.Command(title=title, command=command, arguments=list(arguments))
+
+
+def _apply(
+    source: ActionSource, which: int | str, title: str, diagnostic: types.Diagnostic | None
+) -> types.CodeAction | None:
+    edit = source.apply_edit(which)
+    if edit is False:
+        return None  # the user's file already has it
+    action = types.CodeAction(
+        title=title,
+        kind=types.CodeActionKind.QuickFix,
+        diagnostics=[diagnostic] if diagnostic else None,
+    )
+    if isinstance(edit, types.WorkspaceEdit):
+        action.edit = edit
+    else:
+        action.command = _command(title, APPLY, which)
+    return action
+
+
+def _open_diff(source: ActionSource, experiment: int) -> types.CodeAction | None:
+    payload = source.diff_payload(experiment)
+    if payload is None:
+        return None
+    title = f"Open diff of experiment {experiment}"
+    return types.CodeAction(title=title, command=_command(title, OPEN_DIFF, payload))
+
+
+def code_actions(
+    source: ActionSource, diagnostics: list[types.Diagnostic], only: list[str] | None = None
+) -> list[types.CodeAction]:
+    actions: list[types.CodeAction] = []
+    seen: set[tuple[str, int | str]] = set()
+
+    def add(key: tuple[str, int | str], make: Any) -> None:
+        if key in seen:
+            return
+        seen.add(key)
+        action = make()
+        if action is not None:
+            actions.append(action)
+
+    best = source.best_id()
+    for diagnostic in diagnostics:
+        found = _experiment_of(diagnostic)
+        if found is None:
+            continue
+        kind, number = found
+        if kind == "proposal":
+            add(
+                ("accept", number),
+                lambda n=number, d=diagnostic: types.CodeAction(
+                    title=f"Accept & run experiment {n}",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[d],
+                    is_preferred=True,
+                    command=_command(f"Accept & run experiment {n}", ACCEPT, n),
+                ),
+            )
+            add(
+                ("reject", number),
+                lambda n=number, d=diagnostic: types.CodeAction(
+                    title=f"Reject experiment {n}",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[d],
+                    command=_command(f"Reject experiment {n}", REJECT, n),
+                ),
+            )
+            add(("diff", number), lambda n=number: _open_diff(source, n))
+            continue
+        exp = source.experiment(number)
+        if exp is None:
+            continue
+        if exp.commit:
+            add(
+                ("apply", number),
+                lambda n=number, d=diagnostic: _apply(source, n, f"Apply experiment {n}", d),
+            )
+        if best is not None and best != number:
+            add(
+                ("apply", "best"),
+                lambda b=best, d=diagnostic: _apply(
+                    source, "best", f"Apply best (experiment {b})", d
+                ),
+            )
+        if exp.status is Status.KEPT and exp.source != "baseline":
+            add(
+                ("revert", number),
+                lambda n=number, d=diagnostic: types.CodeAction(
+                    title=f"Revert experiment {n}",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[d],
+                    command=_command(f"Revert experiment {n}", REVERT, n),
+                ),
+            )
+        add(("diff", number), lambda n=number: _open_diff(source, n))
+
+    if only:
+        actions = [
+            a
+            for a in actions
+            if any(str(a.kind or "") == k or str(a.kind or "").startswith(k + ".") for k in only)
+        ]
+    return actions

@@ -1,0 +1,240 @@
+"""workspace/executeCommand: the editor contract's command names, each a few lines —
+read the arguments, call the session (and through it the engine), return JSON.
+
+A user's mistake (an unknown experiment, a proposal already decided, no loop running, a bad
+ratchet.toml) comes back as an LSP error whose message is the plain sentence to show; the
+server never crashes on one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+
+from ..config import ConfigError
+from ..errors import RatchetError
+
+if TYPE_CHECKING:
+    from .server import RatchetServer
+    from .session import Session
+
+START = "ratchet.start"
+STOP = "ratchet.stop"
+PAUSE = "ratchet.pause"
+RESUME = "ratchet.resume"
+PROPOSE_ONCE = "ratchet.proposeOnce"
+ACCEPT = "ratchet.accept"
+REJECT = "ratchet.reject"
+APPLY = "ratchet.apply"
+REVERT = "ratchet.revert"
+RUN_BUFFER = "ratchet.runBuffer"
+NOTE = "ratchet.note"
+EXPERIMENTS = "ratchet.experiments"
+STATUS = "ratchet.status"
+OPEN_DIFF = "ratchet.openDiff"
+
+# Handled when a client sends it, but not advertised: VS Code's language client registers a
+# palette command for every advertised one, and the extension shows this diff itself.
+UNADVERTISED = {OPEN_DIFF}
+
+
+class RequestFailed(JsonRpcException):
+    """LSP's RequestFailed: the request was well formed, but it cannot be done now."""
+
+    CODE = -32803
+    MESSAGE = "Request failed"
+
+
+class ArgumentError(Exception):
+    """A command was given arguments it cannot use; the message says what it wants."""
+
+
+Handler = Callable[["Session", list[Any]], Awaitable[Any]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def register(server: RatchetServer) -> None:
+    """Registers every command on the server (and so advertises all but UNADVERTISED)."""
+    for name, handler in HANDLERS.items():
+        server.command(name)(_wrap(server, handler))
+
+
+def _wrap(server: RatchetServer, handler: Handler) -> Callable[..., Awaitable[Any]]:
+    # pygls passes the server first (a parameter named `ls`), then the arguments as sent.
+    async def execute(ls: LanguageServer, *args: Any) -> Any:
+        try:
+            session = await server.session_ready()
+            return await handler(session, list(args))
+        except ArgumentError as error:
+            raise JsonRpcInvalidParams(message=str(error)) from None
+        except (RatchetError, ConfigError) as error:
+            raise RequestFailed(message=str(error)) from None
+
+    return execute
+
+
+# --- arguments ---------------------------------------------------------------------------------
+
+
+def _first(args: list[Any], *keys: str) -> Any:
+    value = args[0] if args else None
+    if isinstance(value, dict):
+        for key in keys:
+            if key in value:
+                return value[key]
+        return None
+    return value
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def experiment_arg(args: list[Any], *, required: bool, best: bool = False) -> int | str | None:
+    value = _first(args, "experiment", "id")
+    wanted = 'an experiment number or "best"' if best else "an experiment number"
+    if value is None:
+        if required:
+            raise ArgumentError(f"name {wanted}")
+        return None
+    if best and isinstance(value, str) and value.strip().lower() == "best":
+        return "best"
+    number = _int(value)
+    if number is None or number < 0:
+        raise ArgumentError(f"expected {wanted}, got {value!r}")
+    return number
+
+
+def _text_arg(args: list[Any], *keys: str) -> str | None:
+    value = _first(args, *keys)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ArgumentError(f"expected text, got {value!r}")
+    return value
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+
+@command(START)
+async def start(session: Session, args: list[Any]) -> Any:
+    value = _first(args, "maxExperiments", "max", "max_experiments")
+    limit = None if value is None else _int(value)
+    if value is not None and (limit is None or limit < 1):
+        raise ArgumentError(
+            f"the most experiments to run is a whole number of 1 or more, not {value!r}"
+        )
+    await session.start_loop(limit)
+    return await session.status_payload()
+
+
+@command(STOP)
+async def stop(session: Session, args: list[Any]) -> Any:
+    await session.stop_loop()
+    return await session.status_payload()
+
+
+@command(PAUSE)
+async def pause(session: Session, args: list[Any]) -> Any:
+    session.pause()
+    return await session.status_payload()
+
+
+@command(RESUME)
+async def resume(session: Session, args: list[Any]) -> Any:
+    session.resume()
+    return await session.status_payload()
+
+
+@command(PROPOSE_ONCE)
+async def propose_once(session: Session, args: list[Any]) -> Any:
+    await session.propose_once()
+    return await session.status_payload()
+
+
+@command(ACCEPT)
+async def accept(session: Session, args: list[Any]) -> Any:
+    number = experiment_arg(args, required=False)
+    assert not isinstance(number, str)
+    return {"experiment": session.decide(number, True), "accepted": True}
+
+
+@command(REJECT)
+async def reject(session: Session, args: list[Any]) -> Any:
+    number = experiment_arg(args, required=False)
+    assert not isinstance(number, str)
+    return {"experiment": session.decide(number, False), "accepted": False}
+
+
+@command(APPLY)
+async def apply(session: Session, args: list[Any]) -> Any:
+    which = experiment_arg(args, required=False, best=True)
+    return await session.apply("best" if which is None else which)
+
+
+@command(REVERT)
+async def revert(session: Session, args: list[Any]) -> Any:
+    number = experiment_arg(args, required=True)
+    assert isinstance(number, int)
+    await session.revert(number)
+    return await session.status_payload()
+
+
+@command(RUN_BUFFER)
+async def run_buffer(session: Session, args: list[Any]) -> Any:
+    description = _text_arg(args, "description") or "an edit made in the editor"
+    await session.run_buffer(description)
+    return await session.status_payload()
+
+
+@command(NOTE)
+async def note(session: Session, args: list[Any]) -> Any:
+    text = _text_arg(args, "text", "note")
+    if not text or not text.strip():
+        raise ArgumentError('write the note for the agent, e.g. "try a smaller learning rate"')
+    await session.note(text.strip())
+    return {"noted": text.strip()}
+
+
+@command(EXPERIMENTS)
+async def experiments(session: Session, args: list[Any]) -> Any:
+    return await session.experiments_json()
+
+
+@command(STATUS)
+async def status(session: Session, args: list[Any]) -> Any:
+    return await session.status_payload()
+
+
+@command(OPEN_DIFF)
+async def open_diff(session: Session, args: list[Any]) -> Any:
+    """What a client without a diff view gets: the diff, as a message it can show."""
+    payload = args[0] if args and isinstance(args[0], dict) else None
+    if payload is None:
+        number = experiment_arg(args, required=True)
+        assert isinstance(number, int)
+        payload = session.diff_payload(number)
+        if payload is None:
+            raise RequestFailed(message=f"no diff to show for experiment {number}")
+    session.show_diff(payload)
+    return payload

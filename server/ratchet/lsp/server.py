@@ -1,0 +1,178 @@
+"""`ratchet serve`: the pygls server. Features and commands are thin: each hands its params to
+the project's Session and sends back what it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+from pygls.uris import to_fs_path
+
+from .. import __version__
+from ..config import CONFIG_NAME
+from . import commands
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 30.0
+
+
+class RatchetProtocol(LanguageServerProtocol):
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        provider = result.capabilities.execute_command_provider
+        if provider is not None:
+            provider.commands = [c for c in provider.commands if c not in commands.UNADVERTISED]
+        return result
+
+
+class RatchetServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(
+            "ratchet",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=RatchetProtocol,
+        )
+        self.session: Session | None = None
+        self.roots: list[Path] = []
+        self._ready: asyncio.Event | None = None
+
+    def ready_event(self) -> asyncio.Event:
+        if self._ready is None:
+            self._ready = asyncio.Event()
+        return self._ready
+
+    async def session_ready(self) -> Session:
+        try:
+            await asyncio.wait_for(self.ready_event().wait(), READY_TIMEOUT_S)
+        except TimeoutError:
+            raise commands.RequestFailed(message="the Ratchet server is still starting") from None
+        assert self.session is not None
+        return self.session
+
+
+def project_root(candidates: list[Path]) -> Path:
+    """The folder of ratchet.toml: a workspace folder or one above it; else the first folder."""
+    for candidate in candidates:
+        for folder in (candidate, *candidate.parents):
+            if (folder / CONFIG_NAME).is_file():
+                return folder
+    return candidates[0] if candidates else Path.cwd()
+
+
+def make_server() -> RatchetServer:
+    server = RatchetServer()
+    commands.register(server)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(params: types.InitializeParams) -> None:
+        uris = [folder.uri for folder in params.workspace_folders or []]
+        if params.root_uri:
+            uris.append(params.root_uri)
+        roots = [Path(p) for p in (to_fs_path(uri) for uri in uris) if p]
+        if params.root_path:
+            roots.append(Path(params.root_path))
+        server.roots = [*roots, Path.cwd()]
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(params: types.InitializedParams) -> None:
+        server.session = Session(server, project_root(server.roots))
+        try:
+            await server.session.start()
+        finally:
+            server.ready_event().set()
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(params: None) -> None:
+        if server.session is not None:
+            await server.session.shutdown()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        if server.session is not None:
+            server.session.document_opened(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        if server.session is not None:
+            server.session.document_changed(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        if server.session is not None:
+            server.session.document_closed(params.text_document.uri)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.Source]
+        ),
+    )
+    def code_action(params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        if server.session is None:
+            return None
+        return server.session.code_actions(params) or None
+
+    @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:
+        if server.session is not None:
+            server.session.progress.cancelled(params.token)
+
+    return server
+
+
+class _QuietUserErrors(logging.Filter):
+    """pygls logs every error response with a traceback; a user's mistake is not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, JsonRpcException)
+            and error.code in (commands.RequestFailed.CODE, -32602)
+        )
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("RATCHET_LSP_LOG", "WARNING").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.WARNING),
+        stream=sys.stderr,
+        format="ratchet-lsp %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_QuietUserErrors())
+
+
+def parse_tcp(address: str) -> tuple[str, int]:
+    """`PORT`, `:PORT` or `HOST:PORT` (loopback unless a host is given)."""
+    host, _, port = address.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise SystemExit(f"ratchet serve --tcp: {address!r} is not HOST:PORT") from None
+    return host or "127.0.0.1", number
+
+
+def serve(tcp: str | None = None) -> None:
+    """Runs the language server on stdio, or on TCP (for debugging)."""
+    _setup_logging()
+    server = make_server()
+    if tcp:
+        host, port = parse_tcp(tcp)
+        server.start_tcp(host, port)
+    else:
+        server.start_io()

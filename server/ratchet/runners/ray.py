@@ -1,0 +1,548 @@
+"""Runs experiments as jobs on a Ray cluster (the Ray Jobs API at `[runner] address`).
+
+Each experiment is one job: its working_dir is the experiment's worktree (Ray uploads it, and
+the cluster's own scheduler puts it on a node), with one GPU reserved on GPU clusters
+(`entrypoint_num_gpus=1`) or one CPU on CPU clusters. Slots are as many as the cluster offers
+(GPUs, else CPUs), capped by `max_slots`. Logs are tailed live; at timeout or stop the job is
+stopped with `stop_job`. A job the cluster loses (its node or its supervisor died, stopped by
+someone else) comes back `lost`, for the engine to re-queue.
+
+The job's entrypoint is a small stdlib-only Python wrapper around the command: it hashes the
+locked files before and after, gives the command its environment (budget, experiment, run
+token, no GPU on CPU clusters), kills what the command leaves behind, and reports on marker
+lines that never reach the log or the metric reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import shlex
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from ..config import RunnerConfig
+from ..errors import RatchetError
+from ..guard import changed_files
+from .base import Job, OnLine, RunControl, RunOutcome, Slot
+from .local import TAIL_LINES, LineSplitter
+from .processes import TOKEN_VARIABLE
+
+POLL_S = 0.25
+CONTACT_LOST_S = 30.0  # the dashboard unanswered this long mid-run: lost
+STOP_WAIT_S = 15.0
+NODES_WAIT_S = 15.0
+
+# Node deaths and infrastructure failures: the run's outcome is unknown, not the edit's fault.
+_LOST_ERRORS = {
+    "RUNTIME_ENV_SETUP_FAILURE",
+    "JOB_SUPERVISOR_ACTOR_START_TIMEOUT",
+    "JOB_SUPERVISOR_ACTOR_START_FAILURE",
+    "JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE",
+    "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE",
+    "JOB_SUPERVISOR_ACTOR_DIED",
+}
+
+# Runs on the cluster's node, in the job's working_dir, with whatever python3 is there.
+WRAPPER = r"""
+import hashlib, json, os, signal, socket, subprocess, sys, threading, time
+run = json.loads(os.environ.pop("RATCHET_RAY_RUN"))
+os.environ.pop("RATCHET_RAY_WRAPPER", None)
+marker, token, command = run["marker"], run["token"], sys.argv[1]
+out = sys.stdout.buffer
+
+def report(kind, value):
+    out.write(("%s %s %s\n" % (marker, kind, json.dumps(value))).encode())
+    out.flush()
+
+def digest(path):
+    h = hashlib.sha256()
+    if os.path.islink(path):
+        h.update(b"link:" + os.readlink(path).encode())
+    elif os.path.isfile(path):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    elif os.path.isdir(path):
+        for top, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(top, name)
+                h.update(os.path.relpath(full, path).encode() + b"\0")
+                if os.path.isfile(full):
+                    with open(full, "rb") as f:
+                        h.update(f.read())
+    else:
+        return "missing"
+    return h.hexdigest()
+
+def hashes():
+    return {p: digest(p) for p in run["locked"]}
+
+def with_token():
+    needle = ("%s=%s" % (run["token_variable"], token)).encode()
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+def kill_leftovers():
+    pids = with_token()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.time() + 2
+        while sig == signal.SIGTERM and time.time() < deadline and with_token():
+            time.sleep(0.05)
+        pids = with_token()
+    return pids
+
+def hardware():
+    info = {"host": socket.gethostname(), "cpus": os.cpu_count() or 1, "cpu": "",
+            "gpu": None, "gpu_count": 0, "driver": None}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if run["gpu"]:
+        try:
+            rows = subprocess.run(
+                ["nvidia-smi", "--query-gpu=index,uuid,name,driver_version",
+                 "--format=csv,noheader"], capture_output=True, text=True, timeout=20,
+            ).stdout.strip().splitlines()
+        except (OSError, subprocess.SubprocessError):
+            rows = []
+        wanted = [v.strip() for v in visible.split(",")] if visible else None
+        gpus = []
+        for row in rows:
+            index, uid, name, driver = [part.strip() for part in row.split(",")][:4]
+            if wanted is None or index in wanted or uid in wanted:
+                gpus.append((name, driver))
+        if gpus:
+            info.update(gpu=gpus[0][0], gpu_count=len(gpus), driver=gpus[0][1])
+    info["cuda_visible_devices"] = visible
+    return info
+
+env = dict(os.environ)
+env.update(run["env"])
+env[run["token_variable"]] = token
+if not run["gpu"]:
+    env["CUDA_VISIBLE_DEVICES"] = ""
+report("start", {"hardware": hardware(), "before": hashes()})
+started = time.time()
+child = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+def stop(signum, frame):
+    try:
+        child.send_signal(signum)
+    except OSError:
+        pass
+    kill_leftovers()
+
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+last = b"\n"
+while True:
+    chunk = os.read(child.stdout.fileno(), 65536)
+    if not chunk:
+        break
+    out.write(chunk)
+    out.flush()
+    last = chunk[-1:]
+code = child.wait()
+wall = time.time() - started
+if last != b"\n":
+    out.write(b"\n")
+count = len(with_token())
+kill_leftovers()
+report("end", {"exit": code, "wall": wall, "leftovers": count, "after": hashes()})
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _ray() -> Any:
+    try:
+        from ray import job_submission
+    except ImportError:
+        raise RatchetError(
+            "the ray runner needs Ray's job client: `pip install 'ray[default]'` in Ratchet's "
+            "environment (the same Ray version as the cluster)"
+        ) from None
+    return job_submission
+
+
+def _normalise(address: str) -> str:
+    address = address.strip().rstrip("/")
+    return address if "://" in address else f"http://{address}"
+
+
+class _Stream:
+    """The job's log as it arrives: lines to the engine and the log file, marker lines to
+    the report."""
+
+    def __init__(self, job: Job, marker: str, on_line: OnLine, tail: deque[str]) -> None:
+        self.marker = marker
+        self.on_line = on_line
+        self.tail = tail
+        self.splitter = LineSplitter()
+        self.log = open(job.log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self.received = 0  # characters of the job's log seen so far
+        self.start: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
+        self.started_at: float | None = None
+
+    def feed(self, text: str) -> None:
+        self.received += len(text)
+        for line in self.splitter.feed(text.encode("utf-8")):
+            self._line(line)
+
+    def flush(self) -> None:
+        for line in self.splitter.flush():
+            self._line(line)
+        self.log.flush()
+
+    def _line(self, line: str) -> None:
+        if line.startswith(self.marker + " "):
+            kind, _, value = line[len(self.marker) + 1 :].partition(" ")
+            with contextlib.suppress(ValueError):
+                data = json.loads(value)
+                if kind == "start":
+                    self.start, self.started_at = data, time.monotonic()
+                elif kind == "end":
+                    self.end = data
+            return
+        self.log.write(line + "\n")
+        self.tail.append(line)
+        self.on_line(line)
+
+    def say(self, line: str) -> None:
+        self.log.write(line + "\n")
+        self.log.flush()
+        self.tail.append(line)
+        self.on_line(line)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class RayRunner:
+    kind = "ray"
+
+    def __init__(self, config: RunnerConfig, project: Path) -> None:
+        if not config.address:
+            raise RatchetError(
+                'the ray runner needs `address` in [runner], e.g. "http://127.0.0.1:8265"'
+            )
+        self._config = config
+        self._address = _normalise(config.address)
+        self._project = project.resolve().name or "project"
+        self._client: Any = None
+        self._gpu = False
+        self._nodes: dict[str, dict[str, Any]] = {}
+
+    async def open(self) -> list[Slot]:
+        submission = await asyncio.to_thread(_ray)
+        # Ray's client logs each upload to stderr; the loop's own view says what matters.
+        for name in (
+            "ray.dashboard.modules.dashboard_sdk",
+            "ray.dashboard.modules.job.sdk",
+            "ray._private.runtime_env.packaging",
+            "ray._private.runtime_env.working_dir",
+        ):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            self._client = await asyncio.to_thread(submission.JobSubmissionClient, self._address)
+        except Exception as error:  # ray raises ConnectionError, RuntimeError, ValueError...
+            raise RatchetError(
+                f"cannot reach the Ray cluster at {self._address}: {_plain(error)}. Start a "
+                "head (`ray start --head`) or fix [runner] address (the dashboard's http "
+                "address, port 8265 by default)"
+            ) from None
+        totals = await self._resources()
+        gpus, cpus = int(totals.get("GPU", 0)), int(totals.get("CPU", 0))
+        self._gpu = gpus > 0
+        count = gpus if self._gpu else max(1, cpus)
+        if self._config.max_slots is not None:
+            count = min(count, self._config.max_slots)
+        return [Slot(name=f"ray/{index}", host=self._address) for index in range(count)]
+
+    async def _resources(self) -> dict[str, float]:
+        """Total resources of the cluster's live nodes (waits a little for a fresh head)."""
+        deadline = time.monotonic() + NODES_WAIT_S
+        problem = "it lists no live node"
+        while True:
+            try:
+                nodes = await asyncio.to_thread(self._list_nodes)
+            except Exception as error:
+                nodes, problem = [], _plain(error)
+            if nodes:
+                break
+            if time.monotonic() > deadline:
+                raise RatchetError(
+                    f"cannot count the slots of the Ray cluster at {self._address}: {problem}"
+                )
+            await asyncio.sleep(0.5)
+        totals: dict[str, float] = {}
+        for node in nodes:
+            self._nodes[node["node_id"]] = node
+            for name, amount in (node.get("resources_total") or {}).items():
+                totals[name] = totals.get(name, 0.0) + float(amount)
+        return totals
+
+    def _list_nodes(self) -> list[dict[str, Any]]:
+        from ray.util.state import list_nodes
+
+        nodes = list_nodes(address=self._address, detail=True, raise_on_missing_output=False)
+        result = []
+        for node in nodes:
+            data = node if isinstance(node, dict) else getattr(node, "__dict__", {})
+            if data.get("state") == "ALIVE":
+                result.append(dict(data))
+        return result
+
+    async def close(self) -> None:
+        self._client = None
+
+    # --- one experiment ----------------------------------------------------------------------
+
+    def _runtime_env(self, job: Job, marker: str, token: str) -> dict[str, Any]:
+        env = dict(job.env)
+        env.update(
+            RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
+            RATCHET_EXPERIMENT=str(job.experiment),
+            PYTHONUNBUFFERED="1",
+        )
+        run = {
+            "marker": marker,
+            "token": token,
+            "token_variable": TOKEN_VARIABLE,
+            "locked": list(job.locked),
+            "gpu": self._gpu,
+            "env": env,
+        }
+        return {
+            "working_dir": str(job.worktree),
+            "excludes": [".git"],
+            "env_vars": {"RATCHET_RAY_RUN": json.dumps(run), "RATCHET_RAY_WRAPPER": WRAPPER},
+        }
+
+    async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
+        client = self._client
+        if client is None:
+            raise RatchetError("the ray runner is not open")
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        token = uuid.uuid4().hex
+        marker = f"@@ratchet-{token[:12]}@@"
+        stream = _Stream(job, marker, on_line, tail)
+        digest = hashlib.sha256(str(job.worktree).encode()).hexdigest()[:6]
+        submission_id = f"ratchet-{job.experiment}-{digest}-{token[:8]}"
+        entrypoint = (
+            '"$(command -v python3 || command -v python)" -c "$RATCHET_RAY_WRAPPER" '
+            + shlex.quote(job.command)
+        )
+        resources = {"entrypoint_num_gpus": 1} if self._gpu else {"entrypoint_num_cpus": 1}
+        try:
+            if control.stopped.is_set():
+                return self._outcome(stream, tail, stopped=True)
+            try:
+                await asyncio.to_thread(
+                    client.submit_job,
+                    entrypoint=entrypoint,
+                    submission_id=submission_id,
+                    runtime_env=self._runtime_env(job, marker, token),
+                    metadata={"ratchet_experiment": str(job.experiment), "ratchet_slot": slot.name},
+                    **resources,
+                )
+            except Exception as error:
+                lost = f"the Ray cluster at {self._address} refused the job: {_plain(error)}"
+                stream.say(f"[ratchet] lost: {lost}")
+                return self._outcome(stream, tail, lost=lost)
+            return await self._follow(client, submission_id, job, stream, tail, control)
+        finally:
+            stream.close()
+
+    async def _follow(
+        self,
+        client: Any,
+        submission_id: str,
+        job: Job,
+        stream: _Stream,
+        tail: deque[str],
+        control: RunControl,
+    ) -> RunOutcome:
+        tailer = asyncio.create_task(self._tail(client, submission_id, stream))
+        submitted = time.monotonic()
+        running_since: float | None = None
+        timed_out = stopped = False
+        status = "PENDING"
+        unanswered_since: float | None = None
+        lost: str | None = None
+        try:
+            while True:
+                try:
+                    status = _status(await asyncio.to_thread(client.get_job_status, submission_id))
+                    unanswered_since = None
+                except Exception as error:
+                    now = time.monotonic()
+                    unanswered_since = unanswered_since or now
+                    if now - unanswered_since > CONTACT_LOST_S:
+                        lost = f"lost contact with the Ray cluster: {_plain(error)}"
+                        break
+                if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                    break
+                now = time.monotonic()
+                if status == "RUNNING" and running_since is None:
+                    running_since = now
+                clock = running_since if running_since is not None else submitted
+                limit = job.timeout_s if running_since is not None else job.timeout_s + 120
+                if now - clock > limit or control.stopped.is_set():
+                    timed_out = not control.stopped.is_set()
+                    stopped = not timed_out
+                    if running_since is None and timed_out:
+                        lost = "the cluster did not start the job in time"
+                        timed_out = False
+                    await self._stop(client, submission_id)
+                    status = await self._wait_terminal(client, submission_id)
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(control.stopped.wait(), POLL_S)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop(client, submission_id))
+            raise
+        finally:
+            # Ray's tail lingers seconds after the job ends; what it has not sent yet is
+            # fetched at once below instead.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(tailer), 0.3)
+            if not tailer.done():
+                tailer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tailer
+        await self._catch_up(client, submission_id, stream)
+        stream.flush()
+        info: Any = None
+        with contextlib.suppress(Exception):
+            info = await asyncio.to_thread(client.get_job_info, submission_id)
+        if lost is None and not (timed_out or stopped):
+            lost = self._lost_reason(status, info, stream)
+        if lost is not None:
+            if status not in ("SUCCEEDED", "FAILED", "STOPPED"):
+                await self._stop(client, submission_id)
+            if not (timed_out or stopped):
+                stream.say(f"[ratchet] lost: {lost}")
+        end = stream.end or {}
+        exit_code = end.get("exit")
+        if exit_code is None and info is not None:
+            exit_code = getattr(info, "driver_exit_code", None)
+        wall = end.get("wall")
+        if wall is None:
+            start = stream.started_at or running_since or submitted
+            wall = time.monotonic() - start
+        before = (stream.start or {}).get("before", {})
+        after = end.get("after", before)
+        return RunOutcome(
+            exit_code=None if lost else exit_code,
+            wall_s=float(wall),
+            timed_out=timed_out,
+            stopped=stopped,
+            tail=list(tail),
+            locked_changed=changed_files(before, after) if stream.end else [],
+            leftover_processes=0 if (timed_out or stopped) else int(end.get("leftovers", 0)),
+            lost=None if (timed_out or stopped) else lost,
+            hardware=self._hardware(stream, info),
+        )
+
+    def _lost_reason(self, status: str, info: Any, stream: _Stream) -> str | None:
+        """Why a job that ended on its own is `lost`, or None if it ran to an answer."""
+        error_type = getattr(info, "error_type", None)
+        error_type = getattr(error_type, "value", error_type)
+        message = getattr(info, "message", None) or ""
+        if status == "STOPPED":
+            return "the job was stopped outside Ratchet (`ray job stop` or the dashboard)"
+        if status == "FAILED" and error_type in _LOST_ERRORS:
+            return f"the cluster lost the job ({error_type}): {message}".rstrip(": ")
+        if stream.end is None:
+            # The wrapper never reported back: its process died under it (a node going away,
+            # an OOM killer on the node), so the run's outcome is unknown.
+            return f"the job's process on the cluster died ({status}): {message}".rstrip(": ")
+        return None
+
+    def _hardware(self, stream: _Stream, info: Any) -> dict[str, Any]:
+        hardware: dict[str, Any] = dict((stream.start or {}).get("hardware") or {})
+        node_id = getattr(info, "driver_node_id", None)
+        node = self._nodes.get(node_id or "")
+        if node_id:
+            hardware["node_id"] = node_id
+        if node is not None:
+            hardware.setdefault("host", node.get("node_name") or node.get("node_ip"))
+            hardware["node_ip"] = node.get("node_ip")
+        hardware.setdefault("gpu", None)
+        hardware.setdefault("gpu_count", 0)
+        hardware.setdefault("driver", None)
+        hardware["cluster"] = self._address
+        return hardware
+
+    async def _tail(self, client: Any, submission_id: str, stream: _Stream) -> None:
+        with contextlib.suppress(Exception):
+            async for text in client.tail_job_logs(submission_id):
+                stream.feed(text)
+
+    async def _catch_up(self, client: Any, submission_id: str, stream: _Stream) -> None:
+        """Whatever of the log the live tail missed (a tail that broke off)."""
+        try:
+            logs = await asyncio.to_thread(client.get_job_logs, submission_id)
+        except Exception:
+            return
+        if len(logs) > stream.received:
+            stream.feed(logs[stream.received :])
+
+    async def _stop(self, client: Any, submission_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(client.stop_job, submission_id)
+
+    async def _wait_terminal(self, client: Any, submission_id: str) -> str:
+        deadline = time.monotonic() + STOP_WAIT_S
+        status = "RUNNING"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                status = _status(await asyncio.to_thread(client.get_job_status, submission_id))
+            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                break
+            await asyncio.sleep(POLL_S)
+        return status
+
+    @staticmethod
+    def _outcome(
+        stream: _Stream, tail: deque[str], *, lost: str | None = None, stopped: bool = False
+    ) -> RunOutcome:
+        return RunOutcome(None, 0.0, False, stopped, list(tail), [], lost=lost)
+
+
+def _plain(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text or type(error).__name__
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value)).rsplit(".", 1)[-1]

@@ -1,0 +1,789 @@
+"""Runs experiments on GPU boxes over SSH (asyncssh): one slot per GPU of each host.
+
+Per host, a base copy of the project (the files git tracks) is sent once, as a tar stream
+over the same SSH connection, and kept under `remote_dir/<project>/base` with the id of its
+content, so a later loop finds it in place. Each experiment gets a fresh remote copy of that
+base for its slot (`slots/<gpu0|cpu>`, copied on the remote machine) and only the editable file
+travels with it. The command runs in its own process group, under a wrapper that exports the
+budget, the experiment's number, its GPU and a run token; at timeout or stop the group and
+every process carrying the token are killed. Output streams back live.
+
+Host keys are checked against known_hosts and never accepted silently. A dropped connection or
+a remote run that dies under us is returned as `lost` (the engine re-queues it); the next run
+on that slot reconnects with backoff and first kills whatever the lost run left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import shlex
+import socket
+import subprocess
+import tarfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunnerConfig
+from ..errors import RatchetError
+from ..guard import changed_files
+from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
+from .base import Job, OnLine, RunControl, RunOutcome, Slot
+from .local import TAIL_LINES, LineSplitter
+from .processes import TOKEN_VARIABLE
+
+_CHUNK = 1 << 16
+CONNECT_TIMEOUT_S = 15.0
+COMMAND_TIMEOUT_S = 120.0  # a helper command (prepare, kill, collect) that hangs longer: lost
+KILL_GRACE_S = 2.0
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """`user@host:port` as written in ratchet.toml; user and port may be left out (then
+    ~/.ssh/config or the defaults decide)."""
+
+    text: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def shown(self) -> str:
+        return f"{self.host}:{self.port or 22}"
+
+
+def parse_host(text: str) -> HostAddress:
+    rest = text.strip()
+    user = None
+    if "@" in rest:
+        user, rest = rest.rsplit("@", 1)
+        if not user:
+            raise RatchetError(f"`{text}` in [runner] hosts: the user before @ is empty")
+    port: int | None = None
+    if rest.startswith("["):  # [::1]:2222
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = _port(text, tail[1:])
+    elif rest.count(":") == 1:
+        host, raw_port = rest.split(":")
+        port = _port(text, raw_port)
+    else:
+        host = rest
+    if not host:
+        raise RatchetError(f'`{text}` in [runner] hosts has no host name; write "user@host:port"')
+    return HostAddress(text.strip(), host, user, port)
+
+
+def _port(text: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise RatchetError(f"`{text}` in [runner] hosts: `{raw}` is not a port number")
+    return int(raw)
+
+
+# --- remote shell pieces ----------------------------------------------------------------------
+
+q = shlex.quote
+
+# PIDs of live processes whose environment holds RATCHET_RUN_TOKEN=$1 (one grep, no python).
+_SHELL_FUNCTIONS = f"""
+tokpids() {{
+  grep -lzxF "{TOKEN_VARIABLE}=$1" /proc/[0-9]*/environ 2>/dev/null \
+    | sed -e 's|^/proc/||' -e 's|/environ$||'
+}}
+killtok() {{
+  pg=$(cat "$2" 2>/dev/null)
+  if [ -n "$pg" ]; then kill -TERM -- "-$pg" 2>/dev/null; fi
+  for p in $(tokpids "$1"); do kill -TERM "$p" 2>/dev/null; done
+  i=0
+  while [ $i -lt {int(KILL_GRACE_S * 10)} ] && [ -n "$(tokpids "$1")" ]; do
+    sleep 0.1; i=$((i+1))
+  done
+  if [ -n "$pg" ]; then kill -KILL -- "-$pg" 2>/dev/null; fi
+  for p in $(tokpids "$1"); do kill -KILL "$p" 2>/dev/null; done
+  rm -f "$2"
+}}
+hashone() {{
+  if [ -L "$1" ]; then printf 'link:%s' "$(readlink "$1")" | sha256sum
+  elif [ -f "$1" ]; then sha256sum < "$1"
+  elif [ -d "$1" ]; then
+    (cd "$1" && find . -type f | LC_ALL=C sort | while IFS= read -r f; do
+      printf '%s\\n' "$f"; sha256sum < "$f"; done) | sha256sum
+  else echo missing
+  fi
+}}
+"""
+
+
+def _shell_path(path: str) -> str:
+    """A remote path for the shell: `~` is the remote user's home."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + q(path[2:])
+    return q(path)
+
+
+def _hash_lines(locked: tuple[str, ...], label: str) -> str:
+    """Shell lines that report each locked file's hash on stderr, by its index in `locked`."""
+    return "".join(
+        f'echo "ratchet: {label} {index} $(hashone {q(path)} | cut -d" " -f1)" >&2\n'
+        for index, path in enumerate(locked)
+    )
+
+
+def _by_name(hashes: dict[str, str], locked: tuple[str, ...]) -> dict[str, str]:
+    return {locked[int(i)]: h for i, h in hashes.items() if i.isdigit() and int(i) < len(locked)}
+
+
+# --- the project's files -----------------------------------------------------------------------
+
+
+def tracked_files(worktree: Path) -> list[tuple[str, str]]:
+    """(mode and blob id, path) of every file git tracks in the project folder: what a clean
+    checkout holds, so .gitignore'd files never travel."""
+    output = subprocess.run(
+        ["git", "ls-files", "-s", "-z"],
+        cwd=worktree,
+        capture_output=True,
+        check=True,
+    ).stdout.decode("utf-8", errors="surrogateescape")
+    files = []
+    for entry in output.split("\0"):
+        if not entry:
+            continue
+        meta, _, path = entry.partition("\t")
+        mode, blob, _stage = meta.split()
+        if mode == "160000":  # a submodule: not part of this checkout's files
+            continue
+        files.append((f"{mode} {blob}", path))
+    return files
+
+
+def base_id(files: list[tuple[str, str]], editable: str) -> str:
+    """The content id of the project without its editable file (which travels per run)."""
+    digest = hashlib.sha256()
+    for meta, path in files:
+        if path != editable:
+            digest.update(f"{meta}\t{path}\0".encode("utf-8", errors="surrogateescape"))
+    return digest.hexdigest()[:24]
+
+
+def pack(worktree: Path, files: list[tuple[str, str]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        for _meta, path in files:
+            source = worktree / path
+            if source.is_symlink() or source.is_file():
+                tar.add(source, arcname=path, recursive=False)
+    return buffer.getvalue()
+
+
+def project_key(root: Path) -> str:
+    """The remote folder of one local project: its name and a hash of where it lives."""
+    where = f"{socket.gethostname()}:{root.resolve()}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.resolve().name)
+    return f"{safe or 'project'}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def _asyncssh() -> Any:
+    try:
+        import asyncssh
+    except ImportError:
+        raise RatchetError(
+            "the ssh runner needs asyncssh: `pip install asyncssh` in Ratchet's environment"
+        ) from None
+    return asyncssh
+
+
+class _Lost(Exception):
+    """The connection or the remote run went away; str() says how."""
+
+
+@dataclass
+class _Host:
+    address: HostAddress
+    root: str  # shell expression of remote_dir/<project>
+    hardware: dict[str, Any] = field(default_factory=dict)
+    gpus: list[dict[str, str]] = field(default_factory=list)
+    synced: str | None = None  # the base id known to be on the host
+    sync_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _SlotState:
+    host: _Host
+    folder: str  # "gpu0" or "cpu"
+    connection: Any = None
+    prepared: int | None = None  # the experiment the slot's folder holds now
+    failures: int = 0
+
+
+class SshRunner:
+    kind = "ssh"
+
+    def __init__(self, config: RunnerConfig, project: Path) -> None:
+        self._config = config
+        self._key = project_key(project)
+        self._hosts = [parse_host(text) for text in config.hosts]
+        if not self._hosts:
+            raise RatchetError('the ssh runner needs `hosts` in [runner], e.g. ["user@box:22"]')
+        self._states: dict[str, _SlotState] = {}
+        self._spare: dict[str, Any] = {}  # each host's first connection, for its first slot
+
+    # --- connecting ---------------------------------------------------------------------------
+
+    def _known_hosts(self) -> Any:
+        if self._config.known_hosts:
+            path = Path(self._config.known_hosts).expanduser()
+            if not path.is_file():
+                raise RatchetError(
+                    f"known_hosts file {path} (from [runner] known_hosts) does not exist; create "
+                    "it with `ssh-keyscan -p PORT HOST >> FILE` for each host, once you trust it"
+                )
+            return str(path)
+        return ()  # ~/.ssh/config's UserKnownHostsFile, else ~/.ssh/known_hosts
+
+    def _known_hosts_shown(self) -> str:
+        if self._config.known_hosts:
+            return str(Path(self._config.known_hosts).expanduser())
+        return str(Path("~/.ssh/known_hosts").expanduser())
+
+    async def _options(self, address: HostAddress) -> Any:
+        asyncssh = _asyncssh()
+        kwargs: dict[str, Any] = {
+            "host": address.host,
+            "known_hosts": self._known_hosts(),
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "keepalive_interval": 15,
+            "keepalive_count_max": 4,
+        }
+        if address.port is not None:
+            kwargs["port"] = address.port
+        if address.user is not None:
+            kwargs["username"] = address.user
+        if self._config.identity_file:
+            identity = Path(self._config.identity_file).expanduser()
+            if not identity.is_file():
+                raise RatchetError(
+                    f"identity_file {identity} in [runner] does not exist; give the private key "
+                    "that logs in to the hosts, or remove the line to use ~/.ssh and the agent"
+                )
+            kwargs["client_keys"] = [str(identity)]
+        try:
+            options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
+        except (OSError, ValueError, asyncssh.Error) as error:
+            raise RatchetError(f"cannot set up ssh to {address.text}: {error}") from None
+        if options.known_hosts is None:
+            # ~/.ssh/config says `UserKnownHostsFile none`: never accept keys unchecked.
+            kwargs["known_hosts"] = self._known_hosts_shown()
+            if not Path(kwargs["known_hosts"]).is_file():
+                kwargs["known_hosts"] = b""
+            options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
+        return options
+
+    async def _connect(self, address: HostAddress) -> Any:
+        """A fresh connection; RatchetError for what only the user can fix (host key, login),
+        _Lost for what may pass (refused, unreachable, timed out)."""
+        asyncssh = _asyncssh()
+        options = await self._options(address)
+        try:
+            return await asyncssh.connect(address.host, options=options)
+        except asyncssh.HostKeyNotVerifiable:
+            port = address.port or 22
+            keyscan = f"ssh-keyscan {'-p ' + str(port) + ' ' if port != 22 else ''}{address.host}"
+            raise RatchetError(
+                f"the host key of {address.shown} is not trusted: it is not in "
+                f"{self._known_hosts_shown()}, or it changed. If this is the right machine, "
+                f"check its fingerprint and add its key with `{keyscan} >> "
+                f"{self._known_hosts_shown()}`, then run again."
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise RatchetError(
+                f"{address.text} refused the login: check the user, [runner] identity_file, the "
+                "ssh agent and the host's authorized_keys"
+            ) from None
+        except (TimeoutError, OSError, asyncssh.Error) as error:
+            raise _Lost(f"cannot connect to {address.text}: {_plain(error)}") from None
+
+    async def open(self) -> list[Slot]:
+        root = self._config.remote_dir.rstrip("/") or "/"
+        hosts = [_Host(a, f"{_shell_path(root)}/{q(self._key)}") for a in self._hosts]
+        results = await asyncio.gather(
+            *(self._probe(host) for host in hosts), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                await self.close()
+                if isinstance(result, _Lost):
+                    raise RatchetError(f"{result}; check that the host is up and reachable")
+                raise result
+        per_host: list[list[Slot]] = []
+        for host in hosts:
+            wanted = self._config.gpus
+            gpus: list[dict[str, str] | None] = [
+                g for g in host.gpus if not wanted or int(g["index"]) in wanted
+            ]
+            slots = []
+            for gpu in gpus or [None]:
+                folder = f"gpu{gpu['index']}" if gpu else "cpu"
+                slot = Slot(
+                    name=f"{host.address.text}/{folder}",
+                    host=host.address.text,
+                    gpu=int(gpu["index"]) if gpu else None,
+                )
+                self._states[slot.name] = _SlotState(host, folder)
+                slots.append(slot)
+            per_host.append(slots)
+        # interleaved across hosts, so a cap on slots keeps every host busy
+        ordered = [s for group in _interleave(per_host) for s in group]
+        if self._config.max_slots is not None:
+            ordered = ordered[: self._config.max_slots]
+        for host in hosts:  # the probing connection serves the host's first slot
+            first = next((s for s in ordered if s.host == host.address.text), None)
+            connection = self._spare.pop(host.address.text, None)
+            if first is not None and connection is not None:
+                self._states[first.name].connection = connection
+            elif connection is not None:
+                connection.close()
+        return ordered
+
+    async def _probe(self, host: _Host) -> None:
+        connection = await self._connect(host.address)
+        self._spare[host.address.text] = connection
+        script = (
+            "hostname; echo ---; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-; "
+            "echo ---; (nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); echo ---; "
+            f"({' '.join(NVIDIA_QUERY)} 2>/dev/null || true)"
+        )
+        result = await _run(connection, script)
+        parts = (str(result.stdout or "") + "\n").split("---\n")
+        parts += [""] * (4 - len(parts))
+        name, cpu, cpus, smi = (part.strip() for part in parts[:4])
+        host.gpus = parse_nvidia_smi(smi)
+        host.hardware = {
+            "host": name or host.address.host,
+            "address": host.address.text,
+            "cpu": cpu,
+            "cpus": int(cpus) if cpus.isdigit() else 1,
+        }
+
+    async def close(self) -> None:
+        connections = [s.connection for s in self._states.values() if s.connection is not None]
+        connections += list(self._spare.values())
+        self._spare.clear()
+        for state in self._states.values():
+            state.connection = None
+        for connection in connections:
+            connection.close()
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.wait_closed(), 5)
+
+    async def _connection(
+        self, state: _SlotState, on_line: OnLine, control: RunControl, deadline: float
+    ) -> Any:
+        """The slot's connection, reconnecting with backoff until `deadline`."""
+        while True:
+            connection = state.connection
+            if connection is not None and not connection.is_closed():
+                return connection
+            state.connection = None
+            if state.failures:
+                wait = BACKOFF_S[min(state.failures - 1, len(BACKOFF_S) - 1)]
+                if time.monotonic() + wait > deadline:
+                    raise _Lost(f"{state.host.address.text} is unreachable; gave up for this run")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(control.stopped.wait(), wait)
+                if control.stopped.is_set():
+                    raise _Lost("stopped while reconnecting")
+            try:
+                state.connection = await self._connect(state.host.address)
+                state.failures = 0
+                return state.connection
+            except _Lost as error:
+                state.failures += 1
+                on_line(f"[ratchet] {error}; retrying")
+
+    # --- one experiment ----------------------------------------------------------------------
+
+    async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
+        state = self._states[slot.name]
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        hardware = self._hardware(state, slot)
+
+        def say(line: str) -> None:
+            with open(job.log_path, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+            tail.append(line)
+            on_line(line)
+
+        def outcome(lost: str | None = None, stopped: bool = False) -> RunOutcome:
+            if lost is not None:
+                say(f"[ratchet] lost: {lost}")
+            return RunOutcome(
+                None, 0.0, False, stopped, list(tail), [], lost=lost, hardware=hardware
+            )
+
+        if control.stopped.is_set():
+            return outcome(stopped=True)
+        try:
+            connection = await self._connection(
+                state, say, control, time.monotonic() + job.timeout_s
+            )
+            await self._sync(connection, state.host, job)
+        except _Lost as error:
+            state.connection, state.prepared = None, None
+            if control.stopped.is_set():
+                return outcome(stopped=True)
+            return outcome(lost=str(error))
+        return await self._execute(
+            connection, state, job, slot, tail, say, on_line, control, hardware
+        )
+
+    @staticmethod
+    def _hardware(state: _SlotState, slot: Slot) -> dict[str, Any]:
+        hardware = dict(state.host.hardware)
+        gpu = next(
+            (g for g in state.host.gpus if slot.gpu is not None and g["index"] == str(slot.gpu)),
+            None,
+        )
+        hardware.update(
+            gpu=gpu["name"] if gpu else None,
+            gpu_count=1 if gpu else 0,
+            driver=gpu["driver"] if gpu else None,
+        )
+        return hardware
+
+    def _paths(self, state: _SlotState) -> tuple[str, str]:
+        """(the slot's folder, the prefix of its run files) as shell expressions."""
+        return (
+            f"{state.host.root}/slots/{q(state.folder)}",
+            f"{state.host.root}/run/{q(state.folder)}",
+        )
+
+    async def _sync(self, connection: Any, host: _Host, job: Job) -> None:
+        """Sends the project's base copy to the host unless it has it already (once a host)."""
+        files = await asyncio.to_thread(tracked_files, job.worktree)
+        wanted = base_id(files, job.editable)
+        async with host.sync_lock:
+            if host.synced == wanted:
+                return
+            current = await _run(connection, f"cat {host.root}/base.id 2>/dev/null || true")
+            if str(current.stdout or "").strip() != wanted:
+                data = await asyncio.to_thread(pack, job.worktree, files)
+                await self._upload_base(connection, host, data, wanted)
+            host.synced = wanted
+
+    async def _upload_base(self, connection: Any, host: _Host, data: bytes, wanted: str) -> None:
+        root = host.root
+        script = (
+            f"mkdir -p {root} && rm -rf {root}/base.new && mkdir {root}/base.new && "
+            f"tar -xzf - -C {root}/base.new && rm -rf {root}/base && "
+            f"mv {root}/base.new {root}/base && printf %s {q(wanted)} > {root}/base.id"
+        )
+        asyncssh = _asyncssh()
+        try:
+            process = await connection.create_process(script, encoding=None)
+            for start in range(0, len(data), _CHUNK):
+                process.stdin.write(data[start : start + _CHUNK])
+                await process.stdin.drain()
+            process.stdin.write_eof()
+            result = await asyncio.wait_for(process.wait(), COMMAND_TIMEOUT_S)
+        except (OSError, asyncssh.Error, TimeoutError) as error:
+            raise _Lost(
+                f"copying the project to {host.address.text} failed: {_plain(error)}"
+            ) from None
+        if result.exit_status != 0:
+            message = (result.stderr or b"").decode("utf-8", errors="replace").strip()
+            raise _Lost(f"copying the project to {host.address.text} failed: {message}")
+
+    def _wrapper(self, state: _SlotState, job: Job, slot: Slot, token: str, fresh: bool) -> str:
+        """One remote shell per experiment: end what a lost run left, ready the slot's folder
+        (a fresh copy of the base and the editable file from stdin; the same folder for the
+        experiment's second run, its eval), hash the locked files, run the command in a session
+        of its own, then count and kill what it left running and hash again. Its own reports go
+        to stderr as `ratchet: ...` lines; the command's output alone goes to stdout."""
+        folder, run = self._paths(state)
+        root = state.host.root
+        env = dict(job.env)
+        env.update(
+            RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
+            RATCHET_EXPERIMENT=str(job.experiment),
+            PYTHONUNBUFFERED="1",
+            CUDA_VISIBLE_DEVICES="" if slot.gpu is None else str(slot.gpu),
+        )
+        exports = "".join(
+            f"export {name}={q(value)}\n" for name, value in env.items() if name.isidentifier()
+        )
+        token_env = f"{TOKEN_VARIABLE}={token}"
+        # The token is given to the command only (not exported here): the helpers that look
+        # for it must not find themselves.
+        inner = 'echo $$ > "$0"; exec sh -c "$1"'
+        lines = [
+            _SHELL_FUNCTIONS,
+            'fail() { echo "ratchet: fail $*" >&2; exit 97; }',
+            f"mkdir -p {root}/run {root}/slots || fail cannot create {root}",
+            f"echo $$ > {run}.wrapper",
+            f'old=$(cat {run}.token 2>/dev/null); if [ -n "$old" ]; then '
+            f'killtok "$old" {run}.pgid; fi',
+            f"printf %s {q(token)} > {run}.token",
+        ]
+        if fresh:
+            lines += [
+                f"rm -rf {folder} && cp -a {root}/base {folder} || fail cannot copy the base",
+                f"cat > {folder}/{q(job.editable)} || fail cannot write {q(job.editable)}"
+                if job.editable
+                else "cat > /dev/null",
+            ]
+        else:
+            lines.append("cat > /dev/null")
+        lines += [
+            f"cd {folder} || fail no folder {folder}",
+            _hash_lines(job.locked, "before"),
+            exports,
+            "echo 'ratchet: started' >&2",
+            "if command -v setsid >/dev/null 2>&1; then",
+            f"  setsid -w env {q(token_env)} sh -c {q(inner)} {run}.pgid {q(job.command)} "
+            "</dev/null 2>&1",
+            "else",
+            f"  env {q(token_env)} sh -c {q(job.command)} </dev/null 2>&1",
+            "fi",
+            "rc=$?",
+            'echo "ratchet: exit $rc" >&2',
+            f'echo "ratchet: leftovers $(tokpids {q(token)} | wc -l)" >&2',
+            f"killtok {q(token)} {run}.pgid",
+            _hash_lines(job.locked, "after"),
+            f"rm -f {run}.token {run}.wrapper",
+            "echo 'ratchet: done' >&2",
+            "exit $rc",
+        ]
+        return "\n".join(lines) + "\n"
+
+    async def _execute(
+        self,
+        connection: Any,
+        state: _SlotState,
+        job: Job,
+        slot: Slot,
+        tail: deque[str],
+        say: OnLine,
+        on_line: OnLine,
+        control: RunControl,
+        hardware: dict[str, Any],
+    ) -> RunOutcome:
+        asyncssh = _asyncssh()
+        token = uuid.uuid4().hex
+        fresh = state.prepared != job.experiment
+        state.prepared = None
+        address = state.host.address.text
+        started = time.monotonic()
+        report = _Report(started)
+        try:
+            process = await connection.create_process(
+                self._wrapper(state, job, slot, token, fresh), encoding=None
+            )
+            process.stdin.write(job.editable_text.encode("utf-8") if fresh else b"")
+            process.stdin.write_eof()
+        except (OSError, asyncssh.Error) as error:
+            state.connection = None
+            message = f"could not start the run on {address}: {_plain(error)}"
+            say(f"[ratchet] lost: {message}")
+            return RunOutcome(
+                None, 0.0, False, False, list(tail), [], lost=message, hardware=hardware
+            )
+        reader = asyncio.create_task(self._stream(process, job.log_path, on_line, tail))
+        reports = asyncio.create_task(report.read(process.stderr))
+        stopper = asyncio.create_task(control.stopped.wait())
+        timed_out = stopped = False
+        problem: str | None = None
+        try:
+            done, _ = await asyncio.wait(
+                {reader, stopper}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if reader not in done:
+                timed_out = stopper not in done
+                stopped = not timed_out
+                await self._kill(connection, state, token)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_S + 10)
+            if reader.done() and not reader.cancelled() and reader.result() is not None:
+                problem = f"the connection to {address} dropped mid-run: {reader.result()}"
+            with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+                await asyncio.wait_for(process.wait_closed(), 10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reports), 5)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill(connection, state, token))
+            raise
+        finally:
+            stopper.cancel()
+            for task in (reader, reports):
+                if not task.done():
+                    task.cancel()
+        wall = report.wall(time.monotonic())
+        if problem is None and report.failure is not None:
+            problem = f"could not ready {address}:{state.folder}: {report.failure}"
+        if problem is None and report.exit_code is None:
+            signal = process.exit_signal
+            if signal is not None:
+                problem = f"the remote run on {address} was killed (signal {signal[0]})"
+            else:
+                problem = f"the connection to {address} dropped mid-run"
+        if problem is None:
+            state.prepared = job.experiment
+            if not report.finished:
+                # the command ended but its wrapper did not get to the end of its report
+                problem = f"the remote run on {address} ended before it reported back"
+        if problem is not None:
+            state.prepared = None
+            if connection.is_closed():
+                state.connection = None
+            else:  # the connection lives: end what the run left behind now
+                await self._kill(connection, state, token)
+            if timed_out or stopped:
+                problem = None  # the outcome is known: killed by us
+            else:
+                say(f"[ratchet] lost: {problem}")
+        return RunOutcome(
+            exit_code=None if problem else report.exit_code,
+            wall_s=wall,
+            timed_out=timed_out,
+            stopped=stopped,
+            tail=list(tail),
+            locked_changed=changed_files(
+                _by_name(report.before, job.locked), _by_name(report.after, job.locked)
+            )
+            if report.finished
+            else [],
+            leftover_processes=0 if (timed_out or stopped) else report.leftovers,
+            lost=problem,
+            hardware=hardware,
+        )
+
+    @staticmethod
+    async def _stream(
+        process: Any, log_path: Path, on_line: OnLine, tail: deque[str]
+    ) -> str | None:
+        """Copies the command's output to its log and the engine; returns why it broke off
+        (the connection failed), or None at the end of the output."""
+        asyncssh = _asyncssh()
+        splitter = LineSplitter()
+        problem = None
+        with open(log_path, "ab", buffering=0) as log:
+            try:
+                while chunk := await process.stdout.read(_CHUNK):
+                    log.write(chunk)
+                    for line in splitter.feed(chunk):
+                        tail.append(line)
+                        on_line(line)
+            except (OSError, asyncssh.Error) as error:
+                problem = _plain(error)
+            for line in splitter.flush():
+                tail.append(line)
+                on_line(line)
+        return problem
+
+    async def _kill(self, connection: Any, state: _SlotState, token: str) -> None:
+        """SIGTERM the run's process group and every process with its token; SIGKILL after
+        the grace. Quietly does nothing if the connection is gone (the next run cleans up)."""
+        _folder, run = self._paths(state)
+        script = f"{_SHELL_FUNCTIONS}\nkilltok {q(token)} {run}.pgid\n"
+        with contextlib.suppress(_Lost):
+            await _run(connection, script)
+
+
+class _Report:
+    """What the remote wrapper says on stderr: hashes before and after, exit, leftovers."""
+
+    def __init__(self, created: float) -> None:
+        self.created = created
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.exit_code: int | None = None
+        self.leftovers = 0
+        self.before: dict[str, str] = {}
+        self.after: dict[str, str] = {}
+        self.failure: str | None = None
+        self.finished = False
+        self.other: list[str] = []
+
+    async def read(self, stream: Any) -> None:
+        pending = b""
+        with contextlib.suppress(Exception):  # a broken connection: the report stops here
+            while chunk := await stream.read(_CHUNK):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self.feed(line.decode("utf-8", errors="replace"))
+        if pending:
+            self.feed(pending.decode("utf-8", errors="replace"))
+
+    def feed(self, line: str) -> None:
+        now = time.monotonic()
+        if not line.startswith("ratchet: "):
+            self.other.append(line)
+            return
+        words = line.split()[1:]
+        if not words:
+            return
+        if words[0] == "started":
+            self.started = now
+        elif words[0] == "exit" and len(words) > 1:
+            self.ended = now
+            with contextlib.suppress(ValueError):
+                self.exit_code = int(words[1])
+        elif words[0] == "leftovers" and len(words) > 1:
+            with contextlib.suppress(ValueError):
+                self.leftovers = int(words[1])
+        elif words[0] in ("before", "after") and len(words) == 3:
+            target = self.before if words[0] == "before" else self.after
+            target[words[1]] = words[2]
+        elif words[0] == "fail":
+            self.failure = " ".join(words[1:]) or "the wrapper failed"
+            if self.other:
+                self.failure += f" ({self.other[-1]})"
+        elif words[0] == "done":
+            self.finished = True
+
+    def wall(self, now: float) -> float:
+        start = self.started if self.started is not None else self.created
+        return max(0.0, (self.ended if self.ended is not None else now) - start)
+
+
+async def _run(connection: Any, script: str, stdin: str = "") -> Any:
+    """A short helper command on the host; _Lost if the connection fails under it."""
+    asyncssh = _asyncssh()
+    try:
+        call: Awaitable[Any] = connection.run(script, input=stdin, check=False)
+        return await asyncio.wait_for(call, COMMAND_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncssh.Error) as error:
+        raise _Lost(f"the connection failed: {_plain(error)}") from None
+
+
+def _plain(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error).strip()
+    return text or type(error).__name__
+
+
+def _interleave(groups: list[list[Slot]]) -> list[list[Slot]]:
+    rounds: list[list[Slot]] = []
+    for index in range(max((len(g) for g in groups), default=0)):
+        rounds.append([g[index] for g in groups if index < len(g)])
+    return rounds

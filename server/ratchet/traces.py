@@ -1,0 +1,109 @@
+"""Agent traces: every exchange of one experiment's proposal, as JSONL under
+`.ratchet/traces/<n>.jsonl`, with secrets (the API key) removed from everything written.
+
+A trace is a list of plain dict records (prompts, tool calls, responses, thinking, repair
+attempts). Appending keeps repair attempts in the same file as the first proposal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+
+TRACES_DIR = "traces"
+REDACTED = "[REDACTED]"
+_MIN_SECRET = 4  # shorter "secrets" would shred ordinary text
+# Anything shaped like an Anthropic key is removed too, whichever variable it came from.
+_KEY_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
+
+
+def secrets_for(config: Config, environ: dict[str, str] | None = None) -> list[str]:
+    """The secret values this loop knows of: the API key named by `[agent] api_key_env`."""
+    env = os.environ if environ is None else environ
+    names = {config.agent.api_key_env, "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"}
+    return sorted({env[name] for name in names if env.get(name)}, key=len, reverse=True)
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    usable = [s for s in secrets if s and len(s) >= _MIN_SECRET]
+    for secret in sorted(usable, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _KEY_SHAPE.sub(REDACTED, text)
+
+
+def redact(value: Any, secrets: Iterable[str]) -> Any:
+    """A copy of `value` (str, dict, list, tuple, scalars) with every secret replaced."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, dict):
+        return {redact_text(str(k), secrets): redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, secrets) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact_text(str(value), secrets)
+
+
+def trace_path(folder: Path, experiment: int) -> Path:
+    """`folder` is the project's `.ratchet/` directory."""
+    return folder / TRACES_DIR / f"{experiment}.jsonl"
+
+
+def write_trace(
+    folder: Path, experiment: int, records: Iterable[dict[str, Any]], secrets: Iterable[str] = ()
+) -> Path:
+    """Appends `records` to experiment `experiment`'s trace, one JSON object a line, with
+    every secret removed (from the values and again from the serialised line)."""
+    secrets = list(secrets)
+    path = trace_path(folder, experiment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for record in records:
+        clean = redact(record, secrets)
+        line = json.dumps(clean, ensure_ascii=False, default=str)
+        lines.append(redact_text(line, secrets) + "\n")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    return path
+
+
+def read_trace(folder: Path, experiment: int) -> list[dict[str, Any]]:
+    path = trace_path(folder, experiment)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                records.append({"unreadable": line})
+    return records
+
+
+def run_trace_tail(folder: Path, relative: str | None, limit_chars: int = 4000) -> str:
+    """The run trace an experiment or its evaluator wrote (`[metric] trace`, a path relative
+    to the experiment's folder), bounded for the agent: its beginning, where a per-case
+    failure file holds its summary. "" when unset, missing, unreadable or outside `folder`."""
+    if not relative:
+        return ""
+    base = folder.resolve()
+    path = (folder / relative).resolve()
+    if path != base and base not in path.parents:
+        return ""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(limit_chars * 4 + 1)
+    except OSError:
+        return ""
+    text = raw.decode("utf-8", errors="replace")
+    if len(text) > limit_chars:
+        return text[:limit_chars] + "\n… (cut: the rest of the file is not shown)"
+    return text
