@@ -35,8 +35,9 @@ class ScriptedAgent:
             if not self.repairs:
                 return Proposal({}, "no repair", failure="this agent has no repair to offer")
             fix, description = self.repairs.pop(0)
-            return Proposal({context.editable_path: fix(context.repair_of.broken_text)},
-                            description)
+            return Proposal(
+                {context.editable_path: fix(context.repair_of.broken_text)}, description
+            )
         if not self.steps:
             # Nothing left to try: a distinct harmless change per call keeps the loop going.
             n = len(self.contexts)

@@ -16,8 +16,9 @@ RATCHET = [sys.executable, "-m", "ratchet.cli"]
 
 
 def ratchet(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RATCHET, "-C", str(root), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*RATCHET, "-C", str(root), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_run_then_log_json_tsv_show_and_plot(make_project: MakeProject, tmp_path: Path) -> None:
@@ -44,7 +45,9 @@ def test_run_then_log_json_tsv_show_and_plot(make_project: MakeProject, tmp_path
     assert len(subjects) == len(kept)
 
 
-def test_user_mistakes_are_one_clear_line_without_a_traceback(make_project: MakeProject, tmp_path: Path) -> None:
+def test_user_mistakes_are_one_clear_line_without_a_traceback(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = ratchet(empty, "run")
@@ -55,8 +58,9 @@ def test_user_mistakes_are_one_clear_line_without_a_traceback(make_project: Make
     root = make_project(config=CONFIG.replace('goal = "minimize"', 'gaol = "minimize"'))
     bad = ratchet(root, "run")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "ratchet.toml:9:1: unknown key `gaol` in [metric]; did you mean \"goal\"?" in " ".join(
-        bad.stderr.split())
+    assert 'ratchet.toml:9:1: unknown key `gaol` in [metric]; did you mean "goal"?' in " ".join(
+        bad.stderr.split()
+    )
 
     dirty = make_project(name="dirty")
     (dirty / "train.py").write_text("LR = 2\n")
@@ -79,8 +83,12 @@ print("score:", LR)
 
 def test_ctrl_c_records_interrupted_and_the_next_run_resumes(make_project: MakeProject) -> None:
     root = make_project(train=SLOW)
-    process = subprocess.Popen([*RATCHET, "-C", str(root), "run", "--tag", "c"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*RATCHET, "-C", str(root), "run", "--tag", "c"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = root / ".ratchet" / "logs" / "1.log"
     deadline = time.monotonic() + 30
     while not (log.exists() and "started" in log.read_text()):
@@ -90,7 +98,7 @@ def test_ctrl_c_records_interrupted_and_the_next_run_resumes(make_project: MakeP
     second = ratchet(root, "run", "--tag", "c")
     assert second.returncode == 2 and "already running" in second.stderr
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     rows = json.loads(ratchet(root, "log", "--json").stdout)
     assert rows[1]["status"] == "interrupted"

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
-from test_loop import engine_for, run
-
 from ratchet.experiment import Status
 from ratchet.judge import Judge, estimate_noise
 from ratchet.progress import AbortWatch, value_at
+from test_loop import engine_for, run
 
 # --- the judge, alone -------------------------------------------------------------------------
 
@@ -65,10 +64,12 @@ async def test_the_baseline_is_measured_repeatedly_and_keeps_must_beat_the_noise
     make_project: MakeProject,
 ) -> None:
     root = make_project(train=NOISY, config=JUDGED)
-    agent = ScriptedAgent([
-        (replace("WIDTH = 8", "WIDTH = 12"), "a real gain of 16 noise units"),
-        (replace("LR = 0.5", "LR = 0.5000001"), "a change that does nothing"),
-    ])
+    agent = ScriptedAgent(
+        [
+            (replace("WIDTH = 8", "WIDTH = 12"), "a real gain of 16 noise units"),
+            (replace("LR = 0.5", "LR = 0.5000001"), "a change that does nothing"),
+        ]
+    )
     engine = engine_for(root, agent)
     await run(engine, 3)
     baseline, real, noop = engine.ledger.experiments("t")
@@ -92,11 +93,14 @@ print("score:", LR)
 """
 
 ABORTING = CONFIG.replace('budget = "10s"', 'budget = "2s"\ntimeout = "10s"').replace(
-    'goal = "minimize"', 'goal = "minimize"\nprogress = "loss"\nabort_after = 0.3\nabort_margin = 0.2'
+    'goal = "minimize"',
+    'goal = "minimize"\nprogress = "loss"\nabort_after = 0.3\nabort_margin = 0.2',
 )
 
 
-async def test_a_run_clearly_worse_than_the_best_curve_is_aborted_early(make_project: MakeProject) -> None:
+async def test_a_run_clearly_worse_than_the_best_curve_is_aborted_early(
+    make_project: MakeProject,
+) -> None:
     root = make_project(train=CURVE.format(), config=ABORTING)
     engine = engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 1.5"), "worse")]))
     await run(engine, 2)
@@ -111,8 +115,17 @@ def test_abort_watch_compares_at_the_same_fraction() -> None:
     assert value_at(best, 0.3) == pytest.approx(2.5)
     from ratchet.config import MetricConfig
 
-    config = MetricConfig("score", "minimize", None, None, 0.0, None, progress="loss",
-                          abort_after=0.2, abort_margin=0.1)
+    config = MetricConfig(
+        "score",
+        "minimize",
+        None,
+        None,
+        0.0,
+        None,
+        progress="loss",
+        abort_after=0.2,
+        abort_margin=0.1,
+    )
     watch = AbortWatch(config, best)
     assert watch.feed("loss: 9.0", 0.15) is None  # still warming up
     assert watch.feed("loss: 2.6", 0.3) is None  # 4% worse: within the margin
@@ -138,19 +151,31 @@ open("evaluate.py", "w").write("print('score: -1000')\\n")
 async def test_the_metric_comes_from_the_locked_evaluator_of_the_base_commit(
     make_project: MakeProject,
 ) -> None:
-    root = make_project(config=EVALUATED, extra={"evaluate.py": EVALUATOR},
-                        train="LR = 0.5\nprint('training')\n")
-    config = (root / "ratchet.toml").read_text().replace('["prepare.py"]',
-                                                         '["prepare.py", "evaluate.py"]')
+    root = make_project(
+        config=EVALUATED, extra={"evaluate.py": EVALUATOR}, train="LR = 0.5\nprint('training')\n"
+    )
+    config = (
+        (root / "ratchet.toml")
+        .read_text()
+        .replace('["prepare.py"]', '["prepare.py", "evaluate.py"]')
+    )
     (root / "ratchet.toml").write_text(config)
     from conftest import commit_all
 
     commit_all(root, "lock the evaluator")
-    engine = engine_for(root, ScriptedAgent([
-        (lambda _: CHEATER.replace("print(\"score: -1000\")", "pass"), "rewrites the evaluator"),
-        (lambda _: "LR = 0.9\nprint('score: -1000')\n", "prints its own score"),
-        (lambda t: t.replace("LR = 0.5", "LR = 0.35"), "honest"),
-    ]))
+    engine = engine_for(
+        root,
+        ScriptedAgent(
+            [
+                (
+                    lambda _: CHEATER.replace('print("score: -1000")', "pass"),
+                    "rewrites the evaluator",
+                ),
+                (lambda _: "LR = 0.9\nprint('score: -1000')\n", "prints its own score"),
+                (lambda t: t.replace("LR = 0.5", "LR = 0.35"), "honest"),
+            ]
+        ),
+    )
     await run(engine, 4)
     baseline, tamper, claim, honest = engine.ledger.experiments("t")
     assert baseline.metric == pytest.approx(0.2)
@@ -166,7 +191,9 @@ async def test_an_interrupted_experiment_is_measured_again_on_the_next_start(
     make_project: MakeProject,
 ) -> None:
     slow = "import time\nLR = 0.5\ntime.sleep(0.2 if LR == 0.5 else 30)\nprint('score:', LR)\n"
-    root = make_project(train=slow, config=CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 1\n\n[agent]"))
+    root = make_project(
+        train=slow, config=CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 1\n\n[agent]")
+    )
     engine = engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.4"), "lr .4")]))
     started = asyncio.Event()
     engine.bus.subscribe(lambda e: started.set() if getattr(e, "id", None) == 1 else None)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime
 import difflib
+import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,10 +47,12 @@ from .novelty import digest
 from .progress import load_curve, save_curve
 from .runners import make_runner
 from .runners.base import RunControl, Runner, Slot
+from .runners.processes import kill_orphans
 from .traces import secrets_for, write_trace
 from .workspace import Trailers, Workspace, commit_message, ensure_ratchet_dir
 
 HISTORY_SIZE = 60
+LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
 LOG_TAIL_FOR_AGENT = 30
 
 
@@ -117,6 +120,9 @@ class Engine:
         self.runner = runner or make_runner(config)
         self.measurer = Measurer(config, self.runner, self.workspace)
         self._secrets = secrets_for(config)
+        self.loop_id = hashlib.sha256(f"{config.root.resolve()}:{self.tag}".encode()).hexdigest()[
+            :16
+        ]
         self.lock = LoopLock(self.folder)
         self.logs = self.folder / "logs"
         self.state = "idle"
@@ -171,6 +177,8 @@ class Engine:
             self.ledger.add_loop(self.tag, start, self.config.metric.name, self.config.metric.goal)
         else:
             self.workspace.check_ready([])  # a repository with commits, not on our branch
+        # We hold the lock: whatever a killed loop's experiments left running is orphaned.
+        kill_orphans(LOOP_VARIABLE, self.loop_id)
         self._recover()
         self.workspace.remove_worktrees()
 
@@ -816,6 +824,7 @@ class Engine:
                 control=control,
                 on_line=on_line,
                 best_curve=best_curve,
+                env={LOOP_VARIABLE: self.loop_id},
             )
         finally:
             self.running.pop(exp.id, None)

@@ -89,6 +89,7 @@ class Measurer:
         control: RunControl,
         on_line: OnLine,
         best_curve: Curve,
+        env: dict[str, str] | None = None,
     ) -> Attempt:
         loop, metric = self.config.loop, self.config.metric
         worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
@@ -116,6 +117,7 @@ class Measurer:
             locked=loop.locked,
             editable=loop.editable,
             editable_text=text,
+            env=dict(env or {}),
         )
         log_path.unlink(missing_ok=True)
         outcome = await self.runner.run(job, slot, command_line, control)

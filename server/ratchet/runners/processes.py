@@ -17,10 +17,12 @@ TOKEN_VARIABLE = "RATCHET_RUN_TOKEN"
 _PROC = Path("/proc")
 
 
-def processes_with_token(token: str, pgid: int | None = None) -> list[int]:
+def processes_with_token(
+    token: str, pgid: int | None = None, variable: str = TOKEN_VARIABLE
+) -> list[int]:
     """PIDs of live (not zombie) processes whose environment holds RATCHET_RUN_TOKEN=token,
     or that are in process group `pgid` (one that cleared its environment stays in it)."""
-    needle = f"{TOKEN_VARIABLE}={token}".encode()
+    needle = f"{variable}={token}".encode()
     found = []
     me = os.getpid()
     for entry in _PROC.iterdir():
@@ -49,6 +51,13 @@ def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+
+
+def kill_orphans(variable: str, value: str) -> int:
+    """Kills what a dead loop's experiments left running (found by a variable they carry)."""
+    pids = processes_with_token(value, variable=variable)
+    _signal_all(None, pids, signal.SIGKILL)
+    return len(pids)
 
 
 def kill_tree(pgid: int | None, token: str, grace_s: float = 2.0) -> int:

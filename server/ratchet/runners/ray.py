@@ -148,6 +148,9 @@ env[run["token_variable"]] = token
 if not run["gpu"]:
     env["CUDA_VISIBLE_DEVICES"] = ""
 report("start", {"hardware": hardware(), "before": hashes()})
+if run["gpu"] and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+    out.write(b"[ratchet] Ray set no CUDA_VISIBLE_DEVICES for this job: it sees every GPU of "
+              b"its node\n")
 started = time.time()
 child = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -371,7 +374,11 @@ class RayRunner:
                     entrypoint=entrypoint,
                     submission_id=submission_id,
                     runtime_env=self._runtime_env(job, marker, token),
-                    metadata={"ratchet_experiment": str(job.experiment), "ratchet_slot": slot.name},
+                    metadata={
+                        "ratchet_project": self._project,
+                        "ratchet_experiment": str(job.experiment),
+                        "ratchet_slot": slot.name,
+                    },
                     **resources,
                 )
             except Exception as error:

@@ -114,6 +114,13 @@ killtok() {{
   for p in $(tokpids "$1"); do kill -KILL "$p" 2>/dev/null; done
   rm -f "$2"
 }}
+endrun() {{
+  # a lost run ($1: its token, $2: the slot's run prefix): its wrapper, then all it started
+  w=$(cat "$2.$1.wrapper" 2>/dev/null)
+  if [ -n "$w" ] && grep -qF "$1" "/proc/$w/cmdline" 2>/dev/null; then kill -KILL "$w"; fi
+  killtok "$1" "$2.$1.pgid"
+  rm -f "$2.$1.wrapper" "$2.$1.pgid"
+}}
 hashone() {{
   if [ -L "$1" ]; then printf 'link:%s' "$(readlink "$1")" | sha256sum
   elif [ -f "$1" ]; then sha256sum < "$1"
@@ -535,14 +542,16 @@ class SshRunner:
         # The token is given to the command only (not exported here): the helpers that look
         # for it must not find themselves.
         inner = 'echo $$ > "$0"; exec sh -c "$1"'
+        own = f"{run}.{token}"  # this run's files: its wrapper's PID and its process group
         lines = [
             _SHELL_FUNCTIONS,
             'fail() { echo "ratchet: fail $*" >&2; exit 97; }',
             f"mkdir -p {root}/run {root}/slots || fail cannot create {root}",
-            f"echo $$ > {run}.wrapper",
-            f'old=$(cat {run}.token 2>/dev/null); if [ -n "$old" ]; then '
-            f'killtok "$old" {run}.pgid; fi',
-            f"printf %s {q(token)} > {run}.token",
+            # a run this slot lost earlier (a dropped connection) may still be going: end it
+            f"old=$(cat {run}.token 2>/dev/null)",
+            f'if [ -n "$old" ] && [ "$old" != {token} ]; then endrun "$old" {run}; fi',
+            f"printf %s {token} > {run}.token",
+            f"echo $$ > {own}.wrapper",
         ]
         if fresh:
             lines += [
@@ -559,17 +568,18 @@ class SshRunner:
             exports,
             "echo 'ratchet: started' >&2",
             "if command -v setsid >/dev/null 2>&1; then",
-            f"  setsid -w env {q(token_env)} sh -c {q(inner)} {run}.pgid {q(job.command)} "
+            f"  setsid -w env {q(token_env)} sh -c {q(inner)} {own}.pgid {q(job.command)} "
             "</dev/null 2>&1",
             "else",
             f"  env {q(token_env)} sh -c {q(job.command)} </dev/null 2>&1",
             "fi",
             "rc=$?",
             'echo "ratchet: exit $rc" >&2',
-            f'echo "ratchet: leftovers $(tokpids {q(token)} | wc -l)" >&2',
-            f"killtok {q(token)} {run}.pgid",
+            f'echo "ratchet: leftovers $(tokpids {token} | wc -l)" >&2',
+            f"killtok {token} {own}.pgid",
             _hash_lines(job.locked, "after"),
-            f"rm -f {run}.token {run}.wrapper",
+            f"rm -f {own}.wrapper {own}.pgid",
+            f'if [ "$(cat {run}.token 2>/dev/null)" = {token} ]; then rm -f {run}.token; fi',
             "echo 'ratchet: done' >&2",
             "exit $rc",
         ]
@@ -703,7 +713,7 @@ class SshRunner:
         """SIGTERM the run's process group and every process with its token; SIGKILL after
         the grace. Quietly does nothing if the connection is gone (the next run cleans up)."""
         _folder, run = self._paths(state)
-        script = f"{_SHELL_FUNCTIONS}\nkilltok {q(token)} {run}.pgid\n"
+        script = f"{_SHELL_FUNCTIONS}\nkilltok {token} {run}.{token}.pgid\n"
         with contextlib.suppress(_Lost):
             await _run(connection, script)
 

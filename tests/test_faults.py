@@ -1,0 +1,127 @@
+"""Nothing lost under faults: a real `ratchet run` killed with SIGKILL at random moments.
+
+After every kill, a restart must find the ledger, the branch, the refs and results.tsv in
+agreement, with no experiment lost or counted twice. RATCHET_FAULT_TRIALS sets how many
+trials run (the closing figures used 100; the suite runs fewer to stay quick).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import CONFIG, MakeProject, git
+from ratchet.config import load_config
+from ratchet.engine import LOOP_VARIABLE, Engine
+from ratchet.experiment import Status
+from ratchet.ledger import Ledger
+from ratchet.runners.processes import processes_with_token
+
+TRIALS = int(os.environ.get("RATCHET_FAULT_TRIALS", "12"))
+
+# A metric with a little noise and runs of varying length, so kills land everywhere.
+TRAIN = """\
+import os, random, time
+LR = 0.5
+
+
+WIDTH = 8
+random.seed(os.urandom(8))
+time.sleep(random.random() * 0.15)
+print("score:", (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 + random.random() * 1e-4)
+"""
+
+
+def check_agreement(root: Path) -> int:
+    """Opens the loop as a restart would and checks every invariant; returns experiments."""
+    engine = Engine(load_config(root), tag="f")
+    engine.lock.acquire()
+    try:
+        engine._open_branch()  # the recovery a restart performs
+    finally:
+        engine.lock.release()
+    experiments = engine.ledger.experiments("f")
+    assert [e.id for e in experiments] == list(range(len(experiments))), "a gap or a double"
+    assert all(e.status.is_final for e in experiments), "an unfinished experiment survived"
+    refs = engine.workspace.experiment_refs()
+    for exp in experiments:
+        if exp.commit is not None:
+            assert refs.get(exp.id) == exp.commit, f"exp {exp.id}'s ref disagrees with the ledger"
+    kept = [e for e in experiments if e.status is Status.KEPT]
+    start = engine.ledger.loop("f")["start_commit"]  # type: ignore[index]
+    chain = git(root, "rev-list", "--first-parent", f"{start}..ratchet/f").split()
+    assert chain == [e.commit for e in reversed(kept)], "the branch is not the kept experiments"
+    rows = (root / ".ratchet" / "results.tsv").read_text().splitlines()[1:]
+    assert len(rows) == len(experiments), "results.tsv disagrees with the ledger"
+    worktrees = git(root, "worktree", "list", "--porcelain").count("worktree ")
+    assert worktrees == 1, "stale worktrees were left"
+    return len(experiments)
+
+
+def test_sigkill_at_random_moments_loses_nothing(make_project: MakeProject) -> None:
+    config = CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 2\nmax_runs = 2\n\n[agent]")
+    root = make_project(train=TRAIN, config=config)
+    rng = random.Random(1234)
+    survived = 0
+    previous = 0
+    for _ in range(TRIALS):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ratchet.cli", "-C", str(root), "run", "--tag", "f"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(0.4 + rng.random() * 1.6)
+        os.killpg(process.pid, signal.SIGKILL)  # the loop and its experiment, at once
+        process.wait()
+        count = check_agreement(root)
+        assert count >= previous, "experiments disappeared"
+        previous = count
+        survived += 1
+    ledger = Ledger(root / ".ratchet")
+    interrupted = [e for e in ledger.experiments("f") if e.status is Status.INTERRUPTED]
+    rerun = {e.rerun_of for e in ledger.experiments("f") if e.rerun_of is not None}
+    assert survived == TRIALS and previous > TRIALS / 2
+    # Interrupted experiments are measured again on a later start (all but the last kill's).
+    waiting = [
+        e
+        for e in interrupted
+        if e.source != "baseline" and e.rerun_of is None and e.id not in rerun
+    ]
+    assert len(waiting) <= 1
+    print(
+        f"{survived}/{TRIALS} SIGKILL trials survived; {previous} experiments, "
+        f"{len(interrupted)} interrupted, {len(rerun)} re-run"
+    )
+
+
+def test_a_killed_loop_leaves_no_experiment_running(make_project: MakeProject) -> None:
+    slow = (
+        "import time\nLR = 0.5\nprint('started', flush=True)\ntime.sleep(120)\nprint('score: 1')\n"
+    )
+    root = make_project(train=slow)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli", "-C", str(root), "run", "--tag", "f"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = root / ".ratchet" / "logs" / "0.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "started" in log.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    process.kill()  # the loop only: its experiment, in a session of its own, lives on
+    process.wait()
+    engine = Engine(load_config(root), tag="f")
+    orphans = processes_with_token(engine.loop_id, variable=LOOP_VARIABLE)
+    assert orphans, "the experiment should have outlived its loop"
+    engine.lock.acquire()
+    engine._open_branch()
+    engine.lock.release()
+    assert processes_with_token(engine.loop_id, variable=LOOP_VARIABLE) == []
+    assert engine.ledger.experiments("f")[0].status is Status.INTERRUPTED
