@@ -41,6 +41,7 @@ class LoopConfig:
     budget_s: float
     timeout_s: float
     review: str  # "auto" | "propose"
+    pipeline: bool = True  # the agent prepares the next proposal while experiments run
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,12 @@ def _positive(value: Any) -> float:
     return number
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("expected true or false (without quotes)")
+    return value
+
+
 def _fraction(value: Any) -> float:
     number = _number(value)
     if not 0 <= number < 1:
@@ -258,6 +265,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "budget": (_duration, 300.0),
         "timeout": (_duration, None),
         "review": (_choice("auto", "propose"), "auto"),
+        "pipeline": (_boolean, True),
     },
     "metric": {
         "name": (_string, _REQUIRED),
@@ -274,8 +282,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     },
     "judge": {
         "baseline_runs": (_integer(1), 3),
-        "z": (_non_negative, 1.645),
-        "max_runs": (_integer(1), 4),
+        "z": (_non_negative, 1.0),
+        "max_runs": (_integer(1), 5),
         "screen": (_non_negative, 0.25),
         "review_above": (_positive, None),
         "remeasure_every": (_integer(0), 0),
@@ -559,6 +567,7 @@ def _build(
             budget_s=budget,
             timeout_s=timeout,
             review=loop["review"],
+            pipeline=loop["pipeline"],
         ),
         metric=MetricConfig(
             name=metric["name"],

@@ -576,9 +576,11 @@ class Engine:
             pending = await self._next(queue)
             if pending is None:
                 continue
-            if pending in self._prepared:
+            prepared = pending in self._prepared
+            if prepared:
                 self._prepared.remove(pending)
-                tickets.release()
+                if self.config.loop.pipeline:
+                    tickets.release()  # the next proposal is prepared while this one runs
             counted = pending.proposal.source != "rebase"
             self._started_this_run += counted
             self._claimed.append(pending)
@@ -587,6 +589,8 @@ class Engine:
                     self._started_this_run -= counted  # dropped before it ran: not counted
             finally:
                 self._claimed.remove(pending)
+                if prepared and not self.config.loop.pipeline:
+                    tickets.release()  # without pipelining, the agent waits for the result
 
     def _priority_remeasures(self) -> bool:
         return any(p.proposal.source == "rebase" for p in self._priority)

@@ -49,8 +49,8 @@ def estimate_noise(groups: list[list[float]]) -> float | None:
 class Judge:
     lower_is_better: bool
     min_delta: float = 0.0
-    z: float = 1.645
-    max_runs: int = 4
+    z: float = 1.0
+    max_runs: int = 5
     screen: float = 0.25
     review_above: float | None = None  # a gain over the best beyond this many % waits for a person
 
