@@ -15,7 +15,7 @@ from .experiment import Measurement, Status
 from .metric import MetricReader
 from .progress import AbortWatch, Curve
 from .runners.base import Job, RunControl, Runner, RunOutcome, Slot
-from .traces import run_trace_tail
+from .traces import run_trace_tail, secret_variables
 from .workspace import Workspace
 
 
@@ -118,6 +118,7 @@ class Measurer:
             editable=loop.editable,
             editable_text=text,
             env=dict(env or {}),
+            hidden_env=tuple(secret_variables(self.config)),
         )
         log_path.unlink(missing_ok=True)
         outcome = await self.runner.run(job, slot, command_line, control)

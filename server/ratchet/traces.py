@@ -23,10 +23,15 @@ _MIN_SECRET = 4  # shorter "secrets" would shred ordinary text
 _KEY_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
 
 
+def secret_variables(config: Config) -> list[str]:
+    """The variables that hold the agent's key: experiments never see them."""
+    return sorted({config.agent.api_key_env, "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
+
+
 def secrets_for(config: Config, environ: dict[str, str] | None = None) -> list[str]:
     """The secret values this loop knows of: the API key named by `[agent] api_key_env`."""
     env = os.environ if environ is None else environ
-    names = {config.agent.api_key_env, "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"}
+    names = secret_variables(config)
     return sorted({env[name] for name in names if env.get(name)}, key=len, reverse=True)
 
 

@@ -174,7 +174,7 @@ class Session:
 
     async def shutdown(self) -> None:
         if self.loop_running and self.engine is not None:
-            self.engine.stop()
+            self._stop(self.engine)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._run_task()), STOP_WAIT_S)
         if self.engine is not None:
@@ -657,9 +657,17 @@ class Session:
         return self.engine
 
     async def stop_loop(self) -> None:
-        engine = self.require_running("stop")
-        engine.stop()
+        self._stop(self.require_running("stop"))
         await asyncio.wait_for(asyncio.shield(self._run_task()), STOP_WAIT_S)
+
+    @staticmethod
+    def _stop(engine: Engine) -> None:
+        engine.stop()
+        # A proposal waiting for review would wait for ever: settle it as the loop stops
+        # (recorded "rejected: the loop stopped before review").
+        for experiment in list(engine.reviews):
+            with contextlib.suppress(RatchetError):
+                engine.decide(experiment, False)
 
     def pause(self) -> None:
         self.require_running("pause").pause()

@@ -32,6 +32,7 @@ class Job:
     editable: str = ""
     editable_text: str = ""  # remote runners send only this file per experiment
     env: dict[str, str] = field(default_factory=dict)
+    hidden_env: tuple[str, ...] = ()  # never passed on (the agent's key)
 
 
 class RunControl:

@@ -23,7 +23,7 @@ _CHUNK = 1 << 16
 
 def experiment_env(job: Job, slot: Slot, token: str) -> dict[str, str]:
     """The environment an experiment sees: the budget, its number, and its GPU."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in job.hidden_env}
     env.update(job.env)
     env["RATCHET_TIME_BUDGET"] = f"{job.budget_s:g}"
     env["RATCHET_EXPERIMENT"] = str(job.experiment)
