@@ -39,6 +39,7 @@ TIME_BUDGET = float(os.environ.get("RATCHET_TIME_BUDGET") or 60.0)
 # ---------------------------------------------------------------------------------------------
 # The corpus
 
+# fmt: off
 _NOUNS = [
     ("cat", "cats"), ("dog", "dogs"), ("bird", "birds"), ("fox", "foxes"), ("frog", "frogs"),
     ("boat", "boats"), ("tree", "trees"), ("stone", "stones"), ("lamp", "lamps"),
@@ -82,6 +83,7 @@ _ONSETS = ["b", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t",
            "br", "st", "tr", "sh", "ch", "gl"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "o"]
 _CODAS = ["", "", "n", "l", "r", "s", "m", "th", "x"]
+# fmt: on
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
@@ -242,7 +244,9 @@ def evaluate_bpb(model, block_size: int, device="cpu") -> float:
 
 def _nats(model, x, y) -> float:
     logits = model(x).double()
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
+    ).item()
 
 
 if __name__ == "__main__":

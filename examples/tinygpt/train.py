@@ -5,18 +5,18 @@ It trains until the budget, less the time evaluation will take, is spent; then i
 val_bpb with prepare.evaluate_bpb and prints the summary the loop reads.
 """
 
+# ruff: noqa: E402 (the clock starts before torch is imported: the budget covers it)
 import time
 
-T_START = time.time()  # before torch is imported: the budget covers the whole process
+T_START = time.time()
 
 import math
 import os
 
+import prepare
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-import prepare
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters (plain module-level numbers: the offline agent perturbs these)
@@ -41,6 +41,11 @@ INIT_STD = 0.02
 # The model
 
 
+def count(value, minimum):
+    """A size from a hyperparameter that an edit may have made fractional or too small."""
+    return max(minimum, round(value))
+
+
 class Block(nn.Module):
     def __init__(self, n_embd, n_head, mlp_ratio, dropout):
         super().__init__()
@@ -50,7 +55,7 @@ class Block(nn.Module):
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=False)
         self.proj = nn.Linear(n_embd, n_embd, bias=False)
         self.ln2 = nn.LayerNorm(n_embd)
-        hidden = max(1, int(round(mlp_ratio * n_embd)))
+        hidden = count(mlp_ratio * n_embd, 1)
         self.fc = nn.Linear(n_embd, hidden, bias=False)
         self.fc_out = nn.Linear(hidden, n_embd, bias=False)
         self.drop = nn.Dropout(dropout)
@@ -101,8 +106,11 @@ class GPT(nn.Module):
 def pick_device():
     if torch.cuda.is_available():  # honours CUDA_VISIBLE_DEVICES
         return torch.device("cuda")
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, min(int(os.environ.get("RATCHET_THREADS", threads or 1)), 8)))
+    # Half the cores: a thread that waits for a busy core stalls all the others at every op, and
+    # experiments often share the machine. RATCHET_THREADS overrides.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(os.environ.get("RATCHET_THREADS") or max(1, min((cores or 1) // 2, 8)))
+    torch.set_num_threads(threads)
     return torch.device("cpu")
 
 
@@ -110,12 +118,12 @@ device = pick_device()
 torch.manual_seed(42)  # the seed is fixed on purpose: a lucky seed is not an improvement
 generator = torch.Generator().manual_seed(42)
 
-n_head = max(1, int(round(N_HEAD)))
-n_embd = max(n_head, int(round(N_EMBD)) // n_head * n_head)  # a multiple of the head count
-n_layer = max(1, int(round(N_LAYER)))
-block_size = max(2, int(round(BLOCK_SIZE)))
-batch_size = max(1, int(round(BATCH_SIZE)))
-warmup_steps = max(0, int(round(WARMUP_STEPS)))
+n_head = count(N_HEAD, 1)
+n_embd = max(n_head, count(N_EMBD, 1) // n_head * n_head)  # a multiple of the head count
+n_layer = count(N_LAYER, 1)
+block_size = count(BLOCK_SIZE, 2)
+batch_size = count(BATCH_SIZE, 1)
+warmup_steps = count(WARMUP_STEPS, 0)
 
 model = GPT(prepare.VOCAB_SIZE, block_size, n_layer, n_head, n_embd, MLP_RATIO, DROPOUT)
 model.to(device)
@@ -135,14 +143,16 @@ def lr_at(step, progress):
     if step < warmup_steps:
         return LEARNING_RATE * (step + 1) / warmup_steps
     progress = min(max(progress, 0.0), 1.0)
-    return LEARNING_RATE * (MIN_LR_FRAC + (1 - MIN_LR_FRAC) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return LEARNING_RATE * (
+        MIN_LR_FRAC + (1 - MIN_LR_FRAC) * 0.5 * (1 + math.cos(math.pi * progress))
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Training: until the budget, less what evaluation and the exit will take, is spent
 
 budget = prepare.TIME_BUDGET
-val_tokens = len(prepare._DATA["val"])
+val_tokens = prepare.VAL_CHARS
 t_train = time.time()
 step = 0
 step_seconds = None  # a running estimate of the seconds per training step
@@ -180,7 +190,9 @@ while True:
     if step >= 2:  # the first steps are slow (warm-up of kernels and caches)
         step_seconds = dt if step_seconds is None else 0.9 * step_seconds + 0.1 * dt
     if step % 100 == 0:
-        print(f"step {step:5d} | loss {train_loss:.4f} | lr {lr:.2e} | {dt * 1000:.0f} ms", flush=True)
+        print(
+            f"step {step:5d} | loss {train_loss:.4f} | lr {lr:.2e} | {dt * 1000:.0f} ms", flush=True
+        )
     step += 1
     if step_seconds is None and time.time() - T_START > budget * 0.5:
         break  # a step slower than half the budget: stop and evaluate what there is
