@@ -220,3 +220,17 @@ async def test_an_interrupted_experiment_is_measured_again_on_the_next_start(
 def test_reasons_are_in_words(tmp_path: Path) -> None:
     judge = Judge(lower_is_better=False)
     assert judge.assess([0.9], [0.8], None).reason.startswith("kept: +0.1")
+
+
+async def test_the_best_is_measured_again_every_n_keeps(make_project: MakeProject) -> None:
+    config = CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 1\nremeasure_every = 1\n\n[agent]")
+    root = make_project(config=config)
+    agent = ScriptedAgent(
+        [(replace("WIDTH = 8", "WIDTH = 12"), "w12"), (replace("LR = 0.5", "LR = 0.9"), "worse")]
+    )
+    engine = engine_for(root, agent)
+    await run(engine, 3)
+    runs = engine.ledger.runs("t", 1)
+    assert engine.ledger.experiments("t")[1].status is Status.KEPT
+    assert [r["purpose"] for r in runs] == ["measure", "rerun"]  # one extra run after its keep
+    assert runs[0]["metric"] == runs[1]["metric"]

@@ -142,6 +142,8 @@ class Engine:
         self._submitted_only = False
         self._proposer_done = False
         self._next_id = 0
+        self._remeasuring = False
+        self._last_remeasure = 0
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -316,6 +318,9 @@ class Engine:
         self._budget = max_experiments
         self._submitted_only = submitted_only
         self._proposer_done = False
+        self._last_remeasure = sum(
+            1 for e in self.experiments() if e.status is Status.KEPT and e.source != "baseline"
+        )
         self._set_state("running" if self._unpaused.is_set() else "paused")
         try:
             if self.baseline() is None:
@@ -573,6 +578,9 @@ class Engine:
                 return
             if self._proposer_done and queue.empty() and not self._priority:
                 return
+            if self._remeasure_due():
+                await self._remeasure_best(slot)
+                continue
             pending = await self._next(queue)
             if pending is None:
                 continue
@@ -591,6 +599,55 @@ class Engine:
                 self._claimed.remove(pending)
                 if prepared and not self.config.loop.pipeline:
                     tickets.release()  # without pipelining, the agent waits for the result
+
+    def _remeasure_due(self) -> bool:
+        """Every `remeasure_every` keeps, the best is measured once more to catch drift."""
+        every = self.config.judge.remeasure_every
+        if not every or self._remeasuring:
+            return False
+        keeps = sum(
+            1 for e in self.experiments() if e.status is Status.KEPT and e.source != "baseline"
+        )
+        return keeps >= self._last_remeasure + every
+
+    async def _remeasure_best(self, slot: Slot) -> None:
+        best = self.best()
+        if best is None or best.commit is None or best.metric is None:
+            return
+        self._remeasuring = True
+        try:
+            keeps = sum(
+                1 for e in self.experiments() if e.status is Status.KEPT and e.source != "baseline"
+            )
+            self._last_remeasure = keeps
+            runs = self.ledger.run_groups(self.tag).get(best.id, [best.metric])
+            text = await asyncio.to_thread(
+                self.workspace.read, best.commit, self.config.loop.editable
+            )
+            probe = replace(best, log_path=str(self.logs / f"{best.id}.log"))
+            value, _, problem = await self._measure_once(probe, slot, text, len(runs))
+            if value is None:
+                self.bus.emit(
+                    LoopStateChanged(
+                        self.state, f"re-measuring the best (exp {best.id}) failed: {problem}"
+                    )
+                )
+                return
+            noise = self.noise()
+            before = mean(runs)
+            best.metric = mean([*runs, value])
+            await asyncio.to_thread(self.ledger.save, best)
+            if noise and abs(value - before) > 3 * noise:
+                self.bus.emit(
+                    LoopStateChanged(
+                        self.state,
+                        f"drift: the best (exp {best.id}) measured {value:.6g} now against "
+                        f"{before:.6g} before ({abs(value - before) / noise:.1f} x noise); "
+                        "the machine or the data may have changed",
+                    )
+                )
+        finally:
+            self._remeasuring = False
 
     def _priority_remeasures(self) -> bool:
         return any(p.proposal.source == "rebase" for p in self._priority)

@@ -150,3 +150,37 @@ def code_actions(
             if any(str(a.kind or "") == k or str(a.kind or "").startswith(k + ".") for k in only)
         ]
     return actions
+
+
+def actions_for(
+    source: ActionSource,
+    params: types.CodeActionParams,
+    published: list[types.Diagnostic],
+    editable: bool,
+) -> list[types.CodeAction]:
+    """textDocument/codeAction: actions for Ratchet's diagnostics in the request (or, for
+    clients that send none, ours under the cursor), and on the editable file a source action
+    to run it as it is now."""
+    diagnostics = [d for d in params.context.diagnostics if d.source == SOURCE]
+    if not diagnostics:
+        diagnostics = [d for d in published if _overlaps(d.range, params.range)]
+    only = [str(kind) for kind in params.context.only] if params.context.only else None
+    actions = code_actions(source, diagnostics, only)
+    source_kind = str(types.CodeActionKind.Source)
+    if editable and (not only or any(source_kind.startswith(k) for k in only)):
+        title = "Run this file as an experiment"
+        actions.append(
+            types.CodeAction(
+                title=title,
+                kind=types.CodeActionKind.Source,
+                command=_command(title, RUN_BUFFER),
+            )
+        )
+    return actions
+
+
+def _overlaps(a: types.Range, b: types.Range) -> bool:
+    return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and (
+        b.start.line,
+        b.start.character,
+    ) <= (a.end.line, a.end.character)

@@ -30,6 +30,7 @@ class _Bar:
         self.started = time.monotonic()
         self.last_line = ""
         self.end_message = ""
+        self.runs = 1
         self.done = asyncio.Event()
         self._sent: tuple[int, str] | None = None
 
@@ -92,6 +93,12 @@ class ProgressReporter:
 
     def started(self, experiment: int, description: str, budget_s: float) -> None:
         if not self.enabled:
+            return
+        bar = self._bars.get(experiment)
+        if bar is not None:  # measured again (a re-run, or the baseline's repeats): same bar
+            bar.runs += 1
+            bar.started = time.monotonic()
+            bar.last_line = f"run {bar.runs}: {description}"
             return
         bar = _Bar(self.server, experiment, description, budget_s)
         self._bars[experiment] = bar

@@ -126,7 +126,14 @@ def make_server() -> RatchetServer:
     def code_action(params: types.CodeActionParams) -> list[types.CodeAction] | None:
         if server.session is None:
             return None
-        return server.session.code_actions(params) or None
+        import time as _t
+        _s = _t.perf_counter()
+        r = server.session.code_actions(params) or None
+        _m = _t.perf_counter()
+        import json as _j
+        _n = len(_j.dumps(server.protocol._converter.unstructure(r)))
+        print(f"TIMING {(_m-_s)*1000:.2f}ms {(_t.perf_counter()-_m)*1000:.2f}ms {_n}B", file=sys.stderr)
+        return r
 
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:

@@ -38,7 +38,7 @@ from ..events import (
 from ..experiment import Experiment, Status
 from ..guard import hash_files
 from . import textops
-from .actions import code_actions
+from .actions import actions_for
 from .diagnostics import (
     PendingProposal,
     base_metrics,
@@ -47,6 +47,7 @@ from .diagnostics import (
     locked_diagnostic,
     summary,
 )
+from .edits import MergeBases, workspace_edit
 from .progress import ProgressReporter
 from .status import METHOD as STATUS_METHOD
 from .status import StatusNotifier
@@ -113,7 +114,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._publish_handle: asyncio.TimerHandle | None = None
         self._fs_handles: dict[Path, asyncio.TimerHandle] = {}
-        self._base_cache: dict[tuple[int, int], str] = {}
+        self.merge_bases = MergeBases()
         self._uris: dict[Path, str] = {}  # documents the client has open, by real path
 
     # --- paths and documents -----------------------------------------------------------------
@@ -489,7 +490,7 @@ class Session:
         if path == self.config_path.resolve():
             self.spawn(self.validate_config_buffer())
         elif path == self.editable_path:
-            self._base_cache.clear()
+            self.merge_bases.clear()
             self.schedule_publish()
 
     # --- files changing on disk ----------------------------------------------------------------
@@ -804,40 +805,14 @@ class Session:
             )
         if merged == current:
             return False
-        edits = [
-            types.TextEdit(
-                range=types.Range(types.Position(*e.start), types.Position(*e.end)),
-                new_text=e.text,
-            )
-            for e in textops.line_edits(current, merged, self.units)
-        ]
-        if self._document_changes_supported():
-            return types.WorkspaceEdit(
-                document_changes=[
-                    types.TextDocumentEdit(
-                        text_document=types.OptionalVersionedTextDocumentIdentifier(
-                            uri=uri, version=version
-                        ),
-                        edits=list(edits),
-                    )
-                ]
-            )
-        return types.WorkspaceEdit(changes={uri: list(edits)})
+        return workspace_edit(
+            uri, version, current, merged, self.units, self._document_changes_supported()
+        )
 
     def _merge_base(self, current: str, target: int) -> str:
-        """The known text the user's file most likely grew from (fewest lines apart): the
-        baseline first, then kept experiments, newest first, then the others; the target
-        itself only as a last resort, so a tie never hides the change being applied."""
-        kept = [e.id for e in reversed(self.kept())]
+        kept = [e.id for e in reversed(self.kept())]  # newest first; the baseline is last
         order = [*kept[-1:], *kept[:-1], *sorted(self.texts, reverse=True)]
-        order = [i for i in dict.fromkeys(order) if i != target and i in self.texts] + [target]
-        key = (hash(current), hash(tuple(order)))
-        if key not in self._base_cache:
-            if len(self._base_cache) > 64:
-                self._base_cache.clear()
-            base = textops.closest(current, (self.texts[i] for i in order))
-            self._base_cache[key] = base or current
-        return self._base_cache[key]
+        return self.merge_bases.base(current, target, order, self.texts)
 
     def _document_changes_supported(self) -> bool:
         try:
@@ -850,25 +825,12 @@ class Session:
 
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
-        diagnostics = [d for d in params.context.diagnostics if d.source == "ratchet"]
-        if not diagnostics:  # some clients send none: use ours under the cursor
-            diagnostics = [
-                d for d in self.published.get(uri, []) if _overlaps(d.range, params.range)
-            ]
-        only = [str(kind) for kind in params.context.only] if params.context.only else None
-        actions = code_actions(self, diagnostics, only)
-        if self.path_of(uri) == self.editable_path and (
-            not only or any(str(types.CodeActionKind.Source).startswith(k) for k in only)
-        ):
-            title = "Run this file as an experiment"
-            actions.append(
-                types.CodeAction(
-                    title=title,
-                    kind=types.CodeActionKind.Source,
-                    command=types.Command(title=title, command="ratchet.runBuffer", arguments=[]),
-                )
-            )
-        return actions
+        return actions_for(
+            self,
+            params,
+            published=self.published.get(uri, []),
+            editable=self.path_of(uri) == self.editable_path,
+        )
 
     def diff_payload(self, experiment: int) -> dict[str, Any] | None:
         editable = self.editable_name
@@ -903,10 +865,3 @@ class Session:
             "rightTitle": f"exp {experiment}",
             "diff": exp.diff,
         }
-
-
-def _overlaps(a: types.Range, b: types.Range) -> bool:
-    return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and (
-        b.start.line,
-        b.start.character,
-    ) <= (a.end.line, a.end.character)

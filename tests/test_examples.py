@@ -1,0 +1,179 @@
+"""The example loops under examples/ run as the loop runs them: real subprocesses, short budgets,
+in a temporary copy of each example folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+_LINE = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*:\s*(\S+)\s*$")
+
+
+def summary(output: str) -> dict[str, str]:
+    """The `name: value` lines of the output; a later line wins, as in the loop."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        match = _LINE.match(line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def copy_example(name: str, destination: Path) -> Path:
+    target = destination / name
+    shutil.copytree(EXAMPLES / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def run(folder: Path, command: list[str], budget: float, timeout: float):
+    env = dict(os.environ, RATCHET_TIME_BUDGET=f"{budget:g}", PYTHONDONTWRITEBYTECODE="1")
+    started = time.monotonic()
+    done = subprocess.run(
+        command, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return done, time.monotonic() - started
+
+
+def finite(value: str) -> float:
+    number = float(value)
+    assert math.isfinite(number), value
+    return number
+
+
+@pytest.mark.parametrize("name", ["tinygpt", "fastsort"])
+def test_example_is_a_complete_triplet(name):
+    folder = EXAMPLES / name
+    for required in ("ratchet.toml", "program.md", "README.md", ".gitignore"):
+        assert (folder / required).is_file(), required
+    config = pytest.importorskip("ratchet.config")
+    loaded = config.load_config(folder)
+    assert (folder / loaded.loop.editable).is_file()
+    assert all((folder / locked).is_file() for locked in loaded.loop.locked)
+    assert loaded.agent.kind == "mutate"
+
+
+# ---------------------------------------------------------------------------------------------
+# tinygpt
+
+
+def test_tinygpt_trains_within_its_budget(tmp_path):
+    pytest.importorskip("torch", reason="the tinygpt example needs PyTorch")
+    folder = copy_example("tinygpt", tmp_path)
+    budget = 8.0
+    done, wall = run(folder, [sys.executable, "train.py"], budget, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    found = summary(done.stdout)
+    val_bpb = finite(found["val_bpb"])
+    assert 0.0 < val_bpb < 8.0
+    assert int(found["num_steps"]) > 0
+    assert finite(found["num_params_M"]) > 0
+    assert finite(found["peak_vram_mb"]) >= 0
+    assert finite(found["total_seconds"]) <= budget + 2
+    assert wall < budget + 15  # the interpreter and torch's import come on top of total_seconds
+    assert done.stdout.rstrip().splitlines()[-7] == "---"
+
+
+def _load_prepare(folder: Path):
+    spec = importlib.util.spec_from_file_location(
+        f"tinygpt_prepare_{id(folder)}", folder / "prepare.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tinygpt_metric_is_exact_and_refuses_a_model_that_looks_ahead(tmp_path):
+    torch = pytest.importorskip("torch", reason="the tinygpt example needs PyTorch")
+    prepare = _load_prepare(copy_example("tinygpt", tmp_path))
+
+    class Uniform(torch.nn.Module):
+        def forward(self, idx):
+            return torch.zeros(*idx.shape, prepare.VOCAB_SIZE)
+
+    # a model that knows nothing scores log2(vocabulary) bits per byte, whatever the block size
+    for block_size in (7, 64, 256):
+        assert prepare.evaluate_bpb(Uniform(), block_size) == pytest.approx(
+            math.log2(prepare.VOCAB_SIZE), rel=1e-9
+        )
+
+    class Peeking(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(prepare.VOCAB_SIZE, prepare.VOCAB_SIZE)
+
+        def forward(self, idx):
+            return self.emb(idx.roll(-1, dims=1))  # predicts from the next character
+
+    with pytest.raises(RuntimeError, match="looks ahead"):
+        prepare.evaluate_bpb(Peeking(), 32)
+    with pytest.raises(ValueError):
+        prepare.get_batch("val", 4, 8)
+    x, y = prepare.get_batch("train", 4, 8, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 8)
+    assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# fastsort
+
+
+def test_fastsort_reports_a_runtime(tmp_path):
+    folder = copy_example("fastsort", tmp_path)
+    done, wall = run(folder, [sys.executable, "evaluate.py"], 20, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    found = summary(done.stdout)
+    assert found["correct"] == "1"
+    assert finite(found["runtime_ms"]) > 0
+    assert wall < 20
+
+
+BROKEN_SORTS = {
+    "wrong order": "def sort(values):\n    return list(values)\n",
+    "drops an item": "def sort(values):\n    return _merge_sort(list(values))[1:]\n",
+    "sorts in place": "def sort(values):\n    _sort_in_place(values)\n    return values\n",
+    "raises": "def sort(values):\n    raise RuntimeError('nope')\n",
+    "calls sorted": "def sort(values):\n    return sorted(values)\n",
+    "imports": (
+        "import heapq\n\ndef sort(values):\n    return heapq.nsmallest(len(values), values)\n"
+    ),
+    "prints a metric": (
+        "print('runtime_ms: 0.001')\n\ndef sort(values):\n    return list(values)[::-1][:0]\n"
+    ),
+}
+
+_HELPERS = """
+def _merge_sort(items):
+    if len(items) <= 1:
+        return items
+    mid = len(items) // 2
+    left, right = _merge_sort(items[:mid]), _merge_sort(items[mid:])
+    out = []
+    while left and right:
+        out.append(left.pop(0) if left[0] <= right[0] else right.pop(0))
+    return out + left + right
+
+
+def _sort_in_place(items):
+    items[:] = _merge_sort(list(items))
+"""
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN_SORTS))
+def test_fastsort_fails_a_broken_sort(tmp_path, broken):
+    folder = copy_example("fastsort", tmp_path)
+    (folder / "sorting.py").write_text(BROKEN_SORTS[broken] + _HELPERS)
+    done, _ = run(folder, [sys.executable, "evaluate.py"], 20, timeout=60)
+    assert done.returncode != 0
+    found = summary(done.stdout)
+    assert found["correct"] == "0"
+    assert "runtime_ms" not in found, done.stdout
