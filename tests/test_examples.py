@@ -177,3 +177,30 @@ def test_fastsort_fails_a_broken_sort(tmp_path, broken):
     found = summary(done.stdout)
     assert found["correct"] == "0"
     assert "runtime_ms" not in found, done.stdout
+
+
+async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
+    tmp_path: Path,
+) -> None:
+    from agents import ScriptedAgent
+
+    from ratchet.config import load_config
+    from ratchet.engine import Engine
+
+    folder = copy_example("agentic", tmp_path)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "example"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder,
+                       check=True, capture_output=True)
+    (folder / "ratchet.toml").write_text((folder / "ratchet.toml").read_text().replace(
+        "python ", f"{sys.executable} "))
+    agent = ScriptedAgent([])  # idle proposals: the history is what this test looks at
+    engine = Engine(load_config(folder), tag="e", agent=agent)
+    await engine.run(max_experiments=2)
+    await engine.close()
+    baseline = engine.experiments()[0]
+    assert baseline.metric == pytest.approx(0.56)
+    assert (folder / ".ratchet" / "logs" / "0.eval.log").exists()  # the locked evaluator ran
+    assert "expected" in baseline.trace_tail  # its per-case failure traces were read
+    # The agent is shown those traces for its next proposals.
+    later = [c for c in agent.contexts if c.history and c.history[0].trace_tail]
+    assert later and "expected" in later[0].history[0].trace_tail

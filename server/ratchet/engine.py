@@ -21,6 +21,7 @@ from . import guard
 from .agents import make_agent, resolve_kind
 from .agents.base import Agent
 from .config import Config
+from .context import LOG_TAIL_FOR_AGENT, history, read_program
 from .errors import RatchetError
 from .events import (
     AgentActivity,
@@ -33,7 +34,6 @@ from .events import (
 )
 from .experiment import (
     Experiment,
-    HistoryEntry,
     Proposal,
     ProposalContext,
     RepairRequest,
@@ -51,9 +51,7 @@ from .runners.processes import kill_orphans
 from .traces import secrets_for, write_trace
 from .workspace import Trailers, Workspace, commit_message, ensure_ratchet_dir
 
-HISTORY_SIZE = 60
 LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
-LOG_TAIL_FOR_AGENT = 30
 
 
 @dataclass
@@ -524,25 +522,6 @@ class Engine:
         text = self.workspace.read(tip, editable)
         experiments = self.experiments()
         best = self.best()
-        history = []
-        for exp in experiments[-HISTORY_SIZE:]:
-            delta = None
-            if exp.metric is not None and best is not None and best.metric is not None:
-                delta = exp.metric - best.metric
-            tail = ""
-            if exp.status in (Status.CRASHED, Status.TIMEOUT) and exp.id >= len(experiments) - 10:
-                tail = "\n".join(exp.log_tail.splitlines()[-LOG_TAIL_FOR_AGENT:])
-            history.append(
-                HistoryEntry(
-                    exp.id,
-                    str(exp.status),
-                    exp.metric,
-                    delta,
-                    exp.description if not exp.reason else f"{exp.description} ({exp.reason})",
-                    tail,
-                    exp.trace_tail if exp.id >= len(experiments) - 10 else "",
-                )
-            )
         queued = self._prepared + self._claimed
         in_flight = [p.proposal.description for p in queued]
         tried = {e.digest for e in experiments if e.digest}
@@ -551,22 +530,15 @@ class Engine:
             experiment=self.ledger.next_id(self.tag) + len(queued) + len(self.running),
             editable_path=editable,
             editable_text=text,
-            program=self._read_program(),
+            program=read_program(self.config.root / self.config.loop.program),
             metric_name=self.config.metric.name,
             goal=self.config.metric.goal,
             best_metric=best.metric if best else None,
-            history=tuple(history),
+            history=history(experiments, best),
             notes=tuple(self.ledger.notes(self.tag)),
             running=tuple(in_flight),
             tried_digests=frozenset(tried),
         )
-
-    def _read_program(self) -> str:
-        path = self.config.root / self.config.loop.program
-        try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return ""
 
     async def _work(
         self, slot: Slot, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
