@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import subprocess
 import tempfile
@@ -151,8 +152,16 @@ async def measure(slots: int, count: int, sleep: float, delay: float, improve: i
     for name in sorted(runner.spans):
         spans = runner.spans[name]
         steady = steady_end - baseline_end
+        gaps = [b[0] - a[1] for a, b in itertools.pairwise(spans)]
         per_slot[name] = {
             "runs": len(spans),
+            "idle_before_first_s": spans[0][0] - started,
+            "idle_after_last_s": ended - spans[-1][1],
+            "gap_between_runs_s": {
+                "median": sorted(gaps)[len(gaps) // 2] if gaps else None,
+                "max": max(gaps) if gaps else None,
+                "total": sum(gaps),
+            },
             "busy": busy_within(spans, started, ended) / wall,
             "busy_steady": busy_within(spans, baseline_end, steady_end) / steady
             if steady > 0

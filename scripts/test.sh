@@ -9,22 +9,15 @@ started=$SECONDS
 say "Python packages"
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,examples]'
 
-for script in scripts/install-test-deps.sh scripts/install-vscode-deps.sh; do
-  if [[ -f $script ]]; then
-    say "$script"
-    bash "$script"
-  fi
-done
+say "Debian packages for the ssh runner's tests"
+bash scripts/install-test-deps.sh
+# Node 24, code-server, Chromium; the extension built, type-checked, unit-tested and packaged.
+say "the VS Code extension and a real VS Code for its end-to-end test"
+bash scripts/install-vscode-deps.sh
 
 say "ruff and mypy"
 python3 -m ruff check server tests bench examples
 python3 -m mypy
-
-if [[ -f vscode-extension/package.json ]]; then
-  say "extension: tsc and unit tests"
-  export PATH="$PWD/.tools/node24/bin:$PATH"
-  (cd vscode-extension && npm run --silent typecheck && npm test --silent)
-fi
 
 say "pytest"
 python3 -m pytest -q -p no:cacheprovider "$@"

@@ -56,6 +56,8 @@ async def test_keeps_improvements_and_the_branch_holds_exactly_the_kept(
     assert [e.metric for e in experiments] == pytest.approx([0.2, 0.04, 0.36, 0.0])
     assert experiments[1].secondary == {"num_steps": 10.0}
     assert "-WIDTH = 8\n+WIDTH = 12" in experiments[1].diff
+    assert "No newline" not in experiments[1].diff  # the final newline survives git
+    assert engine.text_of(1).endswith('print("num_steps: 10")\n')
     subjects = git(root, "log", "--format=%s", f"{user_head}..ratchet/t").splitlines()
     assert subjects == ["exp 3: LR 0.5 → 0.3", "exp 1: WIDTH 8 → 12", "exp 0: baseline"]
     message = git(root, "log", "-1", "--format=%B", "ratchet/t")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,6 +23,7 @@ from . import __version__, hardware
 from .config import ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
+from .events import Event, ExperimentProposed
 from .ledger import Ledger
 from .view import LoopView, experiments_table, format_metric
 from .workspace import RATCHET_DIR
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
     errors = Console(stderr=True, highlight=False)
-    project: Path = args.project.resolve()
+    project: Path = (args.project or Path.cwd()).resolve()
     try:
         handler = _COMMANDS[args.command]
         return handler(args, project, console)
@@ -121,9 +124,15 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     config = load_config(project)
+    reviewing = config.loop.review == "propose"
+    if reviewing and not sys.stdin.isatty():
+        raise RatchetError(
+            'review = "propose" waits for a person to accept each proposal: run it in a '
+            'terminal (you are asked), from the editor, or set review = "auto" in ratchet.toml'
+        )
     engine = Engine(config, tag=args.tag)
     interrupted = False
-    final: dict = {}
+    final: dict[str, Any] = {}
 
     async def loop() -> None:
         nonlocal interrupted
@@ -144,8 +153,10 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             final["experiments"], final["status"] = engine.experiments(), engine.status()
             await engine.close()
 
-    with LoopView(engine, console) as view:
+    with LoopView(engine, console, live=not reviewing) as view:
         engine.bus.subscribe(view.on_event)
+        if reviewing:
+            engine.bus.subscribe(lambda event: _ask_review(event, engine, console))
         asyncio.run(loop())
     if not console.is_terminal:
         console.print(experiments_table(final["experiments"], config.metric.name))
@@ -157,6 +168,27 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     if engine.state == "error":
         return 1
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _ask_review(event: Event, engine: Engine, console: Console) -> None:
+    """review = "propose" in a terminal: show the proposal and ask (off the event loop)."""
+    if not (isinstance(event, ExperimentProposed) and event.awaiting_review):
+        return
+
+    async def ask() -> None:
+        console.print(event.diff, markup=False, highlight=False)
+        answer = await asyncio.to_thread(
+            input, f"exp {event.id}: {event.description} — accept and run it? [y/N] "
+        )
+        with contextlib.suppress(RatchetError):  # the loop may have stopped meanwhile
+            engine.decide(event.id, answer.strip().lower() in ("y", "yes"))
+
+    task = asyncio.get_running_loop().create_task(ask())
+    _PROMPTS.add(task)
+    task.add_done_callback(_PROMPTS.discard)
+
+
+_PROMPTS: set[asyncio.Task[None]] = set()
 
 
 def _open_ledger(project: Path, tag: str | None) -> tuple[Ledger, str]:
@@ -280,7 +312,7 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
 def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .lsp.server import serve
 
-    serve(tcp=args.tcp)
+    serve(tcp=args.tcp, project=project if args.project else None)
     return 0
 
 

@@ -105,14 +105,7 @@ class Engine:
         self.ledger = Ledger(self.folder)
         self.tag = tag or self._pick_tag()
         self.workspace = Workspace(config.root, self.tag)
-        self.judge = Judge(
-            config.metric.lower_is_better,
-            config.metric.min_delta,
-            config.judge.z,
-            config.judge.max_runs,
-            config.judge.screen,
-            config.judge.review_above,
-        )
+        self.judge = self._make_judge(config)
         self.agent = agent or make_agent(config)
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
@@ -125,7 +118,7 @@ class Engine:
         self.logs = self.folder / "logs"
         self.state = "idle"
         self.slots: list[Slot] = []
-        self.running: dict[int, Running] = {}
+        self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
         self.reviews: dict[int, Review] = {}
         self._opened = False
         self._stopping = False
@@ -142,6 +135,7 @@ class Engine:
         self._next_id = 0
         self._remeasuring = False
         self._last_remeasure = 0
+        self._baseline_ready = asyncio.Event()
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -261,7 +255,9 @@ class Engine:
     def status(self) -> dict[str, Any]:
         """A snapshot for status views (the status bar, `ratchet.status`)."""
         experiments = self.experiments()
-        best, baseline = self.best(), self.baseline()
+        kept = [e for e in experiments if e.status is Status.KEPT]
+        best = kept[-1] if kept else None
+        baseline = next((e for e in kept if e.source == "baseline"), None)
         gain = None
         if best and baseline and best.metric is not None and baseline.metric is not None:
             gain = self.judge.gain_percent(best.metric, baseline.metric)
@@ -321,10 +317,6 @@ class Engine:
         )
         self._set_state("running" if self._unpaused.is_set() else "paused")
         try:
-            if self.baseline() is None:
-                ok = await self._run_baseline()
-                if not ok:
-                    return
             await self._run_slots()
         finally:
             self.running.clear()
@@ -339,17 +331,19 @@ class Engine:
         self._stopping = True
         for running in self.running.values():
             running.control.stop("stopped by the user")
+        for review in self.reviews.values():
+            if not review.decision.done():
+                review.decision.set_result(False)  # recorded "the loop stopped before review"
         self._unpaused.set()
         self._wakeup.set()
         if self.state not in ("idle", "error"):
             self._set_state("stopping")
 
     def stop_experiment(self, experiment: int, reason: str = "cancelled by the user") -> bool:
-        running = self.running.get(experiment)
-        if running is None:
-            return False
-        running.control.stop(reason)
-        return True
+        runs = [r for (exp_id, _), r in self.running.items() if exp_id == experiment]
+        for running in runs:
+            running.control.stop(reason)
+        return bool(runs)
 
     def pause(self) -> None:
         """Running experiments finish; no new one starts until resume."""
@@ -369,21 +363,24 @@ class Engine:
             raise RatchetError(f"experiment {experiment} is not waiting for review")
         review.decision.set_result(accept)
 
-    def submit(self, text: str, description: str, source: str = "human") -> None:
+    async def submit(self, text: str, description: str, source: str = "human") -> None:
         """An edit made by a person (the editor's buffer), judged like any proposal; it runs
         before the agent's next one."""
-        tip = self.tip()
-        proposal = Proposal(
-            edits={self.config.loop.editable: text}, description=description, source=source
-        )
-        self._priority.append(
-            Pending(proposal, tip, self.workspace.read(tip, self.config.loop.editable))
-        )
+        editable = self.config.loop.editable
+        tip = await asyncio.to_thread(self.tip)
+        base_text = await asyncio.to_thread(self.workspace.read, tip, editable)
+        proposal = Proposal(edits={editable: text}, description=description, source=source)
+        self._priority.append(Pending(proposal, tip, base_text))
         self._wakeup.set()
 
-    def revert(self, experiment: int) -> None:
+    async def revert(self, experiment: int) -> None:
         """Undoes a kept experiment with a new commit on the loop's branch: its change is taken
         back out of the current best (a reverse three-way merge), measured, and kept."""
+        pending = await asyncio.to_thread(self._revert_pending, experiment)
+        self._priority.append(pending)
+        self._wakeup.set()
+
+    def _revert_pending(self, experiment: int) -> Pending:
         exp = self.ledger.get(self.tag, experiment)
         if exp is None:
             raise RatchetError(f"there is no experiment {experiment} in loop {self.tag}")
@@ -412,8 +409,26 @@ class Engine:
             description=f"revert exp {experiment}: {exp.description}",
             source="revert",
         )
-        self._priority.append(Pending(proposal, tip, current))
-        self._wakeup.set()
+        return Pending(proposal, tip, current)
+
+    def reconfigure(self, config: Config) -> None:
+        """ratchet.toml changed while the loop runs: the command, budget, timeout, review and
+        metric settings apply from the next experiment (the editable file and the metric's
+        name and goal only when a loop starts)."""
+        self.config = config
+        self.measurer.config = config
+        self.judge = self._make_judge(config)
+
+    @staticmethod
+    def _make_judge(config: Config) -> Judge:
+        return Judge(
+            config.metric.lower_is_better,
+            config.metric.min_delta,
+            config.judge.z,
+            config.judge.max_runs,
+            config.judge.screen,
+            config.judge.review_above,
+        )
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
@@ -433,12 +448,17 @@ class Engine:
 
     # --- the baseline ------------------------------------------------------------------------
 
-    async def _run_baseline(self) -> bool:
+    async def _run_baseline(self, slots: list[Slot]) -> bool:
+        """Exp 0, the unmodified file, measured `baseline_runs` times (in parallel on the
+        slots it was given). Agent experiments may run meanwhile; their verdicts wait for it."""
         tip = await asyncio.to_thread(self.tip)
         text = await asyncio.to_thread(self.workspace.read, tip, self.config.loop.editable)
         pending = Pending(Proposal(edits={}, description="baseline", source="baseline"), tip, text)
         self._started_this_run += 1
-        exp = await self._experiment(pending, self.slots[0])
+        try:
+            exp = await self._experiment(pending, slots[0], slots[1:])
+        finally:
+            self._baseline_ready.set()
         if exp is None or exp.status is not Status.KEPT:
             if exp is not None and exp.status is not Status.INTERRUPTED:
                 self._set_state(
@@ -446,19 +466,34 @@ class Engine:
                     f"the baseline (exp {exp.id}) did not give a metric: {exp.reason}. "
                     "Fix the command or the file, commit, and run again.",
                 )
+            self.stop()  # nothing can be judged without it
             return False
         return True
 
     # --- slots and the pipeline --------------------------------------------------------------
 
     async def _run_slots(self) -> None:
+        """One worker per slot takes proposals as they come. The agent starts proposing at
+        once, even while the baseline runs: slots the baseline does not need start on them."""
         queue: asyncio.Queue[Pending] = asyncio.Queue()
         tickets = asyncio.Semaphore(len(self.slots))
+        needs_baseline = self.baseline() is None
+        self._baseline_ready = asyncio.Event()
+        if not needs_baseline:
+            self._baseline_ready.set()
         proposer = asyncio.create_task(
             asyncio.sleep(0) if self._submitted_only else self._propose_forever(queue, tickets)
         )
-        workers = [asyncio.create_task(self._work(slot, queue, tickets)) for slot in self.slots]
+        wanted = min(self.config.judge.baseline_runs, len(self.slots)) if needs_baseline else 0
+        workers = [
+            asyncio.create_task(self._work(slot, queue, tickets)) for slot in self.slots[wanted:]
+        ]
         try:
+            if needs_baseline and await self._run_baseline(self.slots[:wanted]):
+                workers += [
+                    asyncio.create_task(self._work(slot, queue, tickets))
+                    for slot in self.slots[:wanted]
+                ]
             await asyncio.gather(*workers)
         finally:
             self._prepared.clear()
@@ -513,8 +548,17 @@ class Engine:
         tip = await asyncio.to_thread(self.tip)
         context = await asyncio.to_thread(self._context, tip)
         started = time.monotonic()
+        self.bus.emit(AgentActivity(context.experiment, f"{self.agent_kind}: proposing"))
         proposal = await self.agent.propose(context)
         proposal.agent_seconds = proposal.agent_seconds or (time.monotonic() - started)
+        outcome = proposal.failure or proposal.description
+        self.bus.emit(
+            AgentActivity(
+                context.experiment,
+                f"{self.agent_kind}: {outcome} "
+                f"({proposal.agent_seconds:.1f}s, ${proposal.cost_usd:.4f})",
+            )
+        )
         return Pending(proposal, tip, context.editable_text)
 
     def _context(self, tip: str) -> ProposalContext:
@@ -665,7 +709,9 @@ class Engine:
         proposal = replace(pending.proposal, edits={editable: merged})
         return Pending(proposal, tip, current)
 
-    async def _experiment(self, pending: Pending, slot: Slot) -> Experiment | None:
+    async def _experiment(
+        self, pending: Pending, slot: Slot, extra_slots: list[Slot] | None = None
+    ) -> Experiment | None:
         """Guard, commit, run, measure, judge and record one proposal. Returns the record."""
         rebased = await self._rebase(pending)
         if rebased is None:
@@ -695,7 +741,7 @@ class Engine:
         )
         if proposal.source != "baseline":
             problem = guard.check_proposal(proposal, editable, pending.base_text)
-            if problem is None:
+            if problem is None and proposal.source != "revert":
                 problem = self._repeats(new_text)
             if problem is not None:
                 exp.status, exp.reason = Status.INVALID, f"invalid: {problem}"
@@ -733,7 +779,7 @@ class Engine:
 
         exp.status = Status.RUNNING
         await asyncio.to_thread(self.ledger.save, exp)
-        run_s = await self._measure_and_judge(exp, slot, new_text)
+        run_s = await self._measure_and_judge(exp, slot, new_text, extra_slots or [])
         for attempt in range(1, self.config.agent.repair_attempts + 1):
             if not self._repairable(exp, run_s):
                 break
@@ -834,7 +880,7 @@ class Engine:
         running = Running(
             exp.id, exp.description, slot.name, self.config.loop.budget_s, time.monotonic(), control
         )
-        self.running[exp.id] = running
+        self.running[(exp.id, run)] = running
         log_path = Path(exp.log_path) if run == 0 else self.logs / f"{exp.id}.run{run + 1}.log"
 
         def on_line(line: str, elapsed: float) -> None:
@@ -860,7 +906,7 @@ class Engine:
                 env={LOOP_VARIABLE: self.loop_id},
             )
         finally:
-            self.running.pop(exp.id, None)
+            self.running.pop((exp.id, run), None)
         outcome = attempt.outcome
         exp.hardware = outcome.hardware
         exp.exit_code = outcome.exit_code
@@ -886,11 +932,14 @@ class Engine:
             return None, attempt.run_s, failed[1]
         return value, attempt.run_s, ""
 
-    async def _measure_and_judge(self, exp: Experiment, slot: Slot, text: str) -> float:
+    async def _measure_and_judge(
+        self, exp: Experiment, slot: Slot, text: str, extra_slots: list[Slot] | None = None
+    ) -> float:
         """Measures as often as the judge asks and sets the final status; returns run time."""
+        if exp.source == "baseline":
+            return await self._measure_baseline(exp, [slot, *(extra_slots or [])], text)
         runs: list[float] = []
         total = 0.0
-        wanted = self.config.judge.baseline_runs if exp.source == "baseline" else 1
         while True:
             value, seconds, problem = await self._measure_once(exp, slot, text, len(runs))
             total += seconds
@@ -898,17 +947,14 @@ class Engine:
                 if runs:  # a re-run failed: the earlier runs do not stand alone
                     exp.reason = f"{problem} (in run {len(runs) + 1})"
                 exp.metric = None
+                if exp.status is Status.LOST:
+                    self._requeue_lost(exp, text)
                 return total
             runs.append(value)
             exp.metric = mean(runs)
-            if len(runs) < wanted:
-                continue
-            if exp.source == "baseline":
-                noise = estimate_noise([runs])
-                exp.status = Status.KEPT
-                exp.reason = f"baseline: {self.config.metric.name} {exp.metric:.6g}" + (
-                    f" over {len(runs)} runs, noise {noise:.3g}" if noise is not None else ""
-                )
+            await self._baseline_ready.wait()  # nothing is judged before the baseline is known
+            if self.best() is None:
+                exp.status, exp.reason = Status.INTERRUPTED, "interrupted: the baseline failed"
                 return total
             decision = self._decide(exp, runs)
             if decision.action != "rerun" or self._stopping:
@@ -918,19 +964,67 @@ class Engine:
                     exp.status, exp.reason = Status.INTERRUPTED, "interrupted before its re-runs"
                 return total
 
+    async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:
+        """`baseline_runs` runs, as many at once as there are slots for it."""
+        wanted = self.config.judge.baseline_runs
+        runs: list[float] = []
+        total = 0.0
+        while len(runs) < wanted:
+            batch = slots[: wanted - len(runs)]
+            results = await asyncio.gather(
+                *(
+                    self._measure_once(exp, slot, text, len(runs) + i)
+                    for i, slot in enumerate(batch)
+                )
+            )
+            for value, seconds, problem in results:
+                total = max(total, seconds) if len(batch) > 1 else total + seconds
+                if value is None:
+                    exp.metric = None
+                    if runs or len(batch) > 1:
+                        exp.reason = f"{problem} (a baseline run)"
+                    return total
+                runs.append(value)
+        exp.metric = mean(runs)
+        noise = estimate_noise([runs])
+        exp.status = Status.KEPT
+        exp.reason = f"baseline: {self.config.metric.name} {exp.metric:.6g}" + (
+            f" over {len(runs)} runs, noise {noise:.3g}" if noise is not None else ""
+        )
+        return total
+
+    def _requeue_lost(self, exp: Experiment, text: str) -> None:
+        """A run lost to its host or connection is measured again, once."""
+        if exp.rerun_of is not None or exp.commit is None:
+            return
+        base_text = self.workspace.read(exp.base_commit, self.config.loop.editable)
+        proposal = Proposal(
+            edits={self.config.loop.editable: text},
+            source=exp.source,
+            description=exp.description,
+            rerun_of=exp.id,
+        )
+        self._priority.append(Pending(proposal, exp.base_commit, base_text))
+        exp.reason += "; queued to run again"
+
     def noise(self) -> float | None:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
         return estimate_noise(list(self.ledger.run_groups(self.tag).values()))
 
     def _decide(self, exp: Experiment, runs: list[float]) -> Decision:
-        if exp.source == "revert":
-            return Decision("keep", f"kept: a revert asked for by the user ({mean(runs):.6g})")
         best = self.best()
         assert best is not None and best.metric is not None
         groups = self.ledger.run_groups(self.tag)
         noise = estimate_noise(list(groups.values()))
-        if exp.base_commit != best.commit:
+        if not self._same_editable(exp.base_commit, best.commit or exp.base_commit):
+            if exp.source == "revert" and self._requeue_on_best(exp):
+                return Decision(
+                    "discard",
+                    f"the best moved on to exp {best.id} while the revert ran: queued again on it",
+                )
             return self._decide_stale(exp, runs, best, groups, noise)
+        if exp.source == "revert":
+            return Decision("keep", f"kept: a revert asked for by the user ({mean(runs):.6g})")
         decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
         if decision.keep and (held := self.judge.needs_review(mean(runs), best.metric)):
             return Decision("discard", held)
@@ -994,7 +1088,7 @@ class Engine:
             return False
         proposal = Proposal(
             edits={editable: merged},
-            source="rebase",
+            source="revert" if exp.source == "revert" else "rebase",
             description=f"{exp.description} (exp {exp.id} on the new best)",
         )
         self._priority.append(Pending(proposal, tip, current))
@@ -1011,7 +1105,7 @@ class Engine:
             message = commit_message(
                 exp.id, exp.description, Trailers(exp.id, str(exp.status), metric)
             )
-            exp.commit = await asyncio.to_thread(self.workspace.recommit, exp.commit, message)
+            exp.commit = await asyncio.to_thread(self._final_commit, exp, message)
         exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
         await asyncio.to_thread(self._record, exp)
         new_best = exp.status is Status.KEPT
@@ -1023,6 +1117,22 @@ class Engine:
             )
         )
         return exp
+
+    def _final_commit(self, exp: Experiment, message: str) -> str:
+        """The experiment's commit with its final trailers. A keep whose base is an equivalent
+        older commit (it ran while the baseline was measured) is put on the tip, so the
+        branch stays a straight line."""
+        assert exp.commit is not None
+        tip = self.tip()
+        if exp.status is Status.KEPT and exp.base_commit != tip:
+            assert self._same_editable(exp.base_commit, tip), "a keep on a stale base"
+            exp.base_commit = tip
+            return self.workspace.commit_tree(self.workspace.tree(exp.commit), tip, message)
+        return self.workspace.recommit(exp.commit, message)
+
+    def _same_editable(self, a: str, b: str) -> bool:
+        editable = self.config.loop.editable
+        return a == b or self.workspace.read(a, editable) == self.workspace.read(b, editable)
 
     def _record(self, exp: Experiment) -> None:
         self.ledger.save(exp)

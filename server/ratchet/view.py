@@ -89,14 +89,15 @@ def experiments_table(
 class LoopView:
     """Subscribes to the engine and keeps the terminal current."""
 
-    def __init__(self, engine: Engine, console: Console) -> None:
+    def __init__(self, engine: Engine, console: Console, live: bool = True) -> None:
         self.engine = engine
         self.console = console
+        self.use_live = live
         self.live: Live | None = None
         self._last_refresh = 0.0
 
     def __enter__(self) -> LoopView:
-        if self.console.is_terminal:
+        if self.console.is_terminal and self.use_live:
             self.live = Live(
                 self._render(), console=self.console, refresh_per_second=4, transient=False
             )

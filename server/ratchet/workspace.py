@@ -167,7 +167,7 @@ class Workspace:
 
     def read(self, commit: str, relative: str) -> str:
         return self.git.cat_file(
-            "blob", f"{commit}:{self.repo_path(relative)}", strip_newline_and_spaces=False
+            "blob", f"{commit}:{self.repo_path(relative)}", strip_newline_in_stdout=False
         )
 
     def log_subjects(self, commit: str, since: str) -> list[str]:
@@ -264,7 +264,7 @@ class Workspace:
                 target.write_text(text, encoding="utf-8")
                 names.append(str(target))
             try:
-                merged = self.git.merge_file("-p", *names, strip_newline_and_spaces=False)
+                merged = self.git.merge_file("-p", *names, strip_newline_in_stdout=False)
             except git.GitCommandError:
                 return None  # exit status > 0: conflicts
         return merged

@@ -13,27 +13,32 @@ from . import textops
 CACHE_SIZE = 64
 
 
-class MergeBases:
-    """Picks (and remembers, per buffer text) the merge base for a target experiment."""
+class Merger:
+    """Merges an experiment's text into the user's buffer, remembering results per buffer text
+    (code actions ask again each time the cursor moves)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, int], str] = {}
+        self._cache: dict[tuple[int, int, int], str | None] = {}
 
     def clear(self) -> None:
         self._cache.clear()
 
-    def base(self, current: str, target: int, order: Iterable[int], texts: dict[int, str]) -> str:
-        """The known text fewest lines from `current`, trying `order` first (the baseline,
-        then kept experiments, newest first, then the others); the target itself only as a
-        last resort, so a tie never hides the change being applied."""
+    def merged(
+        self, current: str, target: int, order: Iterable[int], texts: dict[int, str]
+    ) -> str | None:
+        """The buffer with the target's change, the user's own edits kept; None on a clash.
+
+        The merge base is the known text fewest lines from the buffer, trying `order` first
+        (the baseline, then kept experiments, newest first, then the others); the target
+        itself only as a last resort, so a tie never hides the change being applied."""
         ids = [i for i in dict.fromkeys(order) if i != target and i in texts]
-        if target in texts:
-            ids.append(target)
-        key = (hash(current), hash(tuple(ids)))
+        ids.append(target)
+        key = (hash(current), target, hash(tuple(ids)))
         if key not in self._cache:
             if len(self._cache) > CACHE_SIZE:
                 self._cache.clear()
-            self._cache[key] = textops.closest(current, (texts[i] for i in ids)) or current
+            base = textops.closest(current, (texts[i] for i in ids)) or current
+            self._cache[key] = textops.merge3(base, current, texts[target])
         return self._cache[key]
 
 

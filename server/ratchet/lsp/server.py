@@ -50,6 +50,7 @@ class RatchetServer(LanguageServer):
         )
         self.session: Session | None = None
         self.roots: list[Path] = []
+        self.review_override: str | None = None  # initializationOptions.review
         self._ready: asyncio.Event | None = None
 
     def ready_event(self) -> asyncio.Event:
@@ -75,7 +76,9 @@ def project_root(candidates: list[Path]) -> Path:
     return candidates[0] if candidates else Path.cwd()
 
 
-def make_server() -> RatchetServer:
+def make_server(project: Path | None = None) -> RatchetServer:
+    """The server; `project` (`ratchet -C DIR serve`) is looked at before the client's
+    workspace folders."""
     server = RatchetServer()
     commands.register(server)
 
@@ -87,11 +90,14 @@ def make_server() -> RatchetServer:
         roots = [Path(p) for p in (to_fs_path(uri) for uri in uris) if p]
         if params.root_path:
             roots.append(Path(params.root_path))
-        server.roots = [*roots, Path.cwd()]
+        server.roots = [*([project] if project else []), *roots, Path.cwd()]
+        options = params.initialization_options
+        review = options.get("review") if isinstance(options, dict) else None
+        server.review_override = review if review in ("auto", "propose") else None
 
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
-        server.session = Session(server, project_root(server.roots))
+        server.session = Session(server, project_root(server.roots), server.review_override)
         try:
             await server.session.start()
         finally:
@@ -126,14 +132,7 @@ def make_server() -> RatchetServer:
     def code_action(params: types.CodeActionParams) -> list[types.CodeAction] | None:
         if server.session is None:
             return None
-        import time as _t
-        _s = _t.perf_counter()
-        r = server.session.code_actions(params) or None
-        _m = _t.perf_counter()
-        import json as _j
-        _n = len(_j.dumps(server.protocol._converter.unstructure(r)))
-        print(f"TIMING {(_m-_s)*1000:.2f}ms {(_t.perf_counter()-_m)*1000:.2f}ms {_n}B", file=sys.stderr)
-        return r
+        return server.session.code_actions(params) or None
 
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:
@@ -174,10 +173,10 @@ def parse_tcp(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", number
 
 
-def serve(tcp: str | None = None) -> None:
+def serve(tcp: str | None = None, project: Path | None = None) -> None:
     """Runs the language server on stdio, or on TCP (for debugging)."""
     _setup_logging()
-    server = make_server()
+    server = make_server(project)
     if tcp:
         host, port = parse_tcp(tcp)
         server.start_tcp(host, port)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ..config import CONFIG_NAME, Config, ConfigError, load_config, parse_config
 from ..engine import Engine
 from ..errors import RatchetError
 from ..events import (
+    AgentActivity,
     Event,
     ExperimentFinished,
     ExperimentProposed,
@@ -37,7 +38,6 @@ from ..events import (
 )
 from ..experiment import Experiment, Status
 from ..guard import hash_files
-from . import textops
 from .actions import actions_for
 from .diagnostics import (
     PendingProposal,
@@ -47,11 +47,13 @@ from .diagnostics import (
     locked_diagnostic,
     summary,
 )
-from .edits import MergeBases, workspace_edit
+from .edits import Merger, workspace_edit
 from .progress import ProgressReporter
 from .status import METHOD as STATUS_METHOD
 from .status import StatusNotifier
 from .watcher import Watcher
+
+AGENT_ACTIVITY_METHOD = "ratchet/agentActivity"
 
 if TYPE_CHECKING:
     from .server import RatchetServer
@@ -88,7 +90,10 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
 
 
 class Session:
-    def __init__(self, server: RatchetServer, root: Path) -> None:
+    def __init__(
+        self, server: RatchetServer, root: Path, review_override: str | None = None
+    ) -> None:
+        self.review_override = review_override  # the editor's review gate, if it set one
         self.server = server
         self.root = root.resolve()
         self.config: Config | None = None
@@ -114,7 +119,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._publish_handle: asyncio.TimerHandle | None = None
         self._fs_handles: dict[Path, asyncio.TimerHandle] = {}
-        self.merge_bases = MergeBases()
+        self.merger = Merger()
         self._uris: dict[Path, str] = {}  # documents the client has open, by real path
 
     # --- paths and documents -----------------------------------------------------------------
@@ -179,7 +184,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._run_task()), STOP_WAIT_S)
         if self.engine is not None:
-            self._detach(self.engine)
+            self._detach()
             await self.engine.close()
             self.engine = None
         await self.status.stop()
@@ -211,10 +216,16 @@ class Session:
         the next experiment, the rest when the loop next starts."""
         try:
             config = await asyncio.to_thread(load_config, self.root)
+            if self.review_override in ("auto", "propose"):
+                # The editor's review-gate setting wins over ratchet.toml's `review`.
+                config = replace(config, loop=replace(config.loop, review=self.review_override))
         except ConfigError as error:
             self.config_error = error
             source, _ = await self.text(self.config_path)
-            self.config_diagnostics = [config_diagnostic(error, source, self.units)]
+            exists = await asyncio.to_thread(self.config_path.is_file)
+            self.config_diagnostics = (
+                [config_diagnostic(error, source, self.units)] if exists else []
+            )
             self.schedule_publish()
             self.status.changed()
             return
@@ -247,12 +258,19 @@ class Session:
                 "loop next starts (stop it and start it again).",
             )
             return
-        # The engine reads its loop and metric settings afresh for every experiment.
-        engine.config = config
+        reconfigure = getattr(engine, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(config)
+        else:  # until the engine has reconfigure(): it reads these settings per experiment
+            engine.config = config
+            measurer = getattr(engine, "measurer", None)
+            if measurer is not None and hasattr(measurer, "config"):
+                measurer.config = config
         self.show(
             types.MessageType.Info,
-            "ratchet.toml reloaded: command, budget, timeout, review and metric pattern apply "
-            "from the next experiment; agent and runner settings when the loop next starts.",
+            "ratchet.toml reloaded: the loop's command, budget, timeout, review and metric "
+            "settings apply from the next experiment; judge, agent and runner settings when "
+            "the loop next starts.",
         )
 
     async def validate_config_buffer(self) -> None:
@@ -274,7 +292,7 @@ class Session:
         old = self.engine
         self.engine = None
         if old is not None:
-            self._detach(old)
+            self._detach()
             await old.close()
         if self.config is None:
             return
@@ -289,9 +307,10 @@ class Session:
         self.engine_error = None
         self.engine = engine
         self._unsubscribe = engine.bus.subscribe(self.on_event)
+        self.watch_files()  # .ratchet/ exists now
         await self.refresh()
 
-    def _detach(self, engine: Engine) -> None:
+    def _detach(self) -> None:
         if self._unsubscribe is not None:
             with contextlib.suppress(ValueError):
                 self._unsubscribe()
@@ -369,7 +388,7 @@ class Session:
         def fetch() -> dict[int, str]:
             found = {}
             for experiment in missing:
-                with contextlib.suppress(RatchetError, Exception):
+                with contextlib.suppress(Exception):  # refused before it was committed, say
                     found[experiment] = engine.text_of(experiment)
             return found
 
@@ -403,8 +422,14 @@ class Session:
             if event.state == "error":
                 self.failed = True
                 self.message = event.message
-                if event.message:
-                    self.show(types.MessageType.Error, f"Ratchet: {event.message}")
+            if event.message:
+                error = event.state == "error"
+                kind = types.MessageType.Error if error else types.MessageType.Info
+                self.show(kind, f"Ratchet: {event.message}")
+        elif isinstance(event, AgentActivity):
+            # The extension shows these in its agent trace channel; other clients ignore it.
+            self.server.protocol.notify(AGENT_ACTIVITY_METHOD, {"id": event.id, "text": event.text})
+            return
         elif isinstance(event, LockedFileChanged):
             self.spawn(self._locked_changed((self.root / event.path).resolve(), force=True))
         self.status.changed()
@@ -490,7 +515,6 @@ class Session:
         if path == self.config_path.resolve():
             self.spawn(self.validate_config_buffer())
         elif path == self.editable_path:
-            self.merge_bases.clear()
             self.schedule_publish()
 
     # --- files changing on disk ----------------------------------------------------------------
@@ -598,7 +622,7 @@ class Session:
 
     async def launch(
         self,
-        prepare: Callable[[Engine], None] | None = None,
+        prepare: Callable[[Engine], Awaitable[None]] | None = None,
         **run: Any,
     ) -> None:
         """Takes the project's loop lock and starts a run in the background."""
@@ -609,7 +633,7 @@ class Session:
             await engine.open()  # LoopBusyError when another process runs a loop here
             try:
                 if prepare is not None:
-                    prepare(engine)
+                    await prepare(engine)
                 if self.config is not None:
                     self.locked_hashes = await asyncio.to_thread(
                         hash_files, self.root, self.config.loop.locked
@@ -692,7 +716,7 @@ class Session:
             return
         text, _ = await self.text(self.editable_path)
         if self.loop_running and self.engine is not None:
-            self.engine.submit(text, description)
+            await self.engine.submit(text, description)
             return
         await self.launch(lambda engine: engine.submit(text, description), submitted_only=True)
 
@@ -702,7 +726,7 @@ class Session:
             await self.refresh()
         self._known(experiment)
         if self.loop_running and self.engine is not None:
-            self.engine.revert(experiment)
+            await self.engine.revert(experiment)
             return
         await self.launch(lambda engine: engine.revert(experiment), submitted_only=True)
 
@@ -794,7 +818,7 @@ class Session:
             if strict:
                 raise RatchetError(f"the code of experiment {target} could not be read")
             return None
-        merged = textops.merge3(self._merge_base(current, target), current, theirs)
+        merged = self._merged(current, target)
         if merged is None:
             if not strict:
                 return None
@@ -809,10 +833,10 @@ class Session:
             uri, version, current, merged, self.units, self._document_changes_supported()
         )
 
-    def _merge_base(self, current: str, target: int) -> str:
+    def _merged(self, current: str, target: int) -> str | None:
         kept = [e.id for e in reversed(self.kept())]  # newest first; the baseline is last
         order = [*kept[-1:], *kept[:-1], *sorted(self.texts, reverse=True)]
-        return self.merge_bases.base(current, target, order, self.texts)
+        return self.merger.merged(current, target, order, self.texts)
 
     def _document_changes_supported(self) -> bool:
         try:

@@ -14,6 +14,32 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+# --- diffing, fast where it matters ----------------------------------------------------------
+
+
+def opcodes(a: Sequence[str], b: Sequence[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes from a to b, with the common head and tail taken off first: an
+    experiment changes a few lines of a long file, and difflib is quadratic on the rest."""
+    head = 0
+    limit = min(len(a), len(b))
+    while head < limit and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    out: list[tuple[str, int, int, int, int]] = []
+    if head:
+        out.append(("equal", 0, head, 0, head))
+    middle = difflib.SequenceMatcher(
+        None, a[head : len(a) - tail], b[head : len(b) - tail], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in middle.get_opcodes():
+        out.append((tag, i1 + head, i2 + head, j1 + head, j2 + head))
+    if tail:
+        out.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    return out
+
+
 # --- blocks of a change ----------------------------------------------------------------------
 
 
@@ -84,8 +110,7 @@ def blocks_between(old_text: str, new_text: str) -> list[Block]:
     """The change blocks from one text to another."""
     a, b = old_text.splitlines(), new_text.splitlines()
     blocks = []
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(a, b):
         if tag == "equal":
             continue
         blocks.append(
@@ -229,11 +254,11 @@ def merge3(base: str, ours: str, theirs: str) -> str | None:
 
 
 def _matches(a: list[str], b: list[str]) -> dict[int, int]:
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
     pairs: dict[int, int] = {}
-    for block in matcher.get_matching_blocks():
-        for offset in range(block.size):
-            pairs[block.a + offset] = block.b + offset
+    for tag, i1, i2, j1, _ in opcodes(a, b):
+        if tag == "equal":
+            for offset in range(i2 - i1):
+                pairs[i1 + offset] = j1 + offset
     return pairs
 
 
@@ -249,9 +274,10 @@ def changed_lines(a: str, b: str) -> int:
     """How many lines differ between two texts (a cheap distance for picking a merge base)."""
     if a == b:
         return 0
-    matcher = difflib.SequenceMatcher(None, a.splitlines(), b.splitlines(), autojunk=False)
     return sum(
-        max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"
+        max(i2 - i1, j2 - j1)
+        for tag, i1, i2, j1, j2 in opcodes(a.splitlines(), b.splitlines())
+        if tag != "equal"
     )
 
 
@@ -298,8 +324,7 @@ def line_edits(old: str, new: str, units: Callable[[str], int] = utf16_units) ->
         return (len(a) - 1, units(last))
 
     edits = []
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in opcodes(a, b):
         if tag == "equal":
             continue
         start, end = position(i1), position(i2)

@@ -251,6 +251,7 @@ class SshRunner:
             raise RatchetError('the ssh runner needs `hosts` in [runner], e.g. ["user@box:22"]')
         self._states: dict[str, _SlotState] = {}
         self._spare: dict[str, Any] = {}  # each host's first connection, for its first slot
+        self._shown: dict[str, str] = {}  # the known_hosts file each host is checked against
 
     # --- connecting ---------------------------------------------------------------------------
 
@@ -265,7 +266,9 @@ class SshRunner:
             return str(path)
         return ()  # ~/.ssh/config's UserKnownHostsFile, else ~/.ssh/known_hosts
 
-    def _known_hosts_shown(self) -> str:
+    def _known_hosts_shown(self, address: HostAddress | None = None) -> str:
+        if address is not None and address.text in self._shown:
+            return self._shown[address.text]
         if self._config.known_hosts:
             return str(Path(self._config.known_hosts).expanduser())
         return str(Path("~/.ssh/known_hosts").expanduser())
@@ -301,6 +304,9 @@ class SshRunner:
             if not Path(kwargs["known_hosts"]).is_file():
                 kwargs["known_hosts"] = b""
             options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
+        files = options.known_hosts
+        if not self._config.known_hosts and isinstance(files, list | tuple) and files:
+            self._shown[address.text] = str(files[0])  # ~/.ssh/config's UserKnownHostsFile
         return options
 
     async def _connect(self, address: HostAddress) -> Any:
@@ -315,9 +321,9 @@ class SshRunner:
             keyscan = f"ssh-keyscan {'-p ' + str(port) + ' ' if port != 22 else ''}{address.host}"
             raise RatchetError(
                 f"the host key of {address.shown} is not trusted: it is not in "
-                f"{self._known_hosts_shown()}, or it changed. If this is the right machine, "
-                f"check its fingerprint and add its key with `{keyscan} >> "
-                f"{self._known_hosts_shown()}`, then run again."
+                f"{self._known_hosts_shown(address)}, or it changed. If this is the right "
+                f"machine, check its fingerprint and add its key with `{keyscan} >> "
+                f"{self._known_hosts_shown(address)}`, then run again."
             ) from None
         except asyncssh.PermissionDenied:
             raise RatchetError(

@@ -1,0 +1,42 @@
+"""Writes the end-to-end test's workspace: tests/conftest.py's tiny loop (TRAIN, CONFIG) as a
+committed git repository, with a 1-2 s experiment and the review gate on.
+
+    python make_project.py DEST        (DEST must not exist; the interpreter running this
+                                        script is the one the experiments run with)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+from conftest import CONFIG, TRAIN, commit_all, git  # noqa: E402
+
+SLEEP = "import time\ntime.sleep(1.2)  # a 1-2 s experiment: long enough to see it run\n"
+
+
+def config_text(python: str) -> str:
+    text = CONFIG.format(python=python)
+    if re.search(r"^review\s*=", text, flags=re.M):
+        text = re.sub(r"^review\s*=.*$", 'review = "propose"', text, flags=re.M)
+    else:
+        text = text.replace("[loop]\n", '[loop]\nreview = "propose"\n', 1)
+    return text
+
+
+def main(dest: Path) -> None:
+    dest.mkdir(parents=True)
+    git(dest, "init", "-q", "-b", "main")
+    (dest / "train.py").write_text(SLEEP + TRAIN)
+    (dest / "prepare.py").write_text("# locked: the data and the evaluation\n")
+    (dest / "program.md").write_text("Make the score lower.\n")
+    (dest / "ratchet.toml").write_text(config_text(sys.executable))
+    commit_all(dest)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,404 @@
+"""`ratchet serve` end to end: a real LSP client, the real server as a subprocess, a real git
+repository with a tiny experiment and the mutate agent. Results, diagnostics, code actions
+and their edits, apply / revert / runBuffer / proposeOnce, ratchet.toml mistakes, and every
+bad argument answered with a plain error."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CONFIG, TRAIN, MakeProject
+from lsp_helpers import Editor, start_editor, stop_editor
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from ratchet.ledger import Ledger
+from ratchet.lsp.textops import parse_blocks
+
+CONTRACT = {
+    "ratchet.start",
+    "ratchet.stop",
+    "ratchet.pause",
+    "ratchet.resume",
+    "ratchet.proposeOnce",
+    "ratchet.accept",
+    "ratchet.reject",
+    "ratchet.apply",
+    "ratchet.revert",
+    "ratchet.runBuffer",
+    "ratchet.note",
+    "ratchet.experiments",
+    "ratchet.status",
+}
+
+OpenEditor = Callable[[Path], Awaitable[Editor]]
+
+
+@pytest.fixture
+async def editors() -> AsyncIterator[OpenEditor]:
+    started: list[Editor] = []
+
+    async def open_editor(root: Path) -> Editor:
+        editor = await start_editor(root)
+        started.append(editor)
+        return editor
+
+    yield open_editor
+    for editor in started:
+        await stop_editor(editor)
+
+
+async def failure(editor: Editor, command: str, *arguments: Any) -> JsonRpcException:
+    with pytest.raises(JsonRpcException) as caught:
+        await editor.command(command, *arguments)
+    return caught.value
+
+
+def fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def expected_head(exp: dict[str, Any], experiments: list[dict[str, Any]]) -> str:
+    base = next(e["metric"] for e in experiments if e["commit"] == exp["base_commit"])
+    percent = f"{100 * (exp['metric'] - base) / abs(base):+.2f}%".replace("-", "−")
+    return f"exp {exp['id']} {exp['status']}: score {fmt(base)} → {fmt(exp['metric'])} ({percent})"
+
+
+def line_of(text: str, content: str) -> int:
+    return text.splitlines().index(content)
+
+
+async def run_loop(editor: Editor, total: int) -> list[dict[str, Any]]:
+    await editor.command("ratchet.start", total)
+    await editor.wait(
+        lambda: editor.statuses[-1]["state"] == "idle" and editor.statuses[-1]["total"] >= total,
+        f"{total} experiments finished",
+    )
+    return await editor.command("ratchet.experiments")
+
+
+async def test_loop_results_as_diagnostics_actions_apply_and_revert(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    root = make_project()
+    editor = await editors(root)
+    # The capabilities list the whole contract; openDiff is handled but left to the client.
+    advertised = editor.capabilities.execute_command_provider
+    assert advertised is not None and set(advertised.commands) == CONTRACT
+    assert editor.capabilities.code_action_provider
+
+    # The user has an unsaved edit of their own; Ratchet must never lose it.
+    mine = TRAIN.replace('print("training...")', 'print("training, my way")')
+    editor.open("train.py", mine)
+
+    experiments = await run_loop(editor, 4)
+    assert [e["id"] for e in experiments] == [0, 1, 2, 3]
+    kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
+    discarded = [e for e in experiments if e["status"] == "discarded"]
+    assert kept and discarded, [(e["id"], e["status"]) for e in experiments]
+    for exp in experiments:  # JSON-able rows with the contract's fields
+        assert {"id", "status", "metric", "description", "commit", "reason", "diff"} <= set(exp)
+        assert {"run_s", "cost_usd", "agent", "secondary"} <= set(exp)
+
+    # Status: notified while running and at the end, with the best and its gain.
+    assert any(s["state"] == "running" for s in editor.statuses)
+    final = editor.status()
+    best = kept[-1]
+    assert final["bestId"] == best["id"] and final["best"] == pytest.approx(best["metric"])
+    assert final["total"] == 4 and final["kept"] == len(kept)
+    assert final["gainPercent"] == pytest.approx(100 * (0.2 - best["metric"]) / 0.2)
+
+    # Each finished experiment is a diagnostic on the lines its change touched.
+    def results() -> dict[int, list[types.Diagnostic]]:
+        found: dict[int, list[types.Diagnostic]] = {}
+        for diagnostic in editor.diagnostics("train.py"):
+            assert diagnostic.source == "ratchet"
+            found.setdefault(diagnostic.data["experiment"], []).append(diagnostic)
+        return found
+
+    await editor.wait(lambda: len(results()) == 3, "a diagnostic per experiment")
+    for exp in experiments[1:]:
+        (diagnostic,) = results()[exp["id"]]
+        assert diagnostic.message.splitlines()[0] == expected_head(exp, experiments)
+        block = parse_blocks(exp["diff"])[0]
+        assert mine.splitlines()[diagnostic.range.start.line] == block.old[0]
+        severity = types.DiagnosticSeverity
+        assert diagnostic.severity == (
+            severity.Information if exp["status"] == "kept" else severity.Hint
+        )
+
+    # The progress of each experiment: begin with its description, end with its result.
+    bars = editor.client.progress_reports
+    assert len(bars) == 4
+    for token, values in bars.items():
+        number = int(str(token).split("/")[2])
+        exp = experiments[number]
+        assert isinstance(values[0], types.WorkDoneProgressBegin)
+        assert values[0].message == exp["description"] and values[0].cancellable
+        assert isinstance(values[-1], types.WorkDoneProgressEnd)
+        assert values[-1].message and values[-1].message.startswith(f"exp {number} {exp['status']}")
+        if number:
+            assert values[-1].message == expected_head(exp, experiments)
+
+    # Code actions on the kept result: apply it (an edit), revert it, open its diff.
+    line = results()[best["id"]][0].range.start.line
+    actions = {a.title: a for a in await editor.code_actions("train.py", line)}
+    assert {f"Apply experiment {best['id']}", f"Revert experiment {best['id']}"} <= set(actions)
+    assert f"Open diff of experiment {best['id']}" in actions
+    diff = actions[f"Open diff of experiment {best['id']}"].command
+    assert diff is not None and diff.command == "ratchet.openDiff"
+    payload = diff.arguments[0]  # type: ignore[index]
+    assert payload["left"].rstrip("\n") == TRAIN.rstrip("\n")
+    assert payload["right"] != payload["left"] and payload["diff"] == best["diff"]
+    # A client with no diff view of its own sends openDiff back: it gets the diff shown.
+    shown = await editor.command("ratchet.openDiff", payload)
+    assert shown["diff"] == best["diff"]
+    await editor.wait(
+        lambda: any(best["diff"] in m.message for m in editor.client.messages), "the diff shown"
+    )
+    revert = actions[f"Revert experiment {best['id']}"].command
+    assert revert is not None and list(revert.arguments or []) == [best["id"]]
+
+    apply = actions[f"Apply experiment {best['id']}"]
+    assert apply.edit is not None and apply.kind == types.CodeActionKind.QuickFix
+    editor.apply_edit(apply.edit)
+    best_text = payload["right"].rstrip("\n") + "\n"
+    expected = best_text.replace('print("training...")', 'print("training, my way")')
+    assert editor.text("train.py") == expected  # the change, and the user's edit kept
+
+    # Located by content: the discarded results no longer match the user's lines; the kept
+    # one now sits on its own new lines.
+    await editor.wait(lambda: set(results()) == {best["id"]}, "stale results dropped")
+    (moved,) = results()[best["id"]]
+    new_line = parse_blocks(best["diff"])[0].new[0]
+    assert expected.splitlines()[moved.range.start.line] == new_line
+
+    # ratchet.apply: the best is already there; a discarded one comes as an applyEdit.
+    assert (await editor.command("ratchet.apply", "best"))["applied"] is False
+    other = discarded[0]
+    result = await editor.command("ratchet.apply", other["id"])
+    assert result["applied"] is True
+    other_line = parse_blocks(other["diff"])[0].new[0]
+    assert other_line in editor.text("train.py").splitlines()
+    assert 'print("training, my way")' in editor.text("train.py")
+    assert editor.edits[-1].edit.document_changes[0].text_document.version is not None  # type: ignore[index,union-attr]
+
+    # An editor that refuses the edit, and a user edit on the very same line, are errors.
+    editor.refuse_edits = True
+    error = await failure(editor, "ratchet.apply", "best")
+    assert error.message == "the editor did not apply the edit: read-only"
+    editor.refuse_edits = False
+    editor.change("train.py", mine.replace("LR = 0.5", "LR = 7"))
+    error = await failure(editor, "ratchet.apply", "best")
+    assert "change the same lines as the best" in error.message
+
+    # Revert the kept experiment: a new experiment that takes its change back out, kept.
+    await editor.command("ratchet.revert", best["id"])
+    await editor.wait(
+        lambda: editor.statuses[-1]["state"] == "idle" and editor.statuses[-1]["total"] == 5,
+        "the revert measured",
+    )
+    rows = await editor.command("ratchet.experiments")
+    assert rows[-1]["source"] == "revert"
+    assert rows[-1]["description"].startswith(f"revert exp {best['id']}")
+    # Reverting the only kept change gives back the baseline's text, already measured.
+    assert rows[-1]["status"] in ("kept", "invalid")
+
+    # proposeOnce: exactly one more proposal, judged, then idle again.
+    await editor.command("ratchet.proposeOnce")
+    await editor.wait(
+        lambda: editor.statuses[-1]["state"] == "idle" and editor.statuses[-1]["total"] == 6,
+        "one more experiment",
+    )
+
+
+async def test_run_buffer_crash_is_an_error_at_the_traceback_line(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    root = make_project()
+    editor = await editors(root)
+    # Unsaved: the file on disk stays as it is; the buffer is what runs.
+    buffer = TRAIN.replace("WIDTH = 8\n", "WIDTH = 8\nratio = WIDTH / (LR - 0.5)\n")
+    editor.open("train.py", buffer)
+    await editor.command("ratchet.runBuffer", "divide by the learning rate's distance")
+    await editor.wait(
+        lambda: editor.statuses[-1]["state"] == "idle" and editor.statuses[-1]["total"] == 2,
+        "the baseline and the buffer measured",
+    )
+    rows = await editor.command("ratchet.experiments")
+    assert [r["status"] for r in rows] == ["kept", "crashed"]
+    assert rows[1]["agent"] == "human" and rows[1]["source"] == "human"
+    assert (root / "train.py").read_text() == TRAIN
+
+    crash = await editor.wait(
+        lambda: [d for d in editor.diagnostics("train.py") if d.code == "crashed"],
+        "the crash diagnostic",
+    )
+    (diagnostic,) = crash
+    assert diagnostic.severity == types.DiagnosticSeverity.Error
+    assert diagnostic.range.start.line == line_of(buffer, "ratio = WIDTH / (LR - 0.5)")
+    assert diagnostic.message.startswith("exp 1 crashed: ZeroDivisionError: float division by zero")
+
+    # The user moves the line down: the error follows it, by content.
+    moved = buffer.replace("import os\n", "import os\n\n\n")
+    editor.change("train.py", moved)
+    await editor.wait(
+        lambda: [
+            d
+            for d in editor.diagnostics("train.py")
+            if d.range.start.line == line_of(moved, "ratio = WIDTH / (LR - 0.5)")
+        ],
+        "the crash to follow its line",
+    )
+    # Code actions on a crash: no revert, but its diff.
+    actions = await editor.code_actions("train.py", line_of(moved, "ratio = WIDTH / (LR - 0.5)"))
+    titles = {a.title for a in actions}
+    assert "Open diff of experiment 1" in titles and "Revert experiment 1" not in titles
+
+
+async def test_ratchet_toml_mistakes_are_errors_at_their_range(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    broken = CONFIG.replace('budget = "10s"', 'budget = "5 parsecs"')
+    root = make_project(config=broken)
+    editor = await editors(root)
+    diagnostics = await editor.wait(
+        lambda: editor.diagnostics("ratchet.toml"), "a diagnostic on ratchet.toml"
+    )
+    (diagnostic,) = diagnostics
+    text = (root / "ratchet.toml").read_text()
+    line = line_of(text, 'budget = "5 parsecs"')
+    assert diagnostic.severity == types.DiagnosticSeverity.Error and diagnostic.source == "ratchet"
+    assert diagnostic.range.start == types.Position(line, len("budget = "))
+    assert diagnostic.range.end == types.Position(line, len('budget = "5 parsecs"'))
+    assert "is not a duration" in diagnostic.message
+    assert editor.status()["state"] == "error" and editor.status()["configError"]
+
+    error = await failure(editor, "ratchet.start")
+    assert error.message.startswith("fix ratchet.toml first: ratchet.toml:")
+    assert "is not a duration" in error.message
+
+    # Typing in ratchet.toml: checked at once, unsaved.
+    editor.open("ratchet.toml", text)
+    typo = text.replace('budget = "5 parsecs"', 'budgte = "10s"')
+    editor.change("ratchet.toml", typo)
+    await editor.wait(
+        lambda: any(
+            "unknown key `budgte`" in d.message for d in editor.diagnostics("ratchet.toml")
+        ),
+        "the typo reported",
+    )
+    (diagnostic,) = editor.diagnostics("ratchet.toml")
+    assert diagnostic.range.start == types.Position(line_of(typo, 'budgte = "10s"'), 0)
+    assert 'did you mean "budget"' in diagnostic.message
+
+    # Saved and fixed: the error goes, and the loop starts with the new settings.
+    editor.change("ratchet.toml", CONFIG.format(python=_python(text)))
+    (root / "ratchet.toml").write_text(CONFIG.format(python=_python(text)))
+    await editor.wait(lambda: not editor.diagnostics("ratchet.toml"), "the error cleared")
+    await editor.wait(lambda: editor.statuses[-1]["configError"] is None, "a valid config")
+    await run_loop(editor, 1)
+    assert editor.status()["baseline"] == pytest.approx(0.2)
+
+
+def _python(config_text: str) -> str:
+    command = next(line for line in config_text.splitlines() if line.startswith("command"))
+    return command.split('"')[1].rsplit(" ", 1)[0]
+
+
+async def test_bad_arguments_are_plain_errors_and_the_server_lives_on(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    root = make_project()
+    editor = await editors(root)
+    tag = (await editor.command("ratchet.status"))["tag"]
+
+    for command, word in (
+        ("ratchet.stop", "stop"),
+        ("ratchet.pause", "pause"),
+        ("ratchet.resume", "resume"),
+    ):
+        error = await failure(editor, command)
+        assert error.message == f"no loop is running, so there is nothing to {word}"
+        assert error.code == -32803
+    for command in ("ratchet.accept", "ratchet.reject"):
+        error = await failure(editor, command, 1)
+        assert error.message == "no loop is running, so no proposal is waiting for review"
+    error = await failure(editor, "ratchet.apply", 99)
+    assert error.message == f"there is no experiment 99 in loop {tag}"
+    error = await failure(editor, "ratchet.revert", 99)
+    assert error.message == f"there is no experiment 99 in loop {tag}"
+    error = await failure(editor, "ratchet.apply", "best")
+    assert error.message == "no experiment has beaten the baseline yet: nothing to apply"
+
+    for command, argument, expected in (
+        ("ratchet.start", "many", "the most experiments to run is a whole number"),
+        ("ratchet.start", 0, "the most experiments to run is a whole number"),
+        ("ratchet.apply", "newest", 'expected an experiment number or "best"'),
+        ("ratchet.revert", None, "name an experiment number"),
+        ("ratchet.accept", -3, "expected an experiment number"),
+        ("ratchet.note", "  ", "write the note for the agent"),
+    ):
+        error = await failure(editor, command, argument)
+        assert error.code == -32602 and expected in error.message, (command, error.message)
+
+    await run_loop(editor, 2)
+    rows = await editor.command("ratchet.experiments")
+    error = await failure(editor, "ratchet.revert", 0)
+    assert "only kept experiments can be reverted" in error.message
+    if rows[1]["status"] != "kept":
+        error = await failure(editor, "ratchet.revert", 1)
+        assert error.message == (
+            f"experiment 1 is {rows[1]['status']}, not a kept change; "
+            "only kept experiments can be reverted"
+        )
+
+    # A steering note reaches the ledger the agent reads.
+    assert (await editor.command("ratchet.note", "try a smaller width"))["noted"]
+    assert "try a smaller width" in Ledger(root / ".ratchet").notes(tag)
+
+    # Still alive, still answering.
+    status = await editor.command("ratchet.status")
+    assert status["state"] == "idle" and status["total"] == 2
+
+
+async def test_a_second_window_shows_results_but_cannot_start_a_second_loop(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    slow = TRAIN.replace(
+        'print("training...")\n',
+        textwrap.dedent(
+            """\
+            import time
+            print("training...")
+            if LR != 0.5 or WIDTH != 8:
+                time.sleep(30)
+            """
+        ),
+    )
+    root = make_project(train=slow)
+    first = await editors(root)
+    second = await editors(root)
+    second.open("train.py")
+    await first.command("ratchet.start")
+    await first.wait(
+        lambda: first.statuses[-1]["running"] and first.statuses[-1]["running"][0]["id"] == 1,
+        "exp 1 running",
+    )
+    error = await failure(second, "ratchet.start")
+    assert error.code == -32803
+    assert error.message.startswith("a Ratchet loop is already running on this project")
+    # The second window reads the same ledger, and follows it as the first one records.
+    await first.command("ratchet.stop")
+    await second.wait(
+        lambda: any(d.data["experiment"] == 1 for d in second.diagnostics("train.py")),
+        "the second window to see exp 1",
+    )
+    rows = await second.command("ratchet.experiments")
+    assert [r["status"] for r in rows] == ["kept", "interrupted"]
+    # The first loop stopped and freed the project: the second window may start one now.
+    assert (await second.command("ratchet.start"))["state"] == "running"
+    await second.command("ratchet.stop")

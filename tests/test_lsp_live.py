@@ -1,0 +1,228 @@
+"""`ratchet serve` while experiments run: work-done progress and its cancel, the review gate,
+and files changing under the loop (a locked file, ratchet.toml)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import CONFIG, TRAIN, MakeProject
+from lsp_helpers import Editor, start_editor, stop_editor
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+# The baseline is quick; every changed version prints a line every 20 ms for ~8 s.
+SLOW = TRAIN.replace(
+    'print("training...")\n',
+    textwrap.dedent(
+        """\
+        import time
+        print("training...")
+        steps = 1 if (LR, WIDTH) == (0.5, 8) else 400
+        for step in range(steps):
+            print(f"step {step} loss {score + 1 / (step + 1):.4f}", flush=True)
+            time.sleep(0.02)
+        """
+    ),
+)
+
+
+@pytest.fixture
+async def editor(
+    make_project: MakeProject, request: pytest.FixtureRequest
+) -> AsyncIterator[Editor]:
+    """A server on a project; parametrize indirectly to change its files (default: SLOW)."""
+    root = make_project(**getattr(request, "param", {"train": SLOW}))
+    editor = await start_editor(root)
+    yield editor
+    await stop_editor(editor)
+
+
+def bar_of(editor: Editor, experiment: int) -> list[object] | None:
+    for token, values in editor.client.progress_reports.items():
+        if str(token).startswith(f"ratchet/exp/{experiment}/"):
+            return values
+    return None
+
+
+def token_of(editor: Editor, experiment: int) -> str:
+    return next(
+        str(t)
+        for t in editor.client.progress_reports
+        if str(t).startswith(f"ratchet/exp/{experiment}/")
+    )
+
+
+async def test_progress_reports_and_cancel_interrupts_the_experiment(editor: Editor) -> None:
+    await editor.command("ratchet.start")
+    reports = await editor.wait(
+        lambda: [v for v in bar_of(editor, 1) or [] if isinstance(v, types.WorkDoneProgressReport)][
+            2:
+        ],
+        "three progress reports of exp 1",
+    )
+    begin = bar_of(editor, 1)[0]  # type: ignore[index]
+    assert isinstance(begin, types.WorkDoneProgressBegin)
+    assert begin.title == "Ratchet: experiment 1" and begin.cancellable and begin.percentage == 0
+    for report in reports:
+        assert report.message and report.message.startswith("step ")  # its last line
+        assert report.percentage is not None and 0 <= report.percentage <= 100
+    assert [r.percentage for r in reports] == sorted(r.percentage for r in reports)
+
+    # Throttled: a few reports a second, though the run prints fifty lines a second.
+    before = len(bar_of(editor, 1) or [])
+    await asyncio.sleep(1.0)
+    during = len(bar_of(editor, 1) or []) - before
+    assert 2 <= during <= 5, during
+
+    # The status bar: the running experiment with elapsed and budget.
+    running = await editor.wait(
+        lambda: editor.statuses[-1]["running"], "a status with the running experiment"
+    )
+    assert running[0]["id"] == 1 and running[0]["budget"] == 10.0
+    assert running[0]["lastLine"].startswith("step ")
+
+    # Pause: the running experiment goes on; nothing new starts until resume.
+    assert (await editor.command("ratchet.pause"))["state"] == "paused"
+    await editor.wait_state("paused")
+    lines = len(bar_of(editor, 1) or [])
+    await editor.wait(lambda: len(bar_of(editor, 1) or []) > lines, "reports while paused")
+    assert (await editor.command("ratchet.resume"))["state"] == "running"
+    await editor.wait_state("running")
+
+    # Cancel from the client: the experiment stops and is recorded interrupted.
+    editor.client.window_work_done_progress_cancel(
+        types.WorkDoneProgressCancelParams(token=token_of(editor, 1))
+    )
+    end = await editor.wait(
+        lambda: [v for v in bar_of(editor, 1) or [] if isinstance(v, types.WorkDoneProgressEnd)],
+        "the end of exp 1's progress",
+        timeout=10,
+    )
+    assert end[0].message and end[0].message.startswith("exp 1 interrupted:")
+    rows = await editor.command("ratchet.experiments")
+    assert rows[1]["status"] == "interrupted" and rows[1]["run_s"] < 6
+    # The loop goes on with the next proposal.
+    await editor.wait(lambda: bar_of(editor, 2), "exp 2 to start")
+    assert (await editor.command("ratchet.stop"))["state"] == "idle"
+    await editor.wait_state("idle")
+    end2 = [v for v in bar_of(editor, 2) or [] if isinstance(v, types.WorkDoneProgressEnd)]
+    assert end2 and end2[0].message and "interrupted" in end2[0].message
+
+
+REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+
+
+@pytest.mark.parametrize("editor", [{"config": REVIEWED}], indirect=True)
+async def test_the_review_gate(editor: Editor) -> None:
+    editor.open("train.py")
+    await editor.command("ratchet.start")
+    status = await editor.wait_state("awaiting_review")
+    assert status["awaitingReview"] == [1]
+
+    # The proposal is a warning on the lines it would change, its diff in the message.
+    proposal = await editor.wait(
+        lambda: [d for d in editor.diagnostics("train.py") if d.code == "proposed"],
+        "the proposal diagnostic",
+    )
+    (diagnostic,) = proposal
+    assert diagnostic.data["experiment"] == 1
+    assert diagnostic.message.startswith("exp 1 proposed: ")
+    assert "--- a/train.py" in diagnostic.message
+    line = TRAIN.splitlines()[diagnostic.range.start.line]
+    assert line.startswith(("LR = ", "WIDTH = "))
+
+    actions = {
+        a.title: a for a in await editor.code_actions("train.py", diagnostic.range.start.line)
+    }
+    accept = actions["Accept & run experiment 1"]
+    assert accept.is_preferred and accept.command and accept.command.command == "ratchet.accept"
+    reject = actions["Reject experiment 1"]
+    assert reject.command and list(reject.command.arguments or []) == [1]
+    diff = actions["Open diff of experiment 1"].command
+    assert diff and diff.arguments and diff.arguments[0]["left"] != diff.arguments[0]["right"]
+
+    # Nothing ran while it waited.
+    rows = await editor.command("ratchet.experiments")
+    assert [r["status"] for r in rows] == ["kept", "awaiting_review"]
+
+    # Reject (the code action's command): recorded rejected; the next proposal waits.
+    assert (await editor.command("ratchet.reject", *reject.command.arguments))["accepted"] is False
+    await editor.wait(
+        lambda: editor.statuses[-1]["awaitingReview"] == [2], "the next proposal to wait"
+    )
+    rows = await editor.command("ratchet.experiments")
+    assert rows[1]["status"] == "rejected" and rows[1]["run_s"] == 0
+
+    # A proposal already decided cannot be decided again.
+    with pytest.raises(JsonRpcException) as caught:
+        await editor.command("ratchet.accept", 1)
+    assert caught.value.message == "experiment 1 is not waiting for review"
+
+    # Accept (no argument: the one waiting): it runs and is judged.
+    assert (await editor.command("ratchet.accept"))["experiment"] == 2
+    await editor.wait(
+        lambda: editor.statuses[-1]["awaitingReview"] == [3], "exp 2 judged, exp 3 waiting"
+    )
+    rows = await editor.command("ratchet.experiments")
+    assert rows[2]["status"] in ("kept", "discarded") and rows[2]["metric"] is not None
+    await editor.command("ratchet.stop")
+    rows = await editor.command("ratchet.experiments")
+    assert rows[3]["status"] == "rejected"  # stopped before review
+    await editor.wait(
+        lambda: not [d for d in editor.diagnostics("train.py") if d.code == "proposed"],
+        "the proposal diagnostic gone",
+    )
+
+
+async def test_a_locked_file_changed_pauses_the_loop(editor: Editor) -> None:
+    root = editor.root
+    await editor.command("ratchet.start")
+    await editor.wait(lambda: bar_of(editor, 1), "exp 1 running")
+
+    # ratchet.toml edited mid-loop: checked at once; loop settings apply from the next one.
+    config = (root / "ratchet.toml").read_text()
+    (root / "ratchet.toml").write_text(config.replace('budget = "10s"', 'budget = "12s"'))
+    await editor.wait(
+        lambda: any("ratchet.toml reloaded" in m.message for m in editor.client.messages),
+        "the reload message",
+    )
+    (root / "ratchet.toml").write_text(config.replace('budget = "10s"', "budget = 10s"))
+    await editor.wait(lambda: editor.diagnostics("ratchet.toml"), "the mistake reported")
+    assert editor.diagnostics("ratchet.toml")[0].range.start.line == config.splitlines().index(
+        'budget = "10s"'
+    )
+    (root / "ratchet.toml").write_text(config)
+    await editor.wait(lambda: not editor.diagnostics("ratchet.toml"), "the mistake cleared")
+
+    # program.md: the agent re-reads it before each proposal; the server says so.
+    (root / "program.md").write_text("Make the score lower, gently.\n")
+    await editor.wait(
+        lambda: any("program.md changed" in m.message for m in editor.client.log_messages),
+        "the program.md notice",
+    )
+
+    # A locked file changed by anyone: an error on it, a message, and the loop pauses.
+    (root / "prepare.py").write_text("# locked: tampered with\n")
+    status = await editor.wait_state("paused")
+    assert status["lockedChanged"] == ["prepare.py"]
+    (diagnostic,) = await editor.wait(
+        lambda: editor.diagnostics("prepare.py"), "the diagnostic on prepare.py"
+    )
+    assert diagnostic.severity == types.DiagnosticSeverity.Error
+    assert "prepare.py is locked, and it changed on disk" in diagnostic.message
+    assert any(
+        m.type == types.MessageType.Error and "prepare.py is locked" in m.message
+        for m in editor.client.messages
+    )
+    # Put back as it was: the error goes; the loop stays paused until the user resumes.
+    (root / "prepare.py").write_text("# locked: the data and the evaluation\n")
+    await editor.wait(lambda: not editor.diagnostics("prepare.py"), "the error cleared")
+    assert editor.status()["state"] == "paused"
+    await editor.command("ratchet.resume")
+    await editor.wait_state("running")
+    await editor.command("ratchet.stop")
+    assert Path(root / "train.py").read_text() == SLOW  # the user's file never written

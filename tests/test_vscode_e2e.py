@@ -1,0 +1,71 @@
+"""The VS Code extension end to end, in a real VS Code: tests/e2e_vscode/run.mjs installs the
+packaged .vsix into code-server on 127.0.0.1 and drives it with playwright-core in headless
+Chromium (Start Loop from the palette, a finished experiment in the status bar, Accept & Run on
+a proposal's CodeLens, the experiments view's rows and chart). Screenshots: artifacts/e2e/.
+
+Needs `scripts/install-vscode-deps.sh` (Node 24, code-server, Chromium, the built .vsix); it is
+skipped only when code-server is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / ".tools"
+NODE = TOOLS / "node24" / "bin" / "node"
+CODE_SERVER = TOOLS / "code-server" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
+DRIVER = ROOT / "tests" / "e2e_vscode" / "run.mjs"
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+TIMEOUT_S = 300
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+def test_extension_in_code_server() -> None:
+    if not CODE_SERVER.is_file():
+        pytest.skip(
+            f"code-server is not installed ({CODE_SERVER.relative_to(ROOT)} is missing): "
+            "run scripts/install-vscode-deps.sh"
+        )
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in (
+            NODE,
+            ROOT / "vscode-extension" / "ratchet.vsix",
+            ROOT / "tests" / "e2e_vscode" / "node_modules" / "playwright-core",
+        )
+        if not path.exists()
+    ]
+    assert not missing, (
+        f"code-server is installed but {', '.join(missing)} is not: "
+        "run scripts/install-vscode-deps.sh"
+    )
+    env = {
+        **os.environ,
+        "RATCHET_PYTHON": sys.executable,  # the interpreter with Ratchet (and these tests)
+        "RATCHET_E2E_ARTIFACTS": str(ARTIFACTS),
+        "RATCHET_E2E_TIMEOUT_S": str(TIMEOUT_S - 20),
+    }
+    result = subprocess.run(
+        [str(NODE), str(DRIVER)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    output = (result.stdout + result.stderr)[-8000:]
+    print(output)
+    assert result.returncode == 0, (
+        f"the end-to-end test failed (exit {result.returncode}); screenshots in "
+        f"{ARTIFACTS.relative_to(ROOT)}/\n{output}"
+    )
+    shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
+    assert any("proposal-codelens" in s for s in shots), shots
+    assert any("experiments-view" in s for s in shots), shots

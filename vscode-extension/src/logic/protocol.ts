@@ -1,0 +1,86 @@
+// The shapes the language server sends (server/ratchet/engine.py's Engine.status() and the
+// ledger's experiments). Every field is optional here: the client must survive an older or
+// newer server.
+
+export interface RunningExperiment {
+  id: number;
+  description?: string;
+  slot?: string;
+  elapsed?: number;
+  budget?: number;
+  lastLine?: string;
+}
+
+export interface LoopStatus {
+  state?: string; // idle | running | paused | awaiting_review | stopping | error
+  message?: string;
+  tag?: string;
+  metric?: string;
+  goal?: string;
+  running?: RunningExperiment[];
+  awaitingReview?: number[];
+  best?: number | null;
+  bestId?: number | null;
+  baseline?: number | null;
+  gainPercent?: number | null;
+  kept?: number;
+  total?: number;
+  crashed?: number;
+  costUsd?: number;
+}
+
+export interface ExperimentRecord {
+  id: number;
+  status: string;
+  metric?: number | null;
+  description?: string;
+  commit?: string | null;
+  base_commit?: string | null;
+  reason?: string;
+  diff?: string;
+  run_s?: number;
+  agent_s?: number;
+  cost_usd?: number;
+  log_path?: string;
+  source?: string;
+  started_at?: number;
+  finished_at?: number;
+  [key: string]: unknown;
+}
+
+/** Statuses of an experiment that has not ended. */
+export const UNFINISHED = new Set(['proposed', 'awaiting_review', 'running', 'measured']);
+
+export function isFinal(status: string): boolean {
+  return !UNFINISHED.has(status);
+}
+
+/** The experiments list may come bare or wrapped (`{experiments: [...]}`). */
+export function asExperimentList(value: unknown): ExperimentRecord[] {
+  const list = Array.isArray(value)
+    ? value
+    : value && typeof value === 'object' && Array.isArray((value as { experiments?: unknown }).experiments)
+      ? (value as { experiments: unknown[] }).experiments
+      : [];
+  return list
+    .filter((item): item is ExperimentRecord => !!item && typeof item === 'object' && typeof (item as ExperimentRecord).id === 'number')
+    .map((item) => ({ ...item, status: String(item.status ?? 'unknown') }));
+}
+
+/** An experiment id from a command's arguments: `14`, `"14"`, `{id: 14}`, `{experiment: 14}`. */
+export function idFrom(arg: unknown): number | 'best' | undefined {
+  if (typeof arg === 'number' && Number.isInteger(arg)) {
+    return arg;
+  }
+  if (typeof arg === 'string') {
+    if (arg === 'best') {
+      return 'best';
+    }
+    return /^\d+$/.test(arg) ? Number(arg) : undefined;
+  }
+  if (arg && typeof arg === 'object') {
+    const o = arg as { id?: unknown; experiment?: unknown };
+    return idFrom(o.id ?? o.experiment);
+  }
+  return undefined;
+}
