@@ -38,11 +38,19 @@ def naive_loop(rng: random.Random, experiments: int) -> dict[str, float]:
             kept_real += is_real
             kept_noop += not is_real
             truth, best_measured = candidate_truth, measured
-    return {"noop": noop, "real": real, "kept_noop": kept_noop, "kept_real": kept_real,
-            "bias": truth - best_measured, "runs": experiments + 1}
+    return {
+        "noop": noop,
+        "real": real,
+        "kept_noop": kept_noop,
+        "kept_real": kept_real,
+        "bias": truth - best_measured,
+        "runs": experiments + 1,
+    }
 
 
-def ratchet_loop(rng: random.Random, experiments: int, judge: Judge, baseline_runs: int) -> dict[str, float]:
+def ratchet_loop(
+    rng: random.Random, experiments: int, judge: Judge, baseline_runs: int
+) -> dict[str, float]:
     truth = 0.0
     best_runs = [truth + rng.gauss(0, SIGMA) for _ in range(baseline_runs)]
     groups = [list(best_runs)]
@@ -57,7 +65,7 @@ def ratchet_loop(rng: random.Random, experiments: int, judge: Judge, baseline_ru
         while True:
             runs.append(candidate_truth + rng.gauss(0, SIGMA))
             runs_total += 1
-            decision = judge.assess(runs, best_runs, estimate_noise(groups + [runs]))
+            decision = judge.assess(runs, best_runs, estimate_noise([*groups, runs]))
             if decision.action != "rerun":
                 break
         if len(runs) > 1:
@@ -66,8 +74,14 @@ def ratchet_loop(rng: random.Random, experiments: int, judge: Judge, baseline_ru
             kept_real += is_real
             kept_noop += not is_real
             truth, best_runs = candidate_truth, runs
-    return {"noop": noop, "real": real, "kept_noop": kept_noop, "kept_real": kept_real,
-            "bias": truth - mean(best_runs), "runs": runs_total}
+    return {
+        "noop": noop,
+        "real": real,
+        "kept_noop": kept_noop,
+        "kept_real": kept_real,
+        "bias": truth - mean(best_runs),
+        "runs": runs_total,
+    }
 
 
 def summarise(name: str, results: list[dict[str, float]], experiments: int) -> None:
@@ -77,21 +91,34 @@ def summarise(name: str, results: list[dict[str, float]], experiments: int) -> N
     kept_real = sum(r["kept_real"] for r in results)
     bias = statistics.mean(r["bias"] for r in results)
     runs = statistics.mean(r["runs"] for r in results)
-    print(f"{name:>8}: no-op changes kept {100 * kept_noop / noop:5.1f}%  "
-          f"({kept_noop / len(results):.1f} per {experiments} experiments), "
-          f"real improvements kept {100 * kept_real / real:5.1f}%, "
-          f"reported best {bias:+.2f} sigma from the truth, "
-          f"GPU runs {runs:.0f} per loop ({runs / (experiments + 1):.2f} per experiment)")
+    print(
+        f"{name:>8}: no-op changes kept {100 * kept_noop / noop:5.1f}%  "
+        f"({kept_noop / len(results):.1f} per {experiments} experiments), "
+        f"real improvements kept {100 * kept_real / real:5.1f}%, "
+        f"reported best {bias:+.2f} sigma from the truth, "
+        f"GPU runs {runs:.0f} per loop ({runs / (experiments + 1):.2f} per experiment)"
+    )
 
 
 def abort_savings(rng: random.Random, candidates: int) -> None:
-    config = MetricConfig("loss", "minimize", None, None, 0.0, None, progress="loss",
-                          abort_after=0.25, abort_margin=0.1)
+    config = MetricConfig(
+        "loss",
+        "minimize",
+        None,
+        None,
+        0.0,
+        None,
+        progress="loss",
+        abort_after=0.25,
+        abort_margin=0.1,
+    )
     steps = 50
 
     def curve(scale: float) -> list[tuple[float, float]]:
-        return [((i + 1) / steps, scale * (4.0 - 2.5 * (i + 1) / steps) * (1 + rng.gauss(0, 0.02)))
-                for i in range(steps)]
+        return [
+            ((i + 1) / steps, scale * (4.0 - 2.5 * (i + 1) / steps) * (1 + rng.gauss(0, 0.02)))
+            for i in range(steps)
+        ]
 
     best = curve(1.0)
     spent = full = 0.0
@@ -109,9 +136,11 @@ def abort_savings(rng: random.Random, candidates: int) -> None:
                 break
         spent += used
         full += 1.0
-    print(f"   abort: {aborted_worse}/{worse} clearly worse runs stopped early, "
-          f"{aborted_fine}/{candidates - worse} others stopped by mistake; GPU time "
-          f"{spent:.1f} of {full:.0f} budgets: {100 * (1 - spent / full):.0f}% saved")
+    print(
+        f"   abort: {aborted_worse}/{worse} clearly worse runs stopped early, "
+        f"{aborted_fine}/{candidates - worse} others stopped by mistake; GPU time "
+        f"{spent:.1f} of {full:.0f} budgets: {100 * (1 - spent / full):.0f}% saved"
+    )
 
 
 def main() -> None:
@@ -124,8 +153,10 @@ def main() -> None:
     rng = random.Random(args.seed)
     naive = [naive_loop(rng, args.experiments) for _ in range(args.loops)]
     ours = [ratchet_loop(rng, args.experiments, judge, 3) for _ in range(args.loops)]
-    print(f"{args.loops} loops of {args.experiments} experiments; judge z={judge.z}, "
-          f"max_runs={judge.max_runs}, screen={judge.screen}, 3 baseline runs")
+    print(
+        f"{args.loops} loops of {args.experiments} experiments; judge z={judge.z}, "
+        f"max_runs={judge.max_runs}, screen={judge.screen}, 3 baseline runs"
+    )
     summarise("naive", naive, args.experiments)
     summarise("ratchet", ours, args.experiments)
     extra = statistics.mean(r["runs"] for r in ours) / statistics.mean(r["runs"] for r in naive)

@@ -41,8 +41,9 @@ def make_repo(root: Path) -> None:
     (root / "program.md").write_text("bench\n")
     (root / "ratchet.toml").write_text(CONFIG)
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=root,
-                       check=True)
+        subprocess.run(
+            ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=root, check=True
+        )
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -61,12 +62,18 @@ async def measure(root: Path, count: int) -> None:
     run_s = sum(e.run_s for e in experiments)
     agent_s = sum(e.agent_s for e in experiments)
     kept = sum(1 for e in experiments if str(e.status) == "kept")
-    print(f"experiments: {len(experiments)} ({kept} kept), command time {run_s:.2f} s, "
-          f"agent time {agent_s:.3f} s, loop wall time {wall:.2f} s")
-    print(f"recorded overhead per experiment: median {statistics.median(overhead_ms):.1f} ms, "
-          f"p95 {percentile(overhead_ms, 0.95):.1f} ms, max {max(overhead_ms):.1f} ms")
-    print(f"wall-clock cross-check: (wall - command - agent) / n = "
-          f"{(wall - run_s - agent_s) / len(experiments) * 1000:.1f} ms")
+    print(
+        f"experiments: {len(experiments)} ({kept} kept), command time {run_s:.2f} s, "
+        f"agent time {agent_s:.3f} s, loop wall time {wall:.2f} s"
+    )
+    print(
+        f"recorded overhead per experiment: median {statistics.median(overhead_ms):.1f} ms, "
+        f"p95 {percentile(overhead_ms, 0.95):.1f} ms, max {max(overhead_ms):.1f} ms"
+    )
+    print(
+        f"wall-clock cross-check: (wall - command - agent) / n = "
+        f"{(wall - run_s - agent_s) / len(experiments) * 1000:.1f} ms"
+    )
 
 
 def main() -> None:

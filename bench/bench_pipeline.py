@@ -50,8 +50,7 @@ class SlowAgent:
         self.calls += 1
         await asyncio.sleep(self.seconds)
         text = context.editable_text.replace("LR = ", f"LR = {self.calls}0", 1)
-        return Proposal({"train.py": text}, f"proposal {self.calls}",
-                        agent_seconds=self.seconds)
+        return Proposal({"train.py": text}, f"proposal {self.calls}", agent_seconds=self.seconds)
 
     async def close(self) -> None:
         return None
@@ -80,11 +79,17 @@ async def measure(root: Path, agent_s: float, count: int) -> tuple[float, float]
 def make_repo(root: Path, experiment_s: float, pipeline: bool) -> None:
     (root / "train.py").write_text("LR = 5\n")
     (root / "program.md").write_text("bench\n")
-    (root / "ratchet.toml").write_text(CONFIG.format(
-        experiment=experiment_s, budget=max(10, experiment_s * 3), pipeline=str(pipeline).lower()))
+    (root / "ratchet.toml").write_text(
+        CONFIG.format(
+            experiment=experiment_s,
+            budget=max(10, experiment_s * 3),
+            pipeline=str(pipeline).lower(),
+        )
+    )
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=root,
-                       check=True)
+        subprocess.run(
+            ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=root, check=True
+        )
 
 
 def main() -> None:
@@ -96,14 +101,18 @@ def main() -> None:
     args = parser.parse_args()
     agent_s, experiment_s = args.agent * args.scale, args.experiment * args.scale
     ideal = args.count * experiment_s + agent_s
-    print(f"{args.count} experiments of {experiment_s:g} s, agent {agent_s:g} s "
-          f"(goal with pipelining: <= {1.05 * ideal:.1f} s = 1.05 x {ideal:.1f} s)")
+    print(
+        f"{args.count} experiments of {experiment_s:g} s, agent {agent_s:g} s "
+        f"(goal with pipelining: <= {1.05 * ideal:.1f} s = 1.05 x {ideal:.1f} s)"
+    )
     for pipeline in (True, False):
         with tempfile.TemporaryDirectory(prefix="ratchet-bench-") as folder:
             make_repo(Path(folder), experiment_s, pipeline)
             wall, idle = asyncio.run(measure(Path(folder), agent_s, args.count))
-        print(f"  pipelining {'on ' if pipeline else 'off'}: {wall:6.1f} s "
-              f"({wall / ideal:.3f} x ideal), GPU idle {100 * idle:.1f}% of the time")
+        print(
+            f"  pipelining {'on ' if pipeline else 'off'}: {wall:6.1f} s "
+            f"({wall / ideal:.3f} x ideal), GPU idle {100 * idle:.1f}% of the time"
+        )
 
 
 if __name__ == "__main__":

@@ -145,7 +145,9 @@ def test_doctor_reports_git_python_and_gpus(make_project: MakeProject) -> None:
 
 
 def test_the_review_gate_without_a_terminal_says_how_to_answer(make_project: MakeProject) -> None:
-    root = make_project(config=CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"'))
+    root = make_project(
+        config=CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+    )
     result = ratchet(root, "run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert 'review = "auto"' in result.stderr and "editor" in result.stderr

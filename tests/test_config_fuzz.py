@@ -8,23 +8,75 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from ratchet.config import Config, ConfigError, parse_config
 
 EXAMPLES = int(os.environ.get("RATCHET_FUZZ_EXAMPLES", "1200"))
 
 SECTIONS = ["loop", "metric", "judge", "agent", "runner", "metrics", "", "loop.x"]
-KEYS = ["editable", "locked", "program", "command", "budget", "timeout", "review", "name",
-        "goal", "pattern", "eval", "min_delta", "kind", "gpus", "hosts", "seed", "z",
-        "baseline_runs", "max_runs", "progress", "abort_after", "model", "run", "budjet", "é"]
+KEYS = [
+    "editable",
+    "locked",
+    "program",
+    "command",
+    "budget",
+    "timeout",
+    "review",
+    "name",
+    "goal",
+    "pattern",
+    "eval",
+    "min_delta",
+    "kind",
+    "gpus",
+    "hosts",
+    "seed",
+    "z",
+    "baseline_runs",
+    "max_runs",
+    "progress",
+    "abort_after",
+    "model",
+    "run",
+    "budjet",
+    "é",
+]
 VALUES = st.one_of(
     st.integers(min_value=-10, max_value=10**20).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(f).replace("inf", "inf")),
-    st.sampled_from(['"train.py"', '"prepare.py"', '"../x.py"', '"/etc/passwd"', '"5m"', '"0s"',
-                     '"-1s"', '"1h"', '"minimize"', '"maximize"', '"mutate"', '"ssh"',
-                     '"([0-9.]+)"', '"(unclosed"', '"nope"', "true", "[]", "[0, 1]", "[0, 0]",
-                     '["prepare.py"]', '["train.py"]', "{}", '{a = 1}', '"""x"""', "'lit'",
-                     '""', "[1, \"a\"]", "nan", "-inf", "1979-05-27"]),
+    st.sampled_from(
+        [
+            '"train.py"',
+            '"prepare.py"',
+            '"../x.py"',
+            '"/etc/passwd"',
+            '"5m"',
+            '"0s"',
+            '"-1s"',
+            '"1h"',
+            '"minimize"',
+            '"maximize"',
+            '"mutate"',
+            '"ssh"',
+            '"([0-9.]+)"',
+            '"(unclosed"',
+            '"nope"',
+            "true",
+            "[]",
+            "[0, 1]",
+            "[0, 0]",
+            '["prepare.py"]',
+            '["train.py"]',
+            "{}",
+            "{a = 1}",
+            '"""x"""',
+            "'lit'",
+            '""',
+            '[1, "a"]',
+            "nan",
+            "-inf",
+            "1979-05-27",
+        ]
+    ),
     st.text(max_size=12).map(lambda t: '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'),
     st.text(max_size=8),  # broken syntax
 )
@@ -33,8 +85,10 @@ LINE = st.one_of(
     st.sampled_from(SECTIONS).map(lambda s: f"[{s}]"),
     st.text(max_size=20),
 )
-VALID = ('[loop]\neditable = "train.py"\nlocked = ["prepare.py"]\ncommand = "python train.py"\n'
-         '[metric]\nname = "score"\n').splitlines()
+VALID = (
+    '[loop]\neditable = "train.py"\nlocked = ["prepare.py"]\ncommand = "python train.py"\n'
+    '[metric]\nname = "score"\n'
+).splitlines()
 
 
 def _root(tmp_path_factory: object) -> Path:

@@ -183,19 +183,23 @@ async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
     tmp_path: Path,
 ) -> None:
     from agents import ScriptedAgent
-
     from ratchet.config import load_config
     from ratchet.engine import Engine
 
     folder = copy_example("agentic", tmp_path)
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "example"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder,
-                       check=True, capture_output=True)
-    (folder / "ratchet.toml").write_text((folder / "ratchet.toml").read_text().replace(
-        "python ", f"{sys.executable} "))
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+    (folder / "ratchet.toml").write_text(
+        (folder / "ratchet.toml").read_text().replace("python ", f"{sys.executable} ")
+    )
     agent = ScriptedAgent([])  # idle proposals: the history is what this test looks at
     engine = Engine(load_config(folder), tag="e", agent=agent)
-    await engine.run(max_experiments=2)
+    await engine.run(max_experiments=3)  # the first proposal is made while the baseline runs
     await engine.close()
     baseline = engine.experiments()[0]
     assert baseline.metric == pytest.approx(0.56)

@@ -56,12 +56,12 @@ def test_a_pattern_reads_any_format() -> None:
 
 def test_judge_direction_and_min_delta() -> None:
     lower = Judge(lower_is_better=True, min_delta=0.01)
-    assert lower.decide(0.98, 1.0).keep
-    assert not lower.decide(0.995, 1.0).keep  # better, but within min_delta
-    assert "within min_delta" in lower.decide(0.995, 1.0).reason
-    assert not lower.decide(1.2, 1.0).keep
+    assert lower.assess([0.98], [1.0], None).keep
+    assert not lower.assess([0.995], [1.0], None).keep  # better, but within min_delta
+    assert "within min_delta" in lower.assess([0.995], [1.0], None).reason
+    assert not lower.assess([1.2], [1.0], None).keep
     higher = Judge(lower_is_better=False)
-    assert higher.decide(0.9, 0.8).keep and not higher.decide(0.8, 0.8).keep
+    assert higher.assess([0.9], [0.8], None).keep and not higher.assess([0.8], [0.8], None).keep
 
 
 SOURCE = """\

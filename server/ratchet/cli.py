@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=False, highlight=False, width=140)  # logs and CI: no wrapping
     errors = Console(stderr=True, highlight=False)
     project: Path = (args.project or Path.cwd()).resolve()
     try:

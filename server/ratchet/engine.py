@@ -61,6 +61,7 @@ class Pending:
     proposal: Proposal
     base_commit: str
     base_text: str
+    reserved_id: int | None = None  # the baseline's number, taken before any other
 
 
 @dataclass
@@ -136,6 +137,8 @@ class Engine:
         self._remeasuring = False
         self._last_remeasure = 0
         self._baseline_ready = asyncio.Event()
+        self._finishing = asyncio.Lock()
+        self._baseline_id: int | None = None
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -453,7 +456,12 @@ class Engine:
         slots it was given). Agent experiments may run meanwhile; their verdicts wait for it."""
         tip = await asyncio.to_thread(self.tip)
         text = await asyncio.to_thread(self.workspace.read, tip, self.config.loop.editable)
-        pending = Pending(Proposal(edits={}, description="baseline", source="baseline"), tip, text)
+        pending = Pending(
+            Proposal(edits={}, description="baseline", source="baseline"),
+            tip,
+            text,
+            reserved_id=self._baseline_id,
+        )
         self._started_this_run += 1
         try:
             exp = await self._experiment(pending, slots[0], slots[1:])
@@ -485,6 +493,8 @@ class Engine:
             asyncio.sleep(0) if self._submitted_only else self._propose_forever(queue, tickets)
         )
         wanted = min(self.config.judge.baseline_runs, len(self.slots)) if needs_baseline else 0
+        if needs_baseline:
+            self._baseline_id = self._allocate_id()  # exp 0 before other slots take numbers
         workers = [
             asyncio.create_task(self._work(slot, queue, tickets)) for slot in self.slots[wanted:]
         ]
@@ -721,7 +731,7 @@ class Engine:
         proposal = pending.proposal
         editable = self.config.loop.editable
         new_text = proposal.edits.get(editable, pending.base_text)
-        exp_id = self._allocate_id()
+        exp_id = pending.reserved_id if pending.reserved_id is not None else self._allocate_id()
         await asyncio.to_thread(self._trace, exp_id, proposal.trace)
         exp = Experiment(
             id=exp_id,
@@ -1100,14 +1110,14 @@ class Engine:
         exp.run_s = run_s
         exp.finished_at = time.time()
         best_before = self.best()
-        if exp.commit is not None:
-            metric = f"{self.config.metric.name}={exp.metric:.6g}" if exp.metric is not None else ""
-            message = commit_message(
-                exp.id, exp.description, Trailers(exp.id, str(exp.status), metric)
-            )
-            exp.commit = await asyncio.to_thread(self._final_commit, exp, message)
-        exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
-        await asyncio.to_thread(self._record, exp)
+        async with self._finishing:  # one keep at a time: each is checked against the tip
+            if exp.commit is not None:
+                metric = (
+                    f"{self.config.metric.name}={exp.metric:.6g}" if exp.metric is not None else ""
+                )
+                exp.commit = await asyncio.to_thread(self._final_commit, exp, metric)
+            exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
+            await asyncio.to_thread(self._record, exp)
         new_best = exp.status is Status.KEPT
         best = exp if new_best else best_before
         baseline = self.baseline()
@@ -1118,17 +1128,32 @@ class Engine:
         )
         return exp
 
-    def _final_commit(self, exp: Experiment, message: str) -> str:
+    def _final_commit(self, exp: Experiment, metric: str) -> str:
         """The experiment's commit with its final trailers. A keep whose base is an equivalent
-        older commit (it ran while the baseline was measured) is put on the tip, so the
-        branch stays a straight line."""
+        older commit (it ran while the baseline was measured) is put on the tip, so the branch
+        stays a straight line; a keep overtaken by another slot's keep since it was judged is
+        merged onto that one and queued to be measured again instead."""
         assert exp.commit is not None
         tip = self.tip()
         if exp.status is Status.KEPT and exp.base_commit != tip:
-            assert self._same_editable(exp.base_commit, tip), "a keep on a stale base"
-            exp.base_commit = tip
-            return self.workspace.commit_tree(self.workspace.tree(exp.commit), tip, message)
-        return self.workspace.recommit(exp.commit, message)
+            if not self._same_editable(exp.base_commit, tip):
+                requeued = self._requeue_on_best(exp)
+                exp.status = Status.DISCARDED
+                exp.reason += (
+                    ", but another experiment was kept first: merged onto it and "
+                    "queued to be measured again"
+                    if requeued
+                    else ", but another experiment was kept first and this change does "
+                    "not merge onto it"
+                )
+            else:
+                exp.base_commit = tip
+                message = self._message(exp, metric)
+                return self.workspace.commit_tree(self.workspace.tree(exp.commit), tip, message)
+        return self.workspace.recommit(exp.commit, self._message(exp, metric))
+
+    def _message(self, exp: Experiment, metric: str) -> str:
+        return commit_message(exp.id, exp.description, Trailers(exp.id, str(exp.status), metric))
 
     def _same_editable(self, a: str, b: str) -> bool:
         editable = self.config.loop.editable

@@ -508,15 +508,15 @@ async function main() {
     await poll('the setting to be written to .vscode/settings.json', async () => fs.existsSync(workspaceSettings) && fs.readFileSync(workspaceSettings, 'utf8').includes(bare), 15_000);
     await shot(page, 'settings-python', `the Settings editor: ratchet.python set (Workspace) to ${bare}`);
     await page.keyboard.press('Escape'); // close the settings editor
-    const expected = `Ratchet is not installed in ${bare}`;
+    const expected = `Ratchet's Python packages are not installed in ${bare}`;
     const toast = page.locator('.notifications-toasts .notification-toast', { hasText: expected }).first();
     await toast.waitFor({ state: 'visible', timeout: 60_000 });
     const toastText = (await toast.innerText()).replace(/\s+/g, ' ');
-    if (!toastText.includes(`${bare} -m pip install ratchet`)) {
+    if (!toastText.includes(`${bare} -m pip install -r `) || !toastText.includes('requirements.txt')) {
       fail(`the message does not give the install command: "${toastText}"`);
     }
     await poll('the status bar to show the server offline', async () => /Ratchet \(offline\)/.test(await statusText(page)), 15_000);
-    await shot(page, 'not-installed', `ratchet.python set to an interpreter without Ratchet: the server restarts and a message offers "${bare} -m pip install ratchet"`);
+    await shot(page, 'not-installed', `ratchet.python set to an interpreter without Ratchet: the server restarts and a message offers "${bare} -m pip install -r …/bundled/requirements.txt"`);
 
     fs.writeFileSync(
       path.join(ARTIFACTS, 'summary.json'),

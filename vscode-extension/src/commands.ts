@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import { openExperiment, openLog, type VirtualDocuments } from './documents';
 import type { ExperimentsPanel } from './experimentsView';
 import { formatMetric } from './logic/format';
-import { shellQuote } from './logic/interpreter';
+import { BOOTSTRAP, shellQuote } from './logic/interpreter';
 import { idFrom, type ExperimentRecord } from './logic/protocol';
 import type { ExperimentsModel } from './model';
 import type { ProposalDecorations } from './proposals';
@@ -200,7 +200,7 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
       }
     }
     const choice = await server.resolveInterpreter();
-    const args = ['-m', 'ratchet.cli', '-C', folder.uri.fsPath, 'init'];
+    const args = ['-c', BOOTSTRAP, server.bundled, '-C', folder.uri.fsPath, 'init'];
     if (fs.existsSync(config)) {
       args.push('--force');
     }
@@ -212,7 +212,7 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
     server.serverLog.appendLine(`[client] ${choice.path} ${args.join(' ')}\n${result.out}`);
     if (!result.ok) {
       const probe = await server.probe(choice.path);
-      throw new Error(probe.ok ? `ratchet init failed: ${result.out.split('\n').pop()}` : `Ratchet is not installed in ${choice.path}: see “Ratchet: Restart Server” for the install command`);
+      throw new Error(probe.ok ? `ratchet init failed: ${result.out.split('\n').pop()}` : `Ratchet's Python packages are not installed in ${choice.path}: see “Ratchet: Restart Server” for the install command`);
     }
     for (const name of ['program.md', 'ratchet.toml']) {
       const file = path.join(folder.uri.fsPath, name);

@@ -16,7 +16,7 @@ import { openExperiment } from './documents';
 let server: ServerManager | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<{ server: ServerManager; model: ExperimentsModel }> {
-  server = new ServerManager();
+  server = new ServerManager(context.extensionPath);
   const s = server;
   const docs = new VirtualDocuments();
   const model = new ExperimentsModel(s);

@@ -13,6 +13,7 @@ import {
   State,
 } from 'vscode-languageclient/node';
 import {
+  DEFAULT_INSTALL,
   installCommand,
   pickInterpreter,
   PROBE_SCRIPT,
@@ -64,7 +65,11 @@ export class ServerManager implements vscode.Disposable {
   offline: Offline = { reason: 'the language server is starting' };
   private disposed = false;
 
-  constructor() {
+  /** The Ratchet package bundled in the extension (used when the interpreter has none). */
+  readonly bundled: string;
+
+  constructor(extensionPath: string) {
+    this.bundled = path.join(extensionPath, 'bundled');
     this.serverLog = vscode.window.createOutputChannel('Ratchet Server', { log: true });
     this.agentTrace = vscode.window.createOutputChannel('Ratchet Agent', 'log');
   }
@@ -97,7 +102,7 @@ export class ServerManager implements vscode.Disposable {
   async probe(python: string): Promise<Probe> {
     const folder = this.projectFolder();
     return new Promise((resolve) => {
-      execFile(python, ['-c', PROBE_SCRIPT], { cwd: folder?.uri.fsPath, timeout: 30_000 }, (error, stdout, stderr) => {
+      execFile(python, ['-c', PROBE_SCRIPT, this.bundled], { cwd: folder?.uri.fsPath, timeout: 30_000 }, (error, stdout, stderr) => {
         const spawnError = error && (error as NodeJS.ErrnoException).code === 'ENOENT' ? `${python} was not found` : undefined;
         const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 1) : 0;
         resolve(readProbe(code, String(stdout), String(stderr), spawnError));
@@ -143,11 +148,11 @@ export class ServerManager implements vscode.Disposable {
       this.reportProbe(choice, probe);
       return;
     }
-    this.serverLog.appendLine(`[client] ratchet ${probe.version}; starting \`${choice.path} ${serverArgs(folder.uri.fsPath).join(' ')}\``);
+    this.serverLog.appendLine(`[client] ratchet ${probe.version}; starting \`${choice.path} ${serverArgs(folder.uri.fsPath, this.bundled).join(' ')}\``);
     const review = vscode.workspace.getConfiguration('ratchet', folder.uri).get<string>('reviewGate', 'config');
     const serverOptions: ServerOptions = {
       command: choice.path,
-      args: serverArgs(folder.uri.fsPath),
+      args: serverArgs(folder.uri.fsPath, this.bundled),
       options: { cwd: folder.uri.fsPath, env: { ...process.env, PYTHONUNBUFFERED: '1' } },
     };
     const clientOptions: LanguageClientOptions = {
@@ -234,13 +239,13 @@ export class ServerManager implements vscode.Disposable {
 
   private reportProbe(choice: InterpreterChoice, probe: Exclude<Probe, { ok: true }>): void {
     const folder = this.projectFolder();
-    const template = vscode.workspace.getConfiguration('ratchet', folder?.uri).get<string>('installCommand', '{python} -m pip install ratchet');
-    const command = installCommand(template, choice.path);
+    const template = vscode.workspace.getConfiguration('ratchet', folder?.uri).get<string>('installCommand', DEFAULT_INSTALL);
+    const command = installCommand(template, choice.path, path.join(this.bundled, 'requirements.txt'));
     const from = choice.source === 'setting' ? 'the setting ratchet.python' : choice.source === 'python extension' ? "the Python extension's interpreter" : 'the default';
     let message: string;
     if (probe.reason === 'missing-ratchet') {
-      message = `Ratchet is not installed in ${choice.path} (${from}). Install it with: ${command}`;
-      this.setOffline(`Ratchet is not installed in ${choice.path}; install it with \`${command}\``);
+      message = `Ratchet's Python packages are not installed in ${choice.path} (${from}: ${probe.detail}). Install them with: ${command}`;
+      this.setOffline(`Ratchet's Python packages are not installed in ${choice.path}; install them with \`${command}\``);
     } else {
       message = `Ratchet cannot run ${choice.path} (${from}): ${probe.detail}. Set “ratchet.python” to an interpreter with Ratchet installed.`;
       this.setOffline(`cannot run ${choice.path}: ${probe.detail}`);

@@ -11,13 +11,17 @@ test('the setting first, then the Python extension, then python3', () => {
 });
 
 test('the exact install command, quoted for a shell', () => {
-  assert.equal(installCommand('{python} -m pip install ratchet', '/usr/bin/python3'), '/usr/bin/python3 -m pip install ratchet');
-  assert.equal(installCommand('{python} -m pip install ratchet', '/my envs/python'), "'/my envs/python' -m pip install ratchet");
-  assert.equal(installCommand('', 'python3'), 'python3 -m pip install ratchet');
+  const requirements = '/ext/bundled/requirements.txt';
+  assert.equal(installCommand('{python} -m pip install ratchet', '/usr/bin/python3', requirements), '/usr/bin/python3 -m pip install ratchet');
+  assert.equal(installCommand('', '/my envs/python', requirements), "'/my envs/python' -m pip install -r /ext/bundled/requirements.txt");
+  assert.equal(installCommand('{python} -m pip install -r {requirements}', 'python3', '/a b/r.txt'), "python3 -m pip install -r '/a b/r.txt'");
 });
 
 test('the server runs as a module, in the project folder', () => {
-  assert.deepEqual(serverArgs('/p'), ['-m', 'ratchet.cli', '-C', '/p', 'serve']);
+  const args = serverArgs('/p', '/ext/bundled');
+  assert.deepEqual(args.slice(2), ['/ext/bundled', '-C', '/p', 'serve']);
+  assert.equal(args[0], '-c');
+  assert.match(args[1], /sys\.path\.append\(sys\.argv\.pop\(1\)\)/);  // installed Ratchet wins
 });
 
 test('probe results', () => {

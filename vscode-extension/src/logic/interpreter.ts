@@ -1,4 +1,4 @@
-// Which Python runs `ratchet serve`, and the exact command that installs Ratchet into it.
+// Which Python runs `ratchet serve`, and the exact command that installs what it needs.
 
 export interface InterpreterChoice {
   path: string;
@@ -38,15 +38,26 @@ export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The install command, with the interpreter's path quoted for a POSIX shell. */
-export function installCommand(template: string, python: string): string {
-  const base = template && template.includes('{python}') ? template : '{python} -m pip install ratchet';
-  return base.replace(/\{python\}/g, shellQuote(python));
+export const DEFAULT_INSTALL = '{python} -m pip install -r {requirements}';
+
+/** The install command, with the interpreter's path and the bundled requirements file quoted
+ * for a POSIX shell. */
+export function installCommand(template: string, python: string, requirements: string): string {
+  const base = template && template.includes('{python}') ? template : DEFAULT_INSTALL;
+  return base.replace(/\{python\}/g, shellQuote(python)).replace(/\{requirements\}/g, shellQuote(requirements));
 }
 
+/** Runs Ratchet from the interpreter: its own installed copy if it has one, else the copy
+ * bundled in the extension (appended to sys.path, so an installed Ratchet always wins). */
+export const BOOTSTRAP =
+  'import sys\n' +
+  'sys.path.append(sys.argv.pop(1))\n' +
+  'from ratchet.cli import main\n' +
+  'sys.exit(main(sys.argv[1:]))\n';
+
 /** The arguments that start the server with this interpreter, in the project's folder. */
-export function serverArgs(projectFolder: string | undefined): string[] {
-  const args = ['-m', 'ratchet.cli'];
+export function serverArgs(projectFolder: string | undefined, bundled: string): string[] {
+  const args = ['-c', BOOTSTRAP, bundled];
   if (projectFolder) {
     args.push('-C', projectFolder);
   }
@@ -59,9 +70,11 @@ export type Probe =
   | { ok: true; version: string }
   | { ok: false; reason: 'missing-interpreter' | 'missing-ratchet' | 'too-old'; detail: string };
 
-/** The probe's script: prints `ratchet <version>` or fails with ImportError's message. */
+/** The probe's script (argv[1]: the bundled copy's folder): prints `ratchet <version>` or
+ * fails with ImportError's message (a missing dependency, such as pygls). */
 export const PROBE_SCRIPT =
   'import sys\n' +
+  'sys.path.append(sys.argv[1])\n' +
   'try:\n' +
   '    import ratchet, ratchet.cli\n' +
   'except ImportError as e:\n' +
