@@ -128,8 +128,8 @@ async def test_the_review_gate(editor: Editor) -> None:
         lambda: [d for d in editor.diagnostics("train.py") if d.code == "proposed"],
         "the proposal diagnostic",
     )
-    (diagnostic,) = proposal
-    assert diagnostic.data["experiment"] == 1
+    diagnostic = proposal[0]  # one per changed block of lines
+    assert all(d.data["experiment"] == 1 for d in proposal)
     assert diagnostic.message.startswith("exp 1 proposed: ")
     assert "--- a/train.py" in diagnostic.message
     line = TRAIN.splitlines()[diagnostic.range.start.line]

@@ -581,7 +581,7 @@ class Engine:
         tried = {e.digest for e in experiments if e.digest}
         tried |= {digest(p.proposal.edits.get(editable, "")) for p in queued}
         return ProposalContext(
-            experiment=self.ledger.next_id(self.tag) + len(queued) + len(self.running),
+            experiment=max(self._next_id, self.ledger.next_id(self.tag)) + len(self._prepared),
             editable_path=editable,
             editable_text=text,
             program=read_program(self.config.root / self.config.loop.program),

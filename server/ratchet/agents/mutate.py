@@ -150,10 +150,10 @@ class MutateAgent:
         )
 
     def _seed_for(self, context: ProposalContext) -> int:
-        # Deterministic per loop position and best file, so a resumed loop continues the
+        # Deterministic per experiment number and best file, so a resumed loop continues the
         # same sequence and parallel slots draw different changes.
         best = digest(context.editable_text)
-        material = f"{self.seed}:{context.experiment}:{len(context.history)}:{best}"
+        material = f"{self.seed}:{context.experiment}:{best}"
         return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
     async def close(self) -> None:
