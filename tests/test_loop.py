@@ -10,30 +10,13 @@ from pathlib import Path
 import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject, commit_all, git
+from loops import engine_for, run, statuses
 from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.errors import LoopBusyError, RatchetError, WorkspaceError
-from ratchet.events import Event, ExperimentFinished, OutputLine
+from ratchet.events import ExperimentFinished, OutputLine
 from ratchet.experiment import Status
 from ratchet.runners.processes import processes_with_token
-
-
-def engine_for(root: Path, agent: ScriptedAgent | None = None, tag: str = "t") -> Engine:
-    return Engine(load_config(root), tag=tag, agent=agent)
-
-
-async def run(engine: Engine, n: int) -> list[Event]:
-    events: list[Event] = []
-    engine.bus.subscribe(events.append)
-    try:
-        await engine.run(max_experiments=n)
-    finally:
-        await engine.close()
-    return events
-
-
-def statuses(engine: Engine) -> list[str]:
-    return [str(e.status) for e in engine.ledger.experiments(engine.tag)]
 
 
 async def test_keeps_improvements_and_the_branch_holds_exactly_the_kept(
@@ -89,7 +72,7 @@ async def test_resume_carries_on_numbering_branch_and_best(make_project: MakePro
     experiments = second.ledger.experiments("t")
     assert [e.id for e in experiments] == [0, 1, 2]
     assert experiments[2].base_commit == experiments[1].commit  # built on the kept best
-    assert "WIDTH = 12" in second.agent.contexts[0].editable_text  # type: ignore[attr-defined]
+    assert "WIDTH = 12" in second.agent.contexts[0].editable_text
     assert experiments[2].status is Status.KEPT
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
+from loops import run
 from ratchet.config import RunnerConfig, load_config
 from ratchet.engine import Engine
 from ratchet.errors import RatchetError
@@ -88,16 +89,6 @@ def remote_run_file(remote: Path, root: Path, name: str) -> Path:
     return remote / project_key(root) / "run" / f"cpu.{name}"
 
 
-async def run_engine(engine: Engine, n: int) -> list[Event]:
-    events: list[Event] = []
-    engine.bus.subscribe(events.append)
-    try:
-        await engine.run(max_experiments=n)
-    finally:
-        await engine.close()
-    return events
-
-
 def test_host_addresses_parse() -> None:
     assert parse_host("root@127.0.0.1:2222") == parse_host(" root@127.0.0.1:2222 ")
     address = parse_host("me@gpu-box")
@@ -151,7 +142,7 @@ async def test_experiments_run_end_to_end_over_ssh(
 
     runner._upload_base = counted
     engine = Engine(config, tag="t", agent=ScriptedAgent(list(STEPS)), runner=runner)
-    events = await run_engine(engine, 4)
+    events = await run(engine, 4)
     experiments = engine.ledger.experiments("t")
     assert [str(e.status) for e in experiments] == ["kept", "kept", "discarded", "kept"]
     assert [e.metric for e in experiments] == pytest.approx([0.2, 0.04, 0.36, 0.0])
@@ -298,7 +289,7 @@ async def test_a_run_lost_mid_way_is_recorded_lost_and_the_loop_goes_on(
                 assert sshd.drop_connections() > 0
 
     engine.bus.subscribe(on_event)
-    await run_engine(engine, 4)
+    await run(engine, 4)
     experiments = engine.ledger.experiments("t")
     assert tokens, "the run was never seen running"
     lost = experiments[1]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import CONFIG, MakeProject
 from fake_anthropic import FakeAnthropic, tool, turn
+from loops import run
 from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.experiment import Status
-from test_loop import run
 
 SENTINEL = "sk-ant-sentinel-0123456789abcdefSECRET"
 

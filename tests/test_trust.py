@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
+from loops import engine_for, run
 from ratchet.experiment import Status
 from ratchet.judge import Judge, estimate_noise
 from ratchet.progress import AbortWatch, value_at
-from test_loop import engine_for, run
 
 # --- the judge, alone -------------------------------------------------------------------------
 

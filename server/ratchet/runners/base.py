@@ -50,6 +50,24 @@ class RunControl:
             self.stopped.set()
 
 
+async def wait_for_end(
+    finished: asyncio.Future[Any], control: RunControl, timeout_s: float
+) -> tuple[bool, bool]:
+    """Waits until the run ends by itself, the engine stops it, or its time is up; returns
+    (timed_out, stopped). The caller kills what is left when either is true."""
+    stopper = asyncio.create_task(control.stopped.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {finished, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopper.cancel()
+    if finished in done:
+        return False, False
+    timed_out = stopper not in done
+    return timed_out, not timed_out
+
+
 OnLine = Callable[[str], None]
 
 

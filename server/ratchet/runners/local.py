@@ -14,7 +14,7 @@ from typing import IO
 
 from .. import hardware
 from ..guard import changed_files, hash_files
-from .base import Job, OnLine, RunControl, RunOutcome, Slot
+from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
 from .processes import TOKEN_VARIABLE, kill_tree, processes_with_token
 
 TAIL_LINES = 200
@@ -123,22 +123,16 @@ class LocalRunner:
         assert process.stdout is not None
         reader = asyncio.create_task(_read_pipe(process.stdout, job.log_path, on_line, tail))
         waiter = asyncio.ensure_future(asyncio.to_thread(process.wait))
-        stopper = asyncio.create_task(control.stopped.wait())
         timed_out = stopped = False
         try:
-            done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if waiter not in done:
-                timed_out = stopper not in done
-                stopped = not timed_out
+            timed_out, stopped = await wait_for_end(waiter, control, job.timeout_s)
+            if timed_out or stopped:
                 await asyncio.to_thread(kill_tree, process.pid, token)
             await waiter
         except asyncio.CancelledError:
             await asyncio.shield(asyncio.to_thread(kill_tree, process.pid, token))
             raise
         finally:
-            stopper.cancel()
             wall = time.monotonic() - started
             # Whatever the command left running is killed now; the count lets the engine
             # void an experiment that leaves processes behind.

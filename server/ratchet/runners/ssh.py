@@ -35,7 +35,7 @@ from ..config import RunnerConfig
 from ..errors import RatchetError
 from ..guard import changed_files
 from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
-from .base import Job, OnLine, RunControl, RunOutcome, Slot
+from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
 from .local import TAIL_LINES, LineSplitter
 from .processes import TOKEN_VARIABLE
 
@@ -625,16 +625,11 @@ class SshRunner:
             )
         reader = asyncio.create_task(self._stream(process, job.log_path, on_line, tail))
         reports = asyncio.create_task(report.read(process.stderr))
-        stopper = asyncio.create_task(control.stopped.wait())
         timed_out = stopped = False
         problem: str | None = None
         try:
-            done, _ = await asyncio.wait(
-                {reader, stopper}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if reader not in done:
-                timed_out = stopper not in done
-                stopped = not timed_out
+            timed_out, stopped = await wait_for_end(reader, control, job.timeout_s)
+            if timed_out or stopped:
                 await self._kill(connection, state, token)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_S + 10)
@@ -648,7 +643,6 @@ class SshRunner:
             await asyncio.shield(self._kill(connection, state, token))
             raise
         finally:
-            stopper.cancel()
             for task in (reader, reports):
                 if not task.done():
                     task.cancel()
