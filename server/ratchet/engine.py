@@ -139,6 +139,7 @@ class Engine:
         self._baseline_ready = asyncio.Event()
         self._finishing = asyncio.Lock()
         self._baseline_id: int | None = None
+        self._proposal_count = 0  # proposals asked of the agent by this engine
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -534,29 +535,44 @@ class Engine:
     async def _propose_forever(
         self, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
     ) -> None:
-        """Prepares the next proposal while the current experiments run (the GPU never waits).
-        A ticket per slot bounds how far ahead it goes: one prepared proposal per slot."""
-        while not self._stopping:
-            await tickets.acquire()
-            await self._unpaused.wait()
-            if self._stopping:
-                return
-            if self._budget is not None and self._started_this_run + queue.qsize() >= self._budget:
-                tickets.release()  # enough are planned; look again in case one is dropped
-                await asyncio.sleep(0.05)
-                continue
-            if (spent := self._over_cost()) is not None:
-                self._proposer_done = True
-                self._wakeup.set()
-                self.bus.emit(LoopStateChanged(self.state, spent))
-                return
-            pending = await self._propose()
-            self._prepared.append(pending)
-            queue.put_nowait(pending)
+        """Prepares the next proposals while the current experiments run (the GPU never waits).
+        A ticket per slot bounds how far ahead it goes: one prepared proposal per slot. As many
+        proposals are made at once as there are tickets, so idle slots all get one soon."""
+        proposing: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                await tickets.acquire()
+                await self._unpaused.wait()
+                if self._stopping:
+                    return
+                planned = self._started_this_run + queue.qsize() + len(proposing)
+                if self._budget is not None and planned >= self._budget:
+                    tickets.release()  # enough are planned; look again in case one is dropped
+                    await asyncio.sleep(0.05)
+                    continue
+                if (spent := self._over_cost()) is not None:
+                    await asyncio.gather(*proposing)  # their cost counts before the verdict
+                    if (spent := self._over_cost()) is not None:
+                        self._proposer_done = True
+                        self._wakeup.set()
+                        self.bus.emit(LoopStateChanged(self.state, spent))
+                        return
+                self._proposal_count += 1
+                task = asyncio.create_task(self._propose_into(queue, self._proposal_count))
+                proposing.add(task)
+                task.add_done_callback(proposing.discard)
+        finally:
+            for task in proposing:
+                task.cancel()
 
-    async def _propose(self) -> Pending:
+    async def _propose_into(self, queue: asyncio.Queue[Pending], number: int) -> None:
+        pending = await self._propose(number)
+        self._prepared.append(pending)
+        queue.put_nowait(pending)
+
+    async def _propose(self, number: int) -> Pending:
         tip = await asyncio.to_thread(self.tip)
-        context = await asyncio.to_thread(self._context, tip)
+        context = await asyncio.to_thread(self._context, tip, number)
         started = time.monotonic()
         self.bus.emit(AgentActivity(context.experiment, f"{self.agent_kind}: proposing"))
         proposal = await self.agent.propose(context)
@@ -571,7 +587,8 @@ class Engine:
         )
         return Pending(proposal, tip, context.editable_text)
 
-    def _context(self, tip: str) -> ProposalContext:
+    def _context(self, tip: str, number: int = 0) -> ProposalContext:
+        """What the agent sees; `number` tells apart proposals made at the same moment."""
         editable = self.config.loop.editable
         text = self.workspace.read(tip, editable)
         experiments = self.experiments()
@@ -582,6 +599,7 @@ class Engine:
         tried |= {digest(p.proposal.edits.get(editable, "")) for p in queued}
         return ProposalContext(
             experiment=max(self._next_id, self.ledger.next_id(self.tag)) + len(self._prepared),
+            proposal=number,
             editable_path=editable,
             editable_text=text,
             program=read_program(self.config.root / self.config.loop.program),

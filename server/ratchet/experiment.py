@@ -69,6 +69,7 @@ class ProposalContext:
     running: tuple[str, ...] = ()  # descriptions of experiments in flight on other slots
     tried_digests: frozenset[str] = frozenset()  # normalised digests of files already measured
     repair_of: RepairRequest | None = None
+    proposal: int = 0  # which proposal of this session: tells apart those made at once
 
 
 @dataclass(frozen=True)

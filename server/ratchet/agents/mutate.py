@@ -153,7 +153,7 @@ class MutateAgent:
         # Deterministic per experiment number and best file, so a resumed loop continues the
         # same sequence and parallel slots draw different changes.
         best = digest(context.editable_text)
-        material = f"{self.seed}:{context.experiment}:{best}"
+        material = f"{self.seed}:{context.experiment}:{context.proposal}:{best}"
         return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
     async def close(self) -> None:
