@@ -16,6 +16,8 @@ from ratchet.engine import Engine
 from ratchet.errors import LoopBusyError, RatchetError, WorkspaceError
 from ratchet.events import ExperimentFinished, OutputLine
 from ratchet.experiment import Status
+from ratchet.runners.base import Job, OnLine, RunControl, RunOutcome, Slot
+from ratchet.runners.local import LocalRunner
 from ratchet.runners.processes import processes_with_token
 
 
@@ -376,3 +378,42 @@ async def test_a_fast_crash_goes_back_to_the_agent_for_repair(make_project: Make
     assert [run["metric"] is None for run in engine.ledger.runs("t", 1)] == [True, False]
     trace = (root / ".ratchet" / "traces" / "1.jsonl").read_text()
     assert '"repair": 1' in trace
+
+
+class TwoKindsOfGpu(LocalRunner):
+    """The local runner on two slots that report different GPU models (what an ssh or Ray
+    runner reports for mixed hosts)."""
+
+    async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
+        outcome = await super().run(job, slot, on_line, control)
+        model = "A100" if slot.gpu == 0 else "H100"
+        outcome.hardware = {**outcome.hardware, "gpu": model, "gpu_count": 1}
+        return outcome
+
+
+async def test_a_winner_from_other_hardware_is_measured_again_on_the_baselines(
+    make_project: MakeProject,
+) -> None:
+    train = (
+        "import time\nLR = 0.5\n\n\nWIDTH = 8\ntime.sleep(0.4)\n"
+        "print('score:', (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100)\n"
+    )
+    config = CONFIG.replace(
+        "[agent]", "[judge]\nbaseline_runs = 1\n\n[runner]\ngpus = [0, 1]\n\n[agent]"
+    )
+    root = make_project(train=train, config=config)
+    agent = ScriptedAgent(
+        # The first proposal runs on the H100 slot while the baseline runs on the A100 one.
+        [(replace("WIDTH = 8", "WIDTH = 12"), "better"), (replace("LR = 0.5", "LR = 0.9"), "worse")]
+    )
+    engine = Engine(load_config(root), tag="t", agent=agent, runner=TwoKindsOfGpu((0, 1)))
+    await run(engine, 4)
+    experiments = engine.ledger.experiments("t")
+    assert experiments[0].hardware["gpu"] == "A100"  # the baseline ran on slot gpu0
+    better = [e for e in experiments if e.description == "better"]
+    again = [e for e in experiments if e.description.startswith("better (exp")]
+    assert better[0].hardware["gpu"] == "H100"
+    assert better[0].status is Status.DISCARDED and "other hardware" in better[0].reason
+    assert again and again[0].hardware["gpu"] == "A100" and again[0].status is Status.KEPT
+    kept = [e for e in experiments if e.status is Status.KEPT and e.source != "baseline"]
+    assert all(e.hardware["gpu"] == "A100" for e in kept)

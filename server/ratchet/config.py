@@ -71,6 +71,7 @@ class JudgeConfig:
     screen: float
     review_above: float | None
     remeasure_every: int
+    same_hardware: bool = True  # winners from other GPU models are re-measured on the baseline's
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "screen": (_non_negative, 0.25),
         "review_above": (_positive, None),
         "remeasure_every": (_integer(0), 0),
+        "same_hardware": (_boolean, True),
     },
     "agent": {
         "kind": (_choice("mutate", "anthropic", "command"), None),
@@ -589,6 +591,7 @@ def _build(
             screen=judge["screen"],
             review_above=judge["review_above"],
             remeasure_every=judge["remeasure_every"],
+            same_hardware=judge["same_hardware"],
         ),
         agent=AgentConfig(
             kind=agent_kind,

@@ -39,6 +39,7 @@ from .experiment import (
     RepairRequest,
     Status,
 )
+from .hardware import same_hardware
 from .judge import Decision, Judge, estimate_noise, mean
 from .ledger import Ledger
 from .lockfile import LoopLock
@@ -62,6 +63,7 @@ class Pending:
     base_commit: str
     base_text: str
     reserved_id: int | None = None  # the baseline's number, taken before any other
+    hardware: dict[str, Any] | None = None  # to be measured on this hardware only
 
 
 @dataclass
@@ -140,6 +142,7 @@ class Engine:
         self._finishing = asyncio.Lock()
         self._baseline_id: int | None = None
         self._proposal_count = 0  # proposals asked of the agent by this engine
+        self._slot_hardware: dict[str, dict[str, Any]] = {}  # what each slot last ran on
 
     # --- opening and recovering --------------------------------------------------------------
 
@@ -616,7 +619,7 @@ class Engine:
         self, slot: Slot, queue: asyncio.Queue[Pending], tickets: asyncio.Semaphore
     ) -> None:
         # Re-measures of earlier experiments finish them; they do not count against the quota.
-        while not self._stopping and (self._quota_left() or self._priority_remeasures()):
+        while not self._stopping and (self._quota_left() or self._priority_remeasures(slot)):
             await self._unpaused.wait()
             if self._stopping or (self._submitted_only and not self._priority):
                 return
@@ -625,7 +628,7 @@ class Engine:
             if self._remeasure_due():
                 await self._remeasure_best(slot)
                 continue
-            pending = await self._next(queue)
+            pending = await self._next(queue, slot)
             if pending is None:
                 continue
             prepared = pending in self._prepared
@@ -693,17 +696,23 @@ class Engine:
         finally:
             self._remeasuring = False
 
-    def _priority_remeasures(self) -> bool:
-        return any(p.proposal.source == "rebase" for p in self._priority)
+    def _fits(self, pending: Pending, slot: Slot) -> bool:
+        """A re-measure on the reference hardware goes only to a slot that has it."""
+        if pending.hardware is None:
+            return True
+        seen = self._slot_hardware.get(slot.name)
+        return seen is not None and same_hardware(seen, pending.hardware)
 
-    async def _next(self, queue: asyncio.Queue[Pending]) -> Pending | None:
+    def _priority_remeasures(self, slot: Slot) -> bool:
+        return any(p.proposal.source == "rebase" and self._fits(p, slot) for p in self._priority)
+
+    async def _next(self, queue: asyncio.Queue[Pending], slot: Slot) -> Pending | None:
         """The person's edits first, then the agent's; None to look again (stop, wake-up)."""
-        if self._priority and (self._quota_left() or self._priority_remeasures()):
-            if not self._quota_left():
-                return self._priority.pop(
-                    next(i for i, p in enumerate(self._priority) if p.proposal.source == "rebase")
-                )
-            return self._priority.pop(0)
+        eligible = [i for i, p in enumerate(self._priority) if self._fits(p, slot)]
+        if not self._quota_left():
+            eligible = [i for i in eligible if self._priority[i].proposal.source == "rebase"]
+        if eligible:
+            return self._priority.pop(eligible[0])
         self._wakeup.clear()
         getter = asyncio.create_task(queue.get())
         waker = asyncio.create_task(self._wakeup.wait())
@@ -769,7 +778,8 @@ class Engine:
         )
         if proposal.source != "baseline":
             problem = guard.check_proposal(proposal, editable, pending.base_text)
-            if problem is None and proposal.source != "revert":
+            # A revert or a re-measure may well give back a text already measured.
+            if problem is None and proposal.source not in ("revert", "rebase"):
                 problem = self._repeats(new_text)
             if problem is not None:
                 exp.status, exp.reason = Status.INVALID, f"invalid: {problem}"
@@ -937,6 +947,8 @@ class Engine:
             self.running.pop((exp.id, run), None)
         outcome = attempt.outcome
         exp.hardware = outcome.hardware
+        if outcome.hardware:
+            self._slot_hardware[slot.name] = outcome.hardware
         exp.exit_code = outcome.exit_code
         exp.log_tail = "\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:])
         exp.secondary = attempt.measurement.secondary | exp.secondary
@@ -1056,7 +1068,39 @@ class Engine:
         decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
         if decision.keep and (held := self.judge.needs_review(mean(runs), best.metric)):
             return Decision("discard", held)
+        if decision.keep and (elsewhere := self._on_other_hardware(exp)):
+            return elsewhere
         return decision
+
+    def _on_other_hardware(self, exp: Experiment) -> Decision | None:
+        """With a fixed time budget the metric depends on the GPU: a winner measured on other
+        hardware than the baseline's is measured again on the baseline's before it is kept."""
+        baseline = self.baseline()
+        reference = baseline.hardware if baseline else {}
+        if (
+            not self.config.judge.same_hardware
+            or not reference
+            or not exp.hardware
+            or same_hardware(exp.hardware, reference)
+            or exp.commit is None
+        ):
+            return None
+        editable = self.config.loop.editable
+        text = self.workspace.read(exp.commit, editable)
+        base_text = self.workspace.read(exp.base_commit, editable)
+        proposal = Proposal(
+            edits={editable: text},
+            source="rebase",
+            description=f"{exp.description} (exp {exp.id} on the reference hardware)",
+        )
+        self._priority.append(Pending(proposal, exp.base_commit, base_text, hardware=reference))
+        here = exp.hardware.get("gpu") or exp.hardware.get("cpu")
+        there = reference.get("gpu") or reference.get("cpu")
+        return Decision(
+            "discard",
+            f"it beat the best on {here}, but results from other hardware "
+            f"are not compared directly: queued to be measured on {there}",
+        )
 
     def _decide_stale(
         self,
