@@ -34,6 +34,7 @@ from .events import (
 )
 from .experiment import (
     Experiment,
+    Pending,
     Proposal,
     ProposalContext,
     RepairRequest,
@@ -50,20 +51,10 @@ from .runners import make_runner
 from .runners.base import RunControl, Runner, Slot
 from .runners.processes import kill_orphans
 from .traces import secrets_for, write_trace
+from .verdicts import Verdicts
 from .workspace import Trailers, Workspace, commit_message, ensure_ratchet_dir
 
 LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
-
-
-@dataclass
-class Pending:
-    """A proposal on its way to a slot, with the best it was made from."""
-
-    proposal: Proposal
-    base_commit: str
-    base_text: str
-    reserved_id: int | None = None  # the baseline's number, taken before any other
-    hardware: dict[str, Any] | None = None  # to be measured on this hardware only
 
 
 @dataclass
@@ -109,6 +100,7 @@ class Engine:
         self.tag = tag or self._pick_tag()
         self.workspace = Workspace(config.root, self.tag)
         self.judge = self._make_judge(config)
+        self.verdicts = Verdicts(config, self.judge, self.ledger, self.workspace, self.tag)
         self.agent = agent or make_agent(config)
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
@@ -425,6 +417,7 @@ class Engine:
         self.config = config
         self.measurer.config = config
         self.judge = self._make_judge(config)
+        self.verdicts = Verdicts(config, self.judge, self.ledger, self.workspace, self.tag)
 
     @staticmethod
     def _make_judge(config: Config) -> Judge:
@@ -1049,122 +1042,15 @@ class Engine:
 
     def noise(self) -> float | None:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
-        return estimate_noise(list(self.ledger.run_groups(self.tag).values()))
+        return self.verdicts.noise()
 
     def _decide(self, exp: Experiment, runs: list[float]) -> Decision:
         best = self.best()
-        assert best is not None and best.metric is not None
-        groups = self.ledger.run_groups(self.tag)
-        noise = estimate_noise(list(groups.values()))
-        if not self._same_editable(exp.base_commit, best.commit or exp.base_commit):
-            if exp.source == "revert" and self._requeue_on_best(exp):
-                return Decision(
-                    "discard",
-                    f"the best moved on to exp {best.id} while the revert ran: queued again on it",
-                )
-            return self._decide_stale(exp, runs, best, groups, noise)
-        if exp.source == "revert":
-            return Decision("keep", f"kept: a revert asked for by the user ({mean(runs):.6g})")
-        decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
-        if decision.keep and (held := self.judge.needs_review(mean(runs), best.metric)):
-            return Decision("discard", held)
-        if decision.keep and (elsewhere := self._on_other_hardware(exp)):
-            return elsewhere
+        assert best is not None
+        decision, again = self.verdicts.decide(exp, runs, best, self.baseline())
+        if again is not None:
+            self._priority.append(again)
         return decision
-
-    def _on_other_hardware(self, exp: Experiment) -> Decision | None:
-        """With a fixed time budget the metric depends on the GPU: a winner measured on other
-        hardware than the baseline's is measured again on the baseline's before it is kept."""
-        baseline = self.baseline()
-        reference = baseline.hardware if baseline else {}
-        if (
-            not self.config.judge.same_hardware
-            or not reference
-            or not exp.hardware
-            or same_hardware(exp.hardware, reference)
-            or exp.commit is None
-        ):
-            return None
-        editable = self.config.loop.editable
-        text = self.workspace.read(exp.commit, editable)
-        base_text = self.workspace.read(exp.base_commit, editable)
-        proposal = Proposal(
-            edits={editable: text},
-            source="rebase",
-            description=f"{exp.description} (exp {exp.id} on the reference hardware)",
-        )
-        self._priority.append(Pending(proposal, exp.base_commit, base_text, hardware=reference))
-        here = exp.hardware.get("gpu") or exp.hardware.get("cpu")
-        there = reference.get("gpu") or reference.get("cpu")
-        return Decision(
-            "discard",
-            f"it beat the best on {here}, but results from other hardware "
-            f"are not compared directly: queued to be measured on {there}",
-        )
-
-    def _decide_stale(
-        self,
-        exp: Experiment,
-        runs: list[float],
-        best: Experiment,
-        groups: dict[int, list[float]],
-        noise: float | None,
-    ) -> Decision:
-        """The best moved on while it ran. What counts is whether it beat its own base; if it
-        looks like it did, its change is merged onto the new best and measured again there,
-        never kept as measured on the old one."""
-        base = self._kept_by_commit(exp.base_commit) or best
-        assert base.metric is not None
-        against = groups.get(base.id) or [base.metric]
-        delta = mean(runs) - mean(against)
-        promising = self.judge.assess(runs, against, noise).action != "discard"
-        if promising and self._requeue_on_best(exp):
-            return Decision(
-                "discard",
-                f"discarded as measured: it beat exp {base.id} by "
-                f"{delta:+.6g}, but the best moved on to exp {best.id} meanwhile; "
-                "merged onto it and queued to be measured again",
-            )
-        if promising:
-            return Decision(
-                "discard",
-                f"discarded: it beat exp {base.id} by {delta:+.6g}, but "
-                f"its change does not merge onto the new best, exp {best.id}",
-            )
-        return Decision(
-            "discard",
-            f"discarded: {delta:+.6g} against exp {base.id} it was made "
-            f"from, not better (the best is now exp {best.id})",
-        )
-
-    def _kept_by_commit(self, commit: str) -> Experiment | None:
-        for exp in self.experiments():
-            if exp.commit == commit and exp.status is Status.KEPT:
-                return exp
-        return None
-
-    def _requeue_on_best(self, exp: Experiment) -> bool:
-        """Queues the experiment's change merged onto the current best; False if it no longer
-        applies there (a conflict, or already in)."""
-        if exp.commit is None:
-            return False
-        editable = self.config.loop.editable
-        tip = self.tip()
-        current = self.workspace.read(tip, editable)
-        merged = self.workspace.merge_file(
-            self.workspace.read(exp.base_commit, editable),
-            current,
-            self.workspace.read(exp.commit, editable),
-        )
-        if merged is None or merged == current:
-            return False
-        proposal = Proposal(
-            edits={editable: merged},
-            source="revert" if exp.source == "revert" else "rebase",
-            description=f"{exp.description} (exp {exp.id} on the new best)",
-        )
-        self._priority.append(Pending(proposal, tip, current))
-        return True
 
     async def _finish(self, exp: Experiment, started: float, run_s: float) -> Experiment:
         """Final commit message, ledger, branch and results.tsv, in the order recovery expects:
@@ -1198,8 +1084,11 @@ class Engine:
         assert exp.commit is not None
         tip = self.tip()
         if exp.status is Status.KEPT and exp.base_commit != tip:
-            if not self._same_editable(exp.base_commit, tip):
-                requeued = self._requeue_on_best(exp)
+            if not self.verdicts.same_editable(exp.base_commit, tip):
+                again = self.verdicts.merged_onto_best(exp)
+                if again is not None:
+                    self._priority.append(again)
+                requeued = again is not None
                 exp.status = Status.DISCARDED
                 exp.reason += (
                     ", but another experiment was kept first: merged onto it and "
@@ -1216,10 +1105,6 @@ class Engine:
 
     def _message(self, exp: Experiment, metric: str) -> str:
         return commit_message(exp.id, exp.description, Trailers(exp.id, str(exp.status), metric))
-
-    def _same_editable(self, a: str, b: str) -> bool:
-        editable = self.config.loop.editable
-        return a == b or self.workspace.read(a, editable) == self.workspace.read(b, editable)
 
     def _record(self, exp: Experiment) -> None:
         self.ledger.save(exp)

@@ -164,3 +164,14 @@ class Experiment:
     @property
     def is_baseline(self) -> bool:
         return self.id == 0
+
+
+@dataclass
+class Pending:
+    """A proposal on its way to a slot, with the best it was made from."""
+
+    proposal: Proposal
+    base_commit: str
+    base_text: str
+    reserved_id: int | None = None  # the baseline's number, taken before any other
+    hardware: dict[str, Any] | None = None  # to be measured on this hardware only

@@ -1,0 +1,161 @@
+"""What a measured experiment becomes: kept, discarded, or queued to be measured again.
+
+The judge (judge.py) weighs numbers; this module knows the loop's situation around them: the
+best may have moved on while the experiment ran (its change is then merged onto the new best
+and measured again), it may have run on other hardware than the baseline (measured again on
+the baseline's), it may be a revert a person asked for, or a gain too large to trust unseen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .experiment import Experiment, Pending, Proposal, Status
+from .hardware import same_hardware
+from .judge import Decision, Judge, estimate_noise, mean
+from .ledger import Ledger
+from .workspace import Workspace
+
+
+@dataclass
+class Verdicts:
+    config: Config
+    judge: Judge
+    ledger: Ledger
+    workspace: Workspace
+    tag: str
+
+    def noise(self) -> float | None:
+        """The run-to-run noise of the metric, from every experiment measured more than once."""
+        return estimate_noise(list(self.ledger.run_groups(self.tag).values()))
+
+    def decide(
+        self, exp: Experiment, runs: list[float], best: Experiment, baseline: Experiment | None
+    ) -> tuple[Decision, Pending | None]:
+        """The decision for these runs, and what to queue to be measured again, if anything."""
+        assert best.metric is not None
+        groups = self.ledger.run_groups(self.tag)
+        noise = estimate_noise(list(groups.values()))
+        if not self.same_editable(exp.base_commit, best.commit or exp.base_commit):
+            again = self.merged_onto_best(exp)
+            if exp.source == "revert" and again:
+                return Decision(
+                    "discard",
+                    f"the best moved on to exp {best.id} while the revert ran: queued again on it",
+                ), again
+            return self._stale(exp, runs, best, groups, noise, again)
+        if exp.source == "revert":
+            return Decision(
+                "keep", f"kept: a revert asked for by the user ({mean(runs):.6g})"
+            ), None
+        decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
+        if decision.keep and (held := self.judge.needs_review(mean(runs), best.metric)):
+            return Decision("discard", held), None
+        if decision.keep and baseline is not None:
+            elsewhere = self._on_other_hardware(exp, baseline)
+            if elsewhere is not None:
+                return elsewhere
+        return decision, None
+
+    def _on_other_hardware(
+        self, exp: Experiment, baseline: Experiment
+    ) -> tuple[Decision, Pending] | None:
+        """With a fixed time budget the metric depends on the GPU: a winner measured on other
+        hardware than the baseline's is measured again on the baseline's before it is kept."""
+        reference = baseline.hardware
+        if (
+            not self.config.judge.same_hardware
+            or not reference
+            or not exp.hardware
+            or same_hardware(exp.hardware, reference)
+            or exp.commit is None
+        ):
+            return None
+        editable = self.config.loop.editable
+        proposal = Proposal(
+            edits={editable: self.workspace.read(exp.commit, editable)},
+            source="rebase",
+            description=f"{exp.description} (exp {exp.id} on the reference hardware)",
+        )
+        again = Pending(
+            proposal,
+            exp.base_commit,
+            self.workspace.read(exp.base_commit, editable),
+            hardware=reference,
+        )
+        here = exp.hardware.get("gpu") or exp.hardware.get("cpu")
+        there = reference.get("gpu") or reference.get("cpu")
+        return Decision(
+            "discard",
+            f"it beat the best on {here}, but results from other "
+            f"hardware are not compared directly: queued to be measured on {there}",
+        ), again
+
+    def _stale(
+        self,
+        exp: Experiment,
+        runs: list[float],
+        best: Experiment,
+        groups: dict[int, list[float]],
+        noise: float | None,
+        again: Pending | None,
+    ) -> tuple[Decision, Pending | None]:
+        """The best moved on while it ran. What counts is whether it beat its own base; if it
+        looks like it did, its change is merged onto the new best and measured again there,
+        never kept as measured on the old one."""
+        base = self._kept_by_commit(exp.base_commit) or best
+        assert base.metric is not None
+        against = groups.get(base.id) or [base.metric]
+        delta = mean(runs) - mean(against)
+        promising = self.judge.assess(runs, against, noise).action != "discard"
+        if promising and again is not None:
+            return Decision(
+                "discard",
+                f"discarded as measured: it beat exp {base.id} by "
+                f"{delta:+.6g}, but the best moved on to exp {best.id} meanwhile; "
+                "merged onto it and queued to be measured again",
+            ), again
+        if promising:
+            return Decision(
+                "discard",
+                f"discarded: it beat exp {base.id} by {delta:+.6g}, but "
+                f"its change does not merge onto the new best, exp {best.id}",
+            ), None
+        return Decision(
+            "discard",
+            f"discarded: {delta:+.6g} against exp {base.id} it was made "
+            f"from, not better (the best is now exp {best.id})",
+        ), None
+
+    def _kept_by_commit(self, commit: str) -> Experiment | None:
+        for exp in self.ledger.experiments(self.tag):
+            if exp.commit == commit and exp.status is Status.KEPT:
+                return exp
+        return None
+
+    def merged_onto_best(self, exp: Experiment) -> Pending | None:
+        """The experiment's change merged onto the current best, to be measured again; None if
+        it no longer applies there (a conflict, or already in)."""
+        if exp.commit is None:
+            return None
+        editable = self.config.loop.editable
+        tip = self.workspace.branch_tip() or exp.base_commit
+        current = self.workspace.read(tip, editable)
+        merged = self.workspace.merge_file(
+            self.workspace.read(exp.base_commit, editable),
+            current,
+            self.workspace.read(exp.commit, editable),
+        )
+        if merged is None or merged == current:
+            return None
+        proposal = Proposal(
+            edits={editable: merged},
+            source="revert" if exp.source == "revert" else "rebase",
+            description=f"{exp.description} (exp {exp.id} on the new best)",
+        )
+        return Pending(proposal, tip, current)
+
+    def same_editable(self, a: str, b: str) -> bool:
+        editable = self.config.loop.editable
+        return a == b or self.workspace.read(a, editable) == self.workspace.read(b, editable)
