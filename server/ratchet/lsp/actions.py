@@ -48,6 +48,19 @@ def _command(title: str, command: str, *arguments: Any) -> types.Command:
     return types.Command(title=title, command=command, arguments=list(arguments))
 
 
+def _quick_fix(
+    title: str, command: str, experiment: int, diagnostic: types.Diagnostic, preferred: bool = False
+) -> types.CodeAction:
+    """A quick fix that runs one of the server's commands on one experiment."""
+    return types.CodeAction(
+        title=title,
+        kind=types.CodeActionKind.QuickFix,
+        diagnostics=[diagnostic],
+        is_preferred=preferred or None,
+        command=_command(title, command, experiment),
+    )
+
+
 def _apply(
     source: ActionSource, which: int | str, title: str, diagnostic: types.Diagnostic | None
 ) -> types.CodeAction | None:
@@ -97,22 +110,13 @@ def code_actions(
         if kind == "proposal":
             add(
                 ("accept", number),
-                lambda n=number, d=diagnostic: types.CodeAction(
-                    title=f"Accept & run experiment {n}",
-                    kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[d],
-                    is_preferred=True,
-                    command=_command(f"Accept & run experiment {n}", ACCEPT, n),
+                lambda n=number, d=diagnostic: _quick_fix(
+                    f"Accept & run experiment {n}", ACCEPT, n, d, preferred=True
                 ),
             )
             add(
                 ("reject", number),
-                lambda n=number, d=diagnostic: types.CodeAction(
-                    title=f"Reject experiment {n}",
-                    kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[d],
-                    command=_command(f"Reject experiment {n}", REJECT, n),
-                ),
+                lambda n=number, d=diagnostic: _quick_fix(f"Reject experiment {n}", REJECT, n, d),
             )
             add(("diff", number), lambda n=number: _open_diff(source, n))
             continue
@@ -134,12 +138,7 @@ def code_actions(
         if exp.status is Status.KEPT and exp.source != "baseline":
             add(
                 ("revert", number),
-                lambda n=number, d=diagnostic: types.CodeAction(
-                    title=f"Revert experiment {n}",
-                    kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[d],
-                    command=_command(f"Revert experiment {n}", REVERT, n),
-                ),
+                lambda n=number, d=diagnostic: _quick_fix(f"Revert experiment {n}", REVERT, n, d),
             )
         add(("diff", number), lambda n=number: _open_diff(source, n))
 
