@@ -33,8 +33,10 @@ def test_run_then_log_json_tsv_show_and_plot(make_project: MakeProject, tmp_path
     tsv = ratchet(root, "log", "--tsv").stdout.splitlines()
     assert tsv[0].split("\t") == ["commit", "score", "memory_gb", "status", "description"]
     assert len(tsv) == 5
+    assert len(rows[0]["runs"]) == 3  # the baseline, measured three times by default
     table = ratchet(root, "log").stdout
     assert "baseline" in table and "score" in table
+    assert "noise band: ±0 " in table  # this toy metric does not vary between runs
     shown = ratchet(root, "show", "1").stdout
     assert "exp 1" in shown and "diff" in shown and "log tail" in shown
     output = tmp_path / "progress.png"

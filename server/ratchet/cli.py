@@ -24,6 +24,7 @@ from .config import ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
+from .judge import estimate_noise
 from .ledger import Ledger
 from .view import LoopView, experiments_table, format_metric
 from .workspace import RATCHET_DIR
@@ -212,11 +213,14 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
     ledger, tag = _open_ledger(project, args.tag)
     experiments = ledger.experiments(tag)
     loop = ledger.loop(tag) or {}
+    groups = ledger.run_groups(tag)
+    noise = estimate_noise(list(groups.values()))
     if args.json:
         rows = []
         for exp in experiments:
             row = asdict(exp)
             row["status"] = str(exp.status)
+            row["runs"] = groups.get(exp.id, [])
             rows.append(row)
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")
     elif args.tsv:
@@ -224,6 +228,12 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
         sys.stdout.write(ledger.results_path.read_text(encoding="utf-8"))
     else:
         console.print(experiments_table(experiments, loop.get("metric_name", "metric")))
+        repeated = sum(len(runs) for runs in groups.values() if len(runs) > 1)
+        if noise is not None:
+            console.print(
+                f"noise band: ±{noise:.4g} (run-to-run standard deviation, from "
+                f"{repeated} repeated runs); a keep must beat the best by more"
+            )
     return 0
 
 
@@ -233,11 +243,13 @@ def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
     ledger, tag = _open_ledger(project, args.tag)
     loop = ledger.loop(tag) or {}
     output = args.output if args.output.is_absolute() else Path.cwd() / args.output
+    noise = estimate_noise(list(ledger.run_groups(tag).values()))
     count = plot(
         ledger.experiments(tag),
         loop.get("metric_name", "metric"),
         loop.get("goal", "minimize"),
         output,
+        noise,
     )
     console.print(f"wrote {output} ({count} measured experiments)")
     return 0

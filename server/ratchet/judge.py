@@ -42,7 +42,9 @@ def estimate_noise(groups: list[list[float]]) -> float | None:
             freedom += len(runs) - 1
     if freedom == 0:
         return None
-    return math.sqrt(squares / freedom)
+    noise = math.sqrt(squares / freedom)
+    scale = max(abs(v) for runs in groups for v in runs)
+    return 0.0 if noise <= 1e-9 * scale else noise  # a deterministic metric's rounding
 
 
 @dataclass(frozen=True)
