@@ -137,6 +137,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
         starts |= {block.new[0] for block in blocks if block.new}
         for diagnostic in results().get(exp["id"], []):
             assert diagnostic.message.splitlines()[0] == expected_head(exp, experiments)
+            assert exp["reason"] and diagnostic.message.splitlines()[-1] == exp["reason"]
             assert lines[diagnostic.range.start.line] in starts
             severity = types.DiagnosticSeverity
             assert diagnostic.severity == (
