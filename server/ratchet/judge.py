@@ -78,10 +78,16 @@ class Judge:
             )
         error = noise * math.sqrt(1 / len(candidate) + 1 / len(best))
         runs = f"{len(candidate)} run{'s' if len(candidate) > 1 else ''}"
+        if gain <= 0:
+            return Decision(
+                "discard",
+                f"discarded: {delta:+.6g} over {runs}, not better than the best {reference:.6g}",
+            )
         if gain <= self.screen * error:
             return Decision(
                 "discard",
-                f"discarded: {delta:+.6g} over {runs}, {gain / noise:+.1f} x noise ({noise:.3g})",
+                f"discarded: {delta:+.6g} over {runs}, only "
+                f"{gain / noise:.1f} x noise ({noise:.3g})",
             )
         threshold = max(self.min_delta, self.z * error)
         if len(candidate) < self.max_runs:
