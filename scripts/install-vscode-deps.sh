@@ -30,7 +30,6 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 started=$SECONDS
 
 mkdir -p "$TOOLS"
-command -v npm >/dev/null || { echo "npm is needed to fetch Node 24 and code-server: apt-get install npm" >&2; exit 1; }
 [[ -f "$TOOLS/.gitignore" ]] || printf '*\n' >"$TOOLS/.gitignore"
 
 # --- Debian packages ------------------------------------------------------------------------
@@ -42,6 +41,7 @@ if [[ $SKIP_APT == 0 ]]; then
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
       || missing+=("$pkg")
   done
+  command -v npm >/dev/null || missing+=(npm)  # fetches Node 24 and code-server from npm
   if ((${#missing[@]})); then
     say "apt-get install ${missing[*]}"
     SUDO=""
@@ -53,6 +53,8 @@ if [[ $SKIP_APT == 0 ]]; then
     say "apt packages present"
   fi
 fi
+
+command -v npm >/dev/null || { echo "npm is needed to fetch Node 24 and code-server" >&2; exit 1; }
 
 # --- Node 24 (from npm, not the system's Node) ----------------------------------------------
 if [[ -x "$NODE_HOME/bin/node" ]] && [[ "$("$NODE_HOME/bin/node" --version)" == "v$NODE_VERSION" ]]; then

@@ -33,6 +33,13 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def _positive(text: str) -> int:
+    number = int(text) if text.strip().isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratchet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ratchet {__version__}")
@@ -51,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
     run.add_argument(
         "--max-experiments",
-        type=int,
+        type=_positive,
         default=None,
         metavar="N",
         help="stop after N experiments (the baseline counts as one)",

@@ -79,6 +79,18 @@ class Review:
     decision: asyncio.Future[bool] = field(repr=False)
 
 
+def best_of(experiments: list[Experiment]) -> Experiment | None:
+    """The last kept experiment: the current best."""
+    kept = [e for e in experiments if e.status is Status.KEPT]
+    return kept[-1] if kept else None
+
+
+def baseline_of(experiments: list[Experiment]) -> Experiment | None:
+    return next(
+        (e for e in experiments if e.status is Status.KEPT and e.source == "baseline"), None
+    )
+
+
 def default_tag(today: datetime.date | None = None) -> str:
     day = today or datetime.date.today()
     return day.strftime("%b%d").lower()
@@ -234,14 +246,10 @@ class Engine:
         return self.ledger.experiments(self.tag)
 
     def best(self) -> Experiment | None:
-        kept = [e for e in self.experiments() if e.status is Status.KEPT]
-        return kept[-1] if kept else None
+        return best_of(self.experiments())
 
     def baseline(self) -> Experiment | None:
-        for exp in self.experiments():
-            if exp.source == "baseline" and exp.status is Status.KEPT:
-                return exp
-        return None
+        return baseline_of(self.experiments())
 
     def tip(self) -> str:
         tip = self.workspace.branch_tip()
@@ -254,9 +262,7 @@ class Engine:
     def status(self) -> dict[str, Any]:
         """A snapshot for status views (the status bar, `ratchet.status`)."""
         experiments = self.experiments()
-        kept = [e for e in experiments if e.status is Status.KEPT]
-        best = kept[-1] if kept else None
-        baseline = next((e for e in kept if e.source == "baseline"), None)
+        best, baseline = best_of(experiments), baseline_of(experiments)
         gain = None
         if best and baseline and best.metric is not None and baseline.metric is not None:
             gain = self.judge.gain_percent(best.metric, baseline.metric)
@@ -588,7 +594,7 @@ class Engine:
         editable = self.config.loop.editable
         text = self.workspace.read(tip, editable)
         experiments = self.experiments()
-        best = self.best()
+        best = best_of(experiments)
         queued = self._prepared + self._claimed
         in_flight = [p.proposal.description for p in queued]
         tried = {e.digest for e in experiments if e.digest}
@@ -1045,9 +1051,10 @@ class Engine:
         return self.verdicts.noise()
 
     def _decide(self, exp: Experiment, runs: list[float]) -> Decision:
-        best = self.best()
+        experiments = self.experiments()
+        best = best_of(experiments)
         assert best is not None
-        decision, again = self.verdicts.decide(exp, runs, best, self.baseline())
+        decision, again = self.verdicts.decide(exp, runs, best, baseline_of(experiments))
         if again is not None:
             self._priority.append(again)
         return decision
@@ -1057,7 +1064,6 @@ class Engine:
         the ledger first, then the refs."""
         exp.run_s = run_s
         exp.finished_at = time.time()
-        best_before = self.best()
         async with self._finishing:  # one keep at a time: each is checked against the tip
             if exp.commit is not None:
                 metric = (
@@ -1067,8 +1073,8 @@ class Engine:
             exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
             await asyncio.to_thread(self._record, exp)
         new_best = exp.status is Status.KEPT
-        best = exp if new_best else best_before
-        baseline = self.baseline()
+        experiments = await asyncio.to_thread(self.experiments)
+        best, baseline = (exp if new_best else best_of(experiments)), baseline_of(experiments)
         self.bus.emit(
             ExperimentFinished(
                 exp, best.metric if best else None, baseline.metric if baseline else None, new_best

@@ -1,7 +1,7 @@
 """The plain data one experiment is made of, as it travels through the loop.
 
 engine ── ProposalContext ──▶ agent ── Proposal ──▶ guard ──▶ workspace ──▶ runner ── Run
-       ──▶ metric ── Measurement ──▶ judge ── Verdict ──▶ ledger (Experiment)
+       ──▶ metric ── Measurement ──▶ judge ── Decision ──▶ ledger (Experiment)
 """
 
 from __future__ import annotations
@@ -99,34 +99,11 @@ class Proposal:
     rerun_of: int | None = None
 
 
-@dataclass
-class Run:
-    """What running one experiment command produced."""
-
-    exit_code: int | None
-    wall_s: float
-    timed_out: bool
-    interrupted: bool
-    log_path: str
-    tail: list[str]
-    host: str = "local"
-    slot: str = "cpu"
-    lost: str | None = None  # a remote run lost to its host or connection: why
-    aborted: str | None = None  # stopped early by the engine: why
-    leftover_processes: int = 0
-
-
 @dataclass(frozen=True)
 class Measurement:
     value: float | None
     secondary: dict[str, float]
     problem: str | None = None  # why there is no value (a crash)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    keep: bool
-    reason: str
 
 
 @dataclass
@@ -160,10 +137,6 @@ class Experiment:
     digest: str = ""
     rerun_of: int | None = None  # this experiment measures again one that was interrupted
     trace_tail: str = ""  # what the run's trace file (`[metric] trace`) said, for the agent
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.id == 0
 
 
 @dataclass

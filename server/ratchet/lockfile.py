@@ -41,19 +41,6 @@ class LoopLock:
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
-    def held_by_other(self) -> bool:
-        """Whether some other process holds the lock now (for a second editor window)."""
-        if self._fd is not None:
-            return False
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
-
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

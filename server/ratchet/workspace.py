@@ -153,13 +153,6 @@ class Workspace:
             refs[int(name.rsplit("/", 1)[1])] = sha
         return refs
 
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        try:
-            self.git.merge_base("--is-ancestor", ancestor, descendant)
-        except git.GitCommandError:
-            return False
-        return True
-
     def branch_exists(self) -> bool:
         return self.branch_tip() is not None
 
@@ -169,10 +162,6 @@ class Workspace:
         return self.git.cat_file(
             "blob", f"{commit}:{self.repo_path(relative)}", strip_newline_in_stdout=False
         )
-
-    def log_subjects(self, commit: str, since: str) -> list[str]:
-        output = self.git.log("--format=%s", f"{since}..{commit}")
-        return output.splitlines()
 
     def parent(self, commit: str) -> str:
         return self.git.rev_parse(f"{commit}^")
