@@ -243,7 +243,18 @@ class Engine:
     # --- what the loop knows -----------------------------------------------------------------
 
     def experiments(self) -> list[Experiment]:
+        """Every experiment of this loop, in order. Heavy fields (diff, log_tail, trace_tail)
+        may be empty here: read one experiment whole with `experiment(id)`."""
         return self.ledger.experiments(self.tag)
+
+    def experiment(self, experiment: int) -> Experiment | None:
+        """One experiment with every field, heavy ones included."""
+        return self.ledger.get(self.tag, experiment)
+
+    def experiments_since(self, after: int, limit: int | None = None) -> list[Experiment]:
+        """The finished experiments numbered above `after` (light, as `experiments()`)."""
+        found = [e for e in self.experiments() if e.id > after and e.status.is_final]
+        return found[:limit] if limit is not None else found
 
     def best(self) -> Experiment | None:
         return best_of(self.experiments())
