@@ -14,7 +14,7 @@ def engine_for(root: Path, agent: ScriptedAgent | None = None, tag: str = "t") -
     return Engine(load_config(root), tag=tag, agent=agent)
 
 
-async def run(engine: Engine, n: int) -> list[Event]:
+async def run(engine: Engine, n: int | None) -> list[Event]:
     """Runs `n` experiments (the baseline counts) and frees the project; returns the events."""
     events: list[Event] = []
     engine.bus.subscribe(events.append)

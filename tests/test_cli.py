@@ -91,7 +91,7 @@ def test_ctrl_c_records_interrupted_and_the_next_run_resumes(make_project: MakeP
         stderr=subprocess.PIPE,
         text=True,
     )
-    log = root / ".ratchet" / "logs" / "1.log"
+    log = root / ".ratchet" / "loops" / "c" / "logs" / "1.log"
     deadline = time.monotonic() + 30
     while not (log.exists() and "started" in log.read_text()):
         assert time.monotonic() < deadline, "experiment 1 never started"

@@ -203,7 +203,9 @@ async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
     await engine.close()
     baseline = engine.experiments()[0]
     assert baseline.metric == pytest.approx(0.56)
-    assert (folder / ".ratchet" / "logs" / "0.eval.log").exists()  # the locked evaluator ran
+    assert (
+        folder / ".ratchet" / "loops" / "e" / "logs" / "0.eval.log"
+    ).exists()  # the locked evaluator ran
     assert "expected" in baseline.trace_tail  # its per-case failure traces were read
     # The agent is shown those traces for its next proposals.
     later = [c for c in agent.contexts if c.history and c.history[0].trace_tail]

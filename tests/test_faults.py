@@ -17,6 +17,7 @@ from pathlib import Path
 
 from conftest import CONFIG, MakeProject, git
 from ratchet.config import load_config
+from ratchet.ledger import results_row
 from ratchet.engine import LOOP_VARIABLE, Engine
 from ratchet.experiment import Status
 from ratchet.ledger import Ledger
@@ -42,7 +43,7 @@ def check_agreement(root: Path) -> int:
     engine = Engine(load_config(root), tag="f")
     engine.lock.acquire()
     try:
-        engine._open_branch()  # the recovery a restart performs
+        engine.opening.open_branch()  # the recovery a restart performs
     finally:
         engine.lock.release()
     experiments = engine.ledger.experiments("f")
@@ -57,7 +58,8 @@ def check_agreement(root: Path) -> int:
     chain = git(root, "rev-list", "--first-parent", f"{start}..ratchet/f").split()
     assert chain == [e.commit for e in reversed(kept)], "the branch is not the kept experiments"
     rows = (root / ".ratchet" / "results.tsv").read_text().splitlines()[1:]
-    assert len(rows) == len(experiments), "results.tsv disagrees with the ledger"
+    expected_rows = [row for e in experiments if (row := results_row(e)) is not None]
+    assert rows == expected_rows, "results.tsv disagrees with the ledger"
     worktrees = git(root, "worktree", "list", "--porcelain").count("worktree ")
     assert worktrees == 1, "stale worktrees were left"
     return len(experiments)
@@ -110,7 +112,7 @@ def test_a_killed_loop_leaves_no_experiment_running(make_project: MakeProject) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    log = root / ".ratchet" / "logs" / "0.log"
+    log = root / ".ratchet" / "loops" / "f" / "logs" / "0.log"
     deadline = time.monotonic() + 30
     while not (log.exists() and "started" in log.read_text()):
         assert time.monotonic() < deadline
@@ -121,7 +123,7 @@ def test_a_killed_loop_leaves_no_experiment_running(make_project: MakeProject) -
     orphans = processes_with_token(engine.loop_id, variable=LOOP_VARIABLE)
     assert orphans, "the experiment should have outlived its loop"
     engine.lock.acquire()
-    engine._open_branch()
+    engine.opening.open_branch()
     engine.lock.release()
     assert processes_with_token(engine.loop_id, variable=LOOP_VARIABLE) == []
     assert engine.ledger.experiments("f")[0].status is Status.INTERRUPTED

@@ -61,7 +61,9 @@ async def test_keeps_improvements_and_the_branch_holds_exactly_the_kept(
     tsv = (root / ".ratchet" / "results.tsv").read_text().splitlines()
     assert tsv[0] == "commit\tscore\tmemory_gb\tstatus\tdescription"
     assert tsv[2].split("\t")[3] == "keep" and tsv[3].split("\t")[3] == "discard"
-    assert (root / ".ratchet" / "logs" / "1.log").read_text().startswith("training...")
+    assert (
+        (root / ".ratchet" / "loops" / "t" / "logs" / "1.log").read_text().startswith("training...")
+    )
     assert experiments[1].hardware["cpu"]
 
 
@@ -70,7 +72,7 @@ async def test_resume_carries_on_numbering_branch_and_best(make_project: MakePro
     first = engine_for(root, ScriptedAgent([(replace("WIDTH = 8", "WIDTH = 12"), "w12")]))
     await run(first, 2)
     second = engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.4"), "lr .4")]))
-    await run(second, 1)
+    await run(second, 3)  # --max-experiments counts the whole loop: one more
     experiments = second.ledger.experiments("t")
     assert [e.id for e in experiments] == [0, 1, 2]
     assert experiments[2].base_commit == experiments[1].commit  # built on the kept best
@@ -376,7 +378,7 @@ async def test_a_fast_crash_goes_back_to_the_agent_for_repair(make_project: Make
     repair = agent.contexts[-1].repair_of
     assert repair is not None and "NameError" in repair.log_tail
     assert [run["metric"] is None for run in engine.ledger.runs("t", 1)] == [True, False]
-    trace = (root / ".ratchet" / "traces" / "1.jsonl").read_text()
+    trace = (root / ".ratchet" / "loops" / "t" / "traces" / "1.jsonl").read_text()
     assert '"repair": 1' in trace
 
 

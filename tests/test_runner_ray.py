@@ -92,7 +92,7 @@ async def test_experiments_run_as_ray_jobs_end_to_end(
     assert measured, [(e.status, e.reason) for e in experiments]
     assert all(e.metric is not None and e.metric < 0.2 for e in measured)
     assert any(isinstance(e, OutputLine) and e.line == "training..." for e in events)
-    log = (root / ".ratchet" / "logs" / f"{measured[0].id}.log").read_text()
+    log = (root / ".ratchet" / "loops" / "t" / "logs" / f"{measured[0].id}.log").read_text()
     assert "training..." in log and "score: " in log and "@@ratchet" not in log
     hardware = measured[0].hardware
     assert hardware["cluster"] == ray_head.address and hardware["node_id"]

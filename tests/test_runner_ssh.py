@@ -147,7 +147,9 @@ async def test_experiments_run_end_to_end_over_ssh(
     assert [str(e.status) for e in experiments] == ["kept", "kept", "discarded", "kept"]
     assert [e.metric for e in experiments] == pytest.approx([0.2, 0.04, 0.36, 0.0])
     assert any(isinstance(e, OutputLine) and e.line == "training..." for e in events)
-    assert (root / ".ratchet" / "logs" / "1.log").read_text().startswith("training...")
+    assert (
+        (root / ".ratchet" / "loops" / "t" / "logs" / "1.log").read_text().startswith("training...")
+    )
     hardware = experiments[1].hardware
     assert hardware["address"] == sshd.host and hardware["host"] and hardware["gpu_count"] == 0
     # The base went over once; the tracked files only (data/ is git-ignored).
@@ -296,7 +298,7 @@ async def test_a_run_lost_mid_way_is_recorded_lost_and_the_loop_goes_on(
     assert lost.status is Status.LOST, lost.reason
     expected = "was killed" if how == "remote process killed" else "dropped"
     assert expected in lost.reason and lost.metric is None
-    assert "[ratchet] lost:" in (root / ".ratchet" / "logs" / "1.log").read_text()
+    assert "[ratchet] lost:" in (root / ".ratchet" / "loops" / "t" / "logs" / "1.log").read_text()
     # The loop went on: later experiments ran and were judged on the same host.
     later = [e for e in experiments[2:] if e.status.measured]
     assert later and all(e.hardware.get("address") == sshd.host for e in later)

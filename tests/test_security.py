@@ -82,6 +82,6 @@ async def test_a_sentinel_key_appears_in_no_file_after_a_run(
     if kind != "mutate":
         assert experiments[1].status is Status.KEPT, experiments[1].reason
         assert "WIDTH = 12" in experiments[1].diff
-    log = (root / ".ratchet" / "logs" / "1.log").read_text()
+    log = (root / ".ratchet" / "loops" / "s" / "logs" / "1.log").read_text()
     assert "ANTHROPIC_API_KEY" not in log  # the experiment never saw the variable at all
     assert assert_no_secret(root) > 5

@@ -107,7 +107,7 @@ async def test_a_run_clearly_worse_than_the_best_curve_is_aborted_early(
     _, worse = engine.ledger.experiments("t")
     assert worse.status is Status.ABORTED and "aborted at" in worse.reason
     assert worse.run_s < 1.9  # stopped well before its 2 s of training
-    assert (root / ".ratchet" / "curves" / "0.json").exists()
+    assert (root / ".ratchet" / "loops" / "t" / "curves" / "0.json").exists()
 
 
 def test_abort_watch_compares_at_the_same_fraction() -> None:

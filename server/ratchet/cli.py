@@ -24,8 +24,10 @@ from .config import ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
+from .experiment import Experiment
 from .judge import estimate_noise
-from .ledger import Ledger
+from .ledger import Ledger, results_lines
+from .traces import trace_path
 from .view import LoopView, experiments_table, format_metric
 from .workspace import RATCHET_DIR
 
@@ -64,6 +66,23 @@ def _parser() -> argparse.ArgumentParser:
         help="stop after N experiments (the baseline counts as one)",
     )
     run.add_argument("--tag", default=None, help="the loop's name; its branch is ratchet/TAG")
+    run.add_argument(
+        "--new-rules",
+        action="store_true",
+        help="ratchet.toml changed the metric, budget, command or evaluator: re-pin them and "
+        "measure the baseline again under them",
+    )
+    run.add_argument(
+        "--carry",
+        action="store_true",
+        help="your branch changed the editable file since the loop began: measure your change "
+        "in the loop as a person's experiment",
+    )
+
+    forget = commands.add_parser(
+        "forget", help="drop a loop whose baseline never succeeded (its record and branch)"
+    )
+    forget.add_argument("--tag", default=None)
 
     log = commands.add_parser("log", help="the experiments: a table, JSON or results.tsv")
     form = log.add_mutually_exclusive_group()
@@ -140,7 +159,7 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             'review = "propose" waits for a person to accept each proposal: run it in a '
             'terminal (you are asked), from the editor, or set review = "auto" in ratchet.toml'
         )
-    engine = Engine(config, tag=args.tag)
+    engine = Engine(config, tag=args.tag, new_rules=args.new_rules, carry_user_change=args.carry)
     interrupted = False
     final: dict[str, Any] = {}
 
@@ -166,7 +185,8 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     with LoopView(engine, console, live=not reviewing) as view:
         engine.bus.subscribe(view.on_event)
         if reviewing:
-            engine.bus.subscribe(lambda event: _ask_review(event, engine, console))
+            one_at_a_time = asyncio.Lock()  # several slots: one prompt on the terminal at once
+            engine.bus.subscribe(lambda event: _ask_review(event, engine, console, one_at_a_time))
         asyncio.run(loop())
     if not console.is_terminal:
         console.print(experiments_table(final["experiments"], config.metric.name))
@@ -180,18 +200,21 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-def _ask_review(event: Event, engine: Engine, console: Console) -> None:
+def _ask_review(event: Event, engine: Engine, console: Console, turn: asyncio.Lock) -> None:
     """review = "propose" in a terminal: show the proposal and ask (off the event loop)."""
     if not (isinstance(event, ExperimentProposed) and event.awaiting_review):
         return
 
     async def ask() -> None:
-        console.print(event.diff, markup=False, highlight=False)
-        answer = await asyncio.to_thread(
-            input, f"exp {event.id}: {event.description} — accept and run it? [y/N] "
-        )
-        with contextlib.suppress(RatchetError):  # the loop may have stopped meanwhile
-            engine.decide(event.id, answer.strip().lower() in ("y", "yes"))
+        async with turn:
+            if event.id not in engine.reviews:
+                return  # answered elsewhere, or the loop stopped
+            console.print(event.diff, markup=False, highlight=False)
+            answer = await asyncio.to_thread(
+                input, f"exp {event.id}: {event.description} — accept and run it? [y/N] "
+            )
+            with contextlib.suppress(RatchetError):  # the loop may have stopped meanwhile
+                engine.decide(event.id, answer.strip().lower() in ("y", "yes"))
 
     task = asyncio.get_running_loop().create_task(ask())
     _PROMPTS.add(task)
@@ -216,24 +239,32 @@ def _open_ledger(project: Path, tag: str | None) -> tuple[Ledger, str]:
     return ledger, tag
 
 
+def _write_json_rows(experiments: list[Experiment], groups: dict[int, list[float]]) -> None:
+    """A JSON array, one object per experiment with its runs, written as it goes."""
+    out = sys.stdout
+    out.write("[")
+    for number, exp in enumerate(experiments):
+        row = asdict(exp)
+        row["status"] = str(exp.status)
+        row["runs"] = groups.get(exp.id, [])
+        out.write(("," if number else "") + "\n" + json.dumps(row))
+    out.write("\n]\n")
+
+
 def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
     ledger, tag = _open_ledger(project, args.tag)
-    experiments = ledger.experiments(tag)
     loop = ledger.loop(tag) or {}
     groups = ledger.run_groups(tag)
     noise = estimate_noise(list(groups.values()))
     if args.json:
-        rows = []
-        for exp in experiments:
-            row = asdict(exp)
-            row["status"] = str(exp.status)
-            row["runs"] = groups.get(exp.id, [])
-            rows.append(row)
-        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
-    elif args.tsv:
-        ledger.write_results(tag, loop.get("metric_name", "metric"))
-        sys.stdout.write(ledger.results_path.read_text(encoding="utf-8"))
+        _write_json_rows(ledger.experiments(tag), groups)
+    elif args.tsv:  # printed from the ledger; results.tsv itself is the loop's to write
+        lines = results_lines(
+            ledger.experiments(tag, light=True), loop.get("metric_name", "metric")
+        )
+        sys.stdout.write("\n".join(lines) + "\n")
     else:
+        experiments = ledger.experiments(tag, light=True)
         console.print(experiments_table(experiments, loop.get("metric_name", "metric")))
         repeated = sum(len(runs) for runs in groups.values() if len(runs) > 1)
         if noise is not None:
@@ -252,7 +283,7 @@ def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
     output = args.output if args.output.is_absolute() else Path.cwd() / args.output
     noise = estimate_noise(list(ledger.run_groups(tag).values()))
     count = plot(
-        ledger.experiments(tag),
+        ledger.experiments(tag, light=True),
         loop.get("metric_name", "metric"),
         loop.get("goal", "minimize"),
         output,
@@ -273,18 +304,39 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
         f"commit {exp.commit or '—'} on {exp.base_commit[:10]}   agent {exp.agent}   "
         f"run {exp.run_s:.1f}s   agent {exp.agent_s:.1f}s   overhead {exp.overhead_s * 1000:.0f}ms"
     )
+    runs = ledger.runs(tag, exp.id)
+    if runs:
+        console.print(
+            "runs  "
+            + "   ".join(
+                f"{r['run'] + 1}: {format_metric(r['metric'])} ({r['wall_s']:.1f}s, {r['purpose']})"
+                for r in runs
+            )
+        )
+    last = f" (run {len(runs)} of {len(runs)})" if len(runs) > 1 else ""
     if exp.secondary:
-        console.print("  ".join(f"{k} {v:g}" for k, v in exp.secondary.items()))
+        console.print(
+            f"secondary{last}  " + "  ".join(f"{k} {v:g}" for k, v in exp.secondary.items())
+        )
     if exp.diff:
         console.print("[bold]diff[/bold]")
         console.print(exp.diff, markup=False)
     if exp.log_tail:
-        console.print("[bold]log tail[/bold]")
+        console.print(f"[bold]log tail{last}[/bold]")
         console.print(exp.log_tail, markup=False)
-    trace = project / RATCHET_DIR / "traces" / f"{exp.id}.jsonl"
+    trace = trace_path(project / RATCHET_DIR / "loops" / tag, exp.id)
     if trace.exists():
         console.print("[bold]agent trace[/bold]")
         console.print(trace.read_text(encoding="utf-8")[-8000:], markup=False)
+    return 0
+
+
+def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:
+    config = load_config(project)
+    ledger, tag = _open_ledger(project, args.tag)
+    ledger.close()
+    engine = Engine(config, tag=tag)
+    console.print(asyncio.run(engine.forget()))
     return 0
 
 
@@ -344,6 +396,7 @@ _COMMANDS = {
     "plot": _plot,
     "show": _show,
     "note": _note,
+    "forget": _forget,
     "doctor": _doctor,
     "serve": _serve,
 }

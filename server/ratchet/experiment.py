@@ -7,6 +7,7 @@ engine ── ProposalContext ──▶ agent ── Proposal ──▶ guard �
 from __future__ import annotations
 
 import enum
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ class Status(enum.StrEnum):
     ABORTED = "aborted"
     LOST = "lost"
     REJECTED = "rejected"
+    CANCELLED = "cancelled"  # stopped on purpose by a person: never run again by itself
 
     @property
     def is_final(self) -> bool:
@@ -38,6 +40,46 @@ class Status(enum.StrEnum):
 
 
 _UNFINISHED = {Status.PROPOSED, Status.AWAITING_REVIEW, Status.RUNNING, Status.MEASURED}
+
+# The lifecycle of DESIGN.md, written once: proposed → (awaiting review) → running → measured
+# → kept | discarded, or an end on the way. `running → running` is a repair's new code.
+_ENDS_BEFORE_RUN = {Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.CANCELLED}
+_ENDS_OF_A_RUN = {
+    Status.KEPT,
+    Status.DISCARDED,
+    Status.CRASHED,
+    Status.TIMEOUT,
+    Status.VOIDED,
+    Status.INTERRUPTED,
+    Status.ABORTED,
+    Status.LOST,
+    Status.CANCELLED,
+}
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PROPOSED: frozenset({Status.AWAITING_REVIEW, Status.RUNNING, *_ENDS_BEFORE_RUN}),
+    Status.AWAITING_REVIEW: frozenset({Status.RUNNING, *_ENDS_BEFORE_RUN}),
+    Status.RUNNING: frozenset({Status.RUNNING, Status.MEASURED, *_ENDS_OF_A_RUN}),
+    Status.MEASURED: frozenset({Status.RUNNING, *_ENDS_OF_A_RUN}),
+    # A crash handed back to the agent runs again as the same experiment (its repair).
+    Status.CRASHED: frozenset({Status.RUNNING}),
+    # A keep overtaken by another slot's keep before it was committed is discarded.
+    Status.KEPT: frozenset({Status.DISCARDED}),
+}
+
+
+class TransitionError(RuntimeError):
+    """A status change the lifecycle does not allow: a bug in the loop, never a user error."""
+
+
+def move(experiment: Experiment, status: Status, reason: str | None = None) -> None:
+    """Every status change of an experiment goes through here, checked against TRANSITIONS."""
+    if status not in TRANSITIONS.get(experiment.status, frozenset()):
+        raise TransitionError(
+            f"exp {experiment.id}: {experiment.status} → {status} is not in the lifecycle"
+        )
+    experiment.status = status
+    if reason is not None:
+        experiment.reason = reason
 
 
 @dataclass(frozen=True)
@@ -67,7 +109,8 @@ class ProposalContext:
     history: tuple[HistoryEntry, ...]
     notes: tuple[str, ...] = ()
     running: tuple[str, ...] = ()  # descriptions of experiments in flight on other slots
-    tried_digests: frozenset[str] = frozenset()  # normalised digests of files already measured
+    # normalised digests of files already measured (a live set: never copied per proposal)
+    tried_digests: AbstractSet[str] = frozenset()
     repair_of: RepairRequest | None = None
     proposal: int = 0  # which proposal of this session: tells apart those made at once
 

@@ -1,29 +1,37 @@
 """The record of every experiment: SQLite (WAL) in `.ratchet/`, and results.tsv beside it.
 
 An experiment is written before it runs and again when it ends, so a loop killed at any
-moment leaves a row that says where it stopped.
+moment leaves a row that says where it stopped. Work promised but not yet started (a
+person's edit, a revert, a re-measure) is a row of `queue` until its experiment is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .errors import RatchetError
 from .experiment import Experiment, Status
 
 LEDGER_NAME = "ledger.sqlite"
 RESULTS_NAME = "results.tsv"
+SCHEMA_VERSION = 2  # 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue
 
-_COLUMNS = [f.name for f in fields(Experiment)]
-_QUOTED = ", ".join(f'"{name}"' for name in _COLUMNS)  # `commit` is an SQL keyword
+_FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
+_COLUMNS = list(_FIELDS)
+_HEAVY = ("diff", "log_tail", "trace_tail")  # read by id, never for the whole record
 _JSON_COLUMNS = {"secondary", "hardware"}
+_QUOTED = ", ".join(f'"{name}"' for name in _COLUMNS)  # `commit` is an SQL keyword
+_LIGHT = ", ".join("NULL" if name in _HEAVY else f'"{name}"' for name in _COLUMNS)
 _DECLARED = ", ".join(
     f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag"
 )
@@ -56,7 +64,21 @@ CREATE TABLE IF NOT EXISTS notes (
     text TEXT,
     created_at REAL
 );
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL
+);
 """
+_LOOP_COLUMNS = ("tag", "created_at", "start_commit", "metric_name", "goal", "rules", "hardware")
+
+
+def _default(name: str) -> Any:
+    spec = _FIELDS[name]
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return None if spec.default is dataclasses.MISSING else spec.default
 
 
 class Ledger:
@@ -67,17 +89,32 @@ class Ledger:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a handful of writes per experiment
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._hardware_cache: dict[str, dict[str, Any]] = {}
         self._db.executescript(_SCHEMA)
-        self._add_new_columns()
+        with self._transaction() as db:
+            self._migrate(db)
 
-    def _add_new_columns(self) -> None:
-        """A ledger written by an older Ratchet gains the columns added since (as NULL)."""
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(experiments)")}
-        for name in _COLUMNS:
-            if name not in present:
-                self._db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Explicit, ordered migrations from whichever version wrote this ledger."""
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise RatchetError(
+                f"{self.path} was written by a newer Ratchet (schema {version}, this one reads "
+                f"up to {SCHEMA_VERSION}); upgrade Ratchet to open it"
+            )
+        if version < 1:  # the first version lacked columns added since: they read as defaults
+            present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+            for name in _COLUMNS:
+                if name not in present:
+                    db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')
+        if version < 2:
+            present = {row[1] for row in db.execute("PRAGMA table_info(loops)")}
+            for name in ("rules", "hardware"):
+                if name not in present:
+                    db.execute(f"ALTER TABLE loops ADD COLUMN {name} TEXT")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -94,73 +131,117 @@ class Ledger:
                 raise
             self._db.execute("COMMIT")
 
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     # --- loops -------------------------------------------------------------------------------
 
     def loop(self, tag: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT tag, created_at, start_commit, metric_name, goal FROM loops WHERE tag=?",
-                (tag,),
-            ).fetchone()
-        if row is None:
+        rows = self._all(f"SELECT {', '.join(_LOOP_COLUMNS)} FROM loops WHERE tag=?", (tag,))
+        if not rows:
             return None
-        return dict(
-            zip(("tag", "created_at", "start_commit", "metric_name", "goal"), row, strict=True)
-        )
+        loop = dict(zip(_LOOP_COLUMNS, rows[0], strict=True))
+        for name in ("rules", "hardware"):
+            loop[name] = json.loads(loop[name]) if loop[name] else None
+        return loop
 
     def tags(self) -> list[str]:
         """Loops, the most recently used last."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT l.tag FROM loops l LEFT JOIN experiments e ON e.tag = l.tag "
-                "GROUP BY l.tag ORDER BY MAX(COALESCE(e.started_at, l.created_at))"
-            ).fetchall()
+        rows = self._all(
+            "SELECT l.tag FROM loops l LEFT JOIN experiments e ON e.tag = l.tag "
+            "GROUP BY l.tag ORDER BY MAX(COALESCE(e.started_at, l.created_at))"
+        )
         return [row[0] for row in rows]
 
-    def add_loop(self, tag: str, start_commit: str, metric_name: str, goal: str) -> None:
+    def add_loop(
+        self, tag: str, start_commit: str, metric_name: str, goal: str, rules: dict[str, Any]
+    ) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO loops VALUES (?, ?, ?, ?, ?)",
-                (tag, time.time(), start_commit, metric_name, goal),
+                "INSERT OR IGNORE INTO loops (tag, created_at, start_commit, metric_name, goal, "
+                "rules) VALUES (?, ?, ?, ?, ?, ?)",
+                (tag, time.time(), start_commit, metric_name, goal, json.dumps(rules)),
             )
+
+    def set_loop(self, tag: str, **values: Any) -> None:
+        """Updates the loop's pinned record: `rules`, `hardware`, `start_commit`."""
+        assert set(values) <= {"rules", "hardware", "start_commit"}
+        encoded = {k: json.dumps(v) if k != "start_commit" else v for k, v in values.items()}
+        with self._transaction() as db:
+            for name, value in encoded.items():
+                db.execute(f"UPDATE loops SET {name}=? WHERE tag=?", (value, tag))
+
+    def forget_loop(self, tag: str) -> None:
+        """Drops a loop's record whole (a loop whose baseline never succeeded)."""
+        with self._transaction() as db:
+            for table, column in (
+                ("experiments", "tag"),
+                ("runs", "tag"),
+                ("loops", "tag"),
+                ("notes", "tag"),
+                ("queue", "tag"),
+            ):
+                db.execute(f"DELETE FROM {table} WHERE {column}=?", (tag,))
 
     # --- experiments -------------------------------------------------------------------------
 
     def next_id(self, tag: str) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT MAX(id) FROM experiments WHERE tag=?", (tag,)).fetchone()
+        (row,) = self._all("SELECT MAX(id) FROM experiments WHERE tag=?", (tag,))
         return 0 if row[0] is None else row[0] + 1
 
-    def save(self, experiment: Experiment) -> None:
-        values = [
-            json.dumps(getattr(experiment, name))
-            if name in _JSON_COLUMNS
-            else str(getattr(experiment, name))
-            if name == "status"
-            else getattr(experiment, name)
-            for name in _COLUMNS
-        ]
+    def save(self, experiment: Experiment, consumes: int | None = None) -> None:
+        """Writes the experiment; `consumes` is the queued work item it carries out, deleted in
+        the same transaction so the work is never lost nor done twice."""
+        values = [_encode(name, getattr(experiment, name)) for name in _COLUMNS]
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._transaction() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO experiments ({_QUOTED}) VALUES ({placeholders})",
                 values,
             )
+            if consumes is not None:
+                db.execute("DELETE FROM queue WHERE id=?", (consumes,))
 
-    def experiments(self, tag: str) -> list[Experiment]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_QUOTED} FROM experiments WHERE tag=? ORDER BY id", (tag,)
-            ).fetchall()
-        return [_experiment(row) for row in rows]
+    def experiments(self, tag: str, *, light: bool = False) -> list[Experiment]:
+        """Every experiment of the loop; `light` leaves out diff, log and trace tails."""
+        rows = self._all(
+            f"SELECT {_LIGHT if light else _QUOTED} FROM experiments WHERE tag=? ORDER BY id",
+            (tag,),
+        )
+        return [self._experiment(row) for row in rows]
 
     def get(self, tag: str, experiment: int) -> Experiment | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_QUOTED} FROM experiments WHERE tag=? AND id=?",
-                (tag, experiment),
-            ).fetchone()
-        return _experiment(row) if row else None
+        rows = self._all(
+            f"SELECT {_QUOTED} FROM experiments WHERE tag=? AND id=?", (tag, experiment)
+        )
+        return self._experiment(rows[0]) if rows else None
+
+    def get_many(self, tag: str, ids: Iterable[int]) -> dict[int, Experiment]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        rows = self._all(
+            f"SELECT {_QUOTED} FROM experiments WHERE tag=? AND id IN ({marks})", (tag, *wanted)
+        )
+        found = [self._experiment(row) for row in rows]
+        return {e.id: e for e in found}
+
+    def _experiment(self, row: tuple[Any, ...]) -> Experiment:
+        values = dict(zip(_COLUMNS, row, strict=True))
+        for name, value in values.items():
+            if value is None:
+                values[name] = _default(name)
+        values["secondary"] = json.loads(values["secondary"]) if values["secondary"] else {}
+        raw = values["hardware"]
+        if isinstance(raw, str):  # the same few machines, shared rather than parsed 100,000x
+            cached = self._hardware_cache.get(raw)
+            if cached is None:
+                cached = self._hardware_cache.setdefault(raw, json.loads(raw) if raw else {})
+            values["hardware"] = cached
+        values["status"] = Status(values["status"])
+        return Experiment(**values)
 
     # --- runs (each measurement of an experiment) --------------------------------------------
 
@@ -178,25 +259,42 @@ class Ledger:
 
     def run_groups(self, tag: str) -> dict[int, list[float]]:
         """The metric of every successful run, by experiment."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT experiment, metric FROM runs WHERE tag=? AND metric IS NOT NULL "
-                "ORDER BY experiment, run",
-                (tag,),
-            ).fetchall()
+        rows = self._all(
+            "SELECT experiment, metric FROM runs WHERE tag=? AND metric IS NOT NULL "
+            "ORDER BY experiment, run",
+            (tag,),
+        )
         groups: dict[int, list[float]] = {}
         for experiment, metric in rows:
             groups.setdefault(experiment, []).append(metric)
         return groups
 
     def runs(self, tag: str, experiment: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT run, metric, wall_s, purpose FROM runs WHERE tag=? AND experiment=? "
-                "ORDER BY run",
-                (tag, experiment),
-            ).fetchall()
+        rows = self._all(
+            "SELECT run, metric, wall_s, purpose FROM runs WHERE tag=? AND experiment=? "
+            "ORDER BY run",
+            (tag, experiment),
+        )
         return [dict(zip(("run", "metric", "wall_s", "purpose"), row, strict=True)) for row in rows]
+
+    # --- queued work -------------------------------------------------------------------------
+
+    def enqueue(self, tag: str, payload: dict[str, Any]) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO queue (tag, payload, created_at) VALUES (?, ?, ?)",
+                (tag, json.dumps(payload), time.time()),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def dequeue(self, item: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM queue WHERE id=?", (item,))
+
+    def queued(self, tag: str) -> list[tuple[int, dict[str, Any]]]:
+        rows = self._all("SELECT id, payload FROM queue WHERE tag=? ORDER BY id", (tag,))
+        return [(item, json.loads(payload)) for item, payload in rows]
 
     # --- notes for the agent -----------------------------------------------------------------
 
@@ -208,38 +306,76 @@ class Ledger:
             )
 
     def notes(self, tag: str) -> list[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT text FROM notes WHERE tag=? OR tag='' ORDER BY id", (tag,)
-            ).fetchall()
+        rows = self._all("SELECT text FROM notes WHERE tag=? OR tag='' ORDER BY id", (tag,))
         return [row[0] for row in rows]
 
     # --- results.tsv -------------------------------------------------------------------------
 
+    def append_result(self, experiment: Experiment, metric_name: str) -> None:
+        """One finished experiment appended to results.tsv (the header first, if new)."""
+        line = results_row(experiment)
+        if line is None:
+            return
+        fresh = not self.results_path.exists()
+        with open(self.results_path, "a", encoding="utf-8") as results:
+            if fresh:
+                results.write(results_header(metric_name) + "\n")
+            results.write(line + "\n")
+
     def write_results(self, tag: str, metric_name: str) -> None:
-        """autoresearch's results.tsv: commit, metric, memory_gb, status, description."""
-        lines = [f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"]
-        for exp in self.experiments(tag):
-            if not exp.status.is_final:
-                continue
-            memory_gb = exp.secondary.get("peak_vram_mb", 0.0) / 1024
-            metric = f"{exp.metric:.6f}" if exp.metric is not None else "0.000000"
-            description = " ".join(exp.description.split())
-            lines.append(
-                f"{(exp.commit or '')[:7]}\t{metric}\t{memory_gb:.1f}\t"
-                f"{_TSV_STATUS.get(exp.status, str(exp.status))}\t{description}"
-            )
-        scratch = self.results_path.with_suffix(".tsv.tmp")
-        scratch.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        scratch.replace(self.results_path)
+        """results.tsv rewritten whole from the record (recovery), through a temporary file
+        of its own so that concurrent writers never share one."""
+        lines = results_lines(self.experiments(tag, light=True), metric_name)
+        descriptor, scratch = tempfile.mkstemp(
+            prefix=".results-", suffix=".tmp", dir=self.results_path.parent
+        )
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                out.write("\n".join(lines) + "\n")
+            os.replace(scratch, self.results_path)
+        except BaseException:
+            Path(scratch).unlink(missing_ok=True)
+            raise
 
 
-_TSV_STATUS = {Status.KEPT: "keep", Status.DISCARDED: "discard", Status.CRASHED: "crash"}
+# autoresearch knows three statuses; every failure is a crash there, at metric 0 as it writes
+# them. Experiments that never came to a verdict (interrupted, cancelled, rejected) are left out.
+_TSV_STATUS = {
+    Status.KEPT: "keep",
+    Status.DISCARDED: "discard",
+    Status.ABORTED: "discard",
+    Status.CRASHED: "crash",
+    Status.TIMEOUT: "crash",
+    Status.INVALID: "crash",
+    Status.VOIDED: "crash",
+    Status.LOST: "crash",
+}
 
 
-def _experiment(row: tuple[Any, ...]) -> Experiment:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    for name in _JSON_COLUMNS:
-        values[name] = json.loads(values[name]) if values[name] else {}
-    values["status"] = Status(values["status"])
-    return Experiment(**values)
+def results_header(metric_name: str) -> str:
+    return f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"
+
+
+def results_row(exp: Experiment) -> str | None:
+    status = _TSV_STATUS.get(exp.status)
+    if status is None and str(exp.status) == "over_budget":
+        status = "crash"
+    if status is None:
+        return None
+    memory_gb = exp.secondary.get("peak_vram_mb", 0.0) / 1024
+    value = exp.metric if status != "crash" and exp.metric is not None else 0.0
+    description = " ".join(exp.description.split())
+    return f"{(exp.commit or '')[:7]}\t{value:.6f}\t{memory_gb:.1f}\t{status}\t{description}"
+
+
+def results_lines(experiments: Iterable[Experiment], metric_name: str) -> list[str]:
+    rows = (results_row(e) for e in experiments)
+    return [results_header(metric_name), *(row for row in rows if row is not None)]
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS:
+        return json.dumps(value)
+    if name == "status":
+        return str(value)
+    return value

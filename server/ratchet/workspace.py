@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import git
 from .errors import WorkspaceError
 
 RATCHET_DIR = ".ratchet"
+# The loop's own checkouts never run the user's hooks (post-checkout and the like).
+_NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Ratchet",
     "GIT_AUTHOR_EMAIL": "ratchet@localhost",
@@ -106,6 +109,8 @@ class Workspace:
                 f"you have the loop's branch {self.branch} checked out; Ratchet moves it as "
                 "experiments are kept. Switch to another branch (`git switch -`) and run again."
             )
+        if not tracked:
+            return
         paths = [self.repo_path(p) for p in tracked]
         status = self.git.status("--porcelain", "--untracked-files=all", "--", *paths)
         if status.strip():
@@ -143,6 +148,38 @@ class Workspace:
     def set_experiment_ref(self, experiment: int, commit: str) -> None:
         self.git.update_ref(self.experiment_ref(experiment), commit)
 
+    def sync_experiment_refs(self, expected: dict[int, str]) -> int:
+        """Puts every experiment ref where the ledger says, with one read of the refs and one
+        transaction for the differences; returns how many were written."""
+        present = self.experiment_refs()
+        changes = [
+            f"update {self.experiment_ref(n)} {sha}\n"
+            for n, sha in expected.items()
+            if present.get(n) != sha
+        ]
+        if changes:
+            subprocess.run(
+                ["git", "update-ref", "--stdin"],
+                input="".join(changes).encode(),
+                cwd=self.top,
+                check=True,
+                capture_output=True,
+            )
+        return len(changes)
+
+    def delete_loop_refs(self) -> None:
+        """The loop's branch and experiment refs, deleted in one transaction."""
+        refs = [self.branch_ref] if self.branch_exists() else []
+        refs += [self.experiment_ref(n) for n in self.experiment_refs()]
+        if refs:
+            subprocess.run(
+                ["git", "update-ref", "--stdin"],
+                input="".join(f"delete {ref}\n" for ref in refs).encode(),
+                cwd=self.top,
+                check=True,
+                capture_output=True,
+            )
+
     def experiment_refs(self) -> dict[int, str]:
         output = self.git.for_each_ref(
             "--format=%(refname) %(objectname)", f"refs/ratchet/{self.tag}/exp/"
@@ -162,6 +199,17 @@ class Workspace:
         return self.git.cat_file(
             "blob", f"{commit}:{self.repo_path(relative)}", strip_newline_in_stdout=False
         )
+
+    def blob(self, commit: str, relative: str) -> str | None:
+        """The id of a file's content at a commit (None if it has no such file)."""
+        try:
+            return self.git.rev_parse("--verify", "--quiet", f"{commit}:{self.repo_path(relative)}")
+        except git.GitCommandError:
+            return None
+
+    def head(self) -> str | None:
+        """The user's current commit."""
+        return self.repo.head.commit.hexsha if self.repo.head.is_valid() else None
 
     def parent(self, commit: str) -> str:
         return self.git.rev_parse(f"{commit}^")
@@ -216,7 +264,7 @@ class Workspace:
             if (path / ".git").exists():
                 try:
                     wt = git.Git(path)
-                    wt.checkout("--force", "--detach", commit)
+                    wt.execute(["git", *_NO_HOOKS, "checkout", "-q", "--force", "--detach", commit])
                     wt.clean("-ffdxq")
                     return path / self.prefix
                 except git.GitCommandError:
@@ -225,7 +273,19 @@ class Workspace:
             elif path.exists():
                 shutil.rmtree(path, ignore_errors=True)
             self.worktrees.mkdir(parents=True, exist_ok=True)
-            self.git.worktree("add", "--detach", "--force", str(path), commit)
+            self.git.execute(
+                [
+                    "git",
+                    *_NO_HOOKS,
+                    "worktree",
+                    "add",
+                    "-q",
+                    "--detach",
+                    "--force",
+                    str(path),
+                    commit,
+                ]
+            )
         return path / self.prefix
 
     def restore(self, worktree: Path, commit: str, paths: list[str]) -> None:
@@ -243,6 +303,17 @@ class Workspace:
                     except git.GitCommandError:
                         shutil.rmtree(child, ignore_errors=True)
             self.git.worktree("prune")
+
+    def carry(
+        self, base_text: str, changed: str, onto: str, relative: str
+    ) -> tuple[str, str] | None:
+        """A change (base_text → changed) carried onto commit `onto`: (merged, onto's text), or
+        None when it no longer applies there (a conflict) or is already in."""
+        current = self.read(onto, relative)
+        merged = self.merge_file(base_text, current, changed)
+        if merged is None or merged == current:
+            return None
+        return merged, current
 
     def merge_file(self, base_text: str, ours: str, theirs: str) -> str | None:
         """Three-way merge of one file's texts; None when the changes conflict."""

@@ -1,0 +1,178 @@
+"""The loop's experiments in memory: loaded once at open, kept current by the one writer.
+
+Everything the loop derives from its record (the best, the baseline, counts, cost, the
+digests already tried, the runs behind the noise) is derived here, in one place, and updated
+per experiment in O(1): no experiment reads the whole ledger. Heavy fields (diff, log and
+trace tails) stay in the ledger and are read by id.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, KeysView
+from dataclasses import replace
+
+from .experiment import Experiment, Status
+from .judge import estimate_noise
+from .ledger import Ledger
+
+# Not real measurements of the change they describe: never a reason to skip an edit as tried.
+_NOT_TRIED = (Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.LOST, Status.CANCELLED)
+_CRASHES = (Status.CRASHED, Status.TIMEOUT)
+
+
+def light(exp: Experiment) -> Experiment:
+    return replace(exp, diff="", log_tail="", trace_tail="")
+
+
+class History:
+    def __init__(self, ledger: Ledger, tag: str) -> None:
+        self.ledger = ledger
+        self.tag = tag
+        self.experiments: list[Experiment] = []
+        self.by_id: dict[int, Experiment] = {}
+        self.runs: dict[int, list[float]] = {}
+        self._tried: dict[str, int] = {}  # digest → the experiment that measured it
+        self._by_commit: dict[str, Experiment] = {}  # kept experiments by commit
+        self.best: Experiment | None = None
+        self.baseline: Experiment | None = None
+        self.kept = 0  # kept changes, the baseline not counted
+        self.finished = 0
+        self.crashed = 0
+        self.cost_usd = 0.0
+        self._noise: float | None = None
+        self._noise_stale = True
+
+    def load(self) -> None:
+        """One read of the light columns and one of the runs: the whole record, once."""
+        self.experiments, self.by_id, self._tried, self._by_commit = [], {}, {}, {}
+        self.best = self.baseline = None
+        self.kept = self.finished = self.crashed = 0
+        self.cost_usd = 0.0
+        for exp in self.ledger.experiments(self.tag, light=True):
+            self._add(exp)
+        self.runs = self.ledger.run_groups(self.tag)
+        self._noise_stale = True
+
+    # --- the one writer ----------------------------------------------------------------------
+
+    def save(self, exp: Experiment, consumes: int | None = None) -> None:
+        """Writes the experiment to the ledger, then to memory (light)."""
+        self.ledger.save(exp, consumes)
+        self._replace(light(exp))
+
+    def add_run(self, exp_id: int, value: float | None, wall_s: float, purpose: str) -> None:
+        self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose)
+        if value is not None:
+            self.runs.setdefault(exp_id, []).append(value)
+            self._noise_stale = True
+
+    def _replace(self, exp: Experiment) -> None:
+        old = self.by_id.get(exp.id)
+        if old is None:
+            self._add(exp)
+            return
+        self._count(old, -1)
+        self.experiments[self._index(exp.id)] = exp
+        self.by_id[exp.id] = exp
+        self._count(exp, +1)
+        if self.best is old or (self.best is not None and self.best.id == exp.id):
+            self._find_best()
+        if self.baseline is not None and self.baseline.id == exp.id:
+            baselines = [e for e in reversed(self.experiments) if self._is_baseline(e)]
+            self.baseline = baselines[0] if baselines else None
+        self._update_best(exp)
+
+    def _add(self, exp: Experiment) -> None:
+        # Kept in id order; slots finish out of order, but almost always near the end.
+        if not self.experiments or self.experiments[-1].id < exp.id:
+            self.experiments.append(exp)
+        else:
+            self.experiments.insert(self._lower_bound(exp.id), exp)
+        self.by_id[exp.id] = exp
+        self._count(exp, +1)
+        self._update_best(exp)
+
+    def _index(self, exp_id: int) -> int:
+        index = self._lower_bound(exp_id)
+        if index < len(self.experiments) and self.experiments[index].id == exp_id:
+            return index
+        raise KeyError(exp_id)
+
+    def _count(self, exp: Experiment, sign: int) -> None:
+        self.cost_usd += sign * exp.cost_usd
+        if exp.status.is_final:
+            self.finished += sign
+        if exp.status in _CRASHES:
+            self.crashed += sign
+        if exp.status is Status.KEPT:
+            if exp.source != "baseline":
+                self.kept += sign
+            if exp.commit:
+                if sign > 0:
+                    self._by_commit[exp.commit] = exp
+                else:
+                    self._by_commit.pop(exp.commit, None)
+        if exp.digest and exp.status.is_final and exp.status not in _NOT_TRIED:
+            if sign > 0:
+                self._tried.setdefault(exp.digest, exp.id)
+            elif self._tried.get(exp.digest) == exp.id:
+                del self._tried[exp.digest]
+
+    @staticmethod
+    def _is_baseline(exp: Experiment) -> bool:
+        return exp.status is Status.KEPT and exp.source == "baseline"
+
+    def _update_best(self, exp: Experiment) -> None:
+        if exp.status is Status.KEPT and (self.best is None or exp.id >= self.best.id):
+            self.best = exp
+        # The latest baseline: a loop re-measured on new hardware or rules starts a new one.
+        if self._is_baseline(exp) and (self.baseline is None or exp.id >= self.baseline.id):
+            self.baseline = exp
+
+    def _find_best(self) -> None:
+        kept = [e for e in reversed(self.experiments) if e.status is Status.KEPT]
+        self.best = kept[0] if kept else None
+
+    # --- what the loop derives ---------------------------------------------------------------
+
+    def noise(self) -> float | None:
+        if self._noise_stale:
+            self._noise = estimate_noise(list(self.runs.values()))
+            self._noise_stale = False
+        return self._noise
+
+    def tried(self, digest: str) -> Experiment | None:
+        exp_id = self._tried.get(digest)
+        return None if exp_id is None else self.by_id.get(exp_id)
+
+    def tried_keys(self) -> KeysView[str]:
+        """The digests already measured, as a live view (no copy per proposal)."""
+        return self._tried.keys()
+
+    def kept_by_commit(self, commit: str) -> Experiment | None:
+        return self._by_commit.get(commit)
+
+    def next_id(self) -> int:
+        return self.experiments[-1].id + 1 if self.experiments else 0  # kept in id order
+
+    def since(self, after: int, limit: int | None = None) -> list[Experiment]:
+        """Finished experiments numbered above `after`, oldest first."""
+        start = 0
+        if self.experiments and after >= 0:
+            start = max(0, min(len(self.experiments), self._lower_bound(after + 1)))
+        found = [e for e in self.experiments[start:] if e.status.is_final]
+        return found[:limit] if limit is not None else found
+
+    def _lower_bound(self, exp_id: int) -> int:
+        return bisect.bisect_left(self.experiments, exp_id, key=lambda e: e.id)
+
+    def full(self, exp_id: int) -> Experiment | None:
+        """One experiment with its heavy fields, from the ledger."""
+        return self.ledger.get(self.tag, exp_id)
+
+    def full_many(self, ids: Iterable[int]) -> dict[int, Experiment]:
+        return self.ledger.get_many(self.tag, ids)
+
+    def recent(self, count: int) -> list[Experiment]:
+        return self.experiments[-count:] if count else []

@@ -1,0 +1,315 @@
+"""Opening a loop: its branch and record, the rules pinned to it, recovery after a kill, and
+the queued work it had promised.
+
+The ledger is the truth: it is written first. After a kill, unfinished experiments become
+`interrupted` (and are run again), and the refs are put where the ledger says with one read
+and one transaction. A branch that agrees with no point the ledger could have left it at was
+moved by something else, and is refused with the command that puts it back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .errors import RatchetError
+from .experiment import Pending, Proposal, Status, move
+from .hardware import same_hardware
+from .runners.processes import kill_orphans
+from .scheduler import PERSON, WorkItem
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class Opening:
+    def __init__(self, engine: Engine, *, new_rules: bool, carry_user_change: bool) -> None:
+        self.engine = engine
+        self.new_rules = new_rules
+        self.carry_user_change = carry_user_change
+        self._reruns: list[WorkItem] = []
+        self._carried: Pending | None = None
+        self._rebaseline_why: str | None = None
+
+    # --- the rules a loop is judged by -------------------------------------------------------
+
+    def rules(self, config: Config, commit: str) -> dict[str, Any]:
+        """What a result's verdict depends on, pinned to the loop when it starts."""
+        workspace = self.engine.workspace
+        return {
+            "metric": config.metric.name,
+            "goal": config.metric.goal,
+            "pattern": config.metric.pattern,
+            "eval": config.metric.eval,
+            "budget_s": config.loop.budget_s,
+            "command": config.loop.command,
+            "locked": {path: workspace.blob(commit, path) for path in config.loop.locked},
+        }
+
+    def rules_changed(self, config: Config) -> str:
+        """Which pinned rules this configuration would change, in words; "" if none."""
+        loop = self.engine.ledger.loop(self.engine.tag)
+        if loop is None or not loop.get("rules"):
+            return ""
+        pinned = dict(loop["rules"])
+        wanted = self.rules(config, loop["start_commit"])
+        # The locked files' content is checked against the user's branch at open; here, which.
+        pinned["locked"] = sorted(pinned.get("locked") or [])
+        wanted["locked"] = sorted(wanted["locked"])
+        changed = [name for name in wanted if pinned.get(name) != wanted[name]]
+        if not changed:
+            return ""
+        said = ", ".join(f"{n} ({_short(pinned.get(n))} → {_short(wanted[n])})" for n in changed)
+        return (
+            f"ratchet.toml changes the rules loop {self.engine.tag} is judged by: {said}. "
+            "Results under other rules cannot be compared. Start a new loop "
+            "(`ratchet run --tag NEW`), or measure the baseline again under the new rules "
+            "(`ratchet run --new-rules`); nothing changes in a loop while it runs."
+        )
+
+    # --- the branch and the record -----------------------------------------------------------
+
+    def open_branch(self) -> None:
+        engine = self.engine
+        workspace, ledger, tag = engine.workspace, engine.ledger, engine.tag
+        config = engine.config
+        loop = ledger.loop(tag)
+        if loop is None:
+            if workspace.branch_exists():
+                raise RatchetError(
+                    f"the branch {workspace.branch} exists but this project's ledger does "
+                    "not know it; choose another tag (`ratchet run --tag NAME`) or delete that "
+                    f"branch (`git branch -D {workspace.branch}`)"
+                )
+            workspace.check_ready([config.loop.editable, *config.loop.locked])
+            start = workspace.create_branch()
+            ledger.add_loop(
+                tag, start, config.metric.name, config.metric.goal, self.rules(config, start)
+            )
+            engine.history.load()
+        else:
+            workspace.check_ready([])  # a repository with commits, not on our branch
+            engine.history.load()
+            self._check_rules(loop)
+            # We hold the lock: whatever a killed loop's experiments left running is orphaned.
+            kill_orphans("RATCHET_LOOP", engine.loop_id)
+            self._recover(loop)
+            self._check_user_branch(loop)
+        workspace.remove_worktrees()
+        engine.tip = workspace.branch_tip() or ""
+
+    def _check_rules(self, loop: dict[str, Any]) -> None:
+        engine = self.engine
+        if not loop.get("rules"):  # a loop from before rules were pinned: pinned now
+            engine.ledger.set_loop(
+                engine.tag, rules=self.rules(engine.config, loop["start_commit"])
+            )
+            return
+        problem = self.rules_changed(engine.config)
+        if not problem:
+            return
+        if not self.new_rules:
+            raise RatchetError(problem)
+        engine.ledger.set_loop(engine.tag, rules=self.rules(engine.config, loop["start_commit"]))
+        self._rebaseline_why = "the loop's rules changed (--new-rules)"
+
+    def _recover(self, loop: dict[str, Any]) -> None:
+        """Unfinished experiments become `interrupted`; refs and branch agree with the ledger."""
+        engine = self.engine
+        history, workspace = engine.history, engine.workspace
+        recovered = 0
+        for exp in [e for e in history.experiments if not e.status.is_final]:
+            full = history.full(exp.id) or exp
+            move(full, Status.INTERRUPTED, "interrupted: the loop stopped while it ran")
+            full.finished_at = full.finished_at or time.time()
+            history.save(full)
+            recovered += 1
+        expected = {e.id: e.commit for e in history.experiments if e.commit}
+        workspace.sync_experiment_refs(expected)
+        self._check_branch(loop)
+        results = engine.ledger.results_path
+        if recovered or not results.exists():
+            engine.ledger.write_results(engine.tag, engine.config.metric.name)
+        self._reruns = self._interrupted_reruns()
+
+    def _check_branch(self, loop: dict[str, Any]) -> None:
+        """The branch is where the ledger's last keep left it, or one keep behind (a kill
+        between the ledger's write and the branch's move); anything else is refused."""
+        engine = self.engine
+        workspace, best = engine.workspace, engine.history.best
+        expected = best.commit if best and best.commit else loop["start_commit"]
+        allowed = {expected, best.base_commit if best else None, None}
+        tip = workspace.branch_tip()
+        if tip == expected:
+            return
+        if tip is not None and tip not in allowed:
+            raise RatchetError(
+                f"the loop's branch {workspace.branch} points at {tip[:12]}, where no experiment "
+                f"of the ledger left it (it should be at {expected[:12]}): something other than "
+                "Ratchet moved it, and it is not trusted. Put it back with "
+                f"`git update-ref {workspace.branch_ref} {expected}` and run again."
+            )
+        workspace.set_branch(expected)
+
+    def _check_user_branch(self, loop: dict[str, Any]) -> None:
+        """Never run old code silently: the user's branch changed the editable or a locked
+        file since the loop began (and not to the loop's own best)."""
+        engine = self.engine
+        workspace, config = engine.workspace, engine.config
+        head = workspace.head()
+        start = loop["start_commit"]
+        if head is None or head == start:
+            return
+        tip = workspace.branch_tip() or start
+        moved = [
+            path
+            for path in (config.loop.editable, *config.loop.locked)
+            if workspace.blob(head, path)
+            not in (workspace.blob(start, path), workspace.blob(tip, path))
+        ]
+        if not moved:
+            return
+        locked_moved = [p for p in moved if p != config.loop.editable]
+        if locked_moved or not self.carry_user_change:
+            ways = "start a new loop from it (`ratchet run --tag NEW`)" + (
+                ""
+                if locked_moved
+                else ", or carry your change into this loop as a person's experiment, "
+                "measured like any other (`ratchet run --carry`)"
+            )
+            raise RatchetError(
+                f"your branch changed {', '.join(moved)} since loop {engine.tag} began at "
+                f"{start[:12]}; the loop runs its own copy, so your change would never run. "
+                f"To go on: {ways}."
+            )
+        text = workspace.read(head, config.loop.editable)
+        base_text = workspace.read(tip, config.loop.editable)
+        proposal = Proposal(
+            edits={config.loop.editable: text},
+            description=f"your change from {head[:12]}",
+            source="human",
+        )
+        self._carried = Pending(proposal, tip, base_text)
+
+    def _interrupted_reruns(self) -> list[WorkItem]:
+        """Experiments interrupted mid-run (a kill, Ctrl-C, a stop) are measured again first
+        thing, once: nothing a person or the agent proposed is lost to a stop."""
+        engine = self.engine
+        history, editable = engine.history, engine.config.loop.editable
+        rerun = {e.rerun_of for e in history.experiments if e.rerun_of is not None}
+        items = []
+        for exp in history.experiments:
+            if (
+                exp.status is not Status.INTERRUPTED
+                or exp.commit is None
+                or exp.id in rerun
+                or exp.rerun_of is not None
+                or exp.source in ("baseline", "remeasure")
+            ):
+                continue
+            text = engine.workspace.read(exp.commit, editable)
+            base_text = engine.workspace.read(exp.base_commit, editable)
+            proposal = Proposal(
+                edits={editable: text},
+                source=exp.source,
+                rerun_of=exp.id,
+                description=exp.description,
+            )
+            items.append(WorkItem(Pending(proposal, exp.base_commit, base_text), PERSON, False))
+        return items
+
+    # --- queued work -------------------------------------------------------------------------
+
+    @staticmethod
+    def payload(pending: Pending, priority: int, counted: bool) -> dict[str, Any]:
+        proposal = pending.proposal
+        return {
+            "source": proposal.source,
+            "description": proposal.description,
+            "edits": proposal.edits,
+            "rerun_of": proposal.rerun_of,
+            "base_commit": pending.base_commit,
+            "hardware": pending.hardware,
+            "priority": priority,
+            "counted": counted,
+        }
+
+    def restore_queue(self) -> list[WorkItem]:
+        """The work the loop had promised when it stopped: the ledger's queue, the re-runs of
+        interrupted experiments, and the user's change when asked to carry it."""
+        engine = self.engine
+        items = list(self._reruns)
+        editable = engine.config.loop.editable
+        for row, payload in engine.ledger.queued(engine.tag):
+            base_text = engine.workspace.read(payload["base_commit"], editable)
+            proposal = Proposal(
+                edits=payload["edits"],
+                description=payload["description"],
+                source=payload["source"],
+                rerun_of=payload["rerun_of"],
+            )
+            pending = Pending(
+                proposal, payload["base_commit"], base_text, hardware=payload["hardware"]
+            )
+            items.append(WorkItem(pending, payload["priority"], payload["counted"], row))
+        if self._carried is not None:
+            payload = self.payload(self._carried, PERSON, True)
+            row = engine.ledger.enqueue(engine.tag, payload)
+            items.append(WorkItem(self._carried, PERSON, True, row))
+            self._carried = None
+        self._reruns = []
+        return items
+
+    async def check_hardware(self) -> None:
+        """The loop's reference hardware must be here for its results to compare; if no slot
+        has it, the baseline is measured again on the hardware present, rather than waiting."""
+        engine = self.engine
+        if self._rebaseline_why:
+            why, self._rebaseline_why = self._rebaseline_why, None
+            await engine.rebaseline(why)
+            return
+        baseline = engine.history.baseline
+        if not engine.config.judge.same_hardware or baseline is None or not baseline.hardware:
+            return
+        known = engine.slot_hardware
+        if len(known) < len(engine.slots):
+            return  # some slot learns its hardware only when it runs
+        if not any(same_hardware(hw, baseline.hardware) for hw in known.values()):
+            there = baseline.hardware.get("gpu") or baseline.hardware.get("cpu")
+            await engine.rebaseline(f"the baseline was measured on {there}, which no slot has")
+
+    def revert_pending(self, experiment: int) -> Pending:
+        engine = self.engine
+        exp = engine.ledger.get(engine.tag, experiment)
+        if exp is None:
+            raise RatchetError(f"there is no experiment {experiment} in loop {engine.tag}")
+        if exp.status is not Status.KEPT or exp.source == "baseline" or exp.commit is None:
+            raise RatchetError(
+                f"experiment {experiment} is {exp.status}, not a kept change; "
+                "only kept experiments can be reverted"
+            )
+        workspace, editable = engine.workspace, engine.config.loop.editable
+        undone = workspace.carry(
+            workspace.read(exp.commit, editable),
+            workspace.read(workspace.parent(exp.commit), editable),
+            engine.tip,
+            editable,
+        )
+        if undone is None:
+            raise RatchetError(
+                f"experiment {experiment} cannot be reverted cleanly: its change is no longer "
+                "in the best, or later kept changes touch the same lines; revert those first"
+            )
+        merged, current = undone
+        proposal = Proposal(
+            edits={editable: merged},
+            description=f"revert exp {experiment}: {exp.description}",
+            source="revert",
+        )
+        return Pending(proposal, engine.tip, current)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,515 @@
+"""One experiment's lifecycle: prepare, review, measure, repair, record.
+
+prepare  carry the proposal onto the current best; guard it; commit it under its ref
+review   with `review = "propose"`, wait for a person's accept or reject
+measure  run it as often as the judge asks (the baseline `baseline_runs` times)
+repair   hand a fast crash back to the agent, for `repair_attempts` tries
+record   final commit message, ledger, ref, branch, results.tsv — in the order recovery expects
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import guard
+from .context import LOG_TAIL_FOR_AGENT
+from .events import (
+    AgentActivity,
+    ExperimentFinished,
+    ExperimentProposed,
+    ExperimentStarted,
+    OutputLine,
+)
+from .experiment import Experiment, Pending, Proposal, RepairRequest, Status, move
+from .judge import estimate_noise, mean
+from .measure import failure
+from .novelty import digest
+from .progress import load_curve, save_curve
+from .runners.base import RunControl, Slot
+from .scheduler import PERSON, REMEASURE, WorkItem
+from .workspace import Trailers, commit_message
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
+
+
+@dataclass
+class Running:
+    """An experiment in flight: what status views show and what stop reaches."""
+
+    id: int
+    description: str
+    slot: str
+    budget_s: float
+    started: float
+    control: RunControl
+    last_line: str = ""
+
+
+@dataclass
+class Review:
+    """A proposal waiting for a person's accept or reject (review = "propose")."""
+
+    id: int
+    pending: Pending
+    decision: asyncio.Future[bool] = field(repr=False)
+
+
+def unified_diff(path: str, old: str, new: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
+
+
+class Trial:
+    """Runs work items for the engine; holds no state of its own beyond one experiment."""
+
+    def __init__(self, loop: Engine) -> None:
+        self.loop = loop
+
+    @property
+    def editable(self) -> str:
+        return self.loop.config.loop.editable
+
+    # --- prepare -----------------------------------------------------------------------------
+
+    async def run(self, item: WorkItem, slot: Slot, extra_slots: list[Slot] | None = None) -> bool:
+        """Runs one work item to its record; False when it was dropped before it ran."""
+        if item.pending.proposal.source == "remeasure":
+            await self.remeasure_best(slot)
+            return False
+        pending = await self._carry(item.pending)
+        if pending is None:  # its change is already in, or no longer applies
+            if item.durable is not None:
+                await asyncio.to_thread(self.loop.history.ledger.dequeue, item.durable)
+            return False
+        await self.experiment(pending, slot, extra_slots or [], item.durable)
+        return True
+
+    async def _carry(self, pending: Pending) -> Pending | None:
+        """A proposal made from an older best, carried onto the current one."""
+        tip = self.loop.tip
+        if pending.base_commit == tip or pending.proposal.source == "baseline":
+            return pending
+        proposed = pending.proposal.edits.get(self.editable)
+        if proposed is None or set(pending.proposal.edits) != {self.editable}:
+            current = await asyncio.to_thread(self.loop.workspace.read, tip, self.editable)
+            return replace(pending, base_commit=tip, base_text=current)  # the guard refuses it
+        carried = await asyncio.to_thread(
+            self.loop.workspace.carry, pending.base_text, proposed, tip, self.editable
+        )
+        if carried is None:
+            return None
+        merged, current = carried
+        return Pending(replace(pending.proposal, edits={self.editable: merged}), tip, current)
+
+    def _new(self, pending: Pending, exp_id: int) -> Experiment:
+        proposal = pending.proposal
+        return Experiment(
+            id=exp_id,
+            tag=self.loop.tag,
+            status=Status.PROPOSED,
+            description=proposal.description,
+            agent=self.loop.agent_kind if proposal.source == "agent" else proposal.source,
+            base_commit=pending.base_commit,
+            agent_s=proposal.agent_seconds,
+            cost_usd=proposal.cost_usd,
+            input_tokens=proposal.input_tokens,
+            output_tokens=proposal.output_tokens,
+            started_at=time.time(),
+            source=proposal.source,
+            rerun_of=proposal.rerun_of,
+            log_path=str(self.loop.logs / f"{exp_id}.log"),
+        )
+
+    def _refusal(self, pending: Pending, text: str) -> str | None:
+        proposal = pending.proposal
+        if proposal.source == "baseline":
+            return None
+        problem = guard.check_proposal(proposal, self.editable, pending.base_text)
+        # Only the agent is held to novelty: a person may measure a text again on purpose
+        # (a held gain applied by hand), and a revert or re-measure may well repeat one.
+        if problem is None and proposal.source == "agent":
+            seen = self.loop.history.tried(digest(text))
+            if seen is not None:
+                problem = f"this edit repeats exp {seen.id} ({seen.status}), already measured"
+        return problem
+
+    async def experiment(
+        self, pending: Pending, slot: Slot, extra_slots: list[Slot], durable: int | None = None
+    ) -> Experiment:
+        """Guard, commit, review, measure, judge and record one proposal."""
+        loop, started = self.loop, time.monotonic()
+        proposal = pending.proposal
+        new_text = proposal.edits.get(self.editable, pending.base_text)
+        exp_id = pending.reserved_id if pending.reserved_id is not None else loop.allocate_id()
+        exp = self._new(pending, exp_id)
+        await asyncio.to_thread(loop.write_trace, exp_id, proposal.trace)
+        problem = self._refusal(pending, new_text)
+        if problem is not None:
+            move(exp, Status.INVALID, f"invalid: {problem}")
+            if "\0" not in new_text:
+                exp.diff = unified_diff(self.editable, pending.base_text, new_text)
+            return await self.finish(exp, started, 0.0, durable)
+        exp.diff = unified_diff(self.editable, pending.base_text, new_text)
+        exp.digest = digest(new_text)
+        await self._commit(exp, pending.base_commit, new_text if proposal.edits else None)
+        review = loop.config.loop.review == "propose" and proposal.source == "agent"
+        move(exp, Status.AWAITING_REVIEW if review else Status.RUNNING)
+        await asyncio.to_thread(loop.history.save, exp, durable)
+        durable = None  # carried by the experiment's own row from here on
+        loop.bus.emit(
+            ExperimentProposed(
+                exp_id, proposal.description, exp.diff, pending.base_text, new_text, review
+            )
+        )
+        if review and not await self._review(exp_id, pending):
+            reason = "the loop stopped before review" if loop.stopping else "rejected in review"
+            move(exp, Status.REJECTED, reason)
+            return await self.finish(exp, started, 0.0)
+        if loop.stopping:
+            move(exp, Status.INTERRUPTED, "interrupted: the loop stopped")
+            return await self.finish(exp, started, 0.0)
+        if exp.status is not Status.RUNNING:
+            move(exp, Status.RUNNING)
+            await asyncio.to_thread(loop.history.save, exp)
+        run_s = await self.measure(exp, slot, new_text, extra_slots)
+        for attempt in range(1, loop.config.agent.repair_attempts + 1):
+            if not self._repairable(exp, run_s):
+                break
+            repaired = await self._repair(exp, pending, new_text, attempt)
+            if repaired is None:
+                break
+            new_text = repaired
+            run_s += await self.measure(exp, slot, new_text, [], repair=attempt)
+        return await self.finish(exp, started, run_s)
+
+    async def _commit(self, exp: Experiment, base: str, text: str | None) -> None:
+        message = commit_message(exp.id, exp.description, Trailers(exp.id, "running"))
+        edits = {self.editable: text} if text is not None else {}
+        workspace = self.loop.workspace
+        exp.commit = await asyncio.to_thread(workspace.commit_edits, base, edits, message)
+        await asyncio.to_thread(workspace.set_experiment_ref, exp.id, exp.commit)
+
+    async def _review(self, exp_id: int, pending: Pending) -> bool:
+        loop = self.loop
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop.reviews[exp_id] = Review(exp_id, pending, future)
+        loop.set_state("awaiting_review")
+        try:
+            return await future  # stop() answers every review: this wait has a way out
+        except asyncio.CancelledError:
+            if loop.stopping:
+                return False
+            raise
+        finally:
+            loop.reviews.pop(exp_id, None)
+            if not loop.reviews and loop.state == "awaiting_review":
+                loop.set_state("paused" if loop.scheduler_paused else "running")
+
+    # --- repair ------------------------------------------------------------------------------
+
+    def _repairable(self, exp: Experiment, run_s: float) -> bool:
+        """A fast crash (a syntax error, a NameError, a shape mismatch) goes back to the agent."""
+        return (
+            exp.status is Status.CRASHED
+            and exp.source == "agent"
+            and not self.loop.stopping
+            and run_s <= self.loop.config.agent.repair_window_s
+        )
+
+    async def _repair(
+        self, exp: Experiment, pending: Pending, broken: str, attempt: int
+    ) -> str | None:
+        """Asks the agent to fix its crashed edit; the fix is the same experiment's new code.
+        Returns the new text, or None (the crash stands, with the reason why)."""
+        loop = self.loop
+        context = replace(
+            await asyncio.to_thread(loop.context, 0),
+            editable_text=pending.base_text,
+            repair_of=RepairRequest(broken, exp.description, exp.log_tail, attempt),
+        )
+        loop.bus.emit(AgentActivity(exp.id, f"repairing the crash (attempt {attempt})"))
+        proposal = await loop.ask_agent(context)
+        exp.agent_s += proposal.agent_seconds
+        exp.cost_usd += proposal.cost_usd
+        exp.input_tokens += proposal.input_tokens
+        exp.output_tokens += proposal.output_tokens
+        await asyncio.to_thread(loop.write_trace, exp.id, [{"repair": attempt}, *proposal.trace])
+        problem = guard.check_proposal(proposal, self.editable, pending.base_text)
+        if problem is not None:
+            exp.reason += f"; repair {attempt} refused: {problem}"
+            return None
+        text = proposal.edits[self.editable]
+        exp.diff = unified_diff(self.editable, pending.base_text, text)
+        exp.digest = digest(text)
+        exp.description = f"{exp.description} (repaired: {proposal.description})"
+        await self._commit(exp, pending.base_commit, text)
+        move(exp, Status.RUNNING, "")
+        await asyncio.to_thread(loop.history.save, exp)
+        return text
+
+    # --- measure -----------------------------------------------------------------------------
+
+    async def measure_once(
+        self, exp: Experiment, slot: Slot, text: str, run: int, log_path: Path
+    ) -> tuple[float | None, float, str]:
+        """Runs the experiment once more; returns (metric or None, seconds, why it failed)."""
+        loop = self.loop
+        control = RunControl()
+        budget = loop.config.loop.budget_s
+        running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
+        loop.running[(exp.id, run)] = running
+
+        def on_line(line: str, elapsed: float) -> None:
+            running.last_line = line
+            loop.bus.emit(OutputLine(exp.id, line, elapsed))
+
+        loop.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
+        best = loop.history.best
+        best_curve = load_curve(loop.data / "curves", best.id) if best else []
+        try:
+            attempt = await loop.measurer.run(
+                experiment=exp.id,
+                commit=exp.commit or "",
+                base_commit=exp.base_commit,
+                slot=slot,
+                text=text,
+                log_path=log_path,
+                control=control,
+                on_line=on_line,
+                best_curve=best_curve,
+                env={LOOP_VARIABLE: loop.loop_id},
+            )
+        finally:
+            loop.running.pop((exp.id, run), None)
+        outcome = attempt.outcome
+        exp.hardware = dict(outcome.hardware)
+        if outcome.hardware:
+            loop.slot_hardware[slot.name] = outcome.hardware
+        exp.exit_code = outcome.exit_code
+        exp.log_tail = loop.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
+        exp.secondary = exp.secondary | attempt.measurement.secondary  # the latest run
+        if attempt.holdout is not None:
+            exp.secondary["holdout"] = attempt.holdout
+        exp.trace_tail = attempt.trace_tail
+        if attempt.curve:
+            await asyncio.to_thread(save_curve, loop.data / "curves", exp.id, attempt.curve)
+        failed = failure(attempt, control, loop.config.loop.timeout_s)
+        if failed and failed[0] is Status.INTERRUPTED and exp.id in loop.cancelled:
+            failed = (Status.CANCELLED, f"cancelled: {control.reason}")
+        value = None if failed else attempt.measurement.value
+        purpose = "measure" if run == 0 else "rerun"
+        await asyncio.to_thread(loop.history.add_run, exp.id, value, attempt.run_s, purpose)
+        if failed:
+            move(exp, *failed)
+            return None, attempt.run_s, failed[1]
+        return value, attempt.run_s, ""
+
+    def _log_path(self, exp: Experiment, run: int, repair: int = 0) -> Path:
+        name = f"{exp.id}.repair{repair}" if repair else str(exp.id)
+        return self.loop.logs / (f"{name}.log" if run == 0 else f"{name}.run{run + 1}.log")
+
+    async def measure(
+        self, exp: Experiment, slot: Slot, text: str, extra: list[Slot], repair: int = 0
+    ) -> float:
+        """Measures as often as the judge asks and sets the final status; returns run time."""
+        if exp.source == "baseline":
+            return await self._measure_baseline(exp, [slot, *extra], text)
+        loop = self.loop
+        runs: list[float] = []
+        total = 0.0
+        if repair:
+            exp.log_path = str(self._log_path(exp, 0, repair))
+        while True:
+            path = self._log_path(exp, len(runs), repair)
+            value, seconds, problem = await self.measure_once(exp, slot, text, len(runs), path)
+            total += seconds
+            if value is None:
+                if runs:  # a re-run failed: the earlier runs do not stand alone
+                    exp.reason = f"{problem} (in run {len(runs) + 1})"
+                exp.metric = None
+                if exp.status is Status.LOST:
+                    await self._requeue_lost(exp, text)
+                return total
+            runs.append(value)
+            exp.metric = mean(runs)
+            await loop.baseline_ready.wait()  # set when the baseline ends, however it ends
+            best = loop.history.best
+            if best is None or best.metric is None:
+                move(exp, Status.INTERRUPTED, "interrupted: the baseline failed")
+                return total
+            decision, again = await asyncio.to_thread(
+                loop.verdicts.decide, exp, runs, best, loop.history.baseline
+            )
+            if again is not None:
+                await loop.enqueue(again, REMEASURE, counted=False)
+            if decision.action != "rerun" or loop.stopping:
+                if loop.stopping and decision.action == "rerun":
+                    move(exp, Status.INTERRUPTED, "interrupted before its re-runs")
+                else:
+                    move(exp, Status.KEPT if decision.keep else Status.DISCARDED, decision.reason)
+                return total
+
+    async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:
+        """`baseline_runs` runs, as many at once as there are slots for it."""
+        wanted = self.loop.config.judge.baseline_runs
+        runs: list[float] = []
+        total = 0.0
+        while len(runs) < wanted:
+            batch = slots[: wanted - len(runs)]
+            results = await asyncio.gather(
+                *(
+                    self.measure_once(
+                        exp, slot, text, len(runs) + i, self._log_path(exp, len(runs) + i)
+                    )
+                    for i, slot in enumerate(batch)
+                )
+            )
+            for value, seconds, problem in results:
+                total = max(total, seconds) if len(batch) > 1 else total + seconds
+                if value is None:
+                    exp.metric = None
+                    if runs or len(batch) > 1:
+                        exp.reason = f"{problem} (a baseline run)"
+                    return total
+                runs.append(value)
+        exp.metric = mean(runs)
+        noise = estimate_noise([runs])
+        reason = f"baseline: {self.loop.config.metric.name} {exp.metric:.6g}" + (
+            f" over {len(runs)} runs, noise {noise:.3g}" if noise is not None else ""
+        )
+        move(exp, Status.KEPT, reason)
+        return total
+
+    async def _requeue_lost(self, exp: Experiment, text: str) -> None:
+        """A run lost to its host or connection is measured again, once."""
+        if exp.rerun_of is not None or exp.commit is None:
+            return
+        base_text = await asyncio.to_thread(
+            self.loop.workspace.read, exp.base_commit, self.editable
+        )
+        proposal = Proposal(
+            edits={self.editable: text},
+            source=exp.source,
+            description=exp.description,
+            rerun_of=exp.id,
+        )
+        await self.loop.enqueue(Pending(proposal, exp.base_commit, base_text), PERSON, False)
+        exp.reason += "; queued to run again"
+
+    async def remeasure_best(self, slot: Slot) -> None:
+        """The best measured once more, to catch drift (`remeasure_every`)."""
+        loop = self.loop
+        best = loop.history.best
+        if best is None or best.commit is None or best.metric is None:
+            return
+        runs = list(loop.history.runs.get(best.id, [best.metric]))
+        text = await asyncio.to_thread(loop.workspace.read, best.commit, self.editable)
+        probe = replace(best, status=Status.RUNNING)
+        path = self._log_path(best, len(runs))
+        value, _, problem = await self.measure_once(probe, slot, text, len(runs), path)
+        if value is None:
+            loop.say(f"re-measuring the best (exp {best.id}) failed: {problem}")
+            return
+        noise = loop.history.noise()
+        before = mean(runs)
+        full = await asyncio.to_thread(loop.history.full, best.id)
+        if full is None:
+            return
+        full.metric = mean([*runs, value])
+        await asyncio.to_thread(loop.history.save, full)
+        if noise and abs(value - before) > 3 * noise:
+            loop.say(
+                f"drift: the best (exp {best.id}) measured {value:.6g} now against "
+                f"{before:.6g} before ({abs(value - before) / noise:.1f} x noise); "
+                "the machine or the data may have changed"
+            )
+
+    # --- record ------------------------------------------------------------------------------
+
+    async def finish(
+        self, exp: Experiment, started: float, run_s: float, durable: int | None = None
+    ) -> Experiment:
+        """Final commit message, ledger, branch and results.tsv, in the order recovery expects:
+        the ledger first, then the refs."""
+        loop = self.loop
+        exp.run_s = run_s
+        exp.finished_at = time.time()
+        async with loop.finishing:  # one keep at a time: each is checked against the tip
+            if exp.commit is not None:
+                exp.commit, again = await asyncio.to_thread(self._final_commit, exp)
+                if again is not None:
+                    await loop.enqueue(again, REMEASURE, counted=False)
+            exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
+            await asyncio.to_thread(self._record, exp, durable)
+        if exp.source == "baseline":
+            await asyncio.to_thread(loop.baseline_done, exp)
+        history = loop.history
+        best, baseline = history.best, history.baseline
+        loop.bus.emit(
+            ExperimentFinished(
+                exp,
+                best.metric if best else None,
+                baseline.metric if baseline else None,
+                exp.status is Status.KEPT,
+            )
+        )
+        await loop.after_finish(exp)
+        return exp
+
+    def _final_commit(self, exp: Experiment) -> tuple[str, Pending | None]:
+        """The experiment's commit with its final trailers. A keep whose base is an equivalent
+        older commit (it ran while the baseline was measured) is put on the tip, so the branch
+        stays a straight line; a keep overtaken by another slot's keep since it was judged is
+        carried onto that one and queued to be measured again instead."""
+        assert exp.commit is not None
+        loop, workspace = self.loop, self.loop.workspace
+        tip = loop.tip
+        if exp.status is Status.KEPT and exp.base_commit != tip:
+            if not loop.verdicts.same_editable(exp.base_commit, tip):
+                again = loop.verdicts.merged_onto_best(exp)
+                move(
+                    exp,
+                    Status.DISCARDED,
+                    exp.reason
+                    + (
+                        ", but another experiment was kept first: merged onto it and "
+                        "queued to be measured again"
+                        if again is not None
+                        else ", but another experiment was kept first and this change does "
+                        "not merge onto it"
+                    ),
+                )
+                return workspace.recommit(exp.commit, self._message(exp)), again
+            exp.base_commit = tip
+            tree = workspace.tree(exp.commit)
+            return workspace.commit_tree(tree, tip, self._message(exp)), None
+        return workspace.recommit(exp.commit, self._message(exp)), None
+
+    def _message(self, exp: Experiment) -> str:
+        name = self.loop.config.metric.name
+        metric = f"{name}={exp.metric:.6g}" if exp.metric is not None else ""
+        return commit_message(exp.id, exp.description, Trailers(exp.id, str(exp.status), metric))
+
+    def _record(self, exp: Experiment, durable: int | None) -> None:
+        loop = self.loop
+        loop.history.save(exp, durable)
+        if exp.commit is not None:
+            loop.workspace.set_experiment_ref(exp.id, exp.commit)
+            if exp.status is Status.KEPT:
+                loop.workspace.move_branch(exp.commit, exp.base_commit)
+                loop.tip = exp.commit
+        loop.history.ledger.append_result(exp, loop.config.metric.name)
