@@ -363,7 +363,9 @@ def _downgrade_to_the_first_schema(ledger_path: Path) -> None:
     old = 'tag, id, status, description, agent, base_commit, "commit", metric, reason, diff'
     db.executescript(
         f"""
-        CREATE TABLE first AS SELECT {old} FROM experiments;
+        CREATE TABLE first (tag TEXT NOT NULL, id INTEGER, status, description, agent,
+            base_commit, "commit", metric, reason, diff, PRIMARY KEY (tag, id));
+        INSERT INTO first SELECT {old} FROM experiments;
         DROP TABLE experiments;
         ALTER TABLE first RENAME TO experiments;
         CREATE TABLE loops1 AS SELECT tag, created_at, start_commit, metric_name, goal FROM loops;
@@ -417,7 +419,7 @@ async def test_a_ledger_from_the_first_schema_opens_for_every_agent_kind(
         engine = Engine(load_config(root), tag="t")
         await within(run(engine, 3))
     experiments = engine.ledger.experiments("t")
-    assert len(experiments) == 3
+    assert len(experiments) == 3, [(e.id, e.source, e.status, e.reason) for e in experiments]
     assert experiments[0].secondary == {} and experiments[0].hardware == {}  # defaults, not None
     assert experiments[2].status.is_final and experiments[2].status is not Status.INVALID, (
         experiments[2].reason

@@ -201,7 +201,8 @@ async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
     engine = Engine(load_config(folder), tag="e", agent=agent)
     await engine.run(max_experiments=3)  # the first proposal is made while the baseline runs
     await engine.close()
-    baseline = engine.experiments()[0]
+    baseline = engine.experiment(0)
+    assert baseline is not None
     assert baseline.metric == pytest.approx(0.56)
     assert (
         folder / ".ratchet" / "loops" / "e" / "logs" / "0.eval.log"

@@ -17,10 +17,9 @@ from pathlib import Path
 
 from conftest import CONFIG, MakeProject, git
 from ratchet.config import load_config
-from ratchet.ledger import results_row
 from ratchet.engine import LOOP_VARIABLE, Engine
 from ratchet.experiment import Status
-from ratchet.ledger import Ledger
+from ratchet.ledger import Ledger, results_row
 from ratchet.runners.processes import processes_with_token
 
 TRIALS = int(os.environ.get("RATCHET_FAULT_TRIALS", "12"))

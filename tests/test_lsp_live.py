@@ -93,7 +93,7 @@ async def test_progress_reports_and_cancel_interrupts_the_experiment(editor: Edi
     assert (await editor.command("ratchet.resume"))["state"] == "running"
     await editor.wait_state("running")
 
-    # Cancel from the client: the experiment stops and is recorded interrupted.
+    # Cancel from the client: the experiment stops and is recorded cancelled (not run again).
     editor.client.window_work_done_progress_cancel(
         types.WorkDoneProgressCancelParams(token=token_of(editor, 1))
     )
@@ -102,9 +102,9 @@ async def test_progress_reports_and_cancel_interrupts_the_experiment(editor: Edi
         "the end of exp 1's progress",
         timeout=10,
     )
-    assert end[0].message and end[0].message.startswith("exp 1 interrupted:")
+    assert end[0].message and end[0].message.startswith("exp 1 cancelled:")
     rows = await editor.command("ratchet.experiments")
-    assert rows[1]["status"] == "interrupted" and rows[1]["run_s"] < 6
+    assert rows[1]["status"] == "cancelled" and rows[1]["run_s"] < 6
     # The loop goes on with the next proposal.
     await editor.wait(lambda: bar_of(editor, 2), "exp 2 to start")
     assert (await editor.command("ratchet.stop"))["state"] == "idle"
@@ -183,12 +183,12 @@ async def test_a_locked_file_changed_pauses_the_loop(editor: Editor) -> None:
     await editor.command("ratchet.start")
     await editor.wait(lambda: bar_of(editor, 1), "exp 1 running")
 
-    # ratchet.toml edited mid-loop: checked at once; loop settings apply from the next one.
+    # ratchet.toml edited mid-loop: checked at once; the loop's rules stay pinned.
     config = (root / "ratchet.toml").read_text()
     (root / "ratchet.toml").write_text(config.replace('budget = "10s"', 'budget = "12s"'))
     await editor.wait(
-        lambda: any("ratchet.toml reloaded" in m.message for m in editor.client.messages),
-        "the reload message",
+        lambda: any("changes the rules" in m.message for m in editor.client.messages),
+        "the pinned-rules warning",
     )
     (root / "ratchet.toml").write_text(config.replace('budget = "10s"', "budget = 10s"))
     await editor.wait(lambda: editor.diagnostics("ratchet.toml"), "the mistake reported")

@@ -9,6 +9,7 @@ import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
 from loops import engine_for, run
+from ratchet.events import ExperimentStarted
 from ratchet.experiment import Status
 from ratchet.judge import Judge, estimate_noise
 from ratchet.progress import AbortWatch, value_at
@@ -208,8 +209,12 @@ async def test_an_interrupted_experiment_is_measured_again_on_the_next_start(
     assert "LR = 0.5" in fast
     again = engine_for(root, ScriptedAgent([]))
     again.stop_experiment(1)  # nothing runs yet: a no-op that must not fail
-    task = asyncio.create_task(run(again, 1))
-    await asyncio.sleep(1.0)
+    rerunning = asyncio.Event()
+    again.bus.subscribe(
+        lambda e: rerunning.set() if isinstance(e, ExperimentStarted) and e.id == 2 else None
+    )
+    task = asyncio.create_task(run(again, 1))  # the quota is used: only the re-run runs
+    await asyncio.wait_for(rerunning.wait(), 60)
     again.stop()
     await task
     experiments = again.ledger.experiments("t")

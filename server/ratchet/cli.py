@@ -32,6 +32,7 @@ from .view import LoopView, experiments_table, format_metric
 from .workspace import RATCHET_DIR
 
 EXIT_USER_ERROR = 2
+LOG_ROWS = 200  # the table's last rows; --all for every one
 EXIT_INTERRUPTED = 130
 
 
@@ -89,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     form.add_argument("--json", action="store_true")
     form.add_argument("--tsv", action="store_true")
     log.add_argument("--tag", default=None)
+    log.add_argument(
+        "--all", action="store_true", help=f"every experiment (the table shows the last {LOG_ROWS})"
+    )
 
     plot = commands.add_parser("plot", help="the metric over experiments, kept ones marked")
     plot.add_argument("-o", "--output", type=Path, default=Path("progress.png"))
@@ -265,7 +269,12 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
         sys.stdout.write("\n".join(lines) + "\n")
     else:
         experiments = ledger.experiments(tag, light=True)
-        console.print(experiments_table(experiments, loop.get("metric_name", "metric")))
+        limit = None if args.all else LOG_ROWS
+        console.print(experiments_table(experiments, loop.get("metric_name", "metric"), limit))
+        if limit and len(experiments) > limit:
+            console.print(
+                f"… {len(experiments) - limit} earlier experiments not shown: `ratchet log --all`"
+            )
         repeated = sum(len(runs) for runs in groups.values() if len(runs) > 1)
         if noise is not None:
             console.print(

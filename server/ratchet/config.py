@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import posixpath
 import re
 import tomllib
 from collections.abc import Callable
@@ -322,6 +323,10 @@ _TABLE_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]")
 _KEY_LINE = re.compile(r"^(\s*)([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*=\s*")
 
 
+def _normal(relative: str) -> str:
+    return posixpath.normpath(relative.replace("\\", "/"))
+
+
 @dataclass(frozen=True)
 class Span:
     line: int  # 1-based
@@ -503,7 +508,9 @@ def _build(
                     f"`{relative}` is outside the repository; "
                     "give a path relative to the folder of ratchet.toml",
                 )
-    editable = loop["editable"]
+    # `./train.py` and `train.py` name one file: the guard compares normalised paths.
+    editable = _normal(loop["editable"])
+    loop["locked"] = [_normal(p) for p in loop["locked"]]
     if not (root / editable).is_file():
         raise fail(
             "loop",

@@ -88,7 +88,7 @@ class Engine:
         self.workspace = Workspace(config.root, self.tag)
         self.history = History(self.ledger, self.tag)
         self.judge = self._make_judge(config)
-        self.verdicts = Verdicts(config, self.judge, self.ledger, self.workspace, self.tag)
+        self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
         self.agent = agent or make_agent(config)
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
@@ -170,12 +170,17 @@ class Engine:
 
     # --- what the loop knows -----------------------------------------------------------------
 
+    def _record(self) -> History:
+        """The history, read from the ledger when the loop is not open (a view of a loop that
+        another process runs, or has run)."""
+        if not self._opened:
+            self.history.load()
+        return self.history
+
     def experiments(self) -> list[Experiment]:
         """Every experiment of this loop, in order, without the heavy fields (diff, log_tail,
         trace_tail): read one experiment whole with `experiment(id)`."""
-        if not self._opened:
-            return self.ledger.experiments(self.tag, light=True)
-        return list(self.history.experiments)
+        return list(self._record().experiments)
 
     def experiment(self, experiment: int) -> Experiment | None:
         """One experiment with every field, heavy ones included."""
@@ -183,34 +188,20 @@ class Engine:
 
     def experiments_since(self, after: int, limit: int | None = None) -> list[Experiment]:
         """The finished experiments numbered above `after` (light, as `experiments()`)."""
-        if not self._opened:
-            found = [e for e in self.experiments() if e.id > after and e.status.is_final]
-            return found[:limit] if limit is not None else found
-        return self.history.since(after, limit)
+        return self._record().since(after, limit)
 
     def best(self) -> Experiment | None:
-        return self.history.best if self._opened else _best(self.experiments())
+        return self._record().best
 
     def baseline(self) -> Experiment | None:
-        if self._opened:
-            return self.history.baseline
-        return next(
-            (
-                e
-                for e in reversed(self.experiments())
-                if e.status is Status.KEPT and e.source == "baseline"
-            ),
-            None,
-        )
+        return self._record().baseline
 
     def noise(self) -> float | None:
-        return self.history.noise() if self._opened else self.verdicts.noise()
+        return self._record().noise()
 
     def status(self) -> dict[str, Any]:
         """A snapshot for status views (the status bar, `ratchet.status`): O(1) in the record."""
-        if not self._opened:
-            self.history.load()
-        history = self.history
+        history = self._record()
         best, baseline = history.best, history.baseline
         gain = None
         if best and baseline and best.metric is not None and baseline.metric is not None:
@@ -373,6 +364,8 @@ class Engine:
         self._restored = [i for i in scheduler.items if i.durable is not None]
         self.running.clear()
         self.baseline_ready.set()
+        # No slot worktree stays registered in the user's repository between runs.
+        await asyncio.to_thread(self.workspace.remove_worktrees)
         if scheduler.proposer_message:
             self.say(scheduler.proposer_message)
         if self.state != "error":
@@ -484,6 +477,7 @@ class Engine:
         return ProposalContext(
             experiment=self._next_id + (self.scheduler.prepared if self.scheduler else 0),
             proposal=number,
+            base_commit=self.tip,
             editable_path=editable,
             editable_text=text,
             program=read_program(self.config.root / self.config.loop.program),
@@ -626,7 +620,7 @@ class Engine:
         self.config = config
         self.measurer.config = config
         self.judge = self._make_judge(config)
-        self.verdicts = Verdicts(config, self.judge, self.ledger, self.workspace, self.tag)
+        self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
@@ -674,11 +668,6 @@ def _counts(exp: Experiment) -> bool:
             exp.source == "baseline" and exp.description.startswith("baseline, measured again")
         )
     )
-
-
-def _best(experiments: list[Experiment]) -> Experiment | None:
-    kept = [e for e in experiments if e.status is Status.KEPT]
-    return kept[-1] if kept else None
 
 
 def _machine(hardware: dict[str, Any]) -> str:

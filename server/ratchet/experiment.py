@@ -113,6 +113,7 @@ class ProposalContext:
     tried_digests: AbstractSet[str] = frozenset()
     repair_of: RepairRequest | None = None
     proposal: int = 0  # which proposal of this session: tells apart those made at once
+    base_commit: str = ""  # the current best's commit (the files an agent works from)
 
 
 @dataclass(frozen=True)

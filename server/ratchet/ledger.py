@@ -109,6 +109,8 @@ class Ledger:
             for name in _COLUMNS:
                 if name not in present:
                     db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')
+            if "source" not in present:  # the first Ratchet's experiment 0 was its baseline
+                db.execute("UPDATE experiments SET source='baseline' WHERE id=0")
         if version < 2:
             present = {row[1] for row in db.execute("PRAGMA table_info(loops)")}
             for name in ("rules", "hardware"):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .experiment import Experiment, Pending, Proposal, Status
+from .experiment import Experiment, Pending, Proposal
 from .hardware import same_hardware
-from .judge import Decision, Judge, estimate_noise, mean
-from .ledger import Ledger
+from .history import History
+from .judge import Decision, Judge, mean
 from .workspace import Workspace
 
 
@@ -22,21 +22,20 @@ from .workspace import Workspace
 class Verdicts:
     config: Config
     judge: Judge
-    ledger: Ledger
+    history: History  # the loop's record in memory: no ledger read per verdict
     workspace: Workspace
-    tag: str
 
     def noise(self) -> float | None:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
-        return estimate_noise(list(self.ledger.run_groups(self.tag).values()))
+        return self.history.noise()
 
     def decide(
         self, exp: Experiment, runs: list[float], best: Experiment, baseline: Experiment | None
     ) -> tuple[Decision, Pending | None]:
         """The decision for these runs, and what to queue to be measured again, if anything."""
         assert best.metric is not None
-        groups = self.ledger.run_groups(self.tag)
-        noise = estimate_noise(list(groups.values()))
+        groups = self.history.runs
+        noise = self.history.noise()
         if not self.same_editable(exp.base_commit, best.commit or exp.base_commit):
             again = self.merged_onto_best(exp)
             if exp.source == "revert" and again:
@@ -129,10 +128,7 @@ class Verdicts:
         ), None
 
     def _kept_by_commit(self, commit: str) -> Experiment | None:
-        for exp in self.ledger.experiments(self.tag):
-            if exp.commit == commit and exp.status is Status.KEPT:
-                return exp
-        return None
+        return self.history.kept_by_commit(commit)
 
     def merged_onto_best(self, exp: Experiment) -> Pending | None:
         """The experiment's change merged onto the current best, to be measured again; None if

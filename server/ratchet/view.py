@@ -59,9 +59,13 @@ def experiments_table(
         ("description", "left"),
     ):
         table.add_column(column, justify=justify, no_wrap=column != "description")  # type: ignore[arg-type]
-    best: float | None = None
+    start = max(0, len(experiments) - limit) if limit else 0
+    # The best just before the window, found backwards: the rows built are only those shown.
+    best: float | None = next(
+        (e.metric for e in reversed(experiments[:start]) if e.status is Status.KEPT), None
+    )
     rows = []
-    for exp in experiments:
+    for exp in experiments[start:]:
         delta = "" if exp.metric is None or best is None else f"{exp.metric - best:+.6f}"
         if exp.status is Status.KEPT:
             best = exp.metric
@@ -81,7 +85,7 @@ def experiments_table(
                 description,
             )
         )
-    for row in rows[-limit:] if limit else rows:
+    for row in rows:
         table.add_row(*row)
     return table
 

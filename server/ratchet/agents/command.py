@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 import uuid
@@ -260,22 +262,12 @@ class CommandAgent:
         return [p for p in done.stdout.decode("utf-8", "replace").split("\0") if p]
 
     def _prepare(self, project: Path, context: ProposalContext, text: str) -> str:
-        """Fills the scratch copy and commits it; returns that commit."""
-        budget = MAX_COPY_BYTES
-        wanted = [*self._tracked(), *self._expand(self.locked)]
-        for relative in dict.fromkeys(wanted):
-            if relative.startswith(".ratchet/") or relative in (context.editable_path,):
-                continue
-            source = self.root / relative
-            if source.is_symlink() or not source.is_file():
-                continue
-            size = source.stat().st_size
-            if size > MAX_FILE_BYTES or size > budget:
-                continue
-            budget -= size
-            target = project / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+        """Fills the scratch copy and commits it; returns that commit. The files come from the
+        loop's current best (its commit), never from the user's working tree."""
+        if context.base_commit:
+            self._export(project, context.base_commit, context.editable_path)
+        else:
+            self._copy_working_tree(project, context.editable_path)
         editable = project / context.editable_path
         editable.parent.mkdir(parents=True, exist_ok=True)
         editable.write_text(text, encoding="utf-8")
@@ -290,6 +282,51 @@ class CommandAgent:
         self._git(project, "add", "-A", "-f", ".")
         self._git(project, "commit", "-q", "--allow-empty", "-m", "ratchet: the current best")
         return self._git(project, "rev-parse", "HEAD").strip()
+
+    def _export(self, project: Path, commit: str, editable: str) -> None:
+        """The project's files as `commit` has them (a `git archive` of its folder)."""
+        done = subprocess.run(
+            ["git", "archive", "--format=tar", f"{commit}:./"],
+            cwd=self.root,
+            env=self._git_env(),
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip()
+            raise RatchetError(f"git archive of the loop's best failed: {message}")
+        budget = MAX_COPY_BYTES
+        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+            for member in archive.getmembers():
+                name = member.name
+                if not member.isfile() or name == editable or name.startswith(".ratchet/"):
+                    continue
+                if member.size > MAX_FILE_BYTES or member.size > budget:
+                    continue
+                budget -= member.size
+                source = archive.extractfile(member)
+                if source is None:
+                    continue
+                target = project / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read())
+
+    def _copy_working_tree(self, project: Path, editable: str) -> None:
+        budget = MAX_COPY_BYTES
+        wanted = [*self._tracked(), *self._expand(self.locked)]
+        for relative in dict.fromkeys(wanted):
+            if relative.startswith(".ratchet/") or relative == editable:
+                continue
+            source = self.root / relative
+            if source.is_symlink() or not source.is_file():
+                continue
+            size = source.stat().st_size
+            if size > MAX_FILE_BYTES or size > budget:
+                continue
+            budget -= size
+            target = project / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
     def _expand(self, paths: Iterable[str]) -> list[str]:
         """Locked entries may be folders: their files, relative to the root."""

@@ -244,33 +244,18 @@ class Session:
         self.status.changed()
 
     def _reconfigure_running(self, previous: Config, config: Config) -> None:
+        """A loop's rules are pinned: a change to them is said, never applied mid-loop."""
         engine = self.engine
         assert engine is not None
-        structural = (
-            previous.loop.editable != config.loop.editable
-            or previous.metric.name != config.metric.name
-            or previous.metric.goal != config.metric.goal
-        )
-        if structural:
-            self.show(
-                types.MessageType.Warning,
-                "ratchet.toml changed the editable file or the metric: that applies when the "
-                "loop next starts (stop it and start it again).",
-            )
+        try:
+            engine.reconfigure(config)
+        except RatchetError as problem:
+            self.show(types.MessageType.Warning, f"{problem} The loop goes on under its rules.")
             return
-        reconfigure = getattr(engine, "reconfigure", None)
-        if callable(reconfigure):
-            reconfigure(config)
-        else:  # until the engine has reconfigure(): it reads these settings per experiment
-            engine.config = config
-            measurer = getattr(engine, "measurer", None)
-            if measurer is not None and hasattr(measurer, "config"):
-                measurer.config = config
         self.show(
             types.MessageType.Info,
-            "ratchet.toml reloaded: the loop's command, budget, timeout, review and metric "
-            "settings apply from the next experiment; judge, agent and runner settings when "
-            "the loop next starts.",
+            "ratchet.toml reloaded: the review gate and the agent's settings apply from the "
+            "next experiment; the loop's rules (metric, budget, command, evaluator) stay pinned.",
         )
 
     async def validate_config_buffer(self) -> None:
@@ -344,7 +329,7 @@ class Session:
         engine = self.engine
         if engine is None:
             return
-        experiments = await asyncio.to_thread(engine.experiments)
+        experiments = await asyncio.to_thread(self._with_diffs, engine)
         if engine is not self.engine:
             return
         self.experiments = experiments
@@ -352,6 +337,16 @@ class Session:
         await self.prefetch()
         self.schedule_publish()
         self.status.changed()
+
+    @staticmethod
+    def _with_diffs(engine: Engine) -> list[Experiment]:
+        """The light record, with the diffs of those results are shown for: the kept, the
+        recent and the crashed ones (read by id, not the whole ledger)."""
+        experiments = engine.experiments()
+        shown = {e.id for e in experiments[-RECENT_TEXTS:]}
+        shown |= {e.id for e in experiments if e.status in (Status.KEPT, Status.CRASHED)}
+        full = engine.ledger.get_many(engine.tag, shown)
+        return [full.get(e.id, e) for e in experiments]
 
     def _record(self, exp: Experiment) -> None:
         if exp.id in self.by_id:
@@ -534,7 +529,8 @@ class Session:
             await self.reload_config()
             return
         if path.parent == (self.root / ".ratchet").resolve():
-            if path.name == "results.tsv":  # a loop (ours or another process's) recorded one
+            # A loop (ours or another process's) recorded one: every write reaches the WAL.
+            if path.name in ("results.tsv", "ledger.sqlite-wal"):
                 await self.refresh()
             return
         if self.config is None:
@@ -672,9 +668,8 @@ class Session:
         await self.launch(max_experiments=max_experiments)
 
     async def propose_once(self) -> None:
-        engine = self.require_engine()
-        has_baseline = await asyncio.to_thread(engine.baseline) is not None
-        await self.launch(max_experiments=1 if has_baseline else 2)
+        self.require_engine()
+        await self.launch(more=1)  # one proposal (after the baseline, if there is none yet)
 
     def require_running(self, action: str) -> Engine:
         if not self.loop_running or self.engine is None:
@@ -736,7 +731,7 @@ class Session:
 
     async def experiments_json(self) -> list[dict[str, Any]]:
         engine = self.require_engine()
-        return [experiment_json(e) for e in await asyncio.to_thread(engine.experiments)]
+        return [experiment_json(e) for e in await asyncio.to_thread(self._with_diffs, engine)]
 
     def _known(self, experiment: int) -> Experiment:
         exp = self.experiment(experiment)
