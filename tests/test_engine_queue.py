@@ -114,21 +114,21 @@ async def test_an_exception_while_proposing_is_a_recorded_invalid(
     engine = Engine(load_config(root), tag="t", agent=agent)
     failures = {"n": 0}
     if step.startswith("context"):
-        import ratchet.engine as engine_module
+        from ratchet.proposer import Proposer
 
-        real_context = Engine.context
+        real_context = Proposer.context
 
-        def broken(self: Engine, number: int) -> ProposalContext:
+        def broken(self: Proposer, number: int) -> ProposalContext:
             if failures["n"] == 0:
                 failures["n"] += 1
                 if step == "context: a busy ledger":
                     raise sqlite3.OperationalError("database is locked")
                 if step == "context: git":
-                    self.workspace.read("0" * 40, "train.py")  # a real git error
+                    self.engine.workspace.read("0" * 40, "train.py")  # a real git error
                 raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
             return real_context(self, number)
 
-        monkeypatch.setattr(engine_module.Engine, "context", broken)
+        monkeypatch.setattr(Proposer, "context", broken)
     await within(run(engine, 3))
     experiments = engine.ledger.experiments("t")
     assert experiments[0].status is Status.KEPT

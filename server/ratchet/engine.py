@@ -12,31 +12,30 @@ import asyncio
 import datetime
 import hashlib
 import time
-from collections.abc import Iterator, Set
 from dataclasses import replace
 from typing import Any
 
 from .agents import make_agent, resolve_kind
 from .agents.base import Agent
+from .baseline import Baselines, machine
 from .config import Config
-from .context import history as history_for_agent
-from .context import read_program
 from .errors import RatchetError
-from .events import AgentActivity, EventBus, LoopStateChanged
-from .experiment import Experiment, Pending, Proposal, ProposalContext, Status
+from .events import EventBus, LoopStateChanged
+from .experiment import Experiment, Pending, Proposal
 from .hardware import same_hardware
 from .history import History
 from .judge import Judge
 from .ledger import Ledger
 from .lockfile import LoopLock
 from .measure import Measurer
-from .novelty import digest
 from .opening import Opening
+from .proposer import Proposer
 from .runners import make_runner
 from .runners.base import Runner, Slot
+from .runs import LOOP_VARIABLE, Running
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
 from .traces import redact_text, secrets_for, write_trace
-from .trial import LOOP_VARIABLE, Review, Running, Trial
+from .trial import Review, Trial
 from .verdicts import Verdicts
 from .workspace import Workspace, ensure_ratchet_dir
 
@@ -48,23 +47,6 @@ RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the age
 def default_tag(today: datetime.date | None = None) -> str:
     day = today or datetime.date.today()
     return day.strftime("%b%d").lower()
-
-
-class _Tried(Set[str]):
-    """The digests already measured and those on their way, without copying either."""
-
-    def __init__(self, measured: Set[str], queued: set[str]) -> None:
-        self._measured, self._queued = measured, queued
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._measured or item in self._queued
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._measured
-        yield from (d for d in self._queued if d not in self._measured)
-
-    def __len__(self) -> int:
-        return len(self._measured) + sum(1 for d in self._queued if d not in self._measured)
 
 
 class Engine:
@@ -94,6 +76,8 @@ class Engine:
         self.runner = runner or make_runner(config)
         self.measurer = Measurer(config, self.runner, self.workspace)
         self.trial = Trial(self)
+        self.proposer = Proposer(self)
+        self.baselines = Baselines(self)
         self._secrets = secrets_for(config)
         self.loop_id = hashlib.sha256(f"{config.root.resolve()}:{self.tag}".encode()).hexdigest()[
             :16
@@ -115,7 +99,6 @@ class Engine:
         self._restored: list[WorkItem] = []  # queued work found at open, for the next run
         self._next_id = 0
         self._last_remeasure = 0
-        self._rebaselining = False
         self._opened = False
 
     def _pick_tag(self) -> str:
@@ -286,7 +269,7 @@ class Engine:
         scheduler = Scheduler(
             self.slots,
             execute=self.trial.run,
-            propose=self._propose,
+            propose=self.proposer.propose,
             fits=self._fits,
             blocked=self._blocked,
             pipeline=self.config.loop.pipeline,
@@ -313,7 +296,7 @@ class Engine:
 
     async def _run(self, scheduler: Scheduler) -> None:
         wanted = 0
-        if self.history.baseline is None and not self._rebaselining:
+        if self.history.baseline is None and not self.baselines.again:
             wanted = max(1, min(self.config.judge.baseline_runs, len(self.slots)))
             self.baseline_ready.clear()  # nothing is judged before the baseline is known
             scheduler.started += 1
@@ -325,35 +308,8 @@ class Engine:
             if wanted:  # exp 0, numbered before any other slot takes a number
                 baseline = self.allocate_id()
                 tasks.create_task(
-                    self._baseline_then_work(scheduler, self.slots[:wanted], baseline)
+                    self.baselines.first_then_work(scheduler, self.slots[:wanted], baseline)
                 )
-
-    async def _baseline_then_work(
-        self, scheduler: Scheduler, slots: list[Slot], exp_id: int
-    ) -> None:
-        """Exp 0, the unmodified file, measured `baseline_runs` times (in parallel on the
-        slots it was given). Agent experiments may run meanwhile; their verdicts wait for it."""
-        try:
-            pending = await self._baseline_pending("baseline", exp_id)
-            exp = await self.trial.experiment(pending, slots[0], slots[1:])
-        finally:
-            self.baseline_ready.set()
-        if exp.status is not Status.KEPT:
-            if exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
-                self.set_state(
-                    "error",
-                    f"the baseline (exp {exp.id}) did not give a metric: {exp.reason}. Fix the "
-                    "command or the file, commit, then `ratchet forget` this loop and run again "
-                    "(or run with a new --tag).",
-                )
-            self.stop()  # nothing can be judged without it
-            return
-        await asyncio.gather(*(scheduler.work(slot) for slot in slots))
-
-    async def _baseline_pending(self, description: str, exp_id: int | None = None) -> Pending:
-        text = await asyncio.to_thread(self.workspace.read, self.tip, self.config.loop.editable)
-        proposal = Proposal(edits={}, description=description, source="baseline")
-        return Pending(proposal, self.tip, text, reserved_id=exp_id)
 
     async def _wind_down(self, scheduler: Scheduler) -> None:
         scheduler.drop_agent_items()
@@ -400,11 +356,11 @@ class Engine:
     async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
         """Work for a slot. All but the agent's next proposal is written to the ledger first, so
         a stop, a crash or a SIGKILL loses none of it."""
-        if pending.hardware is not None and not self._hardware_present(pending.hardware):
+        if pending.hardware is not None and not self.baselines.hardware_present(pending.hardware):
+            wanted = machine(pending.hardware)
             pending = replace(pending, hardware=None)
-            await self.rebaseline(
-                "no slot here has the reference hardware "
-                f"({_machine(pending.hardware or self._reference() or {})})"
+            await self.baselines.measure_again(
+                f"no slot here has the reference hardware ({wanted})"
             )
         durable = None
         if priority != AGENT:
@@ -417,121 +373,17 @@ class Engine:
         else:
             self._restored.append(item)
 
-    def _reference(self) -> dict[str, Any] | None:
-        baseline = self.history.baseline
-        return baseline.hardware if baseline and baseline.hardware else None
-
-    def _hardware_present(self, wanted: dict[str, Any]) -> bool:
-        if len(self.slot_hardware) < len(self.slots):  # some slot learns its hardware later
-            return True
-        return any(same_hardware(hw, wanted) for hw in self.slot_hardware.values())
-
-    async def rebaseline(self, why: str) -> None:
-        """The baseline measured again, on the hardware present or under new rules: said once,
-        and run before anything else is judged."""
-        if self._rebaselining:
-            return
-        self._rebaselining = True
-        here = next(iter(self.slot_hardware.values()), {})
-        self.say(f"{why}: the baseline is measured again on {_machine(here)} before anything else")
-        self.baseline_ready.clear()
-        pending = await self._baseline_pending("baseline, measured again: " + why)
-        await self.enqueue(pending, REMEASURE, counted=False)
-
-    def baseline_done(self, exp: Experiment) -> None:
-        """A baseline ended. Kept: its hardware is the loop's reference, part of its record.
-        Failed: nothing can be judged without it, so the loop stops and says why."""
-        was_again = self._rebaselining
-        self._rebaselining = False
-        if exp.status is Status.KEPT:
-            self.ledger.set_loop(self.tag, hardware=exp.hardware)
-        elif was_again and exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
-            self.set_state(
-                "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"
-            )
-            self.stop()
-        self.baseline_ready.set()
-
     # --- the agent ---------------------------------------------------------------------------
+
+    @property
+    def next_id(self) -> int:
+        return self._next_id
 
     def allocate_id(self) -> int:
         """Numbers are taken without an await in between, so parallel slots never share one."""
         exp_id = self._next_id
         self._next_id += 1
         return exp_id
-
-    def context(self, number: int) -> ProposalContext:
-        """What the agent sees; `number` tells apart proposals made at the same moment."""
-        editable = self.config.loop.editable
-        text = self.workspace.read(self.tip, editable)
-        experiments = self.history.experiments
-        recent = self.history.full_many(e.id for e in experiments[-RECENT_FOR_AGENT:])
-        shown = [
-            *experiments[-60:-RECENT_FOR_AGENT],
-            *(recent[e.id] for e in experiments[-RECENT_FOR_AGENT:] if e.id in recent),
-        ]
-        best = self.history.best
-        queued = [i.pending for i in (self.scheduler.items if self.scheduler else [])]
-        queued += [r.pending for r in self.reviews.values()]
-        in_flight = [r.description for r in self.running.values()]
-        return ProposalContext(
-            experiment=self._next_id + (self.scheduler.prepared if self.scheduler else 0),
-            proposal=number,
-            base_commit=self.tip,
-            editable_path=editable,
-            editable_text=text,
-            program=read_program(self.config.root / self.config.loop.program),
-            metric_name=self.config.metric.name,
-            goal=self.config.metric.goal,
-            best_metric=best.metric if best else None,
-            history=history_for_agent(shown, best),
-            notes=tuple(self.ledger.notes(self.tag)),
-            running=tuple(in_flight + [p.proposal.description for p in queued]),
-            tried_digests=_Tried(
-                self.history.tried_keys(),
-                {digest(p.proposal.edits.get(editable, "")) for p in queued},
-            ),
-        )
-
-    async def ask_agent(self, context: ProposalContext) -> Proposal:
-        """The agent's proposal; any exception becomes a proposal that failed, in words."""
-        started = time.monotonic()
-        try:
-            proposal = await self.agent.propose(context)
-        except asyncio.CancelledError:
-            raise
-        except Exception as problem:  # an agent's bug or outage is a recorded `invalid`
-            proposal = Proposal(
-                edits={}, description="the agent failed", failure=f"the agent failed: {problem!r}"
-            )
-        proposal.agent_seconds = proposal.agent_seconds or (time.monotonic() - started)
-        return proposal
-
-    async def _propose(self, number: int) -> Pending:
-        """One proposal for the queue. Nothing raised here stops the loop: whatever goes wrong
-        while proposing (the ledger, git, the agent) becomes an `invalid` experiment."""
-        editable = self.config.loop.editable
-        try:
-            context = await asyncio.to_thread(self.context, number)
-        except Exception as problem:
-            proposal = Proposal(
-                edits={},
-                description="no proposal",
-                failure=f"preparing the agent's context failed: {problem!r}",
-            )
-            return Pending(proposal, self.tip, "")
-        self.bus.emit(AgentActivity(context.experiment, f"{self.agent_kind}: proposing"))
-        proposal = await self.ask_agent(context)
-        outcome = proposal.failure or proposal.description
-        self.bus.emit(
-            AgentActivity(
-                context.experiment,
-                f"{self.agent_kind}: {outcome} "
-                f"({proposal.agent_seconds:.1f}s, ${proposal.cost_usd:.4f})",
-            )
-        )
-        base = context.editable_text if editable else ""
-        return Pending(proposal, self.tip, base)
 
     def write_trace(self, experiment: int, records: list[dict[str, Any]]) -> None:
         if records:
@@ -668,7 +520,3 @@ def _counts(exp: Experiment) -> bool:
             exp.source == "baseline" and exp.description.startswith("baseline, measured again")
         )
     )
-
-
-def _machine(hardware: dict[str, Any]) -> str:
-    return str(hardware.get("gpu") or hardware.get("cpu") or "this machine")

@@ -267,7 +267,7 @@ class Opening:
         engine = self.engine
         if self._rebaseline_why:
             why, self._rebaseline_why = self._rebaseline_why, None
-            await engine.rebaseline(why)
+            await engine.baselines.measure_again(why)
             return
         baseline = engine.history.baseline
         if not engine.config.judge.same_hardware or baseline is None or not baseline.hardware:
@@ -277,7 +277,8 @@ class Opening:
             return  # some slot learns its hardware only when it runs
         if not any(same_hardware(hw, baseline.hardware) for hw in known.values()):
             there = baseline.hardware.get("gpu") or baseline.hardware.get("cpu")
-            await engine.rebaseline(f"the baseline was measured on {there}, which no slot has")
+            why = f"the baseline was measured on {there}, which no slot has"
+            await engine.baselines.measure_again(why)
 
     def revert_pending(self, experiment: int) -> Pending:
         engine = self.engine

@@ -1,0 +1,87 @@
+"""The baseline: exp 0, measured before anything is judged; and a new one when the loop's
+hardware or rules change, said once and run first, rather than waiting for hardware that is
+not there."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .experiment import Experiment, Pending, Proposal, Status
+from .hardware import same_hardware
+from .runners.base import Slot
+from .scheduler import REMEASURE, Scheduler
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class Baselines:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.again = False  # a baseline is being measured again
+
+    async def first_then_work(self, scheduler: Scheduler, slots: list[Slot], exp_id: int) -> None:
+        """Exp 0, the unmodified file, measured `baseline_runs` times (in parallel on the
+        slots it was given). Agent experiments may run meanwhile; their verdicts wait for it."""
+        try:
+            pending = await self.pending("baseline", exp_id)
+            exp = await self.engine.trial.experiment(pending, slots[0], slots[1:])
+        finally:
+            self.engine.baseline_ready.set()
+        if exp.status is not Status.KEPT:
+            if exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
+                self.engine.set_state(
+                    "error",
+                    f"the baseline (exp {exp.id}) did not give a metric: {exp.reason}. Fix the "
+                    "command or the file, commit, then `ratchet forget` this loop and run again "
+                    "(or run with a new --tag).",
+                )
+            self.engine.stop()  # nothing can be judged without it
+            return
+        await asyncio.gather(*(scheduler.work(slot) for slot in slots))
+
+    async def pending(self, description: str, exp_id: int | None = None) -> Pending:
+        text = await asyncio.to_thread(
+            self.engine.workspace.read, self.engine.tip, self.engine.config.loop.editable
+        )
+        proposal = Proposal(edits={}, description=description, source="baseline")
+        return Pending(proposal, self.engine.tip, text, reserved_id=exp_id)
+
+    def hardware_present(self, wanted: dict[str, Any]) -> bool:
+        known = self.engine.slot_hardware
+        if len(known) < len(self.engine.slots):  # some slot learns its hardware only later
+            return True
+        return any(same_hardware(hw, wanted) for hw in known.values())
+
+    async def measure_again(self, why: str) -> None:
+        """The baseline measured again, on the hardware present or under new rules: said once,
+        and run before anything else is judged."""
+        if self.again:
+            return
+        self.again = True
+        here = next(iter(self.engine.slot_hardware.values()), {})
+        self.engine.say(
+            f"{why}: the baseline is measured again on {machine(here)} before anything else"
+        )
+        self.engine.baseline_ready.clear()
+        pending = await self.pending("baseline, measured again: " + why)
+        await self.engine.enqueue(pending, REMEASURE, counted=False)
+
+    def done(self, exp: Experiment) -> None:
+        """A baseline ended. Kept: its hardware is the loop's reference, part of its record.
+        Failed: nothing can be judged without it, so the loop stops and says why."""
+        was_again = self.again
+        self.again = False
+        if exp.status is Status.KEPT:
+            self.engine.ledger.set_loop(self.engine.tag, hardware=exp.hardware)
+        elif was_again and exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
+            self.engine.set_state(
+                "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"
+            )
+            self.engine.stop()
+        self.engine.baseline_ready.set()
+
+
+def machine(hardware: dict[str, Any]) -> str:
+    return str(hardware.get("gpu") or hardware.get("cpu") or "this machine")

@@ -1,0 +1,124 @@
+"""What the agent is shown, and asking it: one proposal for the queue.
+
+Nothing raised here stops the loop: whatever goes wrong while proposing (the ledger, git, the
+agent itself) comes back as a proposal that failed, recorded `invalid` with the error in words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Set
+from typing import TYPE_CHECKING
+
+from .context import history as history_for_agent
+from .context import read_program
+from .events import AgentActivity
+from .experiment import Pending, Proposal, ProposalContext
+from .novelty import digest
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
+SHOWN = 60  # experiments in the agent's history table
+
+
+class _Tried(Set[str]):
+    """The digests already measured and those on their way, without copying either."""
+
+    def __init__(self, measured: Set[str], queued: set[str]) -> None:
+        self._measured, self._queued = measured, queued
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._measured or item in self._queued
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._measured
+        yield from (d for d in self._queued if d not in self._measured)
+
+    def __len__(self) -> int:
+        return len(self._measured) + sum(1 for d in self._queued if d not in self._measured)
+
+
+class Proposer:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def context(self, number: int) -> ProposalContext:
+        """What the agent sees; `number` tells apart proposals made at the same moment."""
+        engine = self.engine
+        config, history, scheduler = engine.config, engine.history, engine.scheduler
+        editable = config.loop.editable
+        text = engine.workspace.read(engine.tip, editable)
+        experiments = history.experiments
+        # The last few whole (their log and trace tails), the rest of the table light.
+        recent = history.full_many(e.id for e in experiments[-RECENT_FOR_AGENT:])
+        shown = [
+            *experiments[-SHOWN:-RECENT_FOR_AGENT],
+            *(recent[e.id] for e in experiments[-RECENT_FOR_AGENT:] if e.id in recent),
+        ]
+        queued = [i.pending for i in (scheduler.items if scheduler else [])]
+        queued += [r.pending for r in engine.reviews.values()]
+        in_flight = [r.description for r in engine.running.values()]
+        best = history.best
+        return ProposalContext(
+            experiment=engine.next_id + (scheduler.prepared if scheduler else 0),
+            proposal=number,
+            base_commit=engine.tip,
+            editable_path=editable,
+            editable_text=text,
+            program=read_program(config.root / config.loop.program),
+            metric_name=config.metric.name,
+            goal=config.metric.goal,
+            best_metric=best.metric if best else None,
+            history=history_for_agent(shown, best),
+            notes=tuple(engine.ledger.notes(engine.tag)),
+            running=tuple(in_flight + [p.proposal.description for p in queued]),
+            tried_digests=_Tried(
+                history.tried_keys(),
+                {digest(p.proposal.edits.get(editable, "")) for p in queued},
+            ),
+        )
+
+    async def ask(self, context: ProposalContext) -> Proposal:
+        """The agent's proposal; any exception becomes a proposal that failed, in words."""
+        started = time.monotonic()
+        try:
+            proposal = await self.engine.agent.propose(context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as problem:  # an agent's bug or outage is a recorded `invalid`
+            proposal = Proposal(
+                edits={}, description="the agent failed", failure=f"the agent failed: {problem!r}"
+            )
+        proposal.agent_seconds = proposal.agent_seconds or (time.monotonic() - started)
+        return proposal
+
+    async def propose(self, number: int) -> Pending:
+        """One proposal for the queue. Nothing raised here stops the loop: whatever goes wrong
+        while proposing (the ledger, git, the agent) becomes an `invalid` experiment."""
+        editable = self.engine.config.loop.editable
+        try:
+            context = await asyncio.to_thread(self.context, number)
+        except Exception as problem:
+            proposal = Proposal(
+                edits={},
+                description="no proposal",
+                failure=f"preparing the agent's context failed: {problem!r}",
+            )
+            return Pending(proposal, self.engine.tip, "")
+        self.engine.bus.emit(
+            AgentActivity(context.experiment, f"{self.engine.agent_kind}: proposing")
+        )
+        proposal = await self.ask(context)
+        outcome = proposal.failure or proposal.description
+        self.engine.bus.emit(
+            AgentActivity(
+                context.experiment,
+                f"{self.engine.agent_kind}: {outcome} "
+                f"({proposal.agent_seconds:.1f}s, ${proposal.cost_usd:.4f})",
+            )
+        )
+        base = context.editable_text if editable else ""
+        return Pending(proposal, self.engine.tip, base)

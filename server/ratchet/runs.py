@@ -1,0 +1,221 @@
+"""An experiment's runs: once, as often as the judge asks, the baseline's `baseline_runs`, a
+run lost to its host measured again, and the best measured again to catch drift."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .context import LOG_TAIL_FOR_AGENT
+from .events import ExperimentStarted, OutputLine
+from .experiment import Experiment, Pending, Proposal, Status, move
+from .judge import estimate_noise, mean
+from .measure import failure
+from .progress import load_curve, save_curve
+from .runners.base import RunControl, Slot
+from .scheduler import PERSON, REMEASURE
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
+
+
+@dataclass
+class Running:
+    """An experiment in flight: what status views show and what stop reaches."""
+
+    id: int
+    description: str
+    slot: str
+    budget_s: float
+    started: float
+    control: RunControl
+    last_line: str = ""
+
+
+class Runs:
+    def __init__(self, loop: Engine) -> None:
+        self.loop = loop
+
+    @property
+    def editable(self) -> str:
+        return self.loop.config.loop.editable
+
+    async def measure_once(
+        self, exp: Experiment, slot: Slot, text: str, run: int, log_path: Path
+    ) -> tuple[float | None, float, str]:
+        """Runs the experiment once more; returns (metric or None, seconds, why it failed)."""
+        loop = self.loop
+        control = RunControl()
+        budget = loop.config.loop.budget_s
+        running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
+        loop.running[(exp.id, run)] = running
+
+        def on_line(line: str, elapsed: float) -> None:
+            running.last_line = line
+            loop.bus.emit(OutputLine(exp.id, line, elapsed))
+
+        loop.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
+        best = loop.history.best
+        best_curve = load_curve(loop.data / "curves", best.id) if best else []
+        try:
+            attempt = await loop.measurer.run(
+                experiment=exp.id,
+                commit=exp.commit or "",
+                base_commit=exp.base_commit,
+                slot=slot,
+                text=text,
+                log_path=log_path,
+                control=control,
+                on_line=on_line,
+                best_curve=best_curve,
+                env={LOOP_VARIABLE: loop.loop_id},
+            )
+        finally:
+            loop.running.pop((exp.id, run), None)
+        outcome = attempt.outcome
+        exp.hardware = dict(outcome.hardware)
+        if outcome.hardware:
+            loop.slot_hardware[slot.name] = outcome.hardware
+        exp.exit_code = outcome.exit_code
+        exp.log_tail = loop.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
+        exp.secondary = exp.secondary | attempt.measurement.secondary  # the latest run
+        if attempt.holdout is not None:
+            exp.secondary["holdout"] = attempt.holdout
+        exp.trace_tail = attempt.trace_tail
+        if attempt.curve:
+            await asyncio.to_thread(save_curve, loop.data / "curves", exp.id, attempt.curve)
+        failed = failure(attempt, control, loop.config.loop.timeout_s)
+        if failed and failed[0] is Status.INTERRUPTED and exp.id in loop.cancelled:
+            failed = (Status.CANCELLED, f"cancelled: {control.reason}")
+        value = None if failed else attempt.measurement.value
+        purpose = "measure" if run == 0 else "rerun"
+        await asyncio.to_thread(loop.history.add_run, exp.id, value, attempt.run_s, purpose)
+        if failed:
+            move(exp, *failed)
+            return None, attempt.run_s, failed[1]
+        return value, attempt.run_s, ""
+
+    def _log_path(self, exp: Experiment, run: int, repair: int = 0) -> Path:
+        name = f"{exp.id}.repair{repair}" if repair else str(exp.id)
+        return self.loop.logs / (f"{name}.log" if run == 0 else f"{name}.run{run + 1}.log")
+
+    async def measure(
+        self, exp: Experiment, slot: Slot, text: str, extra: list[Slot], repair: int = 0
+    ) -> float:
+        """Measures as often as the judge asks and sets the final status; returns run time."""
+        if exp.source == "baseline":
+            return await self._measure_baseline(exp, [slot, *extra], text)
+        loop = self.loop
+        runs: list[float] = []
+        total = 0.0
+        if repair:
+            exp.log_path = str(self._log_path(exp, 0, repair))
+        while True:
+            path = self._log_path(exp, len(runs), repair)
+            value, seconds, problem = await self.measure_once(exp, slot, text, len(runs), path)
+            total += seconds
+            if value is None:
+                if runs:  # a re-run failed: the earlier runs do not stand alone
+                    exp.reason = f"{problem} (in run {len(runs) + 1})"
+                exp.metric = None
+                if exp.status is Status.LOST:
+                    await self._requeue_lost(exp, text)
+                return total
+            runs.append(value)
+            exp.metric = mean(runs)
+            await loop.baseline_ready.wait()  # set when the baseline ends, however it ends
+            best = loop.history.best
+            if best is None or best.metric is None:
+                move(exp, Status.INTERRUPTED, "interrupted: the baseline failed")
+                return total
+            decision, again = await asyncio.to_thread(
+                loop.verdicts.decide, exp, runs, best, loop.history.baseline
+            )
+            if again is not None:
+                await loop.enqueue(again, REMEASURE, counted=False)
+            if decision.action != "rerun" or loop.stopping:
+                if loop.stopping and decision.action == "rerun":
+                    move(exp, Status.INTERRUPTED, "interrupted before its re-runs")
+                else:
+                    move(exp, Status.KEPT if decision.keep else Status.DISCARDED, decision.reason)
+                return total
+
+    async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:
+        """`baseline_runs` runs, as many at once as there are slots for it."""
+        wanted = self.loop.config.judge.baseline_runs
+        runs: list[float] = []
+        total = 0.0
+        while len(runs) < wanted:
+            batch = slots[: wanted - len(runs)]
+            results = await asyncio.gather(
+                *(
+                    self.measure_once(
+                        exp, slot, text, len(runs) + i, self._log_path(exp, len(runs) + i)
+                    )
+                    for i, slot in enumerate(batch)
+                )
+            )
+            for value, seconds, problem in results:
+                total = max(total, seconds) if len(batch) > 1 else total + seconds
+                if value is None:
+                    exp.metric = None
+                    if runs or len(batch) > 1:
+                        exp.reason = f"{problem} (a baseline run)"
+                    return total
+                runs.append(value)
+        exp.metric = mean(runs)
+        noise = estimate_noise([runs])
+        reason = f"baseline: {self.loop.config.metric.name} {exp.metric:.6g}" + (
+            f" over {len(runs)} runs, noise {noise:.3g}" if noise is not None else ""
+        )
+        move(exp, Status.KEPT, reason)
+        return total
+
+    async def _requeue_lost(self, exp: Experiment, text: str) -> None:
+        """A run lost to its host or connection is measured again, once."""
+        if exp.rerun_of is not None or exp.commit is None:
+            return
+        base_text = await asyncio.to_thread(
+            self.loop.workspace.read, exp.base_commit, self.editable
+        )
+        proposal = Proposal(
+            edits={self.editable: text},
+            source=exp.source,
+            description=exp.description,
+            rerun_of=exp.id,
+        )
+        await self.loop.enqueue(Pending(proposal, exp.base_commit, base_text), PERSON, False)
+        exp.reason += "; queued to run again"
+
+    async def remeasure_best(self, slot: Slot) -> None:
+        """The best measured once more, to catch drift (`remeasure_every`)."""
+        loop = self.loop
+        best = loop.history.best
+        if best is None or best.commit is None or best.metric is None:
+            return
+        runs = list(loop.history.runs.get(best.id, [best.metric]))
+        text = await asyncio.to_thread(loop.workspace.read, best.commit, self.editable)
+        probe = replace(best, status=Status.RUNNING)
+        path = self._log_path(best, len(runs))
+        value, _, problem = await self.measure_once(probe, slot, text, len(runs), path)
+        if value is None:
+            loop.say(f"re-measuring the best (exp {best.id}) failed: {problem}")
+            return
+        noise = loop.history.noise()
+        before = mean(runs)
+        full = await asyncio.to_thread(loop.history.full, best.id)
+        if full is None:
+            return
+        full.metric = mean([*runs, value])
+        await asyncio.to_thread(loop.history.save, full)
+        if noise and abs(value - before) > 3 * noise:
+            loop.say(
+                f"drift: the best (exp {best.id}) measured {value:.6g} now against "
+                f"{before:.6g} before ({abs(value - before) / noise:.1f} x noise); "
+                "the machine or the data may have changed"
+            )
