@@ -18,9 +18,9 @@ from ratchet.lsp.textops import (
     find_crash,
     line_edits,
     locate,
-    merge3,
     parse_blocks,
 )
+from ratchet.merge import merge3
 
 BASE = "import os\nLR = 0.5\nWIDTH = 8\n\ndef f():\n    return LR\n\nprint(f())\n"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import git
 
 from .errors import WorkspaceError
+from .merge import merge3
 
 RATCHET_DIR = ".ratchet"
 # The loop's own checkouts never run the user's hooks (post-checkout and the like).
@@ -315,16 +316,7 @@ class Workspace:
             return None
         return merged, current
 
-    def merge_file(self, base_text: str, ours: str, theirs: str) -> str | None:
+    @staticmethod
+    def merge_file(base_text: str, ours: str, theirs: str) -> str | None:
         """Three-way merge of one file's texts; None when the changes conflict."""
-        with tempfile.TemporaryDirectory(prefix="ratchet-merge-") as scratch:
-            names = []
-            for name, text in (("ours", ours), ("base", base_text), ("theirs", theirs)):
-                target = Path(scratch) / name
-                target.write_text(text, encoding="utf-8")
-                names.append(str(target))
-            try:
-                merged = self.git.merge_file("-p", *names, strip_newline_in_stdout=False)
-            except git.GitCommandError:
-                return None  # exit status > 0: conflicts
-        return merged
+        return merge3(base_text, ours, theirs)

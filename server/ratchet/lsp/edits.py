@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from lsprotocol import types
 
+from ..merge import merge3
 from . import textops
 
 CACHE_SIZE = 64
@@ -38,7 +39,7 @@ class Merger:
             if len(self._cache) > CACHE_SIZE:
                 self._cache.clear()
             base = textops.closest(current, (texts[i] for i in ids)) or current
-            self._cache[key] = textops.merge3(base, current, texts[target])
+            self._cache[key] = merge3(base, current, texts[target])
         return self._cache[key]
 
 

@@ -214,62 +214,6 @@ def find_crash(log_tail: str, editable: str) -> Crash | None:
 # --- three-way merge -------------------------------------------------------------------------
 
 
-def merge3(base: str, ours: str, theirs: str) -> str | None:
-    """Applies base→theirs onto ours, line by line; None when both changed the same lines
-    differently. Lines both sides left alone are kept; an identical change on both sides is
-    taken once."""
-    if ours == base or theirs == ours:
-        return theirs
-    if theirs == base:
-        return ours
-    b, o, t = (text.splitlines(keepends=True) for text in (base, ours, theirs))
-    b_to_o = _matches(b, o)
-    b_to_t = _matches(b, t)
-    out: list[str] = []
-    i = j = k = 0
-    while True:
-        # The next base line that both sides still have, past where we are.
-        stable = next(
-            (
-                m
-                for m in range(i, len(b))
-                if m in b_to_o and m in b_to_t and b_to_o[m] >= j and b_to_t[m] >= k
-            ),
-            None,
-        )
-        if stable is None:
-            chunk = _resolve(b[i:], o[j:], t[k:])
-            if chunk is None:
-                return None
-            out.extend(chunk)
-            return "".join(out)
-        jo, kt = b_to_o[stable], b_to_t[stable]
-        if (stable, jo, kt) != (i, j, k):
-            chunk = _resolve(b[i:stable], o[j:jo], t[k:kt])
-            if chunk is None:
-                return None
-            out.extend(chunk)
-        out.append(o[jo])
-        i, j, k = stable + 1, jo + 1, kt + 1
-
-
-def _matches(a: list[str], b: list[str]) -> dict[int, int]:
-    pairs: dict[int, int] = {}
-    for tag, i1, i2, j1, _ in opcodes(a, b):
-        if tag == "equal":
-            for offset in range(i2 - i1):
-                pairs[i1 + offset] = j1 + offset
-    return pairs
-
-
-def _resolve(base: list[str], ours: list[str], theirs: list[str]) -> list[str] | None:
-    if ours == base:
-        return theirs
-    if theirs in (base, ours):
-        return ours
-    return None
-
-
 def changed_lines(a: str, b: str) -> int:
     """How many lines differ between two texts (a cheap distance for picking a merge base)."""
     if a == b:
