@@ -74,11 +74,16 @@ CREATE TABLE IF NOT EXISTS queue (
 _LOOP_COLUMNS = ("tag", "created_at", "start_commit", "metric_name", "goal", "rules", "hardware")
 
 
-def _default(name: str) -> Any:
-    spec = _FIELDS[name]
-    if spec.default_factory is not dataclasses.MISSING:
-        return spec.default_factory()
-    return None if spec.default is dataclasses.MISSING else spec.default
+_FACTORIES = {
+    name: spec.default_factory
+    for name, spec in _FIELDS.items()
+    if spec.default_factory is not dataclasses.MISSING
+}
+_DEFAULTS = {
+    name: None if spec.default is dataclasses.MISSING else spec.default
+    for name, spec in _FIELDS.items()
+    if name not in _FACTORIES
+}
 
 
 class Ledger:
@@ -91,7 +96,9 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a handful of writes per experiment
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._hardware_cache: dict[str, dict[str, Any]] = {}
+        # Rows repeat the same few machines and secondary numbers: each distinct JSON text is
+        # parsed once and shared (the loop replaces these dicts, it never edits one in place).
+        self._parsed: dict[str, dict[str, Any]] = {}
         self._db.executescript(_SCHEMA)
         with self._transaction() as db:
             self._migrate(db)
@@ -234,16 +241,20 @@ class Ledger:
         values = dict(zip(_COLUMNS, row, strict=True))
         for name, value in values.items():
             if value is None:
-                values[name] = _default(name)
-        values["secondary"] = json.loads(values["secondary"]) if values["secondary"] else {}
-        raw = values["hardware"]
-        if isinstance(raw, str):  # the same few machines, shared rather than parsed 100,000x
-            cached = self._hardware_cache.get(raw)
-            if cached is None:
-                cached = self._hardware_cache.setdefault(raw, json.loads(raw) if raw else {})
-            values["hardware"] = cached
+                factory = _FACTORIES.get(name)
+                values[name] = factory() if factory else _DEFAULTS[name]
+        for name in _JSON_COLUMNS:
+            raw = values[name]
+            if isinstance(raw, str):
+                parsed = self._parsed.get(raw)
+                if parsed is None:
+                    parsed = self._parsed.setdefault(raw, json.loads(raw) if raw else {})
+                values[name] = parsed
         values["status"] = Status(values["status"])
-        return Experiment(**values)
+        # 100,000 rows at open: the values are complete, so __init__'s work is skipped.
+        exp = object.__new__(Experiment)
+        exp.__dict__.update(values)
+        return exp
 
     # --- runs (each measurement of an experiment) --------------------------------------------
 
@@ -324,10 +335,13 @@ class Ledger:
                 results.write(results_header(metric_name) + "\n")
             results.write(line + "\n")
 
-    def write_results(self, tag: str, metric_name: str) -> None:
+    def write_results(
+        self, tag: str, metric_name: str, experiments: Iterable[Experiment] | None = None
+    ) -> None:
         """results.tsv rewritten whole from the record (recovery), through a temporary file
         of its own so that concurrent writers never share one."""
-        lines = results_lines(self.experiments(tag, light=True), metric_name)
+        rows = self.experiments(tag, light=True) if experiments is None else experiments
+        lines = results_lines(rows, metric_name)
         descriptor, scratch = tempfile.mkstemp(
             prefix=".results-", suffix=".tmp", dir=self.results_path.parent
         )

@@ -130,7 +130,9 @@ class Opening:
         self._check_branch(loop)
         results = engine.ledger.results_path
         if recovered or not results.exists():
-            engine.ledger.write_results(engine.tag, engine.config.metric.name)
+            engine.ledger.write_results(
+                engine.tag, engine.config.metric.name, history.experiments
+            )
         self._reruns = self._interrupted_reruns()
 
     def _check_branch(self, loop: dict[str, Any]) -> None:
