@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +247,7 @@ def _write_json_rows(experiments: list[Experiment], groups: dict[int, list[float
     out = sys.stdout
     out.write("[")
     for number, exp in enumerate(experiments):
-        row = asdict(exp)
+        row = dict(vars(exp))  # flat fields: no deep copy (asdict) for 100,000 rows
         row["status"] = str(exp.status)
         row["runs"] = groups.get(exp.id, [])
         out.write(("," if number else "") + "\n" + json.dumps(row))
