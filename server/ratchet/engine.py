@@ -623,6 +623,7 @@ class Engine:
             notes=tuple(self.ledger.notes(self.tag)),
             running=tuple(in_flight),
             tried_digests=frozenset(tried),
+            tag=self.tag,  # wiring (issue 13): the optuna agent names its study by the tag
         )
 
     async def _work(

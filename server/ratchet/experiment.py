@@ -51,6 +51,7 @@ class HistoryEntry:
     description: str
     log_tail: str = ""
     trace_tail: str = ""
+    digest: str = ""  # the normalised digest of the file it measured (novelty.digest)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class ProposalContext:
     tried_digests: frozenset[str] = frozenset()  # normalised digests of files already measured
     repair_of: RepairRequest | None = None
     proposal: int = 0  # which proposal of this session: tells apart those made at once
+    tag: str = ""  # the loop's tag: names state an agent keeps next to the ledger
+    summary: str = ""  # the whole history grouped by what was changed (context.summarise)
 
 
 @dataclass(frozen=True)
