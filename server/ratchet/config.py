@@ -72,6 +72,8 @@ class JudgeConfig:
     review_above: float | None
     remeasure_every: int
     same_hardware: bool = True  # winners from other GPU models are re-measured on the baseline's
+    rule: str = "fixed"  # "fixed" | "sequential" (judge.py)
+    confirm_runs: int = 5  # sequential: a best kept on fewer runs is measured again
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "review_above": (_positive, None),
         "remeasure_every": (_integer(0), 0),
         "same_hardware": (_boolean, True),
+        "rule": (_choice("fixed", "sequential"), "fixed"),
+        "confirm_runs": (_integer(1), 5),
     },
     "agent": {
         "kind": (_choice(*AGENT_KINDS), None),
@@ -646,6 +650,8 @@ def _build(
             review_above=judge["review_above"],
             remeasure_every=judge["remeasure_every"],
             same_hardware=judge["same_hardware"],
+            rule=judge["rule"],
+            confirm_runs=judge["confirm_runs"],
         ),
         agent=AgentConfig(
             kind=agent_kind,

@@ -438,14 +438,7 @@ class Engine:
 
     @staticmethod
     def _make_judge(config: Config) -> Judge:
-        return Judge(
-            config.metric.lower_is_better,
-            config.metric.min_delta,
-            config.judge.z,
-            config.judge.max_runs,
-            config.judge.screen,
-            config.judge.review_above,
-        )
+        return Judge.from_config(config.metric, config.judge)  # wiring (issue 13): [judge] rule
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
@@ -661,7 +654,12 @@ class Engine:
     def _remeasure_due(self) -> bool:
         """Every `remeasure_every` keeps, the best is measured once more to catch drift."""
         every = self.config.judge.remeasure_every
-        if not every or self._remeasuring:
+        if self._remeasuring:
+            return False
+        best = self.best()  # wiring (issue 13): a best kept on few runs is confirmed first
+        if best is not None and self.verdicts.needs_confirmation(best):
+            return True
+        if not every:
             return False
         keeps = sum(
             1 for e in self.experiments() if e.status is Status.KEPT and e.source != "baseline"
