@@ -28,6 +28,10 @@ def make_agent(config: Config) -> Agent:
         from .optuna import OptunaAgent
 
         return OptunaAgent.from_config(config)
+    if kind == "portfolio":
+        from .portfolio import PortfolioAgent
+
+        return PortfolioAgent.from_config(config)
     if kind == "anthropic":
         from .anthropic import AnthropicAgent
 

@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from ..config import CONFIG_NAME, Config, ConfigError, SpaceOverride
 from ..experiment import HistoryEntry, Proposal, ProposalContext
 from ..novelty import digest
-from .space import Dimension, Space, Value, build_space, find_literals
+from .space import Dimension, Space, Value, build_space, find_literals, parse_changes
 
 _ATTEMPTS = 16
 _MEASURED = ("kept", "discarded")
@@ -83,6 +83,7 @@ def check_space(config: Config) -> None:
 
 class OptunaAgent:
     kind = "optuna"
+    label_arms = False  # whether descriptions say which arm proposed (the portfolio's do)
 
     def __init__(
         self,
@@ -155,6 +156,7 @@ class OptunaAgent:
         seed = int.from_bytes(hashlib.sha256(material.encode()).digest()[:4], "big")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # x0: deprecated, kept until v6
             if self.sampler_name == "cmaes":
                 values = space.values()
                 numbers = {
@@ -178,11 +180,12 @@ class OptunaAgent:
             )
 
     def _ask(self, study: optuna.Study, space: Space, context: ProposalContext) -> Proposal:
+        space = self.narrow(study, space, context)
         distributions = {d.name: distribution(d) for d in space.dimensions}
         known = {e.digest: e for e in context.history if e.digest}
         tries = []
-        for _ in range(_ATTEMPTS):
-            trial = study.ask(distributions)
+        for attempt in range(_ATTEMPTS):
+            trial, arm = self.draw(study, space, distributions, context, attempt)
             text, described = space.rewrite(context.editable_text, trial.params)
             file = digest(text)
             tries.append(described or "(no change)")
@@ -192,17 +195,25 @@ class OptunaAgent:
                 value = context.best_metric if not described else _metric(known.get(file))
                 _tell(study, trial.number, value)
                 continue
-            trial.set_user_attr("experiment", context.experiment)
-            trial.set_user_attr("digest", file)
-            trial.set_user_attr("description", described)
+            changed = list(parse_changes(described))
+            attrs: dict[str, Any] = {
+                "experiment": context.experiment,
+                "digest": file,
+                "description": described,
+                "arm": arm,
+                "base_metric": context.best_metric,
+                "changed": changed,
+            }
+            for key, attr in attrs.items():
+                trial.set_user_attr(key, attr)
             return Proposal(
                 edits={context.editable_path: text},
-                description=described,
+                description=f"{described} ({arm})" if self.label_arms else described,
                 trace=[
                     {
                         "role": "agent",
                         "kind": self.kind,
-                        "sampler": self.sampler_name,
+                        "arm": arm,
                         "trial": trial.number,
                         "space": [d.describe() for d in space.dimensions],
                         "tries": tries,
@@ -212,9 +223,24 @@ class OptunaAgent:
         return Proposal(
             {},
             "no new values found",
-            failure=f"the optuna agent drew {_ATTEMPTS} values already measured or running; "
-            "widen the ranges under [agent.space.NAME] or stop the loop",
+            failure=f"the {self.kind} agent drew {_ATTEMPTS} values already measured or "
+            "running; widen the ranges under [agent.space.NAME] or stop the loop",
         )
+
+    def narrow(self, study: optuna.Study, space: Space, context: ProposalContext) -> Space:
+        """The constants searched this time (the portfolio leaves out those without effect)."""
+        return space
+
+    def draw(
+        self,
+        study: optuna.Study,
+        space: Space,
+        distributions: dict[str, BaseDistribution],
+        context: ProposalContext,
+        attempt: int,
+    ) -> tuple[optuna.trial.Trial, str]:
+        """A new trial and the name of what proposed it."""
+        return study.ask(distributions), self.sampler_name
 
     async def close(self) -> None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass
 
 from ..config import SpaceOverride
@@ -218,3 +219,50 @@ def render(value: Value) -> str:
         value = float(f"{value:.4g}")  # four significant digits: readable, and enough
     text = repr(value)
     return text if ("e" in text or "." in text or "inf" in text or "nan" in text) else text + ".0"
+
+
+_CHANGE = re.compile(r"(?:^|, )(\w+) (\S+) → ([^,\s]+)")
+
+
+def parse_changes(description: str) -> dict[str, tuple[Value, Value]]:
+    """`LR 0.02 → 0.031, WIDTH 64 → 96 (local)` → {"LR": (0.02, 0.031), "WIDTH": (64, 96)}:
+    what Space.rewrite wrote, read back from an experiment's description."""
+    found = {}
+    for name, old, new in _CHANGE.findall(description.split(" (", 1)[0]):
+        try:
+            found[name] = (ast.literal_eval(old), ast.literal_eval(new))
+        except (ValueError, SyntaxError):
+            continue
+    return found
+
+
+_OUTPUT_CALLS = {"print", "info", "debug", "warning", "log", "write"}
+
+
+def print_only(source: str) -> set[str]:
+    """Module-level constants read only inside print/log calls: changing them cannot move
+    the metric, so the offline agents leave them alone."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = {lit.name for lit in find_literals(source)}
+    used: set[str] = set()
+    inside: set[str] = set()
+
+    def visit(node: ast.AST, in_output: bool) -> None:
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            in_output = in_output or called in _OUTPUT_CALLS
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
+            (inside if in_output else used).add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_output)
+
+    visit(tree, False)
+    # A name read through globals()/getattr cannot be followed: then nothing is declared dead.
+    if any(isinstance(n, ast.Name) and n.id in ("globals", "vars") for n in ast.walk(tree)):
+        return set()
+    # Read only in output. A name never read here may be imported by another file: kept.
+    return inside - used
