@@ -50,6 +50,7 @@ from .progress import load_curve, save_curve
 from .runners import make_runner
 from .runners.base import RunControl, Runner, Slot
 from .runners.processes import kill_orphans
+from .summary import summarise
 from .traces import secrets_for, write_trace
 from .verdicts import Verdicts
 from .workspace import Trailers, Workspace, commit_message, ensure_ratchet_dir
@@ -617,6 +618,7 @@ class Engine:
             running=tuple(in_flight),
             tried_digests=frozenset(tried),
             tag=self.tag,  # wiring (issue 13): the optuna agent names its study by the tag
+            summary=summarise(experiments, self.config.metric.lower_is_better),  # wiring (13)
         )
 
     async def _work(
