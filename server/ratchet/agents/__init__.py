@@ -19,8 +19,19 @@ def resolve_kind(config: Config) -> str:
 
 
 def make_agent(config: Config) -> Agent:
-    """The agent `[agent] kind` names. Raises RatchetError for what the user must fix (a
-    missing API key, an empty `run`), before the loop starts."""
+    """The agent `[agent] kind` names, with a tuner between its edits if `[agent] tune` is
+    set. Raises RatchetError for what the user must fix (a missing API key, an empty `run`),
+    before the loop starts."""
+    agent = _make(config)
+    if config.agent.tune and agent.kind in ("anthropic", "command"):
+        from .hybrid import HybridAgent
+        from .optuna import OptunaAgent
+
+        return HybridAgent(agent, OptunaAgent.from_config(config), config.agent.tune_ratio)
+    return agent
+
+
+def _make(config: Config) -> Agent:
     kind = resolve_kind(config)
     if kind == "mutate":
         return MutateAgent(seed=config.agent.seed)
