@@ -30,7 +30,9 @@ ARMS = ("local", "tpe")
 _WINDOW = 20  # recent proposals of an arm that its keep rate is estimated from
 _FLOOR = 0.2  # each arm proposes at least this often
 _NO_EFFECT_TRIES = 3
-_LOG_FACTORS = (0.5, 0.7, 0.8, 1.25, 1.4, 2.0)
+_STEP = math.log(2.0)  # the largest local step on a log scale: x0.5 .. x2
+_SHRINK = 0.7  # the step shrinks by this after every _SHRINK_AFTER local misses in a row
+_SHRINK_AFTER = 3
 
 
 class PortfolioAgent(OptunaAgent):
@@ -59,7 +61,8 @@ class PortfolioAgent(OptunaAgent):
         arm = choose_arm(context.history, rng)
         if arm == "local":
             crashes = crashed_moves(context.history)
-            values = local_move(space, last_kept_move(context.history), crashes, rng)
+            scale = _SHRINK ** (local_misses(context.history) // _SHRINK_AFTER)
+            values = local_move(space, last_kept_move(context.history), crashes, rng, scale)
             study.enqueue_trial(values, skip_if_exists=False)
         return study.ask(distributions), arm
 
@@ -133,13 +136,27 @@ def crashed_moves(history: Iterable[HistoryEntry]) -> dict[str, list[tuple[Value
     return crashes
 
 
+def local_misses(history: tuple[HistoryEntry, ...]) -> int:
+    """Local moves since the last one kept: the more, the closer to a local optimum, so the
+    smaller the next step (the 1/5th success rule of evolution strategies, roughly)."""
+    misses = 0
+    for entry in reversed(history):
+        if arm_of(entry) != "local" or entry.status in ("running", "proposed"):
+            continue
+        if entry.status == "kept":
+            break
+        misses += 1
+    return misses
+
+
 def local_move(
     space: Space,
     momentum: dict[str, tuple[Value, Value]],
     crashes: dict[str, list[tuple[Value, Value]]],
     rng: random.Random,
+    scale: float = 1.0,
 ) -> dict[str, Value]:
-    """The best's values with one or two constants nudged."""
+    """The best's values with one or two constants nudged, by steps times `scale`."""
     values = space.values()
     dims = {d.name: d for d in space.dimensions}
     repeat = [name for name in momentum if name in dims]
@@ -149,7 +166,7 @@ def local_move(
     for name in repeat:
         dim = dims[name]
         for _ in range(8):
-            new = _nudge(dim, values[name], momentum.get(name), rng)
+            new = _nudge(dim, values[name], momentum.get(name), rng, scale)
             if new != values[name] and not _crashes(values[name], new, crashes.get(name, [])):
                 values[name] = new
                 break
@@ -170,7 +187,11 @@ def _crashes(current: Value, new: Value, crashes: list[tuple[Value, Value]]) -> 
 
 
 def _nudge(
-    dim: Dimension, value: Value, momentum: tuple[Value, Value] | None, rng: random.Random
+    dim: Dimension,
+    value: Value,
+    momentum: tuple[Value, Value] | None,
+    rng: random.Random,
+    scale: float,
 ) -> Value:
     if dim.kind == "choice":
         others = [c for c in dim.choices if c != value]
@@ -181,11 +202,14 @@ def _nudge(
         assert not isinstance(old, bool | str) and not isinstance(new, bool | str)
         candidate = value * (new / old) if dim.log else value + (new - old)
     elif dim.log or (dim.kind == "int" and value >= 4):
-        candidate = value * rng.choice(_LOG_FACTORS)
+        size = _STEP * scale * rng.uniform(0.3, 1.0)
+        candidate = value * math.exp(size if rng.random() < 0.5 else -size)
+        if dim.kind == "int" and round(candidate) == value:
+            candidate = value + (1 if candidate > value else -1)
     elif dim.kind == "int":
         candidate = value + rng.choice((-2, -1, 1, 2))
     else:
-        candidate = value + rng.gauss(0, 0.1 * (dim.high - dim.low))
+        candidate = value + rng.gauss(0, 0.1 * scale * (dim.high - dim.low))
     candidate = min(max(candidate, dim.low), dim.high)
     if dim.step:
         candidate = dim.low + round((candidate - dim.low) / dim.step) * dim.step
