@@ -5,7 +5,11 @@
 Judge: a metric with Gaussian noise (sigma = 1); of the candidates, 9 in 10 change nothing
 and 1 in 10 is a real improvement of 2 noise units. The naive rule (autoresearch's: keep
 what measures strictly better than the best's one measurement) against Ratchet's Judge (the
-same code the engine runs: 3 baseline runs, pooled noise estimate, screen, re-runs, z).
+same code the engine runs: 3 baseline runs, pooled noise estimate, then either the fixed
+rule — screen, re-runs, z — or the sequential rule, whose best kept on few runs is measured
+again up to confirm_runs). Per candidate: against a fixed best measured baseline_runs (3)
+times, how often a no-effect candidate and a 2-sigma gain are kept, and the runs it costs.
+A split candidate: the estimated noise with one candidate whose runs jumped by 40 sigma.
 
 Early abort: half the candidates are clearly worse (their loss curve sits 30% above the
 best's); the AbortWatch the engine runs stops them; the GPU time saved is reported.
@@ -61,6 +65,10 @@ def ratchet_loop(
         candidate_truth = truth - 2 * SIGMA if is_real else truth
         real += is_real
         noop += not is_real
+        noise = estimate_noise(groups)
+        while judge.needs_confirmation(best_runs, noise):
+            best_runs.append(truth + rng.gauss(0, SIGMA))  # the best measured again
+            runs_total += 1
         runs: list[float] = []
         while True:
             runs.append(candidate_truth + rng.gauss(0, SIGMA))
@@ -73,7 +81,7 @@ def ratchet_loop(
         if decision.keep:
             kept_real += is_real
             kept_noop += not is_real
-            truth, best_runs = candidate_truth, runs
+            truth, best_runs = candidate_truth, runs  # later confirmations extend this group
     return {
         "noop": noop,
         "real": real,
@@ -84,6 +92,39 @@ def ratchet_loop(
     }
 
 
+def per_candidate(
+    rng: random.Random, judge: Judge, gain: float, candidates: int = 20000
+) -> tuple[float, float]:
+    """Against a fixed best (noise known) of 3 runs, or of confirm_runs for the sequential
+    rule (which measures a best that often): share kept, runs per candidate."""
+    kept = runs_total = 0
+    size = judge.confirm_runs if judge.rule == "sequential" else 3
+    for _ in range(candidates):
+        best = [rng.gauss(0, SIGMA) for _ in range(size)]
+        runs: list[float] = []
+        while True:
+            runs.append(-gain + rng.gauss(0, SIGMA))
+            decision = judge.assess(runs, best, SIGMA)
+            if decision.action != "rerun":
+                break
+        kept += decision.keep
+        runs_total += len(runs)
+    return kept / candidates, runs_total / candidates
+
+
+def split_candidate(rng: random.Random) -> str:
+    """The noise estimate before and after one candidate whose runs split in two."""
+    groups = [[rng.gauss(0, SIGMA) for _ in range(3)] for _ in range(4)]
+    before = estimate_noise(groups) or 0.0
+    split = [rng.gauss(0, SIGMA) for _ in range(3)] + [40 + rng.gauss(0, SIGMA) for _ in range(2)]
+    after = estimate_noise([*groups, split]) or 0.0
+    squares = [sum((v - mean(g)) ** 2 for v in g) for g in [*groups, split]]
+    plain = (sum(squares) / sum(len(g) - 1 for g in [*groups, split])) ** 0.5
+    return (
+        f"one split candidate: noise {before:.2f} -> {after:.2f} sigma (plain pooling: {plain:.2f})"
+    )
+
+
 def summarise(name: str, results: list[dict[str, float]], experiments: int) -> None:
     noop = sum(r["noop"] for r in results)
     real = sum(r["real"] for r in results)
@@ -92,7 +133,7 @@ def summarise(name: str, results: list[dict[str, float]], experiments: int) -> N
     bias = statistics.mean(r["bias"] for r in results)
     runs = statistics.mean(r["runs"] for r in results)
     print(
-        f"{name:>8}: no-op changes kept {100 * kept_noop / noop:5.1f}%  "
+        f"{name:>10}: no-op changes kept {100 * kept_noop / noop:5.1f}%  "
         f"({kept_noop / len(results):.1f} per {experiments} experiments), "
         f"real improvements kept {100 * kept_real / real:5.1f}%, "
         f"reported best {bias:+.2f} sigma from the truth, "
@@ -149,18 +190,22 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    judge = Judge(lower_is_better=True)
     rng = random.Random(args.seed)
     naive = [naive_loop(rng, args.experiments) for _ in range(args.loops)]
-    ours = [ratchet_loop(rng, args.experiments, judge, 3) for _ in range(args.loops)]
-    print(
-        f"{args.loops} loops of {args.experiments} experiments; judge z={judge.z}, "
-        f"max_runs={judge.max_runs}, screen={judge.screen}, 3 baseline runs"
-    )
+    print(f"{args.loops} loops of {args.experiments} experiments, 3 baseline runs")
     summarise("naive", naive, args.experiments)
-    summarise("ratchet", ours, args.experiments)
-    extra = statistics.mean(r["runs"] for r in ours) / statistics.mean(r["runs"] for r in naive)
-    print(f"   re-runs cost {100 * (extra - 1):.0f}% more GPU time than one run per experiment")
+    rules = (Judge(lower_is_better=True), Judge(lower_is_better=True, rule="sequential"))
+    for judge in rules:
+        ours = [ratchet_loop(rng, args.experiments, judge, 3) for _ in range(args.loops)]
+        summarise(judge.rule, ours, args.experiments)
+        noop, noop_runs = per_candidate(rng, judge, 0.0)
+        real, real_runs = per_candidate(rng, judge, 2 * SIGMA)
+        print(
+            f"{'':>10}per candidate against a fixed best: no-effect kept {100 * noop:.1f}% "
+            f"({noop_runs:.2f} runs), 2-sigma gains kept {100 * real:.1f}% ({real_runs:.2f} "
+            f"runs)"
+        )
+    print(f"{'':>10}{split_candidate(rng)}")
     abort_savings(rng, 200)
 
 

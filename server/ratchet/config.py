@@ -73,6 +73,32 @@ class JudgeConfig:
     review_above: float | None
     remeasure_every: int
     same_hardware: bool = True  # winners from other GPU models are re-measured on the baseline's
+    rule: str = "fixed"  # "fixed" | "sequential" (judge.py)
+    confirm_runs: int = 5  # sequential: a best kept on fewer runs is measured again
+
+
+@dataclass(frozen=True)
+class SpaceOverride:
+    """`[agent.space.NAME]`: how the classical agents search one constant."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool | None = None
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    freeze: bool = False
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """`[stop]`: when the loop stops by itself. Each rule is optional and is evaluated over
+    the record, so raising a limit lets a stopped loop go on."""
+
+    no_keep_after: int | None = None  # experiments in a row without a keep
+    failures_in_row: int | None = None  # crashes, timeouts or invalids in a row
+    max_cost_usd: float | None = None  # the agent's spend
+    max_gpu_hours: float | None = None  # run time of all experiments
+    target: float | None = None  # the best reaches this metric value
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,10 @@ class AgentConfig:
     timeout_s: float
     repair_attempts: int
     repair_window_s: float
+    sampler: str = "tpe"  # the optuna agent's: "tpe" | "cmaes" | "random"
+    space: dict[str, SpaceOverride] = field(default_factory=dict)
+    tune: str | None = None  # "optuna": a classical tuner between an LLM's edits
+    tune_ratio: int = 3  # tuning proposals per LLM proposal
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,7 @@ class Config:
     agent: AgentConfig
     runner: RunnerConfig
     source: str = field(default="", repr=False)
+    stop: StopConfig = field(default_factory=StopConfig)
 
     @property
     def slots(self) -> int:
@@ -255,6 +286,13 @@ def _regex(value: Any) -> str:
     return text
 
 
+def _tables(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise _Invalid("write one section per constant, such as [agent.space.LR] with low = 1e-4")
+    return value
+
+
+AGENT_KINDS = ("mutate", "optuna", "portfolio", "anthropic", "command")
 _REQUIRED = object()
 
 # section → key → (validator, default); _REQUIRED marks keys that must be present.
@@ -290,9 +328,11 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "review_above": (_positive, None),
         "remeasure_every": (_integer(0), 0),
         "same_hardware": (_boolean, True),
+        "rule": (_choice("fixed", "sequential"), "fixed"),
+        "confirm_runs": (_integer(1), 5),
     },
     "agent": {
-        "kind": (_choice("mutate", "anthropic", "command"), None),
+        "kind": (_choice(*AGENT_KINDS), None),
         "model": (_string, "claude-sonnet-4-6"),
         "run": (_string, None),
         "seed": (_integer(0), 0),
@@ -303,6 +343,10 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "timeout": (_duration, 600.0),
         "repair_attempts": (_integer(0), 1),
         "repair_window": (_duration, 30.0),
+        "sampler": (_choice("tpe", "cmaes", "random"), "tpe"),
+        "space": (_tables, {}),
+        "tune": (_choice("optuna"), None),
+        "tune_ratio": (_integer(1), 3),
     },
     "runner": {
         "kind": (_choice("local", "ssh", "ray"), "local"),
@@ -313,6 +357,13 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "remote_dir": (_string, "~/.ratchet-remote"),
         "address": (_string, None),
         "max_slots": (_integer(1), None),
+    },
+    "stop": {
+        "no_keep_after": (_integer(1), None),
+        "failures_in_row": (_integer(1), None),
+        "max_cost_usd": (_positive, None),
+        "max_gpu_hours": (_positive, None),
+        "target": (_number, None),
     },
 }
 
@@ -484,6 +535,13 @@ def _inside(root: Path, relative: str) -> bool:
 def _build(
     root: Path, v: dict[str, dict[str, Any]], where: _Locator, shown: str, source: str
 ) -> Config:
+    if v["agent"]["tune"] and v["agent"]["kind"] not in (None, "anthropic", "command"):
+        raise _error(
+            shown,
+            where.key("agent", "tune"),
+            '`tune` pairs a tuner with an LLM agent; set kind to "anthropic" or "command", '
+            "or remove `tune`",
+        )
     loop, metric, judge, agent, runner = (
         v["loop"],
         v["metric"],
@@ -599,6 +657,8 @@ def _build(
             review_above=judge["review_above"],
             remeasure_every=judge["remeasure_every"],
             same_hardware=judge["same_hardware"],
+            rule=judge["rule"],
+            confirm_runs=judge["confirm_runs"],
         ),
         agent=AgentConfig(
             kind=agent_kind,
@@ -612,6 +672,10 @@ def _build(
             timeout_s=agent["timeout"],
             repair_attempts=agent["repair_attempts"],
             repair_window_s=agent["repair_window"],
+            sampler=agent["sampler"],
+            space=_space(agent["space"], where, shown),
+            tune=agent["tune"],
+            tune_ratio=agent["tune_ratio"],
         ),
         runner=RunnerConfig(
             kind=runner["kind"],
@@ -624,4 +688,62 @@ def _build(
             max_slots=runner["max_slots"],
         ),
         source=source,
+        stop=StopConfig(**v["stop"]),
     )
+
+
+# --- [agent.space.NAME] ----------------------------------------------------------------------
+
+_SPACE_KEYS = ("low", "high", "log", "step", "choices", "freeze")
+
+
+def _space(tables: dict[str, Any], where: _Locator, shown: str) -> dict[str, SpaceOverride]:
+    """Each `[agent.space.NAME]` checked, with errors located on the offending key."""
+    return {name: _override(name, keys, where, shown) for name, keys in tables.items()}
+
+
+def _override(name: str, keys: dict[str, Any], where: _Locator, shown: str) -> SpaceOverride:
+    table = f"agent.space.{name}"
+
+    def fail(key: str, message: str) -> ConfigError:
+        span = where.value(table, key) if key else where.table(table)
+        return _error(shown, span, f"[{table}] {message}")
+
+    for key in keys:
+        if key not in _SPACE_KEYS:
+            raise _error(
+                shown,
+                where.key(table, key),
+                f"unknown key `{key}` in [{table}]; {_nearest(key, list(_SPACE_KEYS))}",
+            )
+    checks: dict[str, Callable[[Any], Any]] = {
+        "low": _number,
+        "high": _number,
+        "log": _boolean,
+        "step": _positive,
+        "freeze": _boolean,
+    }
+    got: dict[str, Any] = {}
+    for key, check in checks.items():
+        if key in keys:
+            try:
+                got[key] = check(keys[key])
+            except _Invalid as problem:
+                raise fail(key, f"`{key}`: {problem}") from None
+    choices = keys.get("choices", [])
+    if "choices" in keys and (
+        not isinstance(choices, list)
+        or not choices
+        or not all(isinstance(c, int | float | str | bool) for c in choices)
+    ):
+        raise fail("choices", "`choices`: expected a non-empty list of values, such as [32, 64]")
+    if choices and ({"low", "high", "log", "step"} & set(got)):
+        raise fail("choices", "give either `choices` or a range (`low`, `high`), not both")
+    low, high = got.get("low"), got.get("high")
+    if low is not None and high is not None and not low < high:
+        raise fail("high", f"`high` ({high:g}) must be above `low` ({low:g}); swap them")
+    if got.get("log") and low is not None and low <= 0:
+        raise fail("low", f"a log range needs `low` above zero, not {low:g}; or set log = false")
+    if got.get("log") and "step" in got:
+        raise fail("step", "a log range cannot have a `step`; remove one of them")
+    return SpaceOverride(choices=tuple(choices), **got)

@@ -32,6 +32,7 @@ def history(experiments: list[Experiment], best: Experiment | None) -> tuple[His
                 description,
                 log_tail,
                 exp.trace_tail if exp.id >= recent else "",
+                exp.digest,
             )
         )
     return tuple(entries)

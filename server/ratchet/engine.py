@@ -34,6 +34,7 @@ from .runners import make_runner
 from .runners.base import Runner, Slot
 from .runs import LOOP_VARIABLE, Running
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
+from .stoprules import StopRules
 from .traces import redact_text, secrets_for, write_trace
 from .trial import Review, Trial
 from .verdicts import Verdicts
@@ -90,6 +91,9 @@ class Engine:
         self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
         self.reviews: dict[int, Review] = {}
         self.cancelled: set[int] = set()  # experiments a person stopped: not run again
+        stop = config.stop
+        rules_set = any(getattr(stop, name) is not None for name in vars(stop))
+        self._stop_rules = StopRules(stop, config.metric.lower_is_better) if rules_set else None
         self.tip = ""  # the loop's branch, moved only by the one writer
         self.stopping = False
         self.finishing = asyncio.Lock()
@@ -107,14 +111,7 @@ class Engine:
 
     @staticmethod
     def _make_judge(config: Config) -> Judge:
-        return Judge(
-            config.metric.lower_is_better,
-            config.metric.min_delta,
-            config.judge.z,
-            config.judge.max_runs,
-            config.judge.screen,
-            config.judge.review_above,
-        )
+        return Judge.from_config(config.metric, config.judge)
 
     # --- opening and closing -----------------------------------------------------------------
 
@@ -393,12 +390,39 @@ class Engine:
         return redact_text(text, self._secrets)
 
     async def after_finish(self, exp: Experiment) -> None:
-        """What one finished experiment may set going: a re-measure of the best."""
+        """What one finished experiment may set going: a re-measure of the best (every
+        `remeasure_every` keeps, or a best kept on few runs), or the end of the loop by one of
+        its `[stop]` rules."""
         every = self.config.judge.remeasure_every
-        if every and self.history.kept >= self._last_remeasure + every and self.scheduler:
+        if every and self.history.kept >= self._last_remeasure + every:
             self._last_remeasure = self.history.kept
-            remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
-            self.scheduler.put(WorkItem(Pending(remeasure, self.tip, ""), REMEASURE, False))
+            self._queue_remeasure()
+        self.confirm_best()
+        if self._stop_rules is not None and (
+            reason := self._stop_rules.check(self.history.experiments)
+        ):
+            self.say(reason)
+            self.stop()
+
+    def confirm_best(self) -> None:
+        """A best kept on fewer runs than the judge trusts is measured again before more
+        candidates are judged against it, so its optimism does not block real gains."""
+        best = self.history.best
+        if (
+            best is not None
+            and best.source != "baseline"
+            and self.verdicts.needs_confirmation(best, self.history.runs.get(best.id))
+        ):
+            self._queue_remeasure()
+
+    def _queue_remeasure(self) -> None:
+        scheduler = self.scheduler
+        if scheduler is None or any(
+            i.pending.proposal.source == "remeasure" for i in scheduler.items
+        ):
+            return
+        remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
+        scheduler.put(WorkItem(Pending(remeasure, self.tip, ""), REMEASURE, False))
 
     # --- commands ----------------------------------------------------------------------------
 

@@ -93,6 +93,7 @@ class HistoryEntry:
     description: str
     log_tail: str = ""
     trace_tail: str = ""
+    digest: str = ""  # the normalised digest of the file it measured (novelty.digest)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class ProposalContext:
     repair_of: RepairRequest | None = None
     proposal: int = 0  # which proposal of this session: tells apart those made at once
     base_commit: str = ""  # the current best's commit (the files an agent works from)
+    tag: str = ""  # the loop's tag: names state an agent keeps next to the ledger
+    summary: str = ""  # the whole history grouped by what was changed (summary.summarise)
 
 
 @dataclass(frozen=True)

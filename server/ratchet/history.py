@@ -9,12 +9,11 @@ trace tails) stay in the ledger and are read by id.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterable, KeysView
 from dataclasses import replace
 
 from .experiment import Experiment, Status
-from .judge import mean
+from .judge import group_spread, pooled_noise
 from .ledger import Ledger
 
 # Not real measurements of the change they describe: never a reason to skip an edit as tried.
@@ -33,6 +32,7 @@ class History:
         self.experiments: list[Experiment] = []
         self.by_id: dict[int, Experiment] = {}
         self.runs: dict[int, list[float]] = {}
+        self.attempts: dict[int, int] = {}  # runs of each experiment, failed ones too
         self._tried: dict[str, int] = {}  # digest → the experiment that measured it
         self._by_commit: dict[str, Experiment] = {}  # kept experiments by commit
         self.best: Experiment | None = None
@@ -52,9 +52,11 @@ class History:
         for exp in self.ledger.experiments(self.tag, light=True):
             self._add(exp)
         self.runs = self.ledger.run_groups(self.tag)
+        self.attempts = self.ledger.run_counts(self.tag)
         self._pool = _Pool()
-        for values in self.runs.values():
-            self._pool.add(values)
+        for exp_id, values in self.runs.items():
+            self._pool.scale = max(self._pool.scale, *(abs(v) for v in values))
+            self._pool.set(exp_id, values)
 
     # --- the one writer ----------------------------------------------------------------------
 
@@ -65,11 +67,11 @@ class History:
 
     def add_run(self, exp_id: int, value: float | None, wall_s: float, purpose: str) -> None:
         self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose)
+        self.attempts[exp_id] = self.attempts.get(exp_id, 0) + 1
         if value is not None:
             values = self.runs.setdefault(exp_id, [])
-            self._pool.remove(values)
             values.append(value)
-            self._pool.add(values)
+            self._pool.set(exp_id, values)
 
     def _replace(self, exp: Experiment) -> None:
         old = self.by_id.get(exp.id)
@@ -141,8 +143,7 @@ class History:
     # --- what the loop derives ---------------------------------------------------------------
 
     def noise(self) -> float | None:
-        """The pooled run-to-run standard deviation (judge.estimate_noise), kept current run
-        by run rather than recomputed over every experiment."""
+        """The run-to-run noise (judge.estimate_noise), from spreads kept current per run."""
         return self._pool.noise()
 
     def tried(self, digest: str) -> Experiment | None:
@@ -182,34 +183,25 @@ class History:
 
 
 class _Pool:
-    """Sums behind the pooled standard deviation over every experiment measured twice or more,
-    updated per run: the same figure as judge.estimate_noise over all groups, in O(1)."""
+    """Each experiment's spread of runs, kept current run by run, so the noise (judge's
+    pooled_noise, robust to one group that shifted inside) needs no pass over every run."""
 
     def __init__(self) -> None:
-        self.squares = 0.0
-        self.freedom = 0
+        self.spreads: dict[int, tuple[float, int]] = {}
         self.scale = 0.0
+        self._noise: float | None = None
+        self._stale = False
 
-    def _contribution(self, values: list[float]) -> tuple[float, int]:
-        if len(values) < 2:
-            return 0.0, 0
-        centre = mean(values)
-        return sum((v - centre) ** 2 for v in values), len(values) - 1
-
-    def add(self, values: list[float]) -> None:
-        squares, freedom = self._contribution(values)
-        self.squares += squares
-        self.freedom += freedom
+    def set(self, exp_id: int, values: list[float]) -> None:
+        spread = group_spread(values)
+        if spread is not None:
+            self.spreads[exp_id] = spread
+            self._stale = True
         if values:
-            self.scale = max(self.scale, max(abs(v) for v in values))
-
-    def remove(self, values: list[float]) -> None:
-        squares, freedom = self._contribution(values)
-        self.squares = max(0.0, self.squares - squares)
-        self.freedom -= freedom
+            self.scale = max(self.scale, abs(values[-1]))  # the run just added
 
     def noise(self) -> float | None:
-        if self.freedom == 0:
-            return None
-        noise = math.sqrt(self.squares / self.freedom)
-        return 0.0 if noise <= 1e-9 * self.scale else noise  # a deterministic metric's rounding
+        if self._stale:
+            self._noise = pooled_noise(list(self.spreads.values()), self.scale)
+            self._stale = False
+        return self._noise

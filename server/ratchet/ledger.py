@@ -282,6 +282,13 @@ class Ledger:
             groups.setdefault(experiment, []).append(metric)
         return groups
 
+    def run_counts(self, tag: str) -> dict[int, int]:
+        """How often each experiment ran, failed runs included."""
+        rows = self._all(
+            "SELECT experiment, COUNT(*) FROM runs WHERE tag=? GROUP BY experiment", (tag,)
+        )
+        return dict(rows)
+
     def runs(self, tag: str, experiment: int) -> list[dict[str, Any]]:
         rows = self._all(
             "SELECT run, metric, wall_s, purpose FROM runs WHERE tag=? AND experiment=? "

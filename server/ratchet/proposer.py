@@ -16,12 +16,14 @@ from .context import read_program
 from .events import AgentActivity
 from .experiment import Pending, Proposal, ProposalContext
 from .novelty import digest
+from .summary import summarise
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
 SHOWN = 60  # experiments in the agent's history table
+_READS_SUMMARY = ("anthropic", "command")  # hybrids too: "anthropic+tune"
 
 
 class _Tried(Set[str]):
@@ -44,6 +46,22 @@ class _Tried(Set[str]):
 class Proposer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._summary_of: tuple[int, int] | None = None
+        self._summary_text = ""
+
+    def _summary(self) -> str:
+        """The whole history grouped by what was changed, for the agents that read prose (an
+        LLM, a CLI agent); made again only when an experiment has finished since."""
+        kind = self.engine.agent_kind
+        if not kind.startswith(_READS_SUMMARY):
+            return ""
+        history = self.engine.history
+        key = (history.finished, len(history.experiments))
+        if key != self._summary_of:
+            lower = self.engine.config.metric.lower_is_better
+            self._summary_text = summarise(history.experiments, lower)
+            self._summary_of = key
+        return self._summary_text
 
     def context(self, number: int) -> ProposalContext:
         """What the agent sees; `number` tells apart proposals made at the same moment."""
@@ -75,6 +93,8 @@ class Proposer:
             history=history_for_agent(shown, best),
             notes=tuple(engine.ledger.notes(engine.tag)),
             running=tuple(in_flight + [p.proposal.description for p in queued]),
+            tag=engine.tag,
+            summary=self._summary(),
             tried_digests=_Tried(
                 history.tried_keys(),
                 {digest(p.proposal.edits.get(editable, "")) for p in queued},

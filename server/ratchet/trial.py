@@ -69,6 +69,7 @@ class Trial:
         """Runs one work item to its record; False when it was dropped before it ran."""
         if item.pending.proposal.source == "remeasure":
             await self.runs.remeasure_best(slot)
+            self.loop.confirm_best()  # until the judge trusts it
             return False
         pending = await self._carry(item.pending)
         if pending is None:  # its change is already in, or no longer applies

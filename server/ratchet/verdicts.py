@@ -29,6 +29,20 @@ class Verdicts:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
         return self.history.noise()
 
+    def needs_confirmation(self, best: Experiment, runs: list[float] | None = None) -> bool:
+        """Whether the best should be measured once more before candidates are judged against
+        it: with the sequential rule, a best kept on fewer than `confirm_runs` runs. `runs` are
+        its runs if the caller has them (else the history's)."""
+        if best.metric is None or best.commit is None or self.judge.rule != "sequential":
+            return False
+        # Failed runs count too, so a best whose re-runs crash is not measured forever.
+        attempts = self.history.attempts.get(best.id, 0)
+        if attempts >= self.judge.confirm_runs:
+            return False
+        if runs is None:
+            runs = self.history.runs.get(best.id, [best.metric])
+        return self.judge.needs_confirmation(runs, self.noise())
+
     def decide(
         self, exp: Experiment, runs: list[float], best: Experiment, baseline: Experiment | None
     ) -> tuple[Decision, Pending | None]:

@@ -1,11 +1,11 @@
-"""Proposers: `mutate` (offline, seeded), `anthropic` (Claude through the Messages API),
-`command` (any CLI coding agent)."""
+"""Proposers: `mutate` (offline, seeded), `optuna` (offline: TPE or CMA-ES over the file's
+constants), `anthropic` (Claude through the Messages API), `command` (any CLI coding agent)."""
 
 from __future__ import annotations
 
 import os
 
-from ..config import Config
+from ..config import AGENT_KINDS, Config
 from ..errors import RatchetError
 from .base import Agent
 from .mutate import MutateAgent
@@ -19,11 +19,30 @@ def resolve_kind(config: Config) -> str:
 
 
 def make_agent(config: Config) -> Agent:
-    """The agent `[agent] kind` names. Raises RatchetError for what the user must fix (a
-    missing API key, an empty `run`), before the loop starts."""
+    """The agent `[agent] kind` names, with a tuner between its edits if `[agent] tune` is
+    set. Raises RatchetError for what the user must fix (a missing API key, an empty `run`),
+    before the loop starts."""
+    agent = _make(config)
+    if config.agent.tune and agent.kind in ("anthropic", "command"):
+        from .hybrid import HybridAgent
+        from .optuna import OptunaAgent
+
+        return HybridAgent(agent, OptunaAgent.from_config(config), config.agent.tune_ratio)
+    return agent
+
+
+def _make(config: Config) -> Agent:
     kind = resolve_kind(config)
     if kind == "mutate":
         return MutateAgent(seed=config.agent.seed)
+    if kind == "optuna":
+        from .optuna import OptunaAgent
+
+        return OptunaAgent.from_config(config)
+    if kind == "portfolio":
+        from .portfolio import PortfolioAgent
+
+        return PortfolioAgent.from_config(config)
     if kind == "anthropic":
         from .anthropic import AnthropicAgent
 
@@ -32,4 +51,4 @@ def make_agent(config: Config) -> Agent:
         from .command import CommandAgent
 
         return CommandAgent.from_config(config)
-    raise RatchetError(f'unknown agent kind `{kind}`; use "anthropic", "command" or "mutate"')
+    raise RatchetError(f"unknown agent kind `{kind}`; use one of {', '.join(AGENT_KINDS)}")

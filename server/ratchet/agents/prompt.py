@@ -73,6 +73,11 @@ def context_prompt(context: ProposalContext, *, include_file: bool = True) -> st
                 f"## `{context.editable_path}` as your last edit left it (it crashed)\n\n"
                 f"{_fence(repair.broken_text)}"
             )
+    if context.summary:
+        parts.append(
+            "## Everything tried so far, grouped by what was changed (do not repeat dead "
+            f"ends)\n\n{context.summary}"
+        )
     parts.append(history_table(context.history))
     tails = crash_tails(context.history)
     if tails:

@@ -1,0 +1,229 @@
+"""How close each offline agent gets to the optimum of known objectives, through the real loop.
+
+    python bench/bench_search.py [--quick] [--experiments 50] [--seeds 5] [--jobs 2]
+                                 [--agents mutate,tpe,cmaes,random,portfolio] [--only NAME]
+
+Each objective is a tiny train.py whose module-level constants start away from the optimum
+and which prints `score: f(constants)` (plus Gaussian noise for `noisy`). Every run goes
+through the real Engine with the local runner: real git commits, real processes, the real
+judge. Since f is known, the regret of the final best is exact: f(best's constants) - f*.
+Reported per objective: the median regret over seeds for each agent, and the run time spent.
+The last lines compare the portfolio agent with mutate: regret ratio per objective, and the
+median ratio over the suite (the goal: <= 0.5, and no objective above 1.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ratchet.agents.space import find_literals
+from ratchet.config import load_config
+from ratchet.engine import Engine
+
+
+@dataclass(frozen=True)
+class Objective:
+    start: dict[str, float | int]
+    formula: str  # a Python expression over the constants (math is imported)
+    noise: float = 0.0
+    guard: str = ""  # a line that crashes the run for some values (an assert)
+    extra: str = ""  # lines that read constants without affecting the score
+
+
+OBJECTIVES = {
+    # A smooth bowl whose rate is two decades off, on a log scale.
+    "bowl_log": Objective(
+        {"LR": 0.002, "WIDTH": 64, "DROPOUT": 0.3},
+        "(math.log10(LR) + 1.5) ** 2 + ((WIDTH - 100) / 40) ** 2 + 4 * (DROPOUT - 0.1) ** 2",
+    ),
+    # Ill-conditioned: the valley of A - B is 30x steeper than that of A + B.
+    "ill_conditioned": Objective(
+        {"LR": 0.01, "A": 1.5, "B": 2.0},
+        "(math.log10(LR) + 2.5) ** 2 + (A + B - 3) ** 2 + 30 * (A - B + 0.5) ** 2",
+    ),
+    # Integer widths, depths and heads.
+    "integers": Objective(
+        {"WIDTH": 32, "DEPTH": 2, "HEADS": 4},
+        "(math.log2(WIDTH) - 6.8) ** 2 + (DEPTH - 6) ** 2 / 4 + (math.log2(HEADS) - 3) ** 2",
+    ),
+    # Started on a ridge: the best LR grows with sqrt(BATCH), so both must move together.
+    "interactions": Objective(
+        {"LR": 0.01, "BATCH": 64, "WD": 0.1},
+        "(math.log2(LR) - 0.5 * math.log2(BATCH) + 9.644) ** 2"
+        " + 0.05 * (math.log2(BATCH) - 8) ** 2 + (math.log10(WD) + 1.3) ** 2",
+    ),
+    # The bowl again, measured with noise (sigma 0.05): the judge's re-runs matter.
+    "noisy": Objective(
+        {"LR": 0.002, "WIDTH": 64, "DROPOUT": 0.3},
+        "(math.log10(LR) + 1.5) ** 2 + ((WIDTH - 100) / 40) ** 2 + 4 * (DROPOUT - 0.1) ** 2",
+        noise=0.05,
+    ),
+    # Rastrigin-like: a local minimum at every integer offset from the global one.
+    "multimodal": Objective(
+        {"X": 2.5, "Y": -1.5},
+        "(X - 1) ** 2 + (Y + 1) ** 2"
+        " + 3 * (2 - math.cos(2 * math.pi * (X - 1)) - math.cos(2 * math.pi * (Y + 1)))",
+    ),
+    # autoresearch-like: a batch size that crashes above 160 (out of memory), and a peak
+    # FLOPS figure that only feeds a printed utilisation.
+    "crash_and_dead": Objective(
+        {"LR": 0.04, "BATCH": 64, "WARMUP": 0.1, "PEAK_FLOPS": 989.5e12},
+        "(math.log10(LR) + 2) ** 2 + (math.log2(BATCH) - 7.3) ** 2 + 3 * (WARMUP - 0.3) ** 2",
+        guard='assert BATCH <= 160, "CUDA out of memory"',
+        extra='mfu = 1e14 / PEAK_FLOPS\nprint(f"mfu: {mfu:.4f}")',
+    ),
+}
+
+AGENTS = {
+    "mutate": 'kind = "mutate"',
+    "tpe": 'kind = "optuna"\nsampler = "tpe"',
+    "cmaes": 'kind = "optuna"\nsampler = "cmaes"',
+    "random": 'kind = "optuna"\nsampler = "random"',
+    "portfolio": 'kind = "portfolio"',
+}
+
+
+def train_py(objective: Objective) -> str:
+    lines = ["import math, os, random"]
+    lines += [f"{name} = {value!r}" for name, value in objective.start.items()]
+    if objective.guard:
+        lines.append(objective.guard)
+    score = f"score = {objective.formula}"
+    if objective.noise:
+        score += f" + random.Random(os.urandom(8)).gauss(0, {objective.noise})"
+    lines += [score, objective.extra, 'print(f"score: {score:.9f}")']
+    return "\n".join(lines) + "\n"
+
+
+def ratchet_toml(objective: Objective, agent: str, seed: int) -> str:
+    runs = 3 if objective.noise else 1
+    return (
+        textwrap.dedent(
+            f"""\
+        [loop]
+        editable = "train.py"
+        command = "{sys.executable} train.py"
+        budget = "20s"
+        pipeline = false
+
+        [metric]
+        name = "score"
+        goal = "minimize"
+
+        [judge]
+        baseline_runs = {runs}
+
+        [agent]
+        seed = {seed}
+        """
+        )
+        + AGENTS[agent]
+        + "\n"
+    )
+
+
+def truth(objective: Objective, text: str) -> float:
+    values = {lit.name: lit.value for lit in find_literals(text)}
+    return float(eval(objective.formula, {"math": math}, values))
+
+
+def optimum(objective: Objective) -> float:
+    return 0.0  # every formula above is a sum of squares with its zero inside the ranges
+
+
+def one_loop(name: str, agent: str, seed: int, experiments: int) -> dict[str, object]:
+    objective = OBJECTIVES[name]
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as folder:
+        root = Path(folder)
+        (root / "train.py").write_text(train_py(objective))
+        (root / "ratchet.toml").write_text(ratchet_toml(objective, agent, seed))
+        (root / "program.md").write_text("Lower the score.\n")
+        (root / ".gitignore").write_text(".ratchet/\n")
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
+            subprocess.run(
+                ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args],
+                cwd=root,
+                check=True,
+                capture_output=True,
+            )
+        engine = Engine(load_config(root), tag="bench")
+
+        async def go() -> None:
+            try:
+                await engine.run(max_experiments=experiments)
+            finally:
+                await engine.close()
+
+        asyncio.run(go())
+        rows = engine.experiments()
+        best_text = engine.text_of("best")
+    regret = truth(objective, best_text) - optimum(objective)
+    return {
+        "objective": name,
+        "agent": agent,
+        "seed": seed,
+        "regret": regret,
+        "run_s": sum(e.run_s for e in rows),
+        "crashed": sum(1 for e in rows if str(e.status) in ("crashed", "timeout", "invalid")),
+        "kept": sum(1 for e in rows if str(e.status) == "kept"),
+    }
+
+
+def report(results: list[dict[str, object]], agents: list[str]) -> None:
+    names = sorted({str(r["objective"]) for r in results}, key=list(OBJECTIVES).index)
+    print(f"{'median regret':>16} " + " ".join(f"{a:>11}" for a in agents))
+    ratios = []
+    for name in names:
+        medians = {}
+        for agent in agents:
+            regrets = [float(str(r["regret"])) for r in results if r["objective"] == name
+                       and r["agent"] == agent]  # fmt: skip
+            medians[agent] = statistics.median(regrets) if regrets else math.nan
+        print(f"{name:>16} " + " ".join(f"{medians[a]:11.4g}" for a in agents))
+        if "portfolio" in medians and "mutate" in medians and medians["mutate"] > 0:
+            ratios.append((name, medians["portfolio"] / medians["mutate"]))
+    seconds = {a: sum(float(str(r["run_s"])) for r in results if r["agent"] == a) for a in agents}
+    print(f"{'run time (s)':>16} " + " ".join(f"{seconds[a]:11.0f}" for a in agents))
+    if ratios:
+        print("portfolio / mutate median regret: " + ", ".join(f"{n} {x:.2f}" for n, x in ratios))
+        print(
+            f"suite: median ratio {statistics.median(x for _, x in ratios):.2f} (goal <= 0.5), "
+            f"worst {max(x for _, x in ratios):.2f} (goal <= 1.1)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="30 experiments x 2 seeds")
+    parser.add_argument("--experiments", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--only", default="", help="comma-separated objectives")
+    parser.add_argument("--out", default="", help="write every loop's result to this JSON")
+    args = parser.parse_args()
+    experiments, seeds = (30, 2) if args.quick else (args.experiments, args.seeds)
+    agents = args.agents.split(",")
+    names = args.only.split(",") if args.only else list(OBJECTIVES)
+    jobs = [(n, a, s, experiments) for n in names for a in agents for s in range(seeds)]
+    print(f"{len(jobs)} loops of {experiments} experiments ({seeds} seeds)", flush=True)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(one_loop, *zip(*jobs, strict=True)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    report(results, agents)
+
+
+if __name__ == "__main__":
+    main()
