@@ -408,10 +408,8 @@ class Engine:
         """A best kept on fewer runs than the judge trusts is measured again before more
         candidates are judged against it, so its optimism does not block real gains."""
         best = self.history.best
-        if (
-            best is not None
-            and best.source != "baseline"
-            and self.verdicts.needs_confirmation(best, self.history.runs.get(best.id))
+        if best is not None and self.verdicts.needs_confirmation(
+            best, self.history.runs.get(best.id)
         ):
             self._queue_remeasure()
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
 SHOWN = 60  # experiments in the agent's history table
+_NOT_PROPOSALS = ("baseline", "remeasure")
 _READS_SUMMARY = ("anthropic", "command")  # hybrids too: "anthropic+tune"
 
 
@@ -76,9 +77,9 @@ class Proposer:
             *experiments[-SHOWN:-RECENT_FOR_AGENT],
             *(recent[e.id] for e in experiments[-RECENT_FOR_AGENT:] if e.id in recent),
         ]
-        queued = [i.pending for i in (scheduler.items if scheduler else [])]
-        queued += [r.pending for r in engine.reviews.values()]
-        in_flight = [r.description for r in engine.running.values()]
+        # Proposals in flight, then those waiting: what the agent should not propose again.
+        work = [*scheduler.claimed, *scheduler.items] if scheduler else []
+        queued = [i.pending for i in work if i.pending.proposal.source not in _NOT_PROPOSALS]
         best = history.best
         return ProposalContext(
             experiment=engine.next_id + (scheduler.prepared if scheduler else 0),
@@ -92,7 +93,7 @@ class Proposer:
             best_metric=best.metric if best else None,
             history=history_for_agent(shown, best),
             notes=tuple(engine.ledger.notes(engine.tag)),
-            running=tuple(in_flight + [p.proposal.description for p in queued]),
+            running=tuple(p.proposal.description for p in queued),
             tag=engine.tag,
             summary=self._summary(),
             tried_digests=_Tried(

@@ -64,6 +64,7 @@ class Scheduler:
         self._blocked = blocked
         self.pipeline = pipeline
         self.items: list[WorkItem] = []
+        self.claimed: list[WorkItem] = []  # taken by a slot, in the order taken, until done
         self._changed = asyncio.Event()
         self.stopping = False
         self.paused = False
@@ -142,6 +143,7 @@ class Scheduler:
             item = self._pick(slot)
             if item is not None:
                 self.items.remove(item)
+                self.claimed.append(item)
                 self.in_flight += 1
                 self.started += item.counted
                 if item.from_agent:
@@ -160,6 +162,7 @@ class Scheduler:
             try:
                 ran = await self._execute(item, slot)
             finally:
+                self.claimed.remove(item)
                 self.in_flight -= 1
                 if item.from_agent:
                     self.agent_in_flight -= 1

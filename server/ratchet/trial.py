@@ -186,6 +186,8 @@ class Trial:
 
     async def _review(self, exp_id: int, pending: Pending) -> bool:
         loop = self.loop
+        if loop.stopping:  # a stop answers every waiting review, and this one came after it
+            return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         loop.reviews[exp_id] = Review(exp_id, pending, future)
         loop.set_state("awaiting_review")
