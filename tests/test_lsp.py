@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CONFIG, TRAIN, MakeProject
-from lsp_helpers import Editor, start_editor, stop_editor
+from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from ratchet.ledger import Ledger
@@ -32,6 +32,7 @@ CONTRACT = {
     "ratchet.note",
     "ratchet.experiments",
     "ratchet.status",
+    "ratchet.stopExperiment",
 }
 
 OpenEditor = Callable[[Path], Awaitable[Editor]]
@@ -49,6 +50,8 @@ async def editors() -> AsyncIterator[OpenEditor]:
     yield open_editor
     for editor in started:
         await stop_editor(editor)
+    for editor in started:
+        stop_loops(editor.root)
 
 
 async def failure(editor: Editor, command: str, *arguments: Any) -> JsonRpcException:
@@ -99,9 +102,22 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
     discarded = [e for e in experiments if e["status"] == "discarded"]
     assert kept and discarded, [(e["id"], e["status"]) for e in experiments]
-    for exp in experiments:  # JSON-able rows with the contract's fields
+    for exp in experiments:  # light JSON rows with the contract's fields, heavy ones empty
         assert {"id", "status", "metric", "description", "commit", "reason", "diff"} <= set(exp)
         assert {"run_s", "cost_usd", "agent", "secondary"} <= set(exp)
+        assert exp["diff"] == "" and exp["log_tail"] == ""
+    # ratchet.experiment gives one whole row; `since` and `limit` page the list.
+    full = [await editor.command("ratchet.experiment", e["id"]) for e in experiments]
+    assert all(f["diff"] for f in full[1:]) and full[2]["status"] == experiments[2]["status"]
+    assert [r["id"] for r in await editor.command("ratchet.experiments", {"since": 1})] == [2, 3]
+    page = await editor.command("ratchet.experiments", {"since": 0, "limit": 2})
+    assert [r["id"] for r in page] == [1, 2]
+    # Each change was pushed as it finished: one light row per experiment, not the list.
+    assert sorted({r["id"] for r in editor.rows}) == [0, 1, 2, 3]
+    assert all(r["diff"] == "" for r in editor.rows)
+    experiments = full
+    kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
+    discarded = [e for e in experiments if e["status"] == "discarded"]
 
     # Status: notified while running and at the end, with the best and its gain.
     assert any(s["state"] == "running" for s in editor.statuses)
@@ -111,16 +127,16 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     assert final["total"] == 4 and final["kept"] == len(kept)
     assert final["gainPercent"] == pytest.approx(100 * (0.2 - best["metric"]) / 0.2)
 
-    # Each finished experiment is a diagnostic on the lines its change touched.
-    def results() -> dict[int, list[types.Diagnostic]]:
-        found: dict[int, list[types.Diagnostic]] = {}
-        for diagnostic in editor.diagnostics("train.py"):
-            assert diagnostic.source == "ratchet"
-            found.setdefault(diagnostic.data["experiment"], []).append(diagnostic)
+    # Each finished experiment is an inlay hint at the end of the lines its change touched;
+    # the history is never a diagnostic (no squiggle, no Problems entry).
+    async def results() -> dict[int, list[types.InlayHint]]:
+        found: dict[int, list[types.InlayHint]] = {}
+        for hint in await editor.inlay_hints("train.py"):
+            found.setdefault(hint.data["experiment"], []).append(hint)
         return found
 
-    # An experiment's diagnostics sit on the lines its change touched, found by content in
-    # the user's text (here the original file): one whose lines are all there has them.
+    # An experiment's hints sit on the lines its change touched, found by content in the
+    # user's text (here the original file): one whose lines are all there has them.
     lines = mine.splitlines()
 
     def locatable(exp: dict[str, Any]) -> bool:
@@ -129,20 +145,18 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
 
     expected = {e["id"] for e in experiments[1:] if e["diff"] and locatable(e)}
     assert expected
-    await editor.wait(lambda: expected <= set(results()), "a diagnostic per locatable experiment")
+    found = await editor.wait_async(results, lambda f: expected <= set(f), "a hint each")
+    assert not editor.diagnostics("train.py")
     for exp in experiments[1:]:
         blocks = parse_blocks(exp["diff"])
         # Located by the lines as they were or as the experiment made them.
         starts = {block.old[0] for block in blocks if block.old}
         starts |= {block.new[0] for block in blocks if block.new}
-        for diagnostic in results().get(exp["id"], []):
-            assert diagnostic.message.splitlines()[0] == expected_head(exp, experiments)
-            assert exp["reason"] and diagnostic.message.splitlines()[-1] == exp["reason"]
-            assert lines[diagnostic.range.start.line] in starts
-            severity = types.DiagnosticSeverity
-            assert diagnostic.severity == (
-                severity.Information if exp["status"] == "kept" else severity.Hint
-            )
+        for hint in found.get(exp["id"], []):
+            assert hint.label == expected_head(exp, experiments)
+            assert isinstance(hint.tooltip, str) and hint.tooltip.splitlines()[-1] == exp["reason"]
+            assert lines[hint.position.line] in starts
+            assert hint.position.character == len(lines[hint.position.line])  # end of line
 
     # The progress of each experiment: begin with its description, end with its result.
     bars = editor.client.progress_reports
@@ -158,7 +172,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
             assert values[-1].message == expected_head(exp, experiments)
 
     # Code actions on the kept result: apply it (an edit), revert it, open its diff.
-    line = results()[best["id"]][0].range.start.line
+    line = found[best["id"]][0].position.line
     actions = {a.title: a for a in await editor.code_actions("train.py", line)}
     assert {f"Apply experiment {best['id']}", f"Revert experiment {best['id']}"} <= set(actions)
     assert f"Open diff of experiment {best['id']}" in actions
@@ -194,13 +208,11 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
         )
 
     gone = {e["id"] for e in discarded if not still_there(e)}
-    await editor.wait(
-        lambda: best["id"] in results() and not gone & set(results()), "stale results dropped"
+    found = await editor.wait_async(
+        results, lambda f: best["id"] in f and not gone & set(f), "stale results dropped"
     )
     new_lines = {b.new[0] for b in parse_blocks(best["diff"]) if b.new}
-    assert all(
-        expected.splitlines()[d.range.start.line] in new_lines for d in results()[best["id"]]
-    )
+    assert all(expected.splitlines()[h.position.line] in new_lines for h in found[best["id"]])
 
     # ratchet.apply: the best is already there; a discarded one comes as an applyEdit.
     assert (await editor.command("ratchet.apply", "best"))["applied"] is False
@@ -229,6 +241,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     )
     rows = await editor.command("ratchet.experiments")
     assert rows[-1]["source"] == "revert"
+    assert rows[-1]["id"] in {r["id"] for r in editor.rows}
     assert rows[-1]["description"].startswith(f"revert exp {best['id']}")
     # Reverting the only kept change gives back the baseline's text, already measured.
     assert rows[-1]["status"] in ("kept", "invalid")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIG, TRAIN, MakeProject
-from lsp_helpers import Editor, start_editor, stop_editor
+from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
@@ -39,6 +39,7 @@ async def editor(
     editor = await start_editor(root)
     yield editor
     await stop_editor(editor)
+    stop_loops(root)
 
 
 def bar_of(editor: Editor, experiment: int) -> list[object] | None:

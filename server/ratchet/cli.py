@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
         help="stop after N experiments (the baseline counts as one)",
     )
     run.add_argument("--tag", default=None, help="the loop's name; its branch is ratchet/TAG")
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (editors attach to it; its output goes to .ratchet/loop.log)",
+    )
+    # The loop process an editor starts: no terminal view, reviews come from the editors.
+    run.add_argument("--headless", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--wait-for-start", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--review", choices=("auto", "propose"), default=None, help=argparse.SUPPRESS)
 
     log = commands.add_parser("log", help="the experiments: a table, JSON or results.tsv")
     form = log.add_mutually_exclusive_group()
@@ -133,8 +143,12 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
-    config = load_config(project)
-    reviewing = config.loop.review == "propose"
+    from .control.host import host_run, with_review
+
+    if args.detach:
+        return _run_detached(args, project, console)
+    config = with_review(load_config(project), args.review)
+    reviewing = config.loop.review == "propose" and not args.headless
     if reviewing and not sys.stdin.isatty():
         raise RatchetError(
             'review = "propose" waits for a person to accept each proposal: run it in a '
@@ -158,17 +172,22 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
         running.add_signal_handler(signal.SIGINT, on_interrupt)
         running.add_signal_handler(signal.SIGTERM, on_interrupt)
         try:
-            await engine.run(max_experiments=args.max_experiments)
+            await host_run(
+                engine,
+                max_experiments=args.max_experiments,
+                review=args.review,
+                wait_for_start=WAIT_FOR_START_S if args.wait_for_start else None,
+            )
         finally:
             final["experiments"], final["status"] = engine.experiments(), engine.status()
             await engine.close()
 
-    with LoopView(engine, console, live=not reviewing) as view:
+    with LoopView(engine, console, live=not reviewing and not args.headless) as view:
         engine.bus.subscribe(view.on_event)
         if reviewing:
             engine.bus.subscribe(lambda event: _ask_review(event, engine, console))
         asyncio.run(loop())
-    if not console.is_terminal:
+    if not console.is_terminal and not args.headless:
         console.print(experiments_table(final["experiments"], config.metric.name))
     status = final["status"]
     console.print(
@@ -178,6 +197,31 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     if engine.state == "error":
         return 1
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+WAIT_FOR_START_S = 60.0
+
+
+def _run_detached(args: argparse.Namespace, project: Path, console: Console) -> int:
+    """`ratchet run --detach`: the loop in a process of its own, which outlives this one."""
+    from .control import spawn, wire
+
+    load_config(project)  # a mistake in ratchet.toml is said here, not in a log
+    command = spawn.loop_command(project, tag=args.tag, max_experiments=args.max_experiments)
+    process = spawn.spawn(project, command)
+    deadline = time.monotonic() + spawn.START_TIMEOUT_S
+    while not wire.socket_path(project).exists() or spawn.lock_holder(project) != process.pid:
+        if process.poll() is not None:
+            raise spawn.started_error(project, process.returncode)
+        if time.monotonic() > deadline:
+            raise RatchetError(f"the loop did not start; see {wire.log_path(project)}")
+        time.sleep(0.05)
+    console.print(
+        f"loop running in the background (pid {process.pid}); its output: "
+        f"{wire.log_path(project)}. Watch it with `ratchet log` or the editor; "
+        f"stop it from the editor or with `kill {process.pid}`."
+    )
+    return 0
 
 
 def _ask_review(event: Event, engine: Engine, console: Console) -> None:
