@@ -314,7 +314,8 @@ async def test_ratchet_toml_mistakes_are_errors_at_their_range(
     assert diagnostic.range.start == types.Position(line, len("budget = "))
     assert diagnostic.range.end == types.Position(line, len('budget = "5 parsecs"'))
     assert "is not a duration" in diagnostic.message
-    assert editor.status()["state"] == "error" and editor.status()["configError"]
+    status = await editor.wait(lambda: editor.statuses and editor.statuses[-1], "a status")
+    assert status["state"] == "error" and status["configError"]
 
     error = await failure(editor, "ratchet.start")
     assert error.message.startswith("fix ratchet.toml first: ratchet.toml:")
@@ -404,7 +405,7 @@ async def test_bad_arguments_are_plain_errors_and_the_server_lives_on(
     assert status["state"] == "idle" and status["total"] == 2
 
 
-async def test_a_second_window_shows_results_but_cannot_start_a_second_loop(
+async def test_a_second_window_attaches_to_the_running_loop(
     make_project: MakeProject, editors: OpenEditor
 ) -> None:
     slow = TRAIN.replace(
@@ -427,17 +428,28 @@ async def test_a_second_window_shows_results_but_cannot_start_a_second_loop(
         lambda: first.statuses[-1]["running"] and first.statuses[-1]["running"][0]["id"] == 1,
         "exp 1 running",
     )
+    # One loop per project: the second window is a second view of it, live.
+    status = await second.wait(
+        lambda: (
+            second.statuses[-1]["loop"]
+            and second.statuses[-1]["loop"]["attached"]
+            and second.statuses[-1]["running"]
+            and second.statuses[-1]
+        ),
+        "the second window attached, exp 1 running",
+    )
+    assert status["running"][0]["id"] == 1 and not status["offline"]
+    assert status["loop"]["pid"] == first.status()["loop"]["pid"]
     error = await failure(second, "ratchet.start")
     assert error.code == -32803
-    assert error.message.startswith("a Ratchet loop is already running on this project")
-    # The second window reads the same ledger, and follows it as the first one records.
-    await first.command("ratchet.stop")
-    await second.wait(
-        lambda: any(d.data["experiment"] == 1 for d in second.diagnostics("train.py")),
-        "the second window to see exp 1",
-    )
-    rows = await second.command("ratchet.experiments")
-    assert [r["status"] for r in rows] == ["kept", "interrupted"]
-    # The first loop stopped and freed the project: the second window may start one now.
-    assert (await second.command("ratchet.start"))["state"] == "running"
+    assert error.message == "the loop is already running; stop it first (ratchet.stop)"
+    # Either window commands it; both follow what it records.
     await second.command("ratchet.stop")
+    await first.wait(lambda: first.statuses[-1]["loop"] is None, "the loop gone in the first")
+    rows = await first.command("ratchet.experiments")
+    assert [r["status"] for r in rows] == ["kept", "interrupted"]
+    assert [r["id"] for r in second.rows if r["status"] == "interrupted"] == [1]
+    # The loop stopped and freed the project: either window may start one now.
+    assert (await second.command("ratchet.start"))["state"] == "running"
+    await first.wait(lambda: (first.statuses[-1]["loop"] or {}).get("attached"), "attached")
+    await first.command("ratchet.stop")

@@ -124,7 +124,7 @@ async def test_the_review_gate(editor: Editor) -> None:
     status = await editor.wait_state("awaiting_review")
     assert status["awaitingReview"] == [1]
 
-    # The proposal is a warning on the lines it would change, its diff in the message.
+    # The proposal is a warning on the lines it would change, in one line of words.
     proposal = await editor.wait(
         lambda: [d for d in editor.diagnostics("train.py") if d.code == "proposed"],
         "the proposal diagnostic",
@@ -132,9 +132,28 @@ async def test_the_review_gate(editor: Editor) -> None:
     diagnostic = proposal[0]  # one per changed block of lines
     assert all(d.data["experiment"] == 1 for d in proposal)
     assert diagnostic.message.startswith("exp 1 proposed: ")
-    assert "--- a/train.py" in diagnostic.message
+    assert diagnostic.message.endswith("waiting for review: accept to run it, or reject")
+    assert "\n" not in diagnostic.message
     line = TRAIN.splitlines()[diagnostic.range.start.line]
     assert line.startswith(("LR = ", "WIDTH = "))
+
+    # Over it, code lenses any client shows; its new text as ghost text (an inlay hint).
+    lenses = await editor.code_lenses("train.py")
+    assert [
+        (lens.command.title, lens.command.command, list(lens.command.arguments)) for lens in lenses
+    ] == [
+        ("Accept & Run exp 1", "ratchet.accept", [1]),
+        ("Reject", "ratchet.reject", [1]),
+        ("Open diff", "ratchet.openDiff", [1]),
+    ]
+    assert {lens.range.start.line for lens in lenses} == {diagnostic.range.start.line}
+    assert "codeLens" in editor.refreshes and "inlayHint" in editor.refreshes
+    (ghost,) = [h for h in await editor.inlay_hints("train.py") if h.data["kind"] == "proposal"]
+    full = await editor.command("ratchet.diffText", "ratchet:/exp/1.diff")
+    assert full["text"].startswith("--- a/train.py")
+    added = [t[1:] for t in full["text"].splitlines() if t.startswith("+") and t[1:2] != "+"]
+    assert ghost.label == "→ " + added[0].strip()
+    assert ghost.position == types.Position(diagnostic.range.start.line, len(line))
 
     actions = {
         a.title: a for a in await editor.code_actions("train.py", diagnostic.range.start.line)

@@ -161,12 +161,14 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     async def loop() -> None:
         nonlocal interrupted
         running = asyncio.get_running_loop()
+        stopping = asyncio.Event()
 
         def on_interrupt() -> None:
             nonlocal interrupted
             if interrupted:  # a second Ctrl-C: leave now; the next run recovers
                 os._exit(EXIT_INTERRUPTED)
             interrupted = True
+            stopping.set()
             engine.stop()
 
         running.add_signal_handler(signal.SIGINT, on_interrupt)
@@ -177,6 +179,7 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
                 max_experiments=args.max_experiments,
                 review=args.review,
                 wait_for_start=WAIT_FOR_START_S if args.wait_for_start else None,
+                interrupted=stopping,
             )
         finally:
             final["experiments"], final["status"] = engine.experiments(), engine.status()

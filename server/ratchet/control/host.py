@@ -113,14 +113,23 @@ class LoopHost:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    async def wait_for_start(self, timeout: float) -> dict[str, Any] | None:
+    async def wait_for_start(
+        self, timeout: float, interrupted: asyncio.Event | None = None
+    ) -> dict[str, Any] | None:
         """For a loop started by an editor: the run's parameters from its `start` request, or
-        None when none came in time (or a stop came first)."""
-        self._start = asyncio.get_running_loop().create_future()
+        None when none came in time (or a stop or an interrupt came first)."""
+        self._start = start = asyncio.get_running_loop().create_future()
+        waiters: list[asyncio.Future[Any]] = [start]
+        if interrupted is not None:
+            waiters.append(asyncio.ensure_future(interrupted.wait()))
         try:
-            return await asyncio.wait_for(asyncio.shield(self._start), timeout)
-        except TimeoutError:
-            return None
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters[1:]:
+                waiter.cancel()
+        if not start.done():
+            start.set_result(None)
+        return start.result()
 
     def run_ended(self) -> None:
         self._ran.set()
@@ -228,15 +237,11 @@ class LoopHost:
     async def _start_run(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._start is None or self._start.done():
             raise RatchetError("the loop is already running; stop it first (ratchet.stop)")
-        submit = params.get("submit")
-        if isinstance(submit, dict):
-            await self.engine.submit(
-                str(submit.get("text", "")),
-                str(submit.get("description") or "an edit made in the editor"),
-                str(submit.get("source") or "human"),
-            )
-        if params.get("revert") is not None:
-            await self.engine.revert(_number(params, "revert"))
+        try:
+            await self._seed(params)
+        except BaseException:
+            self._start.set_result(None)  # nothing to run: the process ends, freeing the lock
+            raise
         limit = params.get("maxExperiments")
         self._start.set_result(
             {
@@ -250,6 +255,18 @@ class LoopHost:
                 break
             await asyncio.sleep(0.01)
         return await self._status(params)
+
+    async def _seed(self, params: dict[str, Any]) -> None:
+        """A loop started for one edit (runBuffer) or one revert gets it before it runs."""
+        submit = params.get("submit")
+        if isinstance(submit, dict):
+            await self.engine.submit(
+                str(submit.get("text", "")),
+                str(submit.get("description") or "an edit made in the editor"),
+                str(submit.get("source") or "human"),
+            )
+        if params.get("revert") is not None:
+            await self.engine.revert(_number(params, "revert"))
 
     async def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._start is not None and not self._start.done():
@@ -362,6 +379,7 @@ async def host_run(
     max_experiments: int | None,
     review: str | None = None,
     wait_for_start: float | None = None,
+    interrupted: asyncio.Event | None = None,
 ) -> None:
     """Runs the loop with its control channel open. With `wait_for_start` (seconds), the run
     begins when a client's `start` request says how (a loop started by an editor)."""
@@ -378,7 +396,7 @@ async def host_run(
     try:
         run: dict[str, Any] | None = {"max_experiments": max_experiments}
         if wait_for_start is not None:
-            run = await host.wait_for_start(wait_for_start)
+            run = await host.wait_for_start(wait_for_start, interrupted)
         if run is not None:
             await engine.run(**run)
     except RatchetError as problem:

@@ -159,7 +159,12 @@ class Loop:
                 )
             await asyncio.sleep(0.05)
         self.failed, self.message = False, ""
-        status = await self.request("start", start)
+        try:
+            status = await self.request("start", start)
+        except RatchetError:
+            if self.client is not None:  # it had nothing to run, and ends: let it go
+                self.client.close()
+            raise
         self.state = str(status.get("state", self.state))
         self.changed()
         return dict(status)
@@ -193,8 +198,10 @@ class Loop:
         if kind == "proposed":
             if message.get("awaiting_review"):
                 self.results.proposed(_proposal(message))
+            self.project.spawn(self.results.fetch(message["id"]))
         elif kind == "started":
             self.results.settled(message["id"])
+            self.project.spawn(self.results.fetch(message["id"]))
             self.progress.started(message["id"], message["description"], message["budget_s"])
         elif kind == "finished":
             self._finished(wire.experiment_of(message["experiment"]))

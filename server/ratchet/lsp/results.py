@@ -68,6 +68,9 @@ class Results:
 
     def update(self, exp: Experiment) -> None:
         """One experiment changed (a delta from the loop): its row, its Result, the client."""
+        known = self.rows.get(exp.id)
+        if known is not None and known.status.is_final and not exp.status.is_final:
+            return  # a late read of it while it ran: the final row stands
         light = _light(exp)
         self.rows[exp.id] = light
         if exp.status is Status.KEPT and exp.commit:
@@ -78,6 +81,15 @@ class Results:
             self.project.spawn(self._after_finish(exp))
         self.project.editor.notify(names.EXPERIMENT_NOTIFICATION, wire.row(light, light=True))
         self.schedule(refresh=True)
+
+    async def fetch(self, experiment: int) -> None:
+        """An experiment changed state in the loop (proposed, started): its row again."""
+        reader = self.project.reader
+        if reader is None:
+            return
+        exp = await asyncio.to_thread(reader.experiment, experiment)
+        if exp is not None and reader is self.project.reader:
+            self.update(exp)
 
     async def _after_finish(self, exp: Experiment) -> None:
         await self.fill(exp if exp.diff or not exp.commit else None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -81,6 +81,8 @@ class RatchetServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls shows every internal error to the user by sending a message; a failed send
         (the client has gone) must not be answered by another send."""
+        if source is FeatureRequestError:
+            return  # the request's error response says it already
         if isinstance(self.protocol, RatchetProtocol) and self.protocol.gone:
             return
         if isinstance(error, (OSError, ValueError)) and "closed" in str(error):
