@@ -1,0 +1,224 @@
+"""The loop outlives the editor: it runs in a process of its own, the language server
+attaches to it through `.ratchet/control.sock` and detaches without stopping it. A server
+killed, or whose client vanishes mid-stream, leaves the loop running (and its own log quiet);
+a new server attaches and shows it live, pending proposal included; a terminal's
+`ratchet run` and an editor are two views of one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from conftest import CONFIG, TRAIN, MakeProject
+from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
+from ratchet.control import wire
+from ratchet.control.spawn import lock_holder
+
+# The baseline is quick; a changed version prints a line every 20 ms for about 2 s.
+STREAMING = TRAIN.replace(
+    'print("training...")\n',
+    textwrap.dedent(
+        """\
+        import time
+        print("training...")
+        steps = 1 if (LR, WIDTH) == (0.5, 8) else 100
+        for step in range(steps):
+            print(f"step {step} loss {score + 1 / (step + 1):.4f}", flush=True)
+            time.sleep(0.02)
+        """
+    ),
+)
+REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+
+OpenEditor = Callable[[Path], Awaitable[Editor]]
+
+
+@pytest.fixture
+async def editors() -> AsyncIterator[OpenEditor]:
+    started: list[Editor] = []
+
+    async def open_editor(root: Path) -> Editor:
+        editor = await start_editor(root)
+        started.append(editor)
+        return editor
+
+    yield open_editor
+    for editor in started:
+        if editor.client._server is not None and editor.client._server.returncode is None:
+            await stop_editor(editor)
+    for editor in started:
+        stop_loops(editor.root)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_the_loop_outlives_its_language_server(
+    make_project: MakeProject, editors: OpenEditor, capfd: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(train=STREAMING, config=REVIEWED)
+    first = await editors(root)
+    await first.command("ratchet.start")
+    status = await first.wait_state("awaiting_review")
+    loop_pid = status["loop"]["pid"]
+    assert status["loop"] == {"pid": loop_pid, "attached": True} and not status["offline"]
+    assert loop_pid != first.client._server.pid  # type: ignore[union-attr]
+    assert (root / ".ratchet" / "control.sock").stat().st_mode & 0o777 == 0o600
+
+    # The language server is killed outright: the loop goes on, its proposal still waiting.
+    first.client._server.kill()  # type: ignore[union-attr]
+    await first.client._server.wait()  # type: ignore[union-attr]
+    await asyncio.sleep(0.5)
+    assert alive(loop_pid) and lock_holder(root) == loop_pid
+
+    # A new server attaches and shows it live: the state, the pending proposal and its lens.
+    second = await editors(root)
+    second.open("train.py")
+    status = await second.wait(
+        lambda: (
+            second.statuses and second.statuses[-1]["awaitingReview"] == [1] and second.statuses[-1]
+        ),
+        "the new server attached, exp 1 awaiting review",
+    )
+    assert status["loop"] == {"pid": loop_pid, "attached": True}
+    assert status["state"] == "awaiting_review"
+    await second.wait(
+        lambda: [d for d in second.diagnostics("train.py") if d.code == "proposed"],
+        "the pending proposal shown",
+    )
+    lenses = await second.wait_async(
+        lambda: second.code_lenses("train.py"), lambda found: found, "the proposal's lenses"
+    )
+    assert lenses[0].command is not None and lenses[0].command.title == "Accept & Run exp 1"
+
+    # Accepted from the new server: it runs, and its progress streams to it.
+    assert (await second.command("ratchet.accept", 1))["accepted"] is True
+    await second.wait(
+        lambda: (
+            second.statuses[-1]["running"]
+            and second.statuses[-1]["running"][0]["lastLine"].startswith("step ")
+        ),
+        "exp 1 streaming",
+    )
+
+    # Its client vanishes mid-stream (a window closed, a connection dropped): the server
+    # leaves quietly, nothing sent into the closed pipe, and the loop runs on.
+    capfd.readouterr()
+    server = second.client._server
+    assert server is not None and server.stdin is not None
+    server.stdin.close()
+    await asyncio.wait_for(server.wait(), 15)
+    await asyncio.sleep(0.3)
+    said = capfd.readouterr().err
+    assert "Traceback" not in said and "closed file" not in said, said[-2000:]
+    assert len(said) < 4000, len(said)
+    assert alive(loop_pid) and lock_holder(root) == loop_pid
+
+    # A third server: attached, exp 1's result arrives, the next proposal waits; it stops it.
+    third = await editors(root)
+    await third.wait(
+        lambda: third.statuses and third.statuses[-1]["awaitingReview"] == [2],
+        "exp 1 judged, exp 2 waiting",
+        timeout=30,
+    )
+    rows = await third.command("ratchet.experiments")
+    assert rows[1]["status"] in ("kept", "discarded") and rows[1]["metric"] is not None
+    assert (await third.command("ratchet.stop"))["state"] == "idle"
+    await third.wait(lambda: third.statuses[-1]["loop"] is None, "the loop gone")
+    deadline = time.monotonic() + 10
+    while alive(loop_pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert lock_holder(root) is None and not (root / ".ratchet" / "control.sock").exists()
+    rows = await third.command("ratchet.experiments")
+    assert rows[2]["status"] == "rejected"  # stopped before review
+    await stop_editor(third)
+
+
+async def test_a_terminal_and_an_editor_are_two_views_of_one_loop(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    slowish = TRAIN.replace(
+        'print("training...")\n', 'import time\nprint("training...")\ntime.sleep(0.4)\n'
+    )
+    root = make_project(train=slowish)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    terminal = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli", "run", "--max-experiments", "6"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not wire.socket_path(root).exists():
+            assert terminal.poll() is None, terminal.communicate()[0]
+            assert time.monotonic() < deadline, "the terminal's loop never served its channel"
+            await asyncio.sleep(0.05)
+        editor = await editors(root)
+        status = await editor.wait(
+            lambda: (
+                editor.statuses
+                and (editor.statuses[-1]["loop"] or {}).get("attached")
+                and editor.statuses[-1]
+            ),
+            "the editor attached to the terminal's loop",
+        )
+        assert status["loop"]["pid"] == terminal.pid
+        # The editor commands the terminal's loop: pause, and nothing new starts.
+        await editor.wait(lambda: editor.statuses[-1]["total"] >= 1, "a first result")
+        assert (await editor.command("ratchet.pause"))["state"] == "paused"
+        await asyncio.sleep(1.2)  # more than two experiments' time
+        paused_total = (await editor.command("ratchet.status"))["total"]
+        await asyncio.sleep(1.0)
+        assert (await editor.command("ratchet.status"))["total"] <= paused_total + 1
+        await editor.command("ratchet.resume")
+        output, _ = await asyncio.to_thread(terminal.communicate, timeout=60)
+        assert terminal.returncode == 0, output
+        assert b"loop " in output and b"kept of 6" in output
+        await editor.wait(lambda: editor.statuses[-1]["loop"] is None, "the loop gone")
+        # Every experiment the terminal's loop finished after the editor attached reached it
+        # as one delta row.
+        rows = await editor.command("ratchet.experiments")
+        assert [r["id"] for r in rows] == list(range(6))
+        seen = {r["id"] for r in editor.rows if r["status"] not in ("running", "proposed")}
+        assert set(range(paused_total, 6)) <= seen
+    finally:
+        if terminal.poll() is None:
+            terminal.kill()
+            terminal.wait()
+
+
+def test_run_detach_returns_and_the_loop_runs_on(make_project: MakeProject) -> None:
+    root = make_project()
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "run", "--detach", "--max-experiments", "3"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "loop running in the background (pid " in done.stdout
+    pid = int(done.stdout.split("(pid ")[1].split(")")[0])
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 60
+    while lock_holder(root) == pid and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lock_holder(root) is None
+    log = (root / ".ratchet" / "loop.log").read_text()
+    assert "kept of 3" in log, log[-2000:]
