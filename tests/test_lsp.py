@@ -280,6 +280,11 @@ async def test_run_buffer_crash_is_an_error_at_the_traceback_line(
     assert diagnostic.severity == types.DiagnosticSeverity.Error
     assert diagnostic.range.start.line == line_of(buffer, "ratio = WIDTH / (LR - 0.5)")
     assert diagnostic.message.startswith("exp 1 crashed: ZeroDivisionError: float division by zero")
+    assert "\n" not in diagnostic.message  # one line: the description in brackets
+    # It points at the run's log, where the whole traceback is.
+    (related,) = diagnostic.related_information or []
+    log = Path(related.location.uri.removeprefix("file://"))
+    assert log.suffix == ".log" and "ZeroDivisionError" in log.read_text()
 
     # The user moves the line down: the error follows it, by content.
     moved = buffer.replace("import os\n", "import os\n\n\n")

@@ -222,3 +222,48 @@ def test_run_detach_returns_and_the_loop_runs_on(make_project: MakeProject) -> N
     assert lock_holder(root) is None
     log = (root / ".ratchet" / "loop.log").read_text()
     assert "kept of 3" in log, log[-2000:]
+
+
+def test_a_send_after_the_client_has_gone_is_dropped_without_a_word(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pygls reports a failed send by sending a message, which fails, and so on: one
+    notification after exit once wrote 11 MB of tracebacks. Here: nothing, and no more sends."""
+    import io
+    import logging
+
+    from lsprotocol import types
+    from pygls.io_ import StdoutWriter
+    from ratchet.lsp.server import make_server
+
+    server = make_server()
+    stdout = io.BytesIO()
+    server.protocol.set_writer(StdoutWriter(stdout))
+    server.protocol.notify("ratchet/status", {"state": "idle"})
+    assert stdout.getvalue()  # a live client gets it
+    stdout.close()  # what pygls's exit does to stdout
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            server.protocol.notify("ratchet/status", {"state": "idle"})
+            server.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Info, message="hello")
+            )
+    assert server.protocol.gone  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+    # A pipe whose reader went away: the first failed write ends all sending, quietly.
+    class BrokenPipe(io.RawIOBase):
+        writes = 0
+
+        def write(self, data: object) -> int:
+            BrokenPipe.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+    server = make_server()
+    server.protocol.set_writer(StdoutWriter(BrokenPipe()))  # type: ignore[arg-type]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            server.protocol.notify("ratchet/status", {"state": "idle"})
+    assert server.protocol.gone and BrokenPipe.writes == 1  # type: ignore[attr-defined]
+    assert len([r for r in caplog.records if r.exc_info]) <= 1  # pygls's own one line

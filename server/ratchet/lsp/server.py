@@ -40,7 +40,12 @@ class RatchetProtocol(LanguageServerProtocol):
             return
         writer = self.writer
         closing = getattr(writer, "is_closing", None)
-        if writer is None or (callable(closing) and closing()):
+        stream = getattr(writer, "_stdout", None)  # pygls's StdoutWriter: closed on exit
+        if (
+            writer is None
+            or (callable(closing) and closing())
+            or bool(getattr(stream, "closed", False))
+        ):
             self.gone = True
             return
         try:
