@@ -272,12 +272,15 @@ class LoopHost:
         if self._start is not None and not self._start.done():
             self._start.set_result(None)  # stopped before it began
         self.engine.stop()
-        # A proposal waiting for review would wait for ever: settle it as the loop stops.
-        for experiment in list(self.engine.reviews):
-            with contextlib.suppress(RatchetError):
-                self.engine.decide(experiment, False)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ran.wait(), STOP_WAIT_S)
+        # A proposal waiting for review would wait for ever: settle each as the loop stops,
+        # including one the proposer finishes after the stop (recorded "rejected").
+        deadline = time.monotonic() + STOP_WAIT_S
+        while not self._ran.is_set() and time.monotonic() < deadline:
+            for experiment in list(self.proposals):
+                with contextlib.suppress(RatchetError):
+                    self.engine.decide(experiment, False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ran.wait(), 0.1)
         return await self._status(params)
 
     async def _pause(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -170,7 +170,9 @@ class Results:
     # --- placing and publishing --------------------------------------------------------------
 
     def schedule(self, refresh: bool = False) -> None:
-        """Places and publishes soon (a burst of changes gives one pass)."""
+        """Places and publishes soon (a burst of changes gives one pass); until then, a
+        request for hints or lenses places anew."""
+        self._text = None
         self._refresh = self._refresh or refresh
         if self._handle is None:
             loop = asyncio.get_running_loop()
@@ -198,7 +200,6 @@ class Results:
         path = self.project.editable_path
         if path is None:
             return
-        self._text = None  # proposals or results changed: place again
         raw, placed = await self.placement()
         diagnostics = marks.diagnostics(
             placed, raw, self.proposals, self.results, self.project.editor.units, self.log_uri
