@@ -30,6 +30,9 @@ SLOW = TRAIN.replace(
 )
 
 
+REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+
+
 @pytest.fixture
 async def editor(
     make_project: MakeProject, request: pytest.FixtureRequest
@@ -106,15 +109,49 @@ async def test_progress_reports_and_cancel_interrupts_the_experiment(editor: Edi
     assert end[0].message and end[0].message.startswith("exp 1 interrupted:")
     rows = await editor.command("ratchet.experiments")
     assert rows[1]["status"] == "interrupted" and rows[1]["run_s"] < 6
-    # The loop goes on with the next proposal.
+    # The loop goes on with the next proposal; ratchet.stopExperiment stops one by number.
     await editor.wait(lambda: bar_of(editor, 2), "exp 2 to start")
+    with pytest.raises(JsonRpcException) as caught:
+        await editor.command("ratchet.stopExperiment", 99)
+    assert caught.value.message == "experiment 99 is not running"
+    assert (await editor.command("ratchet.stopExperiment", 2))["stopped"] is True
+    await editor.wait(
+        lambda: any(r["id"] == 2 and r["status"] == "interrupted" for r in editor.rows),
+        "exp 2 interrupted",
+    )
+    assert editor.status()["loop"]["attached"]  # the loop itself goes on
     assert (await editor.command("ratchet.stop"))["state"] == "idle"
     await editor.wait_state("idle")
     end2 = [v for v in bar_of(editor, 2) or [] if isinstance(v, types.WorkDoneProgressEnd)]
     assert end2 and end2[0].message and "interrupted" in end2[0].message
 
 
-REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+@pytest.mark.parametrize("editor", [{"config": REVIEWED}], indirect=True)
+async def test_the_review_gate_goes_live_without_stopping_the_loop(editor: Editor) -> None:
+    await editor.command("ratchet.start")
+    status = await editor.wait_state("awaiting_review")
+    pid = status["loop"]["pid"]
+    # The editor's setting turns the gate off: the waiting proposal is still decided by
+    # hand, the next ones run unattended, and it is the same loop (no restart).
+    editor.client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"ratchet": {"reviewGate": "auto"}})
+    )
+    await asyncio.sleep(0.3)
+    # Those proposed before the change wait as they were proposed; accept them.
+    accepted = []
+    deadline = asyncio.get_running_loop().time() + 20
+    while editor.statuses[-1]["total"] < 5:
+        for number in editor.statuses[-1]["awaitingReview"]:
+            if number not in accepted:
+                accepted.append(number)
+                await editor.command("ratchet.accept", number)
+        assert asyncio.get_running_loop().time() < deadline, editor.statuses[-1]
+        await asyncio.sleep(0.05)
+    assert accepted and max(accepted) <= 2, accepted  # none asked after the change
+    assert editor.status()["loop"] == {"pid": pid, "attached": True}
+    rows = await editor.command("ratchet.experiments")
+    assert all(r["status"] != "rejected" for r in rows)
+    await editor.command("ratchet.stop")
 
 
 @pytest.mark.parametrize("editor", [{"config": REVIEWED}], indirect=True)
