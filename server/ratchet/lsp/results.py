@@ -10,10 +10,12 @@ actions, hints and lenses read the last placement.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lsprotocol import types
 
@@ -39,6 +41,7 @@ class Results:
         self.results: dict[int, Result] = {}
         self.texts: dict[int, str] = {}
         self._kept_metric: dict[str, float | None] = {}  # kept commit → its metric
+        self._kept: list[int] = []  # kept experiments with a commit, ascending
         self._text: str | None = None
         self._raw: list[str] = []
         self.placed: list[Placed] = []
@@ -62,6 +65,7 @@ class Results:
         self._kept_metric = {
             r.commit: r.metric for r in rows if r.status is Status.KEPT and r.commit
         }
+        self._kept = [r.id for r in rows if r.status is Status.KEPT and r.commit]
         await self.fill()
         self.schedule(refresh=True)
         self.changed()
@@ -75,6 +79,8 @@ class Results:
         self.rows[exp.id] = light
         if exp.status is Status.KEPT and exp.commit:
             self._kept_metric[exp.commit] = exp.metric
+            if exp.id not in self._kept:
+                bisect.insort(self._kept, exp.id)
         if exp.status.is_final:
             self.proposals.pop(exp.id, None)
             self.results.pop(exp.id, None)
@@ -95,13 +101,38 @@ class Results:
         await self.fill(exp if exp.diff or not exp.commit else None)
 
     def kept(self) -> list[Experiment]:
-        return [e for e in self.rows.values() if e.status is Status.KEPT and e.commit]
+        return [self.rows[i] for i in self._kept]
 
     def best_id(self) -> int | None:
-        kept = self.kept()
-        if not kept or kept[-1].source == "baseline":
+        if not self._kept or self.rows[self._kept[-1]].source == "baseline":
             return None
-        return kept[-1].id
+        return self._kept[-1]
+
+    def summary(self, goal: str) -> dict[str, Any]:
+        """The status's record fields from the rows in memory (no ledger read): what the
+        status shows while no loop is attached."""
+        kept = self.kept()
+        best = kept[-1] if kept else None
+        baseline = next((e for e in kept if e.source == "baseline"), None)
+        gain = None
+        if best and baseline and best.metric is not None and baseline.metric:
+            better = (
+                baseline.metric - best.metric
+                if goal == "minimize"
+                else best.metric - baseline.metric
+            )
+            gain = 100.0 * better / abs(baseline.metric)
+        final = [e for e in self.rows.values() if e.status.is_final]
+        return {
+            "best": best.metric if best else None,
+            "bestId": best.id if best else None,
+            "baseline": baseline.metric if baseline else None,
+            "gainPercent": gain,
+            "kept": sum(1 for e in kept if e.source != "baseline"),
+            "total": len(final),
+            "crashed": sum(1 for e in final if e.status in (Status.CRASHED, Status.TIMEOUT)),
+            "costUsd": round(sum(e.cost_usd for e in self.rows.values()), 4),
+        }
 
     def base_of(self, exp: Experiment) -> float | None:
         return self._kept_metric.get(exp.base_commit)

@@ -113,9 +113,11 @@ class Session:
         live = await loop.status()
         if live is not None:
             payload.update(live)
-        elif project.reader is not None:
-            payload.update(await asyncio.to_thread(project.reader.status))
-            if payload["state"] == "idle" and loop.failed:
+        elif project.reader is not None and project.config is not None:
+            config = project.config
+            payload.update(tag=project.tag, metric=config.metric.name, goal=config.metric.goal)
+            payload.update(self.results.summary(config.metric.goal))
+            if loop.failed:
                 payload["state"] = "error"
         else:
             payload["state"] = "error"
