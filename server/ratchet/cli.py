@@ -143,7 +143,8 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
-    from .control.host import host_run, with_review
+    from .control.host import with_review
+    from .control.run import host_run
 
     if args.detach:
         return _run_detached(args, project, console)

@@ -39,6 +39,7 @@ OUTPUT_INTERVAL_S = 0.25
 MAX_CLIENT_BUFFER = 8 * 1024 * 1024  # a client this far behind is dropped, not waited for
 STOP_WAIT_S = 30.0
 START_WAIT_S = 5.0
+STATUS_FRESH_S = 0.25
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -64,6 +65,8 @@ class LoopHost:
         self._output: dict[int, str] = {}
         self._output_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._status_task: asyncio.Future[dict[str, Any]] | None = None
+        self._status_cache: tuple[float, dict[str, Any]] | None = None
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
             "status": self._status,
@@ -159,6 +162,8 @@ class LoopHost:
         try:
             if handler is None:
                 raise RatchetError(f"the loop does not know the request {method!r}")
+            if method not in ("status", "hello"):
+                self._fresh()
             reply["result"] = await handler(params or {})
         except (RatchetError, ConfigError) as problem:
             reply["error"] = str(problem)
@@ -197,6 +202,7 @@ class LoopHost:
                 loop = asyncio.get_running_loop()
                 self._output_handle = loop.call_later(OUTPUT_INTERVAL_S, self._flush_output)
             return
+        self._fresh()
         message = _event_message(event)
         if isinstance(event, ExperimentProposed) and event.awaiting_review and message:
             self.proposals[event.id] = message
@@ -221,18 +227,39 @@ class LoopHost:
             "pid": os.getpid(),
             "tag": self.engine.tag,
             "root": str(self.engine.config.root),
-            "status": await self._status(params),
+            "status": await self._compute_status(),
             "proposals": list(self.proposals.values()),
             "waitingForStart": self._start is not None and not self._start.done(),
         }
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The engine's status; requests that come while one is computed share it, and it
+        serves for STATUS_FRESH_S (every attached editor ticks once a second)."""
+        now = time.monotonic()
+        if self._status_cache is not None and now - self._status_cache[0] < STATUS_FRESH_S:
+            return self._status_cache[1]
+        if self._status_task is None:
+            self._status_task = asyncio.ensure_future(self._compute_status())
+        task = self._status_task
+        try:
+            status = await asyncio.shield(task)
+        finally:
+            if self._status_task is task and task.done():
+                self._status_task = None
+        self._status_cache = (time.monotonic(), status)
+        return status
+
+    async def _compute_status(self) -> dict[str, Any]:
         # The ledger is read off the event loop; the live fields may change under a thread's
         # feet, so on a clash it is read here instead.
         try:
             return await asyncio.to_thread(self.engine.status)
         except RuntimeError:
             return self.engine.status()
+
+    def _fresh(self) -> None:
+        """Something changed: the next status is computed anew."""
+        self._status_cache = None
 
     async def _start_run(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._start is None or self._start.done():
@@ -254,7 +281,7 @@ class LoopHost:
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)
-        return await self._status(params)
+        return await self._compute_status()
 
     async def _seed(self, params: dict[str, Any]) -> None:
         """A loop started for one edit (runBuffer) or one revert gets it before it runs."""
@@ -281,15 +308,15 @@ class LoopHost:
                     self.engine.decide(experiment, False)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ran.wait(), 0.1)
-        return await self._status(params)
+        return await self._compute_status()
 
     async def _pause(self, params: dict[str, Any]) -> dict[str, Any]:
         self.engine.pause()
-        return await self._status(params)
+        return await self._compute_status()
 
     async def _resume(self, params: dict[str, Any]) -> dict[str, Any]:
         self.engine.resume()
-        return await self._status(params)
+        return await self._compute_status()
 
     async def _decide(self, params: dict[str, Any]) -> dict[str, Any]:
         experiment = _number(params, "id")
@@ -374,37 +401,3 @@ def _event_message(event: Event) -> dict[str, Any] | None:
     if isinstance(event, LockedFileChanged):
         return {"event": "locked", "path": event.path}
     return None
-
-
-async def host_run(
-    engine: Engine,
-    *,
-    max_experiments: int | None,
-    review: str | None = None,
-    wait_for_start: float | None = None,
-    interrupted: asyncio.Event | None = None,
-) -> None:
-    """Runs the loop with its control channel open. With `wait_for_start` (seconds), the run
-    begins when a client's `start` request says how (a loop started by an editor)."""
-    await engine.open()  # the lock first: the socket is ours only while we hold it
-    host = LoopHost(engine, review)
-    try:
-        await host.open()
-    except OSError as problem:  # the loop still runs, just without editors attached
-        log.warning("the control channel could not open (%s): editors cannot attach", problem)
-        host.run_ended()
-        await engine.run(max_experiments=max_experiments)
-        return
-    message, failed = "the loop stopped", False
-    try:
-        run: dict[str, Any] | None = {"max_experiments": max_experiments}
-        if wait_for_start is not None:
-            run = await host.wait_for_start(wait_for_start, interrupted)
-        if run is not None:
-            await engine.run(**run)
-    except RatchetError as problem:
-        message, failed = str(problem), True
-        raise
-    finally:
-        host.run_ended()
-        await host.close(message, failed or engine.state == "error")

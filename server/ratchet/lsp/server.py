@@ -154,6 +154,14 @@ def make_server(project: Path | None = None) -> RatchetServer:
         if server.session is not None:
             await server.session.shutdown()
 
+    _documents(server)
+    _views(server)
+    return server
+
+
+def _documents(server: RatchetServer) -> None:
+    """Documents opened, edited and closed: handed to the session's files feature."""
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
         if server.session is not None:
@@ -168,6 +176,10 @@ def make_server(project: Path | None = None) -> RatchetServer:
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
         if server.session is not None:
             server.session.files.closed(params.text_document.uri)
+
+
+def _views(server: RatchetServer) -> None:
+    """What the editor asks for as the user moves: actions, lenses, hints, diffs; settings."""
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -220,8 +232,6 @@ def make_server(project: Path | None = None) -> RatchetServer:
     def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:
         if server.session is not None:
             server.session.loop.progress.cancelled(params.token)
-
-    return server
 
 
 class _QuietUserErrors(logging.Filter):
