@@ -65,8 +65,9 @@ class LoopHost:
         self._output: dict[int, str] = {}
         self._output_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._status_task: asyncio.Future[dict[str, Any]] | None = None
-        self._status_cache: tuple[float, dict[str, Any]] | None = None
+        self._generation = 0  # counts changes; a status is shared only within one
+        self._status_task: tuple[int, asyncio.Future[dict[str, Any]]] | None = None
+        self._status_cache: tuple[int, float, dict[str, Any]] | None = None
         self._handlers: dict[str, Handler] = {
             "hello": self._hello,
             "status": self._status,
@@ -234,19 +235,23 @@ class LoopHost:
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
         """The engine's status; requests that come while one is computed share it, and it
-        serves for STATUS_FRESH_S (every attached editor ticks once a second)."""
+        serves for STATUS_FRESH_S, unless something happened since it began."""
         now = time.monotonic()
-        if self._status_cache is not None and now - self._status_cache[0] < STATUS_FRESH_S:
-            return self._status_cache[1]
-        if self._status_task is None:
-            self._status_task = asyncio.ensure_future(self._compute_status())
-        task = self._status_task
-        try:
-            status = await asyncio.shield(task)
-        finally:
-            if self._status_task is task and task.done():
-                self._status_task = None
-        self._status_cache = (time.monotonic(), status)
+        cached = self._status_cache
+        if (
+            cached is not None
+            and cached[0] == self._generation
+            and now - cached[1] < STATUS_FRESH_S
+        ):
+            return cached[2]
+        generation = self._generation
+        if self._status_task is None or self._status_task[0] != generation:
+            self._status_task = (generation, asyncio.ensure_future(self._compute_status()))
+        task = self._status_task[1]
+        status = await asyncio.shield(task)
+        if self._status_task is not None and self._status_task[1] is task:
+            self._status_task = None
+        self._status_cache = (generation, time.monotonic(), status)
         return status
 
     async def _compute_status(self) -> dict[str, Any]:
@@ -259,7 +264,7 @@ class LoopHost:
 
     def _fresh(self) -> None:
         """Something changed: the next status is computed anew."""
-        self._status_cache = None
+        self._generation += 1
 
     async def _start_run(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._start is None or self._start.done():

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ATTACH_POLL_S = 1.0
 START_TIMEOUT_S = 60.0
+LIVE_REFRESH_S = 10.0  # the loop's status is asked again after an event, or this often
 
 
 class Loop:
@@ -52,6 +53,12 @@ class Loop:
         self._poll: asyncio.Task[None] | None = None
         self._attaching = asyncio.Lock()
         self.on_attach: Callable[[], None] = lambda: None
+        # The loop's last status, and when it came: ticks between events advance its clocks
+        # here (a tick never costs the loop a status of its whole record).
+        self._live: dict[str, Any] | None = None
+        self._live_at = 0.0
+        self._stale = True
+        self._lines: dict[int, str] = {}
 
     @property
     def attached(self) -> bool:
@@ -100,6 +107,7 @@ class Loop:
             if client is None:
                 return False
             self.client, self.holder = client, client.pid
+            self._live, self._stale = None, True
             await self._attached(client.hello)
             return True
 
@@ -135,6 +143,8 @@ class Loop:
     async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
         if self.client is None or self.client.closed:
             raise RatchetError(f"no loop is running, so there is nothing to {method}")
+        if method != "status":
+            self._stale = True
         try:
             return await self.client.request(method, params)
         except LoopGone:
@@ -170,15 +180,30 @@ class Loop:
         return dict(status)
 
     async def status(self) -> dict[str, Any] | None:
-        """The loop's own status, or None when none is attached (or it just ended)."""
+        """The loop's own status, or None when none is attached (or it just ended): asked of
+        the loop after each of its events, else its running clocks advanced here."""
         if not self.attached:
             return None
-        try:
-            status = await self.request("status")
-        except RatchetError:
-            return None
-        self.state = str(status.get("state", self.state))
-        return dict(status)
+        now = time.monotonic()
+        if self._stale or self._live is None or now - self._live_at > LIVE_REFRESH_S:
+            self._stale = False
+            try:
+                live = dict(await self.request("status"))
+            except RatchetError:
+                return None
+            self._live, self._live_at = live, now
+            self.state = str(live.get("state", self.state))
+        assert self._live is not None
+        passed = now - self._live_at
+        running = [
+            {
+                **r,
+                "elapsed": round(r.get("elapsed", 0.0) + passed, 1),
+                "lastLine": self._lines.get(r.get("id"), r.get("lastLine", "")),
+            }
+            for r in self._live.get("running", [])
+        ]
+        return {**self._live, "running": running}
 
     def _cancel_experiment(self, experiment: int) -> None:
         if self.attached:
@@ -193,8 +218,10 @@ class Loop:
     def _on_event(self, message: dict[str, Any]) -> None:
         kind = message.get("event")
         if kind == "output":  # the hot path
+            self._lines[message["id"]] = message["line"]
             self.progress.line(message["id"], message["line"])
             return
+        self._stale = True
         if kind == "proposed":
             if message.get("awaiting_review"):
                 self.results.proposed(_proposal(message))
@@ -204,6 +231,7 @@ class Loop:
             self.project.spawn(self.results.fetch(message["id"]))
             self.progress.started(message["id"], message["description"], message["budget_s"])
         elif kind == "finished":
+            self._lines.pop(message["experiment"]["id"], None)
             self._finished(wire.experiment_of(message["experiment"]))
         elif kind == "state":
             self._state(str(message.get("state")), str(message.get("message") or ""))
