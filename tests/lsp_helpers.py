@@ -45,6 +45,15 @@ CAPABILITIES = types.ClientCapabilities(
 )
 
 
+SHOWS_DOCUMENTS = types.ClientCapabilities(
+    window=types.WindowClientCapabilities(
+        work_done_progress=True, show_document=types.ShowDocumentClientCapabilities(support=True)
+    ),
+    workspace=CAPABILITIES.workspace,
+    text_document=CAPABILITIES.text_document,
+)
+
+
 def plain(value: Any) -> Any:
     """pygls hands custom notifications' params over as named tuples: back to JSON shapes."""
     if hasattr(value, "_asdict"):
@@ -137,6 +146,14 @@ class Editor:
         return await self.client.workspace_execute_command_async(
             types.ExecuteCommandParams(command=name, arguments=list(arguments))
         )
+
+    async def command_error(self, name: str, *arguments: Any) -> str:
+        """The message of the error a command answers with (fails if it succeeds)."""
+        try:
+            await self.command(name, *arguments)
+        except Exception as error:  # pygls's JsonRpcException
+            return str(getattr(error, "message", error))
+        raise AssertionError(f"{name} succeeded")
 
     def diagnostics(self, relative: str) -> list[types.Diagnostic]:
         return list(self.client.diagnostics.get(self.uri(relative), []))

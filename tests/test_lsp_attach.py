@@ -17,9 +17,19 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIG, TRAIN, MakeProject
-from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
+from lsp_helpers import (
+    CAPABILITIES,
+    SHOWS_DOCUMENTS,
+    Editor,
+    plain,
+    start_editor,
+    stop_editor,
+    stop_loops,
+)
+from lsprotocol import types
 from ratchet.control import wire
 from ratchet.control.spawn import lock_holder
+from ratchet.lockfile import LoopLock
 
 # The baseline is quick; a changed version prints a line every 20 ms for about 2 s.
 STREAMING = TRAIN.replace(
@@ -37,15 +47,17 @@ STREAMING = TRAIN.replace(
 )
 REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
 
-OpenEditor = Callable[[Path], Awaitable[Editor]]
+OpenEditor = Callable[..., Awaitable[Editor]]
 
 
 @pytest.fixture
 async def editors() -> AsyncIterator[OpenEditor]:
     started: list[Editor] = []
 
-    async def open_editor(root: Path) -> Editor:
-        editor = await start_editor(root)
+    async def open_editor(
+        root: Path, capabilities: types.ClientCapabilities = CAPABILITIES
+    ) -> Editor:
+        editor = await start_editor(root, capabilities)
         started.append(editor)
         return editor
 
@@ -126,8 +138,9 @@ async def test_the_loop_outlives_its_language_server(
     assert len(said) < 4000, len(said)
     assert alive(loop_pid) and lock_holder(root) == loop_pid
 
-    # A third server: attached, exp 1's result arrives, the next proposal waits; it stops it.
-    third = await editors(root)
+    # A third server (a client that opens documents): attached, exp 1's result arrives, the
+    # next proposal waits; it shows a diff as a document, then stops the loop.
+    third = await editors(root, SHOWS_DOCUMENTS)
     await third.wait(
         lambda: third.statuses and third.statuses[-1]["awaitingReview"] == [2],
         "exp 1 judged, exp 2 waiting",
@@ -135,6 +148,15 @@ async def test_the_loop_outlives_its_language_server(
     )
     rows = await third.command("ratchet.experiments")
     assert rows[1]["status"] in ("kept", "discarded") and rows[1]["metric"] is not None
+    shown = await third.command("ratchet.openDiff", 1)
+    assert [d.uri for d in third.client.shown_documents] == [shown["shown"]]
+    assert shown["shown"].endswith("/exp-1.diff")
+    diff = (await third.command("ratchet.experiment", 1))["diff"]
+    assert Path(shown["shown"].removeprefix("file://")).read_text() == diff
+    asked = await third.client.protocol.send_request_async(
+        "ratchet/diffText", {"uri": "ratchet:/exp/1.diff"}
+    )
+    assert plain(asked)["text"] == diff
     assert (await third.command("ratchet.stop"))["state"] == "idle"
     await third.wait(lambda: third.statuses[-1]["loop"] is None, "the loop gone")
     deadline = time.monotonic() + 10
@@ -200,6 +222,32 @@ async def test_a_terminal_and_an_editor_are_two_views_of_one_loop(
         if terminal.poll() is None:
             terminal.kill()
             terminal.wait()
+
+
+async def test_a_loop_it_cannot_reach_is_shown_offline(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    """A loop that holds the project's lock but serves no channel (an older Ratchet, say):
+    the status names its pid, not attached, offline; starting another is refused in words."""
+    root = make_project()
+    (root / ".ratchet").mkdir()
+    lock = LoopLock(root / ".ratchet")
+    lock.acquire()
+    try:
+        editor = await editors(root)
+        status = await editor.wait(
+            lambda: editor.statuses and editor.statuses[-1]["offline"] and editor.statuses[-1],
+            "the loop shown offline",
+        )
+        assert status["loop"] == {"pid": os.getpid(), "attached": False}
+        error = await editor.command_error("ratchet.start")
+        assert error.startswith("a Ratchet loop is already running on this project"), error
+    finally:
+        lock.release()
+    status = await editor.wait(
+        lambda: not editor.statuses[-1]["offline"] and editor.statuses[-1], "back online"
+    )
+    assert status["loop"] is None
 
 
 def test_run_detach_returns_and_the_loop_runs_on(make_project: MakeProject) -> None:
