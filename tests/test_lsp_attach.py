@@ -250,6 +250,38 @@ async def test_a_loop_it_cannot_reach_is_shown_offline(
     assert status["loop"] is None
 
 
+async def test_a_loop_killed_is_said_and_the_next_start_resumes(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    root = make_project(train=STREAMING)
+    editor = await editors(root)
+    await editor.command("ratchet.start")
+    status = await editor.wait(
+        lambda: (
+            editor.statuses[-1]["running"]
+            and editor.statuses[-1]["running"][0]["id"] == 1
+            and editor.statuses[-1]
+        ),
+        "exp 1 running",
+    )
+    os.kill(status["loop"]["pid"], 9)
+    status = await editor.wait(
+        lambda: editor.statuses[-1]["loop"] is None and editor.statuses[-1], "the loop gone"
+    )
+    assert status["state"] == "error" and "ended without a word" in status["message"]
+    assert any("ended without a word" in m.message for m in editor.client.messages)
+    # Started again: it resumes, the killed experiment recorded interrupted (and re-run).
+    assert (await editor.command("ratchet.start", 1))["state"] == "running"
+    await editor.wait(
+        lambda: editor.statuses[-1]["loop"] is None and editor.statuses[-1]["total"] >= 3,
+        "the resumed run ended",
+        30,
+    )
+    rows = await editor.command("ratchet.experiments")
+    assert rows[1]["status"] == "interrupted" and rows[2]["rerun_of"] == 1
+    assert editor.statuses[-1]["state"] == "idle" and not editor.statuses[-1]["message"]
+
+
 def test_run_detach_returns_and_the_loop_runs_on(make_project: MakeProject) -> None:
     root = make_project()
     started = time.monotonic()

@@ -176,13 +176,14 @@ async def test_the_review_gate(editor: Editor) -> None:
 
     # Over it, code lenses any client shows; its new text as ghost text (an inlay hint).
     lenses = await editor.code_lenses("train.py")
-    assert [
-        (lens.command.title, lens.command.command, list(lens.command.arguments)) for lens in lenses
-    ] == [
-        ("Accept & Run exp 1", "ratchet.accept", [1]),
-        ("Reject", "ratchet.reject", [1]),
-        ("Open diff", "ratchet.openDiff", [1]),
+    assert [(lens.command.title, lens.command.command) for lens in lenses] == [
+        ("Accept & Run exp 1", "ratchet.accept"),
+        ("Reject", "ratchet.reject"),
+        ("Open diff", "ratchet.openDiff"),
     ]
+    assert [next(iter(lens.command.arguments)) for lens in lenses[:2]] == [1, 1]
+    diff_payload = next(iter(lenses[2].command.arguments))  # what the code action carries
+    assert diff_payload["experiment"] == 1 and diff_payload["left"] != diff_payload["right"]
     assert {lens.range.start.line for lens in lenses} == {diagnostic.range.start.line}
     assert "codeLens" in editor.refreshes and "inlayHint" in editor.refreshes
     (ghost,) = [h for h in await editor.inlay_hints("train.py") if h.data["kind"] == "proposal"]

@@ -171,11 +171,12 @@ def test_neovim_sees_the_lenses_and_hints(make_project: MakeProject, tmp_path: P
     assert seen["awaiting"] == [1] and seen["loop"]["attached"] is True
 
     lenses = seen["lenses"]
-    assert [(lens["title"], lens["command"], lens["arguments"]) for lens in lenses] == [
-        ("Accept & Run exp 1", "ratchet.accept", [1]),
-        ("Reject", "ratchet.reject", [1]),
-        ("Open diff", "ratchet.openDiff", [1]),
+    assert [(lens["title"], lens["command"]) for lens in lenses] == [
+        ("Accept & Run exp 1", "ratchet.accept"),
+        ("Reject", "ratchet.reject"),
+        ("Open diff", "ratchet.openDiff"),
     ]
+    assert lenses[0]["arguments"] == [1] and lenses[2]["arguments"][0]["experiment"] == 1
     text = (root / "train.py").read_text().splitlines()
     line = lenses[0]["line"]
     assert text[line].startswith(("LR = ", "WIDTH = "))  # over the line it would change

@@ -59,6 +59,7 @@ class Loop:
         self._live_at = 0.0
         self._stale = True
         self._lines: dict[int, str] = {}
+        self._ended = False  # the loop said it ended (else a closed channel means it died)
 
     @property
     def attached(self) -> bool:
@@ -107,7 +108,7 @@ class Loop:
             if client is None:
                 return False
             self.client, self.holder = client, client.pid
-            self._live, self._stale = None, True
+            self._live, self._stale, self._ended = None, True, False
             await self._attached(client.hello)
             return True
 
@@ -131,6 +132,13 @@ class Loop:
             return
         self.client = None
         self.holder = None
+        if not self._ended:  # no word from it: it was killed, or it crashed
+            self.failed = True
+            self.message = (
+                "the loop's process ended without a word (killed, or it crashed); what it "
+                "recorded is kept: start the loop again to resume"
+            )
+            self.project.editor.show(types.MessageType.Warning, f"Ratchet: {self.message}")
         if self.state != "error":
             self.state = "idle"
         self.progress.finish_all("the loop stopped")
@@ -173,6 +181,7 @@ class Loop:
             status = await self.request("start", start)
         except RatchetError:
             if self.client is not None:  # it had nothing to run, and ends: let it go
+                self._ended = True
                 self.client.close()
             raise
         self.state = str(status.get("state", self.state))
@@ -243,8 +252,10 @@ class Loop:
             return
         elif kind == "locked":
             self.locked(str(message["path"]))
-        elif kind == "ended" and message.get("error"):
-            self.failed, self.message = True, str(message.get("message") or "the loop failed")
+        elif kind == "ended":
+            self._ended = True
+            if message.get("error"):
+                self.failed, self.message = True, str(message.get("message") or "the loop failed")
         self.changed()
 
     def _finished(self, exp: Any) -> None:

@@ -139,10 +139,13 @@ def ghost(proposal: Proposal, block: int) -> str:
 
 
 def code_lenses(
-    placed: Iterable[Placed], proposals: Mapping[int, Proposal]
+    placed: Iterable[Placed],
+    proposals: Mapping[int, Proposal],
+    diff_payload: Callable[[int], dict[str, object] | None] = lambda number: None,
 ) -> list[types.CodeLens]:
     """Accept & Run / Reject / Open diff over each pending proposal (its first block; the top
-    of the file when the user's text no longer has its lines)."""
+    of the file when the user's text no longer has its lines). Open diff carries the same
+    payload as the code action's (both texts), else the experiment's number."""
     first: dict[int, int] = {}
     for item in placed:
         if item.kind == "proposal":
@@ -151,15 +154,16 @@ def code_lenses(
     for number in sorted(proposals):
         line = first.get(number, 0)
         where = types.Range(types.Position(line, 0), types.Position(line, 0))
-        for title, command in (
-            (f"Accept & Run exp {number}", names.ACCEPT),
-            ("Reject", names.REJECT),
-            ("Open diff", names.OPEN_DIFF),
+        diff = diff_payload(number) or number
+        for title, command, argument in (
+            (f"Accept & Run exp {number}", names.ACCEPT, number),
+            ("Reject", names.REJECT, number),
+            ("Open diff", names.OPEN_DIFF, diff),
         ):
             out.append(
                 types.CodeLens(
                     range=where,
-                    command=types.Command(title=title, command=command, arguments=[number]),
+                    command=types.Command(title=title, command=command, arguments=[argument]),
                 )
             )
     return out

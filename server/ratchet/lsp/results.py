@@ -42,6 +42,8 @@ class Results:
         self.texts: dict[int, str] = {}
         self._kept_metric: dict[str, float | None] = {}  # kept commit → its metric
         self._kept: list[int] = []  # kept experiments with a commit, ascending
+        self._version = 0  # counts changes to the rows
+        self._summary: tuple[int, str, dict[str, Any]] | None = None
         self._text: str | None = None
         self._raw: list[str] = []
         self.placed: list[Placed] = []
@@ -66,6 +68,7 @@ class Results:
             r.commit: r.metric for r in rows if r.status is Status.KEPT and r.commit
         }
         self._kept = [r.id for r in rows if r.status is Status.KEPT and r.commit]
+        self._version += 1
         await self.fill()
         self.schedule(refresh=True)
         self.changed()
@@ -77,6 +80,7 @@ class Results:
             return  # a late read of it while it ran: the final row stands
         light = _light(exp)
         self.rows[exp.id] = light
+        self._version += 1
         if exp.status is Status.KEPT and exp.commit:
             self._kept_metric[exp.commit] = exp.metric
             if exp.id not in self._kept:
@@ -110,7 +114,9 @@ class Results:
 
     def summary(self, goal: str) -> dict[str, Any]:
         """The status's record fields from the rows in memory (no ledger read): what the
-        status shows while no loop is attached."""
+        status shows while no loop is attached. Made once per change of the rows."""
+        if self._summary is not None and self._summary[:2] == (self._version, goal):
+            return self._summary[2]
         kept = self.kept()
         best = kept[-1] if kept else None
         baseline = next((e for e in kept if e.source == "baseline"), None)
@@ -123,7 +129,7 @@ class Results:
             )
             gain = 100.0 * better / abs(baseline.metric)
         final = [e for e in self.rows.values() if e.status.is_final]
-        return {
+        summary = {
             "best": best.metric if best else None,
             "bestId": best.id if best else None,
             "baseline": baseline.metric if baseline else None,
@@ -133,6 +139,8 @@ class Results:
             "crashed": sum(1 for e in final if e.status in (Status.CRASHED, Status.TIMEOUT)),
             "costUsd": round(sum(e.cost_usd for e in self.rows.values()), 4),
         }
+        self._summary = (self._version, goal, summary)
+        return summary
 
     def base_of(self, exp: Experiment) -> float | None:
         return self._kept_metric.get(exp.base_commit)
@@ -259,9 +267,11 @@ class Results:
         units = self.project.editor.units
         return marks.inlay_hints(placed, raw, self.proposals, self.results, units, (first, last))
 
-    async def code_lenses(self) -> list[types.CodeLens]:
+    async def code_lenses(
+        self, diff_payload: Callable[[int], dict[str, Any] | None]
+    ) -> list[types.CodeLens]:
         _, placed = await self.placement()
-        return marks.code_lenses(placed, self.proposals)
+        return marks.code_lenses(placed, self.proposals, diff_payload)
 
 
 def _light(exp: Experiment) -> Experiment:

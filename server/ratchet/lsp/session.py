@@ -246,7 +246,7 @@ class Session:
     async def code_lenses(self, params: types.CodeLensParams) -> list[types.CodeLens]:
         if self.editor.path_of(params.text_document.uri) != self.project.editable_path:
             return []
-        return await self.results.code_lenses()
+        return await self.results.code_lenses(self.applier.diff_payload)
 
 
 class _Actions:
