@@ -210,7 +210,7 @@ def _run_detached(args: argparse.Namespace, project: Path, console: Console) -> 
     """`ratchet run --detach`: the loop in a process of its own, which outlives this one."""
     from .control import spawn, wire
 
-    load_config(project)  # a mistake in ratchet.toml is said here, not in a log
+    config = load_config(project)  # a mistake in ratchet.toml is said here, not in a log
     command = spawn.loop_command(project, tag=args.tag, max_experiments=args.max_experiments)
     process = spawn.spawn(project, command)
     deadline = time.monotonic() + spawn.START_TIMEOUT_S
@@ -225,6 +225,8 @@ def _run_detached(args: argparse.Namespace, project: Path, console: Console) -> 
         f"{wire.log_path(project)}. Watch it with `ratchet log` or the editor; "
         f"stop it from the editor or with `kill {process.pid}`."
     )
+    if config.loop.review == "propose":
+        console.print('review = "propose": each proposal waits for accept or reject in the editor.')
     return 0
 
 
