@@ -220,7 +220,8 @@ async def note(session: Session, args: list[Any]) -> Any:
 @command(names.EXPERIMENTS)
 async def experiments(session: Session, args: list[Any]) -> Any:
     """All light rows, or `{since: N, limit: M}`: those numbered above N, at most M."""
-    return session.experiments_json(_limit_arg(args, "since", -1), _limit_arg(args, "limit", 1))
+    since, limit = _limit_arg(args, "since", -1), _limit_arg(args, "limit", 1)
+    return await session.experiments_json(since, limit)
 
 
 @command(names.EXPERIMENT)

@@ -200,16 +200,19 @@ class Session:
         await self.configuration.set_review(review)
         self.status.changed()
 
-    def experiments_json(self, since: int | None, limit: int | None) -> list[dict[str, Any]]:
+    async def experiments_json(self, since: int | None, limit: int | None) -> list[dict[str, Any]]:
         """Light rows (no diff, log or trace) from memory: all, or those numbered above
-        `since`, at most `limit`."""
+        `since`, at most `limit`; made into JSON off the event loop (rows are replaced, never
+        changed, so a snapshot is safe to read there)."""
         self.project.require_reader()
         rows = sorted(self.results.rows.values(), key=lambda e: e.id)
         if since is not None:
             rows = [e for e in rows if e.id > since]
         if limit is not None:
             rows = rows[:limit]
-        return [wire.row(e, light=True) for e in rows]
+        if len(rows) < 200:
+            return [wire.row(e, light=True) for e in rows]
+        return await asyncio.to_thread(lambda: [wire.row(e, light=True) for e in rows])
 
     async def experiment_json(self, experiment: int) -> dict[str, Any]:
         reader = self.project.require_reader()
