@@ -5,16 +5,19 @@ applying the server's workspace edits to them the way an editor does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import make_test_lsp_client
+from ratchet.control.spawn import lock_holder
 
 T = TypeVar("T")
 
@@ -22,6 +25,8 @@ CAPABILITIES = types.ClientCapabilities(
     window=types.WindowClientCapabilities(work_done_progress=True, show_message=None),
     workspace=types.WorkspaceClientCapabilities(
         apply_edit=True,
+        code_lens=types.CodeLensWorkspaceClientCapabilities(refresh_support=True),
+        inlay_hint=types.InlayHintWorkspaceClientCapabilities(refresh_support=True),
         workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True),
         execute_command=types.ExecuteCommandClientCapabilities(),
     ),
@@ -34,7 +39,18 @@ CAPABILITIES = types.ClientCapabilities(
             )
         ),
         publish_diagnostics=types.PublishDiagnosticsClientCapabilities(),
+        code_lens=types.CodeLensClientCapabilities(),
+        inlay_hint=types.InlayHintClientCapabilities(),
     ),
+)
+
+
+SHOWS_DOCUMENTS = types.ClientCapabilities(
+    window=types.WindowClientCapabilities(
+        work_done_progress=True, show_document=types.ShowDocumentClientCapabilities(support=True)
+    ),
+    workspace=CAPABILITIES.workspace,
+    text_document=CAPABILITIES.text_document,
 )
 
 
@@ -72,6 +88,8 @@ class Editor:
         self.root = root
         self.documents: dict[str, tuple[str, int]] = {}
         self.statuses: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []  # ratchet/experiment deltas, as they came
+        self.refreshes: list[str] = []  # workspace/codeLens/refresh and inlayHint/refresh
         self.edits: list[types.ApplyWorkspaceEditParams] = []
         self.refuse_edits = False
         self.capabilities = types.ServerCapabilities()
@@ -129,6 +147,14 @@ class Editor:
             types.ExecuteCommandParams(command=name, arguments=list(arguments))
         )
 
+    async def command_error(self, name: str, *arguments: Any) -> str:
+        """The message of the error a command answers with (fails if it succeeds)."""
+        try:
+            await self.command(name, *arguments)
+        except Exception as error:  # pygls's JsonRpcException
+            return str(getattr(error, "message", error))
+        raise AssertionError(f"{name} succeeded")
+
     def diagnostics(self, relative: str) -> list[types.Diagnostic]:
         return list(self.client.diagnostics.get(self.uri(relative), []))
 
@@ -147,6 +173,43 @@ class Editor:
             )
         )
         return [a for a in result or [] if isinstance(a, types.CodeAction)]
+
+    async def inlay_hints(self, relative: str) -> list[types.InlayHint]:
+        end = (
+            len(self.text(relative).splitlines()) + 1
+            if self.uri(relative) in self.documents
+            else 10_000
+        )
+        result = await self.client.text_document_inlay_hint_async(
+            types.InlayHintParams(
+                text_document=types.TextDocumentIdentifier(uri=self.uri(relative)),
+                range=types.Range(types.Position(0, 0), types.Position(end, 0)),
+            )
+        )
+        return list(result or [])
+
+    async def code_lenses(self, relative: str) -> list[types.CodeLens]:
+        result = await self.client.text_document_code_lens_async(
+            types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=self.uri(relative)))
+        )
+        return list(result or [])
+
+    async def wait_async(
+        self,
+        ask: Callable[[], Awaitable[T]],
+        check: Callable[[T], object],
+        what: str,
+        timeout: float = 15.0,
+    ) -> T:
+        """Asks the server until its answer passes check(); fails saying what did not happen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await ask()
+            if check(value):
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
+            await asyncio.sleep(0.05)
 
     def status(self) -> dict[str, Any]:
         assert self.statuses, "no ratchet/status notification yet"
@@ -178,6 +241,18 @@ async def start_editor(root: Path, capabilities: types.ClientCapabilities = CAPA
     @client.feature("ratchet/status")
     def on_status(params: Any) -> None:
         editor.statuses.append(plain(params))
+
+    @client.feature("ratchet/experiment")
+    def on_experiment(params: Any) -> None:
+        editor.rows.append(plain(params))
+
+    @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    def on_lens_refresh(params: Any) -> None:
+        editor.refreshes.append("codeLens")
+
+    @client.feature(types.WORKSPACE_INLAY_HINT_REFRESH)
+    def on_hint_refresh(params: Any) -> None:
+        editor.refreshes.append("inlayHint")
 
     @client.feature(types.WORKSPACE_APPLY_EDIT)
     def on_apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
@@ -224,3 +299,19 @@ async def stop_editor(editor: Editor) -> None:
             await editor.client.stop()
             raise AssertionError("the server did not exit after shutdown and exit")
         await editor.client.stop()
+
+
+def stop_loops(root: Path, timeout: float = 20.0) -> None:
+    """Ends a loop left running on the project (loops outlive their editor): SIGTERM (the loop
+    stops and records), then SIGKILL after `timeout`."""
+    pid = lock_holder(root)
+    if pid is None or pid <= 0:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while lock_holder(root) == pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if lock_holder(root) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CONFIG, TRAIN, MakeProject
-from lsp_helpers import Editor, start_editor, stop_editor
+from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from ratchet.ledger import Ledger
@@ -32,6 +32,7 @@ CONTRACT = {
     "ratchet.note",
     "ratchet.experiments",
     "ratchet.status",
+    "ratchet.stopExperiment",
 }
 
 OpenEditor = Callable[[Path], Awaitable[Editor]]
@@ -49,6 +50,8 @@ async def editors() -> AsyncIterator[OpenEditor]:
     yield open_editor
     for editor in started:
         await stop_editor(editor)
+    for editor in started:
+        stop_loops(editor.root)
 
 
 async def failure(editor: Editor, command: str, *arguments: Any) -> JsonRpcException:
@@ -99,9 +102,22 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
     discarded = [e for e in experiments if e["status"] == "discarded"]
     assert kept and discarded, [(e["id"], e["status"]) for e in experiments]
-    for exp in experiments:  # JSON-able rows with the contract's fields
+    for exp in experiments:  # light JSON rows with the contract's fields, heavy ones empty
         assert {"id", "status", "metric", "description", "commit", "reason", "diff"} <= set(exp)
         assert {"run_s", "cost_usd", "agent", "secondary"} <= set(exp)
+        assert exp["diff"] == "" and exp["log_tail"] == ""
+    # ratchet.experiment gives one whole row; `since` and `limit` page the list.
+    full = [await editor.command("ratchet.experiment", e["id"]) for e in experiments]
+    assert all(f["diff"] for f in full[1:]) and full[2]["status"] == experiments[2]["status"]
+    assert [r["id"] for r in await editor.command("ratchet.experiments", {"since": 1})] == [2, 3]
+    page = await editor.command("ratchet.experiments", {"since": 0, "limit": 2})
+    assert [r["id"] for r in page] == [1, 2]
+    # Each change was pushed as it finished: one light row per experiment, not the list.
+    assert sorted({r["id"] for r in editor.rows}) == [0, 1, 2, 3]
+    assert all(r["diff"] == "" for r in editor.rows)
+    experiments = full
+    kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
+    discarded = [e for e in experiments if e["status"] == "discarded"]
 
     # Status: notified while running and at the end, with the best and its gain.
     assert any(s["state"] == "running" for s in editor.statuses)
@@ -111,16 +127,16 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     assert final["total"] == 4 and final["kept"] == len(kept)
     assert final["gainPercent"] == pytest.approx(100 * (0.2 - best["metric"]) / 0.2)
 
-    # Each finished experiment is a diagnostic on the lines its change touched.
-    def results() -> dict[int, list[types.Diagnostic]]:
-        found: dict[int, list[types.Diagnostic]] = {}
-        for diagnostic in editor.diagnostics("train.py"):
-            assert diagnostic.source == "ratchet"
-            found.setdefault(diagnostic.data["experiment"], []).append(diagnostic)
+    # Each finished experiment is an inlay hint at the end of the lines its change touched;
+    # the history is never a diagnostic (no squiggle, no Problems entry).
+    async def results() -> dict[int, list[types.InlayHint]]:
+        found: dict[int, list[types.InlayHint]] = {}
+        for hint in await editor.inlay_hints("train.py"):
+            found.setdefault(hint.data["experiment"], []).append(hint)
         return found
 
-    # An experiment's diagnostics sit on the lines its change touched, found by content in
-    # the user's text (here the original file): one whose lines are all there has them.
+    # An experiment's hints sit on the lines its change touched, found by content in the
+    # user's text (here the original file): one whose lines are all there has them.
     lines = mine.splitlines()
 
     def locatable(exp: dict[str, Any]) -> bool:
@@ -129,20 +145,18 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
 
     expected = {e["id"] for e in experiments[1:] if e["diff"] and locatable(e)}
     assert expected
-    await editor.wait(lambda: expected <= set(results()), "a diagnostic per locatable experiment")
+    found = await editor.wait_async(results, lambda f: expected <= set(f), "a hint each")
+    assert not editor.diagnostics("train.py")
     for exp in experiments[1:]:
         blocks = parse_blocks(exp["diff"])
         # Located by the lines as they were or as the experiment made them.
         starts = {block.old[0] for block in blocks if block.old}
         starts |= {block.new[0] for block in blocks if block.new}
-        for diagnostic in results().get(exp["id"], []):
-            assert diagnostic.message.splitlines()[0] == expected_head(exp, experiments)
-            assert exp["reason"] and diagnostic.message.splitlines()[-1] == exp["reason"]
-            assert lines[diagnostic.range.start.line] in starts
-            severity = types.DiagnosticSeverity
-            assert diagnostic.severity == (
-                severity.Information if exp["status"] == "kept" else severity.Hint
-            )
+        for hint in found.get(exp["id"], []):
+            assert hint.label == expected_head(exp, experiments)
+            assert isinstance(hint.tooltip, str) and hint.tooltip.splitlines()[-1] == exp["reason"]
+            assert lines[hint.position.line] in starts
+            assert hint.position.character == len(lines[hint.position.line])  # end of line
 
     # The progress of each experiment: begin with its description, end with its result.
     bars = editor.client.progress_reports
@@ -158,7 +172,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
             assert values[-1].message == expected_head(exp, experiments)
 
     # Code actions on the kept result: apply it (an edit), revert it, open its diff.
-    line = results()[best["id"]][0].range.start.line
+    line = found[best["id"]][0].position.line
     actions = {a.title: a for a in await editor.code_actions("train.py", line)}
     assert {f"Apply experiment {best['id']}", f"Revert experiment {best['id']}"} <= set(actions)
     assert f"Open diff of experiment {best['id']}" in actions
@@ -194,13 +208,11 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
         )
 
     gone = {e["id"] for e in discarded if not still_there(e)}
-    await editor.wait(
-        lambda: best["id"] in results() and not gone & set(results()), "stale results dropped"
+    found = await editor.wait_async(
+        results, lambda f: best["id"] in f and not gone & set(f), "stale results dropped"
     )
     new_lines = {b.new[0] for b in parse_blocks(best["diff"]) if b.new}
-    assert all(
-        expected.splitlines()[d.range.start.line] in new_lines for d in results()[best["id"]]
-    )
+    assert all(expected.splitlines()[h.position.line] in new_lines for h in found[best["id"]])
 
     # ratchet.apply: the best is already there; a discarded one comes as an applyEdit.
     assert (await editor.command("ratchet.apply", "best"))["applied"] is False
@@ -229,6 +241,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     )
     rows = await editor.command("ratchet.experiments")
     assert rows[-1]["source"] == "revert"
+    assert rows[-1]["id"] in {r["id"] for r in editor.rows}
     assert rows[-1]["description"].startswith(f"revert exp {best['id']}")
     # Reverting the only kept change gives back the baseline's text, already measured.
     assert rows[-1]["status"] in ("kept", "invalid")
@@ -267,6 +280,11 @@ async def test_run_buffer_crash_is_an_error_at_the_traceback_line(
     assert diagnostic.severity == types.DiagnosticSeverity.Error
     assert diagnostic.range.start.line == line_of(buffer, "ratio = WIDTH / (LR - 0.5)")
     assert diagnostic.message.startswith("exp 1 crashed: ZeroDivisionError: float division by zero")
+    assert "\n" not in diagnostic.message  # one line: the description in brackets
+    # It points at the run's log, where the whole traceback is.
+    (related,) = diagnostic.related_information or []
+    log = Path(related.location.uri.removeprefix("file://"))
+    assert log.suffix == ".log" and "ZeroDivisionError" in log.read_text()
 
     # The user moves the line down: the error follows it, by content.
     moved = buffer.replace("import os\n", "import os\n\n\n")
@@ -301,7 +319,8 @@ async def test_ratchet_toml_mistakes_are_errors_at_their_range(
     assert diagnostic.range.start == types.Position(line, len("budget = "))
     assert diagnostic.range.end == types.Position(line, len('budget = "5 parsecs"'))
     assert "is not a duration" in diagnostic.message
-    assert editor.status()["state"] == "error" and editor.status()["configError"]
+    status = await editor.wait(lambda: editor.statuses and editor.statuses[-1], "a status")
+    assert status["state"] == "error" and status["configError"]
 
     error = await failure(editor, "ratchet.start")
     assert error.message.startswith("fix ratchet.toml first: ratchet.toml:")
@@ -391,7 +410,7 @@ async def test_bad_arguments_are_plain_errors_and_the_server_lives_on(
     assert status["state"] == "idle" and status["total"] == 2
 
 
-async def test_a_second_window_shows_results_but_cannot_start_a_second_loop(
+async def test_a_second_window_attaches_to_the_running_loop(
     make_project: MakeProject, editors: OpenEditor
 ) -> None:
     slow = TRAIN.replace(
@@ -414,17 +433,28 @@ async def test_a_second_window_shows_results_but_cannot_start_a_second_loop(
         lambda: first.statuses[-1]["running"] and first.statuses[-1]["running"][0]["id"] == 1,
         "exp 1 running",
     )
+    # One loop per project: the second window is a second view of it, live.
+    status = await second.wait(
+        lambda: (
+            second.statuses[-1]["loop"]
+            and second.statuses[-1]["loop"]["attached"]
+            and second.statuses[-1]["running"]
+            and second.statuses[-1]
+        ),
+        "the second window attached, exp 1 running",
+    )
+    assert status["running"][0]["id"] == 1 and not status["offline"]
+    assert status["loop"]["pid"] == first.status()["loop"]["pid"]
     error = await failure(second, "ratchet.start")
     assert error.code == -32803
-    assert error.message.startswith("a Ratchet loop is already running on this project")
-    # The second window reads the same ledger, and follows it as the first one records.
-    await first.command("ratchet.stop")
-    await second.wait(
-        lambda: any(d.data["experiment"] == 1 for d in second.diagnostics("train.py")),
-        "the second window to see exp 1",
-    )
-    rows = await second.command("ratchet.experiments")
-    assert [r["status"] for r in rows] == ["kept", "interrupted"]
-    # The first loop stopped and freed the project: the second window may start one now.
-    assert (await second.command("ratchet.start"))["state"] == "running"
+    assert error.message == "the loop is already running; stop it first (ratchet.stop)"
+    # Either window commands it; both follow what it records.
     await second.command("ratchet.stop")
+    await first.wait(lambda: first.statuses[-1]["loop"] is None, "the loop gone in the first")
+    rows = await first.command("ratchet.experiments")
+    assert [r["status"] for r in rows] == ["kept", "interrupted"]
+    assert [r["id"] for r in second.rows if r["status"] == "interrupted"] == [1]
+    # The loop stopped and freed the project: either window may start one now.
+    assert (await second.command("ratchet.start"))["state"] == "running"
+    await first.wait(lambda: (first.statuses[-1]["loop"] or {}).get("attached"), "attached")
+    await first.command("ratchet.stop")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIG, TRAIN, MakeProject
-from lsp_helpers import Editor, start_editor, stop_editor
+from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
@@ -30,6 +30,9 @@ SLOW = TRAIN.replace(
 )
 
 
+REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+
+
 @pytest.fixture
 async def editor(
     make_project: MakeProject, request: pytest.FixtureRequest
@@ -39,6 +42,7 @@ async def editor(
     editor = await start_editor(root)
     yield editor
     await stop_editor(editor)
+    stop_loops(root)
 
 
 def bar_of(editor: Editor, experiment: int) -> list[object] | None:
@@ -105,15 +109,49 @@ async def test_progress_reports_and_cancel_interrupts_the_experiment(editor: Edi
     assert end[0].message and end[0].message.startswith("exp 1 cancelled:")
     rows = await editor.command("ratchet.experiments")
     assert rows[1]["status"] == "cancelled" and rows[1]["run_s"] < 6
-    # The loop goes on with the next proposal.
+    # The loop goes on with the next proposal; ratchet.stopExperiment stops one by number.
     await editor.wait(lambda: bar_of(editor, 2), "exp 2 to start")
+    with pytest.raises(JsonRpcException) as caught:
+        await editor.command("ratchet.stopExperiment", 99)
+    assert caught.value.message == "experiment 99 is not running"
+    assert (await editor.command("ratchet.stopExperiment", 2))["stopped"] is True
+    await editor.wait(
+        lambda: any(r["id"] == 2 and r["status"] == "cancelled" for r in editor.rows),
+        "exp 2 cancelled",
+    )
+    assert editor.status()["loop"]["attached"]  # the loop itself goes on
     assert (await editor.command("ratchet.stop"))["state"] == "idle"
     await editor.wait_state("idle")
     end2 = [v for v in bar_of(editor, 2) or [] if isinstance(v, types.WorkDoneProgressEnd)]
-    assert end2 and end2[0].message and "interrupted" in end2[0].message
+    assert end2 and end2[0].message and "cancelled" in end2[0].message
 
 
-REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+@pytest.mark.parametrize("editor", [{"config": REVIEWED}], indirect=True)
+async def test_the_review_gate_goes_live_without_stopping_the_loop(editor: Editor) -> None:
+    await editor.command("ratchet.start")
+    status = await editor.wait_state("awaiting_review")
+    pid = status["loop"]["pid"]
+    # The editor's setting turns the gate off: the waiting proposal is still decided by
+    # hand, the next ones run unattended, and it is the same loop (no restart).
+    editor.client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"ratchet": {"reviewGate": "auto"}})
+    )
+    await asyncio.sleep(0.3)
+    # Those proposed before the change wait as they were proposed; accept them.
+    accepted = []
+    deadline = asyncio.get_running_loop().time() + 20
+    while editor.statuses[-1]["total"] < 5:
+        for number in editor.statuses[-1]["awaitingReview"]:
+            if number not in accepted:
+                accepted.append(number)
+                await editor.command("ratchet.accept", number)
+        assert asyncio.get_running_loop().time() < deadline, editor.statuses[-1]
+        await asyncio.sleep(0.05)
+    assert accepted and max(accepted) <= 2, accepted  # none asked after the change
+    assert editor.status()["loop"] == {"pid": pid, "attached": True}
+    rows = await editor.command("ratchet.experiments")
+    assert all(r["status"] != "rejected" for r in rows)
+    await editor.command("ratchet.stop")
 
 
 @pytest.mark.parametrize("editor", [{"config": REVIEWED}], indirect=True)
@@ -123,7 +161,7 @@ async def test_the_review_gate(editor: Editor) -> None:
     status = await editor.wait_state("awaiting_review")
     assert status["awaitingReview"] == [1]
 
-    # The proposal is a warning on the lines it would change, its diff in the message.
+    # The proposal is a warning on the lines it would change, in one line of words.
     proposal = await editor.wait(
         lambda: [d for d in editor.diagnostics("train.py") if d.code == "proposed"],
         "the proposal diagnostic",
@@ -131,9 +169,29 @@ async def test_the_review_gate(editor: Editor) -> None:
     diagnostic = proposal[0]  # one per changed block of lines
     assert all(d.data["experiment"] == 1 for d in proposal)
     assert diagnostic.message.startswith("exp 1 proposed: ")
-    assert "--- a/train.py" in diagnostic.message
+    assert diagnostic.message.endswith("waiting for review: accept to run it, or reject")
+    assert "\n" not in diagnostic.message
     line = TRAIN.splitlines()[diagnostic.range.start.line]
     assert line.startswith(("LR = ", "WIDTH = "))
+
+    # Over it, code lenses any client shows; its new text as ghost text (an inlay hint).
+    lenses = await editor.code_lenses("train.py")
+    assert [(lens.command.title, lens.command.command) for lens in lenses] == [
+        ("Accept & Run exp 1", "ratchet.accept"),
+        ("Reject", "ratchet.reject"),
+        ("Open diff", "ratchet.openDiff"),
+    ]
+    assert [next(iter(lens.command.arguments)) for lens in lenses[:2]] == [1, 1]
+    diff_payload = next(iter(lenses[2].command.arguments))  # what the code action carries
+    assert diff_payload["experiment"] == 1 and diff_payload["left"] != diff_payload["right"]
+    assert {lens.range.start.line for lens in lenses} == {diagnostic.range.start.line}
+    assert "codeLens" in editor.refreshes and "inlayHint" in editor.refreshes
+    (ghost,) = [h for h in await editor.inlay_hints("train.py") if h.data["kind"] == "proposal"]
+    full = await editor.command("ratchet.diffText", "ratchet:/exp/1.diff")
+    assert full["text"].startswith("--- a/train.py")
+    added = [t[1:] for t in full["text"].splitlines() if t.startswith("+") and t[1:2] != "+"]
+    assert ghost.label == "→ " + added[0].strip()
+    assert ghost.position == types.Position(diagnostic.range.start.line, len(line))
 
     actions = {
         a.title: a for a in await editor.code_actions("train.py", diagnostic.range.start.line)

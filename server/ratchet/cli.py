@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         "forget", help="drop a loop whose baseline never succeeded (its record and branch)"
     )
     forget.add_argument("--tag", default=None)
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (editors attach to it; its output goes to .ratchet/loop.log)",
+    )
+    # The loop process an editor starts: no terminal view, reviews come from the editors.
+    run.add_argument("--headless", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--wait-for-start", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--review", choices=("auto", "propose"), default=None, help=argparse.SUPPRESS)
 
     log = commands.add_parser("log", help="the experiments: a table, JSON or results.tsv")
     form = log.add_mutually_exclusive_group()
@@ -155,8 +165,13 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
-    config = load_config(project)
-    reviewing = config.loop.review == "propose"
+    from .control.host import with_review
+    from .control.run import host_run
+
+    if args.detach:
+        return _run_detached(args, project, console)
+    config = with_review(load_config(project), args.review)
+    reviewing = config.loop.review == "propose" and not args.headless
     if reviewing and not sys.stdin.isatty():
         raise RatchetError(
             'review = "propose" waits for a person to accept each proposal: run it in a '
@@ -169,29 +184,37 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     async def loop() -> None:
         nonlocal interrupted
         running = asyncio.get_running_loop()
+        stopping = asyncio.Event()
 
         def on_interrupt() -> None:
             nonlocal interrupted
             if interrupted:  # a second Ctrl-C: leave now; the next run recovers
                 os._exit(EXIT_INTERRUPTED)
             interrupted = True
+            stopping.set()
             engine.stop()
 
         running.add_signal_handler(signal.SIGINT, on_interrupt)
         running.add_signal_handler(signal.SIGTERM, on_interrupt)
         try:
-            await engine.run(max_experiments=args.max_experiments)
+            await host_run(
+                engine,
+                max_experiments=args.max_experiments,
+                review=args.review,
+                wait_for_start=WAIT_FOR_START_S if args.wait_for_start else None,
+                interrupted=stopping,
+            )
         finally:
             final["experiments"], final["status"] = engine.experiments(), engine.status()
             await engine.close()
 
-    with LoopView(engine, console, live=not reviewing) as view:
+    with LoopView(engine, console, live=not reviewing and not args.headless) as view:
         engine.bus.subscribe(view.on_event)
         if reviewing:
             one_at_a_time = asyncio.Lock()  # several slots: one prompt on the terminal at once
             engine.bus.subscribe(lambda event: _ask_review(event, engine, console, one_at_a_time))
         asyncio.run(loop())
-    if not console.is_terminal:
+    if not console.is_terminal and not args.headless:
         console.print(experiments_table(final["experiments"], config.metric.name))
     status = final["status"]
     console.print(
@@ -201,6 +224,33 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     if engine.state == "error":
         return 1
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+WAIT_FOR_START_S = 60.0
+
+
+def _run_detached(args: argparse.Namespace, project: Path, console: Console) -> int:
+    """`ratchet run --detach`: the loop in a process of its own, which outlives this one."""
+    from .control import spawn, wire
+
+    config = load_config(project)  # a mistake in ratchet.toml is said here, not in a log
+    command = spawn.loop_command(project, tag=args.tag, max_experiments=args.max_experiments)
+    process = spawn.spawn(project, command)
+    deadline = time.monotonic() + spawn.START_TIMEOUT_S
+    while not wire.socket_path(project).exists() or spawn.lock_holder(project) != process.pid:
+        if process.poll() is not None:
+            raise spawn.started_error(project, process.returncode)
+        if time.monotonic() > deadline:
+            raise RatchetError(f"the loop did not start; see {wire.log_path(project)}")
+        time.sleep(0.05)
+    console.print(
+        f"loop running in the background (pid {process.pid}); its output: "
+        f"{wire.log_path(project)}. Watch it with `ratchet log` or the editor; "
+        f"stop it from the editor or with `kill {process.pid}`."
+    )
+    if config.loop.review == "propose":
+        console.print('review = "propose": each proposal waits for accept or reject in the editor.')
+    return 0
 
 
 def _ask_review(event: Event, engine: Engine, console: Console, turn: asyncio.Lock) -> None:

@@ -10,13 +10,9 @@ from lsprotocol import types
 
 from ..experiment import Experiment, Status
 from .diagnostics import SOURCE
+from .names import ACCEPT, APPLY, OPEN_DIFF, REJECT, REVERT, RUN_BUFFER
 
-ACCEPT = "ratchet.accept"
-REJECT = "ratchet.reject"
-APPLY = "ratchet.apply"
-REVERT = "ratchet.revert"
-OPEN_DIFF = "ratchet.openDiff"
-RUN_BUFFER = "ratchet.runBuffer"
+Target = tuple[str, int, types.Diagnostic | None]  # (kind, experiment, its diagnostic)
 
 
 class ActionSource(Protocol):
@@ -34,14 +30,14 @@ class ActionSource(Protocol):
     def diff_payload(self, experiment: int) -> dict[str, Any] | None: ...
 
 
-def _experiment_of(diagnostic: types.Diagnostic) -> tuple[str, int] | None:
+def experiment_of(diagnostic: types.Diagnostic) -> Target | None:
     data = diagnostic.data
     if diagnostic.source != SOURCE or not isinstance(data, dict):
         return None
     kind, experiment = data.get("kind"), data.get("experiment")
     if not isinstance(kind, str) or not isinstance(experiment, int):
         return None
-    return kind, experiment
+    return kind, experiment, diagnostic
 
 
 def _command(title: str, command: str, *arguments: Any) -> types.Command:
@@ -49,13 +45,17 @@ def _command(title: str, command: str, *arguments: Any) -> types.Command:
 
 
 def _quick_fix(
-    title: str, command: str, experiment: int, diagnostic: types.Diagnostic, preferred: bool = False
+    title: str,
+    command: str,
+    experiment: int,
+    diagnostic: types.Diagnostic | None,
+    preferred: bool = False,
 ) -> types.CodeAction:
     """A quick fix that runs one of the server's commands on one experiment."""
     return types.CodeAction(
         title=title,
         kind=types.CodeActionKind.QuickFix,
-        diagnostics=[diagnostic],
+        diagnostics=[diagnostic] if diagnostic else None,
         is_preferred=preferred or None,
         command=_command(title, command, experiment),
     )
@@ -88,7 +88,7 @@ def _open_diff(source: ActionSource, experiment: int) -> types.CodeAction | None
 
 
 def code_actions(
-    source: ActionSource, diagnostics: list[types.Diagnostic], only: list[str] | None = None
+    source: ActionSource, targets: list[Target], only: list[str] | None = None
 ) -> list[types.CodeAction]:
     actions: list[types.CodeAction] = []
     seen: set[tuple[str, int | str]] = set()
@@ -102,11 +102,7 @@ def code_actions(
             actions.append(action)
 
     best = source.best_id()
-    for diagnostic in diagnostics:
-        found = _experiment_of(diagnostic)
-        if found is None:
-            continue
-        kind, number = found
+    for kind, number, diagnostic in targets:
         if kind == "proposal":
             add(
                 ("accept", number),
@@ -154,17 +150,17 @@ def code_actions(
 def actions_for(
     source: ActionSource,
     params: types.CodeActionParams,
-    published: list[types.Diagnostic],
+    placed: list[Target],
     editable: bool,
 ) -> list[types.CodeAction]:
-    """textDocument/codeAction: actions for Ratchet's diagnostics in the request (or, for
-    clients that send none, ours under the cursor), and on the editable file a source action
-    to run it as it is now."""
-    diagnostics = [d for d in params.context.diagnostics if d.source == SOURCE]
-    if not diagnostics:
-        diagnostics = [d for d in published if _overlaps(d.range, params.range)]
+    """textDocument/codeAction: actions for Ratchet's diagnostics in the request and for what
+    is placed under the cursor (results are hints, not diagnostics), and on the editable file
+    a source action to run it as it is now."""
+    targets = [t for d in params.context.diagnostics if (t := experiment_of(d)) is not None]
+    seen = {(kind, number) for kind, number, _ in targets}
+    targets += [t for t in placed if (t[0], t[1]) not in seen]
     only = [str(kind) for kind in params.context.only] if params.context.only else None
-    actions = code_actions(source, diagnostics, only)
+    actions = code_actions(source, targets, only)
     source_kind = str(types.CodeActionKind.Source)
     if editable and (not only or any(source_kind.startswith(k) for k in only)):
         title = "Run this file as an experiment"
@@ -176,10 +172,3 @@ def actions_for(
             )
         )
     return actions
-
-
-def _overlaps(a: types.Range, b: types.Range) -> bool:
-    return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and (
-        b.start.line,
-        b.start.character,
-    ) <= (a.end.line, a.end.character)

@@ -16,29 +16,13 @@ from pygls.lsp.server import LanguageServer
 
 from ..config import ConfigError
 from ..errors import RatchetError
+from . import names
 
 if TYPE_CHECKING:
     from .server import RatchetServer
     from .session import Session
 
-START = "ratchet.start"
-STOP = "ratchet.stop"
-PAUSE = "ratchet.pause"
-RESUME = "ratchet.resume"
-PROPOSE_ONCE = "ratchet.proposeOnce"
-ACCEPT = "ratchet.accept"
-REJECT = "ratchet.reject"
-APPLY = "ratchet.apply"
-REVERT = "ratchet.revert"
-RUN_BUFFER = "ratchet.runBuffer"
-NOTE = "ratchet.note"
-EXPERIMENTS = "ratchet.experiments"
-STATUS = "ratchet.status"
-OPEN_DIFF = "ratchet.openDiff"
-
-# Handled when a client sends it, but not advertised: VS Code's language client registers a
-# palette command for every advertised one, and the extension shows this diff itself.
-UNADVERTISED = {OPEN_DIFF}
+UNADVERTISED = names.UNADVERTISED
 
 
 class RequestFailed(JsonRpcException):
@@ -136,7 +120,17 @@ def _text_arg(args: list[Any], *keys: str) -> str | None:
 # --- the commands ------------------------------------------------------------------------------
 
 
-@command(START)
+def _limit_arg(args: list[Any], key: str, least: int) -> int | None:
+    value = _first(args, key) if args and isinstance(args[0], dict) else None
+    if value is None:
+        return None
+    number = _int(value)
+    if number is None or number < least:
+        raise ArgumentError(f"`{key}` is a whole number of at least {least}, not {value!r}")
+    return number
+
+
+@command(names.START)
 async def start(session: Session, args: list[Any]) -> Any:
     value = _first(args, "maxExperiments", "max", "max_experiments")
     limit = None if value is None else _int(value)
@@ -148,51 +142,58 @@ async def start(session: Session, args: list[Any]) -> Any:
     return await session.status_payload()
 
 
-@command(STOP)
+@command(names.STOP)
 async def stop(session: Session, args: list[Any]) -> Any:
     await session.stop_loop()
     return await session.status_payload()
 
 
-@command(PAUSE)
+@command(names.PAUSE)
 async def pause(session: Session, args: list[Any]) -> Any:
-    session.pause()
+    await session.pause()
     return await session.status_payload()
 
 
-@command(RESUME)
+@command(names.RESUME)
 async def resume(session: Session, args: list[Any]) -> Any:
-    session.resume()
+    await session.resume()
     return await session.status_payload()
 
 
-@command(PROPOSE_ONCE)
+@command(names.PROPOSE_ONCE)
 async def propose_once(session: Session, args: list[Any]) -> Any:
     await session.propose_once()
     return await session.status_payload()
 
 
-@command(ACCEPT)
+@command(names.ACCEPT)
 async def accept(session: Session, args: list[Any]) -> Any:
     number = experiment_arg(args, required=False)
     assert not isinstance(number, str)
-    return {"experiment": session.decide(number, True), "accepted": True}
+    return {"experiment": await session.decide(number, True), "accepted": True}
 
 
-@command(REJECT)
+@command(names.REJECT)
 async def reject(session: Session, args: list[Any]) -> Any:
     number = experiment_arg(args, required=False)
     assert not isinstance(number, str)
-    return {"experiment": session.decide(number, False), "accepted": False}
+    return {"experiment": await session.decide(number, False), "accepted": False}
 
 
-@command(APPLY)
+@command(names.STOP_EXPERIMENT)
+async def stop_experiment(session: Session, args: list[Any]) -> Any:
+    number = experiment_arg(args, required=True)
+    assert isinstance(number, int)
+    return await session.stop_experiment(number)
+
+
+@command(names.APPLY)
 async def apply(session: Session, args: list[Any]) -> Any:
     which = experiment_arg(args, required=False, best=True)
-    return await session.apply("best" if which is None else which)
+    return await session.applier.apply("best" if which is None else which)
 
 
-@command(REVERT)
+@command(names.REVERT)
 async def revert(session: Session, args: list[Any]) -> Any:
     number = experiment_arg(args, required=True)
     assert isinstance(number, int)
@@ -200,14 +201,14 @@ async def revert(session: Session, args: list[Any]) -> Any:
     return await session.status_payload()
 
 
-@command(RUN_BUFFER)
+@command(names.RUN_BUFFER)
 async def run_buffer(session: Session, args: list[Any]) -> Any:
     description = _text_arg(args, "description") or "an edit made in the editor"
     await session.run_buffer(description)
     return await session.status_payload()
 
 
-@command(NOTE)
+@command(names.NOTE)
 async def note(session: Session, args: list[Any]) -> Any:
     text = _text_arg(args, "text", "note")
     if not text or not text.strip():
@@ -216,25 +217,45 @@ async def note(session: Session, args: list[Any]) -> Any:
     return {"noted": text.strip()}
 
 
-@command(EXPERIMENTS)
+@command(names.EXPERIMENTS)
 async def experiments(session: Session, args: list[Any]) -> Any:
-    return await session.experiments_json()
+    """All light rows, or `{since: N, limit: M}`: those numbered above N, at most M."""
+    since, limit = _limit_arg(args, "since", -1), _limit_arg(args, "limit", 1)
+    return await session.experiments_json(since, limit)
 
 
-@command(STATUS)
+@command(names.EXPERIMENT)
+async def experiment(session: Session, args: list[Any]) -> Any:
+    """One experiment's full row (its diff, log tail and trace tail included)."""
+    number = experiment_arg(args, required=True)
+    assert isinstance(number, int)
+    return await session.experiment_json(number)
+
+
+@command(names.STATUS)
 async def status(session: Session, args: list[Any]) -> Any:
     return await session.status_payload()
 
 
-@command(OPEN_DIFF)
+@command(names.OPEN_DIFF)
 async def open_diff(session: Session, args: list[Any]) -> Any:
-    """What a client without a diff view gets: the diff, as a message it can show."""
-    payload = args[0] if args and isinstance(args[0], dict) else None
-    if payload is None:
-        number = experiment_arg(args, required=True)
+    """What a client without a diff view gets: the diff opened as a document (where the
+    client can show one), else as a message."""
+    payload = args[0] if args and isinstance(args[0], dict) and "left" in args[0] else None
+    if payload is not None:
+        number = experiment_arg([payload.get("experiment")], required=True)
         assert isinstance(number, int)
-        payload = session.diff_payload(number)
-        if payload is None:
-            raise RequestFailed(message=f"no diff to show for experiment {number}")
-    session.show_diff(payload)
-    return payload
+        shown = await session.applier.show_diff(number, payload.get("diff") or None)
+        return {**payload, **shown}
+    number = experiment_arg(args, required=True)
+    assert isinstance(number, int)
+    return await session.applier.show_diff(number)
+
+
+@command(names.DIFF_TEXT)
+async def diff_text(session: Session, args: list[Any]) -> Any:
+    """The text of a `ratchet:/exp/N.diff` document (or of experiment N): {experiment, text}."""
+    value = _first(args, "uri", "experiment", "id")
+    if isinstance(value, str) and not value.startswith(names.DIFF_SCHEME + ":"):
+        value = _int(value)
+    return await session.diff_text(value)

@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Callable
 
 from lsprotocol import types
-from pygls.lsp.server import LanguageServer
+
+from .editor import Editor
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,8 @@ LINE_LIMIT = 160
 
 
 class _Bar:
-    def __init__(self, server: LanguageServer, experiment: int, description: str, budget_s: float):
-        self.server = server
+    def __init__(self, editor: Editor, experiment: int, description: str, budget_s: float):
+        self.editor = editor
         self.experiment = experiment
         self.description = description
         self.budget_s = max(budget_s, 1e-9)
@@ -38,7 +39,7 @@ class _Bar:
         return min(100, int(100 * (time.monotonic() - self.started) / self.budget_s))
 
     async def run(self) -> None:
-        progress = self.server.work_done_progress
+        progress = self.editor.progress
         try:
             await progress.create_async(self.token)
         except Exception as error:  # the client refused or went away: no bar, no harm
@@ -76,8 +77,8 @@ class _Bar:
 class ProgressReporter:
     """One progress bar per running experiment, keyed by experiment and by token."""
 
-    def __init__(self, server: LanguageServer, on_cancel: Callable[[int], None]) -> None:
-        self.server = server
+    def __init__(self, editor: Editor, on_cancel: Callable[[int], None]) -> None:
+        self.editor = editor
         self.on_cancel = on_cancel
         self._bars: dict[int, _Bar] = {}
         self._tokens: dict[str, int] = {}
@@ -85,11 +86,7 @@ class ProgressReporter:
 
     @property
     def enabled(self) -> bool:
-        try:
-            window = self.server.client_capabilities.window
-        except Exception:
-            return False
-        return bool(window and window.work_done_progress)
+        return self.editor.supports_progress
 
     def started(self, experiment: int, description: str, budget_s: float) -> None:
         if not self.enabled:
@@ -100,7 +97,7 @@ class ProgressReporter:
             bar.started = time.monotonic()
             bar.last_line = f"run {bar.runs}: {description}"
             return
-        bar = _Bar(self.server, experiment, description, budget_s)
+        bar = _Bar(self.editor, experiment, description, budget_s)
         self._bars[experiment] = bar
         self._tokens[bar.token] = experiment
         task = asyncio.get_running_loop().create_task(bar.run())

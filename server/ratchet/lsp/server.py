@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import FeatureRequestError, JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -20,7 +20,8 @@ from pygls.uris import to_fs_path
 
 from .. import __version__
 from ..config import CONFIG_NAME
-from . import commands
+from ..errors import RatchetError
+from . import commands, names
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,35 @@ READY_TIMEOUT_S = 30.0
 
 
 class RatchetProtocol(LanguageServerProtocol):
+    """pygls's protocol, with sends stopped once the client has gone: after `exit`, or after
+    the first write that fails (pygls would report that failure by sending again, for ever)."""
+
+    gone = False
+
+    def _send_data(self, data: Any) -> None:
+        if self.gone:
+            return
+        writer = self.writer
+        closing = getattr(writer, "is_closing", None)
+        stream = getattr(writer, "_stdout", None)  # pygls's StdoutWriter: closed on exit
+        if (
+            writer is None
+            or (callable(closing) and closing())
+            or bool(getattr(stream, "closed", False))
+        ):
+            self.gone = True
+            return
+        try:
+            super()._send_data(data)
+        except Exception as error:  # a broken pipe: the client is gone
+            self.gone = True
+            log.info("the client has gone (%s); nothing more is sent", error)
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        self.gone = True
+        yield from super().lsp_exit(*args)
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(
         self, params: types.InitializeParams
@@ -52,6 +82,19 @@ class RatchetServer(LanguageServer):
         self.roots: list[Path] = []
         self.review_override: str | None = None  # initializationOptions.review
         self._ready: asyncio.Event | None = None
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls shows every internal error to the user by sending a message; a failed send
+        (the client has gone) must not be answered by another send."""
+        if source is FeatureRequestError:
+            return  # the request's error response says it already
+        if isinstance(self.protocol, RatchetProtocol) and self.protocol.gone:
+            return
+        if isinstance(error, (OSError, ValueError)) and "closed" in str(error):
+            if isinstance(self.protocol, RatchetProtocol):
+                self.protocol.gone = True
+            return
+        log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
 
     def ready_event(self) -> asyncio.Event:
         if self._ready is None:
@@ -94,6 +137,9 @@ def make_server(project: Path | None = None) -> RatchetServer:
         options = params.initialization_options
         review = options.get("review") if isinstance(options, dict) else None
         server.review_override = review if review in ("auto", "propose") else None
+        level = options.get("logLevel") if isinstance(options, dict) else None
+        if isinstance(level, str) and isinstance(getattr(logging, level.upper(), None), int):
+            logging.getLogger().setLevel(getattr(logging, level.upper()))
 
     @server.feature(types.INITIALIZED)
     async def initialized(params: types.InitializedParams) -> None:
@@ -108,20 +154,32 @@ def make_server(project: Path | None = None) -> RatchetServer:
         if server.session is not None:
             await server.session.shutdown()
 
+    _documents(server)
+    _views(server)
+    return server
+
+
+def _documents(server: RatchetServer) -> None:
+    """Documents opened, edited and closed: handed to the session's files feature."""
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
         if server.session is not None:
-            server.session.document_opened(params.text_document.uri)
+            server.session.files.opened(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(params: types.DidChangeTextDocumentParams) -> None:
         if server.session is not None:
-            server.session.document_changed(params.text_document.uri)
+            server.session.files.edited(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
         if server.session is not None:
-            server.session.document_closed(params.text_document.uri)
+            server.session.files.closed(params.text_document.uri)
+
+
+def _views(server: RatchetServer) -> None:
+    """What the editor asks for as the user moves: actions, lenses, hints, diffs; settings."""
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -134,12 +192,46 @@ def make_server(project: Path | None = None) -> RatchetServer:
             return None
         return server.session.code_actions(params) or None
 
+    @server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))
+    async def code_lens(params: types.CodeLensParams) -> list[types.CodeLens] | None:
+        if server.session is None:
+            return None
+        return await server.session.code_lenses(params) or None
+
+    @server.feature(types.TEXT_DOCUMENT_INLAY_HINT, types.InlayHintOptions(resolve_provider=False))
+    async def inlay_hint(params: types.InlayHintParams) -> list[types.InlayHint] | None:
+        if server.session is None:
+            return None
+        return await server.session.inlay_hints(params) or None
+
+    @server.feature(names.DIFF_TEXT_REQUEST)
+    async def diff_text(params: Any) -> dict[str, Any]:
+        session = await server.session_ready()
+        uri = getattr(params, "uri", None) or (
+            params.get("uri") if isinstance(params, dict) else None
+        )
+        try:
+            return await session.diff_text(uri)
+        except RatchetError as error:
+            raise commands.RequestFailed(message=str(error)) from None
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
+        """The editor's review gate goes live: `{ratchet: {reviewGate}}` or `{review}`."""
+        settings: dict[str, Any] = params.settings if isinstance(params.settings, dict) else {}
+        inner = settings.get("ratchet")
+        section: dict[str, Any] = inner if isinstance(inner, dict) else settings
+        if server.session is not None and ("reviewGate" in section or "review" in section):
+            review = section.get("reviewGate", section.get("review"))
+            try:
+                await server.session.set_review(review if isinstance(review, str) else None)
+            except RatchetError as error:
+                server.session.editor.show(types.MessageType.Warning, f"Ratchet: {error}")
+
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:
         if server.session is not None:
-            server.session.progress.cancelled(params.token)
-
-    return server
+            server.session.loop.progress.cancelled(params.token)
 
 
 class _QuietUserErrors(logging.Filter):
@@ -154,6 +246,7 @@ class _QuietUserErrors(logging.Filter):
 
 
 def _setup_logging() -> None:
+    # RATCHET_LSP_LOG=debug|info|warning|error; pygls's per-message lines are INFO and DEBUG.
     level = os.environ.get("RATCHET_LSP_LOG", "WARNING").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.WARNING),

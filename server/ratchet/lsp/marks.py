@@ -1,0 +1,169 @@
+"""Placed proposals and results → what any LSP client shows: diagnostics (a proposal waits, a
+run crashed: one line each), inlay hints (the history at the end of its lines, a proposal's
+new text as ghost text), and code lenses over a proposal (Accept & Run / Reject / Open diff).
+
+Pure functions over the placement; the history is never a diagnostic, so it never squiggles
+the user's code or fills the Problems panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from lsprotocol import types
+
+from . import names
+from .diagnostics import SOURCE
+from .placement import Placed, Proposal, Result
+
+GHOST_LIMIT = 100  # characters of a proposal's new text shown as ghost text
+
+
+def _range(raw: list[str], start: int, end: int, units: Callable[[str], int]) -> types.Range:
+    if not raw:
+        return types.Range(types.Position(0, 0), types.Position(0, 0))
+    start = min(start, len(raw) - 1)
+    last = min(max(end - 1, start), len(raw) - 1)
+    return types.Range(types.Position(start, 0), types.Position(last, units(raw[last])))
+
+
+def _end_of(raw: list[str], line: int, units: Callable[[str], int]) -> types.Position:
+    if not raw:
+        return types.Position(0, 0)
+    line = min(line, len(raw) - 1)
+    return types.Position(line, units(raw[line]))
+
+
+def diagnostics(
+    placed: Iterable[Placed],
+    raw: list[str],
+    proposals: Mapping[int, Proposal],
+    results: Mapping[int, Result],
+    units: Callable[[str], int],
+    log_uri: Callable[[Result], str | None],
+) -> list[types.Diagnostic]:
+    out: list[types.Diagnostic] = []
+    for item in placed:
+        where = _range(raw, item.start, item.end, units)
+        if item.kind == "proposal" and (proposal := proposals.get(item.experiment)):
+            out.append(
+                types.Diagnostic(
+                    range=where,
+                    message=f"exp {proposal.id} proposed: {proposal.description} — waiting "
+                    "for review: accept to run it, or reject",
+                    severity=types.DiagnosticSeverity.Warning,
+                    source=SOURCE,
+                    code="proposed",
+                    data={"kind": "proposal", "experiment": proposal.id},
+                )
+            )
+        elif item.kind == "crash" and (result := results.get(item.experiment)):
+            out.append(_crash(result, where, log_uri(result)))
+    return out
+
+
+def _crash(result: Result, where: types.Range, log: str | None) -> types.Diagnostic:
+    message = (
+        f"exp {result.id} crashed: {result.crash_message}" if result.crash_message else result.head
+    )
+    related = None
+    if log is not None:
+        origin = types.Range(types.Position(0, 0), types.Position(0, 0))
+        related = [
+            types.DiagnosticRelatedInformation(
+                location=types.Location(uri=log, range=origin),
+                message=f"the log of exp {result.id}",
+            )
+        ]
+    return types.Diagnostic(
+        range=where,
+        message=f"{message} ({result.description})" if result.description else message,
+        severity=types.DiagnosticSeverity.Error,
+        source=SOURCE,
+        code="crashed",
+        data={"kind": "crash", "experiment": result.id, "status": str(result.status)},
+        related_information=related,
+    )
+
+
+def inlay_hints(
+    placed: Iterable[Placed],
+    raw: list[str],
+    proposals: Mapping[int, Proposal],
+    results: Mapping[int, Result],
+    units: Callable[[str], int],
+    lines: tuple[int, int] | None = None,
+) -> list[types.InlayHint]:
+    """Hints on the lines in `lines` ([first, last], all when None)."""
+    out: list[types.InlayHint] = []
+    for item in placed:
+        if lines is not None and not lines[0] <= item.start <= lines[1]:
+            continue
+        position = _end_of(raw, item.start, units)
+        if item.kind == "proposal" and (proposal := proposals.get(item.experiment)):
+            if item.applied:
+                continue  # the user's text has it already: nothing to ghost
+            out.append(
+                types.InlayHint(
+                    position=position,
+                    label=ghost(proposal, item.block),
+                    padding_left=True,
+                    tooltip=f"exp {proposal.id} proposed: {proposal.description}",
+                    data={"kind": "proposal", "experiment": proposal.id},
+                )
+            )
+        elif item.kind == "result" and (result := results.get(item.experiment)):
+            tooltip = "\n".join(t for t in (result.description, result.reason) if t)
+            out.append(
+                types.InlayHint(
+                    position=position,
+                    label=result.head,
+                    padding_left=True,
+                    tooltip=tooltip or None,
+                    data={"kind": "result", "experiment": result.id},
+                )
+            )
+    return out
+
+
+def ghost(proposal: Proposal, block: int) -> str:
+    """A proposal's change on one line: `→ LR = 0.3` (its new lines), `→ (deletes 2 lines)`."""
+    if not 0 <= block < len(proposal.blocks):
+        return f"→ exp {proposal.id}: {proposal.description}"
+    new = [line.strip() for line in proposal.blocks[block].new]
+    if not new:
+        count = len(proposal.blocks[block].old)
+        return f"→ (deletes {count} line{'s' if count != 1 else ''})"
+    text = "→ " + " ⏎ ".join(line for line in new if line)
+    return text if len(text) <= GHOST_LIMIT else text[: GHOST_LIMIT - 1] + "…"
+
+
+def code_lenses(
+    placed: Iterable[Placed],
+    proposals: Mapping[int, Proposal],
+    diff_payload: Callable[[int], dict[str, object] | None] = lambda number: None,
+) -> list[types.CodeLens]:
+    """Accept & Run / Reject / Open diff over each pending proposal (its first block; the top
+    of the file when the user's text no longer has its lines). Open diff carries the same
+    payload as the code action's (both texts), else the experiment's number."""
+    first: dict[int, int] = {}
+    for item in placed:
+        if item.kind == "proposal":
+            first.setdefault(item.experiment, item.start)
+    out: list[types.CodeLens] = []
+    for number in sorted(proposals):
+        line = first.get(number, 0)
+        where = types.Range(types.Position(line, 0), types.Position(line, 0))
+        diff = diff_payload(number) or number
+        for title, command, argument in (
+            (f"Accept & Run exp {number}", names.ACCEPT, number),
+            ("Reject", names.REJECT, number),
+            ("Open diff", names.OPEN_DIFF, diff),
+        ):
+            out.append(
+                types.CodeLens(
+                    range=where,
+                    command=types.Command(title=title, command=command, arguments=[argument]),
+                )
+            )
+    return out
