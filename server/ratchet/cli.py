@@ -1,4 +1,4 @@
-"""`ratchet init | run | log | plot | show | note | doctor | serve` — a thin face on the engine."""
+"""`ratchet init | run | log | plot | report | finalize | show | note | doctor | serve` — a thin face on the engine."""
 
 from __future__ import annotations
 
@@ -72,8 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("--tag", default=None)
 
     plot = commands.add_parser("plot", help="the metric over experiments, kept ones marked")
-    plot.add_argument("-o", "--output", type=Path, default=Path("progress.png"))
+    plot.add_argument(
+        "-o", "--output", type=Path, default=None, help="default: .ratchet/progress.png"
+    )
     plot.add_argument("--tag", default=None)
+
+    report = commands.add_parser("report", help="the morning report: one self-contained file")
+    report.add_argument(
+        "-o", "--output", type=Path, default=None, help="default: .ratchet/report.html (or .md)"
+    )
+    report.add_argument("--format", choices=("html", "md"), default=None)
+    report.add_argument("--tag", default=None)
 
     show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
     show.add_argument("experiment", type=int)
@@ -245,11 +254,12 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .outputs import output_path
     from .plot import plot
 
     ledger, tag = _open_ledger(project, args.tag)
     loop = ledger.loop(tag) or {}
-    output = args.output if args.output.is_absolute() else Path.cwd() / args.output
+    output = output_path(project, args.output, "progress.png")
     noise = estimate_noise(list(ledger.run_groups(tag).values()))
     count = plot(
         ledger.experiments(tag),
@@ -259,6 +269,31 @@ def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
         noise,
     )
     console.print(f"wrote {output} ({count} measured experiments)")
+    return 0
+
+
+def _report(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .outputs import output_path
+    from .report import summarise
+
+    fmt = args.format or ("md" if args.output and args.output.suffix == ".md" else "html")
+    ledger, tag = _open_ledger(project, args.tag)
+    output = output_path(project, args.output, f"report.{fmt}")
+    summary = summarise(ledger, tag)
+    if fmt == "md":
+        from .report_md import render_md
+
+        text = render_md(summary)
+    else:
+        from .report_html import render_html
+
+        text = render_html(summary)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    console.print(
+        f"wrote {output} ({len(text.encode()) / 1024:.0f} kB): {len(summary.keeps)} keeps of "
+        f"{summary.total} experiments"
+    )
     return 0
 
 
@@ -342,6 +377,7 @@ _COMMANDS = {
     "run": _run,
     "log": _log,
     "plot": _plot,
+    "report": _report,
     "show": _show,
     "note": _note,
     "doctor": _doctor,
