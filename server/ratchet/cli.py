@@ -1,4 +1,5 @@
-"""`ratchet init | run | log | plot | report | finalize | show | note | doctor | serve` — a thin face on the engine."""
+"""`ratchet init | run | log | plot | report | finalize | show | note | doctor | serve`:
+a thin face on the engine."""
 
 from __future__ import annotations
 

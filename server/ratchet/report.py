@@ -116,6 +116,7 @@ def summarise(ledger: Ledger, tag: str, near_misses: int = NEAR_MISSES) -> Summa
         experiments[0] if experiments else None
     )
     keeps, best = _keeps(tag, lower, baseline, experiments, ledger)
+    noise = estimate_noise(list(ledger.run_groups(tag).values()))
     return Summary(
         tag=tag,
         metric=loop.get("metric_name") or "metric",
@@ -124,16 +125,15 @@ def summarise(ledger: Ledger, tag: str, near_misses: int = NEAR_MISSES) -> Summa
         total=len(experiments),
         baseline=baseline,
         best=best or baseline,
-        noise=estimate_noise(list(ledger.run_groups(tag).values())),
+        noise=noise,
         keeps=keeps,
-        near_misses=_near_misses(lower, experiments)[:near_misses],
+        near_misses=_near_misses(lower, experiments, noise)[:near_misses],
         crashes=_crash_groups(experiments),
         statuses=_count_statuses(experiments),
         notes=ledger.notes(tag),
         wall_s=_wall(experiments),
         run_s=sum(e.run_s for e in experiments),
-        gpu_hours=sum(e.run_s * int(e.hardware.get("gpu_count") or 0) for e in experiments)
-        / 3600,
+        gpu_hours=sum(e.run_s * int(e.hardware.get("gpu_count") or 0) for e in experiments) / 3600,
         cost_usd=sum(e.cost_usd for e in experiments),
         tokens=sum(e.input_tokens + e.output_tokens for e in experiments),
         hardware=_hardware(experiments),
@@ -168,8 +168,9 @@ def _keeps(
     return keeps, best
 
 
-def _near_misses(lower: bool, experiments: list[Experiment]) -> list[NearMiss]:
-    """Discarded experiments that came closest to the best of their time, closest first."""
+def _near_misses(lower: bool, experiments: list[Experiment], noise: float | None) -> list[NearMiss]:
+    """Discarded experiments within two noise units of the best of their time (within 1 %
+    for a metric without noise), closest first: a second run might have kept them."""
     misses: list[NearMiss] = []
     best_then: float | None = None
     for exp in experiments:
@@ -178,7 +179,9 @@ def _near_misses(lower: bool, experiments: list[Experiment]) -> list[NearMiss]:
         if exp.status is Status.KEPT:
             best_then = exp.metric
         elif exp.status is Status.DISCARDED and best_then is not None:
-            misses.append(NearMiss(exp, best_then, better_by(lower, exp.metric, best_then)))
+            gap = better_by(lower, exp.metric, best_then)
+            if gap > -(2 * noise if noise else 0.01 * abs(best_then)):
+                misses.append(NearMiss(exp, best_then, gap))
     misses.sort(key=lambda miss: -miss.gap)
     return misses
 
@@ -244,7 +247,7 @@ def _sandbox(experiments: list[Experiment]) -> str:
         if not exp.hardware and not exp.run_s:
             continue
         ran += 1
-        value = exp.hardware.get("sandbox", exp.secondary.get("sandbox"))  # type: ignore[call-overload]
+        value: Any = exp.hardware.get("sandbox", exp.secondary.get("sandbox"))
         if value is None:
             continue
         if isinstance(value, dict):
@@ -264,7 +267,7 @@ def format_value(value: float | None) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

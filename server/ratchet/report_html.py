@@ -112,7 +112,7 @@ def _keeps(summary: Summary) -> str:
         out.append(
             '<div class="card">'
             f"<b>exp {e.id}</b> {escape(e.description)}"
-            f'<table><tr><th>{escape(summary.metric)}</th><td>{format_value(e.metric)}</td>'
+            f"<table><tr><th>{escape(summary.metric)}</th><td>{format_value(e.metric)}</td>"
             f'<th>gain added</th><td class="gain">{gain}</td></tr>'
             f"<tr><th>runs</th><td>{runs or '—'}</td><th>commit</th>"
             f"<td><code>{escape((e.commit or '—')[:10])}</code> · {escape(e.agent)}</td></tr>"

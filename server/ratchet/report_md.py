@@ -28,8 +28,7 @@ def render_md(summary: Summary) -> str:
             f"{format_value(keep.before)} → {format_value(e.metric)} ({gain}; "
             f"{summary.in_noise(keep.gain)}); runs {runs}; `{(e.commit or '')[:10]}`",
             "",
-            f"<details><summary>diff</summary>\n\n```diff\n{clipped_diff(e.diff)}\n```\n"
-            "</details>",
+            f"<details><summary>diff</summary>\n\n```diff\n{clipped_diff(e.diff)}\n```\n</details>",
             "",
         ]
     if summary.near_misses:

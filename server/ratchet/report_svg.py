@@ -9,6 +9,7 @@ a few hundred kB, not a DOM node each.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 
 from .report import Summary, format_value
@@ -17,7 +18,10 @@ WIDTH, HEIGHT = 960, 360
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 20, 44
 
 
-def _scale(low: float, high: float, start: float, end: float):  # type: ignore[no-untyped-def]
+Scale = Callable[[float], float]
+
+
+def _scale(low: float, high: float, start: float, end: float) -> Scale:
     span = (high - low) or 1.0
     return lambda value: start + (value - low) / span * (end - start)
 
@@ -71,7 +75,7 @@ def progress_svg(summary: Summary) -> str:
         f'role="img" aria-label="progress chart" class="chart">'
     ]
     parts += _axes(summary, last, low, high, x, y)
-    steps = [(k.experiment.id, k.experiment.metric) for k in summary.keeps]
+    steps = [(k.experiment.id, k.experiment.metric or 0.0) for k in summary.keeps]
     if summary.baseline is not None and summary.baseline.metric is not None:
         steps.insert(0, (summary.baseline.id, summary.baseline.metric))
     if steps and summary.noise:
@@ -89,10 +93,12 @@ def progress_svg(summary: Summary) -> str:
             line += f"H{x(i):.1f}V{clamp(v):.1f}"
         line += f"H{x(last):.1f}"
         parts.append(f'<path class="best" d="{line}"/>')
+    radius = 5 if len(summary.keeps) <= 50 else 3
     for keep in summary.keeps:
         e = keep.experiment
         parts.append(
-            f'<circle class="kept" cx="{x(e.id):.1f}" cy="{clamp(e.metric or 0):.1f}" r="5">'
+            f'<circle class="kept" cx="{x(e.id):.1f}" cy="{clamp(e.metric or 0):.1f}" '
+            f'r="{radius}">'
             f"<title>exp {e.id}: {escape(e.description)} — {format_value(e.metric)}</title>"
             "</circle>"
         )
@@ -101,7 +107,7 @@ def progress_svg(summary: Summary) -> str:
     return "".join(parts)
 
 
-def _band(steps, last, noise, x, clamp) -> str:  # type: ignore[no-untyped-def]
+def _band(steps: list[tuple[int, float]], last: int, noise: float, x: Scale, clamp: Scale) -> str:
     """The best ± noise, following the step line."""
     upper, lower = [], []
     ends = [s[0] for s in steps[1:]] + [last]
@@ -112,7 +118,7 @@ def _band(steps, last, noise, x, clamp) -> str:  # type: ignore[no-untyped-def]
     return '<path class="band" d="M' + "L".join(f"{a:.1f} {b:.1f}" for a, b in points) + 'Z"/>'
 
 
-def _axes(summary, last, low, high, x, y) -> list[str]:  # type: ignore[no-untyped-def]
+def _axes(summary: Summary, last: int, low: float, high: float, x: Scale, y: Scale) -> list[str]:
     parts = [
         f'<line class="axis" x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" '
         f'y2="{HEIGHT - BOTTOM}"/>',
@@ -146,7 +152,8 @@ def _legend(summary: Summary) -> str:
         ("best so far", '<path class="best" d="M0 -4h14"/>'),
     ]
     if summary.noise:
-        items.append(("noise band (±σ)", '<rect class="band" x="0" y="-9" width="14" height="10"/>'))
+        band = '<rect class="band" x="0" y="-9" width="14" height="10"/>'
+        items.append(("noise band (±σ)", band))
     if summary.failed_ids:
         items.append(("crashed / invalid", '<path class="failed" d="M6 0v-8"/>'))
     out, offset = [f'<g transform="translate({WIDTH - RIGHT - 150} {TOP + 14})">'], 0
