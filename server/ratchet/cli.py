@@ -85,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("html", "md"), default=None)
     report.add_argument("--tag", default=None)
 
+    final = commands.add_parser(
+        "finalize", help="the keeps as one new review branch on top of your branch"
+    )
+    final.add_argument("--squash", action="store_true", help="one commit for all the keeps")
+    final.add_argument("--exclude", metavar="N,...", default=None, help="keeps to leave out")
+    final.add_argument(
+        "--patch", metavar="DIR", type=Path, default=None, help="write a patch series instead"
+    )
+    final.add_argument("--tag", default=None)
+
     show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
     show.add_argument("experiment", type=int)
     show.add_argument("--tag", default=None)
@@ -298,6 +308,36 @@ def _report(args: argparse.Namespace, project: Path, console: Console) -> int:
     return 0
 
 
+def _finalize(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .finalize import finalize, parse_exclude
+
+    ledger, tag = _open_ledger(project, args.tag)
+    done = finalize(
+        project,
+        ledger,
+        tag,
+        squash=args.squash,
+        exclude=parse_exclude(args.exclude),
+        patch_dir=args.patch,
+    )
+    kept = ", ".join(map(str, done.carried))
+    if done.skipped:
+        console.print(f"already on {done.base_name}: exp {', '.join(map(str, done.skipped))}")
+    if done.patches:
+        console.print(f"wrote {len(done.patches)} patches to {args.patch} (keeps {kept})")
+        console.print(f"apply them with `git am {args.patch}/*.patch`")
+        return 0
+    console.print(
+        f"branch {done.branch}: keeps {kept} on top of {done.base_name} "
+        f"({done.base[:10]}){', squashed' if args.squash else ''}; {done.base_name} did not move"
+    )
+    console.print(
+        f"to measure it again: `git switch {done.branch} && ratchet run --tag {tag}-check "
+        "--max-experiments 1` (its baseline is the review branch)"
+    )
+    return 0
+
+
 def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
     ledger, tag = _open_ledger(project, args.tag)
     exp = ledger.get(tag, args.experiment)
@@ -379,6 +419,7 @@ _COMMANDS = {
     "log": _log,
     "plot": _plot,
     "report": _report,
+    "finalize": _finalize,
     "show": _show,
     "note": _note,
     "doctor": _doctor,

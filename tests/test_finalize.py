@@ -1,0 +1,102 @@
+"""`ratchet finalize`: a real loop's keeps carried onto the user's branch in real git, which
+never moves; keeps left out, a keep that no longer applies, squash, and a patch series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import MakeProject, commit_all, git
+from loops import engine_for, run
+from ratchet.cli import main
+from ratchet.ledger import Ledger
+
+
+@pytest.fixture
+async def project(make_project: MakeProject) -> Path:
+    """Keeps 2 (LR), 6 (WIDTH 8 → 10) and 7 (WIDTH 10 → 12, on top of 6): mutate, seed 0."""
+    root = make_project()
+    await run(engine_for(root), 8)
+    ledger = Ledger(root / ".ratchet")
+    keeps = [e.id for e in ledger.experiments("t") if e.id and str(e.status) == "kept"]
+    ledger.close()
+    assert keeps == [2, 6, 7]
+    return root
+
+
+def _head(root: Path) -> str:
+    return git(root, "rev-parse", "main").strip()
+
+
+def _branches(root: Path) -> set[str]:
+    return set(git(root, "branch", "--format=%(refname:short)").split())
+
+
+def test_keeps_become_a_review_branch_and_the_users_branch_stays(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _head(project)
+    (project / "train.py").write_text((project / "train.py").read_text() + "# my edit\n")
+    assert main(["-C", str(project), "finalize"]) == 0
+    out = capsys.readouterr().out
+    assert "branch ratchet/t-review" in out and "ratchet run --tag t-check" in out
+    assert _head(project) == before
+    assert git(project, "symbolic-ref", "--short", "HEAD").strip() == "main"
+    assert (project / "train.py").read_text().endswith("# my edit\n")  # the unsaved edit stays
+    subjects = git(project, "log", "--format=%s", "main..ratchet/t-review").splitlines()
+    assert subjects == ["WIDTH 10 → 12", "WIDTH 8 → 10", "LR 0.5 → 0.25"]
+    message = git(project, "log", "-1", "--format=%B", "ratchet/t-review")
+    assert "Ratchet-Experiment: 7" in message and "score 0.0425 → 0.0025" in message
+    tip = git(project, "show", "ratchet/t-review:train.py")
+    assert tip == git(project, "show", "ratchet/t:train.py")
+    assert len(git(project, "worktree", "list").splitlines()) <= 2  # main (+ the loop's slot)
+    assert main(["-C", str(project), "finalize"]) == 0  # a second one gets its own name
+    assert "branch ratchet/t-review-2" in capsys.readouterr().out
+
+
+def test_keeps_apply_three_way_on_a_branch_that_moved(project: Path) -> None:
+    text = (project / "train.py").read_text() + 'print("moved on")\n'
+    (project / "train.py").write_text(text)
+    commit_all(project, "the user's own work since the loop began")
+    before = _head(project)
+    assert main(["-C", str(project), "finalize"]) == 0
+    result = git(project, "show", "ratchet/t-review:train.py")
+    assert 'print("moved on")' in result and "WIDTH = 12" in result and "LR = 0.25" in result
+    assert git(project, "rev-parse", "ratchet/t-review~3").strip() == before
+
+
+def test_a_keep_left_out_and_one_that_no_longer_applies(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    branches = _branches(project)
+    assert main(["-C", str(project), "finalize", "--exclude", "2"]) == 0
+    assert "LR = 0.5" in git(project, "show", "ratchet/t-review:train.py")
+    capsys.readouterr()
+    # 7 changes the line 6 wrote: without 6 it no longer applies. A clear stop, nothing written.
+    assert main(["-C", str(project), "finalize", "--exclude", "6"]) == 2
+    error = capsys.readouterr().err
+    assert "exp 7" in error and "no longer applies" in error and "--exclude 7" in error
+    assert _branches(project) == branches | {"ratchet/t-review"}
+    assert main(["-C", str(project), "finalize", "--exclude", "6,7"]) == 0
+    assert main(["-C", str(project), "finalize", "--exclude", "5"]) == 2
+    assert "not a keep" in capsys.readouterr().err
+    assert len(git(project, "worktree", "list").splitlines()) <= 2
+
+
+def test_squash_and_patch_series(project: Path, tmp_path: Path) -> None:
+    assert main(["-C", str(project), "finalize", "--squash"]) == 0
+    assert git(project, "rev-list", "--count", "main..ratchet/t-review").strip() == "1"
+    squashed = git(project, "log", "-1", "--format=%B", "ratchet/t-review")
+    assert "(3 keeps)" in squashed and "- exp 6: WIDTH 8 → 10" in squashed
+    assert git(project, "show", "ratchet/t-review:train.py") == git(
+        project, "show", "ratchet/t:train.py"
+    )
+    patches = tmp_path / "patches"
+    branches = _branches(project)
+    assert main(["-C", str(project), "finalize", "--patch", str(patches)]) == 0
+    assert _branches(project) == branches  # a patch series, no branch
+    series = sorted(patches.glob("*.patch"))
+    assert [p.name[:4] for p in series] == ["0001", "0002", "0003"]
+    git(project, "switch", "-q", "-c", "apply-here", "main")
+    git(project, "am", "-q", *map(str, series))
+    assert (project / "train.py").read_text() == git(project, "show", "ratchet/t:train.py")
