@@ -161,6 +161,7 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             'terminal (you are asked), from the editor, or set review = "auto" in ratchet.toml'
         )
     engine = Engine(config, tag=args.tag)
+    detach_tracking = _attach_tracking(engine, console)  # issue 14: [track] mlflow
     interrupted = False
     final: dict[str, Any] = {}
 
@@ -181,6 +182,7 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             await engine.run(max_experiments=args.max_experiments)
         finally:
             final["experiments"], final["status"] = engine.experiments(), engine.status()
+            final["untracked"] = await asyncio.to_thread(detach_tracking)
             await engine.close()
 
     with LoopView(engine, console, live=not reviewing) as view:
@@ -191,6 +193,8 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     if not console.is_terminal:
         console.print(experiments_table(final["experiments"], config.metric.name))
     status = final["status"]
+    if final.get("untracked"):
+        console.print(f"{final['untracked']} experiments were not logged to MLflow (unreachable)")
     console.print(
         f"loop {engine.tag}: best {config.metric.name} {format_metric(status['best'])}, "
         f"{status['kept']} kept of {status['total']}; branch {engine.workspace.branch}"
@@ -198,6 +202,19 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     if engine.state == "error":
         return 1
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _attach_tracking(engine: Engine, console: Console) -> Any:
+    """[track] mlflow: each experiment logged in the background; its outages said once."""
+    from .tracking import TrackerUnavailable, attach
+
+    detach = attach(engine)
+    engine.bus.subscribe(
+        lambda event: console.print(f"[yellow]{escape(event.message)}[/yellow]")
+        if isinstance(event, TrackerUnavailable)
+        else None
+    )
+    return detach
 
 
 def _ask_review(event: Event, engine: Engine, console: Console) -> None:

@@ -102,6 +102,14 @@ class RunnerConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """[track]: where each experiment is also logged (issue 14)."""
+
+    mlflow: str | None = None  # an MLflow tracking URI: http://..., sqlite:///..., file:...
+    experiment: str | None = None  # the MLflow experiment's name (default: ratchet/<tag>)
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     loop: LoopConfig
@@ -110,6 +118,7 @@ class Config:
     agent: AgentConfig
     runner: RunnerConfig
     source: str = field(default="", repr=False)
+    track: TrackConfig = field(default_factory=TrackConfig)
 
     @property
     def slots(self) -> int:
@@ -313,6 +322,11 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "address": (_string, None),
         "max_slots": (_integer(1), None),
     },
+    # [track] (issue 14): an external tracker each experiment is also logged to.
+    "track": {
+        "mlflow": (_string, None),
+        "experiment": (_string, None),
+    },
 }
 
 
@@ -471,6 +485,21 @@ def _example(table: str, name: str) -> str:
     return examples.get((table, name), f"{name} = ...")
 
 
+def _did_you_mean_file(root: Path, relative: str) -> str:
+    """The nearest file name in the folder the path names, or what to do."""
+    folder = (root / relative).parent
+    names = (
+        [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if folder.is_dir()
+        else []
+    )
+    close = difflib.get_close_matches(Path(relative).name, names, n=1, cutoff=0.6)
+    if close:
+        suggestion = (Path(relative).parent / close[0]).as_posix()
+        return f'did you mean "{suggestion}"?'
+    return "create it or fix the path"
+
+
 def _inside(root: Path, relative: str) -> bool:
     resolved = (root / relative).resolve()
     return resolved == root.resolve() or root.resolve() in resolved.parents
@@ -508,7 +537,7 @@ def _build(
         raise fail(
             "loop",
             "editable",
-            f"the editable file `{editable}` does not exist; create it or fix the path",
+            f"the editable file `{editable}` does not exist; " + _did_you_mean_file(root, editable),
         )
     if (root / editable).is_symlink():
         raise fail("loop", "editable", f"`{editable}` is a symbolic link; name the real file")
@@ -617,4 +646,5 @@ def _build(
             max_slots=runner["max_slots"],
         ),
         source=source,
+        track=TrackConfig(mlflow=v["track"]["mlflow"], experiment=v["track"]["experiment"]),
     )
