@@ -137,17 +137,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .autoresearch import HARNESS_PROGRAM
     from .initialize import init
 
     written, triplet = init(project, force=args.force)
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
+    for note in triplet.notes:
+        console.print(f"  {escape(note)}")
     console.print(
         f"Wrote {', '.join(written)}: editable {triplet.editable}, metric "
-        f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`."
+        f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`, budget "
+        f"{triplet.budget}" + (f", timeout {triplet.timeout}" if triplet.timeout else "") + "."
     )
+    if triplet.read:
+        console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
+    if triplet.program == HARNESS_PROGRAM:
+        console.print(
+            "program.md tells the agent to run git and the loop itself, which is Ratchet's job: "
+            f"{HARNESS_PROGRAM} keeps its research instructions without those steps, and "
+            "ratchet.toml's program points to it (program.md is unchanged)."
+        )
     console.print(
-        "Check ratchet.toml, write your instructions in program.md, commit, then `ratchet run`."
+        f"Check ratchet.toml, write your instructions in {triplet.program}, commit, then "
+        "`ratchet run`."
     )
     return 0
 
@@ -420,6 +433,13 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
     except ConfigError as error:
         problems += 1
         console.print(f"[red]error[/red]  {escape(str(error))}")
+        return 1
+    from .preflight import check_command
+
+    for check in check_command(config):
+        problems += not check.ok
+        mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
+        console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
     return 1 if problems else 0
 
 
