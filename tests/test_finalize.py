@@ -100,3 +100,17 @@ def test_squash_and_patch_series(project: Path, tmp_path: Path) -> None:
     git(project, "switch", "-q", "-c", "apply-here", "main")
     git(project, "am", "-q", *map(str, series))
     assert (project / "train.py").read_text() == git(project, "show", "ratchet/t:train.py")
+
+
+def test_the_offered_command_measures_the_review_branch_again(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-C", str(project), "finalize"]) == 0
+    offered = capsys.readouterr().out.split("`")[1]  # git switch ... && ratchet run ...
+    switch, measure = offered.split(" && ")
+    git(project, *switch.split()[1:])
+    assert main(["-C", str(project), *measure.split()[1:]]) == 0
+    ledger = Ledger(project / ".ratchet")
+    baseline = ledger.experiments("t-check")[0]
+    assert baseline.source == "baseline" and baseline.metric == pytest.approx(0.0025)
+    ledger.close()
