@@ -238,3 +238,25 @@ def test_mlflow_ui_shows_the_loop(mlflow_uri: str, tmp_path: Path) -> None:
     if shown:
         Path(shown).mkdir(parents=True, exist_ok=True)
         (Path(shown) / "mlflow.png").write_bytes(image.read_bytes())
+
+
+def test_a_local_sqlite_store_needs_no_server(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tracker = MlflowTracker(uri, "local-loop", "score", runs_of=lambda _: [0.5, 0.4])
+    exp = Experiment(
+        3,
+        "t",
+        Status.KEPT,
+        "LR 0.5 → 0.4",
+        "mutate",
+        "0" * 40,
+        commit="a" * 40,
+        metric=0.45,
+        diff="--- a/train.py\n+++ b/train.py\n-LR = 0.5\n+LR = 0.4\n",
+    )
+    tracker.submit(exp)
+    assert tracker.close(timeout_s=120) == 0
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("local-loop").experiment_id])
+    assert run.data.params == {"LR": "0.4"} and run.data.metrics["score"] == 0.45
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "score_run")] == [0.5, 0.4]
