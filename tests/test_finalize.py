@@ -6,21 +6,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MakeProject, commit_all, git
+from agents import ScriptedAgent, replace
+from conftest import CONFIG, MakeProject, commit_all, git
 from loops import engine_for, run
 from ratchet.cli import main
 from ratchet.ledger import Ledger
 
+STEPS = [
+    (replace("LR = 0.5", "LR = 0.25"), "LR 0.5 → 0.25"),  # 1: kept
+    (replace("LR = 0.25", "LR = 0.9"), "LR 0.25 → 0.9"),  # 2: discarded
+    (replace("WIDTH = 8", "WIDTH = 10"), "WIDTH 8 → 10"),  # 3: kept
+    (replace("WIDTH = 10", "WIDTH = 12"), "WIDTH 10 → 12"),  # 4: kept, on the line 3 wrote
+]
+
 
 @pytest.fixture
 async def project(make_project: MakeProject) -> Path:
-    """Keeps 2 (LR), 6 (WIDTH 8 → 10) and 7 (WIDTH 10 → 12, on top of 6): mutate, seed 0."""
-    root = make_project()
-    await run(engine_for(root), 8)
+    """A real loop with keeps 1, 3 and 4 (4 changes the line 3 wrote); not pipelined, so
+    each proposal is made from the best before it."""
+    root = make_project(config=CONFIG.replace('budget = "10s"', 'budget = "10s"\npipeline = false'))
+    await run(engine_for(root, ScriptedAgent(list(STEPS))), 5)
     ledger = Ledger(root / ".ratchet")
     keeps = [e.id for e in ledger.experiments("t") if e.id and str(e.status) == "kept"]
     ledger.close()
-    assert keeps == [2, 6, 7]
+    assert keeps == [1, 3, 4]
     return root
 
 
@@ -46,7 +55,7 @@ def test_keeps_become_a_review_branch_and_the_users_branch_stays(
     subjects = git(project, "log", "--format=%s", "main..ratchet/t-review").splitlines()
     assert subjects == ["WIDTH 10 → 12", "WIDTH 8 → 10", "LR 0.5 → 0.25"]
     message = git(project, "log", "-1", "--format=%B", "ratchet/t-review")
-    assert "Ratchet-Experiment: 7" in message and "score 0.0425 → 0.0025" in message
+    assert "Ratchet-Experiment: 4" in message and "score 0.0425 → 0.0025" in message
     tip = git(project, "show", "ratchet/t-review:train.py")
     assert tip == git(project, "show", "ratchet/t:train.py")
     assert len(git(project, "worktree", "list").splitlines()) <= 2  # main (+ the loop's slot)
@@ -69,16 +78,16 @@ def test_a_keep_left_out_and_one_that_no_longer_applies(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     branches = _branches(project)
-    assert main(["-C", str(project), "finalize", "--exclude", "2"]) == 0
+    assert main(["-C", str(project), "finalize", "--exclude", "1"]) == 0
     assert "LR = 0.5" in git(project, "show", "ratchet/t-review:train.py")
     capsys.readouterr()
-    # 7 changes the line 6 wrote: without 6 it no longer applies. A clear stop, nothing written.
-    assert main(["-C", str(project), "finalize", "--exclude", "6"]) == 2
+    # 4 changes the line 3 wrote: without 3 it no longer applies. A clear stop, nothing written.
+    assert main(["-C", str(project), "finalize", "--exclude", "3"]) == 2
     error = capsys.readouterr().err
-    assert "exp 7" in error and "no longer applies" in error and "--exclude 7" in error
+    assert "exp 4" in error and "no longer applies" in error and "--exclude 4" in error
     assert _branches(project) == branches | {"ratchet/t-review"}
-    assert main(["-C", str(project), "finalize", "--exclude", "6,7"]) == 0
-    assert main(["-C", str(project), "finalize", "--exclude", "5"]) == 2
+    assert main(["-C", str(project), "finalize", "--exclude", "3,4"]) == 0
+    assert main(["-C", str(project), "finalize", "--exclude", "2"]) == 2
     assert "not a keep" in capsys.readouterr().err
     assert len(git(project, "worktree", "list").splitlines()) <= 2
 
@@ -87,7 +96,7 @@ def test_squash_and_patch_series(project: Path, tmp_path: Path) -> None:
     assert main(["-C", str(project), "finalize", "--squash"]) == 0
     assert git(project, "rev-list", "--count", "main..ratchet/t-review").strip() == "1"
     squashed = git(project, "log", "-1", "--format=%B", "ratchet/t-review")
-    assert "(3 keeps)" in squashed and "- exp 6: WIDTH 8 → 10" in squashed
+    assert "(3 keeps)" in squashed and "- exp 3: WIDTH 8 → 10" in squashed
     assert git(project, "show", "ratchet/t-review:train.py") == git(
         project, "show", "ratchet/t:train.py"
     )

@@ -41,6 +41,7 @@ CONFIG = textwrap.dedent(
     locked = ["prepare.py"]
     command = "{python} train.py"
     budget = "10s"
+    pipeline = false
 
     [metric]
     name = "score"
