@@ -11,7 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import commit_all, git
+from conftest import CONFIG, MakeProject, commit_all, git
+from loops import engine_for, run
 from ratchet import initialize
 from ratchet.cli import main
 from ratchet.config import ConfigError, load_config
@@ -148,3 +149,13 @@ def test_a_plain_folder_and_its_program(tmp_path: Path) -> None:
     assert written == ["ratchet.toml", "program.md"]
     assert triplet.editable == "solve.py" and triplet.timeout is None
     assert load_config(tmp_path).loop.editable == "solve.py"
+
+
+async def test_the_timeout_error_names_the_key_to_raise(make_project: MakeProject) -> None:
+    config = CONFIG.replace('budget = "10s"', 'budget = "1s"\ntimeout = "2s"')
+    root = make_project(train="import time\ntime.sleep(30)\n", config=config)
+    engine = engine_for(root)
+    await run(engine, 1)
+    (exp,) = engine.ledger.experiments("t")
+    assert str(exp.status) == "timeout"
+    assert "raise `timeout` under [loop] in ratchet.toml" in exp.reason
