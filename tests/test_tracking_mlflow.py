@@ -5,6 +5,7 @@ is retried and said once; the MLflow UI's view of a loop drawn by headless Chrom
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -219,6 +220,8 @@ def test_mlflow_ui_shows_the_loop(mlflow_uri: str, tmp_path: Path) -> None:
     experiment = client.get_experiment_by_name("loop-read-back")
     if experiment is None:
         pytest.skip("needs the read-back loop of this module")
+    if not shutil.which("chromium"):
+        pytest.skip("needs Chromium (scripts/install-vscode-deps.sh installs it)")
     image = tmp_path / "mlflow.png"
     subprocess.run(
         [
