@@ -243,23 +243,27 @@ def test_mlflow_ui_shows_the_loop(mlflow_uri: str, tmp_path: Path) -> None:
         (Path(shown) / "mlflow.png").write_bytes(image.read_bytes())
 
 
-def test_a_local_sqlite_store_needs_no_server(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    tracker = MlflowTracker(uri, "local-loop", "score", runs_of=lambda _: [0.5, 0.4])
-    exp = Experiment(
-        3,
-        "t",
-        Status.KEPT,
-        "LR 0.5 → 0.4",
-        "mutate",
-        "0" * 40,
-        commit="a" * 40,
-        metric=0.45,
-        diff="--- a/train.py\n+++ b/train.py\n-LR = 0.5\n+LR = 0.4\n",
-    )
-    tracker.submit(exp)
-    assert tracker.close(timeout_s=120) == 0
-    client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("local-loop").experiment_id])
-    assert run.data.params == {"LR": "0.4"} and run.data.metrics["score"] == 0.45
-    assert [m.value for m in client.get_metric_history(run.info.run_id, "score_run")] == [0.5, 0.4]
+async def test_a_local_sqlite_store_needs_no_server(
+    make_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative sqlite:/// store is the project's, whatever the current folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    root = _project(make_project, "sqlite:///mlruns.db", "local-loop")
+    engine = engine_for(root)
+    detach = attach(engine)
+    await run(engine, 3)
+    assert detach() == 0
+    assert (root / "mlruns.db").is_file() and not list(elsewhere.iterdir())
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns.db'}")
+    found = client.get_experiment_by_name("local-loop")
+    runs = client.search_runs([found.experiment_id])
+    assert len(runs) == 3
+    baseline = next(r for r in runs if r.data.tags["ratchet.experiment"] == "0")
+    assert len(client.get_metric_history(baseline.info.run_id, "score_run")) == 3
+    assert {a.path for a in client.list_artifacts(baseline.info.run_id)} == {
+        "diff.patch",
+        "run.log",
+    }
+    assert (root / "mlruns").is_dir()

@@ -88,8 +88,10 @@ class MlflowTracker:
         runs_of: Callable[[int], list[float | None]] | None = None,
         say: Callable[[str], None] | None = None,
         queue_size: int = QUEUE_SIZE,
+        artifact_location: str | None = None,
     ) -> None:
         self.uri = uri
+        self.artifact_location = artifact_location
         self.experiment_name = experiment_name
         self.metric_name = metric_name
         self._runs_of = runs_of
@@ -186,6 +188,7 @@ class MlflowTracker:
                 if found is not None
                 else self._client.create_experiment(
                     self.experiment_name,
+                    artifact_location=self.artifact_location,
                     # Opens in the UI's "model training" view (runs, metrics), not GenAI's.
                     tags={"mlflow.experimentKind": "custom_model_development"},
                 )
@@ -269,6 +272,16 @@ def _short(error: BaseException) -> str:
     return text[:160]
 
 
+def local_store(uri: str, root: Path) -> tuple[str, str | None]:
+    """A relative `sqlite:///name.db` is the project's (beside ratchet.toml, whatever the
+    current folder), and so are its artifacts (mlruns/ beside it); other URIs as they are."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix) :].startswith("/"):
+        return uri, None
+    database = (root / uri[len(prefix) :]).resolve()
+    return prefix + str(database), (database.parent / "mlruns").as_uri()
+
+
 def attach(engine: Any) -> Callable[[], int]:
     """Starts tracking an engine's experiments when its config has `[track] mlflow`; returns
     the call that stops it (it logs what is queued, within a deadline). A no-op otherwise."""
@@ -286,12 +299,14 @@ def attach(engine: Any) -> Callable[[], int]:
             with contextlib.suppress(RuntimeError):
                 loop_of_events[0].call_soon_threadsafe(engine.bus.emit, TrackerUnavailable(message))
 
+    uri, artifacts = local_store(uri, Path(engine.config.root))
     tracker = MlflowTracker(
         uri,
         getattr(track, "experiment", None) or f"ratchet/{engine.tag}",
         engine.config.metric.name,
         runs_of=lambda exp_id: [run["metric"] for run in engine.ledger.runs(engine.tag, exp_id)],
         say=say,
+        artifact_location=artifacts,
     )
 
     def on_event(event: Event) -> None:
