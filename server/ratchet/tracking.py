@@ -282,13 +282,13 @@ def local_store(uri: str, root: Path) -> tuple[str, str | None]:
     return prefix + str(database), (database.parent / "mlruns").as_uri()
 
 
-def attach(engine: Any) -> Callable[[], int]:
+def attach(engine: Any) -> Callable[..., int]:
     """Starts tracking an engine's experiments when its config has `[track] mlflow`; returns
     the call that stops it (it logs what is queued, within a deadline). A no-op otherwise."""
     track = getattr(engine.config, "track", None)
     uri = getattr(track, "mlflow", None)
     if not uri:
-        return lambda: 0
+        return lambda timeout_s=0.0: 0
     if importlib.util.find_spec("mlflow") is None:
         raise RatchetError(f"[track] mlflow needs MLflow installed: {MLFLOW_EXTRA}")
     loop_of_events: list[asyncio.AbstractEventLoop] = []
@@ -317,8 +317,8 @@ def attach(engine: Any) -> Callable[[], int]:
 
     unsubscribe = engine.bus.subscribe(on_event)
 
-    def detach() -> int:
+    def detach(timeout_s: float = 15.0) -> int:
         unsubscribe()
-        return tracker.close()
+        return tracker.close(timeout_s)
 
     return detach
