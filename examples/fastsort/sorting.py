@@ -6,7 +6,7 @@ RUN_LENGTH items, each run is sorted by insertion, then runs are merged pairwise
 left. RUN_LENGTH is tunable, and any of the code can be rewritten.
 """
 
-RUN_LENGTH = 2  # items per run, sorted by insertion before the merging starts
+RUN_LENGTH = 8  # items per run, sorted by insertion before the merging starts
 
 
 def _insertion_sort(items, start, end):

@@ -1,6 +1,6 @@
 """A small character-level GPT, trained for a fixed time budget. EDITABLE: the loop changes this.
 
-Run: RATCHET_TIME_BUDGET=60 python train.py   (seconds; 60 when unset)
+Run: RATCHET_TIME_BUDGET=30 python train.py   (seconds; 60 when unset)
 It trains until the budget, less the time evaluation will take, is spent; then it measures
 val_bpb with prepare.evaluate_bpb and prints the summary the loop reads.
 """
@@ -19,23 +19,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------------------------
-# Hyperparameters (plain module-level numbers: the offline agent perturbs these)
+# The knobs: plain module-level UPPER_CASE numbers, the ones the offline agent perturbs. As
+# shipped, the learning rate is one a person would raise for a model this small trained for
+# seconds, not hours: there is a real gain to find, measured, not planted in the metric.
 
-N_LAYER = 2
-N_HEAD = 4
-N_EMBD = 64
-MLP_RATIO = 4
-DROPOUT = 0.0
-BLOCK_SIZE = 64
-BATCH_SIZE = 32
-LEARNING_RATE = 3e-3
-MIN_LR_FRAC = 0.1
+LEARNING_RATE = 1e-3
 WARMUP_STEPS = 50
-WEIGHT_DECAY = 0.01
-BETA1 = 0.9
-BETA2 = 0.95
-GRAD_CLIP = 1.0
-INIT_STD = 0.02
+BATCH_SIZE = 32
+BLOCK_SIZE = 64
+N_LAYER = 2
+N_EMBD = 64
+
+# The details, in lower case so the offline agent leaves them alone (an LLM agent, or you,
+# may change anything in this file).
+heads = 4
+mlp_ratio = 4
+dropout = 0.0
+min_lr_frac = 0.1
+weight_decay = 0.01
+betas = (0.9, 0.95)
+grad_clip = 1.0
+init_std = 0.02
 
 # ---------------------------------------------------------------------------------------------
 # The model
@@ -86,9 +90,9 @@ class GPT(nn.Module):
         self.head.weight = self.tok.weight  # weight tying
         for name, p in self.named_parameters():
             if p.dim() == 2:
-                std = INIT_STD
+                std = init_std
                 if name.endswith(("proj.weight", "fc_out.weight")):
-                    std = INIT_STD / math.sqrt(2 * max(1, n_layer))
+                    std = init_std / math.sqrt(2 * max(1, n_layer))
                 nn.init.normal_(p, mean=0.0, std=std)
 
     def forward(self, idx):
@@ -118,23 +122,23 @@ device = pick_device()
 torch.manual_seed(42)  # the seed is fixed on purpose: a lucky seed is not an improvement
 generator = torch.Generator().manual_seed(42)
 
-n_head = count(N_HEAD, 1)
+n_head = count(heads, 1)
 n_embd = max(n_head, count(N_EMBD, 1) // n_head * n_head)  # a multiple of the head count
 n_layer = count(N_LAYER, 1)
 block_size = count(BLOCK_SIZE, 2)
 batch_size = count(BATCH_SIZE, 1)
 warmup_steps = count(WARMUP_STEPS, 0)
 
-model = GPT(prepare.VOCAB_SIZE, block_size, n_layer, n_head, n_embd, MLP_RATIO, DROPOUT)
+model = GPT(prepare.VOCAB_SIZE, block_size, n_layer, n_head, n_embd, mlp_ratio, dropout)
 model.to(device)
 num_params = sum(p.numel() for p in model.parameters())
 
 decay = [p for p in model.parameters() if p.dim() >= 2]
 no_decay = [p for p in model.parameters() if p.dim() < 2]
 optimizer = torch.optim.AdamW(
-    [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+    [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
     lr=LEARNING_RATE,
-    betas=(BETA1, BETA2),
+    betas=betas,
 )
 
 
@@ -144,7 +148,7 @@ def lr_at(step, progress):
         return LEARNING_RATE * (step + 1) / warmup_steps
     progress = min(max(progress, 0.0), 1.0)
     return LEARNING_RATE * (
-        MIN_LR_FRAC + (1 - MIN_LR_FRAC) * 0.5 * (1 + math.cos(math.pi * progress))
+        min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
     )
 
 
@@ -177,8 +181,8 @@ while True:
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if GRAD_CLIP > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()

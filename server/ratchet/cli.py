@@ -1,4 +1,5 @@
-"""`ratchet init | run | log | plot | show | note | doctor | serve` — a thin face on the engine."""
+"""`ratchet init | run | log | plot | report | finalize | show | note | doctor | serve`:
+a thin face on the engine."""
 
 from __future__ import annotations
 
@@ -104,8 +105,27 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     plot = commands.add_parser("plot", help="the metric over experiments, kept ones marked")
-    plot.add_argument("-o", "--output", type=Path, default=Path("progress.png"))
+    plot.add_argument(
+        "-o", "--output", type=Path, default=None, help="default: .ratchet/progress.png"
+    )
     plot.add_argument("--tag", default=None)
+
+    report = commands.add_parser("report", help="the morning report: one self-contained file")
+    report.add_argument(
+        "-o", "--output", type=Path, default=None, help="default: .ratchet/report.html (or .md)"
+    )
+    report.add_argument("--format", choices=("html", "md"), default=None)
+    report.add_argument("--tag", default=None)
+
+    final = commands.add_parser(
+        "finalize", help="the keeps as one new review branch on top of your branch"
+    )
+    final.add_argument("--squash", action="store_true", help="one commit for all the keeps")
+    final.add_argument("--exclude", metavar="N,...", default=None, help="keeps to leave out")
+    final.add_argument(
+        "--patch", metavar="DIR", type=Path, default=None, help="write a patch series instead"
+    )
+    final.add_argument("--tag", default=None)
 
     show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
     show.add_argument("experiment", type=int)
@@ -149,17 +169,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .autoresearch import HARNESS_PROGRAM
     from .initialize import init
 
     written, triplet = init(project, force=args.force)
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
+    for note in triplet.notes:
+        console.print(f"  {escape(note)}")
     console.print(
         f"Wrote {', '.join(written)}: editable {triplet.editable}, metric "
-        f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`."
+        f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`, budget "
+        f"{triplet.budget}" + (f", timeout {triplet.timeout}" if triplet.timeout else "") + "."
     )
+    if triplet.read:
+        console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
+    if triplet.program == HARNESS_PROGRAM:
+        console.print(
+            "program.md tells the agent to run git and the loop itself, which is Ratchet's job: "
+            f"{HARNESS_PROGRAM} keeps its research instructions without those steps, and "
+            "ratchet.toml's program points to it (program.md is unchanged)."
+        )
     console.print(
-        "Check ratchet.toml, write your instructions in program.md, commit, then `ratchet run`."
+        f"Check ratchet.toml, write your instructions in {triplet.program}, commit, then "
+        "`ratchet run`."
     )
     return 0
 
@@ -178,6 +211,7 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             'terminal (you are asked), from the editor, or set review = "auto" in ratchet.toml'
         )
     engine = Engine(config, tag=args.tag, new_rules=args.new_rules, carry_user_change=args.carry)
+    detach_tracking = _attach_tracking(engine, console)  # [track] mlflow
     interrupted = False
     final: dict[str, Any] = {}
 
@@ -206,6 +240,7 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             )
         finally:
             final["experiments"], final["status"] = engine.experiments(), engine.status()
+            final["untracked"] = await asyncio.to_thread(detach_tracking)
             await engine.close()
 
     with LoopView(engine, console, live=not reviewing and not args.headless) as view:
@@ -217,6 +252,8 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     if not console.is_terminal and not args.headless:
         console.print(experiments_table(final["experiments"], config.metric.name))
     status = final["status"]
+    if final.get("untracked"):
+        console.print(f"{final['untracked']} experiments were not logged to MLflow (unreachable)")
     console.print(
         f"loop {engine.tag}: best {config.metric.name} {format_metric(status['best'])}, "
         f"{status['kept']} kept of {status['total']}; branch {engine.workspace.branch}"
@@ -251,6 +288,19 @@ def _run_detached(args: argparse.Namespace, project: Path, console: Console) -> 
     if config.loop.review == "propose":
         console.print('review = "propose": each proposal waits for accept or reject in the editor.')
     return 0
+
+
+def _attach_tracking(engine: Engine, console: Console) -> Any:
+    """[track] mlflow: each experiment logged in the background; its outages said once."""
+    from .tracking import TrackerUnavailable, attach
+
+    detach = attach(engine)
+    engine.bus.subscribe(
+        lambda event: console.print(f"[yellow]{escape(event.message)}[/yellow]")
+        if isinstance(event, TrackerUnavailable)
+        else None
+    )
+    return detach
 
 
 def _ask_review(event: Event, engine: Engine, console: Console, turn: asyncio.Lock) -> None:
@@ -334,11 +384,12 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .outputs import output_path
     from .plot import plot
 
     ledger, tag = _open_ledger(project, args.tag)
     loop = ledger.loop(tag) or {}
-    output = args.output if args.output.is_absolute() else Path.cwd() / args.output
+    output = output_path(project, args.output, "progress.png")
     noise = estimate_noise(list(ledger.run_groups(tag).values()))
     count = plot(
         ledger.experiments(tag, light=True),
@@ -348,6 +399,61 @@ def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
         noise,
     )
     console.print(f"wrote {output} ({count} measured experiments)")
+    return 0
+
+
+def _report(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .outputs import output_path
+    from .report import summarise
+
+    fmt = args.format or ("md" if args.output and args.output.suffix == ".md" else "html")
+    ledger, tag = _open_ledger(project, args.tag)
+    output = output_path(project, args.output, f"report.{fmt}")
+    summary = summarise(ledger, tag)
+    if fmt == "md":
+        from .report_md import render_md
+
+        text = render_md(summary)
+    else:
+        from .report_html import render_html
+
+        text = render_html(summary)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    console.print(
+        f"wrote {output} ({len(text.encode()) / 1024:.0f} kB): {len(summary.keeps)} keeps of "
+        f"{summary.total} experiments"
+    )
+    return 0
+
+
+def _finalize(args: argparse.Namespace, project: Path, console: Console) -> int:
+    from .finalize import finalize, parse_exclude
+
+    ledger, tag = _open_ledger(project, args.tag)
+    done = finalize(
+        project,
+        ledger,
+        tag,
+        squash=args.squash,
+        exclude=parse_exclude(args.exclude),
+        patch_dir=args.patch,
+    )
+    kept = ", ".join(map(str, done.carried))
+    if done.skipped:
+        console.print(f"already on {done.base_name}: exp {', '.join(map(str, done.skipped))}")
+    if done.patches:
+        console.print(f"wrote {len(done.patches)} patches to {args.patch} (keeps {kept})")
+        console.print(f"apply them with `git am {args.patch}/*.patch`")
+        return 0
+    console.print(
+        f"branch {done.branch}: keeps {kept} on top of {done.base_name} "
+        f"({done.base[:10]}){', squashed' if args.squash else ''}; {done.base_name} did not move"
+    )
+    console.print(
+        f"to measure it again: `git switch {done.branch} && ratchet run --tag {tag}-check "
+        "--max-experiments 1` (its baseline is the review branch)"
+    )
     return 0
 
 
@@ -437,6 +543,13 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
     except ConfigError as error:
         problems += 1
         console.print(f"[red]error[/red]  {escape(str(error))}")
+        return 1
+    from .preflight import check_command
+
+    for check in check_command(config):
+        problems += not check.ok
+        mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
+        console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
     return 1 if problems else 0
 
 
@@ -452,6 +565,8 @@ _COMMANDS = {
     "run": _run,
     "log": _log,
     "plot": _plot,
+    "report": _report,
+    "finalize": _finalize,
     "show": _show,
     "note": _note,
     "forget": _forget,

@@ -133,6 +133,14 @@ class RunnerConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """[track]: where each experiment is also logged (issue 14)."""
+
+    mlflow: str | None = None  # an MLflow tracking URI: http://..., sqlite:///..., file:...
+    experiment: str | None = None  # the MLflow experiment's name (default: ratchet/<tag>)
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     loop: LoopConfig
@@ -142,6 +150,7 @@ class Config:
     runner: RunnerConfig
     source: str = field(default="", repr=False)
     stop: StopConfig = field(default_factory=StopConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
 
     @property
     def slots(self) -> int:
@@ -365,6 +374,11 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "max_gpu_hours": (_positive, None),
         "target": (_number, None),
     },
+    # [track]: an external tracker each experiment is also logged to.
+    "track": {
+        "mlflow": (_string, None),
+        "experiment": (_string, None),
+    },
 }
 
 
@@ -527,6 +541,21 @@ def _example(table: str, name: str) -> str:
     return examples.get((table, name), f"{name} = ...")
 
 
+def _did_you_mean_file(root: Path, relative: str) -> str:
+    """The nearest file name in the folder the path names, or what to do."""
+    folder = (root / relative).parent
+    names = (
+        [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if folder.is_dir()
+        else []
+    )
+    close = difflib.get_close_matches(Path(relative).name, names, n=1, cutoff=0.6)
+    if close:
+        suggestion = (Path(relative).parent / close[0]).as_posix()
+        return f'did you mean "{suggestion}"?'
+    return "create it or fix the path"
+
+
 def _inside(root: Path, relative: str) -> bool:
     resolved = (root / relative).resolve()
     return resolved == root.resolve() or root.resolve() in resolved.parents
@@ -573,7 +602,7 @@ def _build(
         raise fail(
             "loop",
             "editable",
-            f"the editable file `{editable}` does not exist; create it or fix the path",
+            f"the editable file `{editable}` does not exist; " + _did_you_mean_file(root, editable),
         )
     if (root / editable).is_symlink():
         raise fail("loop", "editable", f"`{editable}` is a symbolic link; name the real file")
@@ -689,6 +718,7 @@ def _build(
         ),
         source=source,
         stop=StopConfig(**v["stop"]),
+        track=TrackConfig(mlflow=v["track"]["mlflow"], experiment=v["track"]["experiment"]),
     )
 
 

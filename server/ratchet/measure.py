@@ -49,7 +49,10 @@ def failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[St
     if outcome.lost:
         return Status.LOST, f"lost: {outcome.lost}"
     if outcome.timed_out:
-        return Status.TIMEOUT, f"timeout: killed after {timeout_s:g}s with its children"
+        return Status.TIMEOUT, (
+            f"timeout: killed after {timeout_s:g}s with its children; if runs need longer "
+            "(start-up, evaluation), raise `timeout` under [loop] in ratchet.toml"
+        )
     if outcome.locked_changed:
         return Status.VOIDED, "voided: the run changed locked files: " + ", ".join(
             outcome.locked_changed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import RatchetError
 from .experiment import Experiment, Status
 
 
@@ -18,7 +19,13 @@ def plot(
     experiments: list[Experiment], metric: str, goal: str, output: Path, noise: float | None = None
 ) -> int:
     """Writes the PNG; returns how many measured experiments it shows."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise RatchetError(
+            "ratchet plot needs matplotlib: `pip install 'ratchet[plot]'` (or use "
+            "`ratchet report`, which needs nothing more)"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -87,6 +94,9 @@ def plot(
             rotation=20,
             color="#444444",
         )
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are whole numbers
     axes.set_xlabel("experiment")
     axes.set_ylabel(f"{metric} ({'lower' if goal == 'minimize' else 'higher'} is better)")
     axes.set_title(f"{len(measured)} experiments, {max(0, len(kept) - 1)} kept improvements")

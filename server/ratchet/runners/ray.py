@@ -188,7 +188,7 @@ def _ray() -> Any:
         from ray import job_submission
     except ImportError:
         raise RatchetError(
-            "the ray runner needs Ray's job client: `pip install 'ray[default]'` in Ratchet's "
+            "the ray runner needs Ray's job client: `pip install 'ratchet[ray]'` in Ratchet's "
             "environment (the same Ray version as the cluster)"
         ) from None
     return job_submission

@@ -212,7 +212,7 @@ def _asyncssh() -> Any:
         import asyncssh
     except ImportError:
         raise RatchetError(
-            "the ssh runner needs asyncssh: `pip install asyncssh` in Ratchet's environment"
+            "the ssh runner needs asyncssh: `pip install 'ratchet[ssh]'` in Ratchet's environment"
         ) from None
     return asyncssh
 
