@@ -96,6 +96,7 @@ function followActiveProject(all: Projects, statusBar: StatusBar): vscode.Dispos
         .showInformationMessage(`Ratchet: new best — exp ${status.bestId}: ${status.metric ?? 'metric'} ${formatMetric(status.best)}${gain ? ` (${gain} over the baseline)` : ''}.`, 'Show Experiments', 'Apply Best')
         .then((pick) => pick && vscode.commands.executeCommand(pick === 'Apply Best' ? 'ratchet.applyBest' : 'ratchet.showExperiments'));
     }
+    announceProposals(previousStatus, status);
     previousStatus = status;
     render();
   };
@@ -120,6 +121,23 @@ function followActiveProject(all: Projects, statusBar: StatusBar): vscode.Dispos
       subscription?.dispose();
     }),
   ];
+}
+
+/** A proposal newly waiting, when `ratchet.notifications.proposals` asks for a message. */
+function announceProposals(previous: LoopStatus | undefined, status: LoopStatus): void {
+  const before = new Set(previous?.awaitingReview ?? []);
+  const fresh = (status.awaitingReview ?? []).filter((id) => !before.has(id));
+  if (fresh.length === 0 || !vscode.workspace.getConfiguration('ratchet').get<boolean>('notifications.proposals', false)) {
+    return;
+  }
+  const id = fresh[fresh.length - 1];
+  void vscode.window.showInformationMessage(`Ratchet: exp ${id} waits for your review.`, 'Accept & Run', 'Reject', 'Open Diff').then((pick) => {
+    const commands: Record<string, string> = { 'Accept & Run': 'ratchet.accept', Reject: 'ratchet.reject', 'Open Diff': 'ratchet.openDiff' };
+    const command = pick ? commands[pick] : undefined;
+    if (command) {
+      void vscode.commands.executeCommand(command, id);
+    }
+  });
 }
 
 /** The review gate goes to the server live; what needs a restart asks first while a loop
