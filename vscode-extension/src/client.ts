@@ -178,7 +178,8 @@ export class ProjectClient implements vscode.Disposable {
 
   /** Running: the first start or a restart after a crash. Readiness fires each time. */
   private async becameReady(): Promise<void> {
-    this.env.serverLog.info(`[${this.name}] server commands: ${this.advertised.join(', ') || '(none advertised)'}`);
+    const caps = this.client?.initializeResult?.capabilities;
+    this.env.serverLog.info(`[${this.name}] server commands: ${this.advertised.join(', ') || '(none advertised)'}; codeLens: ${caps?.codeLensProvider ? 'yes' : 'no'}, inlayHint: ${caps?.inlayHintProvider ? 'yes' : 'no'}`);
     this.setOffline(undefined);
     this.readyEmitter.fire();
     const status = await this.request(LSP.status).catch((error: unknown) => {
@@ -189,9 +190,10 @@ export class ProjectClient implements vscode.Disposable {
       this.lastStatus = status;
       this.statusEmitter.fire(this.lastStatus);
     }
+    const loop = this.lastStatus?.loop;
+    this.env.serverLog.info(`[${this.name}] loop: ${loop ? `pid ${loop.pid}, ${loop.attached ? 'attached' : 'not attached'}` : loop === null ? 'none running' : 'inside the server (no control channel)'}; state ${this.lastStatus?.state ?? '?'}`);
     if (this.restartingAfterCrash) {
       this.restartingAfterCrash = false;
-      const loop = this.lastStatus?.loop;
       const fate = loop ? `the loop (pid ${loop.pid}) is still running and this window is attached to it again` : 'the loop ran inside it and stopped with it: start it again when ready';
       void vscode.window.showWarningMessage(`Ratchet (${this.name}): the language server stopped (${this.lastExit || 'unexpectedly'}) and was restarted; ${fate}.`, 'Show Log').then((pick) => {
         if (pick) {
@@ -247,9 +249,9 @@ export class ProjectClient implements vscode.Disposable {
   /** Takes a setting the loop accepts live (the review gate) to the server. */
   async sendSettings(): Promise<void> {
     if (this.client && this.running) {
-      await this.client.sendNotification(DidChangeConfigurationNotification.type, {
-        settings: { ratchet: { reviewGate: this.env.reviewGate(this.workspaceFolder) } },
-      });
+      const reviewGate = this.env.reviewGate(this.workspaceFolder);
+      await this.client.sendNotification(DidChangeConfigurationNotification.type, { settings: { ratchet: { reviewGate } } });
+      this.env.serverLog.info(`[${this.name}] review gate ${reviewGate ?? 'from ratchet.toml'}: sent to the server live (no restart)`);
     }
   }
 
