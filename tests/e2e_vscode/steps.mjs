@@ -3,6 +3,7 @@
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { PYTHON, log, poll, processesMatching } from './harness.mjs';
 import { assert, clearToasts, editorText, experimentsView, finishedCount, inlayHints, openFile, pickItem, runCommand, statusText, toast, waitStatus } from './workbench.mjs';
 
@@ -27,7 +28,7 @@ async function start(c) {
   c.face = SERVER_FACE === 'auto' ? /codeLens: yes, inlayHint: yes/.test(serverLog) : SERVER_FACE === '1';
   log(`server lenses and inlay hints: ${c.face ? 'asserted' : 'not asserted (the server advertises none yet)'}; loop process steps: ${LOOP_PROCESS ? 'on' : 'off (RATCHET_E2E_LOOP_PROCESS)'}`);
   await openFile(page, 'train.py');
-  await page.locator('.activitybar .action-item[aria-label^="Ratchet"]').first().waitFor({ state: 'visible', timeout: 15_000 });
+  await page.locator('.activitybar .action-label[aria-label^="Ratchet"]').first().waitFor({ state: 'visible', timeout: 15_000 });
   await shots.take(page, 'workbench', 'train.py open, the Ratchet status bar item idle, the ratchet icon in the activity bar');
   await runCommand(page, 'Ratchet: Start Loop', () => shots.take(page, 'command-palette', 'the palette filtered to "Ratchet: Start Loop"'));
   const finished = await waitStatus(page, 'the baseline finished', (t) => (finishedCount(t)?.total ?? 0) >= 1, 90_000);
@@ -59,7 +60,7 @@ async function nextProposal(c, after) {
 async function review(c) {
   const { page, shots, results } = c;
   const first = await nextProposal(c, 0);
-  const badge = page.locator('.activitybar .action-item[aria-label^="Ratchet"] .badge .badge-content').first();
+  const badge = page.locator('.activitybar .action-item:has(.action-label[aria-label^="Ratchet"]) .badge-content').first();
   await poll('the badge on the Ratchet activity-bar icon', async () => (await badge.count()) > 0 && (await badge.innerText()).trim() === '1', 15_000);
   await shots.take(page, 'proposal-waiting', `exp ${first.id} awaiting review ("${first.text}"), badge 1 on the activity-bar icon${c.face ? ', lenses and ghost text from the server' : ''}`);
   await focusEditor(page);
@@ -85,16 +86,23 @@ async function view(c) {
   await poll(`exp ${id}'s row with a result`, async () => ['kept', 'discarded'].includes(await row.getAttribute('data-status', { timeout: 1000 })), 30_000);
   const rejected = await frame.locator(`#experiments tbody tr[data-id="${results.rejected}"]`).getAttribute('data-status');
   assert(rejected === 'rejected', `exp ${results.rejected} shows "${rejected}" in the view, not rejected`);
-  await row.click();
-  await poll(`exp ${id}'s diff beside the view`, async () => (await page.locator('.monaco-diff-editor').count()) > 0 && (await page.locator('.tabs-container .tab', { hasText: `exp ${id}` }).count()) > 0, 30_000);
+  // a keyboard action in the grid (R: reject) changes rows live: the focused row stays focused
+  const waitingId = Number(awaiting(await statusText(page))?.[1]);
+  assert(waitingId > id, `no proposal waits after exp ${id}: "${await statusText(page)}"`);
   const body = frame.locator('body');
+  const waitingRow = frame.locator(`#experiments tbody tr[data-id="${waitingId}"]`);
+  await waitingRow.click();
   const patches = Number(await body.getAttribute('data-patches'));
-  await poll('a live patch of the view (the clock, the next proposal)', async () => Number(await body.getAttribute('data-patches')) > patches, 30_000);
+  await page.keyboard.press('r');
+  await poll(`exp ${waitingId} rejected from the grid, patched in place`, async () => (await waitingRow.getAttribute('data-status')) === 'rejected' && Number(await body.getAttribute('data-patches')) > patches, 30_000);
   const focused = await body.evaluate(() => document.activeElement?.closest('tr')?.dataset.id ?? null);
-  assert(focused === String(id), `the focused row after a live patch is ${focused}, not exp ${id}: the view was rebuilt`);
+  assert(focused === String(waitingId), `the focused row after a live patch is ${focused}, not exp ${waitingId}: the view was rebuilt`);
   const upserted = Number(await body.getAttribute('data-last-upsert'));
   const rows = Number(await body.getAttribute('data-rows'));
-  await shots.take(page, 'experiments-view', `the view: ${rows} rows, exp ${id} selected and still focused after a live patch of ${upserted} row(s); its diff beside`);
+  results.rejectedFromGrid = waitingId;
+  await row.click();
+  await poll(`exp ${id}'s diff beside the view`, async () => (await page.locator('.monaco-diff-editor').count()) > 0 && (await page.locator('.tabs-container .tab', { hasText: `exp ${id}` }).count()) > 0, 30_000);
+  await shots.take(page, 'experiments-view', `the view: ${rows} rows; exp ${waitingId} rejected with R in the grid kept the focus through a live patch of ${upserted} row(s); exp ${id}'s diff beside`);
   await frame.locator('tr[data-id="0"]').click();
   await row.click();
   await page.keyboard.press('l');
@@ -105,7 +113,7 @@ async function view(c) {
   assert(tabs <= 2, `${tabs} experiment tabs after three rows and a log: previews should replace each other`);
   const chart = frame.locator('#chart');
   Object.assign(results, { rows, lastPatch: upserted, groups, experimentTabs: tabs, points: Number(await chart.getAttribute('data-points')), keptPoints: Number(await chart.getAttribute('data-kept')) });
-  await frame.locator('#chart canvas').first().hover();
+  await frame.locator('#chart .u-over').first().hover();
   await poll('the chart readout under the cursor', async () => /^exp \d+/.test(await frame.locator('#readout').innerText()), 10_000);
   await shots.take(page, 'view-log-and-readout', `exp ${id}'s log replaced its diff beside the view (${groups} groups, ${tabs} experiment tab(s)); the chart's readout: "${await frame.locator('#readout').innerText()}"`);
 }
@@ -113,8 +121,9 @@ async function view(c) {
 /** 6: ratchet.reviewGate changed mid-loop: no restart, the loop goes on. */
 async function settingMidLoop(c) {
   const { page, server, shots, results } = c;
-  const settings = JSON.parse(fs.readFileSync(server.userSettingsFile, 'utf8'));
-  fs.writeFileSync(server.userSettingsFile, JSON.stringify({ ...settings, 'ratchet.reviewGate': 'auto' }, null, 2));
+  // the workspace's settings file, as a person editing .vscode/settings.json would
+  fs.mkdirSync(path.join(c.project, '.vscode'), { recursive: true });
+  fs.writeFileSync(path.join(c.project, '.vscode', 'settings.json'), JSON.stringify({ 'ratchet.reviewGate': 'auto' }, null, 2));
   await poll('the review gate sent to the server live', async () => server.readLog(SERVER_LOG).includes('review gate auto: sent to the server live'), 30_000);
   const pids = serverPids(c.project);
   assert(pids.includes(c.pid), `the server was restarted by a setting change (pid ${c.pid} gone: ${pids})`);
@@ -215,7 +224,7 @@ export const steps = {
   async restricted(c) {
     const { page, server, shots, results, project } = c;
     await waitStatus(page, 'Ratchet offline in Restricted Mode', /Ratchet \(offline\)/, 60_000);
-    await page.locator('.activitybar .action-item[aria-label^="Ratchet"] a').first().click();
+    await page.locator('.activitybar .action-label[aria-label^="Ratchet"]').first().click();
     const welcome = page.locator('.welcome-view-content', { hasText: 'Restricted Mode' }).first();
     await welcome.waitFor({ state: 'visible', timeout: 15_000 });
     await page.keyboard.press('F1');

@@ -9,6 +9,8 @@ test("the server's lines keep their logging level; a traceback's frames stay err
   assert.equal(levelOf('  File "x.py", line 3, in f', 'error'), 'error');
   assert.equal(levelOf('Traceback (most recent call last):', 'info'), 'error');
   assert.equal(pythonLevel('warn'), 'WARNING');
+  assert.equal(pythonLevel('info'), 'WARNING', "pygls's INFO is every message: trace detail");
+  assert.equal(pythonLevel('debug'), 'INFO');
   assert.equal(pythonLevel('trace'), 'DEBUG');
 });
 

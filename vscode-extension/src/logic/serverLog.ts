@@ -16,9 +16,10 @@ export function levelOf(line: string, previous: Level): Level {
   return previous;
 }
 
-/** The Python logger level for the channel's level (`RATCHET_LSP_LOG`). */
+/** The Python logger level for the channel's level (`RATCHET_LSP_LOG`). One step down:
+ * pygls logs every JSON-RPC message at INFO, which is trace-level detail for a user. */
 export function pythonLevel(level: Level | 'off'): string {
-  return { off: 'CRITICAL', error: 'ERROR', warn: 'WARNING', info: 'INFO', debug: 'DEBUG', trace: 'DEBUG' }[level];
+  return { off: 'CRITICAL', error: 'ERROR', warn: 'WARNING', info: 'WARNING', debug: 'INFO', trace: 'DEBUG' }[level];
 }
 
 /** Lets `max` lines through per window; the first line over says `cut`, later ones `drop`
