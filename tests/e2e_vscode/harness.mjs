@@ -93,6 +93,7 @@ export const USER_SETTINGS = {
   'extensions.autoCheckUpdates': false,
   'extensions.autoUpdate': false,
   'git.enabled': false,
+  'files.autoSave': 'off', // the test's unsaved edits must stay unsaved
   'editor.codeLens': true,
   'editor.inlayHints.enabled': 'on',
   'editor.minimap.enabled': false,

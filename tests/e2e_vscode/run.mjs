@@ -102,6 +102,23 @@ async function openWorkbench(name, folder, options) {
   return { server, page, context };
 }
 
+/** The notification centre's messages, into the log (a failed command says why there). */
+async function showNotifications(page) {
+  try {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('F1');
+    await page.locator('.quick-input-widget input[type="text"]').fill('>Notifications: Show Notifications');
+    await page.keyboard.press('Enter');
+    const items = page.locator('.notifications-center .notification-list-item-message');
+    await items.first().waitFor({ state: 'visible', timeout: 5_000 });
+    for (const text of await items.allInnerTexts()) {
+      log(`notification: ${text.replace(/\s+/g, ' ')}`);
+    }
+  } catch {
+    log('no notifications');
+  }
+}
+
 async function main() {
   try {
     execFileSync(PYTHON, ['-c', 'import ratchet.lsp.server'], { stdio: 'pipe' });
@@ -115,6 +132,7 @@ async function main() {
     await steps.loop({ ...main, project, shots, results, temp });
   } catch (error) {
     await shots.take(main.page, 'failure', `what was on screen when it failed: ${error.message}`).catch(() => undefined);
+    await showNotifications(main.page);
     throw error;
   }
   await main.server.stop();

@@ -140,6 +140,9 @@ async function settingMidLoop(c) {
 /** 7-8: a hand edit run from the buffer, Apply Best into a buffer with unsaved edits, Revert. */
 async function applyAndRevert(c) {
   const { page, shots, results, project } = c;
+  // the loop waits on a proposal (review gate): stop it, so the edit runs at once on its own
+  await runCommand(page, 'Ratchet: Stop Loop');
+  await waitStatus(page, 'the loop stopped', /Ratchet \(idle\)/, 30_000);
   await openFile(page, 'train.py');
   // score = (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100: this edit scores 0, nothing beats it
   for (const [line, text] of [['LR = 0.5', 'LR = 0.3'], ['WIDTH = 8', 'WIDTH = 12']]) {
@@ -150,7 +153,7 @@ async function applyAndRevert(c) {
   }
   const before = finishedCount(await statusText(page))?.total ?? 0;
   await runCommand(page, 'Ratchet: Run Current File as Experiment');
-  await page.locator('.quick-input-widget input[type="text"]').waitFor({ state: 'visible', timeout: 10_000 });
+  await page.locator('.quick-input-widget', { hasText: 'One line saying what you changed' }).waitFor({ state: 'visible', timeout: 10_000 });
   await page.keyboard.press('Enter');
   const kept = await waitStatus(page, 'the hand edit kept', (t) => (finishedCount(t)?.total ?? 0) > before && /score 0 /.test(t), 60_000);
   log(`the buffer's LR = 0.3, WIDTH = 12 ran and was kept: "${kept}"`);
@@ -182,6 +185,8 @@ async function restarts(c) {
   const { page, server, shots, results } = c;
   await clearToasts(page);
   if (LOOP_PROCESS) {
+    await runCommand(page, 'Ratchet: Start Loop');
+    await waitStatus(page, 'the loop running again', /Ratchet \((running|review)\)/, 30_000);
     await page.reload({ waitUntil: 'domcontentloaded' });
     await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
     const text = await waitStatus(page, 'the loop live again after a reload', /Ratchet \((running|review|paused)\)/, 60_000);

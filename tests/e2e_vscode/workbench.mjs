@@ -51,6 +51,12 @@ export async function pickItem(page, text) {
 }
 
 export async function openFile(page, name) {
+  const tab = page.locator('.tabs-container .tab', { hasText: name }).first();
+  if ((await tab.count()) > 0) {
+    await tab.click(); // a key press could land in a webview that keeps it
+    await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().waitFor({ state: 'visible', timeout: 15_000 });
+    return;
+  }
   await page.keyboard.press('Escape');
   await page.keyboard.press('Control+P');
   await quickInput(page).waitFor({ state: 'visible', timeout: 15_000 });
