@@ -55,14 +55,15 @@ async function pickExperiment(project: Project, title: string, filter: (exp: Exp
   return pick?.id;
 }
 
-/** The id an argument names, else the only candidate, else one picked from them. */
-async function resolveId(project: Project, arg: unknown, title: string, candidates: (exp: ExperimentRecord) => boolean, empty: string): Promise<number | undefined> {
+/** The id an argument names, else (`single`: for a key press on the one waiting proposal)
+ * the only candidate, else one picked from them. */
+async function resolveId(project: Project, arg: unknown, title: string, candidates: (exp: ExperimentRecord) => boolean, empty: string, single = false): Promise<number | undefined> {
   const id = idFrom(arg);
   if (typeof id === 'number') {
     return id;
   }
   const matching = project.model.list().filter(candidates);
-  return matching.length === 1 ? matching[0].id : pickExperiment(project, title, candidates, empty);
+  return single && matching.length === 1 ? matching[0].id : pickExperiment(project, title, candidates, empty);
 }
 
 export function registerCommands(parts: Parts): vscode.Disposable[] {
@@ -90,10 +91,10 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
     const p = await project();
     return p ? send(p, command, ...args) : undefined;
   });
-  const onExperiment = (command: string, title: string, candidates: (exp: ExperimentRecord) => boolean, empty: string) =>
+  const onExperiment = (command: string, title: string, candidates: (exp: ExperimentRecord) => boolean, empty: string, single = false) =>
     guarded(async (arg?: unknown) => {
       const p = await project();
-      const id = p && (await resolveId(p, arg, title, candidates, empty));
+      const id = p && (await resolveId(p, arg, title, candidates, empty, single));
       return p && id !== undefined ? send(p, command, id) : undefined;
     });
   const waiting = (exp: ExperimentRecord) => exp.status === 'awaiting_review';
@@ -120,11 +121,11 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
         throw new Error('this Ratchet server cannot stop one experiment (no ratchet.stopExperiment): update Ratchet');
       }
       const running = new Set((p.model.status?.running ?? []).map((r) => r.id));
-      const id = await resolveId(p, arg, 'Stop which running experiment?', (e) => running.has(e.id), 'no experiment is running.');
+      const id = await resolveId(p, arg, 'Stop which running experiment?', (e) => running.has(e.id), 'no experiment is running.', true);
       return id === undefined ? undefined : send(p, LSP.stopExperiment, id);
     })),
-    register('ratchet.accept', onExperiment('ratchet.accept', 'Accept & run which proposal?', waiting, 'no proposal is waiting for review.')),
-    register('ratchet.reject', onExperiment('ratchet.reject', 'Reject which proposal?', waiting, 'no proposal is waiting for review.')),
+    register('ratchet.accept', onExperiment('ratchet.accept', 'Accept & run which proposal?', waiting, 'no proposal is waiting for review.', true)),
+    register('ratchet.reject', onExperiment('ratchet.reject', 'Reject which proposal?', waiting, 'no proposal is waiting for review.', true)),
     register('ratchet.apply', onExperiment('ratchet.apply', 'Apply which experiment to your file?', (e) => !!e.commit && (e.status === 'kept' || e.status === 'discarded'), 'no experiment to apply yet.')),
     register('ratchet.applyBest', forward('ratchet.apply').bind(undefined, 'best')),
     register('ratchet.revert', onExperiment('ratchet.revert', 'Revert which kept experiment?', (e) => e.status === 'kept' && e.source !== 'baseline' && e.id !== 0, 'no kept experiment to revert.')),
