@@ -63,6 +63,15 @@ async function review(c) {
   const badge = page.locator('.activitybar .action-item:has(.action-label[aria-label^="Ratchet"]) .badge-content').first();
   await poll('the badge on the Ratchet activity-bar icon', async () => (await badge.count()) > 0 && (await badge.innerText()).trim() === '1', 15_000);
   await shots.take(page, 'proposal-waiting', `exp ${first.id} awaiting review ("${first.text}"), badge 1 on the activity-bar icon${c.face ? ', lenses and ghost text from the server' : ''}`);
+  // the sidebar tree: the waiting proposal with its inline actions
+  await runCommand(page, 'Ratchet: Focus on Experiments View');
+  const treeRow = page.locator('.monaco-list-row[aria-label^="experiment ' + first.id + ',"]').first();
+  await treeRow.waitFor({ state: 'visible', timeout: 15_000 });
+  await treeRow.hover();
+  await poll(`exp ${first.id}'s inline Accept and Reject in the tree`, async () => (await treeRow.locator('.action-label[aria-label^="Accept Proposal"]').count()) > 0 && (await treeRow.locator('.action-label[aria-label^="Reject Proposal"]').count()) > 0, 10_000);
+  await shots.take(page, 'tree-proposal', `the Experiments tree in the Ratchet sidebar: exp ${first.id} awaiting review with inline Accept / Reject / Open Diff on hover, the badge on the icon`);
+  await runCommand(page, 'View: Show Explorer');
+  await openFile(page, 'train.py');
   await focusEditor(page);
   await page.keyboard.press('Control+Shift+Backspace');
   const second = await nextProposal(c, first.id);
@@ -118,12 +127,31 @@ async function view(c) {
   await shots.take(page, 'view-log-and-readout', `exp ${id}'s log replaced its diff beside the view (${groups} groups, ${tabs} experiment tab(s)); the chart's readout: "${await frame.locator('#readout').innerText()}"`);
 }
 
+function writeWorkspaceSettings(project, settings) {
+  const file = path.join(project, '.vscode', 'settings.json');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const current = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : {};
+  fs.writeFileSync(file, JSON.stringify({ ...current, ...settings }, null, 2));
+}
+
+/** 5b: a theme change: the view's chart is drawn again in the new theme's colours. */
+async function themeChange(c) {
+  const { page, shots, results } = c;
+  const frame = experimentsView(page);
+  const chart = frame.locator('#chart');
+  const builds = Number(await chart.getAttribute('data-builds'));
+  const dark = await chart.getAttribute('data-best-color');
+  writeWorkspaceSettings(c.project, { 'workbench.colorTheme': 'Default Light Modern' });
+  await poll('the chart redrawn for the light theme', async () => Number(await chart.getAttribute('data-builds')) > builds && (await chart.getAttribute('data-best-color')) !== dark, 30_000);
+  results.theme = { dark, light: await chart.getAttribute('data-best-color') };
+  await shots.take(page, 'light-theme', `the theme switched to Default Light Modern: the chart redrawn with the light theme's colours (${dark} → ${results.theme.light})`);
+}
+
 /** 6: ratchet.reviewGate changed mid-loop: no restart, the loop goes on. */
 async function settingMidLoop(c) {
   const { page, server, shots, results } = c;
   // the workspace's settings file, as a person editing .vscode/settings.json would
-  fs.mkdirSync(path.join(c.project, '.vscode'), { recursive: true });
-  fs.writeFileSync(path.join(c.project, '.vscode', 'settings.json'), JSON.stringify({ 'ratchet.reviewGate': 'auto' }, null, 2));
+  writeWorkspaceSettings(c.project, { 'ratchet.reviewGate': 'auto' });
   await poll('the review gate sent to the server live', async () => server.readLog(SERVER_LOG).includes('review gate auto: sent to the server live'), 30_000);
   const pids = serverPids(c.project);
   assert(pids.includes(c.pid), `the server was restarted by a setting change (pid ${c.pid} gone: ${pids})`);
@@ -180,20 +208,15 @@ async function applyAndRevert(c) {
   await runCommand(page, 'File: Revert File');
 }
 
-/** 9-10: the server killed (and, with the loop in its own process, a window reload). */
+/** 9-10: the server killed, then the window reloaded: the client restarts the server and
+ * says what happened; the experiments view comes back (its serializer). With the loop in a
+ * process of its own (RATCHET_E2E_LOOP_PROCESS=1), the loop survives both and shows live. */
 async function restarts(c) {
   const { page, server, shots, results } = c;
   await clearToasts(page);
   if (LOOP_PROCESS) {
     await runCommand(page, 'Ratchet: Start Loop');
     await waitStatus(page, 'the loop running again', /Ratchet \((running|review)\)/, 30_000);
-    await page.reload({ waitUntil: 'domcontentloaded' });
-    await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
-    const text = await waitStatus(page, 'the loop live again after a reload', /Ratchet \((running|review|paused)\)/, 60_000);
-    assert(/loop: pid \d+, attached/.test(server.readLog(SERVER_LOG)), 'after the reload the server did not attach to the running loop');
-    await runCommand(page, 'Ratchet: Show Experiments');
-    await poll('the experiments view back after the reload', async () => Number(await experimentsView(page).locator('body').getAttribute('data-rows')) > 0, 30_000);
-    await shots.take(page, 'after-reload', `after a window reload: "${text}", the view live`);
   }
   const pid = serverPids(c.project)[0];
   process.kill(pid, 'SIGKILL');
@@ -205,6 +228,17 @@ async function restarts(c) {
   const text = await waitStatus(page, 'the server back after the kill', /Ratchet \((idle|running|review|paused)\)/, 60_000);
   results.serverKill = { pid, message, status: text };
   await shots.take(page, 'server-killed', `the server (pid ${pid}) killed: "${message}"; status bar "${text}"`);
+
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
+  const after = await waitStatus(page, 'the server back after a window reload', LOOP_PROCESS ? /Ratchet \((running|review|paused)\)/ : /Ratchet \((idle|running|review|paused)\)/, 90_000);
+  if (LOOP_PROCESS) {
+    assert(/loop: pid \d+, attached/.test(server.readLog(SERVER_LOG)), 'after the reload the server did not attach to the running loop');
+  }
+  await page.locator('.tabs-container .tab', { hasText: 'Ratchet Experiments' }).first().click();
+  const rows = await poll('the experiments view restored after the reload (serializer), with its rows', async () => Number(await experimentsView(page).locator('body').getAttribute('data-rows')) || null, 30_000);
+  results.reload = { status: after, rows };
+  await shots.take(page, 'after-reload', `after a window reload: the experiments view restored with ${rows} rows; status bar "${after}"`);
 }
 
 function noTracebacks(c) {
@@ -219,6 +253,7 @@ export const steps = {
     await start(c);
     await review(c);
     await view(c);
+    await themeChange(c);
     await settingMidLoop(c);
     await applyAndRevert(c);
     await restarts(c);
@@ -229,7 +264,7 @@ export const steps = {
   async restricted(c) {
     const { page, server, shots, results, project } = c;
     await waitStatus(page, 'Ratchet offline in Restricted Mode', /Ratchet \(offline\)/, 60_000);
-    await page.locator('.activitybar .action-label[aria-label^="Ratchet"]').first().click();
+    await runCommand(page, 'Ratchet: Focus on Experiments View');
     const welcome = page.locator('.welcome-view-content', { hasText: 'Restricted Mode' }).first();
     await welcome.waitFor({ state: 'visible', timeout: 15_000 });
     await page.keyboard.press('F1');

@@ -83,7 +83,7 @@ function followActiveProject(all: Projects, statusBar: StatusBar): vscode.Dispos
   const render = () => {
     const offline = active ? active.client.offline?.reason : 'no folder here has a ratchet.toml';
     if (offline !== undefined || !active?.model.status) {
-      statusBar.setOffline(offline ?? 'the language server is starting', active?.client.name);
+      statusBar.setOffline(offline ?? 'the language server is starting', all.all().length > 1 ? active?.client.name : undefined);
     } else {
       statusBar.setStatus(active.model.status, all.all().length > 1 ? active.client.name : undefined);
     }

@@ -66,6 +66,8 @@ export class Chart {
     this.plot?.destroy();
     this.key = key;
     this.plot = new uPlot(this.options(width), this.data(), this.host);
+    this.host.dataset.builds = String(Number(this.host.dataset.builds ?? 0) + 1);
+    this.host.dataset.bestColor = css('--vscode-charts-blue', '#3794ff');
     this.plot.over.addEventListener('click', () => {
       const idx = this.plot?.cursor.idx;
       const row = idx === null || idx === undefined ? undefined : this.rows[idx];
