@@ -138,6 +138,7 @@ async function main() {
   await main.server.stop();
 
   const untrusted = makeProject(path.join(temp, 'untrusted-project'));
+  makeProject(path.join(untrusted, 'nested')); // a second project inside the first
   const restricted = await openWorkbench('restricted', untrusted, { trust: true });
   try {
     await steps.restricted({ ...restricted, project: untrusted, shots, results });

@@ -273,7 +273,16 @@ export const steps = {
     const startRows = await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Ratchet: Start Loop' }).count();
     await shots.take(page, 'restricted-mode', 'an untrusted folder in Restricted Mode: the Ratchet view says it runs nothing, Start Loop is not offered, the status bar is offline');
     await page.keyboard.press('Escape');
-    const pids = serverPids(project);
+    // the nested project is found too: one client each, and a pick between them
+    await runCommand(page, 'Ratchet: Select Project…');
+    const items = page.locator('.quick-input-list .monaco-list-row');
+    await poll('both projects in the Select Project pick', async () => (await items.count()) === 2, 15_000);
+    const labels = (await items.allInnerTexts()).map((t) => t.split('\n')[0]);
+    assert(labels.some((l) => l.endsWith('untrusted-project')) && labels.some((l) => l.endsWith('untrusted-project/nested')), `the projects found: ${labels}`);
+    await shots.take(page, 'select-project', `Ratchet: Select Project… lists the folder's project and the nested one: ${labels.join(', ')}`);
+    await page.keyboard.press('Escape');
+    results.projects = labels;
+    const pids = [...serverPids(project), ...serverPids(path.join(project, 'nested'))];
     const logText = server.readLog(SERVER_LOG);
     assert(pids.length === 0, `a Ratchet server runs in Restricted Mode: ${pids}`);
     assert(!logText.includes('starting `'), `the extension started a server in Restricted Mode:\n${logText}`);

@@ -12,6 +12,9 @@ export function signature(status: LoopStatus): string {
   return JSON.stringify([status.state, status.total, status.kept, status.bestId, (status.running ?? []).map((r) => r.id), status.awaitingReview ?? []]);
 }
 
+/** Rows per `ratchet.experiments` page. */
+const PAGE = 500;
+
 export class ExperimentsModel implements vscode.Disposable {
   readonly store = new ExperimentStore();
   status: LoopStatus | undefined;
@@ -72,6 +75,26 @@ export class ExperimentsModel implements vscode.Disposable {
     return this.store.get(id);
   }
 
+  /** Every experiment as a light row: in pages (`{since, limit}`) from a server with deltas,
+   * whole from an older one (it ignores the arguments). */
+  private async fetchAll(): Promise<unknown[]> {
+    if (!this.deltas) {
+      const list = await this.client.request(LSP.experiments);
+      return Array.isArray(list) ? (list as unknown[]) : [];
+    }
+    const rows: unknown[] = [];
+    for (let since = -1; ; ) {
+      const page = await this.client.request(LSP.experiments, { since, limit: PAGE });
+      const list = Array.isArray(page) ? (page as { id?: unknown }[]) : [];
+      rows.push(...list);
+      const last = list.length ? Number(list[list.length - 1].id) : NaN;
+      if (list.length < PAGE || !Number.isFinite(last) || last <= since) {
+        return rows;
+      }
+      since = last;
+    }
+  }
+
   /** Fetches the whole list; calls during a fetch coalesce into one more fetch after it. */
   refresh(): Promise<void> {
     if (this.pending) {
@@ -82,7 +105,7 @@ export class ExperimentsModel implements vscode.Disposable {
       do {
         this.again = false;
         try {
-          const changed = this.store.replaceAll(await this.client.request(LSP.experiments));
+          const changed = this.store.replaceAll(await this.fetchAll());
           this.emitter.fire(changed);
         } catch (error) {
           this.client.warn(`ratchet.experiments failed: ${String(error)}`);
