@@ -72,6 +72,7 @@ def test_extension_in_code_server() -> None:
         f"{ARTIFACTS.relative_to(ROOT)}/\n{output}"
     )
     shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
-    for step in ("proposal-waiting", "experiments-view", "setting-mid-loop", "apply-best-dirty",
-                 "reverted", "server-killed", "restricted-mode"):
+    for step in ("proposal-waiting", "tree-proposal", "experiments-view", "light-theme",
+                 "setting-mid-loop", "apply-best-dirty", "reverted", "server-killed",
+                 "after-reload", "python-too-old", "restricted-mode", "select-project"):
         assert any(step in s for s in shots), (step, shots)

@@ -241,6 +241,29 @@ async function restarts(c) {
   await shots.take(page, 'after-reload', `after a window reload: the experiments view restored with ${rows} rows; status bar "${after}"`);
 }
 
+/** 11: the interpreter settings: a repository cannot choose what runs (ratchet.python is
+ * machine-scoped), and a Python older than 3.11 is named as too old. */
+async function interpreters(c) {
+  const { page, server, shots, results, temp } = c;
+  await clearToasts(page);
+  // a Python 3.10 as far as the probe can tell: the real one with version_info replaced
+  const old = path.join(temp, 'python3.10');
+  fs.writeFileSync(old, `#!/bin/sh\nexec ${PYTHON} -c 'import sys; sys.version_info = (3, 10, 12, "final", 0); code = sys.argv[1]; sys.argv = sys.argv[1:]; exec(code)' "$2" "$3"\n`, { mode: 0o755 });
+  const restartLines = () => server.readLog(SERVER_LOG).split('\n').filter((l) => l.includes('restarting the server'));
+  const before = restartLines().length;
+  // the review gate in the same write shows when the extension has read it
+  writeWorkspaceSettings(c.project, { 'ratchet.python': old, 'ratchet.reviewGate': 'propose' });
+  await poll('the workspace settings read', async () => server.readLog(SERVER_LOG).includes('review gate propose: sent to the server live'), 30_000);
+  assert(restartLines().length === before, `a repository's .vscode/settings.json restarted the server with its own ratchet.python: ${restartLines().slice(before)}`);
+  const machine = path.join(server.dirs.userData, 'Machine', 'settings.json');
+  fs.writeFileSync(machine, JSON.stringify({ 'ratchet.python': old }, null, 2));
+  const message = await toast(page, 'too old', 60_000);
+  assert(message.includes('Python 3.10 is too old: Ratchet needs 3.11+'), `the message does not name the version: "${message}"`);
+  await poll('the restart for the Machine setting in the log', async () => restartLines().length === before + 1, 15_000);
+  results.tooOld = message;
+  await shots.take(page, 'python-too-old', `ratchet.python (Machine) set to a Python 3.10: "${message}"; the same value in .vscode/settings.json was ignored (machine scope)`);
+}
+
 function noTracebacks(c) {
   const text = c.server.readLog(SERVER_LOG);
   const count = (text.match(/Traceback \(most recent call last\)/g) ?? []).length;
@@ -257,6 +280,7 @@ export const steps = {
     await settingMidLoop(c);
     await applyAndRevert(c);
     await restarts(c);
+    await interpreters(c);
     noTracebacks(c);
   },
 
@@ -275,6 +299,7 @@ export const steps = {
     await page.keyboard.press('Escape');
     // the nested project is found too: one client each, and a pick between them
     await runCommand(page, 'Ratchet: Select Project…');
+    await page.locator('.quick-input-widget', { hasText: 'select the project' }).waitFor({ state: 'visible', timeout: 15_000 });
     const items = page.locator('.quick-input-list .monaco-list-row');
     await poll('both projects in the Select Project pick', async () => (await items.count()) === 2, 15_000);
     const labels = (await items.allInnerTexts()).map((t) => t.split('\n')[0]);
