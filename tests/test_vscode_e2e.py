@@ -72,7 +72,18 @@ def test_extension_in_code_server() -> None:
         f"{ARTIFACTS.relative_to(ROOT)}/\n{output}"
     )
     shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
-    for step in ("proposal-waiting", "tree-proposal", "experiments-view", "light-theme",
-                 "setting-mid-loop", "apply-best-dirty", "reverted", "server-killed",
-                 "after-reload", "python-too-old", "restricted-mode", "select-project"):
+    for step in (
+        "proposal-waiting",
+        "tree-proposal",
+        "experiments-view",
+        "light-theme",
+        "setting-mid-loop",
+        "apply-best-dirty",
+        "reverted",
+        "server-killed",
+        "after-reload",
+        "python-too-old",
+        "restricted-mode",
+        "select-project",
+    ):
         assert any(step in s for s in shots), (step, shots)
