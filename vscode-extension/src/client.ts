@@ -289,6 +289,11 @@ export class ProjectClient implements vscode.Disposable {
     this.env.serverLog.warn(`[${this.name}] ${message}`);
   }
 
+  /** The server lists `command` (an empty list, from an old server, lists nothing). */
+  advertises(command: string): boolean {
+    return this.advertised.includes(command);
+  }
+
   supports(command: string): boolean {
     return this.advertised.length === 0 || this.advertised.includes(command);
   }

@@ -117,7 +117,7 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
       if (!p) {
         return undefined;
       }
-      if (!p.client.supports(LSP.stopExperiment)) {
+      if (!p.client.advertises(LSP.stopExperiment)) {
         throw new Error('this Ratchet server cannot stop one experiment (no ratchet.stopExperiment): update Ratchet');
       }
       const running = new Set((p.model.status?.running ?? []).map((r) => r.id));
@@ -159,7 +159,18 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
     })),
     register('ratchet.experiments', forward(LSP.experiments)),
     register('ratchet.status', forward(LSP.status)),
-    register('ratchet.openDiff', openWith(openers.diff, 'Open the diff of which experiment?')),
+    register('ratchet.openDiff', guarded(async (arg?: unknown) => {
+      // a server's code action may carry both texts: {left, right, title, experiment}
+      const payload = (arg && typeof arg === 'object' ? arg : {}) as { left?: unknown; right?: unknown; title?: unknown; experiment?: unknown };
+      const p = projects.active();
+      if (p && typeof payload.left === 'string' && typeof payload.right === 'string') {
+        const file = p.model.status?.editable ?? 'file.txt';
+        const label = `exp-${String(idFrom(payload.experiment) ?? 'diff')}`;
+        const title = typeof payload.title === 'string' ? payload.title : label;
+        return parts.docs.showDiff(parts.docs.put(`${label}-before`, file, payload.left), parts.docs.put(label, file, payload.right), title, vscode.ViewColumn.Beside);
+      }
+      return openWith(openers.diff, 'Open the diff of which experiment?')(arg);
+    })),
     register('ratchet.openLog', openWith(openers.log, 'Open the log of which experiment?')),
     register('ratchet.showExperiments', (arg?: unknown) => {
       panel.show();

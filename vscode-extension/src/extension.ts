@@ -46,7 +46,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Api> {
   };
   const panel = new ExperimentsPanel(context.extensionUri, all, openers);
   const tree = new ExperimentsTree(all);
-  context.subscriptions.push(env, docs, statusBar, panel, tree, all);
+  context.subscriptions.push(env, docs, statusBar, panel, tree, all, diffDocuments(all));
   context.subscriptions.push(...registerCommands({ context, env, projects: all, docs, panel, openers }));
   context.subscriptions.push(...followActiveProject(all, statusBar), watchSettings(all), ...watchWorkspace(all));
   const pythonWatch = await onPythonInterpreterChange(() => {
@@ -61,6 +61,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<Api> {
   }
   await all.discover();
   return { projects: all };
+}
+
+/** `ratchet:/exp/14.diff`, the address the server gives an experiment's diff (in links,
+ * related information): its text from the server (`ratchet.diffText`). */
+function diffDocuments(all: Projects): vscode.Disposable {
+  return vscode.workspace.registerTextDocumentContentProvider('ratchet', {
+    provideTextDocumentContent: async (uri) => {
+      const project = all.active();
+      const text = project ? await project.client.request('ratchet.diffText', uri.toString()) : undefined;
+      return typeof text === 'string' ? text : String((text as { text?: unknown } | undefined)?.text ?? '');
+    },
+  });
 }
 
 /** The status bar, the context keys and the new-best notification follow the active project. */

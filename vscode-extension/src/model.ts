@@ -48,9 +48,10 @@ export class ExperimentsModel implements vscode.Disposable {
     );
   }
 
-  /** The server sends `ratchet/experiment` (it has `ratchet.experiment` too). */
+  /** The server sends `ratchet/experiment` and answers `ratchet.experiment` (both came with
+   * `ratchet.stopExperiment`, which it advertises; `ratchet.experiment` it may not). */
   get deltas(): boolean {
-    return this.client.running && this.client.supports(LSP.experiment) && this.client.supports(LSP.stopExperiment);
+    return this.client.running && this.client.advertises(LSP.stopExperiment);
   }
 
   list(): ExperimentRecord[] {
