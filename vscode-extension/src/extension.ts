@@ -70,7 +70,8 @@ function diffDocuments(all: Projects): vscode.Disposable {
     provideTextDocumentContent: async (uri) => {
       const project = all.active();
       const text = project ? await project.client.request('ratchet.diffText', uri.toString()) : undefined;
-      return typeof text === 'string' ? text : String((text as { text?: unknown } | undefined)?.text ?? '');
+      const inner = (text as { text?: unknown } | undefined)?.text;
+      return typeof text === 'string' ? text : typeof inner === 'string' ? inner : '';
     },
   });
 }
