@@ -30,7 +30,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ARTIFACTS, CHROMIUM, CODE_SERVER, CodeServer, Failure, HERE, NODE24, PYTHON, Shots, USER_SETTINGS, VSIX, elapsed, fail, launchBrowser, log } from './harness.mjs';
+import { ARTIFACTS, CHROMIUM, CODE_SERVER, CodeServer, Failure, HERE, NODE24, PYTHON, Shots, USER_SETTINGS, VSIX, elapsed, fail, launchBrowser, log, poll, processesMatching } from './harness.mjs';
 import { steps } from './steps.mjs';
 
 const TOTAL_TIMEOUT_S = Number(process.env.RATCHET_E2E_TIMEOUT_S || 300);
@@ -68,6 +68,25 @@ async function cleanup() {
   for (const server of servers) {
     await server.stop();
   }
+  // a loop in a process of its own outlives its window by design: end the test's loops
+  const leftovers = processesMatching(new RegExp(temp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  for (const { pid, args } of leftovers) {
+    log(`stopping pid ${pid} left by the test: ${args.slice(0, 120)}`);
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // gone
+    }
+  }
+  await poll("the test's processes to end", async () => processesMatching(new RegExp(temp)).length === 0, 10_000).catch(() => {
+    for (const { pid } of processesMatching(new RegExp(temp))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
   if (process.env.RATCHET_E2E_KEEP) {
     log(`kept ${temp}`);
   } else {

@@ -159,8 +159,10 @@ async function settingMidLoop(c) {
   assert(!/Ratchet \((idle|offline)\)/.test(text), `the loop stopped after the setting change: "${text}"`);
   results.settingMidLoop = { serverPid: c.pid, status: text };
   if (LOOP_PROCESS) {
+    // the proposal already waiting keeps waiting; accepted, the ones after it run unattended
     const before = finishedCount(text)?.total ?? 0;
-    await waitStatus(page, 'experiments running unattended (review gate auto, live)', (t) => (finishedCount(t)?.total ?? 0) >= before + 1 && !awaiting(t), 60_000);
+    await runCommand(page, 'Ratchet: Accept Proposal & Run');
+    await waitStatus(page, 'experiments running unattended (review gate auto, live)', (t) => (finishedCount(t)?.total ?? 0) >= before + 2 && !awaiting(t), 60_000);
   }
   await shots.take(page, 'setting-mid-loop', `ratchet.reviewGate set to auto mid-loop: same server (pid ${c.pid}), the loop still on: "${text}"`);
 }
