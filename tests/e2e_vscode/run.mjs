@@ -24,7 +24,8 @@
 // RATCHET_E2E_TIMEOUT_S (default 300), RATCHET_E2E_KEEP=1 keeps the temp folder,
 // RATCHET_E2E_SERVER_FACE=auto|1|0 (lenses and inlay hints from the server: auto asserts them
 // when the server advertises codeLens and inlayHint), RATCHET_E2E_LOOP_PROCESS=1 (the loop has
-// a process of its own: the server side of issue 12; off until that server is merged).
+// a process of its own: the server side of issue 12). tests/test_vscode_e2e.py sets both to 1
+// when the package under test has that server side (ratchet.lsp.loop, ratchet.lsp.marks).
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
