@@ -92,5 +92,6 @@ def test_extension_in_code_server() -> None:
         "python-too-old",
         "restricted-mode",
         "select-project",
+        "trusted",
     ):
         assert any(step in s for s in shots), (step, shots)

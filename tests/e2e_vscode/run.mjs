@@ -16,9 +16,12 @@
 //   9. the server killed: the client restarts it and says what happened;
 //  10. (RATCHET_E2E_LOOP_PROCESS=1) a window reload and a server kill while the loop runs:
 //      the loop's process survives and the view shows it live;
-//  11. the server log has no traceback;
-//  12. Restricted Mode: a fresh code-server with workspace trust on, an untrusted folder:
-//      no server process starts, the status bar says why.
+//  11. ratchet.python: a repository's .vscode/settings.json cannot set it (machine scope); a
+//      Python 3.10 in the Machine setting is named as too old;
+//  12. the server log has no traceback;
+//  13. Restricted Mode: a fresh code-server with workspace trust on, an untrusted folder with
+//      a nested project: no server process starts, the views say why, Start Loop is not
+//      offered, Select Project lists both projects; trusting the folder starts both servers.
 //
 // Environment: RATCHET_PYTHON (an interpreter with Ratchet; default python3),
 // RATCHET_E2E_TIMEOUT_S (default 300), RATCHET_E2E_KEEP=1 keeps the temp folder,

@@ -315,5 +315,12 @@ export const steps = {
     assert(!logText.includes('starting `'), `the extension started a server in Restricted Mode:\n${logText}`);
     assert(startRows === 0, 'Start Loop is offered in Restricted Mode');
     results.restricted = { serverProcesses: pids.length, startLoopOffered: startRows > 0 };
+    // trusting the folder starts the servers (one per project) without a reload
+    await runCommand(page, 'Workspaces: Manage Workspace Trust');
+    await page.locator('.workspace-trust-editor .monaco-button', { hasText: /^Trust$/ }).first().click();
+    await waitStatus(page, 'the server started once the folder is trusted', /Ratchet \((idle|running|review|paused)\)/, 60_000);
+    await poll('a server for each project', async () => serverPids(project).length === 1 && serverPids(path.join(project, 'nested')).length === 1, 30_000);
+    results.trusted = { servers: 2 };
+    await shots.take(page, 'trusted', 'the folder trusted: a server per project started, the status bar online');
   },
 };
