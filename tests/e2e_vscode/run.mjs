@@ -13,9 +13,10 @@
 //   6. ratchet.reviewGate changed mid-loop: the server is not restarted, the loop goes on;
 //   7. Apply Best into train.py with an unsaved edit: the edit stays, the best arrives;
 //   8. Revert Experiment…: a revert experiment runs;
-//   9. the server killed: the client restarts it and says what happened;
-//  10. (RATCHET_E2E_LOOP_PROCESS=1) a window reload and a server kill while the loop runs:
-//      the loop's process survives and the view shows it live;
+//   9. the server killed: the client restarts it and says what happened (with the loop in a
+//      process of its own, RATCHET_E2E_LOOP_PROCESS=1: that the loop is still running);
+//  10. a window reload: the experiments view comes back (serializer); with the loop in its
+//      own process, it is still running and shown live;
 //  11. ratchet.python: a repository's .vscode/settings.json cannot set it (machine scope); a
 //      Python 3.10 in the Machine setting is named as too old;
 //  12. the server log has no traceback;
