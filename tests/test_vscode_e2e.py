@@ -1,14 +1,17 @@
 """The VS Code extension end to end, in a real VS Code: tests/e2e_vscode/run.mjs installs the
 packaged .vsix into code-server on 127.0.0.1 and drives it with playwright-core in headless
-Chromium (Start Loop from the palette, a finished experiment in the status bar, Accept & Run on
-a proposal's CodeLens, the experiments view's rows and chart). Screenshots: artifacts/e2e/.
+Chromium (the steps are listed at the top of run.mjs: reject and accept from the keyboard, the
+experiments view patched live, a setting changed mid-loop, Apply Best into an unsaved buffer,
+Revert, a killed server, Restricted Mode, no traceback in the server's log). Screenshots:
+artifacts/e2e/.
 
-Needs `scripts/install-vscode-deps.sh` (Node 24, code-server, Chromium, the built .vsix); it is
-skipped only when code-server is not installed.
+Needs `scripts/install-vscode-deps.sh` (Node 24, code-server, Chromium, the built .vsix). In CI
+(`CI` set) a missing code-server fails the test; elsewhere it skips with the command to run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -22,16 +25,19 @@ NODE = TOOLS / "node24" / "bin" / "node"
 CODE_SERVER = TOOLS / "code-server" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
 DRIVER = ROOT / "tests" / "e2e_vscode" / "run.mjs"
 ARTIFACTS = ROOT / "artifacts" / "e2e"
-TIMEOUT_S = 300
+TIMEOUT_S = 360
 
 
 @pytest.mark.timeout(TIMEOUT_S + 30)
 def test_extension_in_code_server() -> None:
     if not CODE_SERVER.is_file():
-        pytest.skip(
+        message = (
             f"code-server is not installed ({CODE_SERVER.relative_to(ROOT)} is missing): "
             "run scripts/install-vscode-deps.sh"
         )
+        if os.environ.get("CI"):
+            pytest.fail(message)  # never skipped in CI: the editor's face would go untested
+        pytest.skip(message)
     missing = [
         str(path.relative_to(ROOT))
         for path in (
@@ -45,8 +51,14 @@ def test_extension_in_code_server() -> None:
         f"code-server is installed but {', '.join(missing)} is not: "
         "run scripts/install-vscode-deps.sh"
     )
+    # Once the server side of issue 12 is in the package (the loop in a process of its own, the
+    # lenses and hints from the server), its steps are required, not detected.
+    loop_process = "1" if importlib.util.find_spec("ratchet.lsp.loop") else "0"
+    face = "1" if importlib.util.find_spec("ratchet.lsp.marks") else "auto"
     env = {
         **os.environ,
+        "RATCHET_E2E_LOOP_PROCESS": os.environ.get("RATCHET_E2E_LOOP_PROCESS", loop_process),
+        "RATCHET_E2E_SERVER_FACE": os.environ.get("RATCHET_E2E_SERVER_FACE", face),
         "RATCHET_PYTHON": sys.executable,  # the interpreter with Ratchet (and these tests)
         "RATCHET_E2E_ARTIFACTS": str(ARTIFACTS),
         "RATCHET_E2E_TIMEOUT_S": str(TIMEOUT_S - 20),
@@ -67,5 +79,19 @@ def test_extension_in_code_server() -> None:
         f"{ARTIFACTS.relative_to(ROOT)}/\n{output}"
     )
     shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
-    assert any("proposal-codelens" in s for s in shots), shots
-    assert any("experiments-view" in s for s in shots), shots
+    for step in (
+        "proposal-waiting",
+        "tree-proposal",
+        "experiments-view",
+        "light-theme",
+        "setting-mid-loop",
+        "apply-best-dirty",
+        "reverted",
+        "server-killed",
+        "after-reload",
+        "python-too-old",
+        "restricted-mode",
+        "select-project",
+        "trusted",
+    ):
+        assert any(step in s for s in shots), (step, shots)

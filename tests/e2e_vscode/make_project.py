@@ -36,6 +36,11 @@ def main(dest: Path) -> None:
     (dest / "program.md").write_text("Make the score lower.\n")
     (dest / "ratchet.toml").write_text(config_text(sys.executable))
     commit_all(dest)
+    # the e2e changes settings in .vscode/settings.json mid-loop; like many users, it keeps
+    # that folder out of git (else the loop would refuse to start on uncommitted files)
+    (dest / ".git" / "info").mkdir(parents=True, exist_ok=True)
+    with (dest / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write(".vscode/\n")
 
 
 if __name__ == "__main__":

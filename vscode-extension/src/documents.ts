@@ -63,8 +63,8 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
 }
 
 /** The texts of the editable file before and after an experiment, from its commits. */
-export async function experimentTexts(root: string, exp: ExperimentRecord): Promise<{ file: string; before: string; after: string } | undefined> {
-  const file = exp.diff ? pathOfDiff(exp.diff) : '';
+export async function experimentTexts(root: string, exp: ExperimentRecord, editable: string | undefined): Promise<{ file: string; before: string; after: string } | undefined> {
+  const file = editable || (exp.diff ? pathOfDiff(exp.diff) : '');
   if (!file || !exp.commit) {
     return undefined;
   }
@@ -77,40 +77,32 @@ export async function experimentTexts(root: string, exp: ExperimentRecord): Prom
 }
 
 /** Opens an experiment's diff (side by side when its commits are there, else the unified
- * diff) and its log, next to whatever is active. */
-export async function openExperiment(
-  docs: VirtualDocuments,
-  root: string,
-  exp: ExperimentRecord,
-  options: { log?: boolean; column?: vscode.ViewColumn; logColumn?: vscode.ViewColumn } = {},
-): Promise<void> {
-  const column = options.column ?? vscode.ViewColumn.Beside;
+ * diff) as a preview tab in `column`: selecting another experiment replaces it. */
+export async function openExperiment(docs: VirtualDocuments, root: string, exp: ExperimentRecord, editable: string | undefined, column: vscode.ViewColumn, preserveFocus = true): Promise<void> {
   const title = `exp ${exp.id} (${exp.status}): ${exp.description ?? ''}`;
-  const texts = await experimentTexts(root, exp);
+  const texts = await experimentTexts(root, exp, editable);
   if (texts) {
     const left = docs.put(`exp-${exp.id}-base`, texts.file, texts.before);
     const right = docs.put(`exp-${exp.id}`, texts.file, texts.after);
-    await docs.showDiff(left, right, title, column, true);
+    await docs.showDiff(left, right, title, column, preserveFocus);
   } else if (exp.diff) {
-    await docs.showText(`exp-${exp.id}`, `exp-${exp.id}.diff`, exp.diff, column, true);
+    await docs.showText(`exp-${exp.id}`, `exp-${exp.id}.diff`, exp.diff, column, preserveFocus);
   } else {
-    await docs.showText(`exp-${exp.id}`, `exp-${exp.id}.txt`, `${title}\n\n${exp.reason ?? ''}\n(no diff)\n`, column, true);
-  }
-  if (options.log !== false) {
-    await openLog(docs, root, exp, options.logColumn ?? vscode.ViewColumn.Beside);
+    await docs.showText(`exp-${exp.id}`, `exp-${exp.id}.txt`, `${title}\n\n${exp.reason ?? ''}\n(no diff)\n`, column, preserveFocus);
   }
 }
 
-export async function openLog(docs: VirtualDocuments, root: string, exp: ExperimentRecord, column = vscode.ViewColumn.Beside): Promise<void> {
+/** An experiment's log (on demand), as a preview tab in `column`. */
+export async function openLog(docs: VirtualDocuments, root: string, exp: ExperimentRecord, column: vscode.ViewColumn, preserveFocus = true): Promise<void> {
   const candidates = [exp.log_path, path.join(root, '.ratchet', 'logs', `${exp.id}.log`)].filter((p): p is string => !!p);
   for (const candidate of candidates) {
     const full = path.isAbsolute(candidate) ? candidate : path.join(root, candidate);
     if (fs.existsSync(full)) {
       const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(full));
-      await vscode.window.showTextDocument(doc, { viewColumn: column, preview: false, preserveFocus: true });
+      await vscode.window.showTextDocument(doc, { viewColumn: column, preview: true, preserveFocus });
       return;
     }
   }
   const tail = typeof exp.log_tail === 'string' && exp.log_tail ? exp.log_tail : '(no log: this experiment did not run)';
-  await docs.showText(`exp-${exp.id}-log`, `exp-${exp.id}.log`, `${exp.reason ?? ''}\n\n${tail}\n`, column, true);
+  await docs.showText(`exp-${exp.id}-log`, `exp-${exp.id}.log`, `${exp.reason ?? ''}\n\n${tail}\n`, column, preserveFocus);
 }

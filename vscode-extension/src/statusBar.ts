@@ -26,18 +26,24 @@ export class StatusBar implements vscode.Disposable {
     this.item = vscode.window.createStatusBarItem('ratchet.status', vscode.StatusBarAlignment.Left, 50);
     this.item.name = 'Ratchet';
     this.item.command = 'ratchet.showExperiments';
+    // the loop's state in words for screen readers, the text for the eye
     this.render();
     this.item.show();
   }
 
-  setStatus(status: LoopStatus): void {
+  private project: string | undefined;
+
+  /** `project`: named when the window has several. */
+  setStatus(status: LoopStatus, project?: string): void {
+    this.project = project;
     this.status = status;
     this.receivedAt = Date.now();
     this.offline = undefined;
     this.render();
   }
 
-  setOffline(reason: string | undefined): void {
+  setOffline(reason: string | undefined, project?: string): void {
+    this.project = project;
     this.offline = reason;
     this.render();
   }
@@ -45,7 +51,7 @@ export class StatusBar implements vscode.Disposable {
   private render(): void {
     const since = (Date.now() - this.receivedAt) / 1000;
     const view = statusView(this.status, { sinceUpdate: since, offline: this.offline });
-    this.item.text = view.text;
+    this.item.text = this.project ? `${view.text} · ${this.project}` : view.text;
     const tooltip = new vscode.MarkdownString(view.tooltip, true);
     tooltip.isTrusted = false;
     this.item.tooltip = tooltip;

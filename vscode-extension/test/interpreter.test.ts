@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { installCommand, pickInterpreter, readProbe, serverArgs } from '../src/logic/interpreter';
+import { installCommand, pickInterpreter, privateEnvPython, PROBE_SCRIPT, readProbe, serverArgs, tooOldMessage, unsupportedPlatform } from '../src/logic/interpreter';
 
 test('the setting first, then the Python extension, then python3', () => {
   assert.deepEqual(pickInterpreter({ setting: '/opt/py/bin/python', pythonExtension: '/venv/bin/python' }), { path: '/opt/py/bin/python', source: 'setting' });
@@ -28,4 +29,38 @@ test('probe results', () => {
   assert.deepEqual(readProbe(0, 'ratchet 0.1.0\n', ''), { ok: true, version: '0.1.0' });
   assert.equal((readProbe(3, "missing:No module named 'ratchet'", '') as { reason: string }).reason, 'missing-ratchet');
   assert.equal((readProbe(null, '', '', 'python9 was not found') as { reason: string }).reason, 'missing-interpreter');
+});
+
+test('a Python older than 3.11 is named as such, not as missing packages', () => {
+  const probe = readProbe(4, 'too-old:3.10.12\n', '');
+  assert.deepEqual(probe, { ok: false, reason: 'too-old', detail: 'Python 3.10 is too old: Ratchet needs 3.11+' });
+  assert.equal(tooOldMessage('3.9.2'), 'Python 3.9 is too old: Ratchet needs 3.11+');
+});
+
+test('an externally managed system Python is told apart (pip would refuse)', () => {
+  const probe = readProbe(3, "managed:missing:No module named 'pygls'", '');
+  assert.deepEqual(probe, { ok: false, reason: 'missing-ratchet', detail: "No module named 'pygls'", externallyManaged: true });
+  assert.equal((readProbe(3, "missing:No module named 'pygls'", '') as { externallyManaged: boolean }).externallyManaged, false);
+});
+
+test('the private environment comes after the setting and before the Python extension', () => {
+  const privateEnv = privateEnvPython('/g/storage/');
+  assert.equal(privateEnv, '/g/storage/venv/bin/python');
+  assert.deepEqual(pickInterpreter({ setting: '/opt/py', privateEnv, pythonExtension: '/venv/bin/python' }).source, 'setting');
+  assert.deepEqual(pickInterpreter({ privateEnv, pythonExtension: '/venv/bin/python' }), { path: privateEnv, source: 'private environment' });
+});
+
+test('Windows gets one message pointing to WSL or a remote', () => {
+  assert.match(unsupportedPlatform('win32') ?? '', /WSL.*Remote - SSH/);
+  assert.equal(unsupportedPlatform('linux'), undefined);
+  assert.equal(unsupportedPlatform('darwin'), undefined);
+});
+
+test("the probe script runs in a real Python and its output reads back", () => {
+  const result = spawnSync('python3', ['-c', PROBE_SCRIPT, '/nonexistent-bundle'], { encoding: 'utf8' });
+  if (result.error) {
+    return; // no python3 on this machine: the readProbe cases above still hold
+  }
+  const probe = readProbe(result.status, result.stdout, result.stderr);
+  assert.ok(probe.ok || probe.reason === 'missing-ratchet' || probe.reason === 'too-old', JSON.stringify({ probe, out: result.stdout, err: result.stderr }));
 });

@@ -27,7 +27,27 @@ export interface LoopStatus {
   total?: number;
   crashed?: number;
   costUsd?: number;
+  /** The metric's run-to-run noise (the chart's band around the running best). */
+  noise?: number | null;
+  /** The editable file, relative to the project. */
+  editable?: string | null;
+  project?: string;
+  /** The loop's own process, when one runs (it outlives the window); null: none. Absent: a
+   * server from before the loop had a process of its own (a restart stops the loop). */
+  loop?: { pid: number; attached: boolean } | null;
+  /** The server cannot reach its loop's control channel. */
+  offline?: boolean;
 }
+
+/** The LSP command and notification names the extension uses (server contract names). */
+export const LSP = {
+  experiments: 'ratchet.experiments',
+  experiment: 'ratchet.experiment',
+  stopExperiment: 'ratchet.stopExperiment',
+  status: 'ratchet.status',
+  statusNotification: 'ratchet/status',
+  experimentNotification: 'ratchet/experiment',
+} as const;
 
 export interface ExperimentRecord {
   id: number;

@@ -49,6 +49,44 @@ export interface TableRow {
   cost: string;
   kept: boolean;
   isBest: boolean;
+  /** The metric as a number, for the chart (null: none). */
+  value: number | null;
+  /** The running best after this experiment (the chart's step line). */
+  bestAfter: number | null;
+  /** What can be done to it now: the view's buttons and the tree's inline actions. */
+  actions: RowAction[];
+}
+
+export type RowAction = 'accept' | 'reject' | 'stop' | 'apply' | 'revert' | 'diff' | 'log';
+
+/** What a person can do to one experiment in its state (the server decides in the end). */
+export function rowActions(exp: ExperimentRecord): RowAction[] {
+  const out: RowAction[] = [];
+  if (exp.status === 'awaiting_review') {
+    out.push('accept', 'reject');
+  }
+  if (exp.status === 'running' || exp.status === 'measured') {
+    out.push('stop');
+  }
+  if (exp.commit && (exp.status === 'kept' || exp.status === 'discarded')) {
+    out.push('apply');
+  }
+  if (exp.status === 'kept' && exp.source !== 'baseline' && exp.id !== 0) {
+    out.push('revert');
+  }
+  if (exp.commit || exp.diff || exp.status === 'awaiting_review') {
+    out.push('diff');
+  }
+  if (!['proposed', 'awaiting_review', 'rejected'].includes(exp.status)) {
+    out.push('log');
+  }
+  return out;
+}
+
+/** The tree item's contextValue: words the menus' `viewItem =~ /\bword\b/` clauses match. */
+export function contextValue(exp: ExperimentRecord): string {
+  const words = rowActions(exp).map((a) => ({ accept: 'awaiting', reject: 'awaiting', stop: 'running', apply: 'applicable', revert: 'revertible', diff: 'hasDiff', log: 'hasLog' })[a]);
+  return ['experiment', ...new Set(words)].join(' ');
 }
 
 /** The running best after each experiment, in id order (the order they were numbered in). */
@@ -78,11 +116,12 @@ export function bestBefore(experiments: ExperimentRecord[], goal: string | undef
 
 export function tableRows(experiments: ExperimentRecord[], goal: string | undefined): TableRow[] {
   const lower = lowerIsBetter(goal);
-  const before = bestBefore(experiments, goal);
+  const sorted = [...experiments].sort((a, b) => a.id - b.id);
+  const after = runningBest(sorted, goal);
+  const before = new Map(sorted.map((exp, i) => [exp.id, i > 0 ? after[i - 1] : null]));
   const bestId = currentBestId(experiments);
-  return [...experiments]
-    .sort((a, b) => a.id - b.id)
-    .map((exp) => {
+  return sorted
+    .map((exp, index) => {
       const look = statusLook(exp.status);
       const reference = before.get(exp.id) ?? null;
       let delta = '';
@@ -109,6 +148,9 @@ export function tableRows(experiments: ExperimentRecord[], goal: string | undefi
         cost: formatCost(exp.cost_usd),
         kept: exp.status === 'kept',
         isBest: exp.id === bestId,
+        value: typeof exp.metric === 'number' && Number.isFinite(exp.metric) ? exp.metric : null,
+        bestAfter: after[index],
+        actions: rowActions(exp),
       };
     });
 }
