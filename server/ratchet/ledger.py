@@ -164,13 +164,25 @@ class Ledger:
         return [row[0] for row in rows]
 
     def add_loop(
-        self, tag: str, start_commit: str, metric_name: str, goal: str, rules: dict[str, Any]
+        self,
+        tag: str,
+        start_commit: str,
+        metric_name: str,
+        goal: str,
+        rules: dict[str, Any] | None = None,  # None: pinned when the loop next opens
     ) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO loops (tag, created_at, start_commit, metric_name, goal, "
                 "rules) VALUES (?, ?, ?, ?, ?, ?)",
-                (tag, time.time(), start_commit, metric_name, goal, json.dumps(rules)),
+                (
+                    tag,
+                    time.time(),
+                    start_commit,
+                    metric_name,
+                    goal,
+                    json.dumps(rules) if rules else None,
+                ),
             )
 
     def set_loop(self, tag: str, **values: Any) -> None:
