@@ -9,6 +9,7 @@ import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
 from loops import engine_for, run
+from ratchet.events import ExperimentStarted
 from ratchet.experiment import Status
 from ratchet.judge import Judge, estimate_noise
 from ratchet.progress import AbortWatch, value_at
@@ -196,7 +197,9 @@ async def test_an_interrupted_experiment_is_measured_again_on_the_next_start(
     )
     engine = engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.4"), "lr .4")]))
     started = asyncio.Event()
-    engine.bus.subscribe(lambda e: started.set() if getattr(e, "id", None) == 1 else None)
+    engine.bus.subscribe(
+        lambda e: started.set() if isinstance(e, ExperimentStarted) and e.id == 1 else None
+    )
     task = asyncio.create_task(run(engine, 5))
     await asyncio.wait_for(started.wait(), 30)
     await asyncio.sleep(0.5)

@@ -40,6 +40,7 @@ from .experiment import (
     RepairRequest,
     Status,
 )
+from .guard import locked_hashes_at  # [sandbox wiring, issue 11]
 from .hardware import same_hardware
 from .judge import Decision, Judge, estimate_noise, mean
 from .ledger import Ledger
@@ -161,6 +162,12 @@ class Engine:
         self.lock.acquire()
         try:
             await asyncio.to_thread(self._open_branch)
+            # [sandbox wiring, issue 11] every run's locked files are checked against the
+            # loop's start commit, not against whatever the run folder held before it ran.
+            start = (self.ledger.loop(self.tag) or {})["start_commit"]
+            self.measurer.expected_locked = await asyncio.to_thread(
+                locked_hashes_at, self.workspace, start, self.config.loop.locked
+            )
             self.slots = await self.runner.open()
         except BaseException:
             self.lock.release()

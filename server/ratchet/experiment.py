@@ -26,6 +26,7 @@ class Status(enum.StrEnum):
     ABORTED = "aborted"
     LOST = "lost"
     REJECTED = "rejected"
+    OVER_BUDGET = "over_budget"  # ran past its budget plus the grace: never kept
 
     @property
     def is_final(self) -> bool:

@@ -11,7 +11,7 @@ from .local import LocalRunner
 def make_runner(config: Config) -> Runner:
     kind = config.runner.kind
     if kind == "local":
-        return LocalRunner(config.runner.gpus)
+        return LocalRunner(config.runner.gpus, config.sandbox)
     if kind == "ssh":
         from .ssh import SshRunner
 
