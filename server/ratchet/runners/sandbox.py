@@ -214,3 +214,16 @@ def expand(paths: Iterable[str], home: str) -> tuple[str, ...]:
 def remote_source() -> str:
     """This module's text, for a remote host to build its sandbox with."""
     return Path(__file__).read_text(encoding="utf-8")
+
+
+def describe() -> tuple[bool, str]:
+    """One line for `ratchet doctor`: whether runs can be sandboxed here, and with what."""
+    bwrap = find_bwrap()
+    problem = probe(bwrap)
+    if problem:
+        return False, problem
+    limit = "a pids cgroup" if os.getuid() == 0 else "prlimit --nproc"
+    return True, (
+        f"sandbox: bubblewrap ({bwrap}); each run sees its own folder read-write, the rest "
+        f"read-only, no repository, home or other process, no network; processes held by {limit}"
+    )
