@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent, replace
-from conftest import CONFIG, TRAIN, MakeProject, git
+from conftest import CONFIG, MakeProject, git
 from loops import engine_for, run
 from ratchet.experiment import Status
 from ratchet.runners import local
@@ -235,7 +235,7 @@ async def test_a_run_past_its_budget_is_stopped_and_never_kept(
     root = make_project(config=config)
     engine = engine_for(root, ScriptedAgent([(lambda _: slow, "train longer"), HONEST]))
     await run(engine, 3)
-    baseline, long, honest = engine.ledger.experiments("t")
+    _baseline, long, honest = engine.ledger.experiments("t")
     assert long.status is Status.OVER_BUDGET, long.reason
     assert "budget of 2s plus 1s of grace" in long.reason
     assert long.run_s < 4.5  # stopped at budget + grace (3 s), not left to finish at 5 s
@@ -250,7 +250,7 @@ async def test_a_huge_output_fills_no_disk(
     root = make_project(config=FAST)
     engine = engine_for(root, ScriptedAgent([loud, HONEST]))
     await run(engine, 3)
-    baseline, noisy, honest = engine.ledger.experiments("t")
+    _baseline, noisy, honest = engine.ledger.experiments("t")
     assert Path(noisy.log_path).stat().st_size < (1 << 20) + 4096
     assert "log cut" in Path(noisy.log_path).read_text()
     assert noisy.metric == pytest.approx(5.0)  # the run itself went on and was measured
@@ -277,7 +277,7 @@ async def test_a_fork_bomb_is_held_by_the_process_limit(make_project: MakeProjec
     root = make_project(config=config)
     engine = engine_for(root, ScriptedAgent([bomb, HONEST]))
     await run(engine, 3)
-    baseline, forked, honest = engine.ledger.experiments("t")
+    _baseline, forked, honest = engine.ledger.experiments("t")
     log = Path(forked.log_path).read_text()
     assert int(log.split("forked:")[1].split()[0]) < 40
     assert forked.status is Status.VOIDED  # what it left running died with the sandbox
