@@ -118,6 +118,7 @@ class Measurer:
             isolation=Isolation(self.config.sandbox, hide),
             expected_locked=self.expected_locked,
             secrets=tuple(secrets_for(self.config)),
+            drop=metric.eval_only,
         )
 
     async def run(
@@ -234,6 +235,8 @@ class Measurer:
             timeout_s=metric.eval_timeout_s or self.config.loop.budget_s,
             locked=self.config.loop.locked,
             consumable=metric.eval_only,
+            carry=metric.artefacts,
+            drop=(),
         )
         evaluated = await self.runner.run(eval_job, slot, eval_line, control)
         attempt.run_s += evaluated.wall_s
@@ -259,6 +262,9 @@ class Measurer:
                 log_path=job.log_path.with_suffix(".holdout.log"),
                 timeout_s=self.config.metric.eval_timeout_s or self.config.loop.budget_s,
                 locked=self.config.loop.locked,
+                consumable=self.config.metric.eval_only,
+                carry=self.config.metric.artefacts,
+                drop=(),
             ),
             slot,
             reader.feed,

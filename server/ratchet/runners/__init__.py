@@ -15,7 +15,7 @@ def make_runner(config: Config) -> Runner:
     if kind == "ssh":
         from .ssh import SshRunner
 
-        return SshRunner(config.runner, config.root)
+        return SshRunner(config.runner, config.root, config.sandbox)
     if kind == "ray":
         from .ray import RayRunner
 

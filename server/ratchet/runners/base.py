@@ -49,6 +49,10 @@ class Job:
     expected_locked: dict[str, str] | None = None
     secrets: tuple[str, ...] = ()  # values redacted from the log and the tail
     consumable: tuple[str, ...] = ()  # locked, checked before only: the evaluator may delete them
+    # None: the command. A tuple: an evaluator, run in a fresh copy of the files with only
+    # these artefacts carried over from the command's folder (remote runners build it).
+    carry: tuple[str, ...] | None = None
+    drop: tuple[str, ...] = ()  # files the command's folder must not hold ([metric] eval_only)
 
 
 class RunControl:

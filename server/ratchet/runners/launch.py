@@ -126,7 +126,7 @@ def prepare(job: Job, slot: Slot, token: str, proxy: HostProxy | None) -> Launch
         hide=tuple(isolation.hide),
         home=home,
         read=(
-            *toolchain_folders(hidden, os.environ.get("PATH", ""), prefixes),
+            *toolchain_folders(hidden, os.environ.get("PATH", ""), prefixes, job.command),
             *expand(sandbox.read, home),
         ),
         write=tuple(_existing(expand(sandbox.write, home))),

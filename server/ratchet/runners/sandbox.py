@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -149,13 +150,19 @@ def outermost(folders: Iterable[str]) -> list[str]:
     return kept
 
 
-def toolchain_folders(hidden: Iterable[str], path: str, prefixes: Iterable[str]) -> list[str]:
-    """What a run needs back from the hidden folders to start at all: the Python installation
-    running Ratchet and each PATH entry that lies in a hidden folder (~/.pyenv, a project's
-    .venv), read-only. A shim folder (pyenv's `shims`) brings its tool's root with it."""
+def toolchain_folders(
+    hidden: Iterable[str], path: str, prefixes: Iterable[str], command: str = "", local: bool = True
+) -> list[str]:
+    """What a run needs back from the hidden folders to start at all, read-only: the Python
+    installation running Ratchet, each PATH entry that lies in a hidden folder (~/.pyenv, a
+    project's .venv), and each absolute path in the command (`/home/u/venv/bin/python`
+    brings `/home/u/venv`). A shim folder (pyenv's `shims`) brings its tool's root with it.
+    `local=False` (a remote host's paths): nothing can be checked, bubblewrap skips what
+    is missing."""
     hidden = outermost(hidden)
+    words = [w for w in shlex.split(command, posix=True) if os.path.isabs(w)] if command else []
     wanted: set[str] = set()
-    for entry in [*path.split(os.pathsep), *prefixes]:
+    for entry in [*path.split(os.pathsep), *prefixes, *words]:
         if not entry or not os.path.isabs(entry):
             continue
         entry = os.path.normpath(entry)
@@ -165,11 +172,15 @@ def toolchain_folders(hidden: Iterable[str], path: str, prefixes: Iterable[str])
         if ".ratchet" in parts or ".git" in parts:
             continue
         tool = Path(entry)
-        if tool.name in ("shims", "bin") and (tool.parent / "libexec").is_dir():
+        if entry in words:  # a program: its installation (the folder above its bin/)
+            tool = tool.parent.parent if tool.parent.name == "bin" else tool.parent
+        elif tool.name == "shims" or (
+            tool.name == "bin" and local and (tool.parent / "libexec").is_dir()
+        ):
             tool = tool.parent  # pyenv/rbenv: the shims run the tool from its root
-        if tool.exists():
+        if not local or tool.exists():
             wanted.add(str(tool))
-    return sorted(wanted)
+    return outermost(wanted)
 
 
 def clean_env(

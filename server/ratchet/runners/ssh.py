@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import os
 import shlex
 import socket
 import subprocess
@@ -31,13 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunnerConfig
+from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
 from ..guard import changed_files
 from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
 from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
-from .local import TAIL_LINES, LineSplitter
+from .local import TAIL_LINES, LineSplitter, LogWriter
 from .processes import TOKEN_VARIABLE
+from .remote_sandbox import (
+    RemoteFacts,
+    limit_lines,
+    parse_probe,
+    probe_script,
+    run_lines,
+    sandboxed_words,
+)
 
 _CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 15.0
@@ -150,6 +159,17 @@ def _hash_lines(locked: tuple[str, ...], label: str) -> str:
     )
 
 
+def _carry_line(folder: str, workdir: str, path: str) -> str:
+    """Copies one declared artefact from the command's folder to the evaluator's, unless it
+    is missing or a symbolic link (which could point anywhere)."""
+    source, target = f"{folder}/{q(path)}", f"{workdir}/{q(path)}"
+    return (
+        f'if [ -e {source} ] && [ ! -L {source} ]; then mkdir -p "$(dirname {target})" && '
+        f"rm -rf {target} && cp -a {source} {target} && "
+        f"find {target} -type l -delete; fi"
+    )
+
+
 def _by_name(hashes: dict[str, str], locked: tuple[str, ...]) -> dict[str, str]:
     return {locked[int(i)]: h for i, h in hashes.items() if i.isdigit() and int(i) < len(locked)}
 
@@ -228,6 +248,7 @@ class _Host:
     hardware: dict[str, Any] = field(default_factory=dict)
     gpus: list[dict[str, str]] = field(default_factory=list)
     synced: str | None = None  # the base id known to be on the host
+    facts: RemoteFacts | None = None  # for its sandbox: home, remote_dir, bubblewrap
     sync_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -243,8 +264,16 @@ class _SlotState:
 class SshRunner:
     kind = "ssh"
 
-    def __init__(self, config: RunnerConfig, project: Path) -> None:
+    def __init__(
+        self, config: RunnerConfig, project: Path, sandbox: SandboxConfig | None = None
+    ) -> None:
         self._config = config
+        self._sandbox = sandbox or SandboxConfig(kind="none")
+        if self._sandbox.kind == "bwrap" and self._sandbox.hosts:
+            raise RatchetError(
+                "[sandbox] hosts works with the local runner only for now; "
+                'run such a loop with [runner] kind = "local"'
+            )
         self._key = project_key(project)
         self._hosts = [parse_host(text) for text in config.hosts]
         if not self._hosts:
@@ -388,6 +417,11 @@ class SshRunner:
         parts += [""] * (4 - len(parts))
         name, cpu, cpus, smi = (part.strip() for part in parts[:4])
         host.gpus = parse_nvidia_smi(smi)
+        if self._sandbox.kind == "bwrap":
+            found = await _run(connection, probe_script(host.root))
+            host.facts = parse_probe(str(found.stdout or ""), host.address.text)
+            if host.facts.problem:
+                raise RatchetError(host.facts.problem)
         host.hardware = {
             "host": name or host.address.host,
             "address": host.address.text,
@@ -526,28 +560,16 @@ class SshRunner:
             message = (result.stderr or b"").decode("utf-8", errors="replace").strip()
             raise _Lost(f"copying the project to {host.address.text} failed: {message}")
 
-    def _wrapper(self, state: _SlotState, job: Job, slot: Slot, token: str, fresh: bool) -> str:
-        """One remote shell per experiment: end what a lost run left, ready the slot's folder
-        (a fresh copy of the base and the editable file from stdin; the same folder for the
-        experiment's second run, its eval), hash the locked files, run the command in a session
-        of its own, then count and kill what it left running and hash again. Its own reports go
-        to stderr as `ratchet: ...` lines; the command's output alone goes to stdout."""
+    def _wrapper(self, state: _SlotState, job: Job, slot: Slot, token: str) -> str:
+        """One remote shell per run: end what a lost run left, make the run's folder afresh
+        (a copy of the base and the editable file from stdin; for an evaluator, a copy of its
+        own plus the declared artefacts), hash the locked files, run the command (in the
+        sandbox unless opted out) in a session of its own, then count and kill what it left
+        and hash again. Its reports go to stderr as `ratchet: ...` lines; the command's
+        output alone goes to stdout."""
         folder, run = self._paths(state)
         root = state.host.root
-        env = dict(job.env)
-        env.update(
-            RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
-            RATCHET_EXPERIMENT=str(job.experiment),
-            PYTHONUNBUFFERED="1",
-            CUDA_VISIBLE_DEVICES="" if slot.gpu is None else str(slot.gpu),
-        )
-        exports = "".join(
-            f"export {name}={q(value)}\n" for name, value in env.items() if name.isidentifier()
-        )
-        token_env = f"{TOKEN_VARIABLE}={token}"
-        # The token is given to the command only (not exported here): the helpers that look
-        # for it must not find themselves.
-        inner = 'echo $$ > "$0"; exec sh -c "$1"'
+        workdir = folder if job.carry is None else f"{folder}.eval"
         own = f"{run}.{token}"  # this run's files: its wrapper's PID and its process group
         lines = [
             _SHELL_FUNCTIONS,
@@ -558,38 +580,72 @@ class SshRunner:
             f'if [ -n "$old" ] && [ "$old" != {token} ]; then endrun "$old" {run}; fi',
             f"printf %s {token} > {run}.token",
             f"echo $$ > {own}.wrapper",
-        ]
-        if fresh:
-            lines += [
-                f"rm -rf {folder} && cp -a {root}/base {folder} || fail cannot copy the base",
-                f"cat > {folder}/{q(job.editable)} || fail cannot write {q(job.editable)}"
-                if job.editable
-                else "cat > /dev/null",
-            ]
-        else:
-            lines.append("cat > /dev/null")
-        lines += [
-            f"cd {folder} || fail no folder {folder}",
+            f"rm -rf {workdir} && cp -a {root}/base {workdir} || fail cannot copy the base",
+            f"cat > {workdir}/{q(job.editable)} || fail cannot write {q(job.editable)}"
+            if job.editable
+            else "cat > /dev/null",
+            *(f"rm -rf {workdir}/{q(path)}" for path in job.drop),
+            *(_carry_line(folder, workdir, path) for path in job.carry or ()),
+            f"cd {workdir} || fail no folder {workdir}",
             _hash_lines(job.locked, "before"),
-            exports,
             "echo 'ratchet: started' >&2",
-            "if command -v setsid >/dev/null 2>&1; then",
-            f"  setsid -w env {q(token_env)} sh -c {q(inner)} {own}.pgid {q(job.command)} "
-            "</dev/null 2>&1",
-            "else",
-            f"  env {q(token_env)} sh -c {q(job.command)} </dev/null 2>&1",
-            "fi",
+            *self._command_lines(state, job, slot, token, own, workdir),
             "rc=$?",
             'echo "ratchet: exit $rc" >&2',
             f'echo "ratchet: leftovers $(tokpids {token} | wc -l)" >&2',
             f"killtok {token} {own}.pgid",
-            _hash_lines(job.locked, "after"),
+            _hash_lines(tuple(p for p in job.locked if p not in job.consumable), "after"),
             f"rm -f {own}.wrapper {own}.pgid",
             f'if [ "$(cat {run}.token 2>/dev/null)" = {token} ]; then rm -f {run}.token; fi',
             "echo 'ratchet: done' >&2",
             "exit $rc",
         ]
         return "\n".join(lines) + "\n"
+
+    def _command_lines(
+        self, state: _SlotState, job: Job, slot: Slot, token: str, own: str, workdir: str
+    ) -> list[str]:
+        env = dict(job.env)
+        env.update(
+            RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
+            RATCHET_EXPERIMENT=str(job.experiment),
+            PYTHONUNBUFFERED="1",
+            CUDA_VISIBLE_DEVICES="" if slot.gpu is None else str(slot.gpu),
+        )
+        facts = state.host.facts
+        if self._sandbox.kind == "bwrap" and facts is not None:
+            env.update({k: v for k in self._sandbox.env if (v := os.environ.get(k))})
+            env[TOKEN_VARIABLE] = token
+            absolute = f"{facts.root}/slots/{state.folder}" + (
+                ".eval" if job.carry is not None else ""
+            )
+            words = sandboxed_words(facts, self._sandbox, absolute, job.command)
+            return [
+                limit_lines(token, self._sandbox.max_processes),
+                run_lines(words, env, job.timeout_s, f"{own}.status", f"{own}.pgid"),
+                "rc=$?",
+                f'echo "ratchet: sandbox $(wc -l < {own}.status) $(head -n1 {own}.status)" >&2',
+                f"rm -f {own}.status",
+                'if [ -n "$cg" ]; then for i in 1 2 3 4 5 6 7 8 9 10; do '
+                'rmdir "$cg" 2>/dev/null && break; sleep 0.1; done; fi',
+                "(exit $rc)",
+            ]
+        exports = "".join(
+            f"export {name}={q(value)}\n" for name, value in env.items() if name.isidentifier()
+        )
+        token_env = f"{TOKEN_VARIABLE}={token}"
+        # The token is given to the command only (not exported here): the helpers that look
+        # for it must not find themselves.
+        inner = 'echo $$ > "$0"; exec sh -c "$1"'
+        return [
+            exports,
+            "if command -v setsid >/dev/null 2>&1; then",
+            f"  setsid -w env {q(token_env)} sh -c {q(inner)} {own}.pgid {q(job.command)} "
+            "</dev/null 2>&1",
+            "else",
+            f"  env {q(token_env)} sh -c {q(job.command)} </dev/null 2>&1",
+            "fi",
+        ]
 
     async def _execute(
         self,
@@ -605,16 +661,15 @@ class SshRunner:
     ) -> RunOutcome:
         asyncssh = _asyncssh()
         token = uuid.uuid4().hex
-        fresh = state.prepared != job.experiment
-        state.prepared = None
+        state.prepared = None  # every run starts from a fresh copy: repeats are independent
         address = state.host.address.text
         started = time.monotonic()
         report = _Report(started)
         try:
             process = await connection.create_process(
-                self._wrapper(state, job, slot, token, fresh), encoding=None
+                self._wrapper(state, job, slot, token), encoding=None
             )
-            process.stdin.write(job.editable_text.encode("utf-8") if fresh else b"")
+            process.stdin.write(job.editable_text.encode("utf-8"))
             process.stdin.write_eof()
         except (OSError, asyncssh.Error) as error:
             state.connection = None
@@ -623,7 +678,9 @@ class SshRunner:
             return RunOutcome(
                 None, 0.0, False, False, list(tail), [], lost=message, hardware=hardware
             )
-        reader = asyncio.create_task(self._stream(process, job.log_path, on_line, tail))
+        reader = asyncio.create_task(
+            self._stream(process, job.log_path, on_line, tail, job.secrets)
+        )
         reports = asyncio.create_task(report.read(process.stderr))
         timed_out = stopped = False
         problem: str | None = None
@@ -670,43 +727,78 @@ class SshRunner:
                 problem = None  # the outcome is known: killed by us
             else:
                 say(f"[ratchet] lost: {problem}")
+        return self._outcome(job, report, problem, wall, timed_out, stopped, tail, hardware)
+
+    def _outcome(
+        self,
+        job: Job,
+        report: _Report,
+        problem: str | None,
+        wall: float,
+        timed_out: bool,
+        stopped: bool,
+        tail: deque[str],
+        hardware: dict[str, Any],
+    ) -> RunOutcome:
+        """The run as the wrapper reported it, checked against the loop's locked hashes and
+        against the sandbox's own report."""
+        before = _by_name(report.before, job.locked)
+        after = _by_name(report.after, job.locked)
+        refused = leftovers = None
+        if job.expected_locked is not None and report.finished:
+            expected = {k: job.expected_locked.get(k, "missing") for k in before}
+            if differ := changed_files(expected, before):
+                refused = "the locked files differ from the loop's start: " + ", ".join(differ)
+            before = {k: v for k, v in expected.items() if k in after}
+        sandboxed = self._sandbox.kind == "bwrap"
+        if sandboxed and report.finished and not (timed_out or stopped or problem or refused):
+            if report.sandbox is None or report.sandbox_lines != 1:
+                refused = "the sandbox's first process was killed or its report was forged"
+            elif report.sandbox[0] != report.exit_code:
+                refused = "the sandbox's report does not match the exit code"
+            else:
+                leftovers = report.sandbox[1]
         return RunOutcome(
             exit_code=None if problem else report.exit_code,
             wall_s=wall,
             timed_out=timed_out,
             stopped=stopped,
             tail=list(tail),
-            locked_changed=changed_files(
-                _by_name(report.before, job.locked), _by_name(report.after, job.locked)
-            )
-            if report.finished
-            else [],
-            leftover_processes=0 if (timed_out or stopped) else report.leftovers,
+            locked_changed=changed_files(before, after) if report.finished else [],
+            leftover_processes=0
+            if (timed_out or stopped)
+            else (report.leftovers if leftovers is None else leftovers),
             lost=problem,
-            hardware=hardware,
+            hardware={**hardware, "sandbox": "bwrap" if sandboxed else "none"},
+            refused=refused,
         )
 
     @staticmethod
     async def _stream(
-        process: Any, log_path: Path, on_line: OnLine, tail: deque[str]
+        process: Any, log_path: Path, on_line: OnLine, tail: deque[str], secrets: tuple[str, ...]
     ) -> str | None:
-        """Copies the command's output to its log and the engine; returns why it broke off
-        (the connection failed), or None at the end of the output."""
+        """Copies the command's output to its log and the engine, secrets removed; returns
+        why it broke off (the connection failed), or None at the end of the output."""
         asyncssh = _asyncssh()
         splitter = LineSplitter()
         problem = None
-        with open(log_path, "ab", buffering=0) as log:
-            try:
-                while chunk := await process.stdout.read(_CHUNK):
-                    log.write(chunk)
-                    for line in splitter.feed(chunk):
-                        tail.append(line)
-                        on_line(line)
-            except (OSError, asyncssh.Error) as error:
-                problem = _plain(error)
+        log = LogWriter(log_path, secrets)
+
+        def out(line: str) -> None:
+            clean = log.line(line)
+            tail.append(clean)
+            on_line(clean)
+
+        try:
+            while chunk := await process.stdout.read(_CHUNK):
+                for line in splitter.feed(chunk):
+                    out(line)
+        except (OSError, asyncssh.Error) as error:
+            problem = _plain(error)
+        finally:
             for line in splitter.flush():
-                tail.append(line)
-                on_line(line)
+                out(line)
+            log.close()
         return problem
 
     async def _kill(self, connection: Any, state: _SlotState, token: str) -> None:
@@ -732,6 +824,8 @@ class _Report:
         self.failure: str | None = None
         self.finished = False
         self.other: list[str] = []
+        self.sandbox: tuple[int, int] | None = None  # its first process: (exit, leftovers)
+        self.sandbox_lines = 0
 
     async def read(self, stream: Any) -> None:
         pending = b""
@@ -763,6 +857,12 @@ class _Report:
         elif words[0] in ("before", "after") and len(words) == 3:
             target = self.before if words[0] == "before" else self.after
             target[words[1]] = words[2]
+        elif words[0] == "sandbox" and len(words) >= 2:
+            # `sandbox <lines in the status file> exit X leftovers N`
+            with contextlib.suppress(ValueError):
+                self.sandbox_lines = int(words[1])
+                if words[2:3] == ["exit"] and words[4:5] == ["leftovers"] and len(words) == 6:
+                    self.sandbox = (int(words[3]), int(words[5]))
         elif words[0] == "fail":
             self.failure = " ".join(words[1:]) or "the wrapper failed"
             if self.other:
