@@ -19,5 +19,5 @@ def make_runner(config: Config) -> Runner:
     if kind == "ray":
         from .ray import RayRunner
 
-        return RayRunner(config.runner, config.root)
+        return RayRunner(config.runner, config.root, config.sandbox)
     raise RatchetError(f'unknown runner `{kind}` in [runner]; use "local", "ssh" or "ray"')

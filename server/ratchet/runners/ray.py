@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shlex
 import time
 import uuid
@@ -27,12 +28,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from ..config import RunnerConfig
+from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
 from ..guard import changed_files
 from .base import Job, OnLine, RunControl, RunOutcome, Slot
-from .local import TAIL_LINES, LineSplitter
+from .local import TAIL_LINES, LineSplitter, LogWriter
 from .processes import TOKEN_VARIABLE
+from .sandbox import remote_source
+from .sandbox_init import INIT_SH
 
 POLL_S = 0.25
 CONTACT_LOST_S = 30.0  # the dashboard unanswered this long mid-run: lost
@@ -51,11 +54,25 @@ _LOST_ERRORS = {
 
 # Runs on the cluster's node, in the job's working_dir, with whatever python3 is there.
 WRAPPER = r"""
-import hashlib, json, os, signal, socket, subprocess, sys, threading, time
+import hashlib, json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import types
 run = json.loads(os.environ.pop("RATCHET_RAY_RUN"))
 os.environ.pop("RATCHET_RAY_WRAPPER", None)
+sandbox_source = os.environ.pop("RATCHET_RAY_SANDBOX", "")
 marker, token, command = run["marker"], run["token"], sys.argv[1]
 out = sys.stdout.buffer
+# Every run in a fresh copy: Ray reuses one unpacked working_dir for jobs of the same content,
+# so a run writing there would reach the next (a repeat, or the evaluator).
+shipped = os.getcwd()
+work = tempfile.mkdtemp(prefix="ratchet-run-")
+shutil.copytree(shipped, work, symlinks=True, dirs_exist_ok=True)
+for path in run["drop"]:
+    target = os.path.join(work, path)
+    if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
+    elif os.path.lexists(target):
+        os.remove(target)
+os.chdir(work)
 
 def report(kind, value):
     out.write(("%s %s %s\n" % (marker, kind, json.dumps(value))).encode())
@@ -81,8 +98,47 @@ def digest(path):
         return "missing"
     return h.hexdigest()
 
-def hashes():
-    return {p: digest(p) for p in run["locked"]}
+def hashes(paths=None):
+    return {p: digest(p) for p in (run["locked"] if paths is None else paths)}
+
+def sandboxed(env):
+    # argv, env and the cgroup for the command in bubblewrap: the same sandbox as on
+    # Ratchet's machine (runners/sandbox.py, shipped as text).
+    module = types.ModuleType("ratchet_sandbox")
+    sys.modules[module.__name__] = module
+    exec(compile(sandbox_source, "ratchet_sandbox", "exec"), module.__dict__)
+    bwrap = module.find_bwrap()
+    if bwrap is None or module.probe(bwrap):
+        raise RuntimeError(module.probe(bwrap) or "no bubblewrap")
+    home = os.path.expanduser("~")
+    hidden = (shipped, home)
+    prefixes = {sys.prefix, sys.base_prefix}
+    spec = module.SandboxSpec(
+        bwrap=bwrap, run_dir=work, hide=(shipped,), home=home,
+        read=tuple(module.toolchain_folders(hidden, env.get("PATH", ""), prefixes, command))
+        + tuple(module.expand(run["sandbox"]["read"], home)),
+        write=module.expand(run["sandbox"]["write"], home), network=run["sandbox"]["network"],
+    )
+    init = ["/bin/sh", "-c", run["init"], "ratchet-init", command, "", "", ""]
+    argv = module.build_argv(spec, init)
+    limit, cgroup = run["sandbox"]["max_processes"], None
+    if os.getuid() == 0:
+        cgroup = "/sys/fs/cgroup/pids/ratchet-" + token
+        try:
+            os.mkdir(cgroup)
+            with open(cgroup + "/pids.max", "w") as f:
+                f.write(str(limit))
+            argv = ["/bin/sh", "-c", 'echo $$ > "%s/cgroup.procs" && exec "$@"' % cgroup,
+                    "ratchet-limit"] + argv
+        except OSError:
+            cgroup = None
+    elif shutil.which("prlimit"):
+        mine = sum(1 for p in os.listdir("/proc") if p.isdigit()
+                   and os.stat("/proc/" + p).st_uid == os.getuid())
+        argv = ["prlimit", "--nproc=%d:%d" % (mine + limit, mine + limit), "--"] + argv
+    clean = module.clean_env(env, run["sandbox"]["env"], {})
+    clean["HOME"] = home
+    return argv, clean, cgroup
 
 def with_token():
     needle = ("%s=%s" % (run["token_variable"], token)).encode()
@@ -147,20 +203,44 @@ env.update(run["env"])
 env[run["token_variable"]] = token
 if not run["gpu"]:
     env["CUDA_VISIBLE_DEVICES"] = ""
+argv, stdin, status, cgroup = ["/bin/sh", "-c", command], subprocess.DEVNULL, None, None
+if run["sandbox"]:
+    try:
+        argv, env, cgroup = sandboxed(env)
+    except Exception as error:
+        report("start", {"hardware": hardware(), "before": hashes()})
+        out.write(("[ratchet] no sandbox on this node: %s\n" % error).encode())
+        report("end", {"exit": 126, "wall": 0.0, "leftovers": 0, "after": hashes(),
+                       "refused": "no sandbox on the Ray node: %s" % error})
+        sys.exit(126)
+    status, stdin = os.pipe()
+    os.set_inheritable(status, False)
 report("start", {"hardware": hardware(), "before": hashes()})
 if run["gpu"] and not os.environ.get("CUDA_VISIBLE_DEVICES"):
     out.write(b"[ratchet] Ray set no CUDA_VISIBLE_DEVICES for this job: it sees every GPU of "
               b"its node\n")
 started = time.time()
-child = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+child = subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+if status is not None:
+    os.close(stdin)
+timed_out = []
 
 def stop(signum, frame):
     try:
-        child.send_signal(signum)
+        os.killpg(child.pid, signum)
     except OSError:
         pass
     kill_leftovers()
+
+def deadline():
+    # The budget is enforced here, on the node, not only by the client's stop_job.
+    timed_out.append(True)
+    stop(signal.SIGKILL, None)
+
+timer = threading.Timer(run["timeout"], deadline)
+timer.daemon = True
+timer.start()
 
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
@@ -173,13 +253,33 @@ while True:
     out.flush()
     last = chunk[-1:]
 code = child.wait()
+timer.cancel()
 wall = time.time() - started
 if last != b"\n":
     out.write(b"\n")
 count = len(with_token())
 kill_leftovers()
-report("end", {"exit": code, "wall": wall, "leftovers": count, "after": hashes()})
-sys.exit(code if code >= 0 else 128 - code)
+code = code if code >= 0 else 128 - code
+end = {"exit": code, "wall": wall, "leftovers": count, "timed_out": bool(timed_out),
+       "after": hashes([p for p in run["locked"] if p not in run["consumable"]])}
+if status is not None:
+    said = os.read(status, 4096).decode("ascii", "replace").splitlines()
+    words = said[0].split() if len(said) == 1 else []
+    if len(words) == 4 and words[0] == "exit" and words[1] == str(code):
+        end["leftovers"] = int(words[3]) if words[3].isdigit() else 1
+    elif not timed_out:
+        end["refused"] = "the sandbox's first process was killed or its report was forged"
+    if cgroup:
+        for _ in range(20):
+            try:
+                os.rmdir(cgroup)
+                break
+            except OSError:
+                time.sleep(0.05)
+report("end", end)
+os.chdir(shipped)
+shutil.rmtree(work, ignore_errors=True)
+sys.exit(code)
 """
 
 
@@ -208,11 +308,12 @@ class _Stream:
         self.on_line = on_line
         self.tail = tail
         self.splitter = LineSplitter()
-        self.log = open(job.log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self.log = LogWriter(job.log_path, job.secrets)
         self.received = 0  # characters of the job's log seen so far
         self.start: dict[str, Any] | None = None
         self.end: dict[str, Any] | None = None
         self.started_at: float | None = None
+        self.markers = {"start": 0, "end": 0}  # more than one of either: a forged report
 
     def feed(self, text: str) -> None:
         self.received += len(text)
@@ -222,27 +323,31 @@ class _Stream:
     def flush(self) -> None:
         for line in self.splitter.flush():
             self._line(line)
-        self.log.flush()
 
     def _line(self, line: str) -> None:
         if line.startswith(self.marker + " "):
             kind, _, value = line[len(self.marker) + 1 :].partition(" ")
             with contextlib.suppress(ValueError):
                 data = json.loads(value)
-                if kind == "start":
+                if kind in self.markers:
+                    self.markers[kind] += 1
+                if kind == "start" and self.start is None:
                     self.start, self.started_at = data, time.monotonic()
                 elif kind == "end":
                     self.end = data
             return
-        self.log.write(line + "\n")
-        self.tail.append(line)
-        self.on_line(line)
+        clean = self.log.line(line)
+        self.tail.append(clean)
+        self.on_line(clean)
 
     def say(self, line: str) -> None:
-        self.log.write(line + "\n")
-        self.log.flush()
-        self.tail.append(line)
-        self.on_line(line)
+        clean = self.log.line(line)
+        self.tail.append(clean)
+        self.on_line(clean)
+
+    @property
+    def forged(self) -> bool:
+        return any(count > 1 for count in self.markers.values())
 
     def close(self) -> None:
         self.log.close()
@@ -251,7 +356,15 @@ class _Stream:
 class RayRunner:
     kind = "ray"
 
-    def __init__(self, config: RunnerConfig, project: Path) -> None:
+    def __init__(
+        self, config: RunnerConfig, project: Path, sandbox: SandboxConfig | None = None
+    ) -> None:
+        self._sandbox = sandbox or SandboxConfig(kind="none")
+        if self._sandbox.kind == "bwrap" and self._sandbox.hosts:
+            raise RatchetError(
+                "[sandbox] hosts works with the local runner only for now; "
+                'run such a loop with [runner] kind = "local"'
+            )
         if not config.address:
             raise RatchetError(
                 'the ray runner needs `address` in [runner], e.g. "http://127.0.0.1:8265"'
@@ -335,19 +448,34 @@ class RayRunner:
             RATCHET_EXPERIMENT=str(job.experiment),
             PYTHONUNBUFFERED="1",
         )
+        sandbox = self._sandbox
+        if sandbox.kind == "bwrap":
+            env.update({k: v for k in sandbox.env if (v := os.environ.get(k))})
         run = {
             "marker": marker,
             "token": token,
             "token_variable": TOKEN_VARIABLE,
             "locked": list(job.locked),
+            "consumable": list(job.consumable),
+            "drop": list(job.drop),
+            "timeout": job.timeout_s + 1,  # the client stops it at timeout_s; the node too
             "gpu": self._gpu,
             "env": env,
+            "init": INIT_SH,
+            "sandbox": {
+                "read": list(sandbox.read),
+                "write": list(sandbox.write),
+                "env": list(sandbox.env),
+                "network": sandbox.network,
+                "max_processes": sandbox.max_processes,
+            }
+            if sandbox.kind == "bwrap"
+            else None,
         }
-        return {
-            "working_dir": str(job.worktree),
-            "excludes": [".git"],
-            "env_vars": {"RATCHET_RAY_RUN": json.dumps(run), "RATCHET_RAY_WRAPPER": WRAPPER},
-        }
+        env_vars = {"RATCHET_RAY_RUN": json.dumps(run), "RATCHET_RAY_WRAPPER": WRAPPER}
+        if sandbox.kind == "bwrap":
+            env_vars["RATCHET_RAY_SANDBOX"] = remote_source()
+        return {"working_dir": str(job.worktree), "excludes": [".git"], "env_vars": env_vars}
 
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         client = self._client
@@ -356,7 +484,8 @@ class RayRunner:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         token = uuid.uuid4().hex
-        marker = f"@@ratchet-{token[:12]}@@"
+        # Not derived from the token the command receives: a marker it cannot rebuild.
+        marker = f"@@ratchet-{uuid.uuid4().hex}@@"
         stream = _Stream(job, marker, on_line, tail)
         digest = hashlib.sha256(str(job.worktree).encode()).hexdigest()[:6]
         submission_id = f"ratchet-{job.experiment}-{digest}-{token[:8]}"
@@ -466,8 +595,11 @@ class RayRunner:
         if wall is None:
             start = stream.started_at or running_since or submitted
             wall = time.monotonic() - start
-        before = (stream.start or {}).get("before", {})
+        timed_out = timed_out or bool(end.get("timed_out"))
+        before, refused = self._checked_before(job, stream)
         after = end.get("after", before)
+        before = {k: v for k, v in before.items() if k in after}
+        hardware = {**self._hardware(stream, info), "sandbox": self._sandbox.kind}
         return RunOutcome(
             exit_code=None if lost else exit_code,
             wall_s=float(wall),
@@ -477,8 +609,22 @@ class RayRunner:
             locked_changed=changed_files(before, after) if stream.end else [],
             leftover_processes=0 if (timed_out or stopped) else int(end.get("leftovers", 0)),
             lost=None if (timed_out or stopped) else lost,
-            hardware=self._hardware(stream, info),
+            hardware=hardware,
+            refused=refused or end.get("refused"),
         )
+
+    @staticmethod
+    def _checked_before(job: Job, stream: _Stream) -> tuple[dict[str, str], str | None]:
+        """The locked files' hashes the run started from, and why they are not believed."""
+        before = dict((stream.start or {}).get("before", {}))
+        if stream.forged:
+            return before, "the run printed the wrapper's report markers: a forged report"
+        if job.expected_locked is None:
+            return before, None
+        expected = {k: job.expected_locked.get(k, "missing") for k in before}
+        if differ := changed_files(expected, before):
+            return expected, "the locked files differ from the loop's start: " + ", ".join(differ)
+        return expected, None
 
     def _lost_reason(self, status: str, info: Any, stream: _Stream) -> str | None:
         """Why a job that ended on its own is `lost`, or None if it ran to an answer."""
