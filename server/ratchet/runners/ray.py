@@ -610,7 +610,8 @@ class RayRunner:
             leftover_processes=0 if (timed_out or stopped) else int(end.get("leftovers", 0)),
             lost=None if (timed_out or stopped) else lost,
             hardware=hardware,
-            refused=refused or end.get("refused"),
+            # killed by us: the sandbox had no chance to report, and nothing is judged anyway
+            refused=None if (timed_out or stopped) else refused or end.get("refused"),
         )
 
     @staticmethod
