@@ -49,6 +49,7 @@ class Launch:
     def stdin(self) -> int:
         """The sandbox's stdin is the status pipe (its first process moves it to fd 3)."""
         return self.pass_fds[0] if self.pass_fds else subprocess.DEVNULL
+
     cgroup: PidsCgroup | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -133,6 +134,8 @@ def prepare(job: Job, slot: Slot, token: str, proxy: HostProxy | None) -> Launch
         network=sandbox.network,
         binds=((str(proxy.folder), str(proxy.folder)),) if proxy else (),
         hosts_file=proxy.hosts_file if proxy else None,
+        bind_low_ports=proxy is not None
+        and any(int(h.rsplit(":")[-1]) < 1024 for h in proxy.hosts),
     )
     env = clean_env(os.environ, passed, variables)
     env["HOME"] = home

@@ -52,6 +52,7 @@ class SandboxSpec:
     network: bool = False
     binds: tuple[tuple[str, str], ...] = ()  # (outside, inside) read-only extras: sockets
     hosts_file: str | None = None  # bound over /etc/hosts (the declared API hosts)
+    bind_low_ports: bool = False  # a declared host's port < 1024 is listened on inside
     devices: tuple[str, ...] = field(default_factory=lambda: gpu_devices())
 
 
@@ -114,6 +115,8 @@ def build_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
     """bubblewrap's command line for `command` under `spec`. Later mounts cover earlier ones:
     the root read-only, then the hidden folders emptied, then what is bound back."""
     argv = [spec.bwrap, *_BASE_FLAGS]
+    if spec.bind_low_ports:  # in the sandbox's own network namespace only
+        argv += ["--cap-add", "CAP_NET_BIND_SERVICE"]
     if not spec.network:
         argv.append("--unshare-net")
     argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm"]
