@@ -90,6 +90,10 @@ class LogWriter:
                 self._log.write(f"... (log cut at {MAX_LOG_BYTES >> 20} MiB)\n")
         return clean
 
+    def flush(self) -> None:
+        """After each chunk read: whoever tails the log (the editor, a person) sees it live."""
+        self._log.flush()
+
     def close(self) -> None:
         self._log.close()
 
@@ -110,6 +114,7 @@ async def stream_output(
                 clean = log.line(line)
                 tail.append(clean)
                 on_line(clean)
+            log.flush()
         for line in splitter.flush():
             clean = log.line(line)
             tail.append(clean)

@@ -319,6 +319,7 @@ class _Stream:
         self.received += len(text)
         for line in self.splitter.feed(text.encode("utf-8")):
             self._line(line)
+        self.log.flush()
 
     def flush(self) -> None:
         for line in self.splitter.flush():
@@ -342,6 +343,7 @@ class _Stream:
 
     def say(self, line: str) -> None:
         clean = self.log.line(line)
+        self.log.flush()
         self.tail.append(clean)
         self.on_line(clean)
 

@@ -793,6 +793,7 @@ class SshRunner:
             while chunk := await process.stdout.read(_CHUNK):
                 for line in splitter.feed(chunk):
                     out(line)
+                log.flush()
         except (OSError, asyncssh.Error) as error:
             problem = _plain(error)
         finally:
