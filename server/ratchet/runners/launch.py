@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,8 @@ class Launch:
             with contextlib.suppress(OSError):
                 os.close(self.status_fd)
         if self.cgroup is not None:
-            self.cgroup.remove()
+            # Off the run's path: the cgroup empties moments after the namespace ends.
+            threading.Thread(target=self.cgroup.remove, daemon=True).start()
 
 
 def experiment_variables(job: Job, slot: Slot, token: str) -> dict[str, str]:

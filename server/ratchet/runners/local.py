@@ -21,7 +21,7 @@ from ..traces import redact_text
 from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
 from .launch import Launch, experiment_variables, prepare
 from .netproxy import HostProxy
-from .processes import kill_tree, processes_with_token
+from .processes import PidsCgroup, kill_tree, processes_with_token
 from .sandbox import find_bwrap, make_non_dumpable, probe
 
 TAIL_LINES = 200
@@ -137,6 +137,7 @@ class LocalRunner:
             if problem:
                 raise RatchetError(problem)
             make_non_dumpable()  # no run reads our environ (the agent's key) or memory
+            await asyncio.to_thread(PidsCgroup.sweep)
             if self._sandbox.hosts and not self._sandbox.network:
                 self._proxy = HostProxy(self._sandbox.hosts)
         if not self._gpus:

@@ -118,6 +118,14 @@ class PidsCgroup:
             return None
         return cls(path)
 
+    @staticmethod
+    def sweep(root: Path = _PIDS_V1) -> None:
+        """Removes the empty cgroups of runs whose removal never came (a killed Ratchet)."""
+        with contextlib.suppress(OSError):
+            for stale in root.glob("ratchet-*"):
+                with contextlib.suppress(OSError):
+                    stale.rmdir()
+
     def enter(self) -> list[str]:
         procs = str(self.path / "cgroup.procs")
         return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "ratchet-limit"]
