@@ -173,9 +173,12 @@ class Measurer:
                 attempt, job, slot, commit, base_commit, reader, control, eval_line
             )
         attempt.measurement = reader.result()
-        attempt.trace_tail = await asyncio.to_thread(
-            run_trace_tail, self._eval_folder(slot) if use_eval else worktree, metric.trace
-        )
+        # The evaluator's trace, else the command's (shown to the agent only, never scored).
+        folders = [self._eval_folder(slot), worktree] if use_eval else [worktree]
+        for folder in folders:
+            attempt.trace_tail = await asyncio.to_thread(run_trace_tail, folder, metric.trace)
+            if attempt.trace_tail:
+                break
         if metric.holdout and ran_clean(attempt.outcome) and attempt.measurement.value is not None:
             attempt.holdout = await self._holdout(job, slot, control, commit, base_commit)
         return attempt

@@ -6,9 +6,12 @@ from ..config import Config
 from ..errors import RatchetError
 from .base import Runner
 from .local import LocalRunner
+from .sandbox import make_non_dumpable
 
 
 def make_runner(config: Config) -> Runner:
+    if config.sandbox.kind == "bwrap":
+        make_non_dumpable()  # no run, on any runner, reads our environ (the agent's key)
     kind = config.runner.kind
     if kind == "local":
         return LocalRunner(config.runner.gpus, config.sandbox)
