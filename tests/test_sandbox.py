@@ -199,3 +199,48 @@ def test_ratchet_doctor_says_whether_runs_are_sandboxed(make_project: MakeProjec
         env={**os.environ, "COLUMNS": "300"},
     )
     assert "sandbox: bubblewrap" in done.stdout, done.stdout
+
+
+ARTEFACT_TRAIN = """\
+import os
+LR = 0.5
+
+
+WIDTH = 8
+score = (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100
+open("ckpt.txt", "w").write(str(score))
+open("json.py", "w").write("print('score: -100')\\n")  # would shadow the evaluator's import
+if os.path.exists("outside"):
+    os.remove("outside")
+os.symlink("/etc/hostname", "outside")
+"""
+
+EVALUATOR = """\
+import json, os
+assert not os.path.exists("outside"), "a symlink artefact was carried"
+print("score:", float(open("ckpt.txt").read()))
+"""
+
+
+async def test_the_evaluator_sees_only_the_declared_artefacts(make_project: MakeProject) -> None:
+    config = FAST.replace(
+        'goal = "minimize"',
+        'goal = "minimize"\neval = "{python} evaluate.py"\nartefacts = ["ckpt.txt", "outside"]',
+    )
+    root = make_project(
+        train=ARTEFACT_TRAIN,
+        config=config.replace('locked = ["prepare.py"]', 'locked = ["prepare.py", "evaluate.py"]'),
+        extra={"evaluate.py": EVALUATOR},
+    )
+    engine = engine_for(root, ScriptedAgent([]))
+    await run(engine, 1)
+    [baseline] = engine.ledger.experiments("t")
+    assert baseline.status is Status.KEPT, baseline.reason
+    assert baseline.metric == pytest.approx(0.2)  # the checkpoint, not the shadowing module
+    room = root / ".ratchet" / "cleanroom" / "cpu"
+    assert (room / "ckpt.txt").exists() and not (room / "json.py").exists()
+    assert (
+        "symbolic link: not carried"
+        in (root / ".ratchet" / "logs" / "0.log").read_text() + (baseline.log_tail)
+        or not (room / "outside").exists()
+    )
