@@ -239,8 +239,4 @@ async def test_the_evaluator_sees_only_the_declared_artefacts(make_project: Make
     assert baseline.metric == pytest.approx(0.2)  # the checkpoint, not the shadowing module
     room = root / ".ratchet" / "cleanroom" / "cpu"
     assert (room / "ckpt.txt").exists() and not (room / "json.py").exists()
-    assert (
-        "symbolic link: not carried"
-        in (root / ".ratchet" / "logs" / "0.log").read_text() + (baseline.log_tail)
-        or not (room / "outside").exists()
-    )
+    assert not (room / "outside").exists()  # a symbolic link is never carried
