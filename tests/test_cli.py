@@ -84,7 +84,8 @@ print("score:", LR)
 
 
 def test_ctrl_c_records_interrupted_and_the_next_run_resumes(make_project: MakeProject) -> None:
-    root = make_project(train=SLOW)
+    # A budget long enough that exp 1 is still running when Ctrl-C comes (not over budget).
+    root = make_project(train=SLOW, config=CONFIG.replace('budget = "10s"', 'budget = "60s"'))
     process = subprocess.Popen(
         [*RATCHET, "-C", str(root), "run", "--tag", "c"],
         stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from loops import engine_for, run, statuses
 from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.errors import LoopBusyError, RatchetError, WorkspaceError
-from ratchet.events import ExperimentFinished, OutputLine
+from ratchet.events import ExperimentFinished, ExperimentStarted, OutputLine
 from ratchet.experiment import Status
 from ratchet.runners.base import Job, OnLine, RunControl, RunOutcome, Slot
 from ratchet.runners.local import LocalRunner
@@ -188,7 +188,7 @@ print("score: 1.0")
 async def test_a_run_past_its_timeout_is_killed_with_all_its_children(
     make_project: MakeProject,
 ) -> None:
-    config = CONFIG.replace('budget = "10s"', 'budget = "1s"\ntimeout = "2s"')
+    config = CONFIG.replace('budget = "10s"', 'budget = "1s"\ntimeout = "2s"\ngrace = "5s"')
     root = make_project(train=SPAWNER, config=config)
     engine = engine_for(root)
     tokens: list[str] = []
@@ -270,7 +270,9 @@ async def test_stop_interrupts_the_running_experiment(make_project: MakeProject)
     root = make_project()
     engine = engine_for(root, ScriptedAgent([(lambda _: slow, "slow")]))
     started = asyncio.Event()
-    engine.bus.subscribe(lambda e: started.set() if getattr(e, "id", None) == 1 else None)
+    engine.bus.subscribe(
+        lambda e: started.set() if isinstance(e, ExperimentStarted) and e.id == 1 else None
+    )
     task = asyncio.create_task(run(engine, 5))
     await asyncio.wait_for(started.wait(), 20)
     await asyncio.sleep(0.3)

@@ -8,6 +8,7 @@ import subprocess
 import textwrap
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace as replace_job
 from pathlib import Path
 
 import pytest
@@ -236,9 +237,13 @@ async def test_runs_are_killed_at_timeout_with_their_children_and_leftovers_are_
             RunControl(),
         )
         assert outcome.locked_changed == ["prepare.py"]
-        # The same experiment's second run (its eval) sees what the first one left.
+        # Its evaluator starts from a fresh copy with only the declared artefacts carried
+        # over; a repeat starts from a fresh copy with nothing (issue 11: independent runs).
+        evaluator = replace_job(job(4, "cat made.txt; cat prepare.py"), carry=("made.txt",))
+        outcome = await runner.run(evaluator, slot, lines.append, RunControl())
+        assert outcome.tail[0] == "out" and "tampered" not in "\n".join(outcome.tail)
         outcome = await runner.run(job(4, "cat made.txt"), slot, lines.append, RunControl())
-        assert outcome.tail == ["out"]
+        assert "No such file" in outcome.tail[0]
         outcome = await runner.run(
             job(5, "cat prepare.py; ls made.txt; exit 3"), slot, lines.append, RunControl()
         )

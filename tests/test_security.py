@@ -85,3 +85,37 @@ async def test_a_sentinel_key_appears_in_no_file_after_a_run(
     log = (root / ".ratchet" / "loops" / "s" / "logs" / "1.log").read_text()
     assert "ANTHROPIC_API_KEY" not in log  # the experiment never saw the variable at all
     assert assert_no_secret(root) > 5
+
+
+# Wherever the key came from (here a file a careless user committed), a run that prints it
+# leaves it in no log, log tail or ledger row: logs are redacted like traces.
+PRINTS_A_FILE = """\
+LR = 0.5
+
+
+WIDTH = 8
+print("the notes say:", open("notes.txt").read().strip())
+print("and this looks like a key: sk-ant-api03-ABCDEFGHIJKLmnopqrst")
+print("score:", (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100)
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+async def test_a_key_printed_by_a_run_is_redacted_from_its_log_and_tail(
+    sandbox: str, make_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
+    config = CONFIG.replace(
+        "[agent]", f'[judge]\nbaseline_runs = 1\n\n[sandbox]\nkind = "{sandbox}"\n\n[agent]'
+    )
+    root = make_project(train=PRINTS_A_FILE, config=config, extra={"notes.txt": SENTINEL})
+    engine = Engine(load_config(root), tag="r")
+    await run(engine, 1)
+    [baseline] = engine.ledger.experiments("r")
+    assert baseline.status is Status.KEPT, baseline.reason
+    assert "the notes say: [REDACTED]" in baseline.log_tail
+    assert "looks like a key: [REDACTED]" in baseline.log_tail
+    for path in (root / ".ratchet").rglob("*"):  # the checkout holds the file, nothing else
+        if path.is_file() and "worktrees" not in path.parts:
+            assert SENTINEL.encode() not in path.read_bytes(), path
+    assert "sk-ant-api03" not in (root / ".ratchet" / "logs" / "0.log").read_text()

@@ -2,7 +2,8 @@
 
 Run: python evaluate.py   (in the folder of triage.py and tasks.jsonl)
 
-It triages every ticket of tasks.jsonl with triage.triage, prints a summary the loop reads,
+It triages every ticket of tasks.jsonl with triage.triage, in a child process that is given
+the tickets and never the labels, and prints a summary the loop reads,
 
     ---
     accuracy:        0.640000   the metric: the share of tickets labelled right (higher is better)
@@ -13,35 +14,105 @@ and writes one block per failed case to failures.txt (named by `[metric] trace` 
 ratchet.toml): the ticket, the expected and the given label, the scores, the matched rules
 and the reason the agent gave. That file is what the proposing agent reads to find out what
 fails and why. A triage that raises counts as a failed case, with its exception.
+
+The edited code is the adversary. It never runs in this process: a child imports it and
+answers one JSON line per ticket, so nothing it prints (an `atexit` "accuracy: 1.0") reaches
+this output. Under Ratchet the labels are read first and the file is deleted
+from the evaluator's fresh copy (ratchet.toml lists it in `eval_only`, so the command's
+folder never had it), and this process is made non-dumpable, so the child can read neither
+the file nor this memory.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import ctypes
 import json
+import os
+import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "tasks.jsonl"
-TRACE = Path("failures.txt")  # in the experiment's folder
+TRACE = Path("failures.txt")  # in the evaluator's folder
+
+# The child: imports the edited triage.py and answers each ticket on its own stdout.
+CHILD = """
+import json, sys, traceback
+sys.path.insert(0, ".")
+out = sys.stdout
+try:
+    import triage
+except BaseException:
+    out.write(json.dumps({"import_error": traceback.format_exc()}) + "\\n")
+    sys.exit(1)
+for line in sys.stdin:
+    case = json.loads(line)
+    try:
+        d = triage.triage(case["ticket"])
+        answer = {"id": case["id"], "label": d.label, "why": d.why,
+                  "scores": dict(d.scores), "matches": {k: list(v) for k, v in d.matches.items()}}
+    except Exception as error:
+        answer = {"id": case["id"], "error": f"{type(error).__name__}: {error}"}
+    out.write(json.dumps(answer) + "\\n")
+    out.flush()
+"""
+
+
+class Decision:
+    def __init__(self, answer: dict) -> None:
+        self.label = answer.get("label")
+        self.why = answer.get("why", "")
+        self.scores = answer.get("scores", {})
+        self.matches = answer.get("matches", {})
 
 
 def load_tasks() -> list[dict]:
-    return [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
+    tasks = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
+    if "RATCHET_EXPERIMENT" in os.environ:  # Ratchet's fresh copy, for this evaluation only
+        TASKS.unlink()  # so the child cannot read it (by hand, your file stays)
+    return tasks
+
+
+def answers(tasks: list[dict]) -> tuple[dict[int, dict], str]:
+    """The child's first answer to each ticket, by id; and its import error, if any."""
+    tickets = "".join(json.dumps({"id": t["id"], "ticket": t["ticket"]}) + "\n" for t in tasks)
+    child = subprocess.run(
+        [sys.executable, "-I", "-c", CHILD],
+        input=tickets,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found: dict[int, dict] = {}
+    for line in child.stdout.splitlines():
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # whatever else the edited code printed: not an answer
+        if not isinstance(answer, dict):
+            continue
+        if "import_error" in answer:
+            return {}, str(answer["import_error"])
+        if isinstance(answer.get("id"), int):
+            found.setdefault(answer["id"], answer)
+    return found, ""
 
 
 def main() -> int:
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        agent = importlib.import_module("triage")
-    except Exception:
-        traceback.print_exc()
-        TRACE.write_text("triage.py failed to import:\n" + traceback.format_exc())
-        print("---\ncorrect: 0")
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no child reads us
+    if not TASKS.exists():
+        print("tasks.jsonl is missing: run the evaluator in a fresh copy of the project")
         return 1
     tasks = load_tasks()
+    given_by_id, import_error = answers(tasks)
+    if import_error:
+        print(import_error)
+        TRACE.write_text("triage.py failed to import:\n" + import_error)
+        print("---\ncorrect: 0")
+        return 1
     labels = sorted({task["label"] for task in tasks})
     right = 0
     per_label = {label: [0, 0] for label in labels}  # right, total
@@ -49,15 +120,15 @@ def main() -> int:
     for task in tasks:
         expected = task["label"]
         per_label[expected][1] += 1
-        try:
-            decision = agent.triage(task["ticket"])
-            given = decision.label
-        except Exception as error:
+        answer = given_by_id.get(task["id"], {"error": "no answer (the child died?)"})
+        if "error" in answer:
             failures.append(
                 f"case {task['id']}: {task['ticket']!r}\n  expected {expected}, triage raised "
-                f"{type(error).__name__}: {error}\n"
+                f"{answer['error']}\n"
             )
             continue
+        decision = Decision(answer)
+        given = decision.label
         if given == expected:
             right += 1
             per_label[expected][0] += 1

@@ -28,6 +28,7 @@ from .events import Event, ExperimentProposed
 from .experiment import Experiment
 from .judge import estimate_noise
 from .ledger import Ledger, results_lines
+from .runners.sandbox import describe as sandbox_status
 from .traces import trace_path
 from .view import LoopView, experiments_table, format_metric
 from .workspace import RATCHET_DIR
@@ -534,6 +535,9 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
             "[yellow]none[/yellow]  no NVIDIA GPU seen (nvidia-smi); experiments run on CPU"
         )
     console.print(f"      CPU: {hardware.cpu_model()}, {os.cpu_count()} cores")
+    sandboxed, line = sandbox_status()  # issue 11: can runs be sandboxed here
+    console.print(f"[green]ok[/green]  {line}" if sandboxed else f"[red]missing[/red]  {line}")
+    problems += not sandboxed
     try:
         config = load_config(project)
         console.print(

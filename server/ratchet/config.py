@@ -43,6 +43,17 @@ class LoopConfig:
     timeout_s: float
     review: str  # "auto" | "propose"
     pipeline: bool = True  # the agent prepares the next proposal while experiments run
+    grace_s: float | None = None  # over the budget before the run is stopped (None: budget / 2)
+
+    @property
+    def grace(self) -> float:
+        """Seconds past the budget a run may take (start-up, its own final evaluation)."""
+        return self.budget_s / 2 if self.grace_s is None else self.grace_s
+
+    @property
+    def deadline_s(self) -> float:
+        """When the harness stops the command: budget + grace, or the timeout if sooner."""
+        return min(self.timeout_s, self.budget_s + self.grace)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,9 @@ class MetricConfig:
     progress_goal: str = "minimize"
     abort_after: float = 0.25  # fraction of the budget before early abort may act
     abort_margin: float = 0.1  # worse than the best run's curve by this fraction: aborted
+    artefacts: tuple[str, ...] = ()  # files the command leaves that the evaluator may read
+    eval_only: tuple[str, ...] = ()  # committed files only the evaluator sees (labels)
+    eval_timeout_s: float | None = None  # the evaluator's own limit (None: the budget)
 
     @property
     def lower_is_better(self) -> bool:
@@ -141,6 +155,19 @@ class TrackConfig:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    """What a run may see and reach ([sandbox]); kind "none" is an explicit opt-out."""
+
+    kind: str = "bwrap"  # "bwrap" | "none"
+    network: bool = False
+    read: tuple[str, ...] = ()  # extra read-only folders (~ expanded)
+    write: tuple[str, ...] = ()  # extra writable folders: caches
+    env: tuple[str, ...] = ()  # variables passed to the run (never the agent's key)
+    hosts: tuple[str, ...] = ()  # "host:port" a run may reach through Ratchet's proxy
+    max_processes: int = 512  # a fork bomb stops here
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     loop: LoopConfig
@@ -151,6 +178,7 @@ class Config:
     source: str = field(default="", repr=False)
     stop: StopConfig = field(default_factory=StopConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     @property
     def slots(self) -> int:
@@ -295,6 +323,15 @@ def _regex(value: Any) -> str:
     return text
 
 
+def _host_list(value: Any) -> tuple[str, ...]:
+    hosts = _string_list(value)
+    for host in hosts:
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _Invalid(f'{host!r} is not host:port; write e.g. ["api.example.com:443"]')
+    return hosts
+
+
 def _tables(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise _Invalid("write one section per constant, such as [agent.space.LR] with low = 1e-4")
@@ -315,6 +352,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "timeout": (_duration, None),
         "review": (_choice("auto", "propose"), "auto"),
         "pipeline": (_boolean, True),
+        "grace": (_duration, None),
     },
     "metric": {
         "name": (_string, _REQUIRED),
@@ -328,6 +366,9 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "progress_goal": (_choice("minimize", "maximize"), "minimize"),
         "abort_after": (_fraction, 0.25),
         "abort_margin": (_non_negative, 0.1),
+        "artefacts": (_string_list, ()),
+        "eval_only": (_string_list, ()),
+        "eval_timeout": (_duration, None),
     },
     "judge": {
         "baseline_runs": (_integer(1), 3),
@@ -378,6 +419,15 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "track": {
         "mlflow": (_string, None),
         "experiment": (_string, None),
+    },
+    "sandbox": {
+        "kind": (_choice("bwrap", "none"), "bwrap"),
+        "network": (_boolean, False),
+        "read": (_string_list, ()),
+        "write": (_string_list, ()),
+        "env": (_string_list, ()),
+        "hosts": (_host_list, ()),
+        "max_processes": (_integer(16), 512),
     },
 }
 
@@ -571,12 +621,13 @@ def _build(
             '`tune` pairs a tuner with an LLM agent; set kind to "anthropic" or "command", '
             "or remove `tune`",
         )
-    loop, metric, judge, agent, runner = (
+    loop, metric, judge, agent, runner, sandbox = (
         v["loop"],
         v["metric"],
         v["judge"],
         v["agent"],
         v["runner"],
+        v["sandbox"],
     )
 
     def fail(table: str, name: str, message: str) -> ConfigError:
@@ -664,6 +715,7 @@ def _build(
             timeout_s=timeout,
             review=loop["review"],
             pipeline=loop["pipeline"],
+            grace_s=loop["grace"],
         ),
         metric=MetricConfig(
             name=metric["name"],
@@ -677,6 +729,9 @@ def _build(
             progress_goal=metric["progress_goal"],
             abort_after=metric["abort_after"],
             abort_margin=metric["abort_margin"],
+            artefacts=_relative_paths(metric["artefacts"], root, fail, "artefacts"),
+            eval_only=_relative_paths(metric["eval_only"], root, fail, "eval_only"),
+            eval_timeout_s=metric["eval_timeout"],
         ),
         judge=JudgeConfig(
             baseline_runs=judge["baseline_runs"],
@@ -719,7 +774,25 @@ def _build(
         source=source,
         stop=StopConfig(**v["stop"]),
         track=TrackConfig(mlflow=v["track"]["mlflow"], experiment=v["track"]["experiment"]),
+        sandbox=SandboxConfig(
+            kind=sandbox["kind"],
+            network=sandbox["network"],
+            read=sandbox["read"],
+            write=sandbox["write"],
+            env=sandbox["env"],
+            hosts=sandbox["hosts"],
+            max_processes=sandbox["max_processes"],
+        ),
     )
+
+
+def _relative_paths(
+    paths: tuple[str, ...], root: Path, fail: Callable[[str, str, str], ConfigError], key: str
+) -> tuple[str, ...]:
+    for relative in paths:
+        if Path(relative).is_absolute() or not _inside(root, relative):
+            raise fail("metric", key, f"`{relative}` is outside the project; give a relative path")
+    return paths
 
 
 # --- [agent.space.NAME] ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .config import Config
 from .errors import RatchetError
 from .events import EventBus, LoopStateChanged
 from .experiment import Experiment, Pending, Proposal
+from .guard import locked_hashes_at
 from .hardware import same_hardware
 from .history import History
 from .judge import Judge
@@ -122,6 +123,12 @@ class Engine:
         await asyncio.to_thread(self.lock.acquire)
         try:
             await asyncio.to_thread(self.opening.open_branch)
+            # Every run's locked files are checked against the loop's start commit, not
+            # against whatever the run folder held before it ran.
+            start = (self.ledger.loop(self.tag) or {})["start_commit"]
+            self.measurer.expected_locked = await asyncio.to_thread(
+                locked_hashes_at, self.workspace, start, self.config.loop.locked
+            )
             self.slots = await self.runner.open()
             self.slot_hardware = {
                 s.name: hw for s in self.slots if (hw := self._known_hardware(s)) is not None

@@ -28,6 +28,7 @@ class Status(enum.StrEnum):
     LOST = "lost"
     REJECTED = "rejected"
     CANCELLED = "cancelled"  # stopped on purpose by a person: never run again by itself
+    OVER_BUDGET = "over_budget"  # ran past its budget plus the grace: never kept
 
     @property
     def is_final(self) -> bool:
@@ -54,6 +55,7 @@ _ENDS_OF_A_RUN = {
     Status.ABORTED,
     Status.LOST,
     Status.CANCELLED,
+    Status.OVER_BUDGET,
 }
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PROPOSED: frozenset({Status.AWAITING_REVIEW, Status.RUNNING, *_ENDS_BEFORE_RUN}),

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import posixpath
+import tarfile
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .experiment import Proposal
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 MAX_EDIT_BYTES = 2_000_000
 
@@ -71,3 +78,43 @@ def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(
         path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
     )
+
+
+def locked_hashes_at(workspace: Workspace, commit: str, locked: Iterable[str]) -> dict[str, str]:
+    """The locked files' hashes as `commit` has them (hashed like `hash_files`), read from
+    git's objects, not from any folder a run could have touched. The engine computes this
+    once from the loop's start commit; every run is checked against it."""
+    locked = list(locked)
+    if not locked:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="ratchet-locked-") as scratch:
+        project = export_commit(workspace, commit, Path(scratch), locked)
+        return hash_files(project, locked)
+
+
+def export_commit(
+    workspace: Workspace, commit: str, dest: Path, paths: Iterable[str] | None = None
+) -> Path:
+    """The project's files at `commit` (or only `paths` of them) written into `dest`, a plain
+    folder with no `.git`; returns the project folder inside it."""
+    wanted = [workspace.repo_path(p) for p in paths] if paths is not None else []
+    if not wanted and workspace.prefix:
+        wanted = [workspace.prefix.rstrip("/")]
+    existing = _present(workspace, commit, wanted)
+    if paths is not None and not existing:
+        return dest / workspace.prefix
+    data = workspace.repo.git.archive(
+        "--format=tar", commit, "--", *existing, stdout_as_string=False
+    )
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(dest, filter="data")
+    return dest / workspace.prefix
+
+
+def _present(workspace: Workspace, commit: str, paths: list[str]) -> list[str]:
+    """The paths `commit` holds: git archive fails on a pathspec that matches nothing."""
+    if not paths:
+        return []
+    listing = workspace.repo.git.ls_tree("--name-only", commit, "--", *paths)
+    found = set(listing.splitlines())
+    return [p for p in paths if p in found]

@@ -18,7 +18,7 @@ from .ledger import Ledger
 
 # Not real measurements of the change they describe: never a reason to skip an edit as tried.
 _NOT_TRIED = (Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.LOST, Status.CANCELLED)
-_CRASHES = (Status.CRASHED, Status.TIMEOUT)
+_CRASHES = (Status.CRASHED, Status.TIMEOUT, Status.OVER_BUDGET)
 
 
 def light(exp: Experiment) -> Experiment:

@@ -384,6 +384,7 @@ _TSV_STATUS = {
     Status.INVALID: "crash",
     Status.VOIDED: "crash",
     Status.LOST: "crash",
+    Status.OVER_BUDGET: "crash",
 }
 
 
@@ -393,8 +394,6 @@ def results_header(metric_name: str) -> str:
 
 def results_row(exp: Experiment) -> str | None:
     status = _TSV_STATUS.get(exp.status)
-    if status is None and str(exp.status) == "over_budget":
-        status = "crash"
     if status is None:
         return None
     memory_gb = exp.secondary.get("peak_vram_mb", 0.0) / 1024

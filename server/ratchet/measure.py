@@ -10,13 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .cleanroom import build_clean_room, remove_eval_only
 from .config import Config
 from .experiment import Measurement, Status
 from .metric import MetricReader
 from .progress import AbortWatch, Curve
-from .runners.base import Job, RunControl, Runner, RunOutcome, Slot
-from .traces import run_trace_tail, secret_variables
-from .workspace import Workspace
+from .runners.base import Isolation, Job, RunControl, Runner, RunOutcome, Slot
+from .traces import run_trace_tail, secret_variables, secrets_for
+from .workspace import RATCHET_DIR, Workspace
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Attempt:
     curve: Curve = field(default_factory=list)
     holdout: float | None = None
     trace_tail: str = ""
+    budget_s: float = 0.0  # the command's budget, and the most it may take to be kept
+    limit_s: float = float("inf")
+    command_s: float = 0.0  # the command's own wall time (the evaluator not counted)
+    in_eval: bool = False  # the failure, if any, is the evaluator's
 
 
 def ran_clean(outcome: RunOutcome) -> bool:
@@ -48,10 +53,23 @@ def failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[St
         return Status.INTERRUPTED, f"interrupted: {control.reason or 'stopped before it finished'}"
     if outcome.lost:
         return Status.LOST, f"lost: {outcome.lost}"
-    if outcome.timed_out:
+    if outcome.refused:
+        return Status.VOIDED, f"voided: {outcome.refused}"
+    if outcome.timed_out and attempt.in_eval:
+        return Status.TIMEOUT, (
+            f"timeout: the evaluator ran past its limit ({timeout_s:g}s); raise "
+            "`eval_timeout` under [metric] in ratchet.toml if it needs longer"
+        )
+    if outcome.timed_out and timeout_s <= attempt.limit_s:
         return Status.TIMEOUT, (
             f"timeout: killed after {timeout_s:g}s with its children; if runs need longer "
             "(start-up, evaluation), raise `timeout` under [loop] in ratchet.toml"
+        )
+    if outcome.timed_out or attempt.command_s > attempt.limit_s:
+        return Status.OVER_BUDGET, (
+            f"over budget: the command ran {attempt.command_s:.1f}s, past its budget of "
+            f"{attempt.budget_s:g}s plus {attempt.limit_s - attempt.budget_s:g}s of grace; "
+            "never kept"
         )
     if outcome.locked_changed:
         return Status.VOIDED, "voided: the run changed locked files: " + ", ".join(
@@ -75,10 +93,39 @@ OnLine = Callable[[str, float], None]  # a line of output, seconds since the run
 
 
 class Measurer:
+    """Runs one experiment: the command in its run folder, then the evaluator in a clean room.
+
+    `expected_locked` (set once by the engine, from the loop's start commit) is what every
+    run's locked files are checked against, before and after; None: each run's own before."""
+
     def __init__(self, config: Config, runner: Runner, workspace: Workspace) -> None:
         self.config = config
         self.runner = runner
         self.workspace = workspace
+        self.expected_locked: dict[str, str] | None = None
+
+    def _job(
+        self, experiment: int, worktree: Path, log_path: Path, text: str, env: dict[str, str]
+    ) -> Job:
+        loop, metric = self.config.loop, self.config.metric
+        hide = tuple(str(p) for p in {self.workspace.top, self.config.root.resolve()})
+        return Job(
+            experiment=experiment,
+            command=loop.command,
+            worktree=worktree,
+            log_path=log_path,
+            budget_s=loop.budget_s,
+            timeout_s=loop.deadline_s,
+            locked=tuple(p for p in loop.locked if p not in metric.eval_only),
+            editable=loop.editable,
+            editable_text=text,
+            env=env,
+            hidden_env=tuple(secret_variables(self.config)),
+            isolation=Isolation(self.config.sandbox, hide),
+            expected_locked=self.expected_locked,
+            secrets=tuple(secrets_for(self.config)),
+            drop=metric.eval_only,
+        )
 
     async def run(
         self,
@@ -96,9 +143,9 @@ class Measurer:
     ) -> Attempt:
         loop, metric = self.config.loop, self.config.metric
         worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
+        await asyncio.to_thread(remove_eval_only, worktree, metric.eval_only)
         reader = MetricReader(metric)
         watch = AbortWatch(metric, best_curve) if metric.progress else None
-        curve: Curve = []
         started = time.monotonic()
         use_eval = metric.eval is not None
 
@@ -110,67 +157,123 @@ class Measurer:
                 control.stop(reason, aborted=True)
             on_line(line, elapsed)
 
-        job = Job(
-            experiment=experiment,
-            command=loop.command,
-            worktree=worktree,
-            log_path=log_path,
-            budget_s=loop.budget_s,
-            timeout_s=loop.timeout_s,
-            locked=loop.locked,
-            editable=loop.editable,
-            editable_text=text,
-            env=dict(env or {}),
-            hidden_env=tuple(secret_variables(self.config)),
-        )
+        job = self._job(experiment, worktree, log_path, text, dict(env or {}))
         log_path.unlink(missing_ok=True)
         outcome = await self.runner.run(job, slot, command_line, control)
-        if watch is not None:
-            curve = watch.reader.points
-        run_s = outcome.wall_s
-        holdout = None
-        if use_eval and ran_clean(outcome) and not outcome.locked_changed:
-            # The evaluator runs in a fresh process from the base commit's locked files, so
-            # nothing the edited code did to them can reach the score.
-            await asyncio.to_thread(
-                self.workspace.restore, worktree, base_commit, list(loop.locked)
-            )
+        attempt = Attempt(
+            outcome,
+            reader.result(),
+            outcome.wall_s,
+            watch.reader.points if watch else [],
+            budget_s=loop.budget_s,
+            limit_s=loop.budget_s + loop.grace,
+            command_s=outcome.wall_s,
+        )
+        clean = ran_clean(outcome) and not outcome.locked_changed and not outcome.refused
+        if use_eval and clean and attempt.command_s <= attempt.limit_s:
 
             def eval_line(line: str) -> None:
-                reader.feed(line)
                 on_line(f"[eval] {line}", time.monotonic() - started)
 
-            evaluated = await self.runner.run(
-                replace(job, command=metric.eval or "", log_path=log_path.with_suffix(".eval.log")),
-                slot,
-                eval_line,
-                control,
+            await self._evaluate(
+                attempt, job, slot, commit, base_commit, reader, control, eval_line
             )
-            run_s += evaluated.wall_s
-            if not ran_clean(evaluated) or evaluated.locked_changed:
-                outcome = replace(
-                    evaluated,
-                    tail=[f"[eval] {line}" for line in evaluated.tail],
-                    hardware=outcome.hardware,
-                )
-        trace_tail = await asyncio.to_thread(run_trace_tail, worktree, metric.trace)
-        if metric.holdout and ran_clean(outcome) and reader.result().value is not None:
-            holdout = await self._holdout(job, slot, control, worktree, base_commit)
-        return Attempt(outcome, reader.result(), run_s, curve, holdout, trace_tail)
+        attempt.measurement = reader.result()
+        # The evaluator's trace, else the command's (shown to the agent only, never scored).
+        folders = [self._eval_folder(slot), worktree] if use_eval else [worktree]
+        for folder in folders:
+            attempt.trace_tail = await asyncio.to_thread(run_trace_tail, folder, metric.trace)
+            if attempt.trace_tail:
+                break
+        if metric.holdout and ran_clean(attempt.outcome) and attempt.measurement.value is not None:
+            attempt.holdout = await self._holdout(job, slot, control, commit, base_commit)
+        return attempt
+
+    def _eval_folder(self, slot: Slot) -> Path:
+        if self.runner.kind != "local":
+            return self.workspace.worktrees / slot.name / self.workspace.prefix
+        return self.config.root / RATCHET_DIR / "cleanroom" / slot.name / self.workspace.prefix
+
+    async def _room(
+        self, job: Job, slot: Slot, commit: str, base_commit: str, on_line: Callable[[str], None]
+    ) -> Path:
+        """Where the evaluator runs. Locally: a fresh clean room. A remote runner builds its
+        own copy on the host; here the base commit's locked files are put back."""
+        if self.runner.kind != "local":
+            await asyncio.to_thread(
+                self.workspace.restore, job.worktree, base_commit, list(self.config.loop.locked)
+            )
+            return job.worktree
+        folder = self.config.root / RATCHET_DIR / "cleanroom" / slot.name
+        room, notes = await asyncio.to_thread(
+            build_clean_room,
+            self.workspace,
+            commit,
+            folder,
+            job.worktree,
+            self.config.metric.artefacts,
+        )
+        for note in notes:
+            on_line(note)
+        return room
+
+    async def _evaluate(
+        self,
+        attempt: Attempt,
+        job: Job,
+        slot: Slot,
+        commit: str,
+        base_commit: str,
+        reader: MetricReader,
+        control: RunControl,
+        on_line: Callable[[str], None],
+    ) -> None:
+        """The locked evaluator, in a fresh process and folder: its output holds the metric."""
+        metric = self.config.metric
+        room = await self._room(job, slot, commit, base_commit, on_line)
+
+        def eval_line(line: str) -> None:
+            reader.feed(line)
+            on_line(line)
+
+        eval_job = replace(
+            job,
+            command=metric.eval or "",
+            worktree=room,
+            log_path=job.log_path.with_suffix(".eval.log"),
+            timeout_s=metric.eval_timeout_s or self.config.loop.budget_s,
+            locked=self.config.loop.locked,
+            consumable=metric.eval_only,
+            carry=metric.artefacts,
+            drop=(),
+        )
+        evaluated = await self.runner.run(eval_job, slot, eval_line, control)
+        attempt.run_s += evaluated.wall_s
+        if not ran_clean(evaluated) or evaluated.locked_changed or evaluated.refused:
+            attempt.in_eval = True
+            attempt.outcome = replace(
+                evaluated,
+                tail=[f"[eval] {line}" for line in evaluated.tail],
+                hardware=attempt.outcome.hardware,
+            )
 
     async def _holdout(
-        self, job: Job, slot: Slot, control: RunControl, worktree: Path, base_commit: str
+        self, job: Job, slot: Slot, control: RunControl, commit: str, base_commit: str
     ) -> float | None:
         """The holdout score: recorded, never shown to the agent."""
-        await asyncio.to_thread(
-            self.workspace.restore, worktree, base_commit, list(self.config.loop.locked)
-        )
+        room = await self._room(job, slot, commit, base_commit, lambda line: None)
         reader = MetricReader(self.config.metric)
         outcome = await self.runner.run(
             replace(
                 job,
                 command=self.config.metric.holdout or "",
+                worktree=room,
                 log_path=job.log_path.with_suffix(".holdout.log"),
+                timeout_s=self.config.metric.eval_timeout_s or self.config.loop.budget_s,
+                locked=self.config.loop.locked,
+                consumable=self.config.metric.eval_only,
+                carry=self.config.metric.artefacts,
+                drop=(),
             ),
             slot,
             reader.feed,

@@ -43,7 +43,12 @@ class Opening:
             "pattern": config.metric.pattern,
             "eval": config.metric.eval,
             "budget_s": config.loop.budget_s,
+            "grace_s": config.loop.grace,
             "command": config.loop.command,
+            "artefacts": sorted(config.metric.artefacts),
+            "eval_only": sorted(config.metric.eval_only),
+            "sandbox": config.sandbox.kind,
+            "network": config.sandbox.network,
             "locked": {path: workspace.blob(commit, path) for path in config.loop.locked},
         }
 
@@ -57,7 +62,8 @@ class Opening:
         # The locked files' content is checked against the user's branch at open; here, which.
         pinned["locked"] = sorted(pinned.get("locked") or [])
         wanted["locked"] = sorted(wanted["locked"])
-        changed = [name for name in wanted if pinned.get(name) != wanted[name]]
+        # A rule this loop's record predates is pinned as it is now (see _check_rules).
+        changed = [name for name in wanted if name in pinned and pinned[name] != wanted[name]]
         if not changed:
             return ""
         said = ", ".join(f"{n} ({_short(pinned.get(n))} → {_short(wanted[n])})" for n in changed)
@@ -108,6 +114,9 @@ class Opening:
             return
         problem = self.rules_changed(engine.config)
         if not problem:
+            rules = self.rules(engine.config, loop["start_commit"])
+            if set(rules) - set(loop["rules"]):  # rules added since this loop began
+                engine.ledger.set_loop(engine.tag, rules={**rules, **loop["rules"]})
             return
         if not self.new_rules:
             raise RatchetError(problem)

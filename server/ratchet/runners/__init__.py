@@ -6,18 +6,21 @@ from ..config import Config
 from ..errors import RatchetError
 from .base import Runner
 from .local import LocalRunner
+from .sandbox import make_non_dumpable
 
 
 def make_runner(config: Config) -> Runner:
+    if config.sandbox.kind == "bwrap":
+        make_non_dumpable()  # no run, on any runner, reads our environ (the agent's key)
     kind = config.runner.kind
     if kind == "local":
-        return LocalRunner(config.runner.gpus)
+        return LocalRunner(config.runner.gpus, config.sandbox)
     if kind == "ssh":
         from .ssh import SshRunner
 
-        return SshRunner(config.runner, config.root)
+        return SshRunner(config.runner, config.root, config.sandbox)
     if kind == "ray":
         from .ray import RayRunner
 
-        return RayRunner(config.runner, config.root)
+        return RayRunner(config.runner, config.root, config.sandbox)
     raise RatchetError(f'unknown runner `{kind}` in [runner]; use "local", "ssh" or "ray"')

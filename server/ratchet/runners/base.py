@@ -8,6 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..config import SandboxConfig
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How a job is sandboxed: `[sandbox]`, and the folders its run must never see."""
+
+    sandbox: SandboxConfig
+    hide: tuple[str, ...] = ()  # the repository, the project (with .ratchet/): emptied
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -33,6 +43,16 @@ class Job:
     editable_text: str = ""  # remote runners send only this file per experiment
     env: dict[str, str] = field(default_factory=dict)
     hidden_env: tuple[str, ...] = ()  # never passed on (the agent's key)
+    isolation: Isolation | None = None  # None: run as Ratchet's child, unsandboxed
+    # The locked files' hashes at the loop's start: the run folder is checked against them
+    # before the run and after it (by Ratchet, once the sandbox is gone). None: before/after.
+    expected_locked: dict[str, str] | None = None
+    secrets: tuple[str, ...] = ()  # values redacted from the log and the tail
+    consumable: tuple[str, ...] = ()  # locked, checked before only: the evaluator may delete them
+    # None: the command. A tuple: an evaluator, run in a fresh copy of the files with only
+    # these artefacts carried over from the command's folder (remote runners build it).
+    carry: tuple[str, ...] | None = None
+    drop: tuple[str, ...] = ()  # files the command's folder must not hold ([metric] eval_only)
 
 
 class RunControl:
@@ -84,6 +104,7 @@ class RunOutcome:
     leftover_processes: int = 0
     lost: str | None = None
     hardware: dict[str, Any] = field(default_factory=dict)
+    refused: str | None = None  # not run, or its report was forged: the reason in words
 
 
 class Runner(Protocol):

@@ -76,3 +76,70 @@ def kill_tree(pgid: int | None, token: str, grace_s: float = 2.0) -> int:
     while processes_with_token(token, pgid) and time.monotonic() < deadline:
         time.sleep(0.02)
     return len(set(pids) | set(remaining))
+
+
+# --- a process limit: a fork bomb stops at it ----------------------------------------------
+
+_PIDS_V1 = Path("/sys/fs/cgroup/pids")
+
+
+def processes_of_user(uid: int | None = None) -> int:
+    """How many processes this user runs now (RLIMIT_NPROC counts them all, machine-wide)."""
+    uid = os.getuid() if uid is None else uid
+    count = 0
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                count += entry.stat().st_uid == uid
+    return count
+
+
+class PidsCgroup:
+    """A pids cgroup holding one run (root is exempt from RLIMIT_NPROC, a cgroup is not).
+    `enter` is a prefix for the run's argv: the shell joins the cgroup, then execs the rest,
+    so nothing the run starts is ever outside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str, limit: int, root: Path = _PIDS_V1) -> PidsCgroup | None:
+        """None where no pids cgroup can be made here (not root, no such controller)."""
+        path = root / name
+        try:
+            path.mkdir()
+        except OSError:
+            return None
+        try:
+            (path / "pids.max").write_text(str(limit))
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return None
+        return cls(path)
+
+    @staticmethod
+    def sweep(root: Path = _PIDS_V1) -> None:
+        """Removes the empty cgroups of runs whose removal never came (a killed Ratchet)."""
+        with contextlib.suppress(OSError):
+            for stale in root.glob("ratchet-*"):
+                with contextlib.suppress(OSError):
+                    stale.rmdir()
+
+    def enter(self) -> list[str]:
+        procs = str(self.path / "cgroup.procs")
+        return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "ratchet-limit"]
+
+    def remove(self, wait_s: float = 2.0) -> None:
+        """Removed once empty (the PID namespace's end empties it within moments)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)

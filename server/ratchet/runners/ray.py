@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shlex
 import time
 import uuid
@@ -27,12 +28,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from ..config import RunnerConfig
+from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
 from ..guard import changed_files
 from .base import Job, OnLine, RunControl, RunOutcome, Slot
-from .local import TAIL_LINES, LineSplitter
+from .local import TAIL_LINES, LineSplitter, LogWriter
 from .processes import TOKEN_VARIABLE
+from .ray_job import WRAPPER
+from .sandbox import remote_source
+from .sandbox_init import INIT_SH
 
 POLL_S = 0.25
 CONTACT_LOST_S = 30.0  # the dashboard unanswered this long mid-run: lost
@@ -48,139 +52,6 @@ _LOST_ERRORS = {
     "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE",
     "JOB_SUPERVISOR_ACTOR_DIED",
 }
-
-# Runs on the cluster's node, in the job's working_dir, with whatever python3 is there.
-WRAPPER = r"""
-import hashlib, json, os, signal, socket, subprocess, sys, threading, time
-run = json.loads(os.environ.pop("RATCHET_RAY_RUN"))
-os.environ.pop("RATCHET_RAY_WRAPPER", None)
-marker, token, command = run["marker"], run["token"], sys.argv[1]
-out = sys.stdout.buffer
-
-def report(kind, value):
-    out.write(("%s %s %s\n" % (marker, kind, json.dumps(value))).encode())
-    out.flush()
-
-def digest(path):
-    h = hashlib.sha256()
-    if os.path.islink(path):
-        h.update(b"link:" + os.readlink(path).encode())
-    elif os.path.isfile(path):
-        with open(path, "rb") as f:
-            h.update(f.read())
-    elif os.path.isdir(path):
-        for top, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(top, name)
-                h.update(os.path.relpath(full, path).encode() + b"\0")
-                if os.path.isfile(full):
-                    with open(full, "rb") as f:
-                        h.update(f.read())
-    else:
-        return "missing"
-    return h.hexdigest()
-
-def hashes():
-    return {p: digest(p) for p in run["locked"]}
-
-def with_token():
-    needle = ("%s=%s" % (run["token_variable"], token)).encode()
-    found = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open("/proc/%s/environ" % entry, "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-def kill_leftovers():
-    pids = with_token()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        deadline = time.time() + 2
-        while sig == signal.SIGTERM and time.time() < deadline and with_token():
-            time.sleep(0.05)
-        pids = with_token()
-    return pids
-
-def hardware():
-    info = {"host": socket.gethostname(), "cpus": os.cpu_count() or 1, "cpu": "",
-            "gpu": None, "gpu_count": 0, "driver": None}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if run["gpu"]:
-        try:
-            rows = subprocess.run(
-                ["nvidia-smi", "--query-gpu=index,uuid,name,driver_version",
-                 "--format=csv,noheader"], capture_output=True, text=True, timeout=20,
-            ).stdout.strip().splitlines()
-        except (OSError, subprocess.SubprocessError):
-            rows = []
-        wanted = [v.strip() for v in visible.split(",")] if visible else None
-        gpus = []
-        for row in rows:
-            index, uid, name, driver = [part.strip() for part in row.split(",")][:4]
-            if wanted is None or index in wanted or uid in wanted:
-                gpus.append((name, driver))
-        if gpus:
-            info.update(gpu=gpus[0][0], gpu_count=len(gpus), driver=gpus[0][1])
-    info["cuda_visible_devices"] = visible
-    return info
-
-env = dict(os.environ)
-env.update(run["env"])
-env[run["token_variable"]] = token
-if not run["gpu"]:
-    env["CUDA_VISIBLE_DEVICES"] = ""
-report("start", {"hardware": hardware(), "before": hashes()})
-if run["gpu"] and not os.environ.get("CUDA_VISIBLE_DEVICES"):
-    out.write(b"[ratchet] Ray set no CUDA_VISIBLE_DEVICES for this job: it sees every GPU of "
-              b"its node\n")
-started = time.time()
-child = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-def stop(signum, frame):
-    try:
-        child.send_signal(signum)
-    except OSError:
-        pass
-    kill_leftovers()
-
-signal.signal(signal.SIGTERM, stop)
-signal.signal(signal.SIGINT, stop)
-last = b"\n"
-while True:
-    chunk = os.read(child.stdout.fileno(), 65536)
-    if not chunk:
-        break
-    out.write(chunk)
-    out.flush()
-    last = chunk[-1:]
-code = child.wait()
-wall = time.time() - started
-if last != b"\n":
-    out.write(b"\n")
-count = len(with_token())
-kill_leftovers()
-report("end", {"exit": code, "wall": wall, "leftovers": count, "after": hashes()})
-sys.exit(code if code >= 0 else 128 - code)
-"""
 
 
 def _ray() -> Any:
@@ -208,41 +79,48 @@ class _Stream:
         self.on_line = on_line
         self.tail = tail
         self.splitter = LineSplitter()
-        self.log = open(job.log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self.log = LogWriter(job.log_path, job.secrets)
         self.received = 0  # characters of the job's log seen so far
         self.start: dict[str, Any] | None = None
         self.end: dict[str, Any] | None = None
         self.started_at: float | None = None
+        self.markers = {"start": 0, "end": 0}  # more than one of either: a forged report
 
     def feed(self, text: str) -> None:
         self.received += len(text)
         for line in self.splitter.feed(text.encode("utf-8")):
             self._line(line)
+        self.log.flush()
 
     def flush(self) -> None:
         for line in self.splitter.flush():
             self._line(line)
-        self.log.flush()
 
     def _line(self, line: str) -> None:
         if line.startswith(self.marker + " "):
             kind, _, value = line[len(self.marker) + 1 :].partition(" ")
             with contextlib.suppress(ValueError):
                 data = json.loads(value)
-                if kind == "start":
+                if kind in self.markers:
+                    self.markers[kind] += 1
+                if kind == "start" and self.start is None:
                     self.start, self.started_at = data, time.monotonic()
                 elif kind == "end":
                     self.end = data
             return
-        self.log.write(line + "\n")
-        self.tail.append(line)
-        self.on_line(line)
+        clean = self.log.line(line)
+        self.tail.append(clean)
+        self.on_line(clean)
 
     def say(self, line: str) -> None:
-        self.log.write(line + "\n")
+        clean = self.log.line(line)
         self.log.flush()
-        self.tail.append(line)
-        self.on_line(line)
+        self.tail.append(clean)
+        self.on_line(clean)
+
+    @property
+    def forged(self) -> bool:
+        return any(count > 1 for count in self.markers.values())
 
     def close(self) -> None:
         self.log.close()
@@ -251,7 +129,15 @@ class _Stream:
 class RayRunner:
     kind = "ray"
 
-    def __init__(self, config: RunnerConfig, project: Path) -> None:
+    def __init__(
+        self, config: RunnerConfig, project: Path, sandbox: SandboxConfig | None = None
+    ) -> None:
+        self._sandbox = sandbox or SandboxConfig(kind="none")
+        if self._sandbox.kind == "bwrap" and self._sandbox.hosts:
+            raise RatchetError(
+                "[sandbox] hosts works with the local runner only for now; "
+                'run such a loop with [runner] kind = "local"'
+            )
         if not config.address:
             raise RatchetError(
                 'the ray runner needs `address` in [runner], e.g. "http://127.0.0.1:8265"'
@@ -335,19 +221,34 @@ class RayRunner:
             RATCHET_EXPERIMENT=str(job.experiment),
             PYTHONUNBUFFERED="1",
         )
+        sandbox = self._sandbox
+        if sandbox.kind == "bwrap":
+            env.update({k: v for k in sandbox.env if (v := os.environ.get(k))})
         run = {
             "marker": marker,
             "token": token,
             "token_variable": TOKEN_VARIABLE,
             "locked": list(job.locked),
+            "consumable": list(job.consumable),
+            "drop": list(job.drop),
+            "timeout": job.timeout_s + 1,  # the client stops it at timeout_s; the node too
             "gpu": self._gpu,
             "env": env,
+            "init": INIT_SH,
+            "sandbox": {
+                "read": list(sandbox.read),
+                "write": list(sandbox.write),
+                "env": list(sandbox.env),
+                "network": sandbox.network,
+                "max_processes": sandbox.max_processes,
+            }
+            if sandbox.kind == "bwrap"
+            else None,
         }
-        return {
-            "working_dir": str(job.worktree),
-            "excludes": [".git"],
-            "env_vars": {"RATCHET_RAY_RUN": json.dumps(run), "RATCHET_RAY_WRAPPER": WRAPPER},
-        }
+        env_vars = {"RATCHET_RAY_RUN": json.dumps(run), "RATCHET_RAY_WRAPPER": WRAPPER}
+        if sandbox.kind == "bwrap":
+            env_vars["RATCHET_RAY_SANDBOX"] = remote_source()
+        return {"working_dir": str(job.worktree), "excludes": [".git"], "env_vars": env_vars}
 
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         client = self._client
@@ -356,7 +257,8 @@ class RayRunner:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         token = uuid.uuid4().hex
-        marker = f"@@ratchet-{token[:12]}@@"
+        # Not derived from the token the command receives: a marker it cannot rebuild.
+        marker = f"@@ratchet-{uuid.uuid4().hex}@@"
         stream = _Stream(job, marker, on_line, tail)
         digest = hashlib.sha256(str(job.worktree).encode()).hexdigest()[:6]
         submission_id = f"ratchet-{job.experiment}-{digest}-{token[:8]}"
@@ -466,8 +368,11 @@ class RayRunner:
         if wall is None:
             start = stream.started_at or running_since or submitted
             wall = time.monotonic() - start
-        before = (stream.start or {}).get("before", {})
+        timed_out = timed_out or bool(end.get("timed_out"))
+        before, refused = self._checked_before(job, stream)
         after = end.get("after", before)
+        before = {k: v for k, v in before.items() if k in after}
+        hardware = {**self._hardware(stream, info), "sandbox": self._sandbox.kind}
         return RunOutcome(
             exit_code=None if lost else exit_code,
             wall_s=float(wall),
@@ -477,8 +382,23 @@ class RayRunner:
             locked_changed=changed_files(before, after) if stream.end else [],
             leftover_processes=0 if (timed_out or stopped) else int(end.get("leftovers", 0)),
             lost=None if (timed_out or stopped) else lost,
-            hardware=self._hardware(stream, info),
+            hardware=hardware,
+            # killed by us: the sandbox had no chance to report, and nothing is judged anyway
+            refused=None if (timed_out or stopped) else refused or end.get("refused"),
         )
+
+    @staticmethod
+    def _checked_before(job: Job, stream: _Stream) -> tuple[dict[str, str], str | None]:
+        """The locked files' hashes the run started from, and why they are not believed."""
+        before = dict((stream.start or {}).get("before", {}))
+        if stream.forged:
+            return before, "the run printed the wrapper's report markers: a forged report"
+        if job.expected_locked is None:
+            return before, None
+        expected = {k: job.expected_locked.get(k, "missing") for k in before}
+        if differ := changed_files(expected, before):
+            return expected, "the locked files differ from the loop's start: " + ", ".join(differ)
+        return expected, None
 
     def _lost_reason(self, status: str, info: Any, stream: _Stream) -> str | None:
         """Why a job that ended on its own is `lost`, or None if it ran to an answer."""

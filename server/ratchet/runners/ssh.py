@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import shlex
 import socket
 import subprocess
 import tarfile
@@ -31,18 +30,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunnerConfig
+from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
 from ..guard import changed_files
 from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
 from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
-from .local import TAIL_LINES, LineSplitter
-from .processes import TOKEN_VARIABLE
+from .local import TAIL_LINES, LineSplitter, LogWriter
+from .remote_sandbox import (
+    RemoteFacts,
+    parse_probe,
+    probe_script,
+)
+from .ssh_script import (
+    KILL_GRACE_S,
+    SHELL_FUNCTIONS,
+    by_name,
+    q,
+    shell_path,
+    slot_paths,
+    wrapper_script,
+)
 
 _CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 15.0
 COMMAND_TIMEOUT_S = 120.0  # a helper command (prepare, kill, collect) that hangs longer: lost
-KILL_GRACE_S = 2.0
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 
@@ -90,68 +101,6 @@ def _port(text: str, raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise RatchetError(f"`{text}` in [runner] hosts: `{raw}` is not a port number")
     return int(raw)
-
-
-# --- remote shell pieces ----------------------------------------------------------------------
-
-q = shlex.quote
-
-# PIDs of live processes whose environment holds RATCHET_RUN_TOKEN=$1 (one grep, no python).
-_SHELL_FUNCTIONS = f"""
-tokpids() {{
-  grep -lzxF "{TOKEN_VARIABLE}=$1" /proc/[0-9]*/environ 2>/dev/null \
-    | sed -e 's|^/proc/||' -e 's|/environ$||'
-}}
-killtok() {{
-  pg=$(cat "$2" 2>/dev/null)
-  if [ -n "$pg" ]; then kill -TERM -- "-$pg" 2>/dev/null; fi
-  for p in $(tokpids "$1"); do kill -TERM "$p" 2>/dev/null; done
-  i=0
-  while [ $i -lt {int(KILL_GRACE_S * 10)} ] && [ -n "$(tokpids "$1")" ]; do
-    sleep 0.1; i=$((i+1))
-  done
-  if [ -n "$pg" ]; then kill -KILL -- "-$pg" 2>/dev/null; fi
-  for p in $(tokpids "$1"); do kill -KILL "$p" 2>/dev/null; done
-  rm -f "$2"
-}}
-endrun() {{
-  # a lost run ($1: its token, $2: the slot's run prefix): its wrapper, then all it started
-  w=$(cat "$2.$1.wrapper" 2>/dev/null)
-  if [ -n "$w" ] && grep -qF "$1" "/proc/$w/cmdline" 2>/dev/null; then kill -KILL "$w"; fi
-  killtok "$1" "$2.$1.pgid"
-  rm -f "$2.$1.wrapper" "$2.$1.pgid"
-}}
-hashone() {{
-  if [ -L "$1" ]; then printf 'link:%s' "$(readlink "$1")" | sha256sum
-  elif [ -f "$1" ]; then sha256sum < "$1"
-  elif [ -d "$1" ]; then
-    (cd "$1" && find . -type f | LC_ALL=C sort | while IFS= read -r f; do
-      printf '%s\\n' "$f"; sha256sum < "$f"; done) | sha256sum
-  else echo missing
-  fi
-}}
-"""
-
-
-def _shell_path(path: str) -> str:
-    """A remote path for the shell: `~` is the remote user's home."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + q(path[2:])
-    return q(path)
-
-
-def _hash_lines(locked: tuple[str, ...], label: str) -> str:
-    """Shell lines that report each locked file's hash on stderr, by its index in `locked`."""
-    return "".join(
-        f'echo "ratchet: {label} {index} $(hashone {q(path)} | cut -d" " -f1)" >&2\n'
-        for index, path in enumerate(locked)
-    )
-
-
-def _by_name(hashes: dict[str, str], locked: tuple[str, ...]) -> dict[str, str]:
-    return {locked[int(i)]: h for i, h in hashes.items() if i.isdigit() and int(i) < len(locked)}
 
 
 # --- the project's files -----------------------------------------------------------------------
@@ -228,6 +177,7 @@ class _Host:
     hardware: dict[str, Any] = field(default_factory=dict)
     gpus: list[dict[str, str]] = field(default_factory=list)
     synced: str | None = None  # the base id known to be on the host
+    facts: RemoteFacts | None = None  # for its sandbox: home, remote_dir, bubblewrap
     sync_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -243,8 +193,16 @@ class _SlotState:
 class SshRunner:
     kind = "ssh"
 
-    def __init__(self, config: RunnerConfig, project: Path) -> None:
+    def __init__(
+        self, config: RunnerConfig, project: Path, sandbox: SandboxConfig | None = None
+    ) -> None:
         self._config = config
+        self._sandbox = sandbox or SandboxConfig(kind="none")
+        if self._sandbox.kind == "bwrap" and self._sandbox.hosts:
+            raise RatchetError(
+                "[sandbox] hosts works with the local runner only for now; "
+                'run such a loop with [runner] kind = "local"'
+            )
         self._key = project_key(project)
         self._hosts = [parse_host(text) for text in config.hosts]
         if not self._hosts:
@@ -335,7 +293,7 @@ class SshRunner:
 
     async def open(self) -> list[Slot]:
         root = self._config.remote_dir.rstrip("/") or "/"
-        hosts = [_Host(a, f"{_shell_path(root)}/{q(self._key)}") for a in self._hosts]
+        hosts = [_Host(a, f"{shell_path(root)}/{q(self._key)}") for a in self._hosts]
         results = await asyncio.gather(
             *(self._probe(host) for host in hosts), return_exceptions=True
         )
@@ -388,6 +346,11 @@ class SshRunner:
         parts += [""] * (4 - len(parts))
         name, cpu, cpus, smi = (part.strip() for part in parts[:4])
         host.gpus = parse_nvidia_smi(smi)
+        if self._sandbox.kind == "bwrap":
+            found = await _run(connection, probe_script(host.root))
+            host.facts = parse_probe(str(found.stdout or ""), host.address.text)
+            if host.facts.problem:
+                raise RatchetError(host.facts.problem)
         host.hardware = {
             "host": name or host.address.host,
             "address": host.address.text,
@@ -485,10 +448,7 @@ class SshRunner:
 
     def _paths(self, state: _SlotState) -> tuple[str, str]:
         """(the slot's folder, the prefix of its run files) as shell expressions."""
-        return (
-            f"{state.host.root}/slots/{q(state.folder)}",
-            f"{state.host.root}/run/{q(state.folder)}",
-        )
+        return slot_paths(state.host.root, state.folder)
 
     async def _sync(self, connection: Any, host: _Host, job: Job) -> None:
         """Sends the project's base copy to the host unless it has it already (once a host)."""
@@ -526,71 +486,6 @@ class SshRunner:
             message = (result.stderr or b"").decode("utf-8", errors="replace").strip()
             raise _Lost(f"copying the project to {host.address.text} failed: {message}")
 
-    def _wrapper(self, state: _SlotState, job: Job, slot: Slot, token: str, fresh: bool) -> str:
-        """One remote shell per experiment: end what a lost run left, ready the slot's folder
-        (a fresh copy of the base and the editable file from stdin; the same folder for the
-        experiment's second run, its eval), hash the locked files, run the command in a session
-        of its own, then count and kill what it left running and hash again. Its own reports go
-        to stderr as `ratchet: ...` lines; the command's output alone goes to stdout."""
-        folder, run = self._paths(state)
-        root = state.host.root
-        env = dict(job.env)
-        env.update(
-            RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
-            RATCHET_EXPERIMENT=str(job.experiment),
-            PYTHONUNBUFFERED="1",
-            CUDA_VISIBLE_DEVICES="" if slot.gpu is None else str(slot.gpu),
-        )
-        exports = "".join(
-            f"export {name}={q(value)}\n" for name, value in env.items() if name.isidentifier()
-        )
-        token_env = f"{TOKEN_VARIABLE}={token}"
-        # The token is given to the command only (not exported here): the helpers that look
-        # for it must not find themselves.
-        inner = 'echo $$ > "$0"; exec sh -c "$1"'
-        own = f"{run}.{token}"  # this run's files: its wrapper's PID and its process group
-        lines = [
-            _SHELL_FUNCTIONS,
-            'fail() { echo "ratchet: fail $*" >&2; exit 97; }',
-            f"mkdir -p {root}/run {root}/slots || fail cannot create {root}",
-            # a run this slot lost earlier (a dropped connection) may still be going: end it
-            f"old=$(cat {run}.token 2>/dev/null)",
-            f'if [ -n "$old" ] && [ "$old" != {token} ]; then endrun "$old" {run}; fi',
-            f"printf %s {token} > {run}.token",
-            f"echo $$ > {own}.wrapper",
-        ]
-        if fresh:
-            lines += [
-                f"rm -rf {folder} && cp -a {root}/base {folder} || fail cannot copy the base",
-                f"cat > {folder}/{q(job.editable)} || fail cannot write {q(job.editable)}"
-                if job.editable
-                else "cat > /dev/null",
-            ]
-        else:
-            lines.append("cat > /dev/null")
-        lines += [
-            f"cd {folder} || fail no folder {folder}",
-            _hash_lines(job.locked, "before"),
-            exports,
-            "echo 'ratchet: started' >&2",
-            "if command -v setsid >/dev/null 2>&1; then",
-            f"  setsid -w env {q(token_env)} sh -c {q(inner)} {own}.pgid {q(job.command)} "
-            "</dev/null 2>&1",
-            "else",
-            f"  env {q(token_env)} sh -c {q(job.command)} </dev/null 2>&1",
-            "fi",
-            "rc=$?",
-            'echo "ratchet: exit $rc" >&2',
-            f'echo "ratchet: leftovers $(tokpids {token} | wc -l)" >&2',
-            f"killtok {token} {own}.pgid",
-            _hash_lines(job.locked, "after"),
-            f"rm -f {own}.wrapper {own}.pgid",
-            f'if [ "$(cat {run}.token 2>/dev/null)" = {token} ]; then rm -f {run}.token; fi',
-            "echo 'ratchet: done' >&2",
-            "exit $rc",
-        ]
-        return "\n".join(lines) + "\n"
-
     async def _execute(
         self,
         connection: Any,
@@ -605,16 +500,18 @@ class SshRunner:
     ) -> RunOutcome:
         asyncssh = _asyncssh()
         token = uuid.uuid4().hex
-        fresh = state.prepared != job.experiment
-        state.prepared = None
+        state.prepared = None  # every run starts from a fresh copy: repeats are independent
         address = state.host.address.text
         started = time.monotonic()
         report = _Report(started)
         try:
             process = await connection.create_process(
-                self._wrapper(state, job, slot, token, fresh), encoding=None
+                wrapper_script(
+                    state.host.root, state.folder, job, slot, token, self._sandbox, state.host.facts
+                ),
+                encoding=None,
             )
-            process.stdin.write(job.editable_text.encode("utf-8") if fresh else b"")
+            process.stdin.write(job.editable_text.encode("utf-8"))
             process.stdin.write_eof()
         except (OSError, asyncssh.Error) as error:
             state.connection = None
@@ -623,7 +520,9 @@ class SshRunner:
             return RunOutcome(
                 None, 0.0, False, False, list(tail), [], lost=message, hardware=hardware
             )
-        reader = asyncio.create_task(self._stream(process, job.log_path, on_line, tail))
+        reader = asyncio.create_task(
+            self._stream(process, job.log_path, on_line, tail, job.secrets)
+        )
         reports = asyncio.create_task(report.read(process.stderr))
         timed_out = stopped = False
         problem: str | None = None
@@ -670,50 +569,86 @@ class SshRunner:
                 problem = None  # the outcome is known: killed by us
             else:
                 say(f"[ratchet] lost: {problem}")
+        return self._outcome(job, report, problem, wall, timed_out, stopped, tail, hardware)
+
+    def _outcome(
+        self,
+        job: Job,
+        report: _Report,
+        problem: str | None,
+        wall: float,
+        timed_out: bool,
+        stopped: bool,
+        tail: deque[str],
+        hardware: dict[str, Any],
+    ) -> RunOutcome:
+        """The run as the wrapper reported it, checked against the loop's locked hashes and
+        against the sandbox's own report."""
+        before = by_name(report.before, job.locked)
+        after = by_name(report.after, job.locked)
+        refused = leftovers = None
+        if job.expected_locked is not None and report.finished:
+            expected = {k: job.expected_locked.get(k, "missing") for k in before}
+            if differ := changed_files(expected, before):
+                refused = "the locked files differ from the loop's start: " + ", ".join(differ)
+            before = {k: v for k, v in expected.items() if k in after}
+        sandboxed = self._sandbox.kind == "bwrap"
+        if sandboxed and report.finished and not (timed_out or stopped or problem or refused):
+            if report.sandbox is None or report.sandbox_lines != 1:
+                refused = "the sandbox's first process was killed or its report was forged"
+            elif report.sandbox[0] != report.exit_code:
+                refused = "the sandbox's report does not match the exit code"
+            else:
+                leftovers = report.sandbox[1]
         return RunOutcome(
             exit_code=None if problem else report.exit_code,
             wall_s=wall,
             timed_out=timed_out,
             stopped=stopped,
             tail=list(tail),
-            locked_changed=changed_files(
-                _by_name(report.before, job.locked), _by_name(report.after, job.locked)
-            )
-            if report.finished
-            else [],
-            leftover_processes=0 if (timed_out or stopped) else report.leftovers,
+            locked_changed=changed_files(before, after) if report.finished else [],
+            leftover_processes=0
+            if (timed_out or stopped)
+            else (report.leftovers if leftovers is None else leftovers),
             lost=problem,
-            hardware=hardware,
+            hardware={**hardware, "sandbox": "bwrap" if sandboxed else "none"},
+            refused=refused,
         )
 
     @staticmethod
     async def _stream(
-        process: Any, log_path: Path, on_line: OnLine, tail: deque[str]
+        process: Any, log_path: Path, on_line: OnLine, tail: deque[str], secrets: tuple[str, ...]
     ) -> str | None:
-        """Copies the command's output to its log and the engine; returns why it broke off
-        (the connection failed), or None at the end of the output."""
+        """Copies the command's output to its log and the engine, secrets removed; returns
+        why it broke off (the connection failed), or None at the end of the output."""
         asyncssh = _asyncssh()
         splitter = LineSplitter()
         problem = None
-        with open(log_path, "ab", buffering=0) as log:
-            try:
-                while chunk := await process.stdout.read(_CHUNK):
-                    log.write(chunk)
-                    for line in splitter.feed(chunk):
-                        tail.append(line)
-                        on_line(line)
-            except (OSError, asyncssh.Error) as error:
-                problem = _plain(error)
+        log = LogWriter(log_path, secrets)
+
+        def out(line: str) -> None:
+            clean = log.line(line)
+            tail.append(clean)
+            on_line(clean)
+
+        try:
+            while chunk := await process.stdout.read(_CHUNK):
+                for line in splitter.feed(chunk):
+                    out(line)
+                log.flush()
+        except (OSError, asyncssh.Error) as error:
+            problem = _plain(error)
+        finally:
             for line in splitter.flush():
-                tail.append(line)
-                on_line(line)
+                out(line)
+            log.close()
         return problem
 
     async def _kill(self, connection: Any, state: _SlotState, token: str) -> None:
         """SIGTERM the run's process group and every process with its token; SIGKILL after
         the grace. Quietly does nothing if the connection is gone (the next run cleans up)."""
         _folder, run = self._paths(state)
-        script = f"{_SHELL_FUNCTIONS}\nkilltok {token} {run}.{token}.pgid\n"
+        script = f"{SHELL_FUNCTIONS}\nkilltok {token} {run}.{token}.pgid\n"
         with contextlib.suppress(_Lost):
             await _run(connection, script)
 
@@ -732,6 +667,8 @@ class _Report:
         self.failure: str | None = None
         self.finished = False
         self.other: list[str] = []
+        self.sandbox: tuple[int, int] | None = None  # its first process: (exit, leftovers)
+        self.sandbox_lines = 0
 
     async def read(self, stream: Any) -> None:
         pending = b""
@@ -763,6 +700,12 @@ class _Report:
         elif words[0] in ("before", "after") and len(words) == 3:
             target = self.before if words[0] == "before" else self.after
             target[words[1]] = words[2]
+        elif words[0] == "sandbox" and len(words) >= 2:
+            # `sandbox <lines in the status file> exit X leftovers N`
+            with contextlib.suppress(ValueError):
+                self.sandbox_lines = int(words[1])
+                if words[2:3] == ["exit"] and words[4:5] == ["leftovers"] and len(words) == 6:
+                    self.sandbox = (int(words[3]), int(words[5]))
         elif words[0] == "fail":
             self.failure = " ".join(words[1:]) or "the wrapper failed"
             if self.other:
