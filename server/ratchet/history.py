@@ -51,8 +51,7 @@ class History:
         self.cost_usd = 0.0
         for exp in self.ledger.experiments(self.tag, light=True):
             self._add(exp)
-        self.runs = self.ledger.run_groups(self.tag)
-        self.attempts = self.ledger.run_counts(self.tag)
+        self.runs, self.attempts = self.ledger.run_record(self.tag)
         self._pool = _Pool()
         for exp_id, values in self.runs.items():
             self._pool.scale = max(self._pool.scale, *(abs(v) for v in values))

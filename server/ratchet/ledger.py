@@ -30,8 +30,38 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 _COLUMNS = list(_FIELDS)
 _HEAVY = ("diff", "log_tail", "trace_tail")  # read by id, never for the whole record
 _JSON_COLUMNS = {"secondary", "hardware"}
+_FACTORIES = {
+    name: spec.default_factory
+    for name, spec in _FIELDS.items()
+    if spec.default_factory is not dataclasses.MISSING
+}
+_DEFAULTS = {
+    name: None if spec.default is dataclasses.MISSING else spec.default
+    for name, spec in _FIELDS.items()
+    if name not in _FACTORIES
+}
+
+
+def _sql_default(name: str) -> str:
+    """A column as read: a value an older Ratchet never wrote reads as the field's default."""
+    if name in _JSON_COLUMNS:
+        return f"""COALESCE("{name}", '{{}}')"""
+    default = _DEFAULTS.get(name)
+    if default is None:
+        return f'"{name}"'
+    return (
+        f'COALESCE("{name}", {default!r})'
+        if not isinstance(default, bool)
+        else (f'COALESCE("{name}", {int(default)})')
+    )
+
+
 _QUOTED = ", ".join(f'"{name}"' for name in _COLUMNS)  # `commit` is an SQL keyword
-_LIGHT = ", ".join("NULL" if name in _HEAVY else f'"{name}"' for name in _COLUMNS)
+_READ = ", ".join(_sql_default(name) for name in _COLUMNS)
+_LIGHT = ", ".join(
+    f"'' AS \"{name}\"" if name in _HEAVY else _sql_default(name) for name in _COLUMNS
+)
+_STATUSES = {str(status): status for status in Status}
 _DECLARED = ", ".join(
     f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag"
 )
@@ -72,18 +102,6 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 """
 _LOOP_COLUMNS = ("tag", "created_at", "start_commit", "metric_name", "goal", "rules", "hardware")
-
-
-_FACTORIES = {
-    name: spec.default_factory
-    for name, spec in _FIELDS.items()
-    if spec.default_factory is not dataclasses.MISSING
-}
-_DEFAULTS = {
-    name: None if spec.default is dataclasses.MISSING else spec.default
-    for name, spec in _FIELDS.items()
-    if name not in _FACTORIES
-}
 
 
 class Ledger:
@@ -227,15 +245,13 @@ class Ledger:
     def experiments(self, tag: str, *, light: bool = False) -> list[Experiment]:
         """Every experiment of the loop; `light` leaves out diff, log and trace tails."""
         rows = self._all(
-            f"SELECT {_LIGHT if light else _QUOTED} FROM experiments WHERE tag=? ORDER BY id",
+            f"SELECT {_LIGHT if light else _READ} FROM experiments WHERE tag=? ORDER BY id",
             (tag,),
         )
         return [self._experiment(row) for row in rows]
 
     def get(self, tag: str, experiment: int) -> Experiment | None:
-        rows = self._all(
-            f"SELECT {_QUOTED} FROM experiments WHERE tag=? AND id=?", (tag, experiment)
-        )
+        rows = self._all(f"SELECT {_READ} FROM experiments WHERE tag=? AND id=?", (tag, experiment))
         return self._experiment(rows[0]) if rows else None
 
     def get_many(self, tag: str, ids: Iterable[int]) -> dict[int, Experiment]:
@@ -244,25 +260,20 @@ class Ledger:
             return {}
         marks = ", ".join("?" for _ in wanted)
         rows = self._all(
-            f"SELECT {_QUOTED} FROM experiments WHERE tag=? AND id IN ({marks})", (tag, *wanted)
+            f"SELECT {_READ} FROM experiments WHERE tag=? AND id IN ({marks})", (tag, *wanted)
         )
         found = [self._experiment(row) for row in rows]
         return {e.id: e for e in found}
 
     def _experiment(self, row: tuple[Any, ...]) -> Experiment:
-        values = dict(zip(_COLUMNS, row, strict=True))
-        for name, value in values.items():
-            if value is None:
-                factory = _FACTORIES.get(name)
-                values[name] = factory() if factory else _DEFAULTS[name]
+        values = dict(zip(_COLUMNS, row, strict=True))  # defaults filled in by the query
         for name in _JSON_COLUMNS:
             raw = values[name]
-            if isinstance(raw, str):
-                parsed = self._parsed.get(raw)
-                if parsed is None:
-                    parsed = self._parsed.setdefault(raw, json.loads(raw) if raw else {})
-                values[name] = parsed
-        values["status"] = Status(values["status"])
+            parsed = self._parsed.get(raw)
+            if parsed is None:
+                parsed = self._parsed.setdefault(raw, json.loads(raw) if raw else {})
+            values[name] = parsed
+        values["status"] = _STATUSES[values["status"]]
         # 100,000 rows at open: the values are complete, so __init__'s work is skipped.
         exp = object.__new__(Experiment)
         exp.__dict__.update(values)
@@ -294,12 +305,18 @@ class Ledger:
             groups.setdefault(experiment, []).append(metric)
         return groups
 
-    def run_counts(self, tag: str) -> dict[int, int]:
-        """How often each experiment ran, failed runs included."""
-        rows = self._all(
-            "SELECT experiment, COUNT(*) FROM runs WHERE tag=? GROUP BY experiment", (tag,)
-        )
-        return dict(rows)
+    def run_record(self, tag: str) -> tuple[dict[int, list[float]], dict[int, int]]:
+        """In one read: the metric of every successful run, and how often each experiment
+        ran (failed runs included), by experiment."""
+        groups: dict[int, list[float]] = {}
+        counts: dict[int, int] = {}
+        for experiment, metric in self._all(
+            "SELECT experiment, metric FROM runs WHERE tag=? ORDER BY experiment, run", (tag,)
+        ):
+            counts[experiment] = counts.get(experiment, 0) + 1
+            if metric is not None:
+                groups.setdefault(experiment, []).append(metric)
+        return groups, counts
 
     def runs(self, tag: str, experiment: int) -> list[dict[str, Any]]:
         rows = self._all(
