@@ -152,7 +152,7 @@ def test_a_plain_folder_and_its_program(tmp_path: Path) -> None:
 
 
 async def test_the_timeout_error_names_the_key_to_raise(make_project: MakeProject) -> None:
-    config = CONFIG.replace('budget = "10s"', 'budget = "1s"\ntimeout = "2s"')
+    config = CONFIG.replace('budget = "10s"', 'budget = "1s"\ntimeout = "2s"\ngrace = "5s"')
     root = make_project(train="import time\ntime.sleep(30)\n", config=config)
     engine = engine_for(root)
     await run(engine, 1)

@@ -101,7 +101,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     assert [e["id"] for e in experiments] == [0, 1, 2, 3]
     kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
     discarded = [e for e in experiments if e["status"] == "discarded"]
-    assert kept and discarded, [(e["id"], e["status"]) for e in experiments]
+    assert kept and discarded, [(e["id"], e["status"]) for e in experiments] + [experiments[2]["reason"]]
     for exp in experiments:  # light JSON rows with the contract's fields, heavy ones empty
         assert {"id", "status", "metric", "description", "commit", "reason", "diff"} <= set(exp)
         assert {"run_s", "cost_usd", "agent", "secondary"} <= set(exp)

@@ -88,7 +88,7 @@ async def test_report_of_a_real_loop_opens_in_chromium(loop_project: Path, tmp_p
         assert f"exp {keep.experiment.id}</b>" in dom
         assert keep.experiment.diff.splitlines()[-1].strip()[:20] in html
     assert "try a wider model first" in dom
-    assert "not recorded" in dom  # the sandbox, as long as experiments do not record it
+    assert "bwrap" in dom  # whether runs were sandboxed, as the experiments recorded it
     if summary.crashes:
         assert "too small for the model" in dom
     image = screenshot(page, tmp_path / "report.png")

@@ -324,7 +324,7 @@ async def test_the_agentic_evaluator_cannot_be_told_its_score_nor_leak_its_label
     assert baseline.metric == pytest.approx(0.56)
     assert cheater.metric == pytest.approx(0.56), cheater.reason  # judged on its answers only
     assert cheater.status is Status.DISCARDED
-    for path in (folder / ".ratchet" / "logs").glob("1*.log"):
+    for path in (folder / ".ratchet" / "loops" / "a" / "logs").glob("1*.log"):
         assert "ATTACK-OK" not in path.read_text(), path
     assert (folder / "tasks.jsonl").exists()  # the user's labels are untouched
     assert fair.status is Status.KEPT and fair.metric > 0.56

@@ -105,7 +105,9 @@ async def test_a_harness_loop_reaches_only_its_declared_host_with_its_own_key(
     assert baseline.metric == pytest.approx(0.5), baseline.reason  # the sums right only
     assert better.status is Status.KEPT and better.metric == pytest.approx(1.0), better.reason
     assert attack.status is Status.DISCARDED
-    logs = "".join(p.read_text() for p in (folder / ".ratchet" / "logs").glob("*.log"))
+    logs = "".join(
+        p.read_text() for p in (folder / ".ratchet" / "loops" / "h" / "logs").glob("*.log")
+    )
     assert "ATTACK-OK" not in logs and "other port:" in logs
     assert listener.connections == 0
     assert api.requests and {r.api_key for r in api.requests} == {TASK_KEY}

@@ -118,4 +118,4 @@ async def test_a_key_printed_by_a_run_is_redacted_from_its_log_and_tail(
     for path in (root / ".ratchet").rglob("*"):  # the checkout holds the file, nothing else
         if path.is_file() and "worktrees" not in path.parts:
             assert SENTINEL.encode() not in path.read_bytes(), path
-    assert "sk-ant-api03" not in (root / ".ratchet" / "logs" / "0.log").read_text()
+    assert "sk-ant-api03" not in (root / ".ratchet" / "loops" / "r" / "logs" / "0.log").read_text()

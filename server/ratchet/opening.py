@@ -10,12 +10,14 @@ moved by something else, and is refused with the command that puts it back.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import RatchetError
 from .experiment import Pending, Proposal, Status, move
 from .hardware import same_hardware
+from .ledger import results_row
 from .runners.processes import kill_orphans
 from .scheduler import PERSON, WorkItem
 
@@ -138,7 +140,10 @@ class Opening:
         workspace.sync_experiment_refs(expected)
         self._check_branch(loop)
         results = engine.ledger.results_path
-        if recovered or not results.exists():
+        # A kill between the ledger's write and results.tsv's append leaves a row missing.
+        if recovered or _rows_in(results) != sum(
+            1 for e in history.experiments if results_row(e) is not None
+        ):
             engine.ledger.write_results(
                 engine.tag, engine.config.metric.name, history.experiments
             )
@@ -320,6 +325,15 @@ class Opening:
             source="revert",
         )
         return Pending(proposal, engine.tip, current)
+
+
+def _rows_in(results: Path) -> int | None:
+    """results.tsv's rows (its header not counted); None when there is no such file."""
+    try:
+        with results.open("rb") as lines:
+            return sum(1 for _ in lines) - 1
+    except OSError:
+        return None
 
 
 def _short(value: Any) -> str:

@@ -120,7 +120,7 @@ def prepare(job: Job, slot: Slot, token: str, proxy: HostProxy | None) -> Launch
     if bwrap is None:  # the runner's open() checked; a machine that lost it since says so
         raise OSError("bubblewrap (bwrap) is no longer installed")
     home = os.path.expanduser("~")
-    hidden = (*isolation.hide, home)
+    hidden = (*isolation.hide, home, "/tmp")  # the run's /tmp is its own, too
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
     passed = [name for name in sandbox.env if name not in job.hidden_env]
     spec = SandboxSpec(
