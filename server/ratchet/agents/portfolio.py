@@ -202,6 +202,9 @@ def _nudge(
         old, new = momentum
         assert not isinstance(old, bool | str) and not isinstance(new, bool | str)
         candidate = value * (new / old) if dim.log else value + (new - old)
+    elif dim.kind == "int" and abs(value) < 8:
+        # A small count (depth, heads): one or two either way; factors would skip values.
+        candidate = value + rng.choice((-2, -1, 1, 2))
     else:
         # mutate's own steps (x0.5 .. x2, on 4 significant digits), shrunk after misses.
         step = perturb(value, rng)
