@@ -45,7 +45,7 @@ def test_budget_goes_to_the_arm_that_pays() -> None:
     rng = random.Random(0)
     picks = [choose_arm(history, rng) for _ in range(400)]
     assert picks.count("local") > 0.7 * len(picks)
-    assert picks.count("tpe") > 0.1 * len(picks)  # the floor: the other arm is not starved
+    assert picks.count("tpe") > 0.05 * len(picks)  # the floor: the other arm is not starved
 
 
 def test_a_constant_only_printed_is_not_tuned() -> None:
@@ -110,3 +110,23 @@ def test_in_a_real_loop_both_arms_propose_valid_edits(make_project: MakeProject)
     first = engine.ledger.experiments("pf")[0].metric
     assert engine.best() is not None and (engine.best().metric or 0) < (first or 0)
     assert set(best) == {"LR", "WIDTH"}
+
+
+def test_a_crash_teaches_tpe_the_worst_value_seen(tmp_path: Path) -> None:
+    from ratchet.agents.optuna import study_storage
+    from ratchet.novelty import digest
+
+    agent = PortfolioAgent(tmp_path / ".ratchet", seed=2)
+    first = asyncio.run(agent.propose(context(SOURCE, 1)))
+    second = asyncio.run(agent.propose(context(SOURCE, 2)))
+    history = (
+        HistoryEntry(1, "discarded", 3.0, None, first.description,
+                     digest=digest(first.edits["train.py"])),
+        HistoryEntry(2, "crashed", None, None, second.description,
+                     digest=digest(second.edits["train.py"])),
+    )  # fmt: skip
+    asyncio.run(agent.propose(context(SOURCE, 3, history)))
+    study = optuna.load_study(study_name="ratchet-t", storage=study_storage(tmp_path / ".ratchet"))
+    by_experiment = {t.user_attrs.get("experiment"): t for t in study.trials}
+    assert by_experiment[2].state is optuna.trial.TrialState.COMPLETE
+    assert by_experiment[2].value == 3.0  # the worst of the incumbent (1.0) and exp 1 (3.0)

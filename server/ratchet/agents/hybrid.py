@@ -29,7 +29,7 @@ class HybridAgent:
         self.kind = f"{llm.kind}+tune"
 
     def turn(self, context: ProposalContext) -> str:
-        """"llm" or "tune": after each LLM proposal, `ratio` tuning ones."""
+        """ "llm" or "tune": after each LLM proposal, `ratio` tuning ones."""
         recent = [e.description for e in context.history if e.id > 0]
         recent += list(context.running)
         tuned = 0

@@ -84,6 +84,7 @@ def check_space(config: Config) -> None:
 class OptunaAgent:
     kind = "optuna"
     label_arms = False  # whether descriptions say which arm proposed (the portfolio's do)
+    failures_as_worst = False  # crashes are failed trials (the issue's contract for optuna)
 
     def __init__(
         self,
@@ -131,7 +132,7 @@ class OptunaAgent:
             study = self.study(context)
             space = settle(study, space, self.overrides)
             study.sampler = self.sampler(context, space)
-            learn(study, context.history, context.experiment)
+            learn(study, context.history, context.experiment, self.failures_as_worst)
             add_incumbent(study, space, context)
             return self._ask(study, space, context)
 
@@ -285,8 +286,14 @@ def _tell(study: optuna.Study, number: int, value: float | None) -> None:
         study.tell(number, value)
 
 
-def learn(study: optuna.Study, history: tuple[HistoryEntry, ...], experiment: int) -> None:
-    """Tells every open trial whose experiment is final its result."""
+def learn(
+    study: optuna.Study,
+    history: tuple[HistoryEntry, ...],
+    experiment: int,
+    failures_as_worst: bool = False,
+) -> None:
+    """Tells every open trial whose experiment is final its result. A crash is a failed
+    trial, or with `failures_as_worst` the worst value seen (so TPE learns to avoid it)."""
     by_digest = {e.digest: e for e in history if e.digest}
     by_id = {e.id: e for e in history}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -305,7 +312,21 @@ def learn(study: optuna.Study, history: tuple[HistoryEntry, ...], experiment: in
             continue
         if entry.status in _UNFINISHED:
             continue
-        _tell(study, trial.number, _outcome(entry))
+        outcome = _outcome(entry)
+        if outcome is None and failures_as_worst:
+            outcome = _worst(study)
+        _tell(study, trial.number, outcome)
+
+
+def _worst(study: optuna.Study) -> float | None:
+    values = [
+        t.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
+    if not values:
+        return None
+    return max(values) if study.direction == StudyDirection.MINIMIZE else min(values)
 
 
 def _outcome(entry: HistoryEntry) -> float | None:

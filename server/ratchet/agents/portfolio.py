@@ -23,21 +23,22 @@ from optuna.trial import TrialState
 
 from ..config import Config
 from ..experiment import HistoryEntry, ProposalContext
+from .mutate import perturb
 from .optuna import OptunaAgent, check_space
 from .space import Dimension, Space, Value, parse_changes, print_only
 
 ARMS = ("local", "tpe")
 _WINDOW = 20  # recent proposals of an arm that its keep rate is estimated from
-_FLOOR = 0.2  # each arm proposes at least this often
+_FLOOR = 0.1  # each arm proposes at least this often
 _NO_EFFECT_TRIES = 3
-_STEP = math.log(2.0)  # the largest local step on a log scale: x0.5 .. x2
-_SHRINK = 0.7  # the step shrinks by this after every _SHRINK_AFTER local misses in a row
-_SHRINK_AFTER = 3
+_SHRINK = 0.8  # the step shrinks by this after every _SHRINK_AFTER local misses in a row
+_SHRINK_AFTER = 6
 
 
 class PortfolioAgent(OptunaAgent):
     kind = "portfolio"
     label_arms = True
+    failures_as_worst = True  # TPE then learns the region that crashes, not only its edge
 
     @classmethod
     def from_config(cls, config: Config) -> PortfolioAgent:
@@ -201,15 +202,17 @@ def _nudge(
         old, new = momentum
         assert not isinstance(old, bool | str) and not isinstance(new, bool | str)
         candidate = value * (new / old) if dim.log else value + (new - old)
-    elif dim.log or (dim.kind == "int" and value >= 4):
-        size = _STEP * scale * rng.uniform(0.3, 1.0)
-        candidate = value * math.exp(size if rng.random() < 0.5 else -size)
-        if dim.kind == "int" and round(candidate) == value:
-            candidate = value + (1 if candidate > value else -1)
-    elif dim.kind == "int":
+    elif dim.kind == "int" and abs(value) < 8:
+        # A small count (depth, heads): one or two either way; factors would skip values.
         candidate = value + rng.choice((-2, -1, 1, 2))
     else:
-        candidate = value + rng.gauss(0, 0.1 * scale * (dim.high - dim.low))
+        # mutate's own steps (x0.5 .. x2, on 4 significant digits), shrunk after misses.
+        step = perturb(value, rng)
+        if scale < 1.0 and value:
+            step = value * (step / value) ** scale
+        candidate = step
+        if dim.kind == "int" and round(candidate) == value:
+            candidate = value + (1 if candidate > value else -1)
     candidate = min(max(candidate, dim.low), dim.high)
     if dim.step:
         candidate = dim.low + round((candidate - dim.low) / dim.step) * dim.step
