@@ -33,6 +33,8 @@ CONTRACT = {
     "ratchet.experiments",
     "ratchet.status",
     "ratchet.stopExperiment",
+    "ratchet.report",
+    "ratchet.finalize",
 }
 
 OpenEditor = Callable[[Path], Awaitable[Editor]]

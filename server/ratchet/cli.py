@@ -429,7 +429,7 @@ def _report(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _finalize(args: argparse.Namespace, project: Path, console: Console) -> int:
-    from .finalize import finalize, parse_exclude
+    from .finalize import finalize, outcome_lines, parse_exclude
 
     ledger, tag = _open_ledger(project, args.tag)
     done = finalize(
@@ -440,21 +440,8 @@ def _finalize(args: argparse.Namespace, project: Path, console: Console) -> int:
         exclude=parse_exclude(args.exclude),
         patch_dir=args.patch,
     )
-    kept = ", ".join(map(str, done.carried))
-    if done.skipped:
-        console.print(f"already on {done.base_name}: exp {', '.join(map(str, done.skipped))}")
-    if done.patches:
-        console.print(f"wrote {len(done.patches)} patches to {args.patch} (keeps {kept})")
-        console.print(f"apply them with `git am {args.patch}/*.patch`")
-        return 0
-    console.print(
-        f"branch {done.branch}: keeps {kept} on top of {done.base_name} "
-        f"({done.base[:10]}){', squashed' if args.squash else ''}; {done.base_name} did not move"
-    )
-    console.print(
-        f"to measure it again: `git switch {done.branch} && ratchet run --tag {tag}-check "
-        "--max-experiments 1` (its baseline is the review branch)"
-    )
+    for line in outcome_lines(done, tag, args.squash, args.patch):
+        console.print(line)
     return 0
 
 

@@ -85,6 +85,26 @@ def finalize(
     return Finalized(base, base_name, carried, skipped, branch=branch, tip=tip)
 
 
+def outcome_lines(done: Finalized, tag: str, squash: bool, patch_dir: Path | None) -> list[str]:
+    """What was made, in words, and how to measure it again (the CLI's and the editor's)."""
+    kept = ", ".join(map(str, done.carried))
+    skipped = ", ".join(map(str, done.skipped))
+    lines = [f"already on {done.base_name}: exp {skipped}"] if done.skipped else []
+    if done.patches:
+        return [
+            *lines,
+            f"wrote {len(done.patches)} patches to {patch_dir} (keeps {kept})",
+            f"apply them with `git am {patch_dir}/*.patch`",
+        ]
+    return [
+        *lines,
+        f"branch {done.branch}: keeps {kept} on top of {done.base_name} ({done.base[:10]})"
+        f"{', squashed' if squash else ''}; {done.base_name} did not move",
+        f"to measure it again: `git switch {done.branch} && ratchet run --tag {tag}-check "
+        "--max-experiments 1` (its baseline is the review branch)",
+    ]
+
+
 def _repository(project: Path) -> git.Repo:
     try:
         repo = git.Repo(project, search_parent_directories=True)

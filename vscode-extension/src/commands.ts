@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import type { VirtualDocuments } from './documents';
 import type { Environment } from './environment';
 import type { ExperimentsPanel, Openers } from './experimentsView';
+import { makeReviewBranch, type ReportPanel } from './morning';
 import { formatMetric } from './logic/format';
 import { idFrom, LSP, type ExperimentRecord } from './logic/protocol';
 import type { Project, Projects } from './projects';
@@ -16,6 +17,7 @@ export interface Parts {
   projects: Projects;
   docs: VirtualDocuments;
   panel: ExperimentsPanel;
+  report: ReportPanel;
   openers: Openers;
 }
 
@@ -179,6 +181,14 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
         panel.select(id);
       }
     }),
+    register('ratchet.openReport', guarded(async () => {
+      const p = await project();
+      return p ? parts.report.open(p) : undefined;
+    })),
+    register('ratchet.makeReviewBranch', guarded(async () => {
+      const p = await project();
+      return p ? makeReviewBranch(p) : undefined;
+    })),
     register('ratchet.selectProject', guarded(() => projects.pick())),
     register('ratchet.init', guarded(() => initialize(env, projects))),
     register('ratchet.createExample', guarded(() => createExample(env, parts.context.extensionPath))),

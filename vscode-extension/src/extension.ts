@@ -9,6 +9,7 @@ import { registerCommands } from './commands';
 import { openExperiment, openLog, VirtualDocuments } from './documents';
 import { Environment, readEditable } from './environment';
 import { ExperimentsPanel, type Openers } from './experimentsView';
+import { ReportPanel } from './morning';
 import { changedKeys, contextKeys, type ContextKeys } from './logic/contextKeys';
 import { formatGain, formatMetric } from './logic/format';
 import type { LoopStatus } from './logic/protocol';
@@ -46,8 +47,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Api> {
   };
   const panel = new ExperimentsPanel(context.extensionUri, all, openers);
   const tree = new ExperimentsTree(all);
-  context.subscriptions.push(env, docs, statusBar, panel, tree, all, diffDocuments(all));
-  context.subscriptions.push(...registerCommands({ context, env, projects: all, docs, panel, openers }));
+  const report = new ReportPanel();
+  context.subscriptions.push(env, docs, statusBar, panel, report, tree, all, diffDocuments(all));
+  context.subscriptions.push(...registerCommands({ context, env, projects: all, docs, panel, report, openers }));
   context.subscriptions.push(...followActiveProject(all, statusBar), watchSettings(all), ...watchWorkspace(all));
   const pythonWatch = await onPythonInterpreterChange(() => {
     if (!vscode.workspace.getConfiguration('ratchet').get<string>('python', '').trim() && !env.privateEnvironment()) {

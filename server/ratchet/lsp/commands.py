@@ -259,3 +259,47 @@ async def diff_text(session: Session, args: list[Any]) -> Any:
     if isinstance(value, str) and not value.startswith(names.DIFF_SCHEME + ":"):
         value = _int(value)
     return await session.diff_text(value)
+
+
+@command(names.REPORT)
+async def report(session: Session, args: list[Any]) -> Any:
+    """The loop's HTML report, written to .ratchet/report.html: {path, uri, shown, message}.
+    The server asks the client to open it unless given `{show: false}` (a client that shows
+    it itself, as VS Code's webview does)."""
+    show = _options(args).get("show", True)
+    if not isinstance(show, bool):
+        raise ArgumentError(f"`show` is true or false, not {show!r}")
+    return await session.morning.report(show)
+
+
+@command(names.FINALIZE)
+async def finalize(session: Session, args: list[Any]) -> Any:
+    """The keeps as a new review branch on the user's branch (which never moves), or a patch
+    series: `{squash?: bool, exclude?: [N, ...], patch?: "folder"}`."""
+    options = _options(args)
+    squash = options.get("squash", False)
+    if not isinstance(squash, bool):
+        raise ArgumentError(f"`squash` is true or false, not {squash!r}")
+    patch = options.get("patch")
+    if patch is not None and (not isinstance(patch, str) or not patch.strip()):
+        raise ArgumentError(f"`patch` is the folder to write the patches to, not {patch!r}")
+    return await session.morning.finalize(squash, _numbers(options.get("exclude")), patch)
+
+
+def _options(args: list[Any]) -> dict[str, Any]:
+    if not args or args[0] is None:
+        return {}
+    if not isinstance(args[0], dict):
+        raise ArgumentError(f"expected an object of options, got {args[0]!r}")
+    return args[0]
+
+
+def _numbers(value: Any) -> set[int]:
+    """`exclude`: a list of experiment numbers (one number alone is taken as a list)."""
+    if value is None:
+        return set()
+    values = value if isinstance(value, list) else [value]
+    numbers = [_int(item) for item in values]
+    if any(number is None or number < 0 for number in numbers):
+        raise ArgumentError(f"`exclude` is a list of experiment numbers, not {value!r}")
+    return {number for number in numbers if number is not None}

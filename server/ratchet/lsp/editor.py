@@ -61,9 +61,11 @@ class Editor:
             types.ApplyWorkspaceEditParams(edit=edit, label=label)
         )
 
-    async def show_document(self, uri: str) -> bool:
+    async def show_document(self, uri: str, external: bool = False) -> bool:
+        """Asks the client to show a document (`external`: in its own program, a browser for
+        a page); whether it did."""
         result = await self.server.window_show_document_async(
-            types.ShowDocumentParams(uri=uri, take_focus=True)
+            types.ShowDocumentParams(uri=uri, external=external or None, take_focus=True)
         )
         return bool(result and result.success)
 

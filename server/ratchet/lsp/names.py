@@ -20,6 +20,8 @@ STATUS = "ratchet.status"
 STOP_EXPERIMENT = "ratchet.stopExperiment"
 OPEN_DIFF = "ratchet.openDiff"
 DIFF_TEXT = "ratchet.diffText"
+REPORT = "ratchet.report"  # the loop's HTML report into .ratchet/report.html, opened
+FINALIZE = "ratchet.finalize"  # the keeps as a review branch: {squash?, exclude?, patch?}
 
 # Handled when a client sends them, but not advertised: VS Code's language client registers a
 # palette command for every advertised one, and these take arguments only a client has.

@@ -6,6 +6,7 @@ loop           the loop's own process: attach, follow, command, detach (never st
 results        the rows, proposals and results, placed in the text: diagnostics, hints, lenses
 files          documents and files on disk: each change to the feature it concerns
 applying       an experiment into the user's file; diffs for clients to show
+morning        the loop's report, and its keeps as a review branch
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .configuration import Configuration
 from .editor import Editor
 from .files import Files
 from .loop import Loop
+from .morning import Morning
 from .project import Project
 from .results import Results
 from .status import StatusNotifier
@@ -64,6 +66,7 @@ class Session:
             project, self.configuration, self.results, self.loop, changed, self._pause_locked
         )
         self.applier = Applier(project, self.results)
+        self.morning = Morning(project)
         self.loop.on_attach = lambda: project.spawn(self.files.remember_locked())
 
     @property

@@ -38,6 +38,8 @@ export function contextKeys(input: ContextInput): ContextKeys {
     'ratchet.hasPendingProposal': waiting,
     'ratchet.proposalInEditor': waiting && !!editable && input.activeFile === editable,
     'ratchet.hasBest': online && status.bestId !== null && status.bestId !== undefined,
+    // a loop has a record (the report and the review branch have something to read)
+    'ratchet.hasLoop': online && (status.total ?? 0) > 0,
   };
 }
 

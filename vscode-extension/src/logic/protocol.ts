@@ -45,6 +45,8 @@ export const LSP = {
   experiment: 'ratchet.experiment',
   stopExperiment: 'ratchet.stopExperiment',
   status: 'ratchet.status',
+  report: 'ratchet.report',
+  finalize: 'ratchet.finalize',
   statusNotification: 'ratchet/status',
   experimentNotification: 'ratchet/experiment',
 } as const;
