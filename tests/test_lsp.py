@@ -88,7 +88,9 @@ async def run_loop(editor: Editor, total: int) -> list[dict[str, Any]]:
 async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     make_project: MakeProject, editors: OpenEditor
 ) -> None:
-    root = make_project()
+    # Seed 1 draws a keep and a discard in the first three proposals (the draws follow the
+    # proposal's number and the best file, not the timing of the loop).
+    root = make_project(config=CONFIG.replace("seed = 0", "seed = 1"))
     editor = await editors(root)
     # The capabilities list the whole contract; openDiff is handled but left to the client.
     advertised = editor.capabilities.execute_command_provider
@@ -103,7 +105,7 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     assert [e["id"] for e in experiments] == [0, 1, 2, 3]
     kept = [e for e in experiments if e["status"] == "kept" and e["source"] != "baseline"]
     discarded = [e for e in experiments if e["status"] == "discarded"]
-    assert kept and discarded, [(e["id"], e["status"]) for e in experiments] + [experiments[2]["reason"]]
+    assert kept and discarded, [(e["id"], e["status"]) for e in experiments]
     for exp in experiments:  # light JSON rows with the contract's fields, heavy ones empty
         assert {"id", "status", "metric", "description", "commit", "reason", "diff"} <= set(exp)
         assert {"run_s", "cost_usd", "agent", "secondary"} <= set(exp)

@@ -291,6 +291,9 @@ class Engine:
                 f"--max-experiments {scheduler.quota} allows; raise it to go on"
             )
         scheduler.proposer_open = not submitted_only
+        # Proposals are numbered over the whole loop: a seeded agent's draws follow the record,
+        # never the timing of the slots.
+        scheduler.proposals = len(self.history.experiments)
         scheduler.paused = paused
         for item in self._restored:
             scheduler.put(item)

@@ -115,7 +115,7 @@ class ProposalContext:
     # normalised digests of files already measured (a live set: never copied per proposal)
     tried_digests: AbstractSet[str] = frozenset()
     repair_of: RepairRequest | None = None
-    proposal: int = 0  # which proposal of this session: tells apart those made at once
+    proposal: int = 0  # which proposal of the loop (in order asked): tells apart those made at once
     base_commit: str = ""  # the current best's commit (the files an agent works from)
     tag: str = ""  # the loop's tag: names state an agent keeps next to the ledger
     summary: str = ""  # the whole history grouped by what was changed (summary.summarise)

@@ -150,10 +150,10 @@ class MutateAgent:
         )
 
     def _seed_for(self, context: ProposalContext) -> int:
-        # Deterministic per experiment number and best file, so a resumed loop continues the
-        # same sequence and parallel slots draw different changes.
+        # Deterministic per proposal number (counted over the whole loop, never by timing) and
+        # best file, so a resumed loop continues the sequence and parallel slots differ.
         best = digest(context.editable_text)
-        material = f"{self.seed}:{context.experiment}:{context.proposal}:{best}"
+        material = f"{self.seed}:{context.proposal}:{best}"
         return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
     async def close(self) -> None:
