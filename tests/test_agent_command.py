@@ -391,6 +391,7 @@ async def test_the_mutate_agent_improves_the_agentic_example(tmp_path: Path) -> 
         proposal = await agent.propose(
             context(
                 experiment=number,
+                proposal=number,
                 editable_path="triage.py",
                 editable_text=best_text,
                 metric_name="accuracy",

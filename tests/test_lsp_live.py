@@ -284,3 +284,23 @@ async def test_a_locked_file_changed_pauses_the_loop(editor: Editor) -> None:
     await editor.wait_state("running")
     await editor.command("ratchet.stop")
     assert Path(root / "train.py").read_text() == SLOW  # the user's file never written
+
+
+@pytest.mark.parametrize("editor", [{"config": REVIEWED}], indirect=True)
+async def test_a_hand_edit_runs_after_a_loop_stopped_while_awaiting_review(
+    editor: Editor,
+) -> None:
+    await editor.command("ratchet.start")
+    await editor.wait_state("awaiting_review")
+    assert (await editor.command("ratchet.stop"))["state"] == "idle"
+    await editor.wait_state("idle")
+    before = editor.statuses[-1]["total"]
+    text = (editor.root / "train.py").read_text().replace("LR = 0.5", "LR = 0.3")
+    text = text.replace("WIDTH = 8", "WIDTH = 12")
+    editor.open("train.py", text)
+    await editor.command("ratchet.runBuffer", "the best by hand")
+    await editor.wait(
+        lambda: editor.statuses[-1]["total"] > before and editor.statuses[-1]["best"] == 0,
+        "the hand edit kept",
+        timeout=60,
+    )

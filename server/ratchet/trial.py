@@ -72,7 +72,13 @@ class Trial:
             self.loop.confirm_best()  # until the judge trusts it
             return False
         pending = await self._carry(item.pending)
-        if pending is None:  # its change is already in, or no longer applies
+        if pending is None:  # its change is already in, or no longer applies: said, not lost
+            proposal = item.pending.proposal
+            if proposal.source != "agent":
+                self.loop.say(
+                    f"“{proposal.description}” was not run: its change is already in the best, "
+                    "or no longer applies to it (the best moved on)"
+                )
             if item.durable is not None:
                 await asyncio.to_thread(self.loop.history.ledger.dequeue, item.durable)
             return False
@@ -84,6 +90,9 @@ class Trial:
         tip = self.loop.tip
         if pending.base_commit == tip or pending.proposal.source == "baseline":
             return pending
+        if pending.proposal.source == "human":  # a person's file, measured as they wrote it
+            current = await asyncio.to_thread(self.loop.workspace.read, tip, self.editable)
+            return replace(pending, base_commit=tip, base_text=current)
         proposed = pending.proposal.edits.get(self.editable)
         if proposed is None or set(pending.proposal.edits) != {self.editable}:
             current = await asyncio.to_thread(self.loop.workspace.read, tip, self.editable)

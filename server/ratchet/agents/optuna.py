@@ -153,7 +153,7 @@ class OptunaAgent:
     def sampler(self, context: ProposalContext, space: Space) -> optuna.samplers.BaseSampler:
         # A fresh seed per experiment: a resumed loop goes on where it was, and proposals made
         # at once for parallel slots differ.
-        material = f"{self.seed}:{context.proposal}"
+        material = f"{self.seed}:{context.experiment}:{context.proposal}"
         seed = int.from_bytes(hashlib.sha256(material.encode()).digest()[:4], "big")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -68,7 +68,7 @@ class PortfolioAgent(OptunaAgent):
         return study.ask(distributions), arm
 
     def _seed(self, context: ProposalContext, attempt: int) -> int:
-        material = f"portfolio:{self.seed}:{context.proposal}:{attempt}"
+        material = f"portfolio:{self.seed}:{context.experiment}:{context.proposal}:{attempt}"
         return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
 
