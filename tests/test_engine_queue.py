@@ -247,7 +247,8 @@ KILLER = textwrap.dedent(
         engine = Engine(load_config(Path(sys.argv[1])), tag="t")
         await engine.open()
         text = open(sys.argv[1] + "/train.py").read()
-        await engine.submit(text.replace("LR = 0.5", "LR = 0.3"), "a person's edit")
+        best = text.replace("LR = 0.5", "LR = 0.3").replace("WIDTH = 8", "WIDTH = 12")
+        await engine.submit(best, "a person's edit")
         proposal = Proposal({"train.py": text.replace("WIDTH = 8", "WIDTH = 12")}, "re-measure me",
                             source="rebase")
         pending = Pending(proposal, engine.tip, text)

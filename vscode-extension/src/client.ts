@@ -34,6 +34,7 @@ export class ProjectClient implements vscode.Disposable {
   private starting: Promise<void> | undefined;
   private child: ChildProcess | undefined;
   private lastExit = '';
+  private previousExit = ''; // how the server before this one ended, for the restart message
   private crashes: number[] = [];
   private restartingAfterCrash = false;
   private readonly statusEmitter = new vscode.EventEmitter<LoopStatus>();
@@ -195,7 +196,10 @@ export class ProjectClient implements vscode.Disposable {
     if (this.restartingAfterCrash) {
       this.restartingAfterCrash = false;
       const fate = loop ? `the loop (pid ${loop.pid}) is still running and this window is attached to it again` : 'the loop ran inside it and stopped with it: start it again when ready';
-      void vscode.window.showWarningMessage(`Ratchet (${this.name}): the language server stopped (${this.lastExit || 'unexpectedly'}) and was restarted; ${fate}.`, 'Show Log').then((pick) => {
+      // The old process's exit may be seen before or after the new one starts.
+      const how = this.previousExit || this.lastExit || 'unexpectedly';
+      this.previousExit = '';
+      void vscode.window.showWarningMessage(`Ratchet (${this.name}): the language server stopped (${how}) and was restarted; ${fate}.`, 'Show Log').then((pick) => {
         if (pick) {
           this.env.serverLog.show();
         }
@@ -222,9 +226,17 @@ export class ProjectClient implements vscode.Disposable {
 
   private watchProcess(child: ChildProcess): void {
     this.child = child;
+    if (this.lastExit) {
+      this.previousExit = this.lastExit; // the server before this one: what the restart says
+    }
     this.lastExit = '';
     child.once('exit', (code, signal) => {
-      this.lastExit = signal ? `killed by ${signal}` : `exit code ${code}`;
+      const how = signal ? `killed by ${signal}` : `exit code ${code}`;
+      if (this.child === child) {
+        this.lastExit = how;
+      } else {
+        this.previousExit = how; // seen after its successor started
+      }
     });
   }
 

@@ -39,7 +39,7 @@ def find_constants(source: str) -> list[Constant]:
         return []
     found = []
     for node in tree.body:
-        target, value = _assignment(node)
+        target, value = assignment(node)
         if target is None or value is None:
             continue
         number = _number(value)
@@ -50,7 +50,8 @@ def find_constants(source: str) -> list[Constant]:
     return upper or [c for c in found if not c.name.upper().endswith(_SKIPPED)]
 
 
-def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+def assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    """The name and value of a module-level `NAME = value` (or annotated) assignment."""
     if (
         isinstance(node, ast.Assign)
         and len(node.targets) == 1

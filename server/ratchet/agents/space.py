@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ..config import SpaceOverride
+from .mutate import assignment  # one reading of `NAME = value` for every offline agent
 
 Value = int | float | bool | str
 
@@ -69,7 +70,7 @@ def find_literals(source: str) -> list[Literal]:
         return []
     found = []
     for node in tree.body:
-        target, value = _assignment(node)
+        target, value = assignment(node)
         if target is None or value is None or value.end_col_offset is None:
             continue
         literal = _literal(value)
@@ -77,18 +78,6 @@ def find_literals(source: str) -> list[Literal]:
             continue
         found.append(Literal(target, literal, value.lineno, value.col_offset, value.end_col_offset))
     return found
-
-
-def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
-    if (
-        isinstance(node, ast.Assign)
-        and len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
-    ):
-        return node.targets[0].id, node.value
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-        return node.target.id, node.value
-    return None, None
 
 
 def _literal(node: ast.expr) -> Value | None:

@@ -157,6 +157,10 @@ class Loop:
             return await self.client.request(method, params)
         except LoopGone:
             raise RatchetError(f"the loop ended before it could {method}") from None
+        finally:
+            # A status read while this ran may predate it: the next one is asked again.
+            if method != "status":
+                self._stale = True
 
     async def launch(self, **start: Any) -> dict[str, Any]:
         """Starts a loop in a process of its own, attaches, and tells it how to run."""
