@@ -89,6 +89,9 @@ CONFIG = textwrap.dedent(
     [agent]
     kind = "mutate"
     seed = 0
+
+    [sandbox]
+    read = ["{flag_folder}"]  # the flag that starts the stream lies outside the project
     """
 )
 
@@ -118,7 +121,7 @@ def make_project(folder: Path, seconds: float) -> Path:
     (root / "prepare.py").write_text("# locked\n")
     (root / "program.md").write_text("Make the score lower.\n")
     (root / "ratchet.toml").write_text(
-        CONFIG.format(python=sys.executable, budget=int(seconds * 4) + 10)
+        CONFIG.format(python=sys.executable, budget=int(seconds * 4) + 10, flag_folder=folder)
     )
     git = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
@@ -263,7 +266,8 @@ async def measure(
         await editor.wait(lambda: editor.statuses[-1]["loop"] is None, "the end", 180)
         unfinished = ("proposed", "awaiting_review", "running", "measured")
         finished = sum(1 for r in editor.rows[rows_before:] if r["status"] not in unfinished)
-        log = root / ".ratchet" / "logs" / f"{experiment}.log"
+        tag = editor.statuses[-1].get("tag") or Ledger(root / ".ratchet").tags()[-1]
+        log = root / ".ratchet" / "loops" / tag / "logs" / f"{experiment}.log"
         printed = sum(1 for text in log.read_text().splitlines() if text.startswith("step "))
         row = await editor.command("ratchet.experiment", experiment)
     finally:
