@@ -49,8 +49,11 @@ class History:
         self.best = self.baseline = None
         self.kept = self.finished = self.crashed = 0
         self.cost_usd = 0.0
-        for exp in self.ledger.experiments(self.tag, light=True):
-            self._add(exp)
+        self.experiments = self.ledger.experiments(self.tag, light=True)  # in id order
+        self.by_id = {e.id: e for e in self.experiments}
+        for exp in self.experiments:
+            self._count(exp, +1)
+            self._update_best(exp)
         self.runs, self.attempts = self.ledger.run_record(self.tag)
         self._pool = _Pool()
         for exp_id, values in self.runs.items():

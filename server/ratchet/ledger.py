@@ -267,17 +267,19 @@ class Ledger:
 
     def _experiment(self, row: tuple[Any, ...]) -> Experiment:
         values = dict(zip(_COLUMNS, row, strict=True))  # defaults filled in by the query
-        for name in _JSON_COLUMNS:
-            raw = values[name]
-            parsed = self._parsed.get(raw)
-            if parsed is None:
-                parsed = self._parsed.setdefault(raw, json.loads(raw) if raw else {})
-            values[name] = parsed
+        values["secondary"] = self._json(values["secondary"])
+        values["hardware"] = self._json(values["hardware"])
         values["status"] = _STATUSES[values["status"]]
         # 100,000 rows at open: the values are complete, so __init__'s work is skipped.
         exp = object.__new__(Experiment)
-        exp.__dict__.update(values)
+        exp.__dict__ = values
         return exp
+
+    def _json(self, raw: str) -> dict[str, Any]:
+        parsed = self._parsed.get(raw)
+        if parsed is None:
+            parsed = self._parsed.setdefault(raw, json.loads(raw) if raw else {})
+        return parsed
 
     # --- runs (each measurement of an experiment) --------------------------------------------
 
