@@ -21,6 +21,7 @@ from lsprotocol import types
 
 from ..control import wire
 from ..experiment import Experiment, Status
+from ..history import light
 from . import marks, names
 from .placement import Placed, Proposal, Result, place, result_of, shown_ids
 from .project import Project
@@ -277,4 +278,4 @@ class Results:
 def _light(exp: Experiment) -> Experiment:
     if not (exp.diff or exp.log_tail or exp.trace_tail):
         return exp
-    return wire.experiment_of(wire.row(exp, light=True))
+    return light(exp)  # the history's own light copy, not a trip through the wire format
