@@ -105,7 +105,9 @@ def test_in_a_real_loop_both_arms_propose_valid_edits(make_project: MakeProject)
     rows = engine.ledger.experiments("pf")[1:]
     arms = {r.description.rsplit("(", 1)[-1].rstrip(")") for r in rows}
     assert arms <= {"local", "tpe"} and len(arms) == 2
-    assert all(str(r.status) in ("kept", "discarded") for r in rows)
+    assert all(str(r.status) in ("kept", "discarded") for r in rows), [
+        (r.status, r.description, r.reason) for r in rows
+    ]
     best = {lit.name: lit.value for lit in find_literals(engine.text_of("best"))}
     first = engine.ledger.experiments("pf")[0].metric
     assert engine.best() is not None and (engine.best().metric or 0) < (first or 0)

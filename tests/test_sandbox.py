@@ -20,6 +20,7 @@ from ratchet.guard import hash_files, locked_hashes_at
 from ratchet.runners import sandbox as sandbox_module
 from ratchet.runners.base import Isolation, Job, RunControl, Slot
 from ratchet.runners.local import LocalRunner
+from ratchet.runners.processes import PidsCgroup
 from ratchet.runners.sandbox import (
     SandboxSpec,
     build_argv,
@@ -154,6 +155,31 @@ async def test_a_run_whose_locked_files_differ_from_the_start_is_refused(tmp_pat
     outcome = await runner.run(job, Slot(slot.name), lambda line: None, RunControl())
     assert outcome.refused and "differ from the loop's start: prepare.py" in outcome.refused
     assert "ran" not in outcome.tail  # never started
+
+
+@pytest.mark.skipif(
+    os.getuid() != 0 or not Path("/sys/fs/cgroup/pids").is_dir(), reason="no pids cgroup here"
+)
+def test_another_loop_opening_never_takes_a_live_loops_process_limit() -> None:
+    """A cgroup made for a run but not yet entered is empty; another loop's sweep at its open
+    once removed it, and the run died before it started (voided). Only dead loops' go."""
+    live = PidsCgroup.create(PidsCgroup.name_for("a" * 32), 64)
+    dead_owner = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dead = PidsCgroup.create(f"ratchet.{dead_owner}.{'b' * 32}", 64)
+    assert live is not None and dead is not None
+    try:
+        sweep = "from ratchet.runners.processes import PidsCgroup; PidsCgroup.sweep()"
+        subprocess.run([sys.executable, "-c", sweep], check=True, timeout=30)
+        assert live.path.is_dir()
+        assert not dead.path.exists()
+    finally:
+        live.remove(0)
+        dead.remove(0)
 
 
 def test_the_grace_is_half_the_budget_unless_set(tmp_path: Path) -> None:

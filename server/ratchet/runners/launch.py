@@ -161,7 +161,7 @@ def _process_limit(limit: int, token: str) -> list[str]:
     RLIMIT_NPROC), `prlimit --nproc` for anyone else (which counts all the user's processes,
     so the limit is what they run now plus `limit`)."""
     if os.getuid() == 0:
-        cgroup = PidsCgroup.create(f"ratchet-{token}", limit)
+        cgroup = PidsCgroup.create(PidsCgroup.name_for(token), limit)
         if cgroup is not None:
             _LIMITS[token] = cgroup
             return cgroup.enter()

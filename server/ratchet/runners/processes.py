@@ -94,6 +94,16 @@ def processes_of_user(uid: int | None = None) -> int:
     return count
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class PidsCgroup:
     """A pids cgroup holding one run (root is exempt from RLIMIT_NPROC, a cgroup is not).
     `enter` is a prefix for the run's argv: the shell joins the cgroup, then execs the rest,
@@ -119,10 +129,21 @@ class PidsCgroup:
         return cls(path)
 
     @staticmethod
+    def name_for(token: str) -> str:
+        """The owner's PID is in the name, so a sweep never takes a live loop's cgroup; the
+        dots keep the name out of older versions' sweeps (`ratchet-*`, whoever's)."""
+        return f"ratchet.{os.getpid()}.{token}"
+
+    @staticmethod
     def sweep(root: Path = _PIDS_V1) -> None:
-        """Removes the empty cgroups of runs whose removal never came (a killed Ratchet)."""
+        """Removes the empty cgroups of loops that have died (a killed Ratchet). A live
+        loop's are left alone: one made but not yet entered is empty too, and removing it
+        would void that loop's run (two loops on one machine, or a CLI beside the editor)."""
         with contextlib.suppress(OSError):
-            for stale in root.glob("ratchet-*"):
+            for stale in root.glob("ratchet.*"):
+                owner = stale.name.split(".")[1]
+                if owner.isdigit() and _alive(int(owner)):
+                    continue
                 with contextlib.suppress(OSError):
                     stale.rmdir()
 
