@@ -128,3 +128,28 @@ def test_forget_drops_a_loop_whose_baseline_failed(make_project: MakeProject) ->
     done = subprocess.run([*command, "forget", "--tag", "x"], capture_output=True, text=True)
     assert done.returncode == 0 and "forgot loop x" in done.stdout
     assert git(root, "for-each-ref", "refs/ratchet/x", "refs/heads/ratchet/x").strip() == ""
+
+
+async def test_the_refs_are_checked_at_every_open_that_follows_no_clean_close(
+    make_project: MakeProject,
+) -> None:
+    """A clean close marks the refs as agreeing with the ledger, so the next open skips
+    reading them all; the mark is taken at open, so a loop killed later leaves none."""
+    root = make_project()
+    engine = engine_for(root, ScriptedAgent([(replace("WIDTH = 8", "WIDTH = 12"), "w12")]))
+    await run(engine, 2)
+    mark = engine.data / "closed.json"
+    assert mark.exists()
+    commit = engine.ledger.get("t", 1).commit  # type: ignore[union-attr]
+    dying = engine_for(root, ScriptedAgent([]))
+    await dying.open()
+    assert not mark.exists()
+    dying.lock.release()  # killed: it never closes
+    git(root, "update-ref", "-d", "refs/ratchet/t/exp/1")  # a ref the kill never wrote
+    again = engine_for(root, ScriptedAgent([]))
+    await again.open()
+    try:
+        assert git(root, "rev-parse", "refs/ratchet/t/exp/1").strip() == commit
+    finally:
+        await again.close()
+    assert mark.exists()

@@ -23,7 +23,7 @@ from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.events import ExperimentStarted, LoopStateChanged
 from ratchet.experiment import Proposal, ProposalContext, Status
-from ratchet.ledger import Ledger
+from ratchet.ledger import SCHEMA_VERSION, Ledger
 from ratchet.runners.base import Job, OnLine, RunControl, RunOutcome, Slot
 from ratchet.runners.local import LocalRunner
 
@@ -359,7 +359,7 @@ async def test_log_tsv_during_a_run_leaves_the_loop_alone(make_project: MakeProj
 
 def _downgrade_to_the_first_schema(ledger_path: Path) -> None:
     """The ledger as the first Ratchet wrote it: fewer columns, no runs' purpose of rules, no
-    queue, no schema version."""
+    queue, no generation, no schema version."""
     db = sqlite3.connect(ledger_path)
     old = 'tag, id, status, description, agent, base_commit, "commit", metric, reason, diff'
     db.executescript(
@@ -373,6 +373,10 @@ def _downgrade_to_the_first_schema(ledger_path: Path) -> None:
         DROP TABLE loops;
         ALTER TABLE loops1 RENAME TO loops;
         DROP TABLE queue;
+        DROP TABLE record_generation;
+        DROP TRIGGER runs_insert;
+        DROP TRIGGER runs_update;
+        DROP TRIGGER runs_delete;
         PRAGMA user_version = 0;
         """
     )
@@ -425,4 +429,4 @@ async def test_a_ledger_from_the_first_schema_opens_for_every_agent_kind(
     assert experiments[2].status.is_final and experiments[2].status is not Status.INVALID, (
         experiments[2].reason
     )
-    assert Ledger(root / ".ratchet")._all("PRAGMA user_version")[0][0] == 2
+    assert Ledger(root / ".ratchet")._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION

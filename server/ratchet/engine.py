@@ -70,7 +70,7 @@ class Engine:
         self.data = self.folder / "loops" / self.tag  # this loop's logs, traces and curves
         self.logs = self.data / "logs"
         self.workspace = Workspace(config.root, self.tag)
-        self.history = History(self.ledger, self.tag)
+        self.history = History(self.ledger, self.tag, self.data / "record.snapshot")
         self.judge = self._make_judge(config)
         self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
         self.agent = agent or make_agent(config)
@@ -152,6 +152,9 @@ class Engine:
         await self.runner.close()
         if self._opened:
             await asyncio.to_thread(self.workspace.remove_worktrees)
+            if self.state != "error":
+                await asyncio.to_thread(self.opening.mark_closed)
+            await asyncio.to_thread(self.history.save_snapshot)
         self.lock.release()
         self._opened = False
 

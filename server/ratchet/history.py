@@ -9,12 +9,15 @@ trace tails) stay in the ledger and are read by id.
 from __future__ import annotations
 
 import bisect
+import gc
 from collections.abc import Iterable, KeysView
 from dataclasses import replace
+from pathlib import Path
 
+from . import snapshot
 from .experiment import Experiment, Status
 from .judge import group_spread, pooled_noise
-from .ledger import Ledger
+from .ledger import COLUMNS, Ledger, LightRecord, group_runs, in_results
 
 # Not real measurements of the change they describe: never a reason to skip an edit as tried.
 _NOT_TRIED = (Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.LOST, Status.CANCELLED)
@@ -26,9 +29,11 @@ def light(exp: Experiment) -> Experiment:
 
 
 class History:
-    def __init__(self, ledger: Ledger, tag: str) -> None:
+    def __init__(self, ledger: Ledger, tag: str, snapshot: Path | None = None) -> None:
         self.ledger = ledger
         self.tag = tag
+        self.snapshot = snapshot  # where the light record is kept between a close and an open
+        self.from_snapshot = False  # whether the last load came from it
         self.experiments: list[Experiment] = []
         self.by_id: dict[int, Experiment] = {}
         self.runs: dict[int, list[float]] = {}
@@ -40,25 +45,49 @@ class History:
         self.kept = 0  # kept changes, the baseline not counted
         self.finished = 0
         self.crashed = 0
+        self.in_results = 0  # rows results.tsv holds
         self.cost_usd = 0.0
         self._pool = _Pool()
 
     def load(self) -> None:
         """One read of the light columns and one of the runs: the whole record, once."""
+        # Millions of objects and no cycles among them: a collection during the read would
+        # only walk what it has made so far, again and again (0.4 s of 2 at 100,000).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._load()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _load(self) -> None:
         self.experiments, self.by_id, self._tried, self._by_commit = [], {}, {}, {}
         self.best = self.baseline = None
-        self.kept = self.finished = self.crashed = 0
+        self.kept = self.finished = self.crashed = self.in_results = 0
         self.cost_usd = 0.0
-        self.experiments = self.ledger.experiments(self.tag, light=True)  # in id order
+        record = self._snapshot_record()
+        self.from_snapshot = record is not None
+        if record is None:
+            record = self.ledger.light_record(self.tag)
+        self.experiments = self.ledger.build(record.rows)  # in id order
         self.by_id = {e.id: e for e in self.experiments}
         for exp in self.experiments:
             self._count(exp, +1)
             self._update_best(exp)
-        self.runs, self.attempts = self.ledger.run_record(self.tag)
-        self._pool = _Pool()
-        for exp_id, values in self.runs.items():
-            self._pool.scale = max(self._pool.scale, *(abs(v) for v in values))
-            self._pool.set(exp_id, values)
+        self.runs, self.attempts = group_runs(record.runs)
+        self._pool = _Pool.of(self.runs)
+
+    def _snapshot_record(self) -> LightRecord | None:
+        if self.snapshot is None:
+            return None
+        return snapshot.read(self.snapshot, self.tag, COLUMNS, self.ledger.generation())
+
+    def save_snapshot(self) -> None:
+        """Keeps the record as the ledger holds it now, for the next open (off any
+        experiment's path: the loop calls it as it closes)."""
+        if self.snapshot is not None:
+            snapshot.write(self.snapshot, self.tag, COLUMNS, self.ledger.light_record(self.tag))
 
     # --- the one writer ----------------------------------------------------------------------
 
@@ -113,6 +142,8 @@ class History:
             self.finished += sign
         if exp.status in _CRASHES:
             self.crashed += sign
+        if in_results(exp.status):
+            self.in_results += sign
         if exp.status is Status.KEPT:
             if exp.source != "baseline":
                 self.kept += sign
@@ -193,6 +224,16 @@ class _Pool:
         self.scale = 0.0
         self._noise: float | None = None
         self._stale = False
+
+    @classmethod
+    def of(cls, runs: dict[int, list[float]]) -> _Pool:
+        pool = cls()
+        pool.scale = max((abs(v) for values in runs.values() for v in values), default=0.0)
+        for exp_id, values in runs.items():
+            if len(values) > 1 and (spread := group_spread(values)) is not None:
+                pool.spreads[exp_id] = spread
+        pool._stale = True
+        return pool
 
     def set(self, exp_id: int, values: list[float]) -> None:
         spread = group_spread(values)

@@ -24,10 +24,12 @@ from .experiment import Experiment, Status
 
 LEDGER_NAME = "ledger.sqlite"
 RESULTS_NAME = "results.tsv"
-SCHEMA_VERSION = 2  # 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue
+# 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation
+SCHEMA_VERSION = 3
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 _COLUMNS = list(_FIELDS)
+COLUMNS = tuple(_COLUMNS)  # the order of every row the light and full reads return
 _HEAVY = ("diff", "log_tail", "trace_tail")  # read by id, never for the whole record
 _JSON_COLUMNS = {"secondary", "hardware"}
 _FACTORIES = {
@@ -62,6 +64,7 @@ _LIGHT = ", ".join(
     f"'' AS \"{name}\"" if name in _HEAVY else _sql_default(name) for name in _COLUMNS
 )
 _STATUSES = {str(status): status for status in Status}
+_SECONDARY, _HARDWARE, _STATUS = (_COLUMNS.index(n) for n in ("secondary", "hardware", "status"))
 _DECLARED = ", ".join(
     f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag"
 )
@@ -103,6 +106,30 @@ CREATE TABLE IF NOT EXISTS queue (
 """
 _LOOP_COLUMNS = ("tag", "created_at", "start_commit", "metric_name", "goal", "rules", "hardware")
 
+# Every write to the record, by any process or version from 3 on, bumps one number: a copy of
+# the record taken at generation N (history's snapshot) is exact while it is still N.
+_GENERATION = (
+    "CREATE TABLE IF NOT EXISTS record_generation (n INTEGER NOT NULL)",
+    "INSERT INTO record_generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM record_generation)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()} AFTER {event} ON {table} "
+        "BEGIN UPDATE record_generation SET n = n + 1; END"
+        for table in ("experiments", "runs")
+        for event in ("INSERT", "UPDATE", "DELETE")
+    ),
+)
+_RUN_READ = "SELECT experiment, metric FROM runs WHERE tag=? ORDER BY experiment, run"
+
+
+@dataclasses.dataclass(frozen=True)
+class LightRecord:
+    """A loop's light rows (the query's columns, _COLUMNS) and its runs (experiment, metric),
+    as one read saw them at `generation`."""
+
+    generation: int
+    rows: list[tuple[Any, ...]]
+    runs: list[tuple[int, float | None]]
+
 
 class Ledger:
     def __init__(self, folder: Path) -> None:
@@ -141,6 +168,9 @@ class Ledger:
             for name in ("rules", "hardware"):
                 if name not in present:
                     db.execute(f"ALTER TABLE loops ADD COLUMN {name} TEXT")
+        if version < 3:
+            for statement in _GENERATION:
+                db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -248,7 +278,28 @@ class Ledger:
             f"SELECT {_LIGHT if light else _READ} FROM experiments WHERE tag=? ORDER BY id",
             (tag,),
         )
+        return self.build(rows)
+
+    def build(self, rows: list[tuple[Any, ...]]) -> list[Experiment]:
         return [self._experiment(row) for row in rows]
+
+    def generation(self) -> int:
+        (row,) = self._all("SELECT n FROM record_generation")
+        return int(row[0])
+
+    def light_record(self, tag: str) -> LightRecord:
+        """The light rows and the runs in one read transaction, with the generation it saw."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                (generation,) = self._db.execute("SELECT n FROM record_generation").fetchone()
+                rows = self._db.execute(
+                    f"SELECT {_LIGHT} FROM experiments WHERE tag=? ORDER BY id", (tag,)
+                ).fetchall()
+                runs = self._db.execute(_RUN_READ, (tag,)).fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        return LightRecord(generation, rows, runs)
 
     def get(self, tag: str, experiment: int) -> Experiment | None:
         rows = self._all(f"SELECT {_READ} FROM experiments WHERE tag=? AND id=?", (tag, experiment))
@@ -266,10 +317,12 @@ class Ledger:
         return {e.id: e for e in found}
 
     def _experiment(self, row: tuple[Any, ...]) -> Experiment:
-        values = dict(zip(_COLUMNS, row, strict=True))  # defaults filled in by the query
-        values["secondary"] = self._json(values["secondary"])
-        values["hardware"] = self._json(values["hardware"])
-        values["status"] = _STATUSES[values["status"]]
+        # Defaults are filled in by the query, whose columns are _COLUMNS (no strict zip: a
+        # tenth of the build at 100,000 rows).
+        values = dict(zip(_COLUMNS, row))  # noqa: B905
+        values["secondary"] = self._json(row[_SECONDARY])
+        values["hardware"] = self._json(row[_HARDWARE])
+        values["status"] = _STATUSES[row[_STATUS]]
         # 100,000 rows at open: the values are complete, so __init__'s work is skipped.
         exp = object.__new__(Experiment)
         exp.__dict__ = values
@@ -306,19 +359,6 @@ class Ledger:
         for experiment, metric in rows:
             groups.setdefault(experiment, []).append(metric)
         return groups
-
-    def run_record(self, tag: str) -> tuple[dict[int, list[float]], dict[int, int]]:
-        """In one read: the metric of every successful run, and how often each experiment
-        ran (failed runs included), by experiment."""
-        groups: dict[int, list[float]] = {}
-        counts: dict[int, int] = {}
-        for experiment, metric in self._all(
-            "SELECT experiment, metric FROM runs WHERE tag=? ORDER BY experiment, run", (tag,)
-        ):
-            counts[experiment] = counts.get(experiment, 0) + 1
-            if metric is not None:
-                groups.setdefault(experiment, []).append(metric)
-        return groups, counts
 
     def runs(self, tag: str, experiment: int) -> list[dict[str, Any]]:
         rows = self._all(
@@ -409,6 +449,24 @@ _TSV_STATUS = {
 
 def results_header(metric_name: str) -> str:
     return f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"
+
+
+def group_runs(
+    runs: Iterable[tuple[int, float | None]],
+) -> tuple[dict[int, list[float]], dict[int, int]]:
+    """(experiment, metric) rows as the metrics of successful runs and every run's count."""
+    groups: dict[int, list[float]] = {}
+    counts: dict[int, int] = {}
+    for experiment, metric in runs:
+        counts[experiment] = counts.get(experiment, 0) + 1
+        if metric is not None:
+            groups.setdefault(experiment, []).append(metric)
+    return groups, counts
+
+
+def in_results(status: Status) -> bool:
+    """Whether an experiment of this status has a row in results.tsv."""
+    return status in _TSV_STATUS
 
 
 def results_row(exp: Experiment) -> str | None:

@@ -9,6 +9,7 @@ moved by something else, and is refused with the command that puts it back.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,6 @@ from .config import Config
 from .errors import RatchetError
 from .experiment import Pending, Proposal, Status, move
 from .hardware import same_hardware
-from .ledger import results_row
 from .runners.processes import kill_orphans
 from .scheduler import PERSON, WorkItem
 
@@ -83,6 +83,7 @@ class Opening:
         workspace, ledger, tag = engine.workspace, engine.ledger, engine.tag
         config = engine.config
         loop = ledger.loop(tag)
+        close_mark = self._take_close_mark()  # taken whatever happens: it says this moment
         if loop is None:
             if workspace.branch_exists():
                 raise RatchetError(
@@ -102,7 +103,7 @@ class Opening:
             self._check_rules(loop)
             # We hold the lock: whatever a killed loop's experiments left running is orphaned.
             kill_orphans("RATCHET_LOOP", engine.loop_id)
-            self._recover(loop)
+            self._recover(loop, close_mark)
             self._check_user_branch(loop)
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
@@ -125,7 +126,7 @@ class Opening:
         engine.ledger.set_loop(engine.tag, rules=self.rules(engine.config, loop["start_commit"]))
         self._rebaseline_why = "the loop's rules changed (--new-rules)"
 
-    def _recover(self, loop: dict[str, Any]) -> None:
+    def _recover(self, loop: dict[str, Any], close_mark: dict[str, Any] | None) -> None:
         """Unfinished experiments become `interrupted`; refs and branch agree with the ledger."""
         engine = self.engine
         history, workspace = engine.history, engine.workspace
@@ -136,18 +137,49 @@ class Opening:
             full.finished_at = full.finished_at or time.time()
             history.save(full)
             recovered += 1
-        expected = {e.id: e.commit for e in history.experiments if e.commit}
-        workspace.sync_experiment_refs(expected)
+        if recovered or close_mark != self._close_mark(loop):
+            expected = {e.id: e.commit for e in history.experiments if e.commit}
+            workspace.sync_experiment_refs(expected)
         self._check_branch(loop)
         results = engine.ledger.results_path
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
-        if recovered or _rows_in(results) != sum(
-            1 for e in history.experiments if results_row(e) is not None
-        ):
+        if recovered or _rows_in(results) != history.in_results:
             engine.ledger.write_results(
                 engine.tag, engine.config.metric.name, history.experiments
             )
         self._reruns = self._interrupted_reruns()
+
+    # A clean close leaves a mark saying the refs agree with the ledger, so the next open
+    # need not read every experiment's ref (0.3 s at 100,000). A crash leaves none, and the
+    # mark is taken at open, so it never outlives the loop that wrote it.
+
+    def mark_closed(self) -> None:
+        loop = self.engine.ledger.loop(self.engine.tag)
+        if loop is not None:
+            self._close_mark_path.parent.mkdir(parents=True, exist_ok=True)
+            self._close_mark_path.write_text(json.dumps(self._close_mark(loop)), "utf-8")
+
+    def _take_close_mark(self) -> dict[str, Any] | None:
+        path = self._close_mark_path
+        try:
+            mark = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        path.unlink(missing_ok=True)
+        return mark if isinstance(mark, dict) else None
+
+    def _close_mark(self, loop: dict[str, Any]) -> dict[str, Any]:
+        history = self.engine.history
+        return {
+            "start": loop["start_commit"],
+            "tip": self.engine.workspace.branch_tip(),
+            "experiments": len(history.experiments),
+            "next": history.next_id(),
+        }
+
+    @property
+    def _close_mark_path(self) -> Path:
+        return self.engine.data / "closed.json"
 
     def _check_branch(self, loop: dict[str, Any]) -> None:
         """The branch is where the ledger's last keep left it, or one keep behind (a kill
