@@ -4,6 +4,7 @@ API (tests/fake_anthropic.py): a good edit, and each fault retried or recorded, 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,6 +274,27 @@ async def test_retries_are_bounded_and_then_recorded_as_a_failure(api: FakeAnthr
     assert proposal.failure is not None and "failed 4 times" in proposal.failure
     assert proposal.edits == {}
     assert len(api.requests) == FAST.attempts
+
+
+async def test_a_refused_connection_is_retried_by_the_sdk_and_each_try_is_traced() -> None:
+    with socket.socket() as closed:  # a port nothing listens on: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    agent = AnthropicAgent(
+        api_key_env=KEY_ENV,
+        base_url=f"http://127.0.0.1:{port}",
+        environ={KEY_ENV: SENTINEL},
+        retry=FAST,
+        timeout_s=20.0,
+    )
+    try:
+        proposal = await agent.propose(context())
+    finally:
+        await agent.close()
+    assert proposal.failure is not None and "failed 4 times" in proposal.failure
+    errors = [r for r in proposal.trace if r["kind"] == "api_error"]
+    assert [r["attempt"] for r in errors] == [1, 2, 3, 4]
+    assert all(r["retryable"] and "Connection" in r["error"] for r in errors)
 
 
 async def test_a_bad_request_is_not_retried(api: FakeAnthropic) -> None:
