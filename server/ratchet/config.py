@@ -773,16 +773,8 @@ def _build(
         ),
         source=source,
         stop=StopConfig(**v["stop"]),
-        track=TrackConfig(mlflow=v["track"]["mlflow"], experiment=v["track"]["experiment"]),
-        sandbox=SandboxConfig(
-            kind=sandbox["kind"],
-            network=sandbox["network"],
-            read=sandbox["read"],
-            write=sandbox["write"],
-            env=sandbox["env"],
-            hosts=sandbox["hosts"],
-            max_processes=sandbox["max_processes"],
-        ),
+        track=TrackConfig(**v["track"]),
+        sandbox=SandboxConfig(**sandbox),  # the table's keys are the fields
     )
 
 

@@ -17,18 +17,19 @@ from pathlib import Path
 
 from .ledger import LightRecord
 
-_FORMAT = 1
+_FORMAT = 2  # 2: the header first, with its length, so a stale copy is not read whole
 
 
 def write(path: Path, tag: str, columns: tuple[str, ...], record: LightRecord) -> None:
     """Replaces the snapshot whole (a kill mid-write leaves the old one or none)."""
     header = (_FORMAT, marshal.version, tag, columns, record.generation)
-    data = marshal.dumps((header, record.rows, record.runs))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            head = marshal.dumps(header)  # first and on its own: a stale copy is told unread
+            out.write(len(head).to_bytes(4, "little") + head)
+            out.write(marshal.dumps((record.rows, record.runs)))
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -40,14 +41,12 @@ def read(path: Path, tag: str, columns: tuple[str, ...], generation: int) -> Lig
     """The record, or None when there is no snapshot, it is of another generation, format
     or loop, or it is not what a snapshot holds."""
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    try:
-        header, rows, runs = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    if header != (_FORMAT, marshal.version, tag, columns, generation):
+        with path.open("rb") as stored:
+            head = stored.read(int.from_bytes(stored.read(4), "little"))
+            if marshal.loads(head) != (_FORMAT, marshal.version, tag, columns, generation):
+                return None
+            rows, runs = marshal.loads(stored.read())  # whole: marshal.load reads in bits
+    except (OSError, EOFError, ValueError, TypeError):
         return None
     width = len(columns)
     if not (isinstance(rows, list) and isinstance(runs, list)):

@@ -234,6 +234,10 @@ class CommandAgent:
         return env
 
     def _git(self, cwd: Path, *args: str) -> str:
+        failure = f"git {args[0]} failed in the agent's scratch copy"
+        return self._git_bytes(cwd, args, failure).decode("utf-8", "replace")
+
+    def _git_bytes(self, cwd: Path, args: tuple[str, ...], failure: str) -> bytes:
         done = subprocess.run(
             ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
             cwd=cwd,
@@ -243,8 +247,8 @@ class CommandAgent:
         )
         if done.returncode != 0:
             message = done.stderr.decode("utf-8", "replace").strip()
-            raise RatchetError(f"git {args[0]} failed in the agent's scratch copy: {message}")
-        return done.stdout.decode("utf-8", "replace")
+            raise RatchetError(f"{failure}: {message}")
+        return done.stdout
 
     def _tracked(self) -> list[str]:
         try:
@@ -285,18 +289,13 @@ class CommandAgent:
 
     def _export(self, project: Path, commit: str, editable: str) -> None:
         """The project's files as `commit` has them (a `git archive` of its folder)."""
-        done = subprocess.run(
-            ["git", "archive", "--format=tar", f"{commit}:./"],
-            cwd=self.root,
-            env=self._git_env(),
-            capture_output=True,
-            check=False,
+        tar = self._git_bytes(
+            self.root,
+            ("archive", "--format=tar", f"{commit}:./"),
+            "git archive of the loop's best failed",
         )
-        if done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip()
-            raise RatchetError(f"git archive of the loop's best failed: {message}")
         budget = MAX_COPY_BYTES
-        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
             for member in archive.getmembers():
                 name = member.name
                 if not member.isfile() or name == editable or name.startswith(".ratchet/"):

@@ -7,70 +7,29 @@ current best, found by AST and rewritten in place so the rest of the file is unt
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import random
 import time
-from dataclasses import dataclass
+from typing import cast
 
 from ..experiment import Proposal, ProposalContext
 from ..novelty import digest
+from .space import SKIPPED, Literal, find_literals, write_literals
 
 _FLOAT_FACTORS = (0.5, 0.7, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0)
 _INT_FACTORS = (0.5, 0.75, 1.25, 1.5, 2.0)
-_SKIPPED = ("SEED", "RANDOM_STATE", "VERSION")
 _ATTEMPTS = 64
 
 
-@dataclass(frozen=True)
-class Constant:
-    name: str
-    value: int | float
-    line: int  # 1-based
-    col: int  # 0-based start of the literal (with its sign)
-    end_col: int
-
-
-def find_constants(source: str) -> list[Constant]:
+def find_constants(source: str) -> list[Literal]:
     """Module-level `NAME = number` assignments; UPPER_CASE ones if there are any."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    found = []
-    for node in tree.body:
-        target, value = assignment(node)
-        if target is None or value is None:
-            continue
-        number = _number(value)
-        if number is None or value.end_col_offset is None or value.lineno != value.end_lineno:
-            continue
-        found.append(Constant(target, number, value.lineno, value.col_offset, value.end_col_offset))
-    upper = [c for c in found if c.name.isupper() and not c.name.endswith(_SKIPPED)]
-    return upper or [c for c in found if not c.name.upper().endswith(_SKIPPED)]
+    found = [lit for lit in find_literals(source) if type(lit.value) in (int, float)]
+    upper = [c for c in found if c.name.isupper() and not c.name.endswith(SKIPPED)]
+    return upper or [c for c in found if not c.name.upper().endswith(SKIPPED)]
 
 
-def assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
-    """The name and value of a module-level `NAME = value` (or annotated) assignment."""
-    if (
-        isinstance(node, ast.Assign)
-        and len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
-    ):
-        return node.targets[0].id, node.value
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-        return node.target.id, node.value
-    return None, None
-
-
-def _number(node: ast.expr) -> int | float | None:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _number(node.operand)
-        return -inner if inner is not None else None
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        value: int | float = node.value  # type: ignore[assignment]  # narrowed just above
-        return value
-    return None
+def _number(constant: Literal) -> int | float:
+    return cast(int | float, constant.value)  # find_constants keeps numbers only
 
 
 def perturb(value: int | float, rng: random.Random) -> int | float:
@@ -96,14 +55,8 @@ def render(value: int | float) -> str:
     return text if ("e" in text or "." in text or "inf" in text or "nan" in text) else text + ".0"
 
 
-def apply(source: str, changes: list[tuple[Constant, int | float]]) -> str:
-    lines = source.splitlines(keepends=True)
-    # Right to left on each line so earlier offsets stay valid.
-    for constant, value in sorted(changes, key=lambda c: (c[0].line, c[0].col), reverse=True):
-        raw = lines[constant.line - 1].encode("utf-8")
-        new = raw[: constant.col] + render(value).encode() + raw[constant.end_col :]
-        lines[constant.line - 1] = new.decode("utf-8")
-    return "".join(lines)
+def apply(source: str, changes: list[tuple[Literal, int | float]]) -> str:
+    return write_literals(source, [(constant, render(value)) for constant, value in changes])
 
 
 class MutateAgent:
@@ -128,12 +81,14 @@ class MutateAgent:
         trace = []
         for attempt in range(_ATTEMPTS):
             chosen = rng.sample(constants, k=min(len(constants), rng.choice((1, 1, 2))))
-            changes = [(c, perturb(c.value, rng)) for c in chosen]
+            changes = [(c, perturb(_number(c), rng)) for c in chosen]
             changes = [(c, v) for c, v in changes if v != c.value]
             if not changes:
                 continue
             text = apply(source, changes)
-            description = ", ".join(f"{c.name} {render(c.value)} → {render(v)}" for c, v in changes)
+            description = ", ".join(
+                f"{c.name} {render(_number(c))} → {render(v)}" for c, v in changes
+            )
             trace.append({"attempt": attempt, "candidate": description})
             if digest(text) in context.tried_digests or description in context.running:
                 continue  # already measured or running elsewhere: look for a new one

@@ -15,11 +15,10 @@ import re
 from dataclasses import dataclass
 
 from ..config import SpaceOverride
-from .mutate import assignment  # one reading of `NAME = value` for every offline agent
 
 Value = int | float | bool | str
 
-_SKIPPED = ("SEED", "RANDOM_STATE", "VERSION")
+SKIPPED = ("SEED", "RANDOM_STATE", "VERSION")  # never tuned, whatever their value
 # Names that say "a rate or a scale": searched on a log scale around their value.
 _RATE_WORDS = ("LR", "RATE", "DECAY", "EPS", "WD", "LAMBDA", "ALPHA", "TEMP", "STD", "INIT")
 
@@ -60,6 +59,20 @@ class Dimension:
         scale = ", log" if self.log else ""
         step = f", step {self.step:g}" if self.step else ""
         return f"{self.name} in [{self.low:g}, {self.high:g}]{scale}{step}"
+
+
+def assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    """The name and value of a module-level `NAME = value` (or annotated) assignment: one
+    reading of it for every offline agent."""
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ):
+        return node.targets[0].id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+        return node.target.id, node.value
+    return None, None
 
 
 def find_literals(source: str) -> list[Literal]:
@@ -155,14 +168,19 @@ class Space:
             for lit in self.literals
             if lit.name in values and render(values[lit.name]) != render(lit.value)
         ]
-        lines = source.splitlines(keepends=True)
-        # Right to left on each line so earlier offsets stay valid.
-        for lit, value in sorted(changes, key=lambda c: (c[0].line, c[0].col), reverse=True):
-            raw = lines[lit.line - 1].encode("utf-8")
-            new = raw[: lit.col] + render(value).encode() + raw[lit.end_col :]
-            lines[lit.line - 1] = new.decode("utf-8")
+        text = write_literals(source, [(lit, render(value)) for lit, value in changes])
         described = ", ".join(f"{lit.name} {render(lit.value)} → {render(v)}" for lit, v in changes)
-        return "".join(lines), described
+        return text, described
+
+
+def write_literals(source: str, changes: list[tuple[Literal, str]]) -> str:
+    """The file with each literal's text replaced by the given text."""
+    lines = source.splitlines(keepends=True)
+    # Right to left on each line so earlier offsets stay valid.
+    for lit, text in sorted(changes, key=lambda c: (c[0].line, c[0].col), reverse=True):
+        raw = lines[lit.line - 1].encode("utf-8")
+        lines[lit.line - 1] = (raw[: lit.col] + text.encode() + raw[lit.end_col :]).decode()
+    return "".join(lines)
 
 
 def build_space(source: str, overrides: dict[str, SpaceOverride]) -> Space:
@@ -178,7 +196,7 @@ def build_space(source: str, overrides: dict[str, SpaceOverride]) -> Space:
             continue
         if override is not None:
             dimensions.append(_declared(lit.name, lit.value, override))
-        elif lit in pool and not lit.name.upper().endswith(_SKIPPED):
+        elif lit in pool and not lit.name.upper().endswith(SKIPPED):
             dimension = infer(lit)
             if dimension is not None:
                 dimensions.append(dimension)
