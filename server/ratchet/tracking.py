@@ -145,7 +145,13 @@ class MlflowTracker:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                # Timed: close() may fail to queue its None (a full queue), and sets this.
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
             if item is None:
                 return
             self._log_with_retries(item)
