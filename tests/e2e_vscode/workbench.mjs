@@ -30,13 +30,25 @@ export async function waitStatus(page, what, test, timeoutMs = 60_000) {
 
 const quickInput = (page) => page.locator('.quick-input-widget input[type="text"]');
 
-export async function runCommand(page, title, onShown) {
-  await page.keyboard.press('Escape');
-  await page.keyboard.press('F1');
-  await quickInput(page).waitFor({ state: 'visible', timeout: 15_000 });
-  await quickInput(page).fill(`>${title}`);
+/** Runs a palette command. The palette lists only the commands enabled when it opened, so a
+ * command a moment from enabled (Start Loop while the last loop's process is still closing its
+ * channel) is looked for again in a fresh palette, until the deadline. */
+export async function runCommand(page, title, onShown, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
   const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-  await row.waitFor({ state: 'visible', timeout: 15_000 });
+  for (;;) {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('F1');
+    await quickInput(page).waitFor({ state: 'visible', timeout: 15_000 });
+    await quickInput(page).fill(`>${title}`);
+    const left = deadline - Date.now();
+    try {
+      await row.waitFor({ state: 'visible', timeout: Math.max(1_000, Math.min(3_000, left)) });
+      break;
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+    }
+  }
   if (onShown) {
     await onShown();
   }
