@@ -61,7 +61,7 @@ async def test_tuning_alternates_with_the_llm_and_the_llm_hears_of_it(
         second_llm = api.requests[2].messages[0]["content"][0]["text"]
     labels = ["tune" if "(tune)" in r.description else r.description for r in rows[1:]]
     assert labels == ["louder start", "tune", "tune", "longer rule", "tune", "tune"]
-    assert "Between your edits a tuner (Optuna TPE) changed constants" in second_llm
+    assert "Between your edits a classical tuner changed constants" in second_llm
     first_tune = rows[2].description.split(" (", 1)[0]
     assert first_tune in second_llm.split("## Everything tried so far", 1)[1]
     # The tuner's proposals changed only constants, on top of the LLM's edit.

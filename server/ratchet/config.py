@@ -117,7 +117,7 @@ class StopConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    kind: str | None  # "mutate" | "anthropic" | "command"; None: anthropic if a key is set
+    kind: str | None  # AGENT_KINDS; None: anthropic if its key is set, else portfolio
     model: str
     run: str | None
     seed: int
@@ -130,7 +130,7 @@ class AgentConfig:
     repair_window_s: float
     sampler: str = "tpe"  # the optuna agent's: "tpe" | "cmaes" | "random"
     space: dict[str, SpaceOverride] = field(default_factory=dict)
-    tune: str | None = None  # "optuna": a classical tuner between an LLM's edits
+    tune: str | None = None  # "optuna" | "portfolio": a classical tuner between an LLM's edits
     tune_ratio: int = 3  # tuning proposals per LLM proposal
 
 
@@ -395,7 +395,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "repair_window": (_duration, 30.0),
         "sampler": (_choice("tpe", "cmaes", "random"), "tpe"),
         "space": (_tables, {}),
-        "tune": (_choice("optuna"), None),
+        "tune": (_choice("optuna", "portfolio"), None),
         "tune_ratio": (_integer(1), 3),
     },
     "runner": {

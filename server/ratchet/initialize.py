@@ -174,7 +174,7 @@ def render_config(t: Triplet) -> str:
         + _line("goal", f'"{t.goal}"')
         + _line("min_delta", "0.0", "a keep must beat the best by more than this")
         + '\n[agent]\n# kind = "anthropic"  # default: anthropic if ANTHROPIC_API_KEY is set, '
-        "else mutate\nseed = 0\n\n[runner]\n"
+        "else portfolio\nseed = 0\n\n[runner]\n"
         + _line("kind", '"local"')
         + _line("gpus", "[]", "[0, 1, ...]: one experiment per GPU; []: one CPU slot")
         + _sandbox(t)

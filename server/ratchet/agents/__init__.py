@@ -1,5 +1,7 @@
-"""Proposers: `mutate` (offline, seeded), `optuna` (offline: TPE or CMA-ES over the file's
-constants), `anthropic` (Claude through the Messages API), `command` (any CLI coding agent)."""
+"""Proposers: `portfolio` (offline: a pattern search, a quadratic model and TPE over the
+file's constants; the default without an API key), `mutate` (offline, seeded perturbations),
+`optuna` (offline: TPE or CMA-ES), `anthropic` (Claude through the Messages API), `command`
+(any CLI coding agent)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from .mutate import MutateAgent
 
 
 def resolve_kind(config: Config) -> str:
-    """`[agent] kind` if given; otherwise anthropic when its key is set, else mutate."""
+    """`[agent] kind` if given; otherwise anthropic when its key is set, else portfolio (the
+    offline agent that won bench/bench_search.py)."""
     if config.agent.kind:
         return config.agent.kind
-    return "anthropic" if os.environ.get(config.agent.api_key_env) else "mutate"
+    return "anthropic" if os.environ.get(config.agent.api_key_env) else "portfolio"
 
 
 def make_agent(config: Config) -> Agent:
@@ -26,8 +29,10 @@ def make_agent(config: Config) -> Agent:
     if config.agent.tune and agent.kind in ("anthropic", "command"):
         from .hybrid import HybridAgent
         from .optuna import OptunaAgent
+        from .portfolio import PortfolioAgent
 
-        return HybridAgent(agent, OptunaAgent.from_config(config), config.agent.tune_ratio)
+        tuner = PortfolioAgent if config.agent.tune == "portfolio" else OptunaAgent
+        return HybridAgent(agent, tuner.from_config(config), config.agent.tune_ratio)
     return agent
 
 

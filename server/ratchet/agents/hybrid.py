@@ -1,4 +1,4 @@
-"""An LLM agent with a classical tuner between its edits (`[agent] tune = "optuna"`).
+"""An LLM agent with a classical tuner between its edits (`[agent] tune = "optuna"` or "portfolio").
 
 The LLM makes the structural edits; between two of them the tuner (Optuna's TPE over the
 current best's constants) makes `tune_ratio` proposals. Which one proposes is decided from the
@@ -74,7 +74,7 @@ def tuning_report(history: tuple[HistoryEntry, ...]) -> str:
         return ""
     kept = [e for e in tuned if e.status == "kept"]
     lines = [
-        f"Between your edits a tuner (Optuna TPE) changed constants {len(tuned)} times in the "
+        f"Between your edits a classical tuner changed constants {len(tuned)} times in the "
         f"recent history; {len(kept)} kept:"
     ]
     for entry in kept[-8:]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import threading
 import time
 import warnings
@@ -28,6 +29,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from ..config import CONFIG_NAME, Config, ConfigError, SpaceOverride
+from ..errors import RatchetError
 from ..experiment import HistoryEntry, Proposal, ProposalContext
 from ..novelty import digest
 from .space import Dimension, Space, Value, build_space, find_literals, parse_changes
@@ -104,6 +106,11 @@ class OptunaAgent:
     @classmethod
     def from_config(cls, config: Config) -> OptunaAgent:
         check_space(config)
+        if config.agent.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            raise RatchetError(
+                "[agent] sampler = \"cmaes\" needs the cmaes package: "
+                "`pip install 'ratchet[optuna]'`, or use sampler = \"tpe\""
+            )
         return cls(
             config.root / ".ratchet",
             sampler=config.agent.sampler,
