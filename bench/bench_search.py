@@ -2,11 +2,20 @@
 
     python bench/bench_search.py [--quick] [--experiments 50] [--seeds 5] [--jobs 2]
                                  [--agents mutate,tpe,cmaes,random,portfolio] [--only NAME]
+                                 [--example-experiments 30] [--example-seeds 3]
+                                 [--example-agents mutate,portfolio]
 
-Each objective is a tiny train.py whose module-level constants start away from the optimum
-and which prints `score: f(constants)` (plus Gaussian noise for `noisy`). Every run goes
-through the real Engine with the local runner: real git commits, real processes, the real
-judge. Since f is known, the regret of the final best is exact: f(best's constants) - f*.
+Each synthetic objective is a tiny train.py whose module-level constants start away from the
+optimum and which prints `score: f(constants)` (plus Gaussian noise for `noisy`). Every run
+goes through the real Engine with the local runner: real git commits, real processes, the
+real judge. Since f is known, the regret of the final best is exact: f(best's constants) - f*.
+
+Two objectives are the bundled examples, at a short budget: fastsort (the runtime of a pure
+Python sort, one knob, timing noise) and tinygpt (val_bpb of a GPT trained for 6 s on the
+CPU, six knobs). Their truth is not known: the final best is measured again three times
+(fresh runs, outside the loop), and its regret is that mean less the best such mean any loop
+of the run reached. They cost minutes per loop, so they have their own experiment and seed
+counts and agents (--example-experiments, --example-seeds, --example-agents).
 Reported per objective: the median regret over seeds for each agent, and the run time spent.
 The last lines compare the portfolio agent with mutate: regret ratio per objective, and the
 median ratio over the suite (the goal: <= 0.5, and no objective above 1.1).
@@ -18,6 +27,9 @@ import argparse
 import asyncio
 import json
 import math
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,6 +97,29 @@ OBJECTIVES = {
     ),
 }
 
+
+@dataclass(frozen=True)
+class Example:
+    """A bundled example run at a short budget; its truth is measured by fresh runs."""
+
+    folder: str  # under examples/
+    editable: str
+    locked: str
+    command: str  # run in the copy, with this interpreter
+    metric: str
+    budget: float  # seconds
+    runs: int  # baseline_runs and max_runs: timing noise needs repeats
+
+
+EXAMPLES = {
+    "fastsort": Example(
+        "fastsort", "sorting.py", "evaluate.py", "evaluate.py", "runtime_ms", 4.0, 2
+    ),
+    "tinygpt": Example("tinygpt", "train.py", "prepare.py", "train.py", "val_bpb", 6.0, 2),
+}
+EXAMPLES_ROOT = Path(__file__).resolve().parent.parent / "examples"
+TRUTH_RUNS = 3
+
 AGENTS = {
     "mutate": 'kind = "mutate"',
     "tpe": 'kind = "optuna"\nsampler = "tpe"',
@@ -133,6 +168,56 @@ def ratchet_toml(objective: Objective, agent: str, seed: int) -> str:
     )
 
 
+def example_toml(example: Example, agent: str, seed: int) -> str:
+    return (
+        textwrap.dedent(
+            f"""\
+        [loop]
+        editable = "{example.editable}"
+        locked = ["{example.locked}"]
+        command = "{sys.executable} {example.command}"
+        budget = "{example.budget:g}s"
+        pipeline = false
+
+        [metric]
+        name = "{example.metric}"
+        goal = "minimize"
+
+        [judge]
+        baseline_runs = {example.runs}
+        max_runs = {example.runs}
+
+        [agent]
+        seed = {seed}
+        """
+        )
+        + AGENTS[agent]
+        + "\n"
+    )
+
+
+def measured_truth(example: Example, root: Path, text: str) -> float:
+    """The mean of fresh runs of the final best, outside the loop."""
+    (root / example.editable).write_text(text)
+    environment = {**os.environ, "RATCHET_TIME_BUDGET": f"{example.budget:g}"}
+    pattern = re.compile(rf"^{example.metric}:\s*([-+0-9.eE]+)\s*$", re.M)
+    values = []
+    for _ in range(TRUTH_RUNS):
+        done = subprocess.run(
+            [sys.executable, example.command],
+            cwd=root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=example.budget * 4 + 60,
+        )
+        found = pattern.findall(done.stdout)
+        if done.returncode != 0 or not found:
+            raise RuntimeError(f"the final best of {example.folder} failed: {done.stderr[-500:]}")
+        values.append(float(found[-1]))
+    return statistics.mean(values)
+
+
 def truth(objective: Objective, text: str) -> float:
     values = {lit.name: lit.value for lit in find_literals(text)}
     return float(eval(objective.formula, {"math": math}, values))
@@ -143,13 +228,17 @@ def optimum(objective: Objective) -> float:
 
 
 def one_loop(name: str, agent: str, seed: int, experiments: int) -> dict[str, object]:
-    objective = OBJECTIVES[name]
     with tempfile.TemporaryDirectory(prefix="bench-search-") as folder:
         root = Path(folder)
-        (root / "train.py").write_text(train_py(objective))
-        (root / "ratchet.toml").write_text(ratchet_toml(objective, agent, seed))
-        (root / "program.md").write_text("Lower the score.\n")
-        (root / ".gitignore").write_text(".ratchet/\n")
+        if name in EXAMPLES:
+            example = EXAMPLES[name]
+            shutil.copytree(EXAMPLES_ROOT / example.folder, root, dirs_exist_ok=True)
+            (root / "ratchet.toml").write_text(example_toml(example, agent, seed))
+        else:
+            (root / "train.py").write_text(train_py(OBJECTIVES[name]))
+            (root / "ratchet.toml").write_text(ratchet_toml(OBJECTIVES[name], agent, seed))
+            (root / "program.md").write_text("Lower the score.\n")
+        (root / ".gitignore").write_text(".ratchet/\n__pycache__/\n")
         for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
             subprocess.run(
                 ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args],
@@ -168,20 +257,35 @@ def one_loop(name: str, agent: str, seed: int, experiments: int) -> dict[str, ob
         asyncio.run(go())
         rows = engine.experiments()
         best_text = engine.text_of("best")
-    regret = truth(objective, best_text) - optimum(objective)
+        if name in EXAMPLES:
+            value = measured_truth(EXAMPLES[name], root, best_text)  # regret: see report
+        else:
+            value = truth(OBJECTIVES[name], best_text) - optimum(OBJECTIVES[name])
     return {
         "objective": name,
         "agent": agent,
         "seed": seed,
-        "regret": regret,
+        "regret": value,
         "run_s": sum(e.run_s for e in rows),
         "crashed": sum(1 for e in rows if str(e.status) in ("crashed", "timeout", "invalid")),
         "kept": sum(1 for e in rows if str(e.status) == "kept"),
     }
 
 
+def to_regret(results: list[dict[str, object]]) -> None:
+    """An example's value becomes a regret against the best any loop of this run reached."""
+    for name in EXAMPLES:
+        mine = [r for r in results if r["objective"] == name]
+        if mine:
+            floor = min(float(str(r["regret"])) for r in mine)
+            for r in mine:
+                r["truth"] = r["regret"]
+                r["regret"] = float(str(r["regret"])) - floor
+
+
 def report(results: list[dict[str, object]], agents: list[str]) -> None:
-    names = sorted({str(r["objective"]) for r in results}, key=list(OBJECTIVES).index)
+    order = [*OBJECTIVES, *EXAMPLES]
+    names = sorted({str(r["objective"]) for r in results}, key=order.index)
     print(f"{'median regret':>16} " + " ".join(f"{a:>11}" for a in agents))
     ratios = []
     for name in names:
@@ -193,6 +297,24 @@ def report(results: list[dict[str, object]], agents: list[str]) -> None:
         print(f"{name:>16} " + " ".join(f"{medians[a]:11.4g}" for a in agents))
         if "portfolio" in medians and "mutate" in medians and medians["mutate"] > 0:
             ratios.append((name, medians["portfolio"] / medians["mutate"]))
+    for name in EXAMPLES:
+        truths = {
+            a: [
+                float(str(r["truth"]))
+                for r in results
+                if r["objective"] == name and r["agent"] == a
+            ]
+            for a in agents
+        }
+        if any(truths.values()):
+            metric = EXAMPLES[name].metric
+            print(
+                f"{name + ' ' + metric:>16} "
+                + " ".join(
+                    f"{statistics.median(t):11.4g}" if t else f"{'-':>11}" for t in truths.values()
+                )
+                + "   (the final best's median, measured again)"
+            )
     seconds = {a: sum(float(str(r["run_s"])) for r in results if r["agent"] == a) for a in agents}
     print(f"{'run time (s)':>16} " + " ".join(f"{seconds[a]:11.0f}" for a in agents))
     if ratios:
@@ -211,15 +333,36 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--agents", default=",".join(AGENTS))
     parser.add_argument("--only", default="", help="comma-separated objectives")
+    parser.add_argument("--example-experiments", type=int, default=30)
+    parser.add_argument("--example-seeds", type=int, default=3)
+    parser.add_argument("--example-agents", default="mutate,portfolio")
     parser.add_argument("--out", default="", help="write every loop's result to this JSON")
     args = parser.parse_args()
     experiments, seeds = (30, 2) if args.quick else (args.experiments, args.seeds)
     agents = args.agents.split(",")
-    names = args.only.split(",") if args.only else list(OBJECTIVES)
-    jobs = [(n, a, s, experiments) for n in names for a in agents for s in range(seeds)]
-    print(f"{len(jobs)} loops of {experiments} experiments ({seeds} seeds)", flush=True)
+    names = args.only.split(",") if args.only else [*OBJECTIVES, *EXAMPLES]
+    jobs = [
+        (n, a, s, experiments)
+        for n in names
+        if n in OBJECTIVES
+        for a in agents
+        for s in range(seeds)
+    ]
+    jobs += [
+        (n, a, s, args.example_experiments)
+        for n in names
+        if n in EXAMPLES
+        for a in args.example_agents.split(",")
+        for s in range(args.example_seeds)
+    ]
+    print(
+        f"{len(jobs)} loops: {experiments} experiments x {seeds} seeds per synthetic objective, "
+        f"{args.example_experiments} x {args.example_seeds} per example",
+        flush=True,
+    )
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(one_loop, *zip(*jobs, strict=True)))
+    to_regret(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     report(results, agents)
