@@ -18,6 +18,7 @@ from conftest import MakeProject
 from loops import engine_for, run
 from ratchet.agents import make_agent
 from ratchet.agents.optuna import OptunaAgent, study_storage
+from ratchet.agents.portfolio import PortfolioAgent
 from ratchet.agents.space import build_space, find_literals
 from ratchet.config import ConfigError, load_config, parse_config
 from ratchet.experiment import HistoryEntry, ProposalContext
@@ -60,13 +61,17 @@ def editable_of(example: Path) -> str:
     raise AssertionError(f"no editable in {example}")
 
 
+@pytest.mark.parametrize("kind", [OptunaAgent, PortfolioAgent])
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))
-def test_valid_edits_of_only_constants_on_every_example(example: str, tmp_path: Path) -> None:
+def test_valid_edits_of_only_constants_on_every_example(
+    example: str, kind: type[OptunaAgent], tmp_path: Path
+) -> None:
     text = (EXAMPLES / example / editable_of(EXAMPLES / example)).read_text()
-    agent = OptunaAgent(tmp_path / ".ratchet", seed=1)
+    agent = kind(tmp_path / ".ratchet", seed=1)
     before = {lit.name: lit.value for lit in find_literals(text)}
-    for n in range(1, 6):
-        proposal = asyncio.run(agent.propose(context(text, n)))
+    history: list[HistoryEntry] = [HistoryEntry(0, "kept", 1.0, None, "baseline")]
+    for n in range(1, 13):
+        proposal = asyncio.run(agent.propose(context(text, n, tuple(history))))
         assert proposal.failure is None, proposal.failure
         new = proposal.edits["train.py"]
         ast.parse(new)
@@ -76,6 +81,10 @@ def test_valid_edits_of_only_constants_on_every_example(example: str, tmp_path: 
         assert changed and all(f"{name} " in proposal.description for name in changed)
         # Outside the changed literals, the file is untouched, line for line.
         assert len(new.splitlines()) == len(text.splitlines())
+        # Each measured worse than the best: the portfolio's steps, parabolas and model
+        # all come into play on the next proposals.
+        history.append(HistoryEntry(n, "discarded", 1.0 + n / 10, None, proposal.description,
+                                    digest=digest(new)))  # fmt: skip
 
 
 def test_frozen_constants_and_declared_ranges_are_honoured(make_project: MakeProject) -> None:
