@@ -327,7 +327,9 @@ def report(results: list[dict[str, object]], agents: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="30 experiments x 2 seeds")
+    parser.add_argument(
+        "--quick", action="store_true", help="30 experiments x 2 seeds; examples 10 x 1"
+    )
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
@@ -339,6 +341,8 @@ def main() -> None:
     parser.add_argument("--out", default="", help="write every loop's result to this JSON")
     args = parser.parse_args()
     experiments, seeds = (30, 2) if args.quick else (args.experiments, args.seeds)
+    if args.quick:
+        args.example_experiments, args.example_seeds = 10, 1
     agents = args.agents.split(",")
     names = args.only.split(",") if args.only else [*OBJECTIVES, *EXAMPLES]
     jobs = [

@@ -4,12 +4,15 @@ Steps are measured in units of a constant's range (of its logarithm, for a log-s
 a rate and a width move alike. Each constant's step is replayed from the history of local
 moves that changed it alone (the agent keeps no state of its own, so a resumed loop goes on
 where it was): a kept move doubles the step and keeps its direction; a miss tries the other
-direction at the same step; a miss both ways halves it. A constant whose step has shrunk
-below its resolution has converged and is left alone.
+direction at the same step; a miss both ways halves it, and the minimum of the parabola
+through those two misses and the best is tried next (successive parabolic interpolation). A
+way blocked by the range's bound or by a value that crashed counts as a miss. A constant whose
+step has shrunk below its resolution has converged and is left alone.
 
 After each keep, the next local proposal is a pattern move (Hooke and Jeeves): the best plus
 the displacement of its last keeps together. Where the way down runs across two constants at
-once (a valley along A + B), steps of one constant at a time crawl and the pattern follows it.
+once (a valley along A + B), steps of one constant at a time crawl and the pattern follows it;
+once every constant has converged alone, pairs are moved together to find such a valley.
 """
 
 from __future__ import annotations
