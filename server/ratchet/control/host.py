@@ -113,6 +113,10 @@ class LoopHost:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.drain(), 2.0)
             writer.close()
+            # drain() returns while a small reply may still sit in the transport's buffer; the
+            # close flushes it only while the event loop runs, and this process is ending.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
         self._clients.clear()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
