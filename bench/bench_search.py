@@ -12,10 +12,11 @@ real judge. Since f is known, the regret of the final best is exact: f(best's co
 
 Two objectives are the bundled examples, at a short budget: fastsort (the runtime of a pure
 Python sort, one knob, timing noise) and tinygpt (val_bpb of a GPT trained for 6 s on the
-CPU, six knobs). Their truth is not known: the final best is measured again three times
-(fresh runs, outside the loop), and its regret is that mean less the best such mean any loop
-of the run reached. They cost minutes per loop, so they have their own experiment and seed
-counts and agents (--example-experiments, --example-seeds, --example-agents).
+CPU, six knobs). Their truth is not known: once every loop has ended, each final best (and
+the file as shipped) is measured again three times, in turns, outside the loop; its regret
+is that mean less the best such mean any loop of the run reached. They cost minutes per
+loop, so they have their own experiment and seed counts and agents (--example-experiments,
+--example-seeds, --example-agents).
 Reported per objective: the median regret over seeds for each agent, and the run time spent.
 The last lines compare the portfolio agent with mutate: regret ratio per objective, and the
 median ratio over the suite (the goal: <= 0.5, and no objective above 1.1).
@@ -196,26 +197,46 @@ def example_toml(example: Example, agent: str, seed: int) -> str:
     )
 
 
-def measured_truth(example: Example, root: Path, text: str) -> float:
-    """The mean of fresh runs of the final best, outside the loop."""
+def run_once(example: Example, root: Path, text: str) -> float:
+    """One fresh run of `text` in a copy of the example, outside the loop."""
     (root / example.editable).write_text(text)
     environment = {**os.environ, "RATCHET_TIME_BUDGET": f"{example.budget:g}"}
-    pattern = re.compile(rf"^{example.metric}:\s*([-+0-9.eE]+)\s*$", re.M)
-    values = []
-    for _ in range(TRUTH_RUNS):
-        done = subprocess.run(
-            [sys.executable, example.command],
-            cwd=root,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=example.budget * 4 + 60,
-        )
-        found = pattern.findall(done.stdout)
-        if done.returncode != 0 or not found:
-            raise RuntimeError(f"the final best of {example.folder} failed: {done.stderr[-500:]}")
-        values.append(float(found[-1]))
-    return statistics.mean(values)
+    done = subprocess.run(
+        [sys.executable, example.command],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=example.budget * 4 + 60,
+    )
+    found = re.findall(rf"^{example.metric}:\s*([-+0-9.eE]+)\s*$", done.stdout, re.M)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"a final best of {example.folder} failed: {done.stderr[-500:]}")
+    return float(found[-1])
+
+
+def measure_examples(results: list[dict[str, object]]) -> None:
+    """Each example's final bests, and the file as shipped, measured again TRUTH_RUNS times,
+    after every loop has ended and in turns (so no agent's best is measured on a busier
+    machine than another's); the regret is the mean less the best mean any loop reached."""
+    for name, example in EXAMPLES.items():
+        mine = [r for r in results if r["objective"] == name]
+        if not mine:
+            continue
+        shipped = (EXAMPLES_ROOT / example.folder / example.editable).read_text()
+        texts = [str(r.pop("best_text")) for r in mine] + [shipped]
+        values: list[list[float]] = [[] for _ in texts]
+        with tempfile.TemporaryDirectory(prefix="bench-search-truth-") as folder:
+            root = Path(folder)
+            shutil.copytree(EXAMPLES_ROOT / example.folder, root, dirs_exist_ok=True)
+            for _ in range(TRUTH_RUNS):
+                for runs, text in zip(values, texts, strict=True):
+                    runs.append(run_once(example, root, text))
+        means = [statistics.mean(v) for v in values]
+        floor = min(means[:-1])
+        for r, value in zip(mine, means, strict=False):
+            r["truth"], r["regret"] = value, value - floor
+        print(f"{name}: the shipped {example.editable} measures {means[-1]:.4g} {example.metric}")
 
 
 def truth(objective: Objective, text: str) -> float:
@@ -257,30 +278,20 @@ def one_loop(name: str, agent: str, seed: int, experiments: int) -> dict[str, ob
         asyncio.run(go())
         rows = engine.experiments()
         best_text = engine.text_of("best")
-        if name in EXAMPLES:
-            value = measured_truth(EXAMPLES[name], root, best_text)  # regret: see report
-        else:
-            value = truth(OBJECTIVES[name], best_text) - optimum(OBJECTIVES[name])
+    if name in EXAMPLES:  # its truth is measured once every loop has ended
+        regret, kept_text = math.nan, best_text
+    else:
+        regret, kept_text = truth(OBJECTIVES[name], best_text) - optimum(OBJECTIVES[name]), ""
     return {
         "objective": name,
         "agent": agent,
         "seed": seed,
-        "regret": value,
+        "regret": regret,
+        "best_text": kept_text,
         "run_s": sum(e.run_s for e in rows),
         "crashed": sum(1 for e in rows if str(e.status) in ("crashed", "timeout", "invalid")),
         "kept": sum(1 for e in rows if str(e.status) == "kept"),
     }
-
-
-def to_regret(results: list[dict[str, object]]) -> None:
-    """An example's value becomes a regret against the best any loop of this run reached."""
-    for name in EXAMPLES:
-        mine = [r for r in results if r["objective"] == name]
-        if mine:
-            floor = min(float(str(r["regret"])) for r in mine)
-            for r in mine:
-                r["truth"] = r["regret"]
-                r["regret"] = float(str(r["regret"])) - floor
 
 
 def report(results: list[dict[str, object]], agents: list[str]) -> None:
@@ -366,7 +377,9 @@ def main() -> None:
     )
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(one_loop, *zip(*jobs, strict=True)))
-    to_regret(results)
+    measure_examples(results)
+    for r in results:
+        r.pop("best_text", None)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     report(results, agents)
