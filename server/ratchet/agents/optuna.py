@@ -108,7 +108,7 @@ class OptunaAgent:
         check_space(config)
         if config.agent.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
             raise RatchetError(
-                "[agent] sampler = \"cmaes\" needs the cmaes package: "
+                '[agent] sampler = "cmaes" needs the cmaes package: '
                 "`pip install 'ratchet[optuna]'`, or use sampler = \"tpe\""
             )
         return cls(
