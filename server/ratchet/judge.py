@@ -204,6 +204,7 @@ class Judge:
         reference = measured + luck if self.lower_is_better else measured - luck
         delta = mean(candidate) - measured
         gain = self.improvement(mean(candidate), reference)
+        beyond_delta = self.improvement(mean(candidate), measured) > self.min_delta  # raw means
         error = noise * math.sqrt(1 / n + 1 / len(best))
         score = gain / error
         against = (
@@ -216,7 +217,7 @@ class Judge:
             )
         keep, drop = self.keep_bound(n), self.drop_bound(n)
         last = n >= self.horizon
-        if score >= keep and self.improvement(mean(candidate), measured) > self.min_delta:
+        if score >= keep and beyond_delta:
             return Decision(
                 "keep",
                 f"kept after {_runs(n)}: {delta:+.6g} is {score:.1f} standard errors better "
@@ -225,11 +226,7 @@ class Judge:
         if score < drop or last:
             short = "the keep bound" if last else "the drop bound"
             level = keep if last else drop
-            within = (
-                f"; within min_delta {self.min_delta:g}"
-                if self.improvement(mean(candidate), measured) <= self.min_delta
-                else ""
-            )
+            within = f"; within min_delta {self.min_delta:g}" if not beyond_delta else ""
             return Decision(
                 "discard",
                 f"discarded after {_runs(n)}: {delta:+.6g} is only {score:.1f} standard errors "

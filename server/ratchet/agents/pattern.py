@@ -29,7 +29,8 @@ from .space import Dimension, Space, Value, parse_changes
 FIRST_STEP = 0.1  # a tenth of the range: about x2 on a rate's default log range, like mutate
 LARGEST_STEP = 0.4
 RESOLUTION = 0.004  # a float's step below this share of its range: converged
-_FINAL = ("kept", "discarded", "crashed", "timeout", "invalid", "aborted")
+# What a move earned: kept, or a miss (an interrupted or voided run says nothing of the move).
+OUTCOMES = ("kept", "discarded", "crashed", "timeout", "invalid", "aborted")
 _FAILED = ("crashed", "timeout", "invalid")
 
 
@@ -101,7 +102,7 @@ def replay_steps(
     sign_of_goal = 1.0 if lower_is_better else -1.0
     base: float | None = None  # the best's metric when the moves below were made
     for entry in history:
-        if entry.status not in _FINAL:
+        if entry.status not in OUTCOMES:
             continue
         if entry.status == "kept" and entry.metric is not None:
             for step in steps.values():

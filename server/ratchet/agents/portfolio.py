@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from ..config import Config
-from ..experiment import HistoryEntry, ProposalContext
+from ..experiment import HistoryEntry, ProposalContext, Status
 from .optuna import OptunaAgent, check_space
 from .pattern import crashed_moves, explore_move, label, pattern_due, pattern_move, replay_steps
 from .space import Space, Value, print_only
@@ -92,7 +92,7 @@ def measured_points(
 ) -> list[tuple[dict[str, Value], float]]:
     """The values and metric of every experiment in the history that was measured (a crash,
     told to TPE as the worst value, is left out), and of the best."""
-    measured = {e.digest for e in history if e.digest and e.status in ("kept", "discarded")}
+    measured = {e.digest for e in history if e.digest and Status(e.status).measured}
     points = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         mark = trial.user_attrs.get("digest")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..experiment import HistoryEntry
-from .pattern import beyond_a_crash, from_unit, label, numeric, to_unit
+from .pattern import OUTCOMES, beyond_a_crash, from_unit, label, numeric, to_unit
 from .space import Space, Value
 
 FIRST_RADIUS = 0.15
@@ -27,13 +27,12 @@ LARGEST_RADIUS = 0.5
 SMALLEST_RADIUS = 0.05
 _CANDIDATES = 2000
 _RIDGE = 1e-6
-_FINAL = ("kept", "discarded", "crashed", "timeout", "invalid", "aborted")
 
 
 def trust_radius(history: Iterable[HistoryEntry]) -> float:
     radius = FIRST_RADIUS
     for entry in history:
-        if label(entry) != "model" or entry.status not in _FINAL:
+        if label(entry) != "model" or entry.status not in OUTCOMES:
             continue
         radius = min(2 * radius, LARGEST_RADIUS) if entry.status == "kept" else radius / 2
     return max(radius, SMALLEST_RADIUS)
@@ -84,7 +83,7 @@ def model_move(
     low, high = np.maximum(-radius, -centre), np.minimum(radius, 1 - centre)
     candidates = generator.uniform(low, high, size=(_CANDIDATES, n))
     predicted = features(candidates) @ coefficients
-    here = float(features(np.zeros((1, n)))[0] @ coefficients)
+    here = float(coefficients[0])  # the model at the best itself (the centre)
     for index in np.argsort(predicted)[:20]:
         if predicted[index] >= here:
             return None
