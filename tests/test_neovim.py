@@ -118,14 +118,22 @@ local ok, err = pcall(function()
   end, 50), "the accepted proposal never finished")
   step("judged")
 
-  local history = client.request_sync("textDocument/inlayHint", {
-    textDocument = { uri = vim.uri_from_bufnr(bufnr) },
-    range = { start = { line = 0, character = 0 }, ["end"] = { line = lines, character = 0 } },
-  }, 10000, bufnr)
-  seen.history = {}
-  for _, hint in ipairs((history and history.result) or {}) do
-    table.insert(seen.history, { label = hint.label, kind = hint.data and hint.data.kind })
-  end
+  -- The status can arrive before the results' refresh: the hints are asked again (to a
+  -- deadline) until the judged experiment's result is among them.
+  vim.wait(10000, function()
+    local history = client.request_sync("textDocument/inlayHint", {
+      textDocument = { uri = vim.uri_from_bufnr(bufnr) },
+      range = { start = { line = 0, character = 0 }, ["end"] = { line = lines, character = 0 } },
+    }, 10000, bufnr)
+    seen.history = {}
+    local judged = false
+    for _, hint in ipairs((history and history.result) or {}) do
+      local kind = hint.data and hint.data.kind
+      table.insert(seen.history, { label = hint.label, kind = kind })
+      judged = judged or (kind == "result" and hint.label:sub(1, 6) == "exp 1 ")
+    end
+    return judged
+  end, 100)
   client.request_sync("workspace/executeCommand", { command = "ratchet.stop" }, 40000, bufnr)
   step("stopped")
 end)
