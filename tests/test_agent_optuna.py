@@ -235,3 +235,19 @@ def test_a_real_loop_feeds_the_study_its_mean_metrics(make_project: MakeProject)
         exp = rows.get(trial.user_attrs["digest"])
         if exp is not None and trial.value is not None and exp.status.measured:
             assert trial.value == pytest.approx(exp.metric)
+
+
+def test_the_study_is_opened_once_and_kept_for_the_loops_life(tmp_path: Path) -> None:
+    # Reopening it read every trial from SQLite on each proposal: 4 s at 10,000 trials
+    # (bench/bench_agent.py); a kept-open study reads only what changed.
+    agent = OptunaAgent(tmp_path / ".ratchet", seed=3)
+    first = asyncio.run(agent.propose(context(SOURCE, 1)))
+    opened = agent.study(context(SOURCE, 2))
+    entry = HistoryEntry(1, "discarded", 0.5, None, "x", digest=digest(first.edits["train.py"]))
+    asyncio.run(agent.propose(context(SOURCE, 2, (entry,))))
+    assert agent.study(context(SOURCE, 3)) is opened
+    told = [t for t in opened.trials if t.user_attrs.get("experiment") == 1]
+    assert told and told[0].value == 0.5
+    asyncio.run(agent.close())
+    reopened = agent.study(context(SOURCE, 3))
+    assert reopened is not opened and len(reopened.trials) == len(opened.trials)

@@ -95,13 +95,18 @@ class OptunaAgent:
         seed: int = 0,
         space: dict[str, SpaceOverride] | None = None,
         startup_trials: int = 5,
+        storage: optuna.storages.BaseStorage | None = None,
     ) -> None:
         self.folder = folder
         self.sampler_name = sampler
         self.seed = seed
         self.overrides = space or {}
         self.startup_trials = startup_trials
+        self.storage = storage  # None: `.ratchet/optuna.db` (another: benchmarks)
         self._lock = threading.Lock()  # one ask/tell sequence at a time on the study
+        # Kept open for the loop's life: Optuna's storage then caches finished trials, so a
+        # proposal reads only what changed instead of the whole study (4 s at 10,000 trials).
+        self._study: optuna.Study | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> OptunaAgent:
@@ -144,18 +149,23 @@ class OptunaAgent:
             return self._ask(study, space, context)
 
     def study(self, context: ProposalContext) -> optuna.Study:
+        """The loop's study, loaded from the storage once and then kept open."""
+        name = f"ratchet-{context.tag or 'loop'}"
+        if self._study is not None and self._study.study_name == name:
+            return self._study
         direction = (
             StudyDirection.MINIMIZE if context.goal == "minimize" else StudyDirection.MAXIMIZE
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.create_study(
-                storage=study_storage(self.folder),
-                study_name=f"ratchet-{context.tag or 'loop'}",
+            self._study = optuna.create_study(
+                storage=self.storage or study_storage(self.folder),
+                study_name=name,
                 direction=direction,
                 sampler=optuna.samplers.RandomSampler(),  # replaced once the space is known
                 load_if_exists=True,
             )
+        return self._study
 
     def sampler(self, context: ProposalContext, space: Space) -> optuna.samplers.BaseSampler:
         # A fresh seed per experiment: a resumed loop goes on where it was, and proposals made
@@ -251,7 +261,7 @@ class OptunaAgent:
         return study.ask(distributions), self.sampler_name
 
     async def close(self) -> None:
-        return None
+        self._study = None
 
 
 _NO_REPAIR = (
