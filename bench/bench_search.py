@@ -2,8 +2,8 @@
 
     python bench/bench_search.py [--quick] [--experiments 50] [--seeds 5] [--jobs 2]
                                  [--agents mutate,tpe,cmaes,random,portfolio] [--only NAME]
-                                 [--example-experiments 30] [--example-seeds 3]
-                                 [--example-agents mutate,portfolio]
+                                 [--example-experiments 50] [--example-seeds 5]
+                                 [--example-agents mutate,tpe,cmaes,random,portfolio]
 
 Each synthetic objective is a tiny train.py whose module-level constants start away from the
 optimum and which prints `score: f(constants)` (plus Gaussian noise for `noisy`). Every run
@@ -15,8 +15,9 @@ Python sort, one knob, timing noise) and tinygpt (val_bpb of a GPT trained for 6
 CPU, six knobs). Their truth is not known: once every loop has ended, each final best (and
 the file as shipped) is measured again three times, in turns, outside the loop; its regret
 is that mean less the best such mean any loop of the run reached. They cost minutes per
-loop, so they have their own experiment and seed counts and agents (--example-experiments,
---example-seeds, --example-agents).
+loop (tinygpt about 4.5 on two cores), so they have their own experiment and seed counts and
+agents for shorter runs (--example-experiments, --example-seeds, --example-agents). fastsort's
+metric is a time: run it alone (`--only fastsort --jobs 1`) so loops do not slow each other.
 Reported per objective: the median regret over seeds for each agent, and the run time spent.
 The last lines compare the portfolio agent with mutate: regret ratio per objective, and the
 median ratio over the suite (the goal: <= 0.5, and no objective above 1.1).
@@ -346,9 +347,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--agents", default=",".join(AGENTS))
     parser.add_argument("--only", default="", help="comma-separated objectives")
-    parser.add_argument("--example-experiments", type=int, default=30)
-    parser.add_argument("--example-seeds", type=int, default=3)
-    parser.add_argument("--example-agents", default="mutate,portfolio")
+    parser.add_argument("--example-experiments", type=int, default=50)
+    parser.add_argument("--example-seeds", type=int, default=5)
+    parser.add_argument("--example-agents", default=",".join(AGENTS))
     parser.add_argument("--out", default="", help="write every loop's result to this JSON")
     args = parser.parse_args()
     experiments, seeds = (30, 2) if args.quick else (args.experiments, args.seeds)

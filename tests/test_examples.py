@@ -59,7 +59,7 @@ def test_example_is_a_complete_triplet(name):
     loaded = config.load_config(folder)
     assert (folder / loaded.loop.editable).is_file()
     assert all((folder / locked).is_file() for locked in loaded.loop.locked)
-    assert loaded.agent.kind == "mutate"
+    assert loaded.agent.kind == "portfolio"  # the offline agent that wins bench_search.py
 
 
 # ---------------------------------------------------------------------------------------------
