@@ -147,38 +147,44 @@ def sprt(rng: random.Random, gain: float, accept: float, reject: float) -> tuple
     evidence, n = 0.0, 0
     while reject < evidence < accept and n < 50:
         n += 1
-        # The log likelihood ratio of one run x (lower is better) for -2 sigma against 0.
-        x = -gain + rng.gauss(0, SIGMA)
-        evidence += -2 * x / SIGMA**2 - 2 / SIGMA**2
+        x = -gain + rng.gauss(0, SIGMA)  # the candidate less the best (lower is better)
+        evidence += -2 * x / SIGMA - 2  # log N(x; -2 sigma, sigma) - log N(x; 0, sigma)
     return evidence >= accept, n
 
 
-def known_reference_floor(rng: random.Random, candidates: int = 4000) -> str:
-    """The fewest runs per candidate any rule could spend at the goals (no-effect kept <= 5%,
-    2-sigma gains kept >= 80%) if the best's true value came for free: Wald's SPRT, which
-    needs the fewest runs on average for given error rates, its bounds searched on a grid,
-    with this bench's mix (1 candidate in 10 a gain). A real rule pays more: its best is
-    measured, and a new best must be measured again."""
-    found = None
-    for accept in (a / 4 for a in range(4, 17)):
-        for reject in (-r / 4 for r in range(1, 13)):
-            noop = [sprt(rng, 0.0, accept, reject) for _ in range(candidates)]
-            real = [sprt(rng, 2 * SIGMA, accept, reject) for _ in range(candidates)]
-            kept_noop = sum(k for k, _ in noop) / candidates
-            kept_real = sum(k for k, _ in real) / candidates
+def sprt_figures(
+    rng: random.Random, accept: float, reject: float, candidates: int
+) -> tuple[float, float, float]:
+    """Runs per candidate (this bench's mix: 1 in 10 a gain), no-effect and gains kept."""
+    noop = [sprt(rng, 0.0, accept, reject) for _ in range(candidates)]
+    real = [sprt(rng, 2 * SIGMA, accept, reject) for _ in range(candidates)]
+    runs = 0.9 * statistics.mean(n for _, n in noop) + 0.1 * statistics.mean(n for _, n in real)
+    return runs, sum(k for k, _ in noop) / candidates, sum(k for k, _ in real) / candidates
+
+
+def known_reference_floor(seed: int) -> str:
+    """About the fewest runs per candidate any rule could spend at the goals (no-effect kept
+    <= 5%, 2-sigma gains kept >= 80%) if the best's true value came for free: Wald's SPRT
+    (for two simple hypotheses, the fewest runs on average at its error rates), its bounds
+    searched on a grid, then the best few measured again on fresh draws so the minimum over
+    the grid is not a lucky one. A real rule pays more: its best is measured, and a new best
+    must be measured again."""
+    rng = random.Random(seed)
+    grid = []
+    for accept in (a / 10 for a in range(10, 31)):
+        for reject in (-r / 20 for r in range(0, 21)):
+            runs, kept_noop, kept_real = sprt_figures(rng, accept, reject, 4000)
             if kept_noop <= 0.05 and kept_real >= 0.80:
-                runs = 0.9 * statistics.mean(n for _, n in noop) + 0.1 * statistics.mean(
-                    n for _, n in real
-                )
-                if found is None or runs < found[0]:
-                    found = (runs, kept_noop, kept_real)
-    assert found is not None
-    runs, kept_noop, kept_real = found
-    return (
-        f"the floor, with the best's true value known for free (SPRT): {runs:.2f} runs per "
-        f"candidate ({100 * kept_noop:.1f}% no-effect, {100 * kept_real:.1f}% of 2-sigma gains "
-        "kept)"
-    )
+                grid.append((runs, accept, reject))
+    for _, accept, reject in sorted(grid)[:8]:
+        runs, kept_noop, kept_real = sprt_figures(rng, accept, reject, 40000)
+        if kept_noop <= 0.05 and kept_real >= 0.80:
+            return (
+                f"the floor, with the best's true value known for free (SPRT, bounds "
+                f"{accept:g} / {reject:g}): {runs:.2f} runs per candidate "
+                f"({100 * kept_noop:.1f}% no-effect, {100 * kept_real:.1f}% of 2-sigma gains kept)"
+            )
+    return "the floor: no SPRT bounds on the grid met the goals"
 
 
 def abort_savings(rng: random.Random, candidates: int) -> None:
@@ -245,7 +251,7 @@ def main() -> None:
             f"({noop_runs:.2f} runs), 2-sigma gains kept {100 * real:.1f}% ({real_runs:.2f} "
             f"runs)"
         )
-    print(f"{'':>10}{known_reference_floor(rng)}")
+    print(f"{'':>10}{known_reference_floor(args.seed)}")
     print(f"{'':>10}{split_candidate(rng)}")
     abort_savings(rng, 200)
 

@@ -4,6 +4,7 @@
                                  [--agents mutate,tpe,cmaes,random,portfolio] [--only NAME]
                                  [--example-experiments 50] [--example-seeds 5]
                                  [--example-agents mutate,tpe,cmaes,random,portfolio]
+                                 [--example-jobs 1]
 
 Each synthetic objective is a tiny train.py whose module-level constants start away from the
 optimum and which prints `score: f(constants)` (plus Gaussian noise for `noisy`). Every run
@@ -15,9 +16,10 @@ Python sort, one knob, timing noise) and tinygpt (val_bpb of a GPT trained for 6
 CPU, six knobs). Their truth is not known: once every loop has ended, each final best (and
 the file as shipped) is measured again three times, in turns, outside the loop; its regret
 is that mean less the best such mean any loop of the run reached. They cost minutes per
-loop (tinygpt about 4.5 on two cores), so they have their own experiment and seed counts and
-agents for shorter runs (--example-experiments, --example-seeds, --example-agents). fastsort's
-metric is a time: run it alone (`--only fastsort --jobs 1`) so loops do not slow each other.
+loop (a tinygpt loop of 50 experiments about 4.5 minutes), so they have their own experiment
+and seed counts and agents for shorter runs (--example-experiments, --example-seeds,
+--example-agents). Their metrics are a time and a time-budgeted training, so their loops run
+one at a time after the others (--example-jobs 1); at the defaults they take hours.
 Reported per objective: the median regret over seeds for each agent, and the run time spent.
 The last lines compare the portfolio agent with mutate: regret ratio per objective, and the
 median ratio over the suite (the goal: <= 0.5, and no objective above 1.1).
@@ -350,6 +352,7 @@ def main() -> None:
     parser.add_argument("--example-experiments", type=int, default=50)
     parser.add_argument("--example-seeds", type=int, default=5)
     parser.add_argument("--example-agents", default=",".join(AGENTS))
+    parser.add_argument("--example-jobs", type=int, default=1)
     parser.add_argument("--out", default="", help="write every loop's result to this JSON")
     args = parser.parse_args()
     experiments, seeds = (30, 2) if args.quick else (args.experiments, args.seeds)
@@ -364,7 +367,7 @@ def main() -> None:
         for a in agents
         for s in range(seeds)
     ]
-    jobs += [
+    example_jobs = [
         (n, a, s, args.example_experiments)
         for n in names
         if n in EXAMPLES
@@ -372,12 +375,17 @@ def main() -> None:
         for s in range(args.example_seeds)
     ]
     print(
-        f"{len(jobs)} loops: {experiments} experiments x {seeds} seeds per synthetic objective, "
-        f"{args.example_experiments} x {args.example_seeds} per example",
+        f"{len(jobs) + len(example_jobs)} loops: {experiments} experiments x {seeds} seeds per "
+        f"synthetic objective, {args.example_experiments} x {args.example_seeds} per example",
         flush=True,
     )
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(one_loop, *zip(*jobs, strict=True)))
+    results = []
+    # The examples' metrics are a time and a time-budgeted training: loops beside them would
+    # slow them, so they have their own (by default one at a time), after the others.
+    for batch, width in ((jobs, args.jobs), (example_jobs, args.example_jobs)):
+        if batch:
+            with ProcessPoolExecutor(max_workers=width) as pool:
+                results += list(pool.map(one_loop, *zip(*batch, strict=True)))
     measure_examples(results)
     for r in results:
         r.pop("best_text", None)

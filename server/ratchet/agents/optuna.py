@@ -159,7 +159,7 @@ class OptunaAgent:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._study = optuna.create_study(
-                storage=self.storage or study_storage(self.folder),
+                storage=self.storage if self.storage is not None else study_storage(self.folder),
                 study_name=name,
                 direction=direction,
                 sampler=optuna.samplers.RandomSampler(),  # replaced once the space is known
