@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -269,7 +270,8 @@ def _kill_remote_run(remote: Path, root: Path) -> str:
     token = remote_run_file(remote, root, "token").read_text().strip()
     wrapper = int(remote_run_file(remote, root, f"{token}.wrapper").read_text())
     for pid in [wrapper, *processes_with_token(token)]:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it ended between the listing and here
+            os.kill(pid, signal.SIGKILL)
     return token
 
 
