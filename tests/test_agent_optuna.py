@@ -238,7 +238,7 @@ def test_a_real_loop_feeds_the_study_its_mean_metrics(make_project: MakeProject)
 
 
 def test_the_study_is_opened_once_and_kept_for_the_loops_life(tmp_path: Path) -> None:
-    # Reopening it read every trial from SQLite on each proposal: 4 s at 10,000 trials
+    # Reopening it read every trial from SQLite on each proposal: about 5 s at 10,000 trials
     # (bench/bench_agent.py); a kept-open study reads only what changed.
     agent = OptunaAgent(tmp_path / ".ratchet", seed=3)
     first = asyncio.run(agent.propose(context(SOURCE, 1)))

@@ -1,8 +1,9 @@
 """The simplest offline agent: seeded perturbations of the file's module-level numeric constants.
 
 It needs no network, no key and no model of the file, so it is what most tests and the
-bundled examples use, and the baseline every other agent is measured against (the default
-without a key is the portfolio, which beat it on bench/bench_search.py). Each proposal
+editor walkthrough use, and the baseline every other agent is measured against (the default
+without a key, and the bundled examples' agent, is the portfolio, which beat it on
+bench/bench_search.py). Each proposal
 perturbs one or two constants of the current best, found by AST and rewritten in place so
 the rest of the file is untouched.
 """
