@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import posixpath
 import tarfile
@@ -12,6 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .experiment import Proposal
+from .runners.safe_files import changed_files, hash_files
+
+__all__ = ["changed_files", "check_proposal", "export_commit", "hash_files", "locked_hashes_at"]
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -51,33 +53,6 @@ def check_text(text: str, original: str) -> str | None:
     if text == original:
         return "the edit changes nothing"
     return None
-
-
-def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:
-    """sha256 of each file (a folder: of every file below it, in order); 'missing' if absent."""
-    hashes = {}
-    for relative in paths:
-        target = root / relative
-        digest = hashlib.sha256()
-        if target.is_symlink():
-            digest.update(b"link:" + str(target.readlink()).encode())
-        elif target.is_file():
-            digest.update(target.read_bytes())
-        elif target.is_dir():
-            for child in sorted(p for p in target.rglob("*") if p.is_file()):
-                digest.update(str(child.relative_to(target)).encode() + b"\0")
-                digest.update(child.read_bytes())
-        else:
-            hashes[relative] = "missing"
-            continue
-        hashes[relative] = digest.hexdigest()
-    return hashes
-
-
-def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return sorted(
-        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
-    )
 
 
 def locked_hashes_at(workspace: Workspace, commit: str, locked: Iterable[str]) -> dict[str, str]:

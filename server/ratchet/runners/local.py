@@ -16,12 +16,12 @@ from typing import IO
 from .. import hardware
 from ..config import SandboxConfig
 from ..errors import RatchetError
-from ..guard import changed_files, hash_files
 from ..traces import redact_text
 from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
 from .launch import Launch, experiment_variables, prepare
 from .netproxy import HostProxy
 from .processes import PidsCgroup, kill_tree, processes_with_token
+from .safe_files import changed_files, hash_files
 from .sandbox import find_bwrap, make_non_dumpable, probe
 
 TAIL_LINES = 200
@@ -152,7 +152,7 @@ class LocalRunner:
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         token = uuid.uuid4().hex
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        before = await asyncio.to_thread(hash_files, job.worktree, job.locked)
+        before = await asyncio.to_thread(hash_files, job.worktree, job.locked, job.expected_locked)
         if job.expected_locked is not None:
             expected = {k: job.expected_locked.get(k, "missing") for k in before}
             if differ := changed_files(expected, before):
@@ -180,7 +180,7 @@ class LocalRunner:
             else:
                 leftovers = report.leftovers
         checked = [p for p in job.locked if p not in job.consumable]
-        after = await asyncio.to_thread(hash_files, job.worktree, checked)
+        after = await asyncio.to_thread(hash_files, job.worktree, checked, before)
         before = {k: v for k, v in before.items() if k in checked}
         facts = hardware.fingerprint(slot.gpu)
         facts["sandbox"] = "bwrap" if launch.sandboxed else "none"

@@ -30,11 +30,11 @@ from typing import Any
 
 from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
-from ..guard import changed_files
 from .base import Job, OnLine, RunControl, RunOutcome, Slot
 from .local import TAIL_LINES, LineSplitter, LogWriter
 from .processes import TOKEN_VARIABLE
 from .ray_job import WRAPPER
+from .safe_files import changed_files
 from .sandbox import remote_source
 from .sandbox_init import INIT_SH
 

@@ -194,6 +194,12 @@ def hash_files(
     return {p: digest_path(os.path.join(os.fspath(root), p), expected.get(p)) for p in paths}
 
 
+def changed_files(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    return sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
+
+
 # --- copying an artefact out of a run ------------------------------------------------------------
 
 

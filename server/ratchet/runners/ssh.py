@@ -32,7 +32,6 @@ from typing import Any
 
 from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
-from ..guard import changed_files
 from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
 from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
 from .local import TAIL_LINES, LineSplitter, LogWriter
@@ -41,6 +40,7 @@ from .remote_sandbox import (
     parse_probe,
     probe_script,
 )
+from .safe_files import changed_files
 from .ssh_script import (
     KILL_GRACE_S,
     SHELL_FUNCTIONS,
