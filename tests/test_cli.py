@@ -154,3 +154,44 @@ def test_the_review_gate_without_a_terminal_says_how_to_answer(make_project: Mak
     result = ratchet(root, "run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert 'review = "auto"' in result.stderr and "editor" in result.stderr
+
+
+def test_readers_never_write_and_a_damaged_record_is_one_clear_line(
+    make_project: MakeProject,
+) -> None:
+    root = make_project()
+    assert ratchet(root, "run", "--max-experiments", "2", "--tag", "r").returncode == 0
+    folder = root / ".ratchet"
+    ledger = folder / "ledger.sqlite"
+
+    def state() -> dict[str, tuple[int, int]]:
+        """Every file of .ratchet/ but SQLite's own shared-memory pair, which any reader of a
+        WAL database maps (it holds no record)."""
+        return {
+            p.name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.iterdir()
+            if not p.name.endswith(("-wal", "-shm"))
+        }
+
+    before = state()
+    for args in (("log",), ("log", "--json"), ("log", "--tsv"), ("show", "1")):
+        assert ratchet(root, *args).returncode == 0, args
+    assert state() == before  # not a byte of the record, nor a new file beside it
+
+    for bad in ("bad tag", "a..b", "-x", "x.lock"):
+        refused = ratchet(root, "log", f"--tag={bad}")
+        assert refused.returncode == 2 and "cannot name a loop" in refused.stderr, bad
+        assert "Traceback" not in refused.stderr
+
+    good = ledger.read_bytes()
+    for damage, said in ((b"", "empty (0 bytes)"), (b"not a database" * 100, "cannot be read")):
+        for suffix in ("-wal", "-shm"):
+            (folder / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
+        ledger.write_bytes(damage)
+        for args in (("log",), ("run", "--max-experiments", "1")):
+            result = ratchet(root, *args)
+            assert result.returncode == 2, (args, result.stderr)
+            assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+            assert len(result.stderr.strip().splitlines()) <= 3  # one line, perhaps wrapped
+        assert ledger.read_bytes() == damage  # refused, never "repaired" into a new record
+    ledger.write_bytes(good)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,19 @@ def _positive(text: str) -> int:
     return number
 
 
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _tag(text: str) -> str:
+    """A loop's tag names a branch, refs and a folder: letters, digits, `_`, `-`, `.` only."""
+    if not _TAG.fullmatch(text) or ".." in text or text.endswith((".", ".lock")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot name a loop: use up to 64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (e.g. --tag dec6)"
+        )
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratchet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ratchet {__version__}")
@@ -68,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after N experiments (the baseline counts as one)",
     )
-    run.add_argument("--tag", default=None, help="the loop's name; its branch is ratchet/TAG")
+    run.add_argument(
+        "--tag", type=_tag, default=None, help="the loop's name; its branch is ratchet/TAG"
+    )
     run.add_argument(
         "--new-rules",
         action="store_true",
@@ -85,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     forget = commands.add_parser(
         "forget", help="drop a loop whose baseline never succeeded (its record and branch)"
     )
-    forget.add_argument("--tag", default=None)
+    forget.add_argument("--tag", type=_tag, default=None)
     run.add_argument(
         "--detach",
         action="store_true",
@@ -100,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     form = log.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true")
     form.add_argument("--tsv", action="store_true")
-    log.add_argument("--tag", default=None)
+    log.add_argument("--tag", type=_tag, default=None)
     log.add_argument(
         "--all", action="store_true", help=f"every experiment (the table shows the last {LOG_ROWS})"
     )
@@ -109,14 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "-o", "--output", type=Path, default=None, help="default: .ratchet/progress.png"
     )
-    plot.add_argument("--tag", default=None)
+    plot.add_argument("--tag", type=_tag, default=None)
 
     report = commands.add_parser("report", help="the morning report: one self-contained file")
     report.add_argument(
         "-o", "--output", type=Path, default=None, help="default: .ratchet/report.html (or .md)"
     )
     report.add_argument("--format", choices=("html", "md"), default=None)
-    report.add_argument("--tag", default=None)
+    report.add_argument("--tag", type=_tag, default=None)
 
     final = commands.add_parser(
         "finalize", help="the keeps as one new review branch on top of your branch"
@@ -126,15 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     final.add_argument(
         "--patch", metavar="DIR", type=Path, default=None, help="write a patch series instead"
     )
-    final.add_argument("--tag", default=None)
+    final.add_argument("--tag", type=_tag, default=None)
 
     show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
     show.add_argument("experiment", type=int)
-    show.add_argument("--tag", default=None)
+    show.add_argument("--tag", type=_tag, default=None)
 
     note = commands.add_parser("note", help="a note the agent sees from its next proposal on")
     note.add_argument("text")
-    note.add_argument("--tag", default=None)
+    note.add_argument("--tag", type=_tag, default=None)
 
     commands.add_parser("doctor", help="check git, python and the GPUs seen")
 
@@ -297,9 +313,11 @@ def _attach_tracking(engine: Engine, console: Console) -> Any:
 
     detach = attach(engine)
     engine.bus.subscribe(
-        lambda event: console.print(f"[yellow]{escape(event.message)}[/yellow]")
-        if isinstance(event, TrackerUnavailable)
-        else None
+        lambda event: (
+            console.print(f"[yellow]{escape(event.message)}[/yellow]")
+            if isinstance(event, TrackerUnavailable)
+            else None
+        )
     )
     return detach
 
@@ -332,7 +350,7 @@ def _open_ledger(project: Path, tag: str | None) -> tuple[Ledger, str]:
     folder = project / RATCHET_DIR
     if not (folder / "ledger.sqlite").exists():
         raise RatchetError(f"no experiments yet in {project}: start the loop with `ratchet run`")
-    ledger = Ledger(folder)
+    ledger = Ledger(folder, read_only=True)
     tags = ledger.tags()
     if tag is None:
         if not tags:
