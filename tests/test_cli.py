@@ -195,3 +195,31 @@ def test_readers_never_write_and_a_damaged_record_is_one_clear_line(
             assert len(result.stderr.strip().splitlines()) <= 3  # one line, perhaps wrapped
         assert ledger.read_bytes() == damage  # refused, never "repaired" into a new record
     ledger.write_bytes(good)
+
+
+SPENT = """\
+FLAG = True
+print("score: 1.0" if FLAG else "score: 2.0")
+"""
+
+
+def test_an_agent_with_nothing_left_ends_the_loop_and_the_exit_summary_is_bounded(
+    make_project: MakeProject,
+) -> None:
+    one_run = CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 1\n\n[agent]")
+    spent = make_project(train=SPENT, config=one_run.replace("mutate", "portfolio"), name="spent")
+    # No --max-experiments: only the agent's running out can end this loop.
+    result = ratchet(spent, "run", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no more proposals: the portfolio agent drew" in " ".join(result.stdout.split())
+    statuses = [row["status"] for row in json.loads(ratchet(spent, "log", "--json").stdout)]
+    assert statuses[:2] == ["kept", "discarded"] and set(statuses[2:]) == {"invalid"}
+    assert len(statuses) <= 2 + 3 + 2  # three in a row close it; a slot may have had one more
+
+    root = make_project(config=one_run)
+    result = ratchet(root, "run", "--max-experiments", "26", timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("│")[0].strip() for line in result.stdout.splitlines() if "│" in line]
+    numbers = [int(n) for n in rows if n.isdigit()]
+    assert numbers and len(numbers) <= 20 and numbers[-1] == 25, numbers
+    assert "(and 6 earlier experiments: `ratchet log --all`)" in result.stdout

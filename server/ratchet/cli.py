@@ -36,6 +36,7 @@ from .workspace import RATCHET_DIR
 
 EXIT_USER_ERROR = 2
 LOG_ROWS = 200  # the table's last rows; --all for every one
+EXIT_ROWS = 20  # the rows `ratchet run` prints when it ends without a terminal
 EXIT_INTERRUPTED = 130
 
 
@@ -256,7 +257,10 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
                 interrupted=stopping,
             )
         finally:
-            final["experiments"], final["status"] = engine.experiments(), engine.status()
+            final["status"] = engine.status()
+            # The last rows only: the summary costs the same at 30 experiments or 30,000.
+            after = final["status"]["total"] - 1 - 2 * EXIT_ROWS  # ids run a little ahead
+            final["experiments"] = engine.experiments_since(after)[-EXIT_ROWS:]
             final["untracked"] = await asyncio.to_thread(detach_tracking)
             await engine.close()
 
@@ -266,9 +270,12 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             one_at_a_time = asyncio.Lock()  # several slots: one prompt on the terminal at once
             engine.bus.subscribe(lambda event: _ask_review(event, engine, console, one_at_a_time))
         asyncio.run(loop())
+    status = final["status"]
     if not console.is_terminal and not args.headless:
         console.print(experiments_table(final["experiments"], config.metric.name))
-    status = final["status"]
+        if status["total"] > len(final["experiments"]):
+            earlier = status["total"] - len(final["experiments"])
+            console.print(f"(and {earlier} earlier experiments: `ratchet log --all`)")
     if final.get("untracked"):
         console.print(f"{final['untracked']} experiments were not logged to MLflow (unreachable)")
     console.print(

@@ -144,9 +144,7 @@ class Opening:
         results = engine.ledger.results_path
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
         if recovered or _rows_in(results) != history.in_results:
-            engine.ledger.write_results(
-                engine.tag, engine.config.metric.name, history.experiments
-            )
+            engine.ledger.write_results(engine.tag, engine.config.metric.name, history.experiments)
         self._reruns = self._interrupted_reruns()
 
     # A clean close leaves a mark saying the refs agree with the ledger, so the next open

@@ -69,11 +69,10 @@ def experiments_table(
         delta = "" if exp.metric is None or best is None else f"{exp.metric - best:+.6f}"
         if exp.status is Status.KEPT:
             best = exp.metric
-        description = exp.description + (
-            f"  [dim]{exp.reason}[/dim]"
-            if exp.reason and exp.status not in (Status.KEPT, Status.DISCARDED)
-            else ""
-        )
+        # Text, not markup: a reason holds `[agent.space.NAME]`, an agent's words anything.
+        description = Text(exp.description)
+        if exp.reason and exp.status not in (Status.KEPT, Status.DISCARDED):
+            description.append(f"  {exp.reason}", style="dim")
         rows.append(
             (
                 str(exp.id),
@@ -129,7 +128,7 @@ class LoopView:
             )
         elif isinstance(event, ExperimentProposed) and event.awaiting_review:
             self.console.print(
-                f"exp {event.id} awaits review: {event.description}", highlight=False
+                f"exp {event.id} awaits review: {event.description}", highlight=False, markup=False
             )
         elif isinstance(event, ExperimentFinished):
             exp = event.experiment
@@ -137,6 +136,7 @@ class LoopView:
                 f"exp {exp.id} {exp.status}: {self.engine.config.metric.name} "
                 f"{format_metric(exp.metric)} ({clock(exp.run_s)}) {exp.reason}",
                 highlight=False,
+                markup=False,
             )
         elif isinstance(event, LoopStateChanged) and event.message:
             self.console.print(f"[{event.state}] {event.message}", highlight=False, markup=False)
