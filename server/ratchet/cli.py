@@ -566,6 +566,15 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
+    if config.agent.kind in ("anthropic", "command"):
+        program = config.loop.program
+        if (config.root / program).is_file():
+            console.print(f"[green]ok[/green]  the agent's instructions: {escape(program)}")
+        else:
+            console.print(
+                f"[yellow]missing[/yellow]  {escape(program)}, the agent's instructions: the "
+                "agent proposes without them (`ratchet init` writes one)"
+            )
     return 1 if problems else 0
 
 

@@ -18,11 +18,15 @@ from .config import Config
 from .errors import RatchetError
 from .experiment import Pending, Proposal, Status, move
 from .hardware import same_hardware
+from .preflight import check_command
 from .runners.processes import kill_orphans
 from .scheduler import PERSON, WorkItem
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+
+_SHELL_SYNTAX = (";", "&", "|", "$", "`", "(", "<", ">", "\n")
 
 
 class Opening:
@@ -92,6 +96,7 @@ class Opening:
                     f"branch (`git branch -D {workspace.branch}`)"
                 )
             workspace.check_ready([config.loop.editable, *config.loop.locked])
+            self._preflight(config)
             start = workspace.create_branch()
             ledger.add_loop(
                 tag, start, config.metric.name, config.metric.goal, self.rules(config, start)
@@ -107,6 +112,24 @@ class Opening:
             self._check_user_branch(loop)
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
+        program = config.root / config.loop.program
+        if config.agent.kind in ("anthropic", "command") and not program.is_file():
+            engine.say(
+                f"{config.loop.program}, the agent's instructions, does not exist: the agent "
+                "proposes without them; write it (`ratchet init` writes one) or point "
+                "`program` under [loop] at your file"
+            )
+
+    @staticmethod
+    def _preflight(config: Config) -> None:
+        """A command that cannot start is said before the loop, its branch and refs exist (a
+        remote host's programs cannot be checked from here)."""
+        command = config.loop.command
+        if config.runner.kind != "local" or any(c in command for c in _SHELL_SYNTAX):
+            return  # a compound shell line (`cd x && ...`) is the shell's to start
+        for check in check_command(config):
+            if not check.ok:
+                raise RatchetError(check.message + "; nothing was started")
 
     def _check_rules(self, loop: dict[str, Any]) -> None:
         engine = self.engine
