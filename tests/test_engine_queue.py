@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -430,3 +431,22 @@ async def test_a_ledger_from_the_first_schema_opens_for_every_agent_kind(
         experiments[2].reason
     )
     assert Ledger(root / ".ratchet")._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+
+
+async def test_stop_cancels_a_proposal_in_flight_and_returns_within_seconds(
+    make_project: MakeProject,
+) -> None:
+    root = make_project()
+    agent = ScriptedAgent([], delay_s=600)  # an agent that would answer in ten minutes
+    engine = engine_for(root, agent)
+    loop = asyncio.create_task(engine.run(max_experiments=5))
+    deadline = time.monotonic() + 60
+    while not (agent.contexts and engine.history.finished) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the baseline measured; the agent is asked
+    assert agent.contexts and engine.history.finished, "the agent was never asked"
+    asked = time.monotonic()
+    engine.stop()
+    await asyncio.wait_for(loop, timeout=20)
+    assert time.monotonic() - asked < 10
+    await engine.close()
+    assert [str(e.status) for e in engine.ledger.experiments("t")] == ["kept"]
