@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import RatchetError
-from .experiment import Pending, Proposal, Status, move
+from .experiment import Experiment, Pending, Proposal, Status, move
 from .hardware import same_hardware
 from .preflight import check_command
 from .runners.processes import kill_orphans
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
+MAX_ATTEMPTS = 3  # runs of one agent proposal interrupted in a row before it is dropped
 _SHELL_SYNTAX = (";", "&", "|", "$", "`", "(", "<", ">", "\n")
 
 
@@ -263,9 +264,11 @@ class Opening:
 
     def _interrupted_reruns(self) -> list[WorkItem]:
         """Experiments interrupted mid-run (a kill, Ctrl-C, a stop) are measured again first
-        thing, once: nothing a person or the agent proposed is lost to a stop."""
+        thing, and again if that re-run is interrupted too: a person's edit until it is
+        measured, the agent's up to MAX_ATTEMPTS times, then dropped with a word."""
         engine = self.engine
         history, editable = engine.history, engine.config.loop.editable
+        by_id = {e.id: e for e in history.experiments}  # once per start, not per experiment
         rerun = {e.rerun_of for e in history.experiments if e.rerun_of is not None}
         items = []
         for exp in history.experiments:
@@ -273,9 +276,15 @@ class Opening:
                 exp.status is not Status.INTERRUPTED
                 or exp.commit is None
                 or exp.id in rerun
-                or exp.rerun_of is not None
                 or exp.source in ("baseline", "remeasure")
             ):
+                continue
+            attempts = _attempts(exp, by_id)
+            if exp.source == "agent" and attempts >= MAX_ATTEMPTS:
+                engine.say(
+                    f"exp {exp.id} ({exp.description}) was interrupted {attempts} times: "
+                    "not run again (`ratchet show` has it; submit it again to measure it)"
+                )
                 continue
             text = engine.workspace.read(exp.commit, editable)
             base_text = engine.workspace.read(exp.base_commit, editable)
@@ -392,3 +401,11 @@ def _rows_in(results: Path) -> int | None:
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _attempts(exp: Experiment, by_id: dict[int, Experiment]) -> int:
+    """How many times this edit has been started: itself and the re-runs it continues."""
+    count = 1
+    while exp.rerun_of is not None and (earlier := by_id.get(exp.rerun_of)) is not None:
+        exp, count = earlier, count + 1
+    return count
