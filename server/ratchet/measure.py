@@ -32,6 +32,7 @@ class Attempt:
     limit_s: float = float("inf")
     command_s: float = 0.0  # the command's own wall time (the evaluator not counted)
     in_eval: bool = False  # the failure, if any, is the evaluator's
+    evaluated: bool = False  # the evaluator ran this time (its folder holds this run's trace)
 
 
 def ran_clean(outcome: RunOutcome) -> bool:
@@ -180,7 +181,8 @@ class Measurer:
             )
         attempt.measurement = reader.result()
         # The evaluator's trace, else the command's (shown to the agent only, never scored).
-        folders = [self._eval_folder(slot), worktree] if use_eval else [worktree]
+        # Only this run's: the clean room of an evaluator that did not run now is another's.
+        folders = [self._eval_folder(slot), worktree] if attempt.evaluated else [worktree]
         for folder in folders:
             attempt.trace_tail = await asyncio.to_thread(run_trace_tail, folder, metric.trace)
             if attempt.trace_tail:
@@ -248,6 +250,7 @@ class Measurer:
             drop=(),
         )
         evaluated = await self.runner.run(eval_job, slot, eval_line, control)
+        attempt.evaluated = True
         attempt.run_s += evaluated.wall_s
         if not ran_clean(evaluated) or evaluated.locked_changed or evaluated.refused:
             attempt.in_eval = True
