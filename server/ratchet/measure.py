@@ -16,6 +16,7 @@ from .experiment import Measurement, Status
 from .metric import MetricReader
 from .progress import AbortWatch, Curve
 from .runners.base import Isolation, Job, RunControl, Runner, RunOutcome, Slot
+from .runners.safe_files import remove_special_files
 from .traces import run_trace_tail, secret_variables, secrets_for
 from .workspace import RATCHET_DIR, Workspace
 
@@ -144,6 +145,7 @@ class Measurer:
     ) -> Attempt:
         loop, metric = self.config.loop, self.config.metric
         worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
+        await asyncio.to_thread(remove_special_files, worktree)  # an earlier run's FIFOs
         await asyncio.to_thread(remove_eval_only, worktree, metric.eval_only)
         reader = MetricReader(metric)
         watch = AbortWatch(metric, best_curve) if metric.progress else None

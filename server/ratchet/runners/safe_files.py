@@ -12,6 +12,7 @@ locked file hashes the same, byte for byte, wherever it ran.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -292,3 +293,23 @@ def _copy_data(fd: int, out: int, size: int) -> None:
             if time.monotonic() > deadline:
                 raise UnsafeFile(f"copying took longer than {DEADLINE_S:g}s")
         offset = end
+
+
+# --- what git leaves behind ------------------------------------------------------------------
+
+
+def remove_special_files(root: str | os.PathLike[str]) -> list[str]:
+    """Removes every FIFO, socket and device below `root` (no link followed): git's clean
+    never lists them, so one run's would wait in the reused folder for the next run.
+    Returns their paths, relative to `root`."""
+    removed = []
+    for top, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            full = os.path.join(top, name)
+            with contextlib.suppress(FileNotFoundError):
+                mode = os.lstat(full).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+                    os.unlink(full)
+                    removed.append(os.path.relpath(full, root))
+    return removed
