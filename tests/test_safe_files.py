@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import MakeProject
+from ratchet import cleanroom
 from ratchet.cleanroom import remove_eval_only
 from ratchet.runners.safe_files import (
     UnsafeFile,
@@ -18,8 +20,10 @@ from ratchet.runners.safe_files import (
     open_inside,
     read_bounded,
     read_head,
+    remove_special_files,
 )
 from ratchet.traces import run_trace_tail
+from ratchet.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(30)  # a regression that blocks fails here, it does not hang
 TIB = 1 << 40
@@ -146,3 +150,49 @@ def test_eval_only_files_are_removed_only_inside_the_run_folder(tmp_path: Path) 
     remove_eval_only(run, ("labels", "tasks.jsonl", "data/keep.jsonl", "gone.txt"))
     assert not (run / "labels").exists() and not (run / "tasks.jsonl").exists()
     assert (outside / "keep.jsonl").exists()
+
+
+def test_special_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    fifo(tmp_path / "deep" / "er" / "pipe")
+    server = unix_socket(tmp_path / "sock")
+    server.close()
+    (tmp_path / "keep.txt").write_text("x")
+    (tmp_path / "link").symlink_to("/dev/zero")
+    (tmp_path / "outside").mkdir()
+    fifo(tmp_path / "outside" / "theirs")
+    (tmp_path / "deep" / "away").symlink_to(tmp_path / "outside")
+    removed = remove_special_files(tmp_path / "deep")
+    assert removed == ["er/pipe"] and (tmp_path / "outside" / "theirs").exists()
+    assert sorted(remove_special_files(tmp_path)) == ["outside/theirs", "sock"]
+    assert (tmp_path / "keep.txt").exists() and (tmp_path / "link").is_symlink()
+
+
+def test_the_clean_room_carries_artefacts_within_one_allowance(
+    make_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cleanroom, "ARTEFACT_LIMIT", 1000)
+    monkeypatch.setattr(cleanroom, "ARTEFACT_DEPTH", 3)
+    root = make_project()
+    run = tmp_path / "run"
+    (run / "ckpt" / "a" / "b" / "c").mkdir(parents=True)
+    (run / "ckpt" / "weights").write_bytes(b"w" * 600)
+    (run / "ckpt" / "a" / "b" / "c" / "deep.txt").write_text("too deep")
+    (run / "second").write_bytes(b"s" * 600)  # within the limit alone, not with ckpt
+    (run / "third").write_bytes(b"t" * 300)
+    (run / "elsewhere").symlink_to(tmp_path)
+    workspace = Workspace(root, "t")
+    project, notes = cleanroom.build_clean_room(
+        workspace,
+        workspace.head() or "",
+        tmp_path / "room",
+        run,
+        ("ckpt", "second", "third", "elsewhere/x", "../x", "absent"),
+    )
+    assert (project / "ckpt" / "weights").read_bytes() == b"w" * 600
+    assert (project / "third").read_bytes() == b"t" * 300
+    assert not (project / "second").exists() and not (project / "ckpt/a/b/c").exists()
+    assert (project / "train.py").exists()  # the commit's own files
+    said = "\n".join(notes)
+    for words in ("second", "ckpt/a/b/c", "elsewhere/x", "../x", "absent was not made"):
+        assert words in said, (words, said)

@@ -29,13 +29,15 @@ ARTEFACT_DEPTH = 64  # folders inside folders: deeper ones stay behind
 
 @dataclass
 class _Allowance:
-    bytes: int = ARTEFACT_LIMIT
-    entries: int = ARTEFACT_ENTRIES
+    """What is left to copy of one run's artefacts."""
+
+    bytes: int
+    entries: int
 
     def entry(self) -> None:
         self.entries -= 1
         if self.entries < 0:
-            raise UnsafeFile(f"more than {ARTEFACT_ENTRIES:,} files and folders")
+            raise UnsafeFile(f"more than {ARTEFACT_ENTRIES:,} files and folders in all")
 
 
 def build_clean_room(
@@ -46,7 +48,7 @@ def build_clean_room(
     folder.mkdir(parents=True)
     project = export_commit(workspace, commit, folder)
     notes: list[str] = []
-    allowance = _Allowance()
+    allowance = _Allowance(ARTEFACT_LIMIT, ARTEFACT_ENTRIES)
     for relative in artefacts:
         try:
             notes += _carry(run_dir, relative, project / relative, allowance)
