@@ -184,6 +184,7 @@ async def test_hostile_artefacts_stay_behind_and_a_crash_shows_no_other_runs_tra
         exp = by_name[name]
         assert exp.status is Status.CRASHED and "no model" in exp.reason, (name, exp.reason)
         assert any("model.txt" in note and words in note for note in notes), (name, notes)
+        assert "not carried" in exp.log_tail and words in exp.log_tail, exp.log_tail  # recorded
     # A folder is copied entry by entry: the regular files carried, the rest noted.
     folder = by_name["folder"]
     assert folder.status is Status.DISCARDED and folder.metric == pytest.approx(5.0)

@@ -234,7 +234,13 @@ class Measurer:
     ) -> None:
         """The locked evaluator, in a fresh process and folder: its output holds the metric."""
         metric = self.config.metric
-        room = await self._room(job, slot, commit, base_commit, on_line)
+        notes: list[str] = []  # artefacts left behind: the likely cause if the evaluator fails
+
+        def note(line: str) -> None:
+            notes.append(line)
+            on_line(line)
+
+        room = await self._room(job, slot, commit, base_commit, note)
 
         def eval_line(line: str) -> None:
             reader.feed(line)
@@ -258,7 +264,7 @@ class Measurer:
             attempt.in_eval = True
             attempt.outcome = replace(
                 evaluated,
-                tail=[f"[eval] {line}" for line in evaluated.tail],
+                tail=[f"[eval] {line}" for line in [*notes, *evaluated.tail]],
                 hardware=attempt.outcome.hardware,
             )
 
