@@ -30,12 +30,16 @@ pytestmark = [
     pytest.mark.timeout(240, method="thread"),
 ]
 LOOP_DEADLINE_S = 200
-TIB = "1 << 40"
+TIB = "1 << 40"  # in the runs' code
+TIB_BYTES = 1 << 40
+
+
+LIST = 'print("MADE", os.popen("ls -laR").read())\nsys.stdout.flush()\n'
 
 
 def made(body: str) -> tuple[object, str]:
-    """An attack whose body ends by printing MADE and what it made (checked in its log)."""
-    return attack(body + '\nprint("MADE", os.popen("ls -la").read())\nsys.stdout.flush()\n')
+    """An attack whose body ends by listing what it made (`ls -laR`, checked in its log)."""
+    return attack(body + "\n" + LIST)
 
 
 async def run_loop(engine: object, n: int) -> list[object]:
@@ -44,6 +48,15 @@ async def run_loop(engine: object, n: int) -> list[object]:
 
 def log_of(exp: Experiment) -> str:
     return Path(exp.log_path).read_text(errors="replace")
+
+
+def assert_made(exp: Experiment, name: str, kind: str, size: int | None = None) -> None:
+    """The run's own listing shows `name` as `kind` (ls's first letter: p FIFO, s socket,
+    l link, d folder, - file) of `size`: the hostile file really was there when it ended."""
+    lines = [line.split() for line in log_of(exp).splitlines() if "MADE" not in line]
+    found = [f for f in lines if len(f) > 8 and f[8] == name and len(f[0]) == 10]
+    assert found and found[0][0][0] == kind, (name, kind, log_of(exp))
+    assert size is None or found[0][4] == str(size), found[0]
 
 
 TRACE_CONFIG = FAST.replace('goal = "minimize"\n', 'goal = "minimize"\ntrace = "failures.txt"\n')
@@ -62,6 +75,18 @@ TRACE_ATTACKS = {
     "locked_folder": made('os.remove("prepare.py")\nos.mkdir("prepare.py")'),
 }
 
+TRACE_PROOF = {
+    "fifo": ("failures.txt", "p"),
+    "zero": ("failures.txt", "l"),
+    "socket": ("failures.txt", "s"),
+    "folder": ("failures.txt", "d"),
+    "sparse": ("failures.txt", "-", TIB_BYTES),
+    "locked_sparse": ("prepare.py", "-", TIB_BYTES),
+    "locked_fifo": ("prepare.py", "p"),
+    "locked_urandom": ("prepare.py", "l"),
+    "locked_folder": ("prepare.py", "d"),
+}
+
 
 async def test_hostile_files_at_the_trace_and_locked_paths_are_refused_unread(
     make_project: MakeProject,
@@ -73,7 +98,7 @@ async def test_hostile_files_at_the_trace_and_locked_paths_are_refused_unread(
     assert len(rows) == len(TRACE_ATTACKS) + 2  # the loop went through every one
     by_name = dict(zip(TRACE_ATTACKS, rows[1:-1], strict=True))
     for name, exp in by_name.items():
-        assert "MADE" in log_of(exp), (name, log_of(exp))  # the hostile file was there
+        assert_made(exp, *TRACE_PROOF[name])
         assert exp.status is not Status.KEPT, name
     # The trace: named, never opened or followed; the run itself is judged on its score.
     expected = {
@@ -93,7 +118,6 @@ async def test_hostile_files_at_the_trace_and_locked_paths_are_refused_unread(
     assert sparse.trace_tail.startswith("\0" * 100) and "cut" in sparse.trace_tail
     assert len(sparse.trace_tail) < 5000 and sparse.status is Status.DISCARDED
     # A locked file of another size or kind voids the run, unread (1 TiB costs nothing).
-    assert "1099511627776" in log_of(by_name["locked_sparse"])
     for name in ("locked_sparse", "locked_fifo", "locked_urandom", "locked_folder"):
         exp = by_name[name]
         assert exp.status is Status.VOIDED and "prepare.py" in exp.reason, (name, exp.reason)
@@ -140,7 +164,7 @@ WORSE = 'open("model.txt", "w").write("5.0\\n")'
 
 EVAL_ATTACKS = {
     "worse": made(WORSE),  # evaluated: its clean room holds the evaluator's trace
-    "crash": made('os.mkfifo("failures.txt")\nprint("MADE")\nsys.exit(3)'),
+    "crash": made('os.mkfifo("failures.txt")\n' + LIST + "sys.exit(3)"),
     "model_fifo": made('os.mkfifo("model.txt")'),
     "model_zero": made('os.symlink("/dev/zero", "model.txt")'),
     "model_sparse": made(f'open("model.txt", "wb").close()\nos.truncate("model.txt", {TIB})'),
@@ -150,6 +174,15 @@ EVAL_ATTACKS = {
         f'open("outputs/holes", "wb").close()\nos.truncate("outputs/holes", {TIB})\n'
         'import socket\nsocket.socket(socket.AF_UNIX).bind("outputs/sock")'
     ),
+}
+
+EVAL_PROOF = {
+    "worse": [("model.txt", "-")],
+    "crash": [("failures.txt", "p")],
+    "model_fifo": [("model.txt", "p")],
+    "model_zero": [("model.txt", "l")],
+    "model_sparse": [("model.txt", "-", TIB_BYTES)],
+    "folder": [("pipe", "p"), ("random", "l"), ("holes", "-", TIB_BYTES), ("sock", "s")],
 }
 
 
@@ -165,7 +198,8 @@ async def test_hostile_artefacts_stay_behind_and_a_crash_shows_no_other_runs_tra
     baseline, by_name = rows[0], dict(zip(EVAL_ATTACKS, rows[1:-1], strict=True))
     assert baseline.status is Status.KEPT and baseline.metric == pytest.approx(0.2)
     for name, exp in by_name.items():
-        assert "MADE" in log_of(exp), (name, log_of(exp))
+        for proof in EVAL_PROOF[name]:
+            assert_made(exp, *proof)
         assert exp.status is not Status.KEPT, name
     notes = [e.line for e in events if isinstance(e, OutputLine) and "not carried" in e.line]
     # The evaluator's trace is shown for the run it evaluated...
