@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent
 from conftest import MakeProject
 from loops import engine_for, run
-from ratchet.events import OutputLine
+from ratchet.engine import Engine
+from ratchet.events import Event, OutputLine
 from ratchet.experiment import Experiment, Status
 from ratchet.ledger import Ledger
 from ratchet.runners import local
@@ -32,8 +34,6 @@ pytestmark = [
 LOOP_DEADLINE_S = 200
 TIB = "1 << 40"  # in the runs' code
 TIB_BYTES = 1 << 40
-
-
 LIST = 'print("MADE", os.popen("ls -laR").read())\nsys.stdout.flush()\n'
 
 
@@ -42,8 +42,8 @@ def made(body: str) -> tuple[object, str]:
     return attack(body + "\n" + LIST)
 
 
-async def run_loop(engine: object, n: int) -> list[object]:
-    return await asyncio.wait_for(run(engine, n), LOOP_DEADLINE_S)  # type: ignore[arg-type]
+async def run_loop(engine: Engine, n: int) -> list[Event]:
+    return await asyncio.wait_for(run(engine, n), LOOP_DEADLINE_S)
 
 
 def log_of(exp: Experiment) -> str:
@@ -238,11 +238,13 @@ async def test_an_error_measuring_one_run_voids_it_and_the_loop_goes_on(
     real = local.hash_files
     calls = {"n": 0}
 
-    def failing(root: Path, paths: object, expected: object = None) -> dict[str, str]:
+    def failing(
+        root: Path, paths: Iterable[str], expected: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         calls["n"] += 1
         if calls["n"] == 4:  # the first experiment's check after its run
             raise MemoryError("reading a locked file")
-        return real(root, paths, expected)  # type: ignore[arg-type]
+        return real(root, paths, expected)
 
     monkeypatch.setattr(local, "hash_files", failing)
     root = make_project(config=FAST)
