@@ -50,12 +50,12 @@ def log_of(exp: Experiment) -> str:
     return Path(exp.log_path).read_text(errors="replace")
 
 
-def assert_made(exp: Experiment, name: str, kind: str, size: int | None = None) -> None:
+def assert_made(log: str, name: str, kind: str, size: int | None = None) -> None:
     """The run's own listing shows `name` as `kind` (ls's first letter: p FIFO, s socket,
     l link, d folder, - file) of `size`: the hostile file really was there when it ended."""
-    lines = [line.split() for line in log_of(exp).splitlines() if "MADE" not in line]
+    lines = [line.split() for line in log.splitlines() if "MADE" not in line]
     found = [f for f in lines if len(f) > 8 and f[8] == name and len(f[0]) == 10]
-    assert found and found[0][0][0] == kind, (name, kind, log_of(exp))
+    assert found and found[0][0][0] == kind, (name, kind, log)
     assert size is None or found[0][4] == str(size), found[0]
 
 
@@ -98,7 +98,7 @@ async def test_hostile_files_at_the_trace_and_locked_paths_are_refused_unread(
     assert len(rows) == len(TRACE_ATTACKS) + 2  # the loop went through every one
     by_name = dict(zip(TRACE_ATTACKS, rows[1:-1], strict=True))
     for name, exp in by_name.items():
-        assert_made(exp, *TRACE_PROOF[name])
+        assert_made(log_of(exp), *TRACE_PROOF[name])
         assert exp.status is not Status.KEPT, name
     # The trace: named, never opened or followed; the run itself is judged on its score.
     expected = {
@@ -148,7 +148,10 @@ try:
         score = float(handle.read())
 except (OSError, ValueError) as error:
     sys.exit(f"no model: {error}")
-if score > 1:
+if score == 7:  # an evaluator a model can steer into leaving a FIFO where its trace goes
+    os.mkfifo("failures.txt")
+    print("MADE", os.popen("ls -la").read())
+elif score > 1:
     with open("failures.txt", "w") as out:
         out.write(f"EVAL-TRACE case 1: score {score} is too high\\n")
 print(f"score: {score}")
@@ -165,6 +168,7 @@ WORSE = 'open("model.txt", "w").write("5.0\\n")'
 EVAL_ATTACKS = {
     "worse": made(WORSE),  # evaluated: its clean room holds the evaluator's trace
     "crash": made('os.mkfifo("failures.txt")\n' + LIST + "sys.exit(3)"),
+    "eval_fifo": made('open("model.txt", "w").write("7\\n")'),
     "model_fifo": made('os.mkfifo("model.txt")'),
     "model_zero": made('os.symlink("/dev/zero", "model.txt")'),
     "model_sparse": made(f'open("model.txt", "wb").close()\nos.truncate("model.txt", {TIB})'),
@@ -179,6 +183,7 @@ EVAL_ATTACKS = {
 EVAL_PROOF = {
     "worse": [("model.txt", "-")],
     "crash": [("failures.txt", "p")],
+    "eval_fifo": [("model.txt", "-")],
     "model_fifo": [("model.txt", "p")],
     "model_zero": [("model.txt", "l")],
     "model_sparse": [("model.txt", "-", TIB_BYTES)],
@@ -199,7 +204,7 @@ async def test_hostile_artefacts_stay_behind_and_a_crash_shows_no_other_runs_tra
     assert baseline.status is Status.KEPT and baseline.metric == pytest.approx(0.2)
     for name, exp in by_name.items():
         for proof in EVAL_PROOF[name]:
-            assert_made(exp, *proof)
+            assert_made(log_of(exp), *proof)
         assert exp.status is not Status.KEPT, name
     notes = [e.line for e in events if isinstance(e, OutputLine) and "not carried" in e.line]
     # The evaluator's trace is shown for the run it evaluated...
@@ -208,6 +213,10 @@ async def test_hostile_artefacts_stay_behind_and_a_crash_shows_no_other_runs_tra
     crash = by_name["crash"]
     assert crash.status is Status.CRASHED and "exit code 3" in crash.reason, crash.reason
     assert "EVAL-TRACE" not in crash.trace_tail and "named pipe" in crash.trace_tail
+    # An evaluator that leaves a FIFO at its trace: named, never opened.
+    steered = by_name["eval_fifo"]
+    assert_made(Path(steered.log_path).with_suffix(".eval.log").read_text(), "failures.txt", "p")
+    assert "named pipe" in steered.trace_tail and steered.metric == pytest.approx(7.0)
     # An artefact that is not a regular file of a sane size is not carried: the evaluator
     # finds no model and says so; Ratchet never blocked on it nor read 1 TiB.
     for name, words in (
