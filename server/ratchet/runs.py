@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .context import LOG_TAIL_FOR_AGENT
+from .errors import RatchetError
 from .events import ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .judge import estimate_noise, mean
@@ -78,7 +79,9 @@ class Runs:
                 best_curve=best_curve,
                 env={LOOP_VARIABLE: loop.loop_id},
             )
-        except Exception as error:  # not a cancellation: one run never ends the loop
+        except RatchetError:
+            raise  # the user's to fix, for every run alike (a runner not open): said, it ends
+        except Exception as error:  # anything else: one run never ends the loop
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         finally:
             loop.running.pop((exp.id, run), None)
