@@ -12,6 +12,7 @@ import pytest
 from conftest import MakeProject
 from ratchet import cleanroom
 from ratchet.cleanroom import remove_eval_only
+from ratchet.runners import safe_files
 from ratchet.runners.safe_files import (
     UnsafeFile,
     copy_regular,
@@ -96,6 +97,16 @@ def test_a_copy_keeps_holes(tmp_path: Path) -> None:
     with open(copy, "rb") as handle:
         handle.seek(32 << 20)
         assert handle.read(18) == b"data in the middle"
+
+
+def test_a_copy_past_its_deadline_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "slow").write_bytes(b"x" * (3 << 20))
+    monkeypatch.setattr(safe_files, "DEADLINE_S", -1.0)  # every chunk comes too late
+    with pytest.raises(UnsafeFile, match="longer than"):
+        copy_regular(tmp_path / "slow", tmp_path / "copy", 1 << 30)
+    assert not (tmp_path / "copy").exists()
 
 
 def test_hashing_a_sparse_file_of_another_size_reads_nothing(tmp_path: Path) -> None:

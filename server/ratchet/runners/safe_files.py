@@ -261,6 +261,9 @@ def copy_regular(
         try:
             _copy_data(fd, out, info.st_size)
             os.ftruncate(out, info.st_size)
+        except BaseException:
+            os.unlink(target)  # half a file is worse than none: never left for a reader
+            raise
         finally:
             os.close(out)
     finally:
