@@ -293,14 +293,14 @@ asyncio.run(engine.close())
 """
 
 
-def test_a_run_that_kills_the_harness_is_run_again_once_not_at_every_start(
+def test_a_run_that_kills_the_harness_is_dropped_after_three_starts_not_run_at_every_start(
     make_project: MakeProject,
 ) -> None:
     root = make_project(config=FAST)
     script = root.parent / "dying_run.py"
     script.write_text(DYING_RUN.format(tests=str(Path(__file__).parent), root=str(root)))
     codes = []
-    for start, quota in ((1, 2), (2, 2), (3, 3)):
+    for start, quota in ((1, 2), (2, 2), (3, 2), (4, 3)):
         done = subprocess.run(
             [sys.executable, str(script), str(start), str(quota)],
             capture_output=True,
@@ -308,11 +308,13 @@ def test_a_run_that_kills_the_harness_is_run_again_once_not_at_every_start(
             timeout=LOOP_DEADLINE_S,
         )
         codes.append(done.returncode)
-    assert codes == [71, 71, 0], codes  # killed, re-run once and killed, then it goes on
+    # Killed, run again twice and killed each time, then dropped (said) and the loop goes on.
+    assert codes == [71, 71, 71, 0], codes
     rows = Ledger(root / ".ratchet").experiments("t")
     assert [(e.status, e.rerun_of) for e in rows] == [
         (Status.KEPT, None),
         (Status.INTERRUPTED, None),
         (Status.INTERRUPTED, 1),
+        (Status.INTERRUPTED, 2),
         (Status.KEPT, None),
     ], [(e.status, e.rerun_of, e.description) for e in rows]
