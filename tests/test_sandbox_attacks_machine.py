@@ -67,6 +67,8 @@ def machine(tmp_path: Path) -> Iterator[dict[str, object]]:
     (/var/tmp), and listening sockets outside /tmp: in /var/tmp, in a fake `.ratchet` of another
     loop, and (as root) in /run. Removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/var/tmp"))
+    base.chmod(0o755)  # open: each file is judged on its own (and the control socket, at
+    # depth 5, is found only in the kernel's table of bound sockets)
     secret = base / "root-only.key"
     secret.write_text(SECRET + "\n")
     secret.chmod(0o600)
