@@ -7,11 +7,10 @@ PID namespace (no other process is visible, and every process it started dies wi
 network unless `[sandbox] network = true`, no capabilities, a cleared environment, and a
 process limit. GPU devices are passed through.
 
-What the host would otherwise lend it is covered (`host_covers`): the kernel's knobs in /proc
-read-only and its memory and logs unreadable; the files and folders only Ratchet's own user
-can read (for root: /etc/shadow, ssh host keys...) replaced by empty ones; the socket folders
-(/run, $XDG_RUNTIME_DIR...) emptied, and every listening unix socket of the host covered, so
-no path leads to docker, a bus, or another loop's control socket.
+The host is covered too (`kernel_covers`, `host_covers`): the kernel's knobs read-only, its
+memory and logs unreadable; what only Ratchet's user may read (as root: /etc/shadow, the ssh
+host keys) emptied; the socket folders (/run...) emptied and every other bound unix socket
+covered, so no path leads to docker, a bus, or another loop's control socket.
 
 This module uses the standard library only: the ssh and Ray runners ship its source to the
 remote host and build the same sandbox there (see `remote_source`).
@@ -47,8 +46,8 @@ SAFE_VARIABLES = (
 SAFE_PREFIXES = ("LC_", "RATCHET_")
 GPU_DEVICE_PREFIXES = ("nvidia", "dri", "kfd")  # NVIDIA, DRM render nodes, AMD ROCm
 
-# /proc entries that change the whole machine (bubblewrap covers some only when it can tell
-# they are writable, and not as root; Docker's and Flatpak's lists): bound read-only.
+# /proc entries that set the whole machine (Docker's read-only paths; bubblewrap's own cover
+# misses /proc/sys as root): bound read-only.
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
 # The kernel's memory, logs, keys and timing a run has no business reading: /dev/null or empty.
 PROC_UNREADABLE = (
@@ -65,8 +64,7 @@ SOCKET_FOLDERS = (
     "/run", "/var/run", "/var/lib/docker", "/var/lib/containerd", "/var/snap/lxd/common",
     "/var/lib/lxd", "/var/lib/incus",
 )  # fmt: skip
-# The top-level folders left out of the search for private files: the system's own (no
-# secrets of a user there), the kernel's, and what the sandbox replaces anyway.
+# Left out of the search for private files: the system's, the kernel's, and what is emptied.
 NOT_SEARCHED = {"proc", "sys", "dev", "run", "tmp", "usr", "bin", "sbin", "lib", "lib32", "lib64"}
 SEARCH_DEPTH = 4  # /etc/ssh/ssh_host_rsa_key is at depth 3
 SEARCH_ENTRIES = 50_000  # a huge data folder bounds the search, not the run's start
@@ -239,15 +237,16 @@ class Covers:
 def host_covers(spec: SandboxSpec, command: Iterable[str] = ()) -> Covers:
     """The covers for `spec` on this machine: its private files (searched at most every
     SEARCH_TTL_S), its socket folders and every unix socket bound now outside them."""
-    found = private_paths()
-    folders = outermost([*found.folders, *socket_folders(spec.network)])
+    found = private_paths()  # searched a while ago: only what is still there is covered
+    folders = outermost([f for f in (*found.folders, *socket_folders()) if os.path.isdir(f)])
     emptied = outermost([*folders, *spec.hide, spec.home, "/tmp", "/dev/shm"])
     given = [*spec.read, *spec.write, *(p for pair in spec.binds for p in pair), spec.run_dir]
     sockets = {
         path
         for path in (*found.sockets, *bound_sockets())
-        if not inside(path, given) and not inside(path, emptied)
+        if not inside(path, given) and not inside(path, emptied) and os.path.exists(path)
     }
+    files = tuple(f for f in found.files if os.path.isfile(f))
     prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
     prefixes += os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
     path = os.environ.get("PATH", "")
@@ -256,7 +255,7 @@ def host_covers(spec: SandboxSpec, command: Iterable[str] = ()) -> Covers:
         resolver = os.path.realpath("/etc/resolv.conf")
         if inside(resolver, folders) and os.path.isfile(resolver):
             read.append(resolver)
-    return Covers(tuple(folders), found.files, tuple(sorted(sockets)), tuple(read))
+    return Covers(tuple(folders), files, tuple(sorted(sockets)), tuple(read))
 
 
 @dataclass(frozen=True)
@@ -323,7 +322,7 @@ def _own_bits(info: os.stat_result, uid: int, groups: set[int]) -> int:
     return info.st_mode & 7
 
 
-def socket_folders(network: bool = False) -> list[str]:
+def socket_folders() -> list[str]:
     """The folders where this machine's services listen, as they really are (/var/run is
     /run): the run sees them empty."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
@@ -445,17 +444,16 @@ def describe() -> tuple[bool, str]:
     if problem:
         return False, problem
     uid = os.geteuid()
-    limit = "a pids cgroup" if uid == 0 else "prlimit --nproc"
-    who = "root" if uid == 0 else "not root"
     found = private_paths()
     sockets = [p for p in bound_sockets() if not inside(p, [*socket_folders(), "/tmp"])]
-    examples = ", ".join([*found.files, *found.folders][:3]) or "none"
+    named = sorted([*found.files, *found.folders], key=lambda p: ("sh" not in p, p))[:3]
     return True, (
-        f"sandbox: bubblewrap ({bwrap}); runs as uid {uid} ({who}) with every capability "
-        f"dropped; each run sees its own folder read-write, the rest read-only, no repository, "
-        f"home or other process, no network; /proc/sys and the kernel's knobs read-only; "
-        f"hidden: {len(found.files)} files and {len(found.folders)} folders only uid {uid} may "
-        f"read (such as {examples}{'' if found.complete else '; search cut short'}), "
-        f"{', '.join(socket_folders())} and {len(sockets)} other unix sockets; processes "
-        f"held by {limit}"
+        f"sandbox: bubblewrap ({bwrap}); runs as uid {uid} ({'root' if uid == 0 else 'not root'})"
+        " with every capability dropped; each run sees its own folder read-write, the rest "
+        "read-only, no repository, home or other process, no network; /proc/sys and the "
+        f"kernel's knobs read-only; hidden: {len(found.files)} files and {len(found.folders)} "
+        f"folders only uid {uid} may read ({', '.join(named) or 'none'}"
+        f"{'' if found.complete else ', search cut short'}), {', '.join(socket_folders())} and "
+        f"{len(sockets)} other unix sockets; processes held by "
+        + ("a pids cgroup" if uid == 0 else "prlimit --nproc")
     )
