@@ -67,30 +67,33 @@ def machine(tmp_path: Path) -> Iterator[dict[str, object]]:
     (/var/tmp), and listening sockets outside /tmp: in /var/tmp, in a fake `.ratchet` of another
     loop, and (as root) in /run. Removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/var/tmp"))
-    base.chmod(0o755)  # open: each file is judged on its own (and the control socket, at
-    # depth 5, is found only in the kernel's table of bound sockets)
-    secret = base / "root-only.key"
-    secret.write_text(SECRET + "\n")
-    secret.chmod(0o600)
-    others = base / "other-user.key"
-    others.write_text(SECRET + "-of-nobody\n")
-    others.chmod(0o600)
-    if AS_ROOT:
-        os.chown(others, 65534, 65534)
-    (base / "loop" / ".ratchet").mkdir(parents=True)
-    paths = [base / "service.sock", base / "loop" / ".ratchet" / "control.sock"]
     run_folder = None
-    if AS_ROOT and os.path.isdir("/run"):
-        run_folder = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/run"))
-        paths.append(run_folder / "bus.sock")
-    listeners = [UnixListener(path) for path in paths]
-    sandbox_module._SEARCHED.clear()  # the files were made just now: search again
-    yield {"secret": secret, "others": others, "listeners": listeners}
-    for listener in listeners:
-        listener.close()
-    shutil.rmtree(base, ignore_errors=True)
-    if run_folder is not None:
-        shutil.rmtree(run_folder, ignore_errors=True)
+    listeners: list[UnixListener] = []
+    try:
+        base.chmod(0o755)  # open: each file is judged on its own (and the control socket, at
+        # depth 5, is found only in the kernel's table of bound sockets)
+        secret = base / "root-only.key"
+        secret.write_text(SECRET + "\n")
+        secret.chmod(0o600)
+        others = base / "other-user.key"
+        others.write_text(SECRET + "-of-nobody\n")
+        others.chmod(0o600)
+        if AS_ROOT:
+            os.chown(others, 65534, 65534)
+        (base / "loop" / ".ratchet").mkdir(parents=True)
+        paths = [base / "service.sock", base / "loop" / ".ratchet" / "control.sock"]
+        if AS_ROOT and os.path.isdir("/run"):
+            run_folder = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/run"))
+            paths.append(run_folder / "bus.sock")
+        listeners += [UnixListener(path) for path in paths]
+        sandbox_module._SEARCHED.clear()  # the files were made just now: search again
+        yield {"secret": secret, "others": others, "listeners": listeners}
+    finally:
+        for listener in listeners:
+            listener.close()
+        shutil.rmtree(base, ignore_errors=True)
+        if run_folder is not None:
+            shutil.rmtree(run_folder, ignore_errors=True)
 
 
 def machine_attacks(machine: dict[str, object]) -> list[tuple[object, str]]:
