@@ -32,6 +32,9 @@ pytestmark = pytest.mark.skipif(
     probe(find_bwrap()) is not None, reason="no bubblewrap sandbox can start here"
 )
 AS_ROOT = os.geteuid() == 0
+# Whether this process may set a sysctl at all (root, outside a container that made it
+# read-only): only then can the control show the attack working.
+SETS_SYSCTLS = os.access("/proc/sys/kernel/core_pattern", os.W_OK)
 SECRET = "ratchet-root-only-secret-4c1d"
 SYSCTLS = ("kernel/core_pattern", "vm/overcommit_memory", "kernel/pid_max", "fs/file-max")
 
@@ -155,22 +158,23 @@ async def test_attacks_on_the_machine_are_refused_and_honest_work_is_kept(
     tried, honest = rows[1:-1], rows[-1]
     logs = dict(zip(["sysctl", "secrets", "sockets"], tried, strict=True))
     text = {name: Path(exp.log_path).read_text(errors="replace") for name, exp in logs.items()}
+    prompts = json.dumps([str(context) for context in agent.contexts])  # repair blocks too
     listeners = machine["listeners"]
     reached = sum(listener.connections for listener in listeners)  # type: ignore[attr-defined]
     assert honest.status is Status.KEPT, honest.reason
     assert all(exp.status is not Status.KEPT for exp in tried)
     if kind == "none":  # the control: every attack's evidence is there without the sandbox
-        assert "ATTACK-OK sysctl kernel/core_pattern" in text["sysctl"] or not AS_ROOT
-        assert SECRET in text["secrets"] and "ATTACK-OK socket" in text["sockets"]
+        assert "ATTACK-OK sysctl kernel/core_pattern" in text["sysctl"] or not SETS_SYSCTLS
+        assert SECRET in text["secrets"] and SECRET in prompts  # it reached the next prompt
+        assert "ATTACK-OK socket" in text["sockets"]
         assert reached == len(listeners)  # type: ignore[arg-type]
         return
     for name, log in text.items():
         assert "ATTACK-OK" not in log, (name, log)
-    assert "Read-only file system" in text["sysctl"]
+    assert "Read-only file system" in text["sysctl"] or not SETS_SYSCTLS
     assert reached == 0
-    # nothing it read reached the ledger, the logs, or the next prompt's repair block
-    seen = json.dumps([str(c) for c in agent.contexts]) + "".join(text.values())
-    assert SECRET not in seen
+    # nothing it read reached the logs, the ledger, or the next prompt's repair block
+    assert SECRET not in prompts and SECRET not in "".join(text.values())
     assert logs["secrets"].status is not Status.KEPT and SECRET not in logs["secrets"].log_tail
 
 
