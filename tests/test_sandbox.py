@@ -234,7 +234,7 @@ def test_ratchet_doctor_says_whether_runs_are_sandboxed(make_project: MakeProjec
 def test_the_kernel_knobs_are_read_only_and_its_memory_covered_in_the_argv(tmp_path: Path) -> None:
     spec = SandboxSpec(bwrap="bwrap", run_dir=str(tmp_path), devices=())
     joined = " ".join(build_argv(spec, ["true"]))
-    for name in ("sys", "sysrq-trigger", "irq", "bus", "fs"):
+    for name in ("sys", "sysrq-trigger", "fs"):
         assert f"--ro-bind-try /proc/{name} /proc/{name}" in joined
     for name in ("kcore", "kmsg", "timer_list"):
         assert (f"--ro-bind /dev/null /proc/{name}" in joined) == os.path.isfile(f"/proc/{name}")
@@ -277,13 +277,14 @@ def test_bound_sockets_are_read_from_the_kernels_table(tmp_path: Path) -> None:
 def test_a_run_cannot_write_a_sysctl_nor_read_the_kernels_memory(tmp_path: Path) -> None:
     script = (
         "for f in /proc/kcore /proc/kmsg /proc/timer_list /proc/keys; do "
-        "if head -c 1 $f >/dev/null 2>&1; then echo READ $f; fi; done; "
-        "for f in /proc/sys/kernel/core_pattern /proc/sys/kernel/pid_max /proc/sysrq-trigger; do "
+        "if timeout 5 head -c 1 $f >/dev/null 2>&1; then echo READ $f; fi; done; "
+        "for f in /proc/sys/kernel/core_pattern /proc/sys/vm/swappiness /proc/sysrq-trigger "
+        "/proc/irq/default_smp_affinity; do "
         "if [ -w $f ]; then echo WRITABLE $f; fi; done; echo checked"
     )
     spec = SandboxSpec(bwrap=str(find_bwrap()), run_dir=str(tmp_path))
     done = subprocess.run(
-        build_argv(spec, ["/bin/sh", "-c", script]), capture_output=True, text=True
+        build_argv(spec, ["/bin/sh", "-c", script]), capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "checked", done.stdout + done.stderr
 

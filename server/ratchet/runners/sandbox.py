@@ -46,9 +46,10 @@ SAFE_VARIABLES = (
 SAFE_PREFIXES = ("LC_", "RATCHET_")
 GPU_DEVICE_PREFIXES = ("nvidia", "dri", "kfd")  # NVIDIA, DRM render nodes, AMD ROCm
 
-# /proc entries that set the whole machine (Docker's read-only paths; bubblewrap's own cover
-# misses /proc/sys as root): bound read-only.
-PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+# /proc entries that set the whole machine, bound read-only (Docker's read-only paths).
+# bubblewrap covers /proc/irq and /proc/bus itself, and the others only where it finds them
+# writable after dropping caps: never /proc/sys (0555), whose 0644 files root may write.
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "fs")
 # The kernel's memory, log, keys, timers and page maps: /dev/null or empty. Each costs the run's
 # start a bind (under a millisecond), so what caps already refuse is left out (vmallocinfo,
 # slabinfo: counts and zeroed addresses); kcore and kmsg are refused by caps too, and covered.
