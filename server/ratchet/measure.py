@@ -71,7 +71,8 @@ def failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[St
         return Status.OVER_BUDGET, (
             f"over budget: the command ran {attempt.command_s:.1f}s, past its budget of "
             f"{attempt.budget_s:g}s plus {attempt.limit_s - attempt.budget_s:g}s of grace; "
-            "never kept"
+            "never kept; if start-up, warm-up or evaluation need longer, raise `grace` under "
+            "[loop] in ratchet.toml"
         )
     if outcome.locked_changed:
         return Status.VOIDED, "voided: the run changed locked files: " + ", ".join(
