@@ -223,3 +223,15 @@ def test_an_agent_with_nothing_left_ends_the_loop_and_the_exit_summary_is_bounde
     numbers = [int(n) for n in rows if n.isdigit()]
     assert numbers and len(numbers) <= 20 and numbers[-1] == 25, numbers
     assert "(and 6 earlier experiments: `ratchet log --all`)" in result.stdout
+
+
+def test_a_running_experiment_shows_its_time_so_far() -> None:
+    from ratchet.experiment import Experiment, Status
+    from ratchet.view import experiments_table
+    from rich.console import Console
+
+    running = Experiment(3, "t", Status.RUNNING, "slow one", "portfolio", "abc")
+    running.started_at = time.time() - 75
+    console = Console(width=120, record=True)
+    console.print(experiments_table([running], "score"))
+    assert "1:15" in console.export_text() or "1:16" in console.export_text()

@@ -404,7 +404,8 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
         if noise is not None:
             console.print(
                 f"noise band: ±{noise:.4g} (run-to-run standard deviation, from "
-                f"{repeated} repeated runs); a keep must beat the best by more"
+                f"{repeated} repeated runs); a keep must beat the best by more than this noise "
+                "and than [metric] min_delta"
             )
     return 0
 

@@ -41,6 +41,13 @@ def clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _elapsed(exp: Experiment) -> float:
+    """A finished experiment's run time; a running one's time so far (not 0:00)."""
+    if exp.status is Status.RUNNING and exp.started_at:
+        return max(0.0, time.time() - exp.started_at)
+    return exp.run_s
+
+
 def format_metric(value: float | None) -> str:
     return "—" if value is None else f"{value:.6f}"
 
@@ -79,7 +86,7 @@ def experiments_table(
                 Text(str(exp.status), style=STATUS_STYLE.get(exp.status, "")),
                 format_metric(exp.metric),
                 delta,
-                clock(exp.run_s),
+                clock(_elapsed(exp)),
                 (exp.commit or "")[:7],
                 description,
             )
