@@ -254,3 +254,24 @@ def test_a_refused_huge_proposal_keeps_a_bounded_diff() -> None:
     assert refused_diff("train.py", base, base + "\0junk") == ""
     small = refused_diff("train.py", base, "LR = 0.4\n")
     assert "-LR = 0.5" in small and "+LR = 0.4" in small and "cut" not in small
+
+
+SEEDED = """\
+import os
+LR = 0.5
+
+
+WIDTH = 8
+seed = int(os.environ["RATCHET_SEED"])
+print(f"score: {(LR - 0.3) ** 2 + seed / 1000:.6f}")
+"""
+
+
+async def test_run_k_of_every_experiment_gets_seed_k(make_project: MakeProject) -> None:
+    root = make_project(train=SEEDED)  # the baseline: three runs, seeds 0, 1 and 2
+    engine = engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.4"), "LR 0.4")]))
+    await run(engine, 2)
+    runs = [r["metric"] for r in engine.ledger.runs("t", 0)]
+    assert [round(r - 0.04, 6) for r in runs] == [0.0, 0.001, 0.002]
+    candidate = [r["metric"] for r in engine.ledger.runs("t", 1)]
+    assert round(candidate[0] - 0.01, 6) == 0.0  # its first run: seed 0, as the baseline's

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
+# Run k of every experiment (candidate, baseline and best measured again alike) gets seed k:
+# a program that seeds from it compares two edits on the same draws.
+SEED_VARIABLE = "RATCHET_SEED"
 
 
 @dataclass
@@ -77,7 +80,7 @@ class Runs:
                 control=control,
                 on_line=on_line,
                 best_curve=best_curve,
-                env={LOOP_VARIABLE: loop.loop_id},
+                env={LOOP_VARIABLE: loop.loop_id, SEED_VARIABLE: str(run)},
             )
         except RatchetError:
             raise  # the user's to fix, for every run alike (a runner not open): said, it ends
