@@ -57,6 +57,31 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """`memory_gb = "<= 40"`: a secondary number a keep must hold, or it is discarded."""
+
+    name: str
+    op: str  # "<=" | "<" | ">=" | ">"
+    limit: float
+
+    def broken(self, secondary: dict[str, float]) -> str | None:
+        """Why these numbers break the guard, in words; None when they hold it."""
+        value = secondary.get(self.name)
+        if value is None:
+            return f"guard `{self}`: the run printed no `{self.name}`"
+        held = {
+            "<=": value <= self.limit,
+            "<": value < self.limit,
+            ">=": value >= self.limit,
+            ">": value > self.limit,
+        }[self.op]
+        return None if held else f"guard `{self}` broken ({self.name} {value:.6g})"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.op} {self.limit:g}"
+
+
+@dataclass(frozen=True)
 class MetricConfig:
     name: str
     goal: str  # "minimize" | "maximize"
@@ -72,6 +97,7 @@ class MetricConfig:
     artefacts: tuple[str, ...] = ()  # files the command leaves that the evaluator may read
     eval_only: tuple[str, ...] = ()  # committed files only the evaluator sees (labels)
     eval_timeout_s: float | None = None  # the evaluator's own limit (None: the budget)
+    guards: tuple[Guard, ...] = ()  # secondary numbers a keep must also hold
 
     @property
     def lower_is_better(self) -> bool:
@@ -241,6 +267,28 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_GUARD = re.compile(r"\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*")
+
+
+def _guards(value: Any) -> tuple[Guard, ...]:
+    if not isinstance(value, dict):
+        raise _Invalid('expected a table such as { memory_gb = "<= 40", num_steps = ">= 100" }')
+    guards = []
+    for name, rule in value.items():
+        match = _GUARD.fullmatch(rule) if isinstance(rule, str) else None
+        try:
+            limit = float(match.group(2).replace("_", "")) if match else None
+        except ValueError:
+            limit = None
+        if match is None or limit is None or not math.isfinite(limit):
+            raise _Invalid(
+                f'the guard on `{name}` must read like "<= 40" or ">= 100" '
+                "(<=, <, >= or > and a number)"
+            )
+        guards.append(Guard(name, match.group(1), limit))
+    return tuple(guards)
+
+
 def _int_list(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
@@ -370,6 +418,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "artefacts": (_string_list, ()),
         "eval_only": (_string_list, ()),
         "eval_timeout": (_duration, None),
+        "guards": (_guards, ()),
     },
     "judge": {
         "baseline_runs": (_integer(1), 3),
@@ -733,6 +782,7 @@ def _build(
             artefacts=_relative_paths(metric["artefacts"], root, fail, "artefacts"),
             eval_only=_relative_paths(metric["eval_only"], root, fail, "eval_only"),
             eval_timeout_s=metric["eval_timeout"],
+            guards=metric["guards"],
         ),
         judge=JudgeConfig(
             baseline_runs=judge["baseline_runs"],

@@ -54,6 +54,7 @@ class Opening:
             "command": config.loop.command,
             "artefacts": sorted(config.metric.artefacts),
             "eval_only": sorted(config.metric.eval_only),
+            "guards": sorted(str(guard) for guard in config.metric.guards),
             "sandbox": config.sandbox.kind,
             "network": config.sandbox.network,
             "locked": {path: workspace.blob(commit, path) for path in config.loop.locked},
