@@ -42,8 +42,9 @@ os.chdir(spec["cwd"])
 os.execvp(sys.argv[2], sys.argv[2:])
 """
 
-# A daemon started at import, in the evaluator's child only (the loop's command runs triage.py
-# as a script): double-forked, its own session, stdio on /dev/null; it gives up after 20 s.
+# What the attacks share (DAEMON), and their launch at import (LAUNCH): in the evaluator's
+# child only (the loop's command runs triage.py as a script), a daemon, double-forked, in its
+# own session, stdio on /dev/null, runs `_attack`; each gives up after 20 s.
 DAEMON = """
 
 import os as _os, signal as _signal, time as _time
@@ -104,7 +105,8 @@ def _write(path, data):
             handle.write(data)
     except OSError:
         pass
-
+"""
+LAUNCH = """
 
 if __name__ != "__main__":
     _child = _os.fork()
@@ -145,6 +147,17 @@ def _attack():
         _time.sleep(0.002)
 """
 
+# No one stopped: the init shell's stdout written every 2 ms from the evaluator's end on.
+WRITE_LATE = """
+def _attack():
+    shell, evaluator = _init_shell(), _evaluator()
+    _until(lambda: _ended(evaluator))
+    end = _time.monotonic() + 20
+    while _time.monotonic() < end:
+        _write(f"/proc/{shell}/fd/1", FORGED)
+        _time.sleep(0.002)
+"""
+
 # The evaluator stopped, a forged summary and status report written, then the evaluator killed.
 STOP_AND_KILL_THE_EVALUATOR = """
 def _attack():
@@ -159,8 +172,14 @@ def _attack():
 ATTACKS = {
     "stop the init shell": STOP_THE_INIT_SHELL,
     "flood every pipe": FLOOD_EVERY_PIPE,
+    "write late": WRITE_LATE,
     "stop and kill the evaluator": STOP_AND_KILL_THE_EVALUATOR,
 }
+
+
+def armed(name: str) -> tuple[object, str]:
+    """The edit that appends attack `name` to triage.py."""
+    return (lambda text: text + DAEMON + ATTACKS[name] + LAUNCH, name)
 
 
 def without_isolation(folder: Path) -> None:
@@ -194,13 +213,13 @@ async def test_the_evaluated_code_cannot_write_the_evaluators_output(
     tmp_path: Path, name: str
 ) -> None:
     folder = copy_agentic(tmp_path)
-    attack = (lambda text: text + DAEMON + ATTACKS[name], name)
+    attack = armed(name)
     honest = (replace("MIN_SCORE = 1.05", "MIN_SCORE = 0.5"), "lower the threshold")
     baseline, attacker, fair = await loop(folder, ScriptedAgent([attack, honest]), 3)
     assert baseline.metric == pytest.approx(0.56)
     assert attacker.status is Status.DISCARDED, attacker.reason
     assert attacker.metric == pytest.approx(0.56)  # its own answers, nothing more
-    assert "1.000000" not in eval_log(folder, attacker)
+    assert "accuracy: 1.000000" not in eval_log(folder, attacker)
     assert fair.status is Status.KEPT and fair.metric > 0.56
 
 
@@ -211,15 +230,16 @@ async def test_without_the_nested_sandbox_the_same_attacks_forge_the_score(
 ) -> None:
     folder = copy_agentic(tmp_path)
     without_isolation(folder)
-    attack = (lambda text: text + DAEMON + ATTACKS[name], name)
+    attack = armed(name)
     baseline, attacker = await loop(folder, ScriptedAgent([attack]), 2)
     assert baseline.metric == pytest.approx(0.56)
     if name == "stop the init shell":  # the issue's attack: kept at 1.0
         assert attacker.status is Status.KEPT and attacker.metric == pytest.approx(1.0)
-    elif name == "flood every pipe":  # forged, but the daemon outlived the evaluator: voided
-        assert "accuracy: 1.000000" in eval_log(folder, attacker)
+    elif name == "flood every pipe":  # its writes reach the status pipe too: voided
         assert attacker.status is Status.VOIDED, attacker.reason
-        assert "process(es)" in attacker.reason
+    elif name == "write late":  # forged, but it outlived the evaluator: voided
+        assert "accuracy: 1.000000" in eval_log(folder, attacker)
+        assert attacker.status is Status.VOIDED and "process(es)" in attacker.reason
     else:  # a killed evaluator gives no score
         assert attacker.status is not Status.KEPT and attacker.metric is None
 
