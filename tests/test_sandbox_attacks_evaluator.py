@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -367,3 +369,66 @@ def test_the_attacks_texts_are_what_they_say() -> None:
     finally:
         sys.path.remove(str(EXAMPLES / "fastsort"))
         sys.modules.pop("evaluate", None)
+
+
+# --- ratchet.isolate on its own ---------------------------------------------------------------
+
+ESCAPE = """
+import os, signal, subprocess, sys
+outer = int(sys.argv[1])
+print("pid", os.getpid(), "processes", sorted(p for p in os.listdir("/proc") if p.isdigit()))
+print("outer visible", os.path.exists(f"/proc/{outer}"))
+try:
+    os.kill(outer, signal.SIGSTOP)
+    print("ATTACK-OK signalled")
+except OSError as error:
+    print("signal:", type(error).__name__)
+for path in ("data.txt", "/tmp/scratch.txt"):
+    try:
+        open(path, "a").write("x")
+        print("wrote", path)
+    except OSError as error:
+        print("write", path, type(error).__name__)
+subprocess.Popen("setsid sleep 1000.25 &", shell=True)
+"""
+
+
+def test_an_isolated_child_sees_and_reaches_nothing_outside(tmp_path: Path) -> None:
+    from ratchet.isolate import run_isolated
+
+    (tmp_path / "data.txt").write_text("")
+    outer = subprocess.Popen(["sleep", "60"])
+    try:
+        result = run_isolated(
+            [sys.executable, "-c", ESCAPE, str(outer.pid)], cwd=tmp_path, timeout_s=60
+        )
+    finally:
+        outer.kill()
+        outer.wait()
+    said = result.output.decode()
+    assert result.exit_code == 0, said
+    assert "pid 1 processes []" in said and "outer visible False" in said
+    assert "ATTACK-OK" not in said and "signal: ProcessLookupError" in said
+    assert "write data.txt OSError" in said and "wrote /tmp/scratch.txt" in said
+    assert (tmp_path / "data.txt").read_text() == ""
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"1000.25" in _read(p)]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_worker_past_its_deadline_is_killed(tmp_path: Path) -> None:
+    from ratchet.isolate import CallFailed, Worker
+
+    (tmp_path / "spin.py").write_text("def spin():\n    while True:\n        pass\n")
+    started = time.monotonic()
+    with Worker(tmp_path, "spin", timeout_s=3) as worker:
+        with pytest.raises(CallFailed, match="deadline"):
+            worker.call("spin")
+        with pytest.raises(CallFailed, match=r"gone|stopped"):
+            worker.call("spin")
+    assert time.monotonic() - started < 10

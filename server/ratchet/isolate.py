@@ -205,8 +205,14 @@ class _Child:
         self.process.wait()
 
     def close(self) -> None:
-        if getattr(self, "process", None) is not None and self.process.poll() is None:
-            self.kill()
+        process = getattr(self, "process", None)
+        if process is not None:
+            if process.poll() is None:
+                self.kill()
+            self._drain.join(timeout=5)
+            for stream in (process.stdin, process.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
         if self.answers_fd is not None:
             os.close(self.answers_fd)
             self.answers_fd = None
@@ -323,7 +329,8 @@ class Worker:
         """`function(*args)` in the child: its JSON answer and the wall time from sending
         the request to reading the whole answer. CallFailed when it raised or gave none."""
         stdin = self._child.process.stdin
-        assert stdin is not None
+        if stdin is None or self._child.answers_fd is None:
+            raise CallFailed("the child was stopped")
         request = (json.dumps({"function": function, "args": list(args)}) + "\n").encode()
         started = time.perf_counter()
         try:
