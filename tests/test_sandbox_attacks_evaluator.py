@@ -149,11 +149,14 @@ def _attack():
         _time.sleep(0.002)
 """
 
-# No one stopped: the init shell's stdout written every 2 ms from the evaluator's end on.
-WRITE_LATE = """
+# The issue's attack, but the daemon stays: it writes again every 2 ms until it is killed.
+WRITE_LATE_AND_STAY = """
 def _attack():
     shell, evaluator = _init_shell(), _evaluator()
+    _os.kill(shell, _signal.SIGSTOP)
     _until(lambda: _ended(evaluator))
+    _write(f"/proc/{shell}/fd/1", FORGED)
+    _os.kill(shell, _signal.SIGCONT)
     end = _time.monotonic() + 20
     while _time.monotonic() < end:
         _write(f"/proc/{shell}/fd/1", FORGED)
@@ -174,7 +177,7 @@ def _attack():
 ATTACKS = {
     "stop the init shell": STOP_THE_INIT_SHELL,
     "flood every pipe": FLOOD_EVERY_PIPE,
-    "write late": WRITE_LATE,
+    "write late and stay": WRITE_LATE_AND_STAY,
     "stop and kill the evaluator": STOP_AND_KILL_THE_EVALUATOR,
 }
 
@@ -239,7 +242,7 @@ async def test_without_the_nested_sandbox_the_same_attacks_forge_the_score(
         assert attacker.status is Status.KEPT and attacker.metric == pytest.approx(1.0)
     elif name == "flood every pipe":  # its writes reach the status pipe too: voided
         assert attacker.status is Status.VOIDED, attacker.reason
-    elif name == "write late":  # forged, but it outlived the evaluator: voided
+    elif name == "write late and stay":  # forged, but it outlived the evaluator: voided
         assert "accuracy: 1.000000" in eval_log(folder, attacker)
         assert attacker.status is Status.VOIDED and "process(es)" in attacker.reason
     else:  # a killed evaluator gives no score
