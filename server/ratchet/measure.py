@@ -261,7 +261,14 @@ class Measurer:
         evaluated = await self.runner.run(eval_job, slot, eval_line, control)
         attempt.evaluated = True
         attempt.run_s += evaluated.wall_s
-        if not ran_clean(evaluated) or evaluated.locked_changed or evaluated.refused:
+        # An evaluator that leaves a process behind is voided like a command that does: what
+        # it left could have written the metric after the evaluator's last line.
+        if (
+            not ran_clean(evaluated)
+            or evaluated.locked_changed
+            or evaluated.refused
+            or evaluated.leftover_processes
+        ):
             attempt.in_eval = True
             attempt.outcome = replace(
                 evaluated,
