@@ -67,15 +67,18 @@ class LocalRunner:
             spec = with_proxy(spec, self._proxy)
         loop = asyncio.get_running_loop()
         # execute runs in a thread: its output reaches the engine on the event loop.
-        sink = OutputSink(
-            job.log_path,
-            lambda line: loop.call_soon_threadsafe(on_line, line),
-            job.secrets,
-            limit=MAX_LOG_BYTES,
-        )
+
+        def hand_on(line: str) -> None:
+            loop.call_soon_threadsafe(on_line, line)
+
+        def stop(task: asyncio.Task[bool]) -> None:
+            if not task.cancelled():
+                wrapped.stop()
+
+        sink = OutputSink(job.log_path, hand_on, job.secrets, limit=MAX_LOG_BYTES)
         wrapped = Control()
         stopper = asyncio.create_task(control.stopped.wait())
-        stopper.add_done_callback(lambda task: task.cancelled() or wrapped.stop())
+        stopper.add_done_callback(stop)
         running = asyncio.ensure_future(asyncio.to_thread(execute, spec, sink.feed, wrapped))
         try:
             end = await asyncio.shield(running)

@@ -131,7 +131,11 @@ def run_on_ssh(request: dict[str, Any], reporter: Reporter, control: Control) ->
         end_run(prefix, old)
     Path(f"{prefix}.token").write_text(token)
     Path(f"{own}.wrapper").write_text(str(os.getpid()))
-    control.on_start = lambda pid: Path(f"{own}.pgid").write_text(str(pid))
+
+    def started(pid: int) -> None:  # its process group: what end_run kills
+        Path(f"{own}.pgid").write_text(str(pid))
+
+    control.on_start = started
     try:
         workdir = folder if request["carry"] is None else f"{folder}.eval"
         fresh_copy(f"{root}/base", workdir, request["drop"])

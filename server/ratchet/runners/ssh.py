@@ -33,22 +33,19 @@ from typing import Any
 from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
 from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
-from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
-from .local import TAIL_LINES, LineSplitter, LogWriter
-from .remote_sandbox import (
-    RemoteFacts,
-    parse_probe,
-    probe_script,
-)
-from .safe_files import changed_files
+from .base import Job, OnLine, RunControl, RunOutcome, Slot, outcome_of, wait_for_end
+from .output import LineSplitter, OutputSink, Reports
+from .remote_sandbox import RemoteFacts, parse_probe, probe_script
 from .ssh_script import (
+    CLIENT_SLACK_S,
     KILL_GRACE_S,
-    SHELL_FUNCTIONS,
-    by_name,
+    end_request,
     q,
+    run_request,
     shell_path,
-    slot_paths,
-    wrapper_script,
+    stop_script,
+    wrapper_command,
+    wrapper_input,
 )
 
 _CHUNK = 1 << 16
@@ -174,6 +171,7 @@ class _Lost(Exception):
 class _Host:
     address: HostAddress
     root: str  # shell expression of remote_dir/<project>
+    path: str  # remote_dir/<project> as written (~: the remote home), for the wrapper
     hardware: dict[str, Any] = field(default_factory=dict)
     gpus: list[dict[str, str]] = field(default_factory=list)
     synced: str | None = None  # the base id known to be on the host
@@ -186,7 +184,6 @@ class _SlotState:
     host: _Host
     folder: str  # "gpu0" or "cpu"
     connection: Any = None
-    prepared: int | None = None  # the experiment the slot's folder holds now
     failures: int = 0
 
 
@@ -293,7 +290,10 @@ class SshRunner:
 
     async def open(self) -> list[Slot]:
         root = self._config.remote_dir.rstrip("/") or "/"
-        hosts = [_Host(a, f"{shell_path(root)}/{q(self._key)}") for a in self._hosts]
+        hosts = [
+            _Host(a, f"{shell_path(root)}/{q(self._key)}", f"{root}/{self._key}")
+            for a in self._hosts
+        ]
         results = await asyncio.gather(
             *(self._probe(host) for host in hosts), return_exceptions=True
         )
@@ -400,37 +400,25 @@ class SshRunner:
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         state = self._states[slot.name]
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        hardware = self._hardware(state, slot)
-
-        def say(line: str) -> None:
-            with open(job.log_path, "a", encoding="utf-8") as log:
-                log.write(line + "\n")
-            tail.append(line)
-            on_line(line)
-
-        def outcome(lost: str | None = None, stopped: bool = False) -> RunOutcome:
-            if lost is not None:
-                say(f"[ratchet] lost: {lost}")
-            return RunOutcome(
-                None, 0.0, False, stopped, list(tail), [], lost=lost, hardware=hardware
-            )
-
-        if control.stopped.is_set():
-            return outcome(stopped=True)
+        hardware = {**self._hardware(state, slot), "sandbox": self._sandbox.kind}
+        sink = OutputSink(job.log_path, on_line, job.secrets)
         try:
-            connection = await self._connection(
-                state, say, control, time.monotonic() + job.timeout_s
-            )
-            await self._sync(connection, state.host, job)
-        except _Lost as error:
-            state.connection, state.prepared = None, None
             if control.stopped.is_set():
-                return outcome(stopped=True)
-            return outcome(lost=str(error))
-        return await self._execute(
-            connection, state, job, slot, tail, say, on_line, control, hardware
-        )
+                return outcome_of(None, list(sink.tail), hardware, stopped=True)
+            try:
+                connection = await self._connection(
+                    state, sink.say, control, time.monotonic() + job.timeout_s
+                )
+                await self._sync(connection, state.host, job)
+            except _Lost as error:
+                state.connection = None
+                if control.stopped.is_set():
+                    return outcome_of(None, list(sink.tail), hardware, stopped=True)
+                sink.say(f"[ratchet] lost: {error}")
+                return outcome_of(None, list(sink.tail), hardware, lost=str(error))
+            return await self._execute(connection, state, job, slot, sink, control, hardware)
+        finally:
+            sink.close()
 
     @staticmethod
     def _hardware(state: _SlotState, slot: Slot) -> dict[str, Any]:
@@ -445,10 +433,6 @@ class SshRunner:
             driver=gpu["driver"] if gpu else None,
         )
         return hardware
-
-    def _paths(self, state: _SlotState) -> tuple[str, str]:
-        """(the slot's folder, the prefix of its run files) as shell expressions."""
-        return slot_paths(state.host.root, state.folder)
 
     async def _sync(self, connection: Any, host: _Host, job: Job) -> None:
         """Sends the project's base copy to the host unless it has it already (once a host)."""
@@ -492,44 +476,37 @@ class SshRunner:
         state: _SlotState,
         job: Job,
         slot: Slot,
-        tail: deque[str],
-        say: OnLine,
-        on_line: OnLine,
+        sink: OutputSink,
         control: RunControl,
         hardware: dict[str, Any],
     ) -> RunOutcome:
         asyncssh = _asyncssh()
         token = uuid.uuid4().hex
-        state.prepared = None  # every run starts from a fresh copy: repeats are independent
-        address = state.host.address.text
+        # Not derived from the token the command receives: a marker it cannot rebuild.
+        marker = f"@@ratchet-{uuid.uuid4().hex}@@"
+        host = state.host
+        address = host.address.text
+        request = run_request(host.path, state.folder, job, slot, token, marker, self._sandbox)
         started = time.monotonic()
-        report = _Report(started)
         try:
-            process = await connection.create_process(
-                wrapper_script(
-                    state.host.root, state.folder, job, slot, token, self._sandbox, state.host.facts
-                ),
-                encoding=None,
-            )
-            process.stdin.write(job.editable_text.encode("utf-8"))
+            process = await connection.create_process(wrapper_command("ssh", token), encoding=None)
+            process.stdin.write(wrapper_input(request).encode())
             process.stdin.write_eof()
         except (OSError, asyncssh.Error) as error:
             state.connection = None
             message = f"could not start the run on {address}: {_plain(error)}"
-            say(f"[ratchet] lost: {message}")
-            return RunOutcome(
-                None, 0.0, False, False, list(tail), [], lost=message, hardware=hardware
-            )
-        reader = asyncio.create_task(
-            self._stream(process, job.log_path, on_line, tail, job.secrets)
-        )
-        reports = asyncio.create_task(report.read(process.stderr))
+            sink.say(f"[ratchet] lost: {message}")
+            return outcome_of(None, list(sink.tail), hardware, lost=message)
+        reports, said = Reports(marker), deque[str](maxlen=5)
+        reader = asyncio.create_task(self._stream(process, sink))
+        reporting = asyncio.create_task(_read_reports(process.stderr, reports, said))
         timed_out = stopped = False
         problem: str | None = None
         try:
-            timed_out, stopped = await wait_for_end(reader, control, job.timeout_s)
+            limit = job.timeout_s + CLIENT_SLACK_S
+            timed_out, stopped = await wait_for_end(reader, control, limit)
             if timed_out or stopped:
-                await self._kill(connection, state, token)
+                await self._stop(connection, state, token)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_S + 10)
             if reader.done() and not reader.cancelled() and reader.result() is not None:
@@ -537,185 +514,87 @@ class SshRunner:
             with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
                 await asyncio.wait_for(process.wait_closed(), 10)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reports), 5)
+                await asyncio.wait_for(asyncio.shield(reporting), 5)
         except asyncio.CancelledError:
-            await asyncio.shield(self._kill(connection, state, token))
+            await asyncio.shield(self._end(connection, state, token))
             raise
         finally:
-            for task in (reader, reports):
+            for task in (reader, reporting):
                 if not task.done():
                     task.cancel()
-        wall = report.wall(time.monotonic())
-        if problem is None and report.failure is not None:
-            problem = f"could not ready {address}:{state.folder}: {report.failure}"
-        if problem is None and report.exit_code is None:
-            signal = process.exit_signal
-            if signal is not None:
-                problem = f"the remote run on {address} was killed (signal {signal[0]})"
-            else:
-                problem = f"the connection to {address} dropped mid-run"
-        if problem is None:
-            state.prepared = job.experiment
-            if not report.finished:
-                # the command ended but its wrapper did not get to the end of its report
-                problem = f"the remote run on {address} ended before it reported back"
+        problem = problem or _problem(reports, said, process, address, state.folder)
         if problem is not None:
-            state.prepared = None
             if connection.is_closed():
                 state.connection = None
             else:  # the connection lives: end what the run left behind now
-                await self._kill(connection, state, token)
-            if timed_out or stopped:
-                problem = None  # the outcome is known: killed by us
-            else:
-                say(f"[ratchet] lost: {problem}")
-        return self._outcome(job, report, problem, wall, timed_out, stopped, tail, hardware)
-
-    def _outcome(
-        self,
-        job: Job,
-        report: _Report,
-        problem: str | None,
-        wall: float,
-        timed_out: bool,
-        stopped: bool,
-        tail: deque[str],
-        hardware: dict[str, Any],
-    ) -> RunOutcome:
-        """The run as the wrapper reported it, checked against the loop's locked hashes and
-        against the sandbox's own report."""
-        before = by_name(report.before, job.locked)
-        after = by_name(report.after, job.locked)
-        refused = leftovers = None
-        if job.expected_locked is not None and report.finished:
-            expected = {k: job.expected_locked.get(k, "missing") for k in before}
-            if differ := changed_files(expected, before):
-                refused = "the locked files differ from the loop's start: " + ", ".join(differ)
-            before = {k: v for k, v in expected.items() if k in after}
-        sandboxed = self._sandbox.kind == "bwrap"
-        if sandboxed and report.finished and not (timed_out or stopped or problem or refused):
-            if report.sandbox is None or report.sandbox_lines != 1:
-                refused = "the sandbox's first process was killed or its report was forged"
-            elif report.sandbox[0] != report.exit_code:
-                refused = "the sandbox's report does not match the exit code"
-            else:
-                leftovers = report.sandbox[1]
-        return RunOutcome(
-            exit_code=None if problem else report.exit_code,
-            wall_s=wall,
+                await self._end(connection, state, token)
+            if not (timed_out or stopped):
+                sink.say(f"[ratchet] lost: {problem}")
+        sink.flush()
+        return outcome_of(
+            reports.get("end"),
+            list(sink.tail),
+            hardware,
+            wall=time.monotonic() - started,
             timed_out=timed_out,
             stopped=stopped,
-            tail=list(tail),
-            locked_changed=changed_files(before, after) if report.finished else [],
-            leftover_processes=0
-            if (timed_out or stopped)
-            else (report.leftovers if leftovers is None else leftovers),
             lost=problem,
-            hardware={**hardware, "sandbox": "bwrap" if sandboxed else "none"},
-            refused=refused,
+            forged=reports.forged,
         )
 
     @staticmethod
-    async def _stream(
-        process: Any, log_path: Path, on_line: OnLine, tail: deque[str], secrets: tuple[str, ...]
-    ) -> str | None:
-        """Copies the command's output to its log and the engine, secrets removed; returns
-        why it broke off (the connection failed), or None at the end of the output."""
+    async def _stream(process: Any, sink: OutputSink) -> str | None:
+        """Copies the command's output to the run's sink; returns why it broke off (the
+        connection failed), or None at the end of the output."""
         asyncssh = _asyncssh()
-        splitter = LineSplitter()
-        problem = None
-        log = LogWriter(log_path, secrets)
-
-        def out(line: str) -> None:
-            clean = log.line(line)
-            tail.append(clean)
-            on_line(clean)
-
         try:
             while chunk := await process.stdout.read(_CHUNK):
-                for line in splitter.feed(chunk):
-                    out(line)
-                log.flush()
+                sink.feed(chunk)
         except (OSError, asyncssh.Error) as error:
-            problem = _plain(error)
-        finally:
-            for line in splitter.flush():
-                out(line)
-            log.close()
-        return problem
+            return _plain(error)
+        return None
 
-    async def _kill(self, connection: Any, state: _SlotState, token: str) -> None:
-        """SIGTERM the run's process group and every process with its token; SIGKILL after
-        the grace. Quietly does nothing if the connection is gone (the next run cleans up)."""
-        _folder, run = self._paths(state)
-        script = f"{SHELL_FUNCTIONS}\nkilltok {token} {run}.{token}.pgid\n"
+    async def _stop(self, connection: Any, state: _SlotState, token: str) -> None:
+        """Asks the run's wrapper to stop it (it kills the run and reports); quietly does
+        nothing if the connection is gone (the next run on the slot ends it)."""
         with contextlib.suppress(_Lost):
-            await _run(connection, script)
+            await _run(connection, stop_script(state.host.path, state.folder, token))
+
+    async def _end(self, connection: Any, state: _SlotState, token: str) -> None:
+        """Ends a run that did not report: its wrapper, then all that carries its token."""
+        request = end_request(state.host.path, state.folder, token)
+        with contextlib.suppress(_Lost):
+            await _run(connection, wrapper_command("end", token), wrapper_input(request))
 
 
-class _Report:
-    """What the remote wrapper says on stderr: hashes before and after, exit, leftovers."""
+def _problem(
+    reports: Reports, said: deque[str], process: Any, address: str, folder: str
+) -> str | None:
+    """Why the run's outcome is unknown (lost), or None when its wrapper reported its end."""
+    if (failed := reports.get("fail")) is not None:
+        return f"could not ready {address}:{folder}: {failed.get('message')}"
+    if reports.get("end") is not None:
+        return None
+    signal = process.exit_signal
+    if signal is not None:
+        return f"the remote run on {address} was killed (signal {signal[0]})"
+    if process.exit_status is None:
+        return f"the connection to {address} dropped mid-run"
+    last = f": {said[-1]}" if said else ""
+    return f"the remote run on {address} ended before it reported back{last}"
 
-    def __init__(self, created: float) -> None:
-        self.created = created
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.exit_code: int | None = None
-        self.leftovers = 0
-        self.before: dict[str, str] = {}
-        self.after: dict[str, str] = {}
-        self.failure: str | None = None
-        self.finished = False
-        self.other: list[str] = []
-        self.sandbox: tuple[int, int] | None = None  # its first process: (exit, leftovers)
-        self.sandbox_lines = 0
 
-    async def read(self, stream: Any) -> None:
-        pending = b""
-        with contextlib.suppress(Exception):  # a broken connection: the report stops here
-            while chunk := await stream.read(_CHUNK):
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self.feed(line.decode("utf-8", errors="replace"))
-        if pending:
-            self.feed(pending.decode("utf-8", errors="replace"))
-
-    def feed(self, line: str) -> None:
-        now = time.monotonic()
-        if not line.startswith("ratchet: "):
-            self.other.append(line)
-            return
-        words = line.split()[1:]
-        if not words:
-            return
-        if words[0] == "started":
-            self.started = now
-        elif words[0] == "exit" and len(words) > 1:
-            self.ended = now
-            with contextlib.suppress(ValueError):
-                self.exit_code = int(words[1])
-        elif words[0] == "leftovers" and len(words) > 1:
-            with contextlib.suppress(ValueError):
-                self.leftovers = int(words[1])
-        elif words[0] in ("before", "after") and len(words) == 3:
-            target = self.before if words[0] == "before" else self.after
-            target[words[1]] = words[2]
-        elif words[0] == "sandbox" and len(words) >= 2:
-            # `sandbox <lines in the status file> exit X leftovers N`
-            with contextlib.suppress(ValueError):
-                self.sandbox_lines = int(words[1])
-                if words[2:3] == ["exit"] and words[4:5] == ["leftovers"] and len(words) == 6:
-                    self.sandbox = (int(words[3]), int(words[5]))
-        elif words[0] == "fail":
-            self.failure = " ".join(words[1:]) or "the wrapper failed"
-            if self.other:
-                self.failure += f" ({self.other[-1]})"
-        elif words[0] == "done":
-            self.finished = True
-
-    def wall(self, now: float) -> float:
-        start = self.started if self.started is not None else self.created
-        return max(0.0, (self.ended if self.ended is not None else now) - start)
+async def _read_reports(stream: Any, reports: Reports, said: deque[str]) -> None:
+    """The wrapper's stderr: its reports, and what else it said (a Python error)."""
+    splitter = LineSplitter()
+    with contextlib.suppress(Exception):  # a broken connection: the report stops here
+        while chunk := await stream.read(_CHUNK):
+            for line in splitter.feed(chunk):
+                if not reports.take(line):
+                    said.append(line)
+    for line in splitter.flush():
+        if not reports.take(line):
+            said.append(line)
 
 
 async def _run(connection: Any, script: str, stdin: str = "") -> Any:
