@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shlex
 import time
 import uuid
@@ -181,13 +182,17 @@ class RayRunner:
     def _runtime_env(self, job: Job, slot: Slot, marker: str, token: str) -> dict[str, Any]:
         # The cluster stops the job at timeout_s (stop_job); the node itself a second later.
         spec = run_spec(job, slot, token, self._sandbox, timeout_s=job.timeout_s + 1)
+        links = _links(job.worktree)
         request = {"marker": marker, "drop": list(job.drop), "gpu": self._gpu, "spec": spec}
+        request["links"] = links
         env_vars = {
             "RATCHET_BOOT": BOOT,
             "RATCHET_MODULES": json.dumps(module_texts()),
             "RATCHET_RUN": json.dumps(request, default=vars),
         }
-        return {"working_dir": str(job.worktree), "excludes": [".git"], "env_vars": env_vars}
+        # Ray's upload follows links: they travel as links in the request instead.
+        excludes = [".git", *(f"/{path}" for path in links)]
+        return {"working_dir": str(job.worktree), "excludes": excludes, "env_vars": env_vars}
 
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         client = self._client
@@ -370,6 +375,18 @@ class RayRunner:
                 break
             await asyncio.sleep(POLL_S)
         return status
+
+
+def _links(worktree: Path) -> dict[str, str]:
+    """The symbolic links in the job's folder (outside .git), by path: their targets."""
+    found = {}
+    for top, dirs, files in os.walk(worktree):
+        dirs[:] = [d for d in dirs if d != ".git" or top != str(worktree)]
+        for name in [*files, *dirs]:
+            full = os.path.join(top, name)
+            if os.path.islink(full):
+                found[os.path.relpath(full, worktree)] = os.readlink(full)
+    return found
 
 
 def _plain(error: BaseException) -> str:

@@ -218,6 +218,14 @@ def run_on_ray(request: dict[str, Any], reporter: Reporter, control: Control) ->
     work = tempfile.mkdtemp(prefix="ratchet-run-")
     try:
         fresh_copy(shipped, work, request["drop"])
+        for path, target in request["links"].items():  # Ray's upload followed them
+            link = Path(work, path)
+            if link.is_dir() and not link.is_symlink():
+                shutil.rmtree(link)
+            elif os.path.lexists(link):
+                link.unlink()
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target)
         spec = RunSpec.from_dict({**request["spec"], "run_dir": work})
         spec.hide = [shipped, *spec.hide]
         if request["gpu"]:  # the GPU Ray gave this job, and no other
