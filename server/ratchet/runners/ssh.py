@@ -4,9 +4,10 @@ Per host, a base copy of the project (the files git tracks) is sent once, as a t
 over the same SSH connection, and kept under `remote_dir/<project>/base` with the id of its
 content, so a later loop finds it in place. Each experiment gets a fresh remote copy of that
 base for its slot (`slots/<gpu0|cpu>`, copied on the remote machine) and only the editable file
-travels with it. The command runs in its own process group, under a wrapper that exports the
-budget, the experiment's number, its GPU and a run token; at timeout or stop the group and
-every process carrying the token are killed. Output streams back live.
+travels with it. The run itself is the shipped run wrapper (wrapper.py, the same functions as
+every runner), started with the host's python3: it makes that copy, runs the command in the
+sandbox, stops it at its timeout, kills what it left, and reports on stderr, a channel the
+command never holds. Output streams back live on stdout.
 
 Host keys are checked against known_hosts and never accepted silently. A dropped connection or
 a remote run that dies under us is returned as `lost` (the engine re-queues it); the next run
@@ -17,11 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import io
-import socket
-import subprocess
-import tarfile
 import time
 import uuid
 from collections import deque
@@ -39,11 +35,17 @@ from .remote_sandbox import RemoteFacts, parse_probe, probe_script
 from .ssh_script import (
     CLIENT_SLACK_S,
     KILL_GRACE_S,
+    HostAddress,
+    base_id,
     end_request,
+    pack,
+    parse_host,
+    project_key,
     q,
     run_request,
     shell_path,
     stop_script,
+    tracked_files,
     wrapper_command,
     wrapper_input,
 )
@@ -52,102 +54,6 @@ _CHUNK = 1 << 16
 CONNECT_TIMEOUT_S = 15.0
 COMMAND_TIMEOUT_S = 120.0  # a helper command (prepare, kill, collect) that hangs longer: lost
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-
-
-# --- addresses ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostAddress:
-    """`user@host:port` as written in ratchet.toml; user and port may be left out (then
-    ~/.ssh/config or the defaults decide)."""
-
-    text: str
-    host: str
-    user: str | None = None
-    port: int | None = None
-
-    @property
-    def shown(self) -> str:
-        return f"{self.host}:{self.port or 22}"
-
-
-def parse_host(text: str) -> HostAddress:
-    rest = text.strip()
-    user = None
-    if "@" in rest:
-        user, rest = rest.rsplit("@", 1)
-        if not user:
-            raise RatchetError(f"`{text}` in [runner] hosts: the user before @ is empty")
-    port: int | None = None
-    if rest.startswith("["):  # [::1]:2222
-        host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":"):
-            port = _port(text, tail[1:])
-    elif rest.count(":") == 1:
-        host, raw_port = rest.split(":")
-        port = _port(text, raw_port)
-    else:
-        host = rest
-    if not host:
-        raise RatchetError(f'`{text}` in [runner] hosts has no host name; write "user@host:port"')
-    return HostAddress(text.strip(), host, user, port)
-
-
-def _port(text: str, raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise RatchetError(f"`{text}` in [runner] hosts: `{raw}` is not a port number")
-    return int(raw)
-
-
-# --- the project's files -----------------------------------------------------------------------
-
-
-def tracked_files(worktree: Path) -> list[tuple[str, str]]:
-    """(mode and blob id, path) of every file git tracks in the project folder: what a clean
-    checkout holds, so .gitignore'd files never travel."""
-    output = subprocess.run(
-        ["git", "ls-files", "-s", "-z"],
-        cwd=worktree,
-        capture_output=True,
-        check=True,
-    ).stdout.decode("utf-8", errors="surrogateescape")
-    files = []
-    for entry in output.split("\0"):
-        if not entry:
-            continue
-        meta, _, path = entry.partition("\t")
-        mode, blob, _stage = meta.split()
-        if mode == "160000":  # a submodule: not part of this checkout's files
-            continue
-        files.append((f"{mode} {blob}", path))
-    return files
-
-
-def base_id(files: list[tuple[str, str]], editable: str) -> str:
-    """The content id of the project without its editable file (which travels per run)."""
-    digest = hashlib.sha256()
-    for meta, path in files:
-        if path != editable:
-            digest.update(f"{meta}\t{path}\0".encode("utf-8", errors="surrogateescape"))
-    return digest.hexdigest()[:24]
-
-
-def pack(worktree: Path, files: list[tuple[str, str]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for _meta, path in files:
-            source = worktree / path
-            if source.is_symlink() or source.is_file():
-                tar.add(source, arcname=path, recursive=False)
-    return buffer.getvalue()
-
-
-def project_key(root: Path) -> str:
-    """The remote folder of one local project: its name and a hash of where it lives."""
-    where = f"{socket.gethostname()}:{root.resolve()}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.resolve().name)
-    return f"{safe or 'project'}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
 
 
 # --- connections ------------------------------------------------------------------------------
