@@ -92,5 +92,5 @@ class LocalRunner:
             sink.close()
         await asyncio.sleep(0)  # the lines handed to the loop reach the engine first
         facts = hardware.fingerprint(slot.gpu)
-        facts["sandbox"] = "bwrap" if end["sandbox"] else "none"
+        facts["sandbox"] = "none" if spec.sandbox is None else "bwrap"
         return outcome_of(end, list(sink.tail), facts, stopped=end["stopped"])

@@ -15,6 +15,7 @@ Standard library only (shipped as text).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from .processes import kill_tree
+from .processes import PidsCgroup, kill_tree
 from .safe_files import copy_regular
 from .wrapper import Control, RunSpec, execute
 
@@ -60,6 +61,7 @@ sys.exit(sys.modules["ratchet_remote.remote_run"].main(sys.argv[1], request))
 """
 
 
+@functools.cache
 def module_texts() -> list[tuple[str, str]]:
     """What is shipped: each module's name and text (read on Ratchet's machine)."""
     folder = Path(__file__).parent
@@ -76,14 +78,14 @@ class Reporter:
         self.at_line_start = True
 
     def emit(self, chunk: bytes) -> None:
-        with self.lock:
+        with self.lock, contextlib.suppress(OSError):  # Ratchet gone: the run goes on unread
             self.out.write(chunk)
             self.out.flush()
             self.at_line_start = chunk.endswith(b"\n")
 
     def send(self, kind: str, value: dict[str, Any]) -> None:
         line = f"{self.marker} {kind} {json.dumps(value)}\n".encode()
-        with self.lock:
+        with self.lock, contextlib.suppress(OSError):
             if self.reports is self.out and not self.at_line_start:
                 self.out.write(b"\n")
             self.reports.write(line)
@@ -97,6 +99,7 @@ def main(mode: str, request: dict[str, Any]) -> int:
     if mode == "end":
         end_run(_expand(request["prefix"]), request["token"])
         return 0
+    PidsCgroup.sweep()  # the process limits of wrappers that were killed (lost runs)
     control = Control()
     for signum in (signal.SIGTERM, signal.SIGINT):  # a stop: the run is killed, then reported
         signal.signal(signum, lambda *_: control.stop())
