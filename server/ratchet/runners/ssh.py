@@ -245,12 +245,18 @@ class SshRunner:
         script = (
             "hostname; echo ---; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-; "
             "echo ---; (nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); echo ---; "
+            "(command -v python3 || command -v python); echo ---; "
             f"({' '.join(NVIDIA_QUERY)} 2>/dev/null || true)"
         )
         result = await _run(connection, script)
         parts = (str(result.stdout or "") + "\n").split("---\n")
-        parts += [""] * (4 - len(parts))
-        name, cpu, cpus, smi = (part.strip() for part in parts[:4])
+        parts += [""] * (5 - len(parts))
+        name, cpu, cpus, python, smi = (part.strip() for part in parts[:5])
+        if not python:  # the run wrapper is Python (standard library only)
+            raise RatchetError(
+                f"{host.address.text} has no python3, which the ssh runner runs each "
+                "experiment with: install python3 there"
+            )
         host.gpus = parse_nvidia_smi(smi)
         if self._sandbox.kind == "bwrap":
             found = await _run(connection, probe_script(host.root))
