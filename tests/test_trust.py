@@ -241,3 +241,16 @@ async def test_the_best_is_measured_again_every_n_keeps(make_project: MakeProjec
     assert engine.ledger.experiments("t")[1].status is Status.KEPT
     assert [r["purpose"] for r in runs] == ["measure", "rerun"]  # one extra run after its keep
     assert runs[0]["metric"] == runs[1]["metric"]
+
+
+def test_a_refused_huge_proposal_keeps_a_bounded_diff() -> None:
+    from ratchet.trial import REFUSED_DIFF_BYTES, refused_diff
+
+    base = "LR = 0.5\n"
+    huge = base + "X = 1\n" * 8_000_000  # a 48 MB proposal
+    diff = refused_diff("train.py", base, huge)
+    assert len(diff) <= REFUSED_DIFF_BYTES + 200 and diff.endswith("chars)\n")
+    assert "+X = 1" in diff and "the diff is cut here" in diff
+    assert refused_diff("train.py", base, base + "\0junk") == ""
+    small = refused_diff("train.py", base, "LR = 0.4\n")
+    assert "-LR = 0.5" in small and "+LR = 0.4" in small and "cut" not in small

@@ -316,9 +316,10 @@ def _regex(value: Any) -> str:
         compiled = re.compile(text)
     except re.error as error:
         raise _Invalid(f"not a valid regular expression ({error})") from None
-    if compiled.groups < 1:
+    if compiled.groups != 1:
         raise _Invalid(
-            "the pattern needs one capturing group around the number, e.g. 'bpb=([0-9.]+)'"
+            f"the pattern has {compiled.groups} capturing groups; it needs exactly one, around "
+            "the number (write others as (?:...)), e.g. 'bpb=([0-9.]+)'"
         )
     return text
 
@@ -523,7 +524,7 @@ def load_config(root: Path, config_path: Path | None = None) -> Config:
             shown, 1, 1, f"no {CONFIG_NAME} in {root}: run `ratchet init` there to write one"
         )
     try:
-        source = path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8-sig")  # a BOM (some Windows editors) is no key
     except UnicodeDecodeError:
         raise ConfigError(shown, 1, 1, "the file is not UTF-8 text; save it as UTF-8") from None
     return parse_config(source, root, shown)

@@ -345,7 +345,9 @@ class Engine:
         return wanted is None or seen is None or same_hardware(seen, wanted)
 
     def _blocked(self) -> str | None:
-        """Why the agent may spend no more (`[agent] max_cost_usd`), or None."""
+        """Why the agent may propose no more (it has nothing new; `[agent] max_cost_usd`)."""
+        if self.proposer.exhausted is not None:
+            return self.proposer.exhausted
         cap = self.config.agent.max_cost_usd
         if cap is None:
             return None
