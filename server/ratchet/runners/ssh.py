@@ -21,7 +21,6 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,14 @@ from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
 from .base import Job, OnLine, RunControl, RunOutcome, Slot, outcome_of, wait_for_end
 from .output import LineSplitter, OutputSink, Reports
 from .remote_sandbox import RemoteFacts, parse_probe, probe_script
+from .ssh_connect import (
+    COMMAND_TIMEOUT_S,
+    Connector,
+    Lost,
+    asyncssh_module,
+    plain,
+    run_command,
+)
 from .ssh_script import (
     CLIENT_SLACK_S,
     KILL_GRACE_S,
@@ -51,26 +58,7 @@ from .ssh_script import (
 )
 
 _CHUNK = 1 << 16
-CONNECT_TIMEOUT_S = 15.0
-COMMAND_TIMEOUT_S = 120.0  # a helper command (prepare, kill, collect) that hangs longer: lost
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-
-
-# --- connections ------------------------------------------------------------------------------
-
-
-def _asyncssh() -> Any:
-    try:
-        import asyncssh
-    except ImportError:
-        raise RatchetError(
-            "the ssh runner needs asyncssh: `pip install 'ratchet[ssh]'` in Ratchet's environment"
-        ) from None
-    return asyncssh
-
-
-class _Lost(Exception):
-    """The connection or the remote run went away; str() says how."""
 
 
 @dataclass
@@ -112,87 +100,7 @@ class SshRunner:
             raise RatchetError('the ssh runner needs `hosts` in [runner], e.g. ["user@box:22"]')
         self._states: dict[str, _SlotState] = {}
         self._spare: dict[str, Any] = {}  # each host's first connection, for its first slot
-        self._shown: dict[str, str] = {}  # the known_hosts file each host is checked against
-
-    # --- connecting ---------------------------------------------------------------------------
-
-    def _known_hosts(self) -> Any:
-        if self._config.known_hosts:
-            path = Path(self._config.known_hosts).expanduser()
-            if not path.is_file():
-                raise RatchetError(
-                    f"known_hosts file {path} (from [runner] known_hosts) does not exist; create "
-                    "it with `ssh-keyscan -p PORT HOST >> FILE` for each host, once you trust it"
-                )
-            return str(path)
-        return ()  # ~/.ssh/config's UserKnownHostsFile, else ~/.ssh/known_hosts
-
-    def _known_hosts_shown(self, address: HostAddress | None = None) -> str:
-        if address is not None and address.text in self._shown:
-            return self._shown[address.text]
-        if self._config.known_hosts:
-            return str(Path(self._config.known_hosts).expanduser())
-        return str(Path("~/.ssh/known_hosts").expanduser())
-
-    async def _options(self, address: HostAddress) -> Any:
-        asyncssh = _asyncssh()
-        kwargs: dict[str, Any] = {
-            "host": address.host,
-            "known_hosts": self._known_hosts(),
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "keepalive_interval": 15,
-            "keepalive_count_max": 4,
-        }
-        if address.port is not None:
-            kwargs["port"] = address.port
-        if address.user is not None:
-            kwargs["username"] = address.user
-        if self._config.identity_file:
-            identity = Path(self._config.identity_file).expanduser()
-            if not identity.is_file():
-                raise RatchetError(
-                    f"identity_file {identity} in [runner] does not exist; give the private key "
-                    "that logs in to the hosts, or remove the line to use ~/.ssh and the agent"
-                )
-            kwargs["client_keys"] = [str(identity)]
-        try:
-            options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
-        except (OSError, ValueError, asyncssh.Error) as error:
-            raise RatchetError(f"cannot set up ssh to {address.text}: {error}") from None
-        if options.known_hosts is None:
-            # ~/.ssh/config says `UserKnownHostsFile none`: never accept keys unchecked.
-            kwargs["known_hosts"] = self._known_hosts_shown()
-            if not Path(kwargs["known_hosts"]).is_file():
-                kwargs["known_hosts"] = b""
-            options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
-        files = options.known_hosts
-        if not self._config.known_hosts and isinstance(files, list | tuple) and files:
-            self._shown[address.text] = str(files[0])  # ~/.ssh/config's UserKnownHostsFile
-        return options
-
-    async def _connect(self, address: HostAddress) -> Any:
-        """A fresh connection; RatchetError for what only the user can fix (host key, login),
-        _Lost for what may pass (refused, unreachable, timed out)."""
-        asyncssh = _asyncssh()
-        options = await self._options(address)
-        try:
-            return await asyncssh.connect(address.host, options=options)
-        except asyncssh.HostKeyNotVerifiable:
-            port = address.port or 22
-            keyscan = f"ssh-keyscan {'-p ' + str(port) + ' ' if port != 22 else ''}{address.host}"
-            raise RatchetError(
-                f"the host key of {address.shown} is not trusted: it is not in "
-                f"{self._known_hosts_shown(address)}, or it changed. If this is the right "
-                f"machine, check its fingerprint and add its key with `{keyscan} >> "
-                f"{self._known_hosts_shown(address)}`, then run again."
-            ) from None
-        except asyncssh.PermissionDenied:
-            raise RatchetError(
-                f"{address.text} refused the login: check the user, [runner] identity_file, the "
-                "ssh agent and the host's authorized_keys"
-            ) from None
-        except (TimeoutError, OSError, asyncssh.Error) as error:
-            raise _Lost(f"cannot connect to {address.text}: {_plain(error)}") from None
+        self._connector = Connector(config)
 
     async def open(self) -> list[Slot]:
         root = self._config.remote_dir.rstrip("/") or "/"
@@ -206,7 +114,7 @@ class SshRunner:
         for result in results:
             if isinstance(result, BaseException):
                 await self.close()
-                if isinstance(result, _Lost):
+                if isinstance(result, Lost):
                     raise RatchetError(f"{result}; check that the host is up and reachable")
                 raise result
         per_host: list[list[Slot]] = []
@@ -240,7 +148,7 @@ class SshRunner:
         return ordered
 
     async def _probe(self, host: _Host) -> None:
-        connection = await self._connect(host.address)
+        connection = await self._connector.connect(host.address)
         self._spare[host.address.text] = connection
         script = (
             "hostname; echo ---; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-; "
@@ -248,7 +156,7 @@ class SshRunner:
             "(command -v python3 || command -v python); echo ---; "
             f"({' '.join(NVIDIA_QUERY)} 2>/dev/null || true)"
         )
-        result = await _run(connection, script)
+        result = await run_command(connection, script)
         parts = (str(result.stdout or "") + "\n").split("---\n")
         parts += [""] * (5 - len(parts))
         name, cpu, cpus, python, smi = (part.strip() for part in parts[:5])
@@ -259,7 +167,7 @@ class SshRunner:
             )
         host.gpus = parse_nvidia_smi(smi)
         if self._sandbox.kind == "bwrap":
-            found = await _run(connection, probe_script(host.root))
+            found = await run_command(connection, probe_script(host.root))
             host.facts = parse_probe(str(found.stdout or ""), host.address.text)
             if host.facts.problem:
                 raise RatchetError(host.facts.problem)
@@ -294,16 +202,16 @@ class SshRunner:
             if state.failures:
                 wait = BACKOFF_S[min(state.failures - 1, len(BACKOFF_S) - 1)]
                 if time.monotonic() + wait > deadline:
-                    raise _Lost(f"{state.host.address.text} is unreachable; gave up for this run")
+                    raise Lost(f"{state.host.address.text} is unreachable; gave up for this run")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(control.stopped.wait(), wait)
                 if control.stopped.is_set():
-                    raise _Lost("stopped while reconnecting")
+                    raise Lost("stopped while reconnecting")
             try:
-                state.connection = await self._connect(state.host.address)
+                state.connection = await self._connector.connect(state.host.address)
                 state.failures = 0
                 return state.connection
-            except _Lost as error:
+            except Lost as error:
                 state.failures += 1
                 on_line(f"[ratchet] {error}; retrying")
 
@@ -322,7 +230,7 @@ class SshRunner:
                     state, sink.say, control, time.monotonic() + job.timeout_s
                 )
                 await self._sync(connection, state.host, job)
-            except _Lost as error:
+            except Lost as error:
                 state.connection = None
                 if control.stopped.is_set():
                     return outcome_of(None, list(sink.tail), hardware, stopped=True)
@@ -353,7 +261,7 @@ class SshRunner:
         async with host.sync_lock:
             if host.synced == wanted:
                 return
-            current = await _run(connection, f"cat {host.root}/base.id 2>/dev/null || true")
+            current = await run_command(connection, f"cat {host.root}/base.id 2>/dev/null || true")
             if str(current.stdout or "").strip() != wanted:
                 data = await asyncio.to_thread(pack, job.worktree, files)
                 await self._upload_base(connection, host, data, wanted)
@@ -366,7 +274,7 @@ class SshRunner:
             f"tar -xzf - -C {root}/base.new && rm -rf {root}/base && "
             f"mv {root}/base.new {root}/base && printf %s {q(wanted)} > {root}/base.id"
         )
-        asyncssh = _asyncssh()
+        asyncssh = asyncssh_module()
         try:
             process = await connection.create_process(script, encoding=None)
             for start in range(0, len(data), _CHUNK):
@@ -375,12 +283,12 @@ class SshRunner:
             process.stdin.write_eof()
             result = await asyncio.wait_for(process.wait(), COMMAND_TIMEOUT_S)
         except (OSError, asyncssh.Error, TimeoutError) as error:
-            raise _Lost(
-                f"copying the project to {host.address.text} failed: {_plain(error)}"
+            raise Lost(
+                f"copying the project to {host.address.text} failed: {plain(error)}"
             ) from None
         if result.exit_status != 0:
             message = (result.stderr or b"").decode("utf-8", errors="replace").strip()
-            raise _Lost(f"copying the project to {host.address.text} failed: {message}")
+            raise Lost(f"copying the project to {host.address.text} failed: {message}")
 
     async def _execute(
         self,
@@ -392,7 +300,7 @@ class SshRunner:
         control: RunControl,
         hardware: dict[str, Any],
     ) -> RunOutcome:
-        asyncssh = _asyncssh()
+        asyncssh = asyncssh_module()
         token = uuid.uuid4().hex
         # Not derived from the token the command receives: a marker it cannot rebuild.
         marker = f"@@ratchet-{uuid.uuid4().hex}@@"
@@ -406,7 +314,7 @@ class SshRunner:
             process.stdin.write_eof()
         except (OSError, asyncssh.Error) as error:
             state.connection = None
-            message = f"could not start the run on {address}: {_plain(error)}"
+            message = f"could not start the run on {address}: {plain(error)}"
             sink.say(f"[ratchet] lost: {message}")
             return outcome_of(None, list(sink.tail), hardware, lost=message)
         reports, said = Reports(marker), deque[str](maxlen=5)
@@ -458,25 +366,25 @@ class SshRunner:
     async def _stream(process: Any, sink: OutputSink) -> str | None:
         """Copies the command's output to the run's sink; returns why it broke off (the
         connection failed), or None at the end of the output."""
-        asyncssh = _asyncssh()
+        asyncssh = asyncssh_module()
         try:
             while chunk := await process.stdout.read(_CHUNK):
                 sink.feed(chunk)
         except (OSError, asyncssh.Error) as error:
-            return _plain(error)
+            return plain(error)
         return None
 
     async def _stop(self, connection: Any, state: _SlotState, token: str) -> None:
         """Asks the run's wrapper to stop it (it kills the run and reports); quietly does
         nothing if the connection is gone (the next run on the slot ends it)."""
-        with contextlib.suppress(_Lost):
-            await _run(connection, stop_script(state.host.path, state.folder, token))
+        with contextlib.suppress(Lost):
+            await run_command(connection, stop_script(state.host.path, state.folder, token))
 
     async def _end(self, connection: Any, state: _SlotState, token: str) -> None:
         """Ends a run that did not report: its wrapper, then all that carries its token."""
         request = end_request(state.host.path, state.folder, token)
-        with contextlib.suppress(_Lost):
-            await _run(connection, wrapper_command("end", token), wrapper_input(request))
+        with contextlib.suppress(Lost):
+            await run_command(connection, wrapper_command("end", token), wrapper_input(request))
 
 
 def _problem(
@@ -507,23 +415,6 @@ async def _read_reports(stream: Any, reports: Reports, said: deque[str]) -> None
     for line in splitter.flush():
         if not reports.take(line):
             said.append(line)
-
-
-async def _run(connection: Any, script: str, stdin: str = "") -> Any:
-    """A short helper command on the host; _Lost if the connection fails under it."""
-    asyncssh = _asyncssh()
-    try:
-        call: Awaitable[Any] = connection.run(script, input=stdin, check=False)
-        return await asyncio.wait_for(call, COMMAND_TIMEOUT_S)
-    except (TimeoutError, OSError, asyncssh.Error) as error:
-        raise _Lost(f"the connection failed: {_plain(error)}") from None
-
-
-def _plain(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    text = str(error).strip()
-    return text or type(error).__name__
 
 
 def _interleave(groups: list[list[Slot]]) -> list[list[Slot]]:
