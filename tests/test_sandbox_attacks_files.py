@@ -21,7 +21,7 @@ from ratchet.engine import Engine
 from ratchet.events import Event, OutputLine
 from ratchet.experiment import Experiment, Status
 from ratchet.ledger import Ledger
-from ratchet.runners import local
+from ratchet.runners import wrapper
 from ratchet.runners.sandbox import find_bwrap, probe
 from test_sandbox_attacks import FAST, HONEST, attack
 
@@ -244,7 +244,7 @@ async def test_an_error_measuring_one_run_voids_it_and_the_loop_goes_on(
 ) -> None:
     """Whatever Ratchet hits reading a run (here the MemoryError a 1 TiB read once raised)
     becomes that experiment's status and reason; the next honest edit is still kept."""
-    real = local.hash_files
+    real = wrapper.hash_files
     calls = {"n": 0}
 
     def failing(
@@ -255,7 +255,7 @@ async def test_an_error_measuring_one_run_voids_it_and_the_loop_goes_on(
             raise MemoryError("reading a locked file")
         return real(root, paths, expected)
 
-    monkeypatch.setattr(local, "hash_files", failing)
+    monkeypatch.setattr(wrapper, "hash_files", failing)
     root = make_project(config=FAST)
     engine = engine_for(root, ScriptedAgent([made("pass"), HONEST]))
     await run_loop(engine, 3)

@@ -12,8 +12,8 @@ memory and logs unreadable; what only Ratchet's user may read (as root: /etc/sha
 host keys) emptied; the socket folders (/run...) emptied and every other bound unix socket
 covered, so no path leads to docker, a bus, or another loop's control socket.
 
-This module uses the standard library only: the ssh and Ray runners ship its source to the
-remote host and build the same sandbox there (see `remote_source`).
+This module uses the standard library only: the run wrapper ships its text to ssh hosts and
+Ray nodes and builds the same sandbox there (see remote_run.py).
 """
 
 from __future__ import annotations
@@ -431,11 +431,6 @@ def expand(paths: Iterable[str], home: str) -> tuple[str, ...]:
             item = home + item[1:]
         out.append(os.path.abspath(item))
     return tuple(out)
-
-
-def remote_source() -> str:
-    """This module's text, for a remote host to build its sandbox with."""
-    return Path(__file__).read_text(encoding="utf-8")
 
 
 def describe() -> tuple[bool, str]:
