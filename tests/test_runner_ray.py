@@ -86,7 +86,7 @@ async def test_experiments_run_as_ray_jobs_end_to_end(
         await engine.close()
     assert slots == ["ray/0", "ray/1"]  # a CPU cluster of 2 CPUs: two jobs at a time
     experiments = engine.ledger.experiments("t")
-    assert len(experiments) >= 3
+    assert len(experiments) >= 3, [(e.status, e.reason) for e in experiments]
     assert experiments[0].status is Status.KEPT and experiments[0].metric == pytest.approx(0.2)
     measured = [e for e in experiments[1:] if e.status.measured]
     assert measured, [(e.status, e.reason) for e in experiments]

@@ -146,7 +146,9 @@ async def test_experiments_run_end_to_end_over_ssh(
     engine = Engine(config, tag="t", agent=ScriptedAgent(list(STEPS)), runner=runner)
     events = await run(engine, 4)
     experiments = engine.ledger.experiments("t")
-    assert [str(e.status) for e in experiments] == ["kept", "kept", "discarded", "kept"]
+    assert [str(e.status) for e in experiments] == ["kept", "kept", "discarded", "kept"], [
+        e.reason for e in experiments
+    ]
     assert [e.metric for e in experiments] == pytest.approx([0.2, 0.04, 0.36, 0.0])
     assert any(isinstance(e, OutputLine) and e.line == "training..." for e in events)
     assert (

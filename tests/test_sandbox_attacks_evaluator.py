@@ -238,8 +238,13 @@ async def test_without_the_nested_sandbox_the_same_attacks_forge_the_score(
     attack = armed(name)
     baseline, attacker = await loop(folder, ScriptedAgent([attack]), 2)
     assert baseline.metric == pytest.approx(0.56)
-    if name == "stop the init shell":  # the attack: kept at 1.0
-        assert attacker.status is Status.KEPT and attacker.metric == pytest.approx(1.0)
+    if name == "stop the init shell":  # the attack: its line is the evaluator's
+        assert "accuracy: 1.000000" in eval_log(folder, attacker), attacker.reason
+        # Kept at 1.0; on a loaded machine its daemon may still be alive when the evaluator's
+        # processes are counted, and the leftover check voids it instead.
+        assert attacker.status is Status.KEPT or "process(es)" in attacker.reason
+        if attacker.status is Status.KEPT:
+            assert attacker.metric == pytest.approx(1.0)
     elif name == "flood every pipe":  # its writes reach the status pipe too: voided
         assert attacker.status is Status.VOIDED, attacker.reason
     elif name == "write late and stay":  # forged, but it outlived the evaluator: voided

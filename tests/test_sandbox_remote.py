@@ -15,6 +15,7 @@ from loops import engine_for, run
 from ratchet.experiment import Status
 from ratchet.runners.sandbox import find_bwrap, probe
 from test_sandbox_attacks import HONEST, SENTINEL, SURVIVOR, attack, processes_named
+from test_sandbox_attacks_machine import SECRET, machine, machine_attacks  # noqa: F401
 
 pytestmark = [
     pytest.mark.skipif(probe(find_bwrap()) is not None, reason="no bubblewrap sandbox here"),
@@ -68,13 +69,32 @@ async def attacked_loop(root: Path) -> None:
     assert all(e.hardware.get("sandbox") == "bwrap" for e in rows)
 
 
+async def machine_loop(root: Path, hostile: dict[str, object]) -> None:
+    """The attacks on the machine (kernel settings, root-only files, unix sockets) on a host
+    the run reached over ssh or Ray: the same refusals as on this machine."""
+    engine = engine_for(root, ScriptedAgent([*machine_attacks(hostile), HONEST]))
+    await run(engine, 5)
+    baseline, *tried, honest = engine.ledger.experiments("t")
+    assert baseline.status is Status.KEPT and honest.status is Status.KEPT, honest.reason
+    for exp in tried:
+        log = Path(exp.log_path).read_text(errors="replace")
+        assert exp.status is not Status.KEPT and "ATTACK-OK" not in log, log
+        assert SECRET not in log and SECRET not in exp.log_tail
+    listeners = hostile["listeners"]
+    reached = sum(listener.connections for listener in listeners)  # type: ignore[attr-defined]
+    assert reached == 0
+
+
 @pytest.fixture
 def sentinel_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL)
 
 
 async def test_attacks_on_the_ssh_runner(
-    make_project: MakeProject, tmp_path: Path, sentinel_key: None
+    make_project: MakeProject,
+    tmp_path: Path,
+    sentinel_key: None,
+    machine: dict[str, object],  # noqa: F811
 ) -> None:
     from sshd import sshd_missing, start_sshd
 
@@ -90,12 +110,16 @@ async def test_attacks_on_the_ssh_runner(
         await attacked_loop(root)
         bases = list(remote.rglob("base/prepare.py"))
         assert bases and all("forged" not in p.read_text() for p in bases)
+        await machine_loop(make_project(config=config, name="machine"), machine)
     finally:
         sshd.stop()
 
 
 async def test_attacks_on_the_ray_runner(
-    make_project: MakeProject, tmp_path_factory: pytest.TempPathFactory, sentinel_key: None
+    make_project: MakeProject,
+    tmp_path_factory: pytest.TempPathFactory,
+    sentinel_key: None,
+    machine: dict[str, object],  # noqa: F811
 ) -> None:
     from rayhead import ray_missing, start_ray_head
 
@@ -116,5 +140,6 @@ async def test_attacks_on_the_ray_runner(
         root = make_project(config=config)
         await attacked_loop(root)
         assert os.environ["ANTHROPIC_API_KEY"] == SENTINEL
+        await machine_loop(make_project(config=config, name="machine"), machine)
     finally:
         head.stop()
