@@ -24,7 +24,11 @@ if [[ ${1:-} == --lock ]]; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The editable install leaves an egg-info beside the package; one left there would make
+# `PYTHONPATH=server` look installed, so it goes with the venv unless it was there before.
+leftover=server/ratchet.egg-info
+[[ -e $leftover ]] && leftover=
+trap 'rm -rf "$work" ${leftover:+"$leftover"}' EXIT
 venv="$work/venv"
 # Nothing from this shell may pin or shadow what the venv installs.
 unset PIP_CONSTRAINT PYTHONPATH VIRTUAL_ENV
@@ -61,6 +65,8 @@ PY
 
 say "a fresh venv with the newest releases (upper bounds dropped)"
 python3 -m venv "$venv"
+# setuptools is a dependency (of torch): the newest, not the one the venv came with.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
 mapfile -t listed <<<"$requirements"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${listed[@]}"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -78,11 +84,11 @@ def canonical(name: str) -> str:
 lines = open("constraints.txt").read().splitlines()
 header = lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
 pinned = dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
-installed = {
-    canonical(d.metadata["Name"]): d.version.split("+")[0]  # torch's +cpu: the build, not the release
-    for d in metadata.distributions()
-}
-installed = {n: v for n, v in installed.items() if n not in ("ratchet", "pip", "setuptools")}
+installed: dict[str, str] = {}
+for dist in metadata.distributions():  # the first found is the one imported
+    # torch's +cpu is the wheel's build, not the release
+    installed.setdefault(canonical(dist.metadata["Name"]), dist.version.split("+")[0])
+installed = {n: v for n, v in installed.items() if n not in ("ratchet", "pip")}
 moved = [
     f"  {name}: {pinned.get(name, '(not pinned)')} -> {version}"
     for name, version in sorted(installed.items())
