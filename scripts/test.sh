@@ -6,8 +6,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 started=$SECONDS
 
-say "Python packages"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test,examples]'
+say "Python packages, pinned by constraints.txt"
+# The versions the tests last passed with, for this install and for every pip a test starts
+# (the wheel installed into a clean venv): a release made since cannot change the outcome.
+# `bash scripts/check-newest.sh` is how the newest are tried (README, "Dependencies and drift").
+export PIP_CONSTRAINT="$PWD/constraints.txt"
+python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,examples]'
 
 say "Debian packages for the ssh runner's tests"
 bash scripts/install-test-deps.sh

@@ -266,6 +266,18 @@ async def test_a_stream_cut_off_midway_is_retried(api: FakeAnthropic) -> None:
     assert len(api.requests[1].messages) == 1
 
 
+async def test_cuts_midway_are_retried_within_the_same_bound(api: FakeAnthropic) -> None:
+    # Whether the SDK raises the cut as its own APIConnectionError (2.17) or the transport's
+    # error (before), it is retried here, each try traced, and the count stays bounded.
+    api.script(*[cut(REPLACE, after=3) for _ in range(10)])
+    proposal = await propose(api)
+    assert proposal.failure is not None and "failed 4 times" in proposal.failure
+    assert len(api.requests) == FAST.attempts
+    errors = [r for r in proposal.trace if r["kind"] == "api_error"]
+    assert [r["attempt"] for r in errors] == [1, 2, 3, 4]
+    assert all(r["retryable"] for r in errors)
+
+
 async def test_retries_are_bounded_and_then_recorded_as_a_failure(api: FakeAnthropic) -> None:
     api.script(*[http_error(529) for _ in range(10)])
     started = time.monotonic()

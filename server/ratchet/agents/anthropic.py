@@ -38,7 +38,6 @@ from .streaming import (
     RetryPolicy,
     Turn,
     accumulate,
-    before_the_stream,
     count_attempts,
     with_cache_mark,
 )
@@ -330,7 +329,9 @@ class AnthropicAgent:
         turn_number: int,
     ) -> Turn:
         """Streams one turn. What fails before the stream starts the SDK has retried
-        already; a stream cut or failing midway is tried again here, within the same count."""
+        already; a stream cut or failing midway is tried again here, within the same count.
+        Which of the two it was is told by where it was raised, not by its type: the SDK
+        raises `APIConnectionError` for both from 2.17 on."""
         attempts = Attempts(session.trace, turn_number, self._describe)
         token = ATTEMPTS.set(attempts)
         try:
@@ -354,7 +355,7 @@ class AnthropicAgent:
             except Exception as error:
                 session.usage.add(turn.usage)  # a cut stream was still billed its input
                 retryable, why = self._describe(error)
-                if before_the_stream(error):  # the SDK's own retries are spent, or it gave up
+                if not turn.opened:  # the SDK's own retries are spent, or it gave up
                     if retryable and attempts.count > 1:
                         why = f"the Anthropic API failed {attempts.count} times; last: {why}"
                     raise Fatal(why) from None
@@ -409,6 +410,7 @@ class AnthropicAgent:
             messages=cast(Any, messages),
             stream=True,
         )
+        turn.opened = True
         try:
             async for event in stream:
                 accumulate(turn, event.to_dict())

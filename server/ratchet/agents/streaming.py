@@ -98,8 +98,9 @@ def _status_error(http: Any) -> anthropic.APIStatusError:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP library's network errors (the SDK uses httpx, or httpx2 in later versions):
-    raised, unwrapped, when a streamed body is cut off midway."""
+    """The HTTP library's network errors (httpx2, or httpx in older SDKs): SDKs before 2.17
+    raise them unwrapped when a streamed body is cut off midway; 2.17 wraps them in
+    `APIConnectionError`."""
     found: list[type[BaseException]] = []
     for name in ("httpx2", "httpx"):
         try:
@@ -130,6 +131,7 @@ class Turn:
     content: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
+    opened: bool = False  # the request was answered and its stream began
     done: bool = False  # saw message_stop
 
     @property
@@ -273,11 +275,3 @@ def with_cache_mark(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     content[-1]["cache_control"] = {"type": "ephemeral"}
     last["content"] = content
     return marked
-
-
-def before_the_stream(error: Exception) -> bool:
-    """An error the SDK raised for the request itself (its status, or no connection), which
-    its retries have already had their go at; not one from inside a started stream."""
-    if isinstance(error, anthropic.APIStatusError):
-        return error.status_code >= 400
-    return isinstance(error, anthropic.APIConnectionError)
