@@ -5,16 +5,20 @@ voided or harmless, and an honest edit in the same loop is still kept."""
 from __future__ import annotations
 
 import ast
+import json
+import os
+import shlex
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent
-from conftest import MakeProject, commit_all
+from conftest import MakeProject, commit_all, git
 from loops import engine_for, run
 from ratchet.experiment import Status
 from ratchet.runners.sandbox import find_bwrap, probe
-from test_sandbox_attacks import FAST, attack
+from test_sandbox_attacks import FAST, attack, copy_agentic
 
 pytestmark = pytest.mark.skipif(
     probe(find_bwrap()) is not None, reason="no bubblewrap sandbox can start here"
@@ -167,3 +171,139 @@ async def test_a_planted_repository_in_a_subfolder_project_is_gone_next_run(
     assert honest.status is Status.KEPT, honest.reason
     assert planted(Path(honest.log_path).read_text(), link=False) == []
     assert not marker.exists()
+
+
+# --- (b) what a command agent can find -------------------------------------------------------
+
+SPY = """\
+import json, os, subprocess, sys, time
+TOOLCHAINS = {".pyenv", ".cargo", ".rustup", ".nvm", ".local", "site-packages", "node_modules"}
+project, repo, report_path, needle = sys.argv[2:6]
+prompt = open(sys.argv[1]).read()
+report = {"scratch": sorted(os.listdir(".")), "found": [], "walked": 0, "writes": []}
+report["scratch_labels"] = [
+    os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs if f == "tasks.jsonl"
+]
+targets = [os.path.join(project, n) for n in ("tasks.jsonl", "ratchet.toml", "triage.py")]
+targets += [os.path.join(project, ".ratchet", n) for n in ("ledger.sqlite", "worktrees")]
+targets += [os.path.join(repo, ".git", "HEAD"), os.path.join(repo, ".git", "config")]
+for target in targets:
+    if os.path.exists(target):
+        report["found"].append(target)
+for folder in (project, os.path.join(project, ".ratchet")):
+    try:
+        open(os.path.join(folder, "STOLEN"), "w").write("x")
+        report["writes"].append(folder)  # inside the sandbox: a throwaway tmpfs
+    except OSError:
+        pass
+done = subprocess.run(["git", "-C", project, "log", "-1"], capture_output=True)
+report["git_log"] = done.returncode
+# Where a project, its labels or its ledger could be: every ancestor of the project, /tmp, home.
+roots = [os.path.dirname(project), "/tmp", os.path.expanduser("~")]
+parent = project
+while parent != "/":
+    parent = os.path.dirname(parent)
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        if name in ("tasks.jsonl", "ledger.sqlite"):
+            report["found"].append(os.path.join(parent, name))
+deadline = time.monotonic() + 20  # unsandboxed (the control), /tmp and home are large
+report["walk_complete"] = True
+for root in roots:
+    for d, ds, fs in os.walk(root):
+        if time.monotonic() > deadline:
+            report["walk_complete"] = False
+            break
+        ds[:] = [x for x in ds if x not in TOOLCHAINS]  # read-only installations, bound back
+        report["walked"] += 1
+        for f in fs:
+            path = os.path.join(d, f)
+            if f in ("tasks.jsonl", "ledger.sqlite"):
+                report["found"].append(path)
+            elif not os.path.isfile(path) or os.path.islink(path):  # a FIFO would block
+                continue
+            elif f.endswith((".jsonl", ".txt", ".py")) and os.path.getsize(path) < 1 << 20:
+                try:
+                    if needle in open(path, errors="replace").read():
+                        report["found"].append(path)
+                except OSError:
+                    pass
+report["home"] = sorted(os.listdir(os.path.expanduser("~")))
+report["key"] = os.environ.get("ANTHROPIC_API_KEY", "")
+report["prompt_has_needle"] = needle in prompt
+json.dump(report, open(report_path, "w"))
+text = open("triage.py").read().replace("MIN_SCORE = 1.05", "MIN_SCORE = 0.5")
+open("triage.py", "w").write(text)
+print("lower the threshold")
+"""
+AGENT_KEY = "sk-ant-agentview-key-for-the-agent-0123456789"
+
+
+def spy_project(tmp_path: Path, sandbox: str) -> tuple[Path, Path]:
+    """The agentic example (labels in tasks.jsonl, `eval_only`) proposed for by a command
+    agent that looks for what it must not see; returns (project, its report file)."""
+    folder = copy_agentic(tmp_path)
+    tools = tmp_path / "agent-bin"  # apart from the project: bound back read-only
+    config = tmp_path / "agent-config"  # the agent's declared config folder
+    tools.mkdir()
+    config.mkdir()
+    spy = tools / "spy.py"
+    spy.write_text(SPY)
+    needle = (folder / "tasks.jsonl").read_text().splitlines()[0]
+    report = config / "report.json"
+    words = [sys.executable, spy, "{prompt_file}", folder, folder, report, needle]
+    run_line = " ".join(shlex.quote(str(w)) for w in words)
+    toml = folder / "ratchet.toml"
+    text = toml.read_text().split("[agent]")[0]
+    text += f"[agent]\nkind = \"command\"\nrun = '''{run_line}'''\n"
+    text += 'repair_attempts = 0\ntimeout = "90s"\n'
+    text += f'sandbox_read = ["{tools}"]\nsandbox_write = ["{config}"]\n\n'
+    text += "[judge]\nbaseline_runs = 1\n\n"
+    text += f'[runner]\nkind = "local"\ngpus = []\n\n[sandbox]\nkind = "{sandbox}"\n'
+    toml.write_text(text)
+    git(folder, "commit", "-qam", "a command agent")
+    return folder, report
+
+
+async def test_a_command_agent_finds_no_labels_repository_nor_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_KEY)
+    folder, report_path = spy_project(tmp_path, "bwrap")
+    engine = engine_for(folder, tag="a")
+    await run(engine, 2)
+    report = json.loads(report_path.read_text())
+    # its scratch copy: the project's files but the labels
+    assert "triage.py" in report["scratch"] and "evaluate.py" in report["scratch"]
+    assert report["scratch_labels"] == [] and "tasks.jsonl" not in report["scratch"]
+    # the repository, the project, .ratchet/ and the labels: nowhere to be seen or written
+    assert report["found"] == [], report["found"]
+    assert report["walked"] > 0 and report["walk_complete"] and report["git_log"] != 0
+    assert not list(folder.rglob("STOLEN"))
+    # a private home: only the toolchains on PATH are bound back into it
+    home = Path.home()
+    toolchains = {
+        Path(p).relative_to(home).parts[0]
+        for p in [*os.environ["PATH"].split(os.pathsep), sys.prefix, sys.base_prefix]
+        if p.startswith(str(home) + "/")
+    }
+    assert set(report["home"]) <= toolchains, report["home"]
+    assert report["key"] == AGENT_KEY and not report["prompt_has_needle"]
+    _baseline, proposed = engine.ledger.experiments("a")
+    assert proposed.status is Status.KEPT, proposed.reason
+
+
+async def test_without_its_sandbox_the_same_agent_finds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: the spy does find the repository and the ledger when `[sandbox] kind =
+    "none"` opts the agent out (its scratch copy still holds no labels)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_KEY)
+    folder, report_path = spy_project(tmp_path, "none")
+    await run(engine_for(folder, tag="a"), 2)
+    report = json.loads(report_path.read_text())
+    assert report["scratch_labels"] == []
+    found = set(report["found"])
+    assert (
+        str(folder / "tasks.jsonl") in found and str(folder / ".ratchet" / "ledger.sqlite") in found
+    )
+    assert str(folder / ".git" / "HEAD") in found and report["git_log"] == 0

@@ -3,7 +3,10 @@
 
 It runs in a scratch copy of the project (a temporary folder holding the project's tracked
 files, the editable file at the current best and program.md, made a git repository of its
-own), never in the user's tree nor in the engine's worktrees. Every file it changes, adds or
+own), never in the user's tree nor in the engine's worktrees. Files only the evaluator may
+read (`[metric] eval_only`, holdout data) are never in it, and unless `[sandbox] kind =
+"none"` the agent runs in a sandbox of its own (agents/confine.py) that hides the repository,
+the project and `.ratchet/`. Every file it changes, adds or
 deletes comes back in Proposal.edits, so the engine's guard refuses an edit outside the
 editable file. The description is the first line of `.ratchet-description` if the agent
 writes it, else the last line it printed; its output is the trace.
@@ -37,6 +40,7 @@ from ..experiment import Proposal, ProposalContext
 from ..runners.processes import TOKEN_VARIABLE, kill_tree
 from ..traces import redact, redact_text
 from . import prompt as prompts
+from .confine import AgentSandbox
 from .prompt import DESCRIPTION_FILE
 
 PLACEHOLDER = re.compile(r"\{(prompt_file|prompt|editable)\}")
@@ -48,6 +52,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 # What tools leave behind and is no edit: kept out of the change set.
 _EXCLUDED = ("__pycache__/", "*.pyc", ".aider*", ".DS_Store")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
+# Ratchet's own git in the scratch copy runs nothing an agent could have configured there.
+_GIT_NEUTRAL = (
+    "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.fsmonitor=false",
+)  # fmt: skip
 
 
 def parse_run(run: str) -> list[str]:
@@ -91,6 +99,8 @@ class CommandAgent:
         description_file: str = DESCRIPTION_FILE,
         environ: dict[str, str] | None = None,
         kill_grace_s: float = 2.0,
+        hidden_files: Sequence[str] = (),
+        sandbox: AgentSandbox | None = None,
     ) -> None:
         self.template = parse_run(run)
         self.run = run
@@ -101,6 +111,8 @@ class CommandAgent:
         self.timeout_s = timeout_s
         self.description_file = description_file
         self.kill_grace_s = kill_grace_s
+        self.hidden_files = tuple(hidden_files)  # the evaluator's alone: never copied
+        self.sandbox = sandbox
         self._environ = dict(os.environ if environ is None else environ)
         key = self._environ.get(api_key_env, "")
         self._secrets = [s for s in (key, self._environ.get("ANTHROPIC_API_KEY", "")) if s]
@@ -111,6 +123,7 @@ class CommandAgent:
             raise RatchetError(
                 'the command agent needs `run` in [agent], e.g. run = "claude -p {prompt_file}"'
             )
+        withheld = hidden_files(config)
         options: dict[str, Any] = {
             "root": config.root,
             "editable": config.loop.editable,
@@ -118,6 +131,8 @@ class CommandAgent:
             "program": config.loop.program,
             "timeout_s": config.agent.timeout_s,
             "api_key_env": config.agent.api_key_env,
+            "hidden_files": withheld,
+            "sandbox": AgentSandbox.from_config(config, withheld),
         }
         options.update(overrides)
         return cls(config.agent.run, **options)
@@ -239,7 +254,7 @@ class CommandAgent:
 
     def _git_bytes(self, cwd: Path, args: tuple[str, ...], failure: str) -> bytes:
         done = subprocess.run(
-            ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
+            ["git", *_GIT_NEUTRAL, *args],
             cwd=cwd,
             env=self._git_env(),
             capture_output=True,
@@ -298,7 +313,7 @@ class CommandAgent:
         with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
             for member in archive.getmembers():
                 name = member.name
-                if not member.isfile() or name == editable or name.startswith(".ratchet/"):
+                if not member.isfile() or name == editable or self._withheld(name):
                     continue
                 if member.size > MAX_FILE_BYTES or member.size > budget:
                     continue
@@ -314,7 +329,7 @@ class CommandAgent:
         budget = MAX_COPY_BYTES
         wanted = [*self._tracked(), *self._expand(self.locked)]
         for relative in dict.fromkeys(wanted):
-            if relative.startswith(".ratchet/") or relative == editable:
+            if relative == editable or self._withheld(relative):
                 continue
             source = self.root / relative
             if source.is_symlink() or not source.is_file():
@@ -326,6 +341,13 @@ class CommandAgent:
             target = project / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
+
+    def _withheld(self, relative: str) -> bool:
+        """Ratchet's own folder and the evaluator's files (a file, or a folder's contents)."""
+        return any(
+            relative == hidden or relative.startswith(hidden.rstrip("/") + "/")
+            for hidden in (".ratchet", *self.hidden_files)
+        )
 
     def _expand(self, paths: Iterable[str]) -> list[str]:
         """Locked entries may be folders: their files, relative to the root."""
@@ -374,15 +396,19 @@ class CommandAgent:
         """(exit code, timed out, output, seconds). The whole process tree is killed at the
         time limit, and whatever the agent left running is killed when it exits."""
         token = uuid.uuid4().hex
+        variables = {
+            TOKEN_VARIABLE: token,
+            "RATCHET_PROMPT_FILE": str(prompt_file),
+            "RATCHET_DESCRIPTION_FILE": str(cwd / self.description_file),
+            "RATCHET_EDITABLE": self.editable,
+        }
         env = {k: v for k, v in self._environ.items() if k not in _GIT_ENV_DROP}
-        env.update(
-            {
-                TOKEN_VARIABLE: token,
-                "RATCHET_PROMPT_FILE": str(prompt_file),
-                "RATCHET_DESCRIPTION_FILE": str(cwd / self.description_file),
-                "RATCHET_EDITABLE": self.editable,
-            }
-        )
+        env.update(variables)
+        if self.sandbox is not None:
+            try:  # its processes keep the token: kill_tree finds them in the sandbox too
+                argv, env = self.sandbox.wrap(argv, cwd, prompt_file, self._environ, variables)
+            except RatchetError as error:
+                return 126, False, str(error), 0.0
         started = time.monotonic()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -436,6 +462,12 @@ class CommandAgent:
         seconds = time.monotonic() - started
         text = bytes(output[-OUTPUT_KEEP_BYTES:]).decode("utf-8", errors="replace")
         return process.returncode, timed_out, text, seconds
+
+
+def hidden_files(config: Config) -> tuple[str, ...]:
+    """What the agent never reads: the evaluator's files, and holdout data if declared."""
+    holdout: tuple[str, ...] = tuple(getattr(config.metric, "holdout_only", ()) or ())
+    return (*config.metric.eval_only, *holdout)
 
 
 def _last_line(text: str, first: bool = False) -> str:
