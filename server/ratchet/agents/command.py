@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +40,15 @@ from ..traces import redact, redact_text
 from . import prompt as prompts
 from .confine import AgentSandbox
 from .prompt import DESCRIPTION_FILE
+from .scratch import ProjectFiles, git_output
 
 PLACEHOLDER = re.compile(r"\{(prompt_file|prompt|editable)\}")
 OUTPUT_KEEP_BYTES = 200_000  # the end of the agent's output kept for the trace
-MAX_FILE_BYTES = 5_000_000  # larger tracked files (data) are not copied into the scratch
-MAX_COPY_BYTES = 200_000_000
 DESCRIPTION_CHARS = 200
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 # What tools leave behind and is no edit: kept out of the change set.
 _EXCLUDED = ("__pycache__/", "*.pyc", ".aider*", ".DS_Store")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
-# Ratchet's own git in the scratch copy runs nothing an agent could have configured there.
-_GIT_NEUTRAL = (
-    "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.fsmonitor=false",
-)  # fmt: skip
 
 
 def parse_run(run: str) -> list[str]:
@@ -253,40 +246,13 @@ class CommandAgent:
         return self._git_bytes(cwd, args, failure).decode("utf-8", "replace")
 
     def _git_bytes(self, cwd: Path, args: tuple[str, ...], failure: str) -> bytes:
-        done = subprocess.run(
-            ["git", *_GIT_NEUTRAL, *args],
-            cwd=cwd,
-            env=self._git_env(),
-            capture_output=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip()
-            raise RatchetError(f"{failure}: {message}")
-        return done.stdout
-
-    def _tracked(self) -> list[str]:
-        try:
-            done = subprocess.run(
-                ["git", "ls-files", "-z", "--cached"],
-                cwd=self.root,
-                env=self._git_env(),
-                capture_output=True,
-                check=False,
-            )
-        except OSError:
-            return []
-        if done.returncode != 0:
-            return []
-        return [p for p in done.stdout.decode("utf-8", "replace").split("\0") if p]
+        return git_output(cwd, args, self._git_env(), failure)
 
     def _prepare(self, project: Path, context: ProposalContext, text: str) -> str:
         """Fills the scratch copy and commits it; returns that commit. The files come from the
         loop's current best (its commit), never from the user's working tree."""
-        if context.base_commit:
-            self._export(project, context.base_commit, context.editable_path)
-        else:
-            self._copy_working_tree(project, context.editable_path)
+        files = ProjectFiles(self.root, self.locked, self.hidden_files, self._git_env())
+        files.copy_into(project, context.base_commit, context.editable_path)
         editable = project / context.editable_path
         editable.parent.mkdir(parents=True, exist_ok=True)
         editable.write_text(text, encoding="utf-8")
@@ -301,68 +267,6 @@ class CommandAgent:
         self._git(project, "add", "-A", "-f", ".")
         self._git(project, "commit", "-q", "--allow-empty", "-m", "ratchet: the current best")
         return self._git(project, "rev-parse", "HEAD").strip()
-
-    def _export(self, project: Path, commit: str, editable: str) -> None:
-        """The project's files as `commit` has them (a `git archive` of its folder)."""
-        tar = self._git_bytes(
-            self.root,
-            ("archive", "--format=tar", f"{commit}:./"),
-            "git archive of the loop's best failed",
-        )
-        budget = MAX_COPY_BYTES
-        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-            for member in archive.getmembers():
-                name = member.name
-                if not member.isfile() or name == editable or self._withheld(name):
-                    continue
-                if member.size > MAX_FILE_BYTES or member.size > budget:
-                    continue
-                budget -= member.size
-                source = archive.extractfile(member)
-                if source is None:
-                    continue
-                target = project / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read())
-
-    def _copy_working_tree(self, project: Path, editable: str) -> None:
-        budget = MAX_COPY_BYTES
-        wanted = [*self._tracked(), *self._expand(self.locked)]
-        for relative in dict.fromkeys(wanted):
-            if relative == editable or self._withheld(relative):
-                continue
-            source = self.root / relative
-            if source.is_symlink() or not source.is_file():
-                continue
-            size = source.stat().st_size
-            if size > MAX_FILE_BYTES or size > budget:
-                continue
-            budget -= size
-            target = project / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-
-    def _withheld(self, relative: str) -> bool:
-        """Ratchet's own folder and the evaluator's files (a file, or a folder's contents)."""
-        return any(
-            relative == hidden or relative.startswith(hidden.rstrip("/") + "/")
-            for hidden in (".ratchet", *self.hidden_files)
-        )
-
-    def _expand(self, paths: Iterable[str]) -> list[str]:
-        """Locked entries may be folders: their files, relative to the root."""
-        found = []
-        for relative in paths:
-            target = self.root / relative
-            if target.is_dir():
-                found += [
-                    child.relative_to(self.root).as_posix()
-                    for child in sorted(target.rglob("*"))
-                    if child.is_file()
-                ]
-            else:
-                found.append(relative)
-        return found
 
     def _changes(self, project: Path, base: str) -> dict[str, str]:
         """Every file that differs from the scratch copy's first commit (committed by the
