@@ -72,12 +72,14 @@ IGNORE = leaves(
 )
 
 
-def git_state(marker: Path) -> tuple[object, str]:
-    """Git's own places: the admin folder (through the run folder's link, or above it), a
-    nested repository whose monitor would run `touch marker`, submodules, a config file."""
+def git_state(marker: Path, admin: Path) -> tuple[object, str]:
+    """Git's own places: the admin folder (through the run folder's link, above it, or by its
+    path: the slots' per-worktree config lives in `admin/worktrees/`), a nested repository
+    whose monitor would run `touch marker`, submodules, a config file."""
     return leaves(
         "git state",
         f"""
+        print("admin seen:", os.path.exists("{admin}/worktrees"), os.path.exists("{admin}/HEAD"))
         for where in (".git/info/attributes", ".git/config", "../.git/info/attributes",
                       "../../.git/info/attributes", "../../../.git/info/attributes"):
             try:
@@ -119,8 +121,8 @@ async def test_a_run_leaves_nothing_that_shapes_the_next_checkout(
     make_project: MakeProject, tmp_path: Path
 ) -> None:
     marker = tmp_path / "monitor-ran"
-    attacks = [ATTRIBUTES, ENCODING, FILTER, IGNORE, git_state(marker)]
     root = make_project(config=FAST)
+    attacks = [ATTRIBUTES, ENCODING, FILTER, IGNORE, git_state(marker, root / ".git")]
     engine = engine_for(root, ScriptedAgent([*attacks, (honest_probe, "honest: width 12")]))
     await run(engine, len(attacks) + 2)
     rows = engine.ledger.experiments("t")
@@ -138,6 +140,7 @@ async def test_a_run_leaves_nothing_that_shapes_the_next_checkout(
     admin = root / ".git"
     assert not (admin / "info" / "attributes").exists()
     assert "crlf" not in (admin / "config").read_text()
+    assert "admin seen: False False" in logs[-2], logs[-2]
     # the worktree's link to the repository is not there to read
     assert "link: ''" in logs[-2] or "link: PermissionError" in logs[-2], logs[-2]
 
