@@ -234,7 +234,13 @@ class Editor:
         )
 
 
-async def start_editor(root: Path, capabilities: types.ClientCapabilities = CAPABILITIES) -> Editor:
+async def start_editor(
+    root: Path,
+    capabilities: types.ClientCapabilities = CAPABILITIES,
+    without: tuple[str, ...] = (),
+) -> Editor:
+    """A real client and the server in a process of its own; `without`: variables its
+    environment lacks (an editor started from a dock has no API key)."""
     client = make_test_lsp_client()
     editor = Editor(client, root)
 
@@ -274,7 +280,8 @@ async def start_editor(root: Path, capabilities: types.ClientCapabilities = CAPA
     union = Union[types.Command, types.CodeAction]  # noqa: UP007 (the type lsprotocol uses)
     converter.register_structure_hook(union, command_or_action)
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in without}
+    env["PYTHONUNBUFFERED"] = "1"
     await client.start_io(sys.executable, "-m", "ratchet.cli", "serve", cwd=str(root), env=env)
     result = await client.initialize_session(
         types.InitializeParams(

@@ -154,3 +154,84 @@ def test_the_review_gate_without_a_terminal_says_how_to_answer(make_project: Mak
     result = ratchet(root, "run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert 'review = "auto"' in result.stderr and "editor" in result.stderr
+
+
+def test_readers_never_write_and_a_damaged_record_is_one_clear_line(
+    make_project: MakeProject,
+) -> None:
+    root = make_project()
+    assert ratchet(root, "run", "--max-experiments", "2", "--tag", "r").returncode == 0
+    folder = root / ".ratchet"
+    ledger = folder / "ledger.sqlite"
+
+    def state() -> dict[str, tuple[int, int]]:
+        """Every file of .ratchet/ but SQLite's own shared-memory pair, which any reader of a
+        WAL database maps (it holds no record)."""
+        return {
+            p.name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.iterdir()
+            if not p.name.endswith(("-wal", "-shm"))
+        }
+
+    before = state()
+    for args in (("log",), ("log", "--json"), ("log", "--tsv"), ("show", "1")):
+        assert ratchet(root, *args).returncode == 0, args
+    assert state() == before  # not a byte of the record, nor a new file beside it
+
+    for bad in ("bad tag", "a..b", "-x", "x.lock"):
+        refused = ratchet(root, "log", f"--tag={bad}")
+        assert refused.returncode == 2 and "cannot name a loop" in refused.stderr, bad
+        assert "Traceback" not in refused.stderr
+
+    good = ledger.read_bytes()
+    for damage, said in ((b"", "empty (0 bytes)"), (b"not a database" * 100, "cannot be read")):
+        for suffix in ("-wal", "-shm"):
+            (folder / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
+        ledger.write_bytes(damage)
+        for args in (("log",), ("run", "--max-experiments", "1")):
+            result = ratchet(root, *args)
+            assert result.returncode == 2, (args, result.stderr)
+            assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+            assert len(result.stderr.strip().splitlines()) <= 3  # one line, perhaps wrapped
+        assert ledger.read_bytes() == damage  # refused, never "repaired" into a new record
+    ledger.write_bytes(good)
+
+
+SPENT = """\
+FLAG = True
+print("score: 1.0" if FLAG else "score: 2.0")
+"""
+
+
+def test_an_agent_with_nothing_left_ends_the_loop_and_the_exit_summary_is_bounded(
+    make_project: MakeProject,
+) -> None:
+    one_run = CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 1\n\n[agent]")
+    spent = make_project(train=SPENT, config=one_run.replace("mutate", "portfolio"), name="spent")
+    # No --max-experiments: only the agent's running out can end this loop.
+    result = ratchet(spent, "run", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no more proposals: the portfolio agent drew" in " ".join(result.stdout.split())
+    statuses = [row["status"] for row in json.loads(ratchet(spent, "log", "--json").stdout)]
+    assert statuses[:2] == ["kept", "discarded"] and set(statuses[2:]) == {"invalid"}
+    assert len(statuses) <= 2 + 3 + 2  # three in a row close it; a slot may have had one more
+
+    root = make_project(config=one_run)
+    result = ratchet(root, "run", "--max-experiments", "26", timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("│")[0].strip() for line in result.stdout.splitlines() if "│" in line]
+    numbers = [int(n) for n in rows if n.isdigit()]
+    assert numbers and len(numbers) <= 20 and numbers[-1] == 25, numbers
+    assert "(and 6 earlier experiments: `ratchet log --all`)" in result.stdout
+
+
+def test_a_running_experiment_shows_its_time_so_far() -> None:
+    from ratchet.experiment import Experiment, Status
+    from ratchet.view import experiments_table
+    from rich.console import Console
+
+    running = Experiment(3, "t", Status.RUNNING, "slow one", "portfolio", "abc")
+    running.started_at = time.time() - 75
+    console = Console(width=120, record=True)
+    console.print(experiments_table([running], "score"))
+    assert "1:15" in console.export_text() or "1:16" in console.export_text()

@@ -126,3 +126,16 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_command_agent_needs_run(root: Path) -> None:
     error = error_of(GOOD + '\n[agent]\nkind = "command"\n', root)
     assert error.line == 12 and "needs `run`" in error.message
+
+
+def test_a_byte_order_mark_is_not_a_key(root: Path) -> None:
+    (root / "ratchet.toml").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert load_config(root).metric.name == "val_bpb"
+
+
+def test_a_pattern_needs_exactly_one_group(root: Path) -> None:
+    two = GOOD + "pattern = 'bpb=([0-9.]+) (ms|s)'\n"
+    error = error_of(two, root)
+    assert error.line == 10 and "has 2 capturing groups; it needs exactly one" in str(error)
+    one = GOOD + "pattern = 'bpb=([0-9.]+) (?:ms|s)'\n"
+    assert parse_config(one, root).metric.pattern == "bpb=([0-9.]+) (?:ms|s)"

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from conftest import CONFIG, MakeProject
 from loops import engine_for, run, statuses
 from ratchet.config import load_config
 from ratchet.engine import Engine
-from ratchet.events import ExperimentStarted, LoopStateChanged
+from ratchet.events import ExperimentFinished, ExperimentStarted, LoopStateChanged
 from ratchet.experiment import Proposal, ProposalContext, Status
 from ratchet.ledger import SCHEMA_VERSION, Ledger
 from ratchet.runners.base import Job, OnLine, RunControl, RunOutcome, Slot
@@ -430,3 +431,81 @@ async def test_a_ledger_from_the_first_schema_opens_for_every_agent_kind(
         experiments[2].reason
     )
     assert Ledger(root / ".ratchet")._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+
+
+async def test_stop_cancels_a_proposal_in_flight_and_returns_within_seconds(
+    make_project: MakeProject,
+) -> None:
+    root = make_project()
+    agent = ScriptedAgent([], delay_s=600)  # an agent that would answer in ten minutes
+    engine = engine_for(root, agent)
+    loop = asyncio.create_task(engine.run(max_experiments=5))
+    deadline = time.monotonic() + 60
+    while not (agent.contexts and engine.history.finished) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the baseline measured; the agent is asked
+    assert agent.contexts and engine.history.finished, "the agent was never asked"
+    asked = time.monotonic()
+    engine.stop()
+    await asyncio.wait_for(loop, timeout=20)
+    assert time.monotonic() - asked < 10
+    await engine.close()
+    assert [str(e.status) for e in engine.ledger.experiments("t")] == ["kept"]
+
+
+async def _interrupt_when_started(engine: Engine, runs: int) -> None:
+    """Runs the loop and stops it half a second after an experiment starts."""
+
+    def stop(event: Any) -> None:
+        if isinstance(event, ExperimentStarted) and event.id > 0:
+            asyncio.get_running_loop().call_later(0.5, engine.stop)
+
+    engine.bus.subscribe(stop)
+    await within(run(engine, runs))
+
+
+async def test_interrupted_work_is_run_again_until_measured_or_said_dropped(
+    make_project: MakeProject,
+) -> None:
+    slow = (
+        "import time\nLR = 0.5\n\n\nWIDTH = 8\nif LR != 0.5:\n    time.sleep(3)\n"
+        "print('score:', (LR - 0.3) ** 2)\n"
+    )
+    root = make_project(train=slow)
+    await within(run(engine_for(root, ScriptedAgent([])), 1))
+    person = engine_for(root, ScriptedAgent([]))
+    await person.open()
+    await person.submit(slow.replace("LR = 0.5", "LR = 0.4"), "a person's slow edit")
+    await person.close()
+    for _ in range(3):  # interrupted three times in a row, each time on a new start
+        await _interrupt_when_started(engine_for(root, ScriptedAgent([], delay_s=600)), 5)
+    again = engine_for(root, ScriptedAgent([], delay_s=600))
+    finished: list[int] = []
+    again.bus.subscribe(
+        lambda e: (
+            isinstance(e, ExperimentFinished)
+            and e.experiment.status is Status.KEPT
+            and (finished.append(e.experiment.id), again.stop())
+        )
+    )
+    await within(run(again, 5))
+    rows = again.ledger.experiments("t")
+    edits = [e for e in rows if e.description == "a person's slow edit"]
+    assert [str(e.status) for e in edits] == ["interrupted"] * 3 + ["kept"], rows
+    assert edits[-1].metric == pytest.approx(0.01)
+
+    # The agent's proposal is dropped after three interrupted starts, and the loop says so.
+    agent_slow = engine_for(
+        root, ScriptedAgent([(replace("LR = 0.4", "LR = 0.35"), "the agent's slow edit")])
+    )
+    await _interrupt_when_started(agent_slow, 99)
+    for _ in range(2):
+        await _interrupt_when_started(engine_for(root, ScriptedAgent([], delay_s=600)), 99)
+    said: list[str] = []
+    last = engine_for(root, ScriptedAgent([], delay_s=600))
+    last.bus.subscribe(lambda e: isinstance(e, LoopStateChanged) and said.append(e.message))
+    last.bus.subscribe(lambda e: isinstance(e, ExperimentStarted) and last.stop())
+    asyncio.get_running_loop().call_later(3.0, last.stop)  # nothing is left to start
+    await within(run(last, 99))
+    tried = [e for e in last.ledger.experiments("t") if e.description == "the agent's slow edit"]
+    assert len(tried) == 3 and all(str(e.status) == "interrupted" for e in tried)
+    assert any(f"exp {tried[-1].id}" in m and "interrupted 3 times" in m for m in said if m)

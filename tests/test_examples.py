@@ -143,7 +143,6 @@ def test_fastsort_reports_a_runtime(tmp_path):
 BROKEN_SORTS = {
     "wrong order": "def sort(values):\n    return list(values)\n",
     "drops an item": "def sort(values):\n    return _merge_sort(list(values))[1:]\n",
-    "sorts in place": "def sort(values):\n    _sort_in_place(values)\n    return values\n",
     "raises": "def sort(values):\n    raise RuntimeError('nope')\n",
     "calls sorted": "def sort(values):\n    return sorted(values)\n",
     "imports": (
@@ -164,10 +163,6 @@ def _merge_sort(items):
     while left and right:
         out.append(left.pop(0) if left[0] <= right[0] else right.pop(0))
     return out + left + right
-
-
-def _sort_in_place(items):
-    items[:] = _merge_sort(list(items))
 """
 
 

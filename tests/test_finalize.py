@@ -3,6 +3,8 @@ never moves; keeps left out, a keep that no longer applies, squash, and a patch 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,20 @@ def test_the_offered_command_measures_the_review_branch_again(
     baseline = ledger.experiments("t-check")[0]
     assert baseline.source == "baseline" and baseline.metric == pytest.approx(0.0025)
     ledger.close()
+
+
+def test_a_killed_finalize_leaves_no_worktree_behind(project: Path, tmp_path: Path) -> None:
+    # What a SIGKILL in the middle of a finalize leaves: its scratch worktree, registered,
+    # in a folder named after its (now dead) process.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    scratch = tmp_path / f"ratchet-finalize-{dead.pid}-killed" / "tree"
+    git(project, "worktree", "add", "--detach", "--quiet", str(scratch), "main")
+    assert str(scratch) in git(project, "worktree", "list")
+    # One of a finalize still running (this process) is left alone.
+    live = tmp_path / f"ratchet-finalize-{os.getpid()}-running" / "tree"
+    git(project, "worktree", "add", "--detach", "--quiet", str(live), "main")
+    assert main(["-C", str(project), "finalize"]) == 0
+    listed = git(project, "worktree", "list")
+    assert str(scratch) not in listed and not scratch.parent.exists()
+    assert str(live) in listed and live.exists()

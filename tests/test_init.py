@@ -16,6 +16,7 @@ from loops import engine_for, run
 from ratchet import initialize
 from ratchet.cli import main
 from ratchet.config import ConfigError, load_config
+from ratchet.ledger import Ledger
 
 PREPARE = textwrap.dedent(
     """\
@@ -109,7 +110,19 @@ def test_the_projects_interpreter_is_used(autoresearch: Path, tmp_path: Path) ->
     venv_python = autoresearch / ".venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.symlink_to(sys.executable)
-    assert initialize.guess(autoresearch).command == ".venv/bin/python train.py"
+    # By its absolute path: experiments run in worktrees, which hold no (git-ignored) .venv.
+    assert initialize.guess(autoresearch).command == f"{venv_python} train.py"
+    (autoresearch / ".gitignore").write_text(".venv/\n")
+    assert main(["-C", str(autoresearch), "init"]) == 0
+    toml = (autoresearch / "ratchet.toml").read_text()
+    assert f'command  = "{venv_python} train.py"' in toml
+    assert 'grace    = "' in toml  # warm-up and evaluation fit: not stopped at budget x 1.5
+    commit_all(autoresearch, "ratchet")
+    assert main(["-C", str(autoresearch), "run", "--max-experiments", "1"]) == 0  # as written
+    (baseline,) = Ledger(autoresearch / ".ratchet").experiments(
+        Ledger(autoresearch / ".ratchet").tags()[-1]
+    )
+    assert str(baseline.status) == "kept" and baseline.metric == pytest.approx(0.9979)
     venv_python.unlink()
     uv = tmp_path / "bin" / "uv"
     uv.write_text("#!/bin/sh\nexit 0\n")

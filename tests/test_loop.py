@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -140,15 +141,20 @@ async def test_a_baseline_without_a_metric_stops_with_an_error(
     assert any(isinstance(e, ExperimentFinished) for e in events)
 
 
-async def test_a_missing_command_is_a_crash_with_the_shell_saying_why(
+async def test_a_missing_command_is_refused_before_the_loop_exists(
     make_project: MakeProject,
 ) -> None:
     root = make_project(config=CONFIG.replace("{python} train.py", "no-such-program --flag"))
     engine = engine_for(root)
+    with pytest.raises(RatchetError, match=r"`no-such-program` not found.*nothing was started"):
+        await run(engine, 1)
+    assert engine.ledger.tags() == []  # no loop, no branch, no refs: nothing half-made
+    assert not git(root, "for-each-ref", "refs/ratchet", "refs/heads/ratchet")
+    # Mended, the same tag starts at once, its baseline run within the quota.
+    (root / "ratchet.toml").write_text(CONFIG.replace("{python}", sys.executable))
+    engine = engine_for(root)
     await run(engine, 1)
-    exp = engine.ledger.experiments("t")[0]
-    assert exp.status is Status.CRASHED
-    assert "exit code 127" in exp.reason and "not found" in exp.reason
+    assert [e.status for e in engine.ledger.experiments("t")] == [Status.KEPT]
 
 
 async def test_a_crash_after_the_baseline_is_recorded_and_the_loop_goes_on(

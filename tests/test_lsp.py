@@ -132,7 +132,8 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     assert final["gainPercent"] == pytest.approx(100 * (0.2 - best["metric"]) / 0.2)
 
     # Each finished experiment is an inlay hint at the end of the lines its change touched;
-    # the history is never a diagnostic (no squiggle, no Problems entry).
+    # the latest of each line is also a diagnostic at Hint severity (no squiggle, no Problems
+    # entry), so a plain LSP client sees results as diagnostics.
     async def results() -> dict[int, list[types.InlayHint]]:
         found: dict[int, list[types.InlayHint]] = {}
         for hint in await editor.inlay_hints("train.py"):
@@ -150,7 +151,25 @@ async def test_loop_results_as_diagnostics_actions_apply_and_revert(
     expected = {e["id"] for e in experiments[1:] if e["diff"] and locatable(e)}
     assert expected
     found = await editor.wait_async(results, lambda f: expected <= set(f), "a hint each")
-    assert not editor.diagnostics("train.py")
+    newest = {}  # line -> the newest experiment with a hint there
+    for number in sorted(found):
+        for hint in found[number]:
+            newest[hint.position.line] = number
+    shown = await editor.wait(
+        lambda: (d := editor.diagnostics("train.py")) and len(d) >= len(newest) and d,
+        "the latest results as diagnostics",
+    )
+    by_id = {e["id"]: e for e in experiments}
+    for diagnostic in shown:
+        assert diagnostic.severity == types.DiagnosticSeverity.Hint, diagnostic
+        assert diagnostic.source == "ratchet" and diagnostic.data["kind"] == "result"
+        exp = by_id[diagnostic.data["experiment"]]
+        assert diagnostic.message.startswith(expected_head(exp, experiments))
+        assert diagnostic.code == exp["status"]
+        assert newest[diagnostic.range.start.line] == exp["id"]  # only the newest of a line
+        (related,) = diagnostic.related_information or []
+        assert related.location.uri.endswith(".log")
+    assert {d.range.start.line for d in shown} == set(newest)
     for exp in experiments[1:]:
         blocks = parse_blocks(exp["diff"])
         # Located by the lines as they were or as the experiment made them.

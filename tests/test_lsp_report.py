@@ -5,7 +5,9 @@ left out, one that no longer applies, and bad arguments, each a plain sentence."
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +143,49 @@ async def test_bad_arguments_are_answered_with_what_is_wanted(editor: Editor) ->
             await editor.command(command, arguments)
         assert words in str(caught.value.message), (command, arguments)
     assert not (editor.root / ".ratchet" / "report.html").exists()
+
+
+async def test_a_finished_loop_opens_in_an_editor_without_the_agents_key(
+    make_project: MakeProject,
+) -> None:
+    root = make_project()
+    done = subprocess.run(
+        [sys.executable, "-m", "ratchet.cli", "-C", str(root), "run", "--max-experiments", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ANTHROPIC_API_KEY": "sk-ant-from-the-terminal"},
+    )
+    assert done.returncode == 0, done.stderr
+    # The loop ran from a terminal; the project now names the anthropic agent, and the
+    # editor was started from a dock: no key in its environment.
+    toml = root / "ratchet.toml"
+    toml.write_text(toml.read_text().replace('kind = "mutate"', 'kind = "anthropic"'))
+    folder = root / ".ratchet"
+
+    def record() -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+        }
+
+    before = record()
+    editor = await start_editor(root, without=("ANTHROPIC_API_KEY",))
+    try:
+        status = await editor.wait(
+            lambda: editor.statuses and editor.statuses[-1].get("total") == 3 and editor.status(),
+            "the finished loop's status",
+        )
+        assert status["state"] != "error" and not status.get("message"), status
+        rows = await editor.command("ratchet.experiments")
+        assert [row["id"] for row in rows] == [0, 1, 2]
+        editor.open("train.py")
+        hints = await editor.wait_async(
+            lambda: editor.inlay_hints("train.py"), bool, "the history on the code"
+        )
+        assert {hint.data["experiment"] for hint in hints} <= {1, 2}
+    finally:
+        await stop_editor(editor)
+        stop_loops(root)
+    assert record() == before  # the editor read the record and wrote nothing

@@ -134,6 +134,16 @@ local ok, err = pcall(function()
     end
     return judged
   end, 100)
+  -- The judged result is a diagnostic too, at Hint severity (a subtle mark, not a problem).
+  vim.wait(10000, function()
+    seen.results = {}
+    for _, d in ipairs(vim.diagnostic.get(bufnr)) do
+      if d.message:sub(1, 6) == "exp 1 " and not d.message:find("proposed") then
+        table.insert(seen.results, { message = d.message, severity = d.severity })
+      end
+    end
+    return #seen.results > 0
+  end, 100)
   client.request_sync("workspace/executeCommand", { command = "ratchet.stop" }, 40000, bufnr)
   step("stopped")
 end)
@@ -198,3 +208,5 @@ def test_neovim_sees_the_lenses_and_hints(make_project: MakeProject, tmp_path: P
     assert seen["accepted"] == {"experiment": 1, "accepted": True}
     results = [h for h in seen["history"] if h["kind"] == "result"]
     assert any(h["label"].startswith("exp 1 ") for h in results), seen["history"]
+    (result,) = seen["results"]  # the judged result as a diagnostic, at Hint severity
+    assert result["severity"] == 4 and result["message"].startswith("exp 1 "), seen["results"]

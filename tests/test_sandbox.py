@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -225,6 +227,66 @@ def test_ratchet_doctor_says_whether_runs_are_sandboxed(make_project: MakeProjec
         env={**os.environ, "COLUMNS": "300"},
     )
     assert "sandbox: bubblewrap" in done.stdout, done.stdout
+    assert f"runs as uid {os.geteuid()}" in done.stdout and "capability dropped" in done.stdout
+    assert "/proc/sys" in done.stdout and "hidden:" in done.stdout
+
+
+def test_the_kernel_knobs_are_read_only_and_its_memory_covered_in_the_argv(tmp_path: Path) -> None:
+    spec = SandboxSpec(bwrap="bwrap", run_dir=str(tmp_path), devices=())
+    joined = " ".join(build_argv(spec, ["true"]))
+    for name in ("sys", "sysrq-trigger", "fs"):
+        assert f"--ro-bind-try /proc/{name} /proc/{name}" in joined
+    for name in ("kcore", "kmsg", "timer_list"):
+        assert (f"--ro-bind /dev/null /proc/{name}" in joined) == os.path.isfile(f"/proc/{name}")
+    assert "--tmpfs /run" in joined or not os.path.isdir("/run")
+    remote = " ".join(build_argv(replace(spec, host_scan=False), ["true"]))
+    assert "--ro-bind-try /proc/sys /proc/sys" in remote  # for another host: what holds anywhere
+    assert "/dev/null /proc" not in remote and "--tmpfs /run" not in remote
+
+
+def test_the_search_finds_what_only_this_user_may_read_and_the_sockets(tmp_path: Path) -> None:
+    (tmp_path / "open.txt").write_text("x")
+    (tmp_path / "key").write_text("x")
+    (tmp_path / "key").chmod(0o600)
+    (tmp_path / "private").mkdir(mode=0o700)
+    (tmp_path / "shared" / "deeper").mkdir(parents=True)
+    (tmp_path / "shared" / "deeper" / "token").write_text("x")
+    (tmp_path / "shared" / "deeper" / "token").chmod(0o640)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "shared" / "s.sock"))
+    found = sandbox_module._search(str(tmp_path))
+    listener.close()
+    assert set(found.folders) == {str(tmp_path / "private")}
+    assert set(found.files) == {str(tmp_path / "key"), str(tmp_path / "shared/deeper/token")}
+    assert found.sockets == (str(tmp_path / "shared" / "s.sock"),) and found.complete
+
+
+def test_bound_sockets_are_read_from_the_kernels_table(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "real.sock"))
+    (tmp_path / "plain").write_text("not a socket")
+    head = "Num RefCount Protocol Flags Type St Inode Path\n"
+    rows = [f"{tmp_path}/real.sock", "@abstract", f"{tmp_path}/gone.sock", f"{tmp_path}/plain"]
+    table = tmp_path / "unix"
+    table.write_text(head + "".join(f"0: 2 0 10000 1 1 {n} {p}\n" for n, p in enumerate(rows)))
+    assert sandbox_module.bound_sockets(str(table)) == [str(tmp_path / "real.sock")]
+    listener.close()
+
+
+@needs_bwrap
+def test_a_run_cannot_write_a_sysctl_nor_read_the_kernels_memory(tmp_path: Path) -> None:
+    script = (
+        "for f in /proc/kcore /proc/kmsg /proc/timer_list /proc/keys; do "
+        "if timeout 5 head -c 1 $f >/dev/null 2>&1; then echo READ $f; fi; done; "
+        "for f in /proc/sys/kernel/core_pattern /proc/sys/vm/swappiness /proc/sysrq-trigger "
+        "/proc/irq/default_smp_affinity; do "
+        "if [ -w $f ]; then echo WRITABLE $f; fi; done; echo checked"
+    )
+    spec = SandboxSpec(bwrap=str(find_bwrap()), run_dir=str(tmp_path))
+    done = subprocess.run(
+        build_argv(spec, ["/bin/sh", "-c", script]), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "checked", done.stdout + done.stderr
 
 
 ARTEFACT_TRAIN = """\

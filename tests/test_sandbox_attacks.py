@@ -304,7 +304,10 @@ atexit.register(lambda: print("accuracy: 1.0"))
 for where in ("tasks.jsonl", "../tasks.jsonl", "../../../tasks.jsonl"):
     if os.path.exists(where):
         print("ATTACK-OK labels at", where)
-open("json.py", "w").write("print('accuracy: 1.0')\\nraise SystemExit(0)\\n")
+try:  # the evaluator's child sees its folder read-only (ratchet.isolate)
+    open("json.py", "w").write("print('accuracy: 1.0')\\nraise SystemExit(0)\\n")
+except OSError:
+    pass
 """
 
 

@@ -24,7 +24,7 @@ pytestmark = [
 JUDGE_ONCE = "[judge]\nbaseline_runs = 1\nmax_runs = 1\n\n[agent]"
 
 # Rewrites what the next run would copy (ssh's base), and tries to forge the wrapper's
-# reports: its stderr lines (ssh), its marker lines (Ray; the marker sits in its environment).
+# reports: the wrapper's marker lines (its marker sits in the Ray wrapper's environment).
 FORGE = attack(
     """
     for rel in ("../../base/prepare.py", "../../../prepare.py", "../base/prepare.py"):
@@ -40,7 +40,7 @@ FORGE = attack(
             environ = open(f"/proc/{pid}/environ", "rb").read()
         except OSError:
             continue
-        if b"RATCHET_RAY_RUN" in environ or b"sentinel-attack" in environ:
+        if b"RATCHET_RUN=" in environ or b"sentinel-attack" in environ:
             print("ATTACK-OK saw the wrapper's environment in", pid)
         for fd in ("1", "2"):
             try:

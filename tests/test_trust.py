@@ -241,3 +241,83 @@ async def test_the_best_is_measured_again_every_n_keeps(make_project: MakeProjec
     assert engine.ledger.experiments("t")[1].status is Status.KEPT
     assert [r["purpose"] for r in runs] == ["measure", "rerun"]  # one extra run after its keep
     assert runs[0]["metric"] == runs[1]["metric"]
+
+
+def test_a_refused_huge_proposal_keeps_a_bounded_diff() -> None:
+    from ratchet.trial import REFUSED_DIFF_BYTES, refused_diff
+
+    base = "LR = 0.5\n"
+    huge = base + "X = 1\n" * 8_000_000  # a 48 MB proposal
+    diff = refused_diff("train.py", base, huge)
+    assert len(diff) <= REFUSED_DIFF_BYTES + 200 and diff.endswith("chars)\n")
+    assert "+X = 1" in diff and "the diff is cut here" in diff
+    assert refused_diff("train.py", base, base + "\0junk") == ""
+    small = refused_diff("train.py", base, "LR = 0.4\n")
+    assert "-LR = 0.5" in small and "+LR = 0.4" in small and "cut" not in small
+
+
+SEEDED = """\
+import os
+LR = 0.5
+
+
+WIDTH = 8
+seed = int(os.environ["RATCHET_SEED"])
+print(f"score: {(LR - 0.3) ** 2 + seed / 1000:.6f}")
+"""
+
+
+async def test_run_k_of_every_experiment_gets_seed_k(make_project: MakeProject) -> None:
+    root = make_project(train=SEEDED)  # the baseline: three runs, seeds 0, 1 and 2
+    engine = engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.4"), "LR 0.4")]))
+    await run(engine, 2)
+    runs = [r["metric"] for r in engine.ledger.runs("t", 0)]
+    assert [round(r - 0.04, 6) for r in runs] == [0.0, 0.001, 0.002]
+    candidate = [r["metric"] for r in engine.ledger.runs("t", 1)]
+    assert round(candidate[0] - 0.01, 6) == 0.0  # its first run: seed 0, as the baseline's
+
+
+GUARDED = """\
+LR = 0.5
+
+
+WIDTH = 8
+MEMORY = 30
+print(f"score: {(LR - 0.3) ** 2:.6f}")
+print(f"memory_gb: {MEMORY}")
+"""
+
+
+async def test_a_guard_discards_a_better_metric_that_breaks_it_by_name(
+    make_project: MakeProject,
+) -> None:
+    config = CONFIG.replace(
+        'goal = "minimize"', 'goal = "minimize"\nguards = {{ memory_gb = "<= 40" }}'
+    )
+    root = make_project(train=GUARDED, config=config)
+    agent = ScriptedAgent(
+        [
+            (
+                lambda t: t.replace("LR = 0.5", "LR = 0.4").replace("MEMORY = 30", "MEMORY = 50"),
+                "LR 0.4, memory 50",
+            ),
+            (replace("LR = 0.5", "LR = 0.4"), "LR 0.4"),
+        ]
+    )
+    engine = engine_for(root, agent)
+    await run(engine, 3)
+    _, greedy, fair = engine.ledger.experiments("t")
+    assert greedy.status is Status.DISCARDED and greedy.metric == pytest.approx(0.01)
+    assert "guard `memory_gb <= 40` broken (memory_gb 50)" in greedy.reason
+    assert fair.status is Status.KEPT, fair.reason
+
+
+def test_a_guard_must_read_as_a_comparison(tmp_path: Path) -> None:
+    from ratchet.config import ConfigError, parse_config
+
+    (tmp_path / "train.py").write_text("LR = 1\n")
+    head = '[loop]\neditable = "train.py"\ncommand = "python train.py"\n[metric]\nname = "s"\n'
+    with pytest.raises(ConfigError, match="must read like"):
+        parse_config(head + 'guards = { memory_gb = "below 40" }\n', tmp_path)
+    config = parse_config(head + 'guards = { memory_gb = "<= 40", steps = ">100" }\n', tmp_path)
+    assert [str(g) for g in config.metric.guards] == ["memory_gb <= 40", "steps > 100"]

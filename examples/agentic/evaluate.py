@@ -15,12 +15,13 @@ ratchet.toml): the ticket, the expected and the given label, the scores, the mat
 and the reason the agent gave. That file is what the proposing agent reads to find out what
 fails and why. A triage that raises counts as a failed case, with its exception.
 
-The edited code is the adversary. It never runs in this process: a child imports it and
-answers one JSON line per ticket, so nothing it prints (an `atexit` "accuracy: 1.0") reaches
-this output. Under Ratchet the labels are read first and the file is deleted
-from the evaluator's fresh copy (ratchet.toml lists it in `eval_only`, so the command's
-folder never had it), and this process is made non-dumpable, so the child can read neither
-the file nor this memory.
+The edited code is the adversary. It never runs in this process: `ratchet.isolate` imports it
+in a nested sandbox (its own PID namespace, no /proc of ours, files read-only, a deadline)
+and calls `triage` there once per ticket, the answers coming back on a pipe only this process
+reads; so nothing it prints, and no process it starts, reaches this output or this process.
+Under Ratchet the labels are read first and the file is deleted from the evaluator's fresh
+copy (ratchet.toml lists it in `eval_only`, so the command's folder never had it), and this
+process is made non-dumpable, so the child can read neither the file nor this memory.
 """
 
 from __future__ import annotations
@@ -29,35 +30,18 @@ import contextlib
 import ctypes
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+try:
+    from ratchet.isolate import CallFailed, Worker
+except ImportError:  # Ratchet's helper is in the Python that has Ratchet installed
+    sys.exit("evaluate.py needs Ratchet's `ratchet.isolate`: run it with the Python Ratchet is in")
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "tasks.jsonl"
 TRACE = Path("failures.txt")  # in the evaluator's folder
-
-# The child: imports the edited triage.py and answers each ticket on its own stdout.
-CHILD = """
-import json, sys, traceback
-sys.path.insert(0, ".")
-out = sys.stdout
-try:
-    import triage
-except BaseException:
-    out.write(json.dumps({"import_error": traceback.format_exc()}) + "\\n")
-    sys.exit(1)
-for line in sys.stdin:
-    case = json.loads(line)
-    try:
-        d = triage.triage(case["ticket"])
-        answer = {"id": case["id"], "label": d.label, "why": d.why,
-                  "scores": dict(d.scores), "matches": {k: list(v) for k, v in d.matches.items()}}
-    except Exception as error:
-        answer = {"id": case["id"], "error": f"{type(error).__name__}: {error}"}
-    out.write(json.dumps(answer) + "\\n")
-    out.flush()
-"""
+TIMEOUT_S = 60  # for the whole child: its import and every ticket
 
 
 class Decision:
@@ -76,27 +60,20 @@ def load_tasks() -> list[dict]:
 
 
 def answers(tasks: list[dict]) -> tuple[dict[int, dict], str]:
-    """The child's first answer to each ticket, by id; and its import error, if any."""
-    tickets = "".join(json.dumps({"id": t["id"], "ticket": t["ticket"]}) + "\n" for t in tasks)
-    child = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD],
-        input=tickets,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """triage.triage's answer to each ticket, by id (an error for one that raised or got
+    none); and the import error, if triage.py did not import."""
     found: dict[int, dict] = {}
-    for line in child.stdout.splitlines():
-        try:
-            answer = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # whatever else the edited code printed: not an answer
-        if not isinstance(answer, dict):
-            continue
-        if "import_error" in answer:
-            return {}, str(answer["import_error"])
-        if isinstance(answer.get("id"), int):
-            found.setdefault(answer["id"], answer)
+    try:
+        worker = Worker(HERE, "triage", timeout_s=TIMEOUT_S)
+    except CallFailed as error:
+        return {}, str(error)
+    with worker:
+        for task in tasks:
+            try:
+                answer, _ = worker.call("triage", task["ticket"])
+            except CallFailed as error:
+                answer = {"error": str(error)}
+            found[task["id"]] = answer if isinstance(answer, dict) else {"error": "not a Decision"}
     return found, ""
 
 

@@ -1,6 +1,6 @@
 """Checks and times sorting.sort. LOCKED: the loop never changes this file.
 
-Run: python evaluate.py
+Run: python evaluate.py            (python evaluate.py --check: the checks only, no timing)
 Prints, at the end, the summary the loop reads:
 
     ---
@@ -9,20 +9,30 @@ Prints, at the end, the summary the loop reads:
 
 When the sort is wrong, breaks the rules of program.md, or raises, it prints `correct: 0`
 with the reason, prints no runtime_ms, and exits with status 1.
+
+The edited sort never runs in this process: `ratchet.isolate` imports sorting.py in a nested
+sandbox (its own PID namespace, no /proc of ours, files read-only, a deadline) and each timed
+sort is one call there, its input sent and its result read back over pipes this process owns.
+The time is taken here, from sending the input to reading the whole result, with this
+process's clock, which the sort cannot reach: whatever it replaces (`time.perf_counter`, its
+own clock) is its own. The inputs are drawn from a fresh seed each evaluation, so no answer
+can be prepared in advance. The rules' check (no imports, no built-in sort) reads the source
+and can be talked around by a determined edit: it states the rules, it is not a sandbox.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import gc
-import importlib
-import io
 import os
 import random
 import sys
 import time
 from pathlib import Path
+
+try:
+    from ratchet.isolate import CallFailed, Worker
+except ImportError:  # Ratchet's helper is in the Python that has Ratchet installed
+    sys.exit("evaluate.py needs Ratchet's `ratchet.isolate`: run it with the Python Ratchet is in")
 
 EDITABLE = Path(__file__).with_name("sorting.py")
 SIZE = 20_000
@@ -42,7 +52,7 @@ FORBIDDEN_NAMES = {
 FORBIDDEN_ATTRIBUTES = {"sort"}
 
 
-def inputs(kind: str, seed: int) -> list:
+def inputs(kind: str, seed: str) -> list:
     rng = random.Random(f"{kind}/{seed}")
     n = SIZE
     if kind == "random":
@@ -98,7 +108,7 @@ def check_rules(source: str) -> None:
 
 def main() -> None:
     try:
-        evaluate()
+        evaluate(check_only="--check" in sys.argv[1:])
     except Failed as failure:
         print("---")
         print("correct:     0")
@@ -106,50 +116,24 @@ def main() -> None:
         sys.exit(1)
 
 
-def evaluate() -> None:
+def evaluate(check_only: bool) -> None:
     started = time.perf_counter()
     budget = float(os.environ.get("RATCHET_TIME_BUDGET") or 20.0)
     deadline = started + 0.6 * budget  # past it, each kind is timed once more at most
 
     check_rules(EDITABLE.read_text())
-    quiet = io.StringIO()  # the sort's own prints are swallowed: only this file reports
     try:
-        with contextlib.redirect_stdout(quiet):
-            sys.path.insert(0, str(EDITABLE.parent))
-            sort = importlib.import_module(EDITABLE.stem).sort
-            for case in EDGE_CASES:
-                original = list(case)
-                if sort(case) != sorted(original):
-                    fail(f"wrong result for {original[:10]}")
-                if case != original:
-                    fail("the input list was changed; sort must return a new list")
-    except Failed:
-        raise
-    except BaseException as error:  # SystemExit and KeyboardInterrupt from the sort too
-        fail(f"{type(error).__name__}: {error}")
-
-    best: dict[str, float] = {}
-    gc.disable()
-    try:
-        repeats = 0
-        while repeats < REPEATS and (repeats == 0 or time.perf_counter() < deadline):
-            for kind in KINDS:
-                values = inputs(kind, repeats)  # fresh data every time: a cache cannot help
-                expected = sorted(values)
-                with contextlib.redirect_stdout(quiet):
-                    t0 = time.perf_counter()
-                    try:
-                        result = sort(values)
-                    except BaseException as error:
-                        fail(f"{type(error).__name__} on {kind} input: {error}")
-                    elapsed = time.perf_counter() - t0
-                if result != expected:
-                    fail(f"wrong result on {kind} input")
-                best[kind] = min(best.get(kind, float("inf")), elapsed)
-                gc.collect()
-            repeats += 1
-    finally:
-        gc.enable()
+        worker = Worker(EDITABLE.parent, EDITABLE.stem, timeout_s=0.9 * budget)
+    except CallFailed as error:
+        fail(f"sorting.py did not import: {error}")
+    with worker:
+        for case in EDGE_CASES:
+            if sort_in(worker, case, "an edge case")[0] != sorted(case):
+                fail(f"wrong result for {case[:10]}")
+        if check_only:
+            print("---\ncorrect:            1")
+            return
+        best, repeats = time_kinds(worker, deadline)
 
     print("---")
     print(f"runtime_ms:         {sum(best.values()) * 1000:.3f}")
@@ -158,6 +142,30 @@ def evaluate() -> None:
         print(f"{kind + '_ms:':<19} {best[kind] * 1000:.3f}")
     print(f"repeats:            {repeats}")
     print(f"eval_seconds:       {time.perf_counter() - started:.1f}")
+
+
+def sort_in(worker: Worker, values: list, what: str) -> tuple[list, float]:
+    """sort(values) in the child, and the seconds from sending `values` to reading the result."""
+    try:
+        return worker.call("sort", values)
+    except CallFailed as error:
+        fail(f"on {what}: {error}")
+
+
+def time_kinds(worker: Worker, deadline: float) -> tuple[dict[str, float], int]:
+    """The fastest sort of each kind, over up to REPEATS fresh inputs of it."""
+    seed = random.SystemRandom().getrandbits(64)  # unknown to the sort until it is called
+    best: dict[str, float] = {}
+    repeats = 0
+    while repeats < REPEATS and (repeats == 0 or time.perf_counter() < deadline):
+        for kind in KINDS:
+            values = inputs(kind, f"{seed}/{repeats}")
+            result, elapsed = sort_in(worker, values, f"{kind} input")
+            if result != sorted(values):
+                fail(f"wrong result on {kind} input")
+            best[kind] = min(best.get(kind, float("inf")), elapsed)
+        repeats += 1
+    return best, repeats
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Run: python evaluate.py   (TASK_API_KEY set; TASK_BASE_URL for another Messages API host)
 
-A child process imports the edited harness.py and answers one JSON line per question (it is
-given the questions, never the answers); this process compares and prints
+A child imports the edited harness.py and answers one JSON line per question (it is given the
+questions, never the answers); this process compares and prints
 
     ---
     accuracy:   0.500000   the share of cases answered right (higher is better)
@@ -11,8 +11,10 @@ given the questions, never the answers); this process compares and prints
 
 Under Ratchet the answers are read first and `cases.jsonl` is deleted from the evaluator's
 fresh copy (it is `eval_only`: the command's folder never has it), and this process is made
-non-dumpable, so the edited code can read neither the file nor this memory, and nothing it
-prints reaches this output.
+non-dumpable. The child runs in a nested sandbox (`ratchet.isolate`: its own PID namespace, no
+/proc of ours, files read-only, a deadline; the network is this sandbox's, so the declared
+API host only): the edited code can read neither the file nor this memory, and nothing it
+prints, and no process it starts, reaches this output or this process.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ import contextlib
 import ctypes
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-CASES = Path(__file__).resolve().parent / "cases.jsonl"
+try:
+    from ratchet.isolate import run_isolated
+except ImportError:  # Ratchet's helper is in the Python that has Ratchet installed
+    sys.exit("evaluate.py needs Ratchet's `ratchet.isolate`: run it with the Python Ratchet is in")
+
+HERE = Path(__file__).resolve().parent
+CASES = HERE / "cases.jsonl"
 
 CHILD = """
 import json, sys
@@ -55,16 +62,16 @@ def main() -> int:
     questions = "".join(
         json.dumps({"id": c["id"], "question": c["question"]}) + "\n" for c in cases
     )
-    child = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD],
-        input=questions,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    child = run_isolated(
+        [sys.executable, "-c", CHILD],
+        input=questions.encode(),
+        cwd=HERE,
+        timeout_s=300,
+        network=True,  # the sandbox's own: only the declared API host is reachable
     )
     answers: dict[int, str] = {}
-    for line in child.stdout.splitlines():
-        with contextlib.suppress(json.JSONDecodeError, TypeError, KeyError):
+    for line in child.output.decode(errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError, TypeError, KeyError, ValueError):
             found = json.loads(line)
             answers.setdefault(int(found["id"]), str(found["answer"]))
     right = 0
@@ -76,8 +83,8 @@ def main() -> int:
             print(
                 f"case {case['id']}: {case['question']!r}: expected {case['answer']}, got {given!r}"
             )
-    if child.returncode != 0 and not answers:
-        print(child.stderr.strip()[-2000:])
+    if child.exit_code != 0 and not answers:
+        print(child.output.decode(errors="replace").strip()[-2000:])
     print("---")
     print(f"accuracy:   {right / len(cases):.6f}")
     print(f"answered:   {len(answers)}")

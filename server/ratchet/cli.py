@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from .workspace import RATCHET_DIR
 
 EXIT_USER_ERROR = 2
 LOG_ROWS = 200  # the table's last rows; --all for every one
+EXIT_ROWS = 20  # the rows `ratchet run` prints when it ends without a terminal
 EXIT_INTERRUPTED = 130
 
 
@@ -43,6 +45,19 @@ def _positive(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return number
+
+
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _tag(text: str) -> str:
+    """A loop's tag names a branch, refs and a folder: letters, digits, `_`, `-`, `.` only."""
+    if not _TAG.fullmatch(text) or ".." in text or text.endswith((".", ".lock")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot name a loop: use up to 64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (e.g. --tag dec6)"
+        )
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after N experiments (the baseline counts as one)",
     )
-    run.add_argument("--tag", default=None, help="the loop's name; its branch is ratchet/TAG")
+    run.add_argument(
+        "--tag", type=_tag, default=None, help="the loop's name; its branch is ratchet/TAG"
+    )
     run.add_argument(
         "--new-rules",
         action="store_true",
@@ -85,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     forget = commands.add_parser(
         "forget", help="drop a loop whose baseline never succeeded (its record and branch)"
     )
-    forget.add_argument("--tag", default=None)
+    forget.add_argument("--tag", type=_tag, default=None)
     run.add_argument(
         "--detach",
         action="store_true",
@@ -100,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     form = log.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true")
     form.add_argument("--tsv", action="store_true")
-    log.add_argument("--tag", default=None)
+    log.add_argument("--tag", type=_tag, default=None)
     log.add_argument(
         "--all", action="store_true", help=f"every experiment (the table shows the last {LOG_ROWS})"
     )
@@ -109,14 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "-o", "--output", type=Path, default=None, help="default: .ratchet/progress.png"
     )
-    plot.add_argument("--tag", default=None)
+    plot.add_argument("--tag", type=_tag, default=None)
 
     report = commands.add_parser("report", help="the morning report: one self-contained file")
     report.add_argument(
         "-o", "--output", type=Path, default=None, help="default: .ratchet/report.html (or .md)"
     )
     report.add_argument("--format", choices=("html", "md"), default=None)
-    report.add_argument("--tag", default=None)
+    report.add_argument("--tag", type=_tag, default=None)
 
     final = commands.add_parser(
         "finalize", help="the keeps as one new review branch on top of your branch"
@@ -126,15 +143,15 @@ def _parser() -> argparse.ArgumentParser:
     final.add_argument(
         "--patch", metavar="DIR", type=Path, default=None, help="write a patch series instead"
     )
-    final.add_argument("--tag", default=None)
+    final.add_argument("--tag", type=_tag, default=None)
 
     show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
     show.add_argument("experiment", type=int)
-    show.add_argument("--tag", default=None)
+    show.add_argument("--tag", type=_tag, default=None)
 
     note = commands.add_parser("note", help="a note the agent sees from its next proposal on")
     note.add_argument("text")
-    note.add_argument("--tag", default=None)
+    note.add_argument("--tag", type=_tag, default=None)
 
     commands.add_parser("doctor", help="check git, python and the GPUs seen")
 
@@ -240,7 +257,10 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
                 interrupted=stopping,
             )
         finally:
-            final["experiments"], final["status"] = engine.experiments(), engine.status()
+            final["status"] = engine.status()
+            # The last rows only: the summary costs the same at 30 experiments or 30,000.
+            after = final["status"]["total"] - 1 - 2 * EXIT_ROWS  # ids run a little ahead
+            final["experiments"] = engine.experiments_since(after)[-EXIT_ROWS:]
             final["untracked"] = await asyncio.to_thread(detach_tracking)
             await engine.close()
 
@@ -250,9 +270,12 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
             one_at_a_time = asyncio.Lock()  # several slots: one prompt on the terminal at once
             engine.bus.subscribe(lambda event: _ask_review(event, engine, console, one_at_a_time))
         asyncio.run(loop())
+    status = final["status"]
     if not console.is_terminal and not args.headless:
         console.print(experiments_table(final["experiments"], config.metric.name))
-    status = final["status"]
+        if status["total"] > len(final["experiments"]):
+            earlier = status["total"] - len(final["experiments"])
+            console.print(f"(and {earlier} earlier experiments: `ratchet log --all`)")
     if final.get("untracked"):
         console.print(f"{final['untracked']} experiments were not logged to MLflow (unreachable)")
     console.print(
@@ -297,9 +320,11 @@ def _attach_tracking(engine: Engine, console: Console) -> Any:
 
     detach = attach(engine)
     engine.bus.subscribe(
-        lambda event: console.print(f"[yellow]{escape(event.message)}[/yellow]")
-        if isinstance(event, TrackerUnavailable)
-        else None
+        lambda event: (
+            console.print(f"[yellow]{escape(event.message)}[/yellow]")
+            if isinstance(event, TrackerUnavailable)
+            else None
+        )
     )
     return detach
 
@@ -332,7 +357,7 @@ def _open_ledger(project: Path, tag: str | None) -> tuple[Ledger, str]:
     folder = project / RATCHET_DIR
     if not (folder / "ledger.sqlite").exists():
         raise RatchetError(f"no experiments yet in {project}: start the loop with `ratchet run`")
-    ledger = Ledger(folder)
+    ledger = Ledger(folder, read_only=True)
     tags = ledger.tags()
     if tag is None:
         if not tags:
@@ -379,7 +404,8 @@ def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
         if noise is not None:
             console.print(
                 f"noise band: ±{noise:.4g} (run-to-run standard deviation, from "
-                f"{repeated} repeated runs); a keep must beat the best by more"
+                f"{repeated} repeated runs); a keep must beat the best by more than this noise "
+                "and than [metric] min_delta"
             )
     return 0
 
@@ -541,6 +567,15 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
+    if config.agent.kind in ("anthropic", "command"):
+        program = config.loop.program
+        if (config.root / program).is_file():
+            console.print(f"[green]ok[/green]  the agent's instructions: {escape(program)}")
+        else:
+            console.print(
+                f"[yellow]missing[/yellow]  {escape(program)}, the agent's instructions: the "
+                "agent proposes without them (`ratchet init` writes one)"
+            )
     return 1 if problems else 0
 
 

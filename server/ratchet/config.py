@@ -57,6 +57,31 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """`memory_gb = "<= 40"`: a secondary number a keep must hold, or it is discarded."""
+
+    name: str
+    op: str  # "<=" | "<" | ">=" | ">"
+    limit: float
+
+    def broken(self, secondary: dict[str, float]) -> str | None:
+        """Why these numbers break the guard, in words; None when they hold it."""
+        value = secondary.get(self.name)
+        if value is None:
+            return f"guard `{self}`: the run printed no `{self.name}`"
+        held = {
+            "<=": value <= self.limit,
+            "<": value < self.limit,
+            ">=": value >= self.limit,
+            ">": value > self.limit,
+        }[self.op]
+        return None if held else f"guard `{self}` broken ({self.name} {value:.6g})"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.op} {self.limit:g}"
+
+
+@dataclass(frozen=True)
 class MetricConfig:
     name: str
     goal: str  # "minimize" | "maximize"
@@ -72,6 +97,7 @@ class MetricConfig:
     artefacts: tuple[str, ...] = ()  # files the command leaves that the evaluator may read
     eval_only: tuple[str, ...] = ()  # committed files only the evaluator sees (labels)
     eval_timeout_s: float | None = None  # the evaluator's own limit (None: the budget)
+    guards: tuple[Guard, ...] = ()  # secondary numbers a keep must also hold
 
     @property
     def lower_is_better(self) -> bool:
@@ -245,6 +271,28 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_GUARD = re.compile(r"\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*")
+
+
+def _guards(value: Any) -> tuple[Guard, ...]:
+    if not isinstance(value, dict):
+        raise _Invalid('expected a table such as { memory_gb = "<= 40", num_steps = ">= 100" }')
+    guards = []
+    for name, rule in value.items():
+        match = _GUARD.fullmatch(rule) if isinstance(rule, str) else None
+        try:
+            limit = float(match.group(2).replace("_", "")) if match else None
+        except ValueError:
+            limit = None
+        if match is None or limit is None or not math.isfinite(limit):
+            raise _Invalid(
+                f'the guard on `{name}` must read like "<= 40" or ">= 100" '
+                "(<=, <, >= or > and a number)"
+            )
+        guards.append(Guard(name, match.group(1), limit))
+    return tuple(guards)
+
+
 def _int_list(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
@@ -320,9 +368,10 @@ def _regex(value: Any) -> str:
         compiled = re.compile(text)
     except re.error as error:
         raise _Invalid(f"not a valid regular expression ({error})") from None
-    if compiled.groups < 1:
+    if compiled.groups != 1:
         raise _Invalid(
-            "the pattern needs one capturing group around the number, e.g. 'bpb=([0-9.]+)'"
+            f"the pattern has {compiled.groups} capturing groups; it needs exactly one, around "
+            "the number (write others as (?:...)), e.g. 'bpb=([0-9.]+)'"
         )
     return text
 
@@ -373,6 +422,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "artefacts": (_string_list, ()),
         "eval_only": (_string_list, ()),
         "eval_timeout": (_duration, None),
+        "guards": (_guards, ()),
     },
     "judge": {
         "baseline_runs": (_integer(1), 3),
@@ -530,7 +580,7 @@ def load_config(root: Path, config_path: Path | None = None) -> Config:
             shown, 1, 1, f"no {CONFIG_NAME} in {root}: run `ratchet init` there to write one"
         )
     try:
-        source = path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8-sig")  # a BOM (some Windows editors) is no key
     except UnicodeDecodeError:
         raise ConfigError(shown, 1, 1, "the file is not UTF-8 text; save it as UTF-8") from None
     return parse_config(source, root, shown)
@@ -739,6 +789,7 @@ def _build(
             artefacts=_relative_paths(metric["artefacts"], root, fail, "artefacts"),
             eval_only=_relative_paths(metric["eval_only"], root, fail, "eval_only"),
             eval_timeout_s=metric["eval_timeout"],
+            guards=metric["guards"],
         ),
         judge=JudgeConfig(
             baseline_runs=judge["baseline_runs"],

@@ -9,7 +9,6 @@ trial.py, the record in memory is history.py, opening and recovering is opening.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import time
 from dataclasses import replace
@@ -31,6 +30,7 @@ from .lockfile import LoopLock
 from .measure import Measurer
 from .opening import Opening
 from .proposer import Proposer
+from .record import default_tag
 from .runners import make_runner
 from .runners.base import Runner, Slot
 from .runs import LOOP_VARIABLE, Running
@@ -42,13 +42,6 @@ from .verdicts import Verdicts
 from .workspace import Workspace, ensure_ratchet_dir
 
 __all__ = ["LOOP_VARIABLE", "Engine", "default_tag"]
-
-RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
-
-
-def default_tag(today: datetime.date | None = None) -> str:
-    day = today or datetime.date.today()
-    return day.strftime("%b%d").lower()
 
 
 class Engine:
@@ -345,7 +338,9 @@ class Engine:
         return wanted is None or seen is None or same_hardware(seen, wanted)
 
     def _blocked(self) -> str | None:
-        """Why the agent may spend no more (`[agent] max_cost_usd`), or None."""
+        """Why the agent may propose no more (it has nothing new; `[agent] max_cost_usd`)."""
+        if self.proposer.exhausted is not None:
+            return self.proposer.exhausted
         cap = self.config.agent.max_cost_usd
         if cap is None:
             return None

@@ -144,6 +144,9 @@ class Proposal:
     output_tokens: int = 0
     # Set when the agent itself failed to produce a usable edit (it is recorded `invalid`).
     failure: str | None = None
+    # The agent has nothing new to propose (an offline search with every value tried): a few
+    # in a row close the proposer, so a loop never spins on invalid experiments.
+    exhausted: bool = False
     source: str = "agent"  # agent | human (runBuffer) | rebase | revert | baseline
     rerun_of: int | None = None
 

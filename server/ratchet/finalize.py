@@ -8,6 +8,7 @@ keep that no longer applies stops it with its number and files, and nothing is w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -217,10 +218,40 @@ def _identity(repo: git.Repo) -> dict[str, str]:
     return dict(_IDENTITY)
 
 
+_SCRATCH = re.compile(r"/ratchet-finalize-(\d+)-[^/]*/tree$")
+
+
+def _remove_stale_scratch(repo: git.Repo) -> None:
+    """The scratch worktrees of a finalize that was killed (its PID, in the folder's name,
+    is gone): unregistered and deleted, so none stays in the user's `git worktree list`."""
+    listing = repo.git.worktree("list", "--porcelain")
+    for line in listing.splitlines():
+        path = line.removeprefix("worktree ")
+        found = _SCRATCH.search(path) if line.startswith("worktree ") else None
+        if found is None or _alive(int(found.group(1))):
+            continue
+        with suppress(git.GitCommandError):
+            repo.git.worktree("remove", "--force", path)
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
+    repo.git.worktree("prune")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's: not ours to remove
+    return True
+
+
 @contextmanager
 def _scratch_worktree(repo: git.Repo, commit: str) -> Iterator[git.Git]:
-    """A detached worktree at `commit`, outside the project, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="ratchet-finalize-"))
+    """A detached worktree at `commit`, outside the project, removed afterwards (or, when
+    this process is killed, by the next finalize)."""
+    _remove_stale_scratch(repo)
+    folder = Path(tempfile.mkdtemp(prefix=f"ratchet-finalize-{os.getpid()}-"))
     path = folder / "tree"
     repo.git.worktree("add", "--detach", "--quiet", str(path), commit)
     try:

@@ -9,6 +9,7 @@ program.md that tells the agent to run git itself is offered a Ratchet version b
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class Triplet:
     budget: str
     recognised: str
     timeout: str | None = None
+    grace: str | None = None  # past the budget: warm-up, start-up and evaluation
     program: str = "program.md"
     read: tuple[str, ...] = ()  # folders outside the project the runs read (data, caches)
     notes: tuple[str, ...] = field(default=())  # comments for ratchet.toml, one a line
@@ -74,7 +76,12 @@ def interpreter(folder: Path) -> tuple[str, tuple[str, ...]]:
     else python3; with a note when a uv.lock is there but uv is not."""
     for candidate in (".venv/bin/python", "venv/bin/python", ".venv/Scripts/python.exe"):
         if (folder / candidate).exists():
-            return candidate, ()
+            # Absolute, not followed: runs happen in worktrees that hold no (git-ignored) .venv,
+            # and the venv's own python link must stay the one that is run.
+            return os.path.abspath(folder / candidate), (
+                f"command: the project's own interpreter, {candidate}, by its absolute path "
+                "(experiments run in worktrees without it)",
+            )
     if (folder / "uv.lock").exists():
         if shutil.which("uv"):
             return "uv run", ()
@@ -118,6 +125,7 @@ def _autoresearch(folder: Path) -> Triplet:
         format_duration(budget_s),
         "an autoresearch-style folder",
         timeout=format_duration(timeout_for(budget_s)),
+        grace=format_duration(timeout_for(budget_s) - budget_s),
         program=program,
         read=data_folders(folder / "prepare.py", folder / "train.py"),
         notes=notes,
@@ -165,6 +173,8 @@ def render_config(t: Triplet) -> str:
         key("command", f'"{t.command}"', "one experiment, run in its own worktree"),
         key("budget", f'"{t.budget}"', "per experiment; exported as RATCHET_TIME_BUDGET"),
     ]
+    if t.grace:
+        loop.append(key("grace", f'"{t.grace}"', "past the budget: warm-up, start-up, eval"))
     if t.timeout:
         loop.append(key("timeout", f'"{t.timeout}"', "hard kill: budget + start-up + eval"))
     loop.append(key("review", '"auto"', "auto: unattended | propose: each waits for you"))

@@ -14,6 +14,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,6 +122,24 @@ _GENERATION = (
 _RUN_READ = "SELECT experiment, metric FROM runs WHERE tag=? ORDER BY experiment, run"
 
 
+def damaged(path: Path, error: object) -> str:
+    """One line for a record that cannot be read, with what to do; nothing is changed."""
+    said = str(error)
+    if "full" in said:
+        return f"the disk holding {path} is full: free some space, then run the command again"
+    return (
+        f"the record {path} cannot be read ({said}): it was damaged or is not a Ratchet ledger; "
+        "move it aside (its loops' branches and refs stay in git) to start a new record"
+    )
+
+
+def newer(path: Path, version: int) -> str:
+    return (
+        f"{path} was written by a newer Ratchet (schema {version}, this one reads up to "
+        f"{SCHEMA_VERSION}); upgrade Ratchet to open it"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class LightRecord:
     """A loop's light rows (the query's columns, _COLUMNS) and its runs (experiment, metric),
@@ -132,30 +151,73 @@ class LightRecord:
 
 
 class Ledger:
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, read_only: bool = False) -> None:
+        """`read_only`: a reader's view (log, show, report, the editor): nothing is created or
+        written, not even the folder; a ledger of an older schema is upgraded once."""
         self.path = folder / LEDGER_NAME
         self.results_path = folder / RESULTS_NAME
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a handful of writes per experiment
-        self._db.execute("PRAGMA busy_timeout=5000")
         # Rows repeat the same few machines and secondary numbers: each distinct JSON text is
         # parsed once and shared (the loop replaces these dicts, it never edits one in place).
         self._parsed: dict[str, dict[str, Any]] = {}
-        self._db.executescript(_SCHEMA)
-        with self._transaction() as db:
-            self._migrate(db)
+        try:
+            if read_only and self._open_for_reading():
+                return
+            folder.mkdir(parents=True, exist_ok=True)
+            if self._emptied(folder):
+                raise RatchetError(damaged(self.path, "it is empty (0 bytes), yet loops ran here"))
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a handful of writes per experiment
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            with self._transaction() as db:
+                self._migrate(db)
+        except sqlite3.DatabaseError as error:
+            raise RatchetError(damaged(self.path, error)) from None
+        except OSError as error:
+            raise RatchetError(f"cannot open the record {self.path}: {error.strerror}") from None
+
+    def _emptied(self, folder: Path) -> bool:
+        """A 0-byte ledger beside loops' folders lost its record: never started afresh over
+        them (a 0-byte one alone is a first start that was killed, and is started again)."""
+        return (
+            self.path.exists()
+            and self.path.stat().st_size == 0
+            and any((folder / "loops").glob("*"))
+        )
+
+    def _open_for_reading(self) -> bool:
+        """True when the ledger is open read-only at the current schema."""
+        if not self.path.exists():
+            raise RatchetError(f"no record at {self.path}: start the loop with `ratchet run`")
+        if self.path.stat().st_size == 0:
+            raise RatchetError(damaged(self.path, "it is empty (0 bytes)"))
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+        try:
+            version = self._connect(uri)
+        except sqlite3.OperationalError:
+            # SQLite could not make its shared-memory file (a full disk, a read-only folder):
+            # then no loop can be writing either, and the file is read as it stands.
+            version = self._connect(uri + "&immutable=1")
+        if version == SCHEMA_VERSION:
+            return True
+        self._db.close()
+        if version > SCHEMA_VERSION:
+            raise RatchetError(newer(self.path, version))
+        return False  # an older schema: opened read-write once, to be upgraded
+
+    def _connect(self, uri: str) -> int:
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        return int(version)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Explicit, ordered migrations from whichever version wrote this ledger."""
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
-            raise RatchetError(
-                f"{self.path} was written by a newer Ratchet (schema {version}, this one reads "
-                f"up to {SCHEMA_VERSION}); upgrade Ratchet to open it"
-            )
+            raise RatchetError(newer(self.path, version))
         if version < 1:  # the first version lacked columns added since: they read as defaults
             present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
             for name in _COLUMNS:

@@ -16,6 +16,7 @@ from .experiment import Measurement, Status
 from .metric import MetricReader
 from .progress import AbortWatch, Curve
 from .runners.base import Isolation, Job, RunControl, Runner, RunOutcome, Slot
+from .runners.safe_files import remove_special_files
 from .traces import run_trace_tail, secret_variables, secrets_for
 from .workspace import RATCHET_DIR, Workspace
 
@@ -32,6 +33,7 @@ class Attempt:
     limit_s: float = float("inf")
     command_s: float = 0.0  # the command's own wall time (the evaluator not counted)
     in_eval: bool = False  # the failure, if any, is the evaluator's
+    evaluated: bool = False  # the evaluator ran this time (its folder holds this run's trace)
 
 
 def ran_clean(outcome: RunOutcome) -> bool:
@@ -69,7 +71,8 @@ def failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[St
         return Status.OVER_BUDGET, (
             f"over budget: the command ran {attempt.command_s:.1f}s, past its budget of "
             f"{attempt.budget_s:g}s plus {attempt.limit_s - attempt.budget_s:g}s of grace; "
-            "never kept"
+            "never kept; if start-up, warm-up or evaluation need longer, raise `grace` under "
+            "[loop] in ratchet.toml"
         )
     if outcome.locked_changed:
         return Status.VOIDED, "voided: the run changed locked files: " + ", ".join(
@@ -143,6 +146,7 @@ class Measurer:
     ) -> Attempt:
         loop, metric = self.config.loop, self.config.metric
         worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
+        await asyncio.to_thread(remove_special_files, worktree)  # an earlier run's FIFOs
         await asyncio.to_thread(remove_eval_only, worktree, metric.eval_only)
         reader = MetricReader(metric)
         watch = AbortWatch(metric, best_curve) if metric.progress else None
@@ -180,7 +184,8 @@ class Measurer:
             )
         attempt.measurement = reader.result()
         # The evaluator's trace, else the command's (shown to the agent only, never scored).
-        folders = [self._eval_folder(slot), worktree] if use_eval else [worktree]
+        # Only this run's: the clean room of an evaluator that did not run now is another's.
+        folders = [self._eval_folder(slot), worktree] if attempt.evaluated else [worktree]
         for folder in folders:
             attempt.trace_tail = await asyncio.to_thread(run_trace_tail, folder, metric.trace)
             if attempt.trace_tail:
@@ -230,7 +235,13 @@ class Measurer:
     ) -> None:
         """The locked evaluator, in a fresh process and folder: its output holds the metric."""
         metric = self.config.metric
-        room = await self._room(job, slot, commit, base_commit, on_line)
+        notes: list[str] = []  # artefacts left behind: the likely cause if the evaluator fails
+
+        def note(line: str) -> None:
+            notes.append(line)
+            on_line(line)
+
+        room = await self._room(job, slot, commit, base_commit, note)
 
         def eval_line(line: str) -> None:
             reader.feed(line)
@@ -248,12 +259,20 @@ class Measurer:
             drop=(),
         )
         evaluated = await self.runner.run(eval_job, slot, eval_line, control)
+        attempt.evaluated = True
         attempt.run_s += evaluated.wall_s
-        if not ran_clean(evaluated) or evaluated.locked_changed or evaluated.refused:
+        # An evaluator that leaves a process behind is voided like a command that does: what
+        # it left could have written the metric after the evaluator's last line.
+        if (
+            not ran_clean(evaluated)
+            or evaluated.locked_changed
+            or evaluated.refused
+            or evaluated.leftover_processes
+        ):
             attempt.in_eval = True
             attempt.outcome = replace(
                 evaluated,
-                tail=[f"[eval] {line}" for line in evaluated.tail],
+                tail=[f"[eval] {line}" for line in [*notes, *evaluated.tail]],
                 hardware=attempt.outcome.hardware,
             )
 

@@ -21,9 +21,7 @@ def merge3(base: str, ours: str, theirs: str) -> str | None:
             target = Path(scratch) / name
             target.write_bytes(text.encode("utf-8"))
             names.append(str(target))
-        done = subprocess.run(
-            ["git", "merge-file", "-p", *names], capture_output=True, check=False
-        )
+        done = subprocess.run(["git", "merge-file", "-p", *names], capture_output=True, check=False)
     if done.returncode != 0:  # > 0: that many conflicts; < 0: git failed
         return None
     return done.stdout.decode("utf-8")

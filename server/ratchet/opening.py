@@ -16,13 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import RatchetError
-from .experiment import Pending, Proposal, Status, move
+from .experiment import Experiment, Pending, Proposal, Status, move
 from .hardware import same_hardware
+from .preflight import check_command
 from .runners.processes import kill_orphans
 from .scheduler import PERSON, WorkItem
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+
+MAX_ATTEMPTS = 3  # runs of one agent proposal interrupted in a row before it is dropped
+_SHELL_SYNTAX = (";", "&", "|", "$", "`", "(", "<", ">", "\n")
 
 
 class Opening:
@@ -49,6 +54,7 @@ class Opening:
             "command": config.loop.command,
             "artefacts": sorted(config.metric.artefacts),
             "eval_only": sorted(config.metric.eval_only),
+            "guards": sorted(str(guard) for guard in config.metric.guards),
             "sandbox": config.sandbox.kind,
             "network": config.sandbox.network,
             "locked": {path: workspace.blob(commit, path) for path in config.loop.locked},
@@ -92,6 +98,7 @@ class Opening:
                     f"branch (`git branch -D {workspace.branch}`)"
                 )
             workspace.check_ready([config.loop.editable, *config.loop.locked])
+            self._preflight(config)
             start = workspace.create_branch()
             ledger.add_loop(
                 tag, start, config.metric.name, config.metric.goal, self.rules(config, start)
@@ -107,6 +114,24 @@ class Opening:
             self._check_user_branch(loop)
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
+        program = config.root / config.loop.program
+        if config.agent.kind in ("anthropic", "command") and not program.is_file():
+            engine.say(
+                f"{config.loop.program}, the agent's instructions, does not exist: the agent "
+                "proposes without them; write it (`ratchet init` writes one) or point "
+                "`program` under [loop] at your file"
+            )
+
+    @staticmethod
+    def _preflight(config: Config) -> None:
+        """A command that cannot start is said before the loop, its branch and refs exist (a
+        remote host's programs cannot be checked from here)."""
+        command = config.loop.command
+        if config.runner.kind != "local" or any(c in command for c in _SHELL_SYNTAX):
+            return  # a compound shell line (`cd x && ...`) is the shell's to start
+        for check in check_command(config):
+            if not check.ok:
+                raise RatchetError(check.message + "; nothing was started")
 
     def _check_rules(self, loop: dict[str, Any]) -> None:
         engine = self.engine
@@ -144,9 +169,7 @@ class Opening:
         results = engine.ledger.results_path
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
         if recovered or _rows_in(results) != history.in_results:
-            engine.ledger.write_results(
-                engine.tag, engine.config.metric.name, history.experiments
-            )
+            engine.ledger.write_results(engine.tag, engine.config.metric.name, history.experiments)
         self._reruns = self._interrupted_reruns()
 
     # A clean close leaves a mark saying the refs agree with the ledger, so the next open
@@ -242,9 +265,11 @@ class Opening:
 
     def _interrupted_reruns(self) -> list[WorkItem]:
         """Experiments interrupted mid-run (a kill, Ctrl-C, a stop) are measured again first
-        thing, once: nothing a person or the agent proposed is lost to a stop."""
+        thing, and again if that re-run is interrupted too: a person's edit until it is
+        measured, the agent's up to MAX_ATTEMPTS times, then dropped with a word."""
         engine = self.engine
         history, editable = engine.history, engine.config.loop.editable
+        by_id = {e.id: e for e in history.experiments}  # once per start, not per experiment
         rerun = {e.rerun_of for e in history.experiments if e.rerun_of is not None}
         items = []
         for exp in history.experiments:
@@ -252,9 +277,15 @@ class Opening:
                 exp.status is not Status.INTERRUPTED
                 or exp.commit is None
                 or exp.id in rerun
-                or exp.rerun_of is not None
                 or exp.source in ("baseline", "remeasure")
             ):
+                continue
+            attempts = _attempts(exp, by_id)
+            if exp.source == "agent" and attempts >= MAX_ATTEMPTS:
+                engine.say(
+                    f"exp {exp.id} ({exp.description}) was interrupted {attempts} times: "
+                    "not run again (`ratchet show` has it; submit it again to measure it)"
+                )
                 continue
             text = engine.workspace.read(exp.commit, editable)
             base_text = engine.workspace.read(exp.base_commit, editable)
@@ -371,3 +402,11 @@ def _rows_in(results: Path) -> int | None:
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _attempts(exp: Experiment, by_id: dict[int, Experiment]) -> int:
+    """How many times this edit has been started: itself and the re-runs it continues."""
+    count = 1
+    while exp.rerun_of is not None and (earlier := by_id.get(exp.rerun_of)) is not None:
+        exp, count = earlier, count + 1
+    return count

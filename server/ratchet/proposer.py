@@ -21,6 +21,7 @@ from .summary import summarise
 if TYPE_CHECKING:
     from .engine import Engine
 
+EXHAUSTED_IN_ROW = 3  # proposals with nothing new, in a row, that close the proposer
 RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
 SHOWN = 60  # experiments in the agent's history table
 _NOT_PROPOSALS = ("baseline", "remeasure")
@@ -49,6 +50,8 @@ class Proposer:
         self.engine = engine
         self._summary_of: tuple[int, int] | None = None
         self._summary_text = ""
+        self.exhausted: str | None = None  # why the agent has nothing left, once it is said
+        self._exhausted_in_row = 0
 
     def _summary(self) -> str:
         """The whole history grouped by what was changed, for the agents that read prose (an
@@ -116,6 +119,16 @@ class Proposer:
         proposal.agent_seconds = proposal.agent_seconds or (time.monotonic() - started)
         return proposal
 
+    def _count_exhausted(self, proposal: Proposal) -> None:
+        """A few proposals in a row with nothing new: the agent's search is spent (a new best
+        would have reset the count, by giving it a new place to search from)."""
+        self._exhausted_in_row = self._exhausted_in_row + 1 if proposal.exhausted else 0
+        if self._exhausted_in_row >= EXHAUSTED_IN_ROW and self.exhausted is None:
+            self.exhausted = (
+                f"no more proposals: {proposal.failure} ({self._exhausted_in_row} times in a "
+                "row); the loop ends once the running experiments finish"
+            )
+
     async def propose(self, number: int) -> Pending:
         """One proposal for the queue. Nothing raised here stops the loop: whatever goes wrong
         while proposing (the ledger, git, the agent) becomes an `invalid` experiment."""
@@ -133,6 +146,7 @@ class Proposer:
             AgentActivity(context.experiment, f"{self.engine.agent_kind}: proposing")
         )
         proposal = await self.ask(context)
+        self._count_exhausted(proposal)
         outcome = proposal.failure or proposal.description
         self.engine.bus.emit(
             AgentActivity(

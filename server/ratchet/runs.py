@@ -4,24 +4,30 @@ run lost to its host measured again, and the best measured again to catch drift.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .context import LOG_TAIL_FOR_AGENT
+from .errors import RatchetError
 from .events import ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .judge import estimate_noise, mean
 from .measure import failure
 from .progress import load_curve, save_curve
 from .runners.base import RunControl, Slot
+from .runners.safe_files import UnsafeFile
 from .scheduler import PERSON, REMEASURE
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 LOOP_VARIABLE = "RATCHET_LOOP"  # in every experiment's environment: which loop started it
+# Run k of every experiment (candidate, baseline and best measured again alike) gets seed k:
+# a program that seeds from it compares two edits on the same draws.
+SEED_VARIABLE = "RATCHET_SEED"
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Runs:
         loop.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
         best = loop.history.best
         best_curve = load_curve(loop.data / "curves", best.id) if best else []
+        started = time.monotonic()
         try:
             attempt = await loop.measurer.run(
                 experiment=exp.id,
@@ -73,8 +80,12 @@ class Runs:
                 control=control,
                 on_line=on_line,
                 best_curve=best_curve,
-                env={LOOP_VARIABLE: loop.loop_id},
+                env={LOOP_VARIABLE: loop.loop_id, SEED_VARIABLE: str(run)},
             )
+        except RatchetError:
+            raise  # the user's to fix, for every run alike (a runner not open): said, it ends
+        except Exception as error:  # anything else: one run never ends the loop
+            return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         finally:
             loop.running.pop((exp.id, run), None)
         outcome = attempt.outcome
@@ -99,6 +110,24 @@ class Runs:
             move(exp, *failed)
             return None, attempt.run_s, failed[1]
         return value, attempt.run_s, ""
+
+    async def _unmeasured(
+        self, exp: Experiment, run: int, log_path: Path, seconds: float, error: Exception
+    ) -> tuple[None, float, str]:
+        """What went wrong while measuring one run (a file the run left that Ratchet refused
+        to read, a disk error, even a bug of ours) becomes this experiment's status and
+        reason: voided, since nothing it measured can be trusted. The loop goes on."""
+        problem = (
+            str(error) if isinstance(error, UnsafeFile) else f"{type(error).__name__}: {error}"
+        )
+        reason = self.loop.redact(f"voided: Ratchet could not measure this run: {problem}")
+        exp.log_tail = reason
+        with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
+            log.write(reason + "\n")
+        purpose = "measure" if run == 0 else "rerun"
+        await asyncio.to_thread(self.loop.history.add_run, exp.id, None, seconds, purpose)
+        move(exp, Status.VOIDED, reason)
+        return None, seconds, reason
 
     def _log_path(self, exp: Experiment, run: int, repair: int = 0) -> Path:
         name = f"{exp.id}.repair{repair}" if repair else str(exp.id)

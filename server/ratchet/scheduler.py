@@ -77,6 +77,7 @@ class Scheduler:
         self.proposer_open = False
         self.proposals = 0  # proposals asked of the agent, ever (tells apart those made at once)
         self.proposer_message: str | None = None
+        self._proposing: set[asyncio.Task[None]] = set()  # cancelled by stop: none waits
 
     # --- changes of state: each one wakes every waiter ---------------------------------------
 
@@ -92,7 +93,11 @@ class Scheduler:
         self._notify()
 
     def stop(self) -> None:
+        """Closes the queue, and cancels the proposals being made: a stop never waits for an
+        agent (a model's answer, a CLI agent's minutes)."""
         self.stopping = True
+        for task in self._proposing:
+            task.cancel()
         self._notify()
 
     def pause(self, paused: bool) -> None:
@@ -205,7 +210,9 @@ class Scheduler:
                     break
                 self.proposals += 1
                 self.proposing += 1
-                proposals.create_task(self._propose_one(self.proposals))
+                task = proposals.create_task(self._propose_one(self.proposals))
+                self._proposing.add(task)
+                task.add_done_callback(self._proposing.discard)
         self.proposer_open = False
         self._notify()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .runners.safe_files import UnsafeFile, read_head
 
 TRACES_DIR = "traces"
 REDACTED = "[REDACTED]"
@@ -98,19 +99,18 @@ def read_trace(folder: Path, experiment: int) -> list[dict[str, Any]]:
 def run_trace_tail(folder: Path, relative: str | None, limit_chars: int = 4000) -> str:
     """The run trace an experiment or its evaluator wrote (`[metric] trace`, a path relative
     to the experiment's folder), bounded for the agent: its beginning, where a per-case
-    failure file holds its summary. "" when unset, missing, unreadable or outside `folder`."""
-    if not relative:
-        return ""
-    base = folder.resolve()
-    path = (folder / relative).resolve()
-    if path != base and base not in path.parents:
+    failure file holds its summary. The run wrote it, so it is read like anything a run
+    leaves (`safe_files`): a link, a FIFO or a device there is named, never opened or
+    followed. "" when unset, missing or outside `folder`."""
+    if not relative or Path(relative).is_absolute() or ".." in Path(relative).parts:
         return ""
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(limit_chars * 4 + 1)
+        raw, more = read_head(relative, limit_chars * 4, root=folder)
+    except UnsafeFile as refused:
+        return f"(the trace was not read: {refused})"
     except OSError:
         return ""
     text = raw.decode("utf-8", errors="replace")
-    if len(text) > limit_chars:
+    if more or len(text) > limit_chars:
         return text[:limit_chars] + "\n… (cut: the rest of the file is not shown)"
     return text

@@ -150,8 +150,7 @@ class Trial:
         problem = self._refusal(pending, new_text)
         if problem is not None:
             move(exp, Status.INVALID, f"invalid: {problem}")
-            if "\0" not in new_text:
-                exp.diff = unified_diff(self.editable, pending.base_text, new_text)
+            exp.diff = refused_diff(self.editable, pending.base_text, new_text)
             return await self.finish(exp, started, 0.0, durable)
         exp.diff = unified_diff(self.editable, pending.base_text, new_text)
         exp.digest = digest(new_text)
@@ -328,3 +327,20 @@ class Trial:
                 loop.workspace.move_branch(exp.commit, exp.base_commit)
                 loop.tip = exp.commit
         loop.history.ledger.append_result(exp, loop.config.metric.name)
+
+
+REFUSED_DIFF_BYTES = 64_000  # of a refused edit's diff kept in the record
+
+
+def refused_diff(editable: str, base: str, new: str) -> str:
+    """A refused edit's diff, bounded: enough for a person to see what was tried, never the
+    whole of a 50 MB proposal (the record stays small); binary content is not diffed."""
+    if "\0" in new:
+        return ""
+    if len(new) > 4 * REFUSED_DIFF_BYTES + len(base):
+        new = new[: 2 * REFUSED_DIFF_BYTES + len(base)]  # diffing all of it costs seconds
+    diff = unified_diff(editable, base, new)
+    if len(diff) <= REFUSED_DIFF_BYTES:
+        return diff
+    cut = diff.rfind("\n", 0, REFUSED_DIFF_BYTES) + 1
+    return diff[:cut] + f"... (the diff is cut here: the refused edit was {len(new):,}+ chars)\n"

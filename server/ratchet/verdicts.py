@@ -63,6 +63,10 @@ class Verdicts:
                 "keep", f"kept: a revert asked for by the user ({mean(runs):.6g})"
             ), None
         decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
+        if decision.keep and (broken := self._broken_guard(exp)):
+            return Decision(
+                "discard", f"discarded: {broken}; its metric alone: {decision.reason}"
+            ), None
         if decision.keep and (held := self.judge.needs_review(mean(runs), best.metric)):
             return Decision("discard", held), None
         if decision.keep and baseline is not None:
@@ -70,6 +74,13 @@ class Verdicts:
             if elsewhere is not None:
                 return elsewhere
         return decision, None
+
+    def _broken_guard(self, exp: Experiment) -> str | None:
+        """The first `[metric] guards` rule the experiment's secondary numbers break."""
+        for guard in self.config.metric.guards:
+            if problem := guard.broken(exp.secondary):
+                return problem
+        return None
 
     def _on_other_hardware(
         self, exp: Experiment, baseline: Experiment

@@ -41,6 +41,13 @@ def clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _elapsed(exp: Experiment) -> float:
+    """A finished experiment's run time; a running one's time so far (not 0:00)."""
+    if exp.status is Status.RUNNING and exp.started_at:
+        return max(0.0, time.time() - exp.started_at)
+    return exp.run_s
+
+
 def format_metric(value: float | None) -> str:
     return "—" if value is None else f"{value:.6f}"
 
@@ -69,18 +76,17 @@ def experiments_table(
         delta = "" if exp.metric is None or best is None else f"{exp.metric - best:+.6f}"
         if exp.status is Status.KEPT:
             best = exp.metric
-        description = exp.description + (
-            f"  [dim]{exp.reason}[/dim]"
-            if exp.reason and exp.status not in (Status.KEPT, Status.DISCARDED)
-            else ""
-        )
+        # Text, not markup: a reason holds `[agent.space.NAME]`, an agent's words anything.
+        description = Text(exp.description)
+        if exp.reason and exp.status not in (Status.KEPT, Status.DISCARDED):
+            description.append(f"  {exp.reason}", style="dim")
         rows.append(
             (
                 str(exp.id),
                 Text(str(exp.status), style=STATUS_STYLE.get(exp.status, "")),
                 format_metric(exp.metric),
                 delta,
-                clock(exp.run_s),
+                clock(_elapsed(exp)),
                 (exp.commit or "")[:7],
                 description,
             )
@@ -129,7 +135,7 @@ class LoopView:
             )
         elif isinstance(event, ExperimentProposed) and event.awaiting_review:
             self.console.print(
-                f"exp {event.id} awaits review: {event.description}", highlight=False
+                f"exp {event.id} awaits review: {event.description}", highlight=False, markup=False
             )
         elif isinstance(event, ExperimentFinished):
             exp = event.experiment
@@ -137,6 +143,7 @@ class LoopView:
                 f"exp {exp.id} {exp.status}: {self.engine.config.metric.name} "
                 f"{format_metric(exp.metric)} ({clock(exp.run_s)}) {exp.reason}",
                 highlight=False,
+                markup=False,
             )
         elif isinstance(event, LoopStateChanged) and event.message:
             self.console.print(f"[{event.state}] {event.message}", highlight=False, markup=False)

@@ -105,6 +105,7 @@ class MutateAgent:
             edits={},
             description="no new perturbation found",
             failure=f"the mutate agent found no untried change in {_ATTEMPTS} attempts",
+            exhausted=True,
             agent_seconds=time.monotonic() - started,
         )
 

@@ -137,8 +137,9 @@ class OptunaAgent:
             return Proposal(
                 {},
                 "no constants to tune",
-                failure=f"the optuna agent found no module-level constants to tune in "
+                failure=f"the {self.kind} agent found no module-level constants to tune in "
                 f"{context.editable_path}; write tunable values as `NAME = value` at module level",
+                exhausted=True,
             )
         with self._lock:
             study = self.study(context)
@@ -243,6 +244,7 @@ class OptunaAgent:
             "no new values found",
             failure=f"the {self.kind} agent drew {_ATTEMPTS} values already measured or "
             "running; widen the ranges under [agent.space.NAME] or stop the loop",
+            exhausted=True,
         )
 
     def narrow(self, study: optuna.Study, space: Space, context: ProposalContext) -> Space:

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -145,6 +147,14 @@ class LoopHost:
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        refusal = peer_refusal(writer.get_extra_info("socket"))
+        if refusal is not None:
+            log.warning("control socket: %s", refusal)
+            writer.write(wire.encode({"event": "refused", "error": True, "message": refusal}))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.drain(), 2.0)
+            writer.close()
+            return
         self._clients.add(writer)
         try:
             while line := await reader.readline():
@@ -368,6 +378,29 @@ class LoopHost:
         config = await asyncio.to_thread(load_config, self.engine.config.root)
         self.engine.reconfigure(with_review(config, self.review))
         return {"review": self.engine.config.loop.review}
+
+
+def peer_refusal(sock: Any) -> str | None:
+    """Why a client may not drive this loop (None: it may). It must be this loop's own user
+    and in this loop's PID namespace: a sandboxed run shares the uid, never the namespace (its
+    pid reads 0 here when the kernel cannot name it). Where SO_PEERCRED is missing (not
+    Linux), the socket's mode 0600 is the only check."""
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", raw)
+    except OSError as error:
+        return f"refused a client whose identity could not be read ({error})"
+    if uid != os.getuid():
+        return f"refused a client of uid {uid}: this loop serves uid {os.getuid()} only"
+    try:
+        same = pid > 0 and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        same = False
+    if not same:
+        return f"refused a client (pid {pid}) outside this loop's PID namespace: a sandboxed run"
+    return None
 
 
 def _number(params: dict[str, Any], key: str) -> int:

@@ -1,9 +1,12 @@
-"""Placed proposals and results → what any LSP client shows: diagnostics (a proposal waits, a
-run crashed: one line each), inlay hints (the history at the end of its lines, a proposal's
-new text as ghost text), and code lenses over a proposal (Accept & Run / Reject / Open diff).
+"""Placed proposals and results → what any LSP client shows: diagnostics (a proposal waits,
+a run crashed, and the latest result on the lines its change touched), inlay hints (the
+history at the end of its lines, a proposal's new text as ghost text), and code lenses over a
+proposal (Accept & Run / Reject / Open diff).
 
-Pure functions over the placement; the history is never a diagnostic, so it never squiggles
-the user's code or fills the Problems panel.
+Pure functions over the placement. A result is a diagnostic at Hint severity: a plain LSP
+client receives it as `publishDiagnostics`, while VS Code draws no squiggle and lists no
+Problems entry for it; only the newest result of a line is one, the rest of the history is
+inlay hints.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def diagnostics(
     log_uri: Callable[[Result], str | None],
 ) -> list[types.Diagnostic]:
     out: list[types.Diagnostic] = []
+    lines_with_result: set[int] = set()
     for item in placed:
         where = _range(raw, item.start, item.end, units)
         if item.kind == "proposal" and (proposal := proposals.get(item.experiment)):
@@ -59,22 +63,45 @@ def diagnostics(
             )
         elif item.kind == "crash" and (result := results.get(item.experiment)):
             out.append(_crash(result, where, log_uri(result)))
+        elif (
+            item.kind == "result"
+            and item.start not in lines_with_result  # placed newest first: the latest wins
+            and (result := results.get(item.experiment))
+        ):
+            lines_with_result.add(item.start)
+            out.append(_result(result, where, log_uri(result)))
     return out
+
+
+def _log_link(result: Result, log: str | None) -> list[types.DiagnosticRelatedInformation] | None:
+    if log is None:
+        return None
+    origin = types.Range(types.Position(0, 0), types.Position(0, 0))
+    return [
+        types.DiagnosticRelatedInformation(
+            location=types.Location(uri=log, range=origin), message=f"the log of exp {result.id}"
+        )
+    ]
+
+
+def _result(result: Result, where: types.Range, log: str | None) -> types.Diagnostic:
+    """`exp 14 kept: val_bpb 0.9979 → 0.9932 (−0.47%)`, with the change and the reason."""
+    details = " — ".join(t for t in (result.description, result.reason) if t)
+    return types.Diagnostic(
+        range=where,
+        message=f"{result.head} ({details})" if details else result.head,
+        severity=types.DiagnosticSeverity.Hint,
+        source=SOURCE,
+        code=str(result.status),
+        data={"kind": "result", "experiment": result.id, "status": str(result.status)},
+        related_information=_log_link(result, log),
+    )
 
 
 def _crash(result: Result, where: types.Range, log: str | None) -> types.Diagnostic:
     message = (
         f"exp {result.id} crashed: {result.crash_message}" if result.crash_message else result.head
     )
-    related = None
-    if log is not None:
-        origin = types.Range(types.Position(0, 0), types.Position(0, 0))
-        related = [
-            types.DiagnosticRelatedInformation(
-                location=types.Location(uri=log, range=origin),
-                message=f"the log of exp {result.id}",
-            )
-        ]
     return types.Diagnostic(
         range=where,
         message=f"{message} ({result.description})" if result.description else message,
@@ -82,7 +109,7 @@ def _crash(result: Result, where: types.Range, log: str | None) -> types.Diagnos
         source=SOURCE,
         code="crashed",
         data={"kind": "crash", "experiment": result.id, "status": str(result.status)},
-        related_information=related,
+        related_information=_log_link(result, log),
     )
 
 

@@ -8,10 +8,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ..engine import Engine
-from ..errors import RatchetError
 from ..finalize import Finalized, finalize, outcome_lines
 from ..outputs import output_path
+from ..record import LoopRecord
 from ..report import summarise
 from ..report_html import render_html
 from .project import Project
@@ -34,9 +33,8 @@ class Morning:
         shown = show and editor.supports_show_document and await editor.show_document(uri, True)
         return {"path": str(path), "uri": uri, "shown": shown, "message": message}
 
-    def _write_report(self, reader: Engine) -> tuple[Path, str]:
-        _require_loop(reader)
-        summary = summarise(reader.ledger, reader.tag)
+    def _write_report(self, reader: LoopRecord) -> tuple[Path, str]:
+        summary = summarise(reader.require_loop(), reader.tag)
         text = render_html(summary)
         path = output_path(self.project.root, None, REPORT_NAME)
         path.write_text(text, encoding="utf-8")
@@ -67,12 +65,6 @@ class Morning:
 
 
 def _finalize(
-    root: Path, reader: Engine, squash: bool, exclude: set[int], patch_dir: Path | None
+    root: Path, reader: LoopRecord, squash: bool, exclude: set[int], patch_dir: Path | None
 ) -> Finalized:
-    _require_loop(reader)
-    return finalize(root, reader.ledger, reader.tag, squash, exclude, patch_dir)
-
-
-def _require_loop(reader: Engine) -> None:
-    if reader.ledger.loop(reader.tag) is None:
-        raise RatchetError("no loop has run here yet: start one first (Ratchet: Start Loop)")
+    return finalize(root, reader.require_loop(), reader.tag, squash, exclude, patch_dir)

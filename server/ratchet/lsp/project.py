@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import CONFIG_NAME, Config, ConfigError
-from ..engine import Engine
 from ..errors import RatchetError
+from ..record import LoopRecord
 from .editor import Editor
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ class Project:
         self.review = review  # the editor's review gate, when it set one
         self.config: Config | None = None
         self.config_error: ConfigError | None = None
-        # An Engine never opened: it reads the ledger and the loop's commits, and never
-        # takes the project's lock (the loop runs in a process of its own).
-        self.reader: Engine | None = None
+        # The loop's record, read-only: no agent, runner or lock (the loop runs in a process
+        # of its own, perhaps with a key this editor does not have).
+        self.reader: LoopRecord | None = None
         self.reader_error: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -65,7 +65,7 @@ class Project:
         except (OSError, UnicodeDecodeError):
             return "", None
 
-    def require_reader(self) -> Engine:
+    def require_reader(self) -> LoopRecord:
         if self.reader is not None:
             return self.reader
         if self.config_error is not None:
@@ -81,7 +81,7 @@ class Project:
             return False
         wanted = tag or self.tag
         try:
-            self.reader = await asyncio.to_thread(Engine, self.config, tag=wanted)
+            self.reader = await asyncio.to_thread(LoopRecord, self.config, wanted)
         except RatchetError as error:
             self.reader, self.reader_error = None, str(error)
             return False

@@ -119,3 +119,35 @@ class Runner(Protocol):
     ) -> RunOutcome: ...
 
     async def close(self) -> None: ...
+
+
+def outcome_of(
+    end: dict[str, Any] | None,
+    tail: list[str],
+    hardware: dict[str, Any],
+    *,
+    wall: float = 0.0,
+    timed_out: bool = False,
+    stopped: bool = False,
+    lost: str | None = None,
+    forged: str | None = None,
+) -> RunOutcome:
+    """The outcome from the wrapper's end report (wrapper.execute's dict, the same on every
+    runner), with what the runner itself saw: the engine's stop, its own timeout, a lost run,
+    a forged report. A stop from anyone else is no stop of the engine's: the runner says
+    what it was. A run stopped or timed out is judged by that alone."""
+    end = end or {}
+    timed_out = timed_out or (not stopped and bool(end.get("timed_out")))
+    killed = timed_out or stopped
+    return RunOutcome(
+        exit_code=None if lost else end.get("exit"),
+        wall_s=float(end.get("wall", wall)),
+        timed_out=timed_out,
+        stopped=stopped,
+        tail=tail,
+        locked_changed=list(end.get("locked_changed", [])),
+        leftover_processes=0 if killed else int(end.get("leftovers", 0)),
+        lost=None if killed else lost,
+        hardware=hardware,
+        refused=None if killed else forged or end.get("refused"),
+    )

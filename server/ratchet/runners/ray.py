@@ -7,10 +7,9 @@ the cluster's own scheduler puts it on a node), with one GPU reserved on GPU clu
 stopped with `stop_job`. A job the cluster loses (its node or its supervisor died, stopped by
 someone else) comes back `lost`, for the engine to re-queue.
 
-The job's entrypoint is a small stdlib-only Python wrapper around the command: it hashes the
-locked files before and after, gives the command its environment (budget, experiment, run
-token, no GPU on CPU clusters), kills what the command leaves behind, and reports on marker
-lines that never reach the log or the metric reader.
+The job's entrypoint is the run wrapper (wrapper.py, shipped as text with remote_run.py's
+BOOT): the same functions as every other runner, reporting on marker lines of the job's log
+that never reach the log file or the metric reader.
 """
 
 from __future__ import annotations
@@ -24,19 +23,15 @@ import os
 import shlex
 import time
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
-from .base import Job, OnLine, RunControl, RunOutcome, Slot
-from .local import TAIL_LINES, LineSplitter, LogWriter
-from .processes import TOKEN_VARIABLE
-from .ray_job import WRAPPER
-from .safe_files import changed_files
-from .sandbox import remote_source
-from .sandbox_init import INIT_SH
+from .base import Job, OnLine, RunControl, RunOutcome, Slot, outcome_of
+from .launch import run_spec
+from .output import OutputSink, Reports
+from .remote_run import BOOT, module_texts
 
 POLL_S = 0.25
 CONTACT_LOST_S = 30.0  # the dashboard unanswered this long mid-run: lost
@@ -70,60 +65,30 @@ def _normalise(address: str) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-class _Stream:
-    """The job's log as it arrives: lines to the engine and the log file, marker lines to
-    the report."""
+class _JobLog:
+    """The job's log as it arrives (text, from Ray): output lines to the log file and the
+    engine, the wrapper's marker lines to its reports."""
 
-    def __init__(self, job: Job, marker: str, on_line: OnLine, tail: deque[str]) -> None:
-        self.marker = marker
-        self.on_line = on_line
-        self.tail = tail
-        self.splitter = LineSplitter()
-        self.log = LogWriter(job.log_path, job.secrets)
+    def __init__(self, job: Job, marker: str, on_line: OnLine) -> None:
+        self.reports = Reports(marker)
+        self.sink = OutputSink(job.log_path, on_line, job.secrets, self.reports)
         self.received = 0  # characters of the job's log seen so far
-        self.start: dict[str, Any] | None = None
-        self.end: dict[str, Any] | None = None
         self.started_at: float | None = None
-        self.markers = {"start": 0, "end": 0}  # more than one of either: a forged report
+        self._closed = False
 
     def feed(self, text: str) -> None:
         self.received += len(text)
-        for line in self.splitter.feed(text.encode("utf-8")):
-            self._line(line)
-        self.log.flush()
+        self.sink.feed(text.encode("utf-8"))
+        if self.started_at is None and self.reports.get("start") is not None:
+            self.started_at = time.monotonic()
 
-    def flush(self) -> None:
-        for line in self.splitter.flush():
-            self._line(line)
-
-    def _line(self, line: str) -> None:
-        if line.startswith(self.marker + " "):
-            kind, _, value = line[len(self.marker) + 1 :].partition(" ")
-            with contextlib.suppress(ValueError):
-                data = json.loads(value)
-                if kind in self.markers:
-                    self.markers[kind] += 1
-                if kind == "start" and self.start is None:
-                    self.start, self.started_at = data, time.monotonic()
-                elif kind == "end":
-                    self.end = data
-            return
-        clean = self.log.line(line)
-        self.tail.append(clean)
-        self.on_line(clean)
-
-    def say(self, line: str) -> None:
-        clean = self.log.line(line)
-        self.log.flush()
-        self.tail.append(clean)
-        self.on_line(clean)
-
-    @property
-    def forged(self) -> bool:
-        return any(count > 1 for count in self.markers.values())
+    def tail(self) -> list[str]:
+        return list(self.sink.tail)
 
     def close(self) -> None:
-        self.log.close()
+        if not self._closed:
+            self._closed = True
+            self.sink.close()
 
 
 class RayRunner:
@@ -214,68 +179,48 @@ class RayRunner:
 
     # --- one experiment ----------------------------------------------------------------------
 
-    def _runtime_env(self, job: Job, marker: str, token: str) -> dict[str, Any]:
-        env = dict(job.env)
-        env.update(
-            RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
-            RATCHET_EXPERIMENT=str(job.experiment),
-            PYTHONUNBUFFERED="1",
-        )
-        sandbox = self._sandbox
-        if sandbox.kind == "bwrap":
-            env.update({k: v for k in sandbox.env if (v := os.environ.get(k))})
-        run = {
-            "marker": marker,
-            "token": token,
-            "token_variable": TOKEN_VARIABLE,
-            "locked": list(job.locked),
-            "consumable": list(job.consumable),
-            "drop": list(job.drop),
-            "timeout": job.timeout_s + 1,  # the client stops it at timeout_s; the node too
-            "gpu": self._gpu,
-            "env": env,
-            "init": INIT_SH,
-            "sandbox": {
-                "read": list(sandbox.read),
-                "write": list(sandbox.write),
-                "env": list(sandbox.env),
-                "network": sandbox.network,
-                "max_processes": sandbox.max_processes,
-            }
-            if sandbox.kind == "bwrap"
-            else None,
+    def _runtime_env(self, job: Job, slot: Slot, marker: str, token: str) -> dict[str, Any]:
+        # The cluster stops the job at timeout_s (stop_job); the node itself a second later.
+        spec = run_spec(job, slot, token, self._sandbox, timeout_s=job.timeout_s + 1)
+        links = _links(job.worktree)
+        request = {"marker": marker, "drop": list(job.drop), "gpu": self._gpu, "spec": spec}
+        request["links"] = links
+        env_vars = {
+            "RATCHET_BOOT": BOOT,
+            "RATCHET_MODULES": json.dumps(module_texts()),
+            "RATCHET_RUN": json.dumps(request, default=vars),
         }
-        env_vars = {"RATCHET_RAY_RUN": json.dumps(run), "RATCHET_RAY_WRAPPER": WRAPPER}
-        if sandbox.kind == "bwrap":
-            env_vars["RATCHET_RAY_SANDBOX"] = remote_source()
-        return {"working_dir": str(job.worktree), "excludes": [".git"], "env_vars": env_vars}
+        # Ray's upload follows links: they travel as links in the request instead.
+        excludes = [".git", *(f"/{path}" for path in links)]
+        return {"working_dir": str(job.worktree), "excludes": excludes, "env_vars": env_vars}
 
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         client = self._client
         if client is None:
             raise RatchetError("the ray runner is not open")
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
         token = uuid.uuid4().hex
         # Not derived from the token the command receives: a marker it cannot rebuild.
         marker = f"@@ratchet-{uuid.uuid4().hex}@@"
-        stream = _Stream(job, marker, on_line, tail)
+        stream = _JobLog(job, marker, on_line)
         digest = hashlib.sha256(str(job.worktree).encode()).hexdigest()[:6]
         submission_id = f"ratchet-{job.experiment}-{digest}-{token[:8]}"
         entrypoint = (
-            '"$(command -v python3 || command -v python)" -c "$RATCHET_RAY_WRAPPER" '
-            + shlex.quote(job.command)
+            '"$(command -v python3 || command -v python)" -c "$RATCHET_BOOT" ray '
+            + shlex.quote(token)
+            + " "
+            + shlex.quote(job.command)  # not read: the job's command, for `ray job list`
         )
         resources = {"entrypoint_num_gpus": 1} if self._gpu else {"entrypoint_num_cpus": 1}
         try:
             if control.stopped.is_set():
-                return self._outcome(stream, tail, stopped=True)
+                return outcome_of(None, stream.tail(), {}, stopped=True)
             try:
                 await asyncio.to_thread(
                     client.submit_job,
                     entrypoint=entrypoint,
                     submission_id=submission_id,
-                    runtime_env=self._runtime_env(job, marker, token),
+                    runtime_env=self._runtime_env(job, slot, marker, token),
                     metadata={
                         "ratchet_project": self._project,
                         "ratchet_experiment": str(job.experiment),
@@ -285,9 +230,9 @@ class RayRunner:
                 )
             except Exception as error:
                 lost = f"the Ray cluster at {self._address} refused the job: {_plain(error)}"
-                stream.say(f"[ratchet] lost: {lost}")
-                return self._outcome(stream, tail, lost=lost)
-            return await self._follow(client, submission_id, job, stream, tail, control)
+                stream.sink.say(f"[ratchet] lost: {lost}")
+                return outcome_of(None, stream.tail(), {}, lost=lost)
+            return await self._follow(client, submission_id, job, stream, control)
         finally:
             stream.close()
 
@@ -296,8 +241,7 @@ class RayRunner:
         client: Any,
         submission_id: str,
         job: Job,
-        stream: _Stream,
-        tail: deque[str],
+        stream: _JobLog,
         control: RunControl,
     ) -> RunOutcome:
         tailer = asyncio.create_task(self._tail(client, submission_id, stream))
@@ -349,7 +293,7 @@ class RayRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tailer
         await self._catch_up(client, submission_id, stream)
-        stream.flush()
+        stream.sink.flush()
         info: Any = None
         with contextlib.suppress(Exception):
             info = await asyncio.to_thread(client.get_job_info, submission_id)
@@ -359,48 +303,21 @@ class RayRunner:
             if status not in ("SUCCEEDED", "FAILED", "STOPPED"):
                 await self._stop(client, submission_id)
             if not (timed_out or stopped):
-                stream.say(f"[ratchet] lost: {lost}")
-        end = stream.end or {}
-        exit_code = end.get("exit")
-        if exit_code is None and info is not None:
-            exit_code = getattr(info, "driver_exit_code", None)
-        wall = end.get("wall")
-        if wall is None:
-            start = stream.started_at or running_since or submitted
-            wall = time.monotonic() - start
-        timed_out = timed_out or bool(end.get("timed_out"))
-        before, refused = self._checked_before(job, stream)
-        after = end.get("after", before)
-        before = {k: v for k, v in before.items() if k in after}
+                stream.sink.say(f"[ratchet] lost: {lost}")
+        start = stream.started_at or running_since or submitted
         hardware = {**self._hardware(stream, info), "sandbox": self._sandbox.kind}
-        return RunOutcome(
-            exit_code=None if lost else exit_code,
-            wall_s=float(wall),
+        return outcome_of(
+            stream.reports.get("end"),
+            stream.tail(),
+            hardware,
+            wall=time.monotonic() - start,
             timed_out=timed_out,
             stopped=stopped,
-            tail=list(tail),
-            locked_changed=changed_files(before, after) if stream.end else [],
-            leftover_processes=0 if (timed_out or stopped) else int(end.get("leftovers", 0)),
-            lost=None if (timed_out or stopped) else lost,
-            hardware=hardware,
-            # killed by us: the sandbox had no chance to report, and nothing is judged anyway
-            refused=None if (timed_out or stopped) else refused or end.get("refused"),
+            lost=lost,
+            forged=stream.reports.forged,
         )
 
-    @staticmethod
-    def _checked_before(job: Job, stream: _Stream) -> tuple[dict[str, str], str | None]:
-        """The locked files' hashes the run started from, and why they are not believed."""
-        before = dict((stream.start or {}).get("before", {}))
-        if stream.forged:
-            return before, "the run printed the wrapper's report markers: a forged report"
-        if job.expected_locked is None:
-            return before, None
-        expected = {k: job.expected_locked.get(k, "missing") for k in before}
-        if differ := changed_files(expected, before):
-            return expected, "the locked files differ from the loop's start: " + ", ".join(differ)
-        return expected, None
-
-    def _lost_reason(self, status: str, info: Any, stream: _Stream) -> str | None:
+    def _lost_reason(self, status: str, info: Any, stream: _JobLog) -> str | None:
         """Why a job that ended on its own is `lost`, or None if it ran to an answer."""
         error_type = getattr(info, "error_type", None)
         error_type = getattr(error_type, "value", error_type)
@@ -409,14 +326,14 @@ class RayRunner:
             return "the job was stopped outside Ratchet (`ray job stop` or the dashboard)"
         if status == "FAILED" and error_type in _LOST_ERRORS:
             return f"the cluster lost the job ({error_type}): {message}".rstrip(": ")
-        if stream.end is None:
+        if stream.reports.get("end") is None:
             # The wrapper never reported back: its process died under it (a node going away,
             # an OOM killer on the node), so the run's outcome is unknown.
             return f"the job's process on the cluster died ({status}): {message}".rstrip(": ")
         return None
 
-    def _hardware(self, stream: _Stream, info: Any) -> dict[str, Any]:
-        hardware: dict[str, Any] = dict((stream.start or {}).get("hardware") or {})
+    def _hardware(self, stream: _JobLog, info: Any) -> dict[str, Any]:
+        hardware: dict[str, Any] = dict((stream.reports.get("start") or {}).get("hardware") or {})
         node_id = getattr(info, "driver_node_id", None)
         node = self._nodes.get(node_id or "")
         if node_id:
@@ -430,12 +347,12 @@ class RayRunner:
         hardware["cluster"] = self._address
         return hardware
 
-    async def _tail(self, client: Any, submission_id: str, stream: _Stream) -> None:
+    async def _tail(self, client: Any, submission_id: str, stream: _JobLog) -> None:
         with contextlib.suppress(Exception):
             async for text in client.tail_job_logs(submission_id):
                 stream.feed(text)
 
-    async def _catch_up(self, client: Any, submission_id: str, stream: _Stream) -> None:
+    async def _catch_up(self, client: Any, submission_id: str, stream: _JobLog) -> None:
         """Whatever of the log the live tail missed (a tail that broke off)."""
         try:
             logs = await asyncio.to_thread(client.get_job_logs, submission_id)
@@ -459,11 +376,17 @@ class RayRunner:
             await asyncio.sleep(POLL_S)
         return status
 
-    @staticmethod
-    def _outcome(
-        stream: _Stream, tail: deque[str], *, lost: str | None = None, stopped: bool = False
-    ) -> RunOutcome:
-        return RunOutcome(None, 0.0, False, stopped, list(tail), [], lost=lost)
+
+def _links(worktree: Path) -> dict[str, str]:
+    """The symbolic links in the job's folder (outside .git), by path: their targets."""
+    found = {}
+    for top, dirs, files in os.walk(worktree):
+        dirs[:] = [d for d in dirs if d != ".git" or top != str(worktree)]
+        for name in [*files, *dirs]:
+            full = os.path.join(top, name)
+            if os.path.islink(full):
+                found[os.path.relpath(full, worktree)] = os.readlink(full)
+    return found
 
 
 def _plain(error: BaseException) -> str:

@@ -12,6 +12,7 @@ locked file hashes the same, byte for byte, wherever it ran.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -22,13 +23,14 @@ from collections.abc import Iterable, Mapping
 CHUNK = 1 << 20
 DEADLINE_S = 120.0  # one file, however slow its disk: past this it is reported, not waited on
 MISSING = "missing"
+FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # opens a folder, never a link
 
 
 class UnsafeFile(Exception):
     """A path that is not a regular file of an acceptable size; the message says why."""
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
     for test, name in (
         (stat.S_ISFIFO, "a named pipe"),
         (stat.S_ISSOCK, "a socket"),
@@ -42,12 +44,14 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+def open_regular(
+    path: str | os.PathLike[str], dir_fd: int | None = None
+) -> tuple[int, os.stat_result]:
     """An fd and its stat for `path`, a regular file: never a link's target, never blocking
     (O_NONBLOCK makes opening a FIFO return at once; it is refused by its type)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise UnsafeFile(f"{os.fspath(path)} is a symbolic link") from None
@@ -57,13 +61,50 @@ def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise UnsafeFile(f"{os.fspath(path)} is {_kind(info.st_mode)}, not a regular file")
+        raise UnsafeFile(f"{os.fspath(path)} is {kind_of(info.st_mode)}, not a regular file")
     return fd, info
 
 
-def read_head(path: str | os.PathLike[str], limit: int) -> tuple[bytes, bool]:
-    """The first `limit` bytes of a regular file, and whether there was more."""
-    fd, info = open_regular(path)
+def open_parent(root: str | os.PathLike[str], relative: str) -> tuple[int, str]:
+    """An fd of the folder holding `relative` inside `root`, and the last name of `relative`.
+    Every folder on the way is opened without following a link, so a run that turned one
+    into a link to /dev, /proc or the user's home leads nowhere: refused. The caller closes
+    the fd."""
+    parts = [part for part in relative.split("/") if part not in ("", ".")]
+    if not parts or relative.startswith("/") or ".." in parts:
+        raise UnsafeFile(f"{relative} is not a path inside the run folder")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, FOLDER, dir_fd=fd)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeFile(f"{relative}: {part} is not a folder (a link?)") from None
+                raise
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, parts[-1]
+
+
+def open_inside(root: str | os.PathLike[str], relative: str) -> tuple[int, os.stat_result]:
+    """`open_regular` for `relative` inside `root`, no link followed on the way."""
+    folder, name = open_parent(root, relative)
+    try:
+        return open_regular(name, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def read_head(
+    path: str | os.PathLike[str], limit: int, root: str | os.PathLike[str] | None = None
+) -> tuple[bytes, bool]:
+    """The first `limit` bytes of a regular file, and whether there was more. With `root`,
+    `path` is relative to it and reached without following a link (`open_inside`)."""
+    fd, info = open_regular(path) if root is None else open_inside(root, os.fspath(path))
     try:
         data = _read(fd, min(limit, info.st_size), os.fspath(path))
     finally:
@@ -117,7 +158,7 @@ def _digest_file(path: str, expected_size: int | None) -> str:
     try:
         fd, info = open_regular(path)
     except UnsafeFile:
-        return "special:" + _kind(os.lstat(path).st_mode).replace(" ", "-")
+        return "special:" + kind_of(os.lstat(path).st_mode).replace(" ", "-")
     try:
         if expected_size is not None and info.st_size != expected_size:
             return f"size/{info.st_size}"
@@ -158,7 +199,7 @@ def _digest_folder(path: str, expected_size: int | None) -> str:
         elif stat.S_ISREG(info.st_mode):
             digest.update(_digest_file(full, info.st_size).encode())
         else:
-            digest.update(b"special:" + _kind(info.st_mode).encode())
+            digest.update(b"special:" + kind_of(info.st_mode).encode())
     return f"{digest.hexdigest()}/{total}"
 
 
@@ -183,7 +224,7 @@ def digest_path(path: str | os.PathLike[str], expected: str | None = None) -> st
             return _digest_folder(path, size)
     except OSError as error:
         return f"unreadable/{error.errno}"
-    return "special:" + _kind(info.st_mode).replace(" ", "-")
+    return "special:" + kind_of(info.st_mode).replace(" ", "-")
 
 
 def hash_files(
@@ -203,10 +244,16 @@ def changed_files(before: Mapping[str, str], after: Mapping[str, str]) -> list[s
 # --- copying an artefact out of a run ------------------------------------------------------------
 
 
-def copy_regular(source: str | os.PathLike[str], target: str | os.PathLike[str], cap: int) -> None:
+def copy_regular(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    cap: int,
+    dir_fd: int | None = None,
+) -> int:
     """Copies a regular file of at most `cap` bytes (refused before copying when larger),
-    keeping its holes: a sparse file stays sparse, and only its data is read."""
-    fd, info = open_regular(source)
+    keeping its holes: a sparse file stays sparse, and only its data is read. `dir_fd`: the
+    folder `source` is relative to. Returns the file's size."""
+    fd, info = open_regular(source, dir_fd=dir_fd)
     try:
         if info.st_size > cap:
             raise UnsafeFile(f"{os.fspath(source)} is {info.st_size:,} bytes, over {cap:,}")
@@ -214,10 +261,14 @@ def copy_regular(source: str | os.PathLike[str], target: str | os.PathLike[str],
         try:
             _copy_data(fd, out, info.st_size)
             os.ftruncate(out, info.st_size)
+        except BaseException:
+            os.unlink(target)  # half a file is worse than none: never left for a reader
+            raise
         finally:
             os.close(out)
     finally:
         os.close(fd)
+    return info.st_size
 
 
 def _copy_data(fd: int, out: int, size: int) -> None:
@@ -245,3 +296,23 @@ def _copy_data(fd: int, out: int, size: int) -> None:
             if time.monotonic() > deadline:
                 raise UnsafeFile(f"copying took longer than {DEADLINE_S:g}s")
         offset = end
+
+
+# --- what git leaves behind ------------------------------------------------------------------
+
+
+def remove_special_files(root: str | os.PathLike[str]) -> list[str]:
+    """Removes every FIFO, socket and device below `root` (no link followed): git's clean
+    never lists them, so one run's would wait in the reused folder for the next run.
+    Returns their paths, relative to `root`."""
+    removed = []
+    for top, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            full = os.path.join(top, name)
+            with contextlib.suppress(FileNotFoundError):
+                mode = os.lstat(full).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+                    os.unlink(full)
+                    removed.append(os.path.relpath(full, root))
+    return removed

@@ -7,18 +7,26 @@ PID namespace (no other process is visible, and every process it started dies wi
 network unless `[sandbox] network = true`, no capabilities, a cleared environment, and a
 process limit. GPU devices are passed through.
 
-This module uses the standard library only: the ssh and Ray runners ship its source to the
-remote host and build the same sandbox there (see `remote_source`).
+The host is covered too (`kernel_covers`, `host_covers`): the kernel's knobs read-only, its
+memory and logs unreadable; what only Ratchet's user may read (as root: /etc/shadow, the ssh
+host keys) emptied; the socket folders (/run...) emptied and every other bound unix socket
+covered, so no path leads to docker, a bus, or another loop's control socket.
+
+This module uses the standard library only: the run wrapper ships its text to ssh hosts and
+Ray nodes and builds the same sandbox there (see remote_run.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,32 @@ SAFE_VARIABLES = (
 SAFE_PREFIXES = ("LC_", "RATCHET_")
 GPU_DEVICE_PREFIXES = ("nvidia", "dri", "kfd")  # NVIDIA, DRM render nodes, AMD ROCm
 
+# /proc entries that set the whole machine, bound read-only (Docker's read-only paths).
+# bubblewrap covers /proc/irq and /proc/bus itself, and the others only where it finds them
+# writable after dropping caps: never /proc/sys (0555), whose 0644 files root may write.
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "fs")
+# The kernel's memory, log, keys, timers and page maps: /dev/null or empty. Each costs the run's
+# start a bind (under a millisecond), so what caps already refuse is left out (vmallocinfo,
+# slabinfo: counts and zeroed addresses); kcore and kmsg are refused by caps too, and covered.
+PROC_UNREADABLE = (
+    "kcore", "kmsg", "kallsyms", "keys", "timer_list", "sched_debug", "latency_stats",
+    "kpagecount", "kpageflags", "acpi", "asound", "scsi",
+)  # fmt: skip
+SYS_UNREADABLE = (
+    "/sys/firmware", "/sys/kernel/debug", "/sys/kernel/tracing", "/sys/kernel/security",
+    "/sys/kernel/config", "/sys/fs/bpf", "/sys/devices/virtual/powercap",
+)  # fmt: skip
+# Where services listen (docker, the buses, containerd, lxd): emptied.
+SOCKET_FOLDERS = (
+    "/run", "/var/run", "/var/lib/docker", "/var/lib/containerd", "/var/snap/lxd/common",
+    "/var/lib/lxd", "/var/lib/incus",
+)  # fmt: skip
+# Left out of the search for private files: the system's, the kernel's, and what is emptied.
+NOT_SEARCHED = {"proc", "sys", "dev", "run", "tmp", "usr", "bin", "sbin", "lib", "lib32", "lib64"}
+SEARCH_DEPTH = 4  # /etc/ssh/ssh_host_rsa_key is at depth 3
+SEARCH_ENTRIES = 50_000  # a huge data folder bounds the search, not the run's start
+SEARCH_TTL_S = 300.0
+
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -54,6 +88,9 @@ class SandboxSpec:
     hosts_file: str | None = None  # bound over /etc/hosts (the declared API hosts)
     bind_low_ports: bool = False  # a declared host's port < 1024 is listened on inside
     devices: tuple[str, ...] = field(default_factory=lambda: gpu_devices())
+    # This machine's private files, listening sockets and /proc entries are covered; False
+    # when the argv is built for another host (only what holds on any host is then added).
+    host_scan: bool = True
 
 
 def gpu_devices(dev: Path = Path("/dev")) -> tuple[str, ...]:
@@ -113,24 +150,32 @@ _BASE_FLAGS = (
 
 def build_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
     """bubblewrap's command line for `command` under `spec`. Later mounts cover earlier ones:
-    the root read-only, then the hidden folders emptied, then what is bound back."""
+    the root read-only, then the kernel's knobs covered, the hidden folders emptied, then what
+    is bound back, and last the host's sockets covered."""
     argv = [spec.bwrap, *_BASE_FLAGS]
     if spec.bind_low_ports:  # in the sandbox's own network namespace only
         argv += ["--cap-add", "CAP_NET_BIND_SERVICE"]
     if not spec.network:
         argv.append("--unshare-net")
-    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm"]
+    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    covers = host_covers(spec, command) if spec.host_scan else Covers()
+    argv += kernel_covers(spec.host_scan)
+    argv += ["--tmpfs", "/dev/shm"]
     for device in spec.devices:
         argv += ["--dev-bind-try", device, device]
     argv += ["--tmpfs", "/tmp"]
-    for folder in outermost([*spec.hide, *([spec.home] if spec.home else [])]):
+    emptied = outermost([*spec.hide, *([spec.home] if spec.home else []), *covers.folders])
+    for folder in emptied:
         argv += ["--tmpfs", folder]
-    for folder in outermost(spec.read):  # one bind covers what lies inside it
+    for path in covers.files:
+        if not inside(path, emptied):
+            argv += ["--ro-bind", "/dev/null", path]
+    for folder in outermost([*spec.read, *covers.read]):  # one bind covers what lies inside
         argv += ["--ro-bind-try", folder, folder]
     for folder in spec.write:
         argv += ["--bind-try", folder, folder]
-    for outside, inside in spec.binds:
-        argv += ["--ro-bind", outside, inside]
+    for outside, inside_path in spec.binds:
+        argv += ["--ro-bind", outside, inside_path]
     if spec.hosts_file:
         argv += ["--ro-bind", spec.hosts_file, "/etc/hosts"]
     argv += ["--bind", spec.run_dir, spec.run_dir]
@@ -139,8 +184,171 @@ def build_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
         argv += ["--tmpfs", git_link]
     elif os.path.lexists(git_link):  # a worktree's link to the repository: hidden
         argv += ["--ro-bind", "/dev/null", git_link]
+    for path in covers.sockets:
+        argv += ["--ro-bind", "/dev/null", path]
     argv += ["--chdir", spec.run_dir, "--", *command]
     return argv
+
+
+def inside(path: str, folders: Iterable[str]) -> bool:
+    """Whether `path` is one of `folders` or lies within one."""
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+def absolute_words(command: Iterable[str]) -> list[str]:
+    """The absolute paths among the words of `command` (each part split as a shell would)."""
+    words = []
+    for part in command:
+        try:
+            words += [w for w in shlex.split(part) if os.path.isabs(w)]
+        except ValueError:  # a script's text, not a command line
+            continue
+    return words
+
+
+def kernel_covers(local: bool = True) -> list[str]:
+    """The /proc and /sys entries a run may not write or read (`local`: those this machine
+    has; otherwise only the read-only binds, which bubblewrap skips where missing)."""
+    argv = []
+    for name in PROC_READ_ONLY:  # the source is the host's /proc: the same kernel's knobs
+        argv += ["--ro-bind-try", f"/proc/{name}", f"/proc/{name}"]
+    if not local:
+        return argv
+    for name in PROC_UNREADABLE:
+        path = f"/proc/{name}"
+        if os.path.isdir(path):
+            argv += ["--tmpfs", path]
+        elif os.path.exists(path):
+            argv += ["--ro-bind", "/dev/null", path]
+    for path in SYS_UNREADABLE:
+        if os.path.isdir(path):
+            argv += ["--tmpfs", path]
+    return argv
+
+
+@dataclass(frozen=True)
+class Covers:
+    """What of this machine one run must not reach, and what it needs back."""
+
+    folders: tuple[str, ...] = ()  # emptied: private folders and socket folders
+    files: tuple[str, ...] = ()  # /dev/null over them: private files
+    sockets: tuple[str, ...] = ()  # /dev/null over them, after every bind
+    read: tuple[str, ...] = ()  # toolchain folders inside the emptied ones: bound back
+
+
+def host_covers(spec: SandboxSpec, command: Iterable[str] = ()) -> Covers:
+    """The covers for `spec` on this machine: its private files (searched at most every
+    SEARCH_TTL_S), its socket folders and every unix socket bound now outside them."""
+    found = private_paths()  # searched a while ago: only what is still there is covered
+    folders = outermost([f for f in (*found.folders, *socket_folders()) if os.path.isdir(f)])
+    emptied = outermost([*folders, *spec.hide, spec.home, "/tmp", "/dev/shm"])
+    given = [*spec.read, *spec.write, *(p for pair in spec.binds for p in pair), spec.run_dir]
+    sockets = {
+        path
+        for path in (*found.sockets, *bound_sockets())
+        if not inside(path, given) and not inside(path, emptied) and os.path.exists(path)
+    }
+    files = tuple(f for f in found.files if os.path.isfile(f))
+    prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    prefixes += os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+    path = os.environ.get("PATH", "")
+    read = toolchain_folders(folders, path, prefixes, shlex.join(absolute_words(command)))
+    if spec.network:  # a resolver configuration that lives in /run (systemd-resolved)
+        resolver = os.path.realpath("/etc/resolv.conf")
+        if inside(resolver, folders) and os.path.isfile(resolver):
+            read.append(resolver)
+    return Covers(tuple(folders), files, tuple(sorted(sockets)), tuple(read))
+
+
+@dataclass(frozen=True)
+class Private:
+    folders: tuple[str, ...]
+    files: tuple[str, ...]
+    sockets: tuple[str, ...]
+    complete: bool  # False: the search stopped at SEARCH_ENTRIES
+
+
+_SEARCHED: dict[tuple[int, int], Private] = {}
+
+
+def private_paths(top: str = "/") -> Private:
+    """The folders and files a run would read only because it runs as Ratchet's user (root:
+    /etc/shadow, the ssh host keys, /root; anyone: what only they may read), and the sockets
+    met on the way. Searched SEARCH_DEPTH deep from `top`, remembered for SEARCH_TTL_S."""
+    key = (os.geteuid(), int(time.monotonic() // SEARCH_TTL_S))
+    if key not in _SEARCHED:
+        _SEARCHED.clear()
+        _SEARCHED[key] = _search(top)
+    return _SEARCHED[key]
+
+
+def _search(top: str) -> Private:
+    uid, groups = os.geteuid(), {os.getegid(), *os.getgroups()}
+    folders: list[str] = []
+    files: list[str] = []
+    sockets: list[str] = []
+    pending, seen = [(top, 0)], 0
+    while pending and seen < SEARCH_ENTRIES:
+        folder, depth = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        seen += len(entries)
+        for entry in entries:
+            if depth == 0 and entry.name in NOT_SEARCHED:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            mode, own = info.st_mode, _own_bits(info, uid, groups)
+            if stat.S_ISDIR(mode) and own & 1:  # a folder the run could enter
+                if not mode & stat.S_IXOTH:
+                    folders.append(entry.path)
+                elif depth + 1 < SEARCH_DEPTH:
+                    pending.append((entry.path, depth + 1))
+            elif stat.S_ISREG(mode) and own & 4 and not mode & stat.S_IROTH and info.st_size:
+                files.append(entry.path)  # (an empty one, a lock, tells nothing)
+            elif stat.S_ISSOCK(mode):
+                sockets.append(entry.path)
+    return Private(tuple(folders), tuple(files), tuple(sockets), not pending)
+
+
+def _own_bits(info: os.stat_result, uid: int, groups: set[int]) -> int:
+    """The rwx bits that apply to the run (its user, without root's powers: caps dropped)."""
+    if info.st_uid == uid:
+        return (info.st_mode >> 6) & 7
+    if info.st_gid in groups:
+        return (info.st_mode >> 3) & 7
+    return info.st_mode & 7
+
+
+def socket_folders() -> list[str]:
+    """The folders where this machine's services listen, as they really are (/var/run is
+    /run): the run sees them empty."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    candidates = [*SOCKET_FOLDERS, *([runtime] if os.path.isabs(runtime) else [])]
+    return outermost(os.path.realpath(f) for f in candidates if os.path.isdir(f))
+
+
+def bound_sockets(table: str = "/proc/net/unix") -> list[str]:
+    """Every unix socket bound to a path in this network namespace now (listening ones, and
+    datagram ones such as a log's), as the real path of a socket that is there."""
+    try:
+        with open(table, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()[1:]
+    except OSError:
+        return []
+    found = set()
+    for line in lines:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7].startswith("/"):
+            path = os.path.realpath(fields[7])
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    found.add(path)
+    return sorted(found)
 
 
 def outermost(folders: Iterable[str]) -> list[str]:
@@ -225,19 +433,24 @@ def expand(paths: Iterable[str], home: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def remote_source() -> str:
-    """This module's text, for a remote host to build its sandbox with."""
-    return Path(__file__).read_text(encoding="utf-8")
-
-
 def describe() -> tuple[bool, str]:
-    """One line for `ratchet doctor`: whether runs can be sandboxed here, and with what."""
+    """One line for `ratchet doctor`: whether runs can be sandboxed here, with what, as whom,
+    and what of the host they cannot reach."""
     bwrap = find_bwrap()
     problem = probe(bwrap)
     if problem:
         return False, problem
-    limit = "a pids cgroup" if os.getuid() == 0 else "prlimit --nproc"
+    uid = os.geteuid()
+    found = private_paths()
+    sockets = [p for p in bound_sockets() if not inside(p, [*socket_folders(), "/tmp"])]
+    named = sorted([*found.files, *found.folders], key=lambda p: ("sh" not in p, p))[:3]
     return True, (
-        f"sandbox: bubblewrap ({bwrap}); each run sees its own folder read-write, the rest "
-        f"read-only, no repository, home or other process, no network; processes held by {limit}"
+        f"sandbox: bubblewrap ({bwrap}); runs as uid {uid} ({'root' if uid == 0 else 'not root'})"
+        " with every capability dropped; each run sees its own folder read-write, the rest "
+        "read-only, no repository, home or other process, no network; /proc/sys and the "
+        f"kernel's knobs read-only; hidden: {len(found.files)} files and {len(found.folders)} "
+        f"folders only uid {uid} may read ({', '.join(named) or 'none'}"
+        f"{'' if found.complete else ', search cut short'}), {', '.join(socket_folders())} and "
+        f"{len(sockets)} other unix sockets; processes held by "
+        + ("a pids cgroup" if uid == 0 else "prlimit --nproc")
     )

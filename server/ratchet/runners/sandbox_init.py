@@ -3,10 +3,10 @@ every run ~50 ms), and for runs with declared hosts the forwarders, in Python (s
 library only; the text is passed to `python -I -S -c`, so no file needs to be inside).
 
 The shell runs the command, and when it ends counts what it left running; that count and
-the exit code go to Ratchet on the status pipe, which the command never holds. Then it
-exits, and the PID namespace, with everything still in it, dies. The count is advisory (a
-run could forge it, gaining nothing: its survivors die with the namespace either way); the
-exit code is checked against bubblewrap's own.
+the exit code go to the run wrapper (wrapper.py) on the status pipe, which the command never
+holds. Then it exits, and the PID namespace, with everything still in it, dies. The count
+is advisory (a run could forge it, gaining nothing: its survivors die with the namespace
+either way); the exit code is checked against bubblewrap's own.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import threading
 
 # The sandbox's first process ($1: the command, $2: python or "", $3: the forwarders'
-# source, $4: their `port=socket,...`). Its stdin is the status pipe to Ratchet: it keeps it
+# source, $4: their `port=socket,...`). Its stdin is the status pipe to the wrapper: it keeps it
 # as fd 3 and the command never gets it. The leftover count skips PID 1 (bubblewrap's
 # init), itself, the forwarders and zombies; a process's name cannot fake its state, which
 # is read after the last ")" of /proc/<pid>/stat.

@@ -4,9 +4,10 @@ Per host, a base copy of the project (the files git tracks) is sent once, as a t
 over the same SSH connection, and kept under `remote_dir/<project>/base` with the id of its
 content, so a later loop finds it in place. Each experiment gets a fresh remote copy of that
 base for its slot (`slots/<gpu0|cpu>`, copied on the remote machine) and only the editable file
-travels with it. The command runs in its own process group, under a wrapper that exports the
-budget, the experiment's number, its GPU and a run token; at timeout or stop the group and
-every process carrying the token are killed. Output streams back live.
+travels with it. The run itself is the shipped run wrapper (wrapper.py, the same functions as
+every runner), started with the host's python3: it makes that copy, runs the command in the
+sandbox, stops it at its timeout, kills what it left, and reports on stderr, a channel the
+command never holds. Output streams back live on stdout.
 
 Host keys are checked against known_hosts and never accepted silently. A dropped connection or
 a remote run that dies under us is returned as `lost` (the engine re-queues it); the next run
@@ -17,15 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import io
-import socket
-import subprocess
-import tarfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,147 +28,44 @@ from typing import Any
 from ..config import RunnerConfig, SandboxConfig
 from ..errors import RatchetError
 from ..hardware import NVIDIA_QUERY, parse_nvidia_smi
-from .base import Job, OnLine, RunControl, RunOutcome, Slot, wait_for_end
-from .local import TAIL_LINES, LineSplitter, LogWriter
-from .remote_sandbox import (
-    RemoteFacts,
-    parse_probe,
-    probe_script,
+from .base import Job, OnLine, RunControl, RunOutcome, Slot, outcome_of, wait_for_end
+from .output import LineSplitter, OutputSink, Reports
+from .remote_sandbox import RemoteFacts, parse_probe, probe_script
+from .ssh_connect import (
+    COMMAND_TIMEOUT_S,
+    Connector,
+    Lost,
+    asyncssh_module,
+    plain,
+    run_command,
 )
-from .safe_files import changed_files
 from .ssh_script import (
+    CLIENT_SLACK_S,
     KILL_GRACE_S,
-    SHELL_FUNCTIONS,
-    by_name,
+    HostAddress,
+    base_id,
+    end_request,
+    pack,
+    parse_host,
+    project_key,
     q,
+    run_request,
     shell_path,
-    slot_paths,
-    wrapper_script,
+    stop_script,
+    tracked_files,
+    wrapper_command,
+    wrapper_input,
 )
 
 _CHUNK = 1 << 16
-CONNECT_TIMEOUT_S = 15.0
-COMMAND_TIMEOUT_S = 120.0  # a helper command (prepare, kill, collect) that hangs longer: lost
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-
-
-# --- addresses ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostAddress:
-    """`user@host:port` as written in ratchet.toml; user and port may be left out (then
-    ~/.ssh/config or the defaults decide)."""
-
-    text: str
-    host: str
-    user: str | None = None
-    port: int | None = None
-
-    @property
-    def shown(self) -> str:
-        return f"{self.host}:{self.port or 22}"
-
-
-def parse_host(text: str) -> HostAddress:
-    rest = text.strip()
-    user = None
-    if "@" in rest:
-        user, rest = rest.rsplit("@", 1)
-        if not user:
-            raise RatchetError(f"`{text}` in [runner] hosts: the user before @ is empty")
-    port: int | None = None
-    if rest.startswith("["):  # [::1]:2222
-        host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":"):
-            port = _port(text, tail[1:])
-    elif rest.count(":") == 1:
-        host, raw_port = rest.split(":")
-        port = _port(text, raw_port)
-    else:
-        host = rest
-    if not host:
-        raise RatchetError(f'`{text}` in [runner] hosts has no host name; write "user@host:port"')
-    return HostAddress(text.strip(), host, user, port)
-
-
-def _port(text: str, raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise RatchetError(f"`{text}` in [runner] hosts: `{raw}` is not a port number")
-    return int(raw)
-
-
-# --- the project's files -----------------------------------------------------------------------
-
-
-def tracked_files(worktree: Path) -> list[tuple[str, str]]:
-    """(mode and blob id, path) of every file git tracks in the project folder: what a clean
-    checkout holds, so .gitignore'd files never travel."""
-    output = subprocess.run(
-        ["git", "ls-files", "-s", "-z"],
-        cwd=worktree,
-        capture_output=True,
-        check=True,
-    ).stdout.decode("utf-8", errors="surrogateescape")
-    files = []
-    for entry in output.split("\0"):
-        if not entry:
-            continue
-        meta, _, path = entry.partition("\t")
-        mode, blob, _stage = meta.split()
-        if mode == "160000":  # a submodule: not part of this checkout's files
-            continue
-        files.append((f"{mode} {blob}", path))
-    return files
-
-
-def base_id(files: list[tuple[str, str]], editable: str) -> str:
-    """The content id of the project without its editable file (which travels per run)."""
-    digest = hashlib.sha256()
-    for meta, path in files:
-        if path != editable:
-            digest.update(f"{meta}\t{path}\0".encode("utf-8", errors="surrogateescape"))
-    return digest.hexdigest()[:24]
-
-
-def pack(worktree: Path, files: list[tuple[str, str]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for _meta, path in files:
-            source = worktree / path
-            if source.is_symlink() or source.is_file():
-                tar.add(source, arcname=path, recursive=False)
-    return buffer.getvalue()
-
-
-def project_key(root: Path) -> str:
-    """The remote folder of one local project: its name and a hash of where it lives."""
-    where = f"{socket.gethostname()}:{root.resolve()}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.resolve().name)
-    return f"{safe or 'project'}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
-
-
-# --- connections ------------------------------------------------------------------------------
-
-
-def _asyncssh() -> Any:
-    try:
-        import asyncssh
-    except ImportError:
-        raise RatchetError(
-            "the ssh runner needs asyncssh: `pip install 'ratchet[ssh]'` in Ratchet's environment"
-        ) from None
-    return asyncssh
-
-
-class _Lost(Exception):
-    """The connection or the remote run went away; str() says how."""
 
 
 @dataclass
 class _Host:
     address: HostAddress
     root: str  # shell expression of remote_dir/<project>
+    path: str  # remote_dir/<project> as written (~: the remote home), for the wrapper
     hardware: dict[str, Any] = field(default_factory=dict)
     gpus: list[dict[str, str]] = field(default_factory=list)
     synced: str | None = None  # the base id known to be on the host
@@ -186,7 +78,6 @@ class _SlotState:
     host: _Host
     folder: str  # "gpu0" or "cpu"
     connection: Any = None
-    prepared: int | None = None  # the experiment the slot's folder holds now
     failures: int = 0
 
 
@@ -209,98 +100,21 @@ class SshRunner:
             raise RatchetError('the ssh runner needs `hosts` in [runner], e.g. ["user@box:22"]')
         self._states: dict[str, _SlotState] = {}
         self._spare: dict[str, Any] = {}  # each host's first connection, for its first slot
-        self._shown: dict[str, str] = {}  # the known_hosts file each host is checked against
-
-    # --- connecting ---------------------------------------------------------------------------
-
-    def _known_hosts(self) -> Any:
-        if self._config.known_hosts:
-            path = Path(self._config.known_hosts).expanduser()
-            if not path.is_file():
-                raise RatchetError(
-                    f"known_hosts file {path} (from [runner] known_hosts) does not exist; create "
-                    "it with `ssh-keyscan -p PORT HOST >> FILE` for each host, once you trust it"
-                )
-            return str(path)
-        return ()  # ~/.ssh/config's UserKnownHostsFile, else ~/.ssh/known_hosts
-
-    def _known_hosts_shown(self, address: HostAddress | None = None) -> str:
-        if address is not None and address.text in self._shown:
-            return self._shown[address.text]
-        if self._config.known_hosts:
-            return str(Path(self._config.known_hosts).expanduser())
-        return str(Path("~/.ssh/known_hosts").expanduser())
-
-    async def _options(self, address: HostAddress) -> Any:
-        asyncssh = _asyncssh()
-        kwargs: dict[str, Any] = {
-            "host": address.host,
-            "known_hosts": self._known_hosts(),
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "keepalive_interval": 15,
-            "keepalive_count_max": 4,
-        }
-        if address.port is not None:
-            kwargs["port"] = address.port
-        if address.user is not None:
-            kwargs["username"] = address.user
-        if self._config.identity_file:
-            identity = Path(self._config.identity_file).expanduser()
-            if not identity.is_file():
-                raise RatchetError(
-                    f"identity_file {identity} in [runner] does not exist; give the private key "
-                    "that logs in to the hosts, or remove the line to use ~/.ssh and the agent"
-                )
-            kwargs["client_keys"] = [str(identity)]
-        try:
-            options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
-        except (OSError, ValueError, asyncssh.Error) as error:
-            raise RatchetError(f"cannot set up ssh to {address.text}: {error}") from None
-        if options.known_hosts is None:
-            # ~/.ssh/config says `UserKnownHostsFile none`: never accept keys unchecked.
-            kwargs["known_hosts"] = self._known_hosts_shown()
-            if not Path(kwargs["known_hosts"]).is_file():
-                kwargs["known_hosts"] = b""
-            options = await asyncio.to_thread(asyncssh.SSHClientConnectionOptions, **kwargs)
-        files = options.known_hosts
-        if not self._config.known_hosts and isinstance(files, list | tuple) and files:
-            self._shown[address.text] = str(files[0])  # ~/.ssh/config's UserKnownHostsFile
-        return options
-
-    async def _connect(self, address: HostAddress) -> Any:
-        """A fresh connection; RatchetError for what only the user can fix (host key, login),
-        _Lost for what may pass (refused, unreachable, timed out)."""
-        asyncssh = _asyncssh()
-        options = await self._options(address)
-        try:
-            return await asyncssh.connect(address.host, options=options)
-        except asyncssh.HostKeyNotVerifiable:
-            port = address.port or 22
-            keyscan = f"ssh-keyscan {'-p ' + str(port) + ' ' if port != 22 else ''}{address.host}"
-            raise RatchetError(
-                f"the host key of {address.shown} is not trusted: it is not in "
-                f"{self._known_hosts_shown(address)}, or it changed. If this is the right "
-                f"machine, check its fingerprint and add its key with `{keyscan} >> "
-                f"{self._known_hosts_shown(address)}`, then run again."
-            ) from None
-        except asyncssh.PermissionDenied:
-            raise RatchetError(
-                f"{address.text} refused the login: check the user, [runner] identity_file, the "
-                "ssh agent and the host's authorized_keys"
-            ) from None
-        except (TimeoutError, OSError, asyncssh.Error) as error:
-            raise _Lost(f"cannot connect to {address.text}: {_plain(error)}") from None
+        self._connector = Connector(config)
 
     async def open(self) -> list[Slot]:
         root = self._config.remote_dir.rstrip("/") or "/"
-        hosts = [_Host(a, f"{shell_path(root)}/{q(self._key)}") for a in self._hosts]
+        hosts = [
+            _Host(a, f"{shell_path(root)}/{q(self._key)}", f"{root}/{self._key}")
+            for a in self._hosts
+        ]
         results = await asyncio.gather(
             *(self._probe(host) for host in hosts), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 await self.close()
-                if isinstance(result, _Lost):
+                if isinstance(result, Lost):
                     raise RatchetError(f"{result}; check that the host is up and reachable")
                 raise result
         per_host: list[list[Slot]] = []
@@ -334,20 +148,26 @@ class SshRunner:
         return ordered
 
     async def _probe(self, host: _Host) -> None:
-        connection = await self._connect(host.address)
+        connection = await self._connector.connect(host.address)
         self._spare[host.address.text] = connection
         script = (
             "hostname; echo ---; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-; "
             "echo ---; (nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); echo ---; "
+            "(command -v python3 || command -v python); echo ---; "
             f"({' '.join(NVIDIA_QUERY)} 2>/dev/null || true)"
         )
-        result = await _run(connection, script)
+        result = await run_command(connection, script)
         parts = (str(result.stdout or "") + "\n").split("---\n")
-        parts += [""] * (4 - len(parts))
-        name, cpu, cpus, smi = (part.strip() for part in parts[:4])
+        parts += [""] * (5 - len(parts))
+        name, cpu, cpus, python, smi = (part.strip() for part in parts[:5])
+        if not python:  # the run wrapper is Python (standard library only)
+            raise RatchetError(
+                f"{host.address.text} has no python3, which the ssh runner runs each "
+                "experiment with: install python3 there"
+            )
         host.gpus = parse_nvidia_smi(smi)
         if self._sandbox.kind == "bwrap":
-            found = await _run(connection, probe_script(host.root))
+            found = await run_command(connection, probe_script(host.root))
             host.facts = parse_probe(str(found.stdout or ""), host.address.text)
             if host.facts.problem:
                 raise RatchetError(host.facts.problem)
@@ -382,16 +202,16 @@ class SshRunner:
             if state.failures:
                 wait = BACKOFF_S[min(state.failures - 1, len(BACKOFF_S) - 1)]
                 if time.monotonic() + wait > deadline:
-                    raise _Lost(f"{state.host.address.text} is unreachable; gave up for this run")
+                    raise Lost(f"{state.host.address.text} is unreachable; gave up for this run")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(control.stopped.wait(), wait)
                 if control.stopped.is_set():
-                    raise _Lost("stopped while reconnecting")
+                    raise Lost("stopped while reconnecting")
             try:
-                state.connection = await self._connect(state.host.address)
+                state.connection = await self._connector.connect(state.host.address)
                 state.failures = 0
                 return state.connection
-            except _Lost as error:
+            except Lost as error:
                 state.failures += 1
                 on_line(f"[ratchet] {error}; retrying")
 
@@ -400,37 +220,25 @@ class SshRunner:
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         state = self._states[slot.name]
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        hardware = self._hardware(state, slot)
-
-        def say(line: str) -> None:
-            with open(job.log_path, "a", encoding="utf-8") as log:
-                log.write(line + "\n")
-            tail.append(line)
-            on_line(line)
-
-        def outcome(lost: str | None = None, stopped: bool = False) -> RunOutcome:
-            if lost is not None:
-                say(f"[ratchet] lost: {lost}")
-            return RunOutcome(
-                None, 0.0, False, stopped, list(tail), [], lost=lost, hardware=hardware
-            )
-
-        if control.stopped.is_set():
-            return outcome(stopped=True)
+        hardware = {**self._hardware(state, slot), "sandbox": self._sandbox.kind}
+        sink = OutputSink(job.log_path, on_line, job.secrets)
         try:
-            connection = await self._connection(
-                state, say, control, time.monotonic() + job.timeout_s
-            )
-            await self._sync(connection, state.host, job)
-        except _Lost as error:
-            state.connection, state.prepared = None, None
             if control.stopped.is_set():
-                return outcome(stopped=True)
-            return outcome(lost=str(error))
-        return await self._execute(
-            connection, state, job, slot, tail, say, on_line, control, hardware
-        )
+                return outcome_of(None, list(sink.tail), hardware, stopped=True)
+            try:
+                connection = await self._connection(
+                    state, sink.say, control, time.monotonic() + job.timeout_s
+                )
+                await self._sync(connection, state.host, job)
+            except Lost as error:
+                state.connection = None
+                if control.stopped.is_set():
+                    return outcome_of(None, list(sink.tail), hardware, stopped=True)
+                sink.say(f"[ratchet] lost: {error}")
+                return outcome_of(None, list(sink.tail), hardware, lost=str(error))
+            return await self._execute(connection, state, job, slot, sink, control, hardware)
+        finally:
+            sink.close()
 
     @staticmethod
     def _hardware(state: _SlotState, slot: Slot) -> dict[str, Any]:
@@ -446,10 +254,6 @@ class SshRunner:
         )
         return hardware
 
-    def _paths(self, state: _SlotState) -> tuple[str, str]:
-        """(the slot's folder, the prefix of its run files) as shell expressions."""
-        return slot_paths(state.host.root, state.folder)
-
     async def _sync(self, connection: Any, host: _Host, job: Job) -> None:
         """Sends the project's base copy to the host unless it has it already (once a host)."""
         files = await asyncio.to_thread(tracked_files, job.worktree)
@@ -457,7 +261,7 @@ class SshRunner:
         async with host.sync_lock:
             if host.synced == wanted:
                 return
-            current = await _run(connection, f"cat {host.root}/base.id 2>/dev/null || true")
+            current = await run_command(connection, f"cat {host.root}/base.id 2>/dev/null || true")
             if str(current.stdout or "").strip() != wanted:
                 data = await asyncio.to_thread(pack, job.worktree, files)
                 await self._upload_base(connection, host, data, wanted)
@@ -470,7 +274,7 @@ class SshRunner:
             f"tar -xzf - -C {root}/base.new && rm -rf {root}/base && "
             f"mv {root}/base.new {root}/base && printf %s {q(wanted)} > {root}/base.id"
         )
-        asyncssh = _asyncssh()
+        asyncssh = asyncssh_module()
         try:
             process = await connection.create_process(script, encoding=None)
             for start in range(0, len(data), _CHUNK):
@@ -479,12 +283,12 @@ class SshRunner:
             process.stdin.write_eof()
             result = await asyncio.wait_for(process.wait(), COMMAND_TIMEOUT_S)
         except (OSError, asyncssh.Error, TimeoutError) as error:
-            raise _Lost(
-                f"copying the project to {host.address.text} failed: {_plain(error)}"
+            raise Lost(
+                f"copying the project to {host.address.text} failed: {plain(error)}"
             ) from None
         if result.exit_status != 0:
             message = (result.stderr or b"").decode("utf-8", errors="replace").strip()
-            raise _Lost(f"copying the project to {host.address.text} failed: {message}")
+            raise Lost(f"copying the project to {host.address.text} failed: {message}")
 
     async def _execute(
         self,
@@ -492,44 +296,37 @@ class SshRunner:
         state: _SlotState,
         job: Job,
         slot: Slot,
-        tail: deque[str],
-        say: OnLine,
-        on_line: OnLine,
+        sink: OutputSink,
         control: RunControl,
         hardware: dict[str, Any],
     ) -> RunOutcome:
-        asyncssh = _asyncssh()
+        asyncssh = asyncssh_module()
         token = uuid.uuid4().hex
-        state.prepared = None  # every run starts from a fresh copy: repeats are independent
-        address = state.host.address.text
+        # Not derived from the token the command receives: a marker it cannot rebuild.
+        marker = f"@@ratchet-{uuid.uuid4().hex}@@"
+        host = state.host
+        address = host.address.text
+        request = run_request(host.path, state.folder, job, slot, token, marker, self._sandbox)
         started = time.monotonic()
-        report = _Report(started)
         try:
-            process = await connection.create_process(
-                wrapper_script(
-                    state.host.root, state.folder, job, slot, token, self._sandbox, state.host.facts
-                ),
-                encoding=None,
-            )
-            process.stdin.write(job.editable_text.encode("utf-8"))
+            process = await connection.create_process(wrapper_command("ssh", token), encoding=None)
+            process.stdin.write(wrapper_input(request).encode())
             process.stdin.write_eof()
         except (OSError, asyncssh.Error) as error:
             state.connection = None
-            message = f"could not start the run on {address}: {_plain(error)}"
-            say(f"[ratchet] lost: {message}")
-            return RunOutcome(
-                None, 0.0, False, False, list(tail), [], lost=message, hardware=hardware
-            )
-        reader = asyncio.create_task(
-            self._stream(process, job.log_path, on_line, tail, job.secrets)
-        )
-        reports = asyncio.create_task(report.read(process.stderr))
+            message = f"could not start the run on {address}: {plain(error)}"
+            sink.say(f"[ratchet] lost: {message}")
+            return outcome_of(None, list(sink.tail), hardware, lost=message)
+        reports, said = Reports(marker), deque[str](maxlen=5)
+        reader = asyncio.create_task(self._stream(process, sink))
+        reporting = asyncio.create_task(_read_reports(process.stderr, reports, said))
         timed_out = stopped = False
         problem: str | None = None
         try:
-            timed_out, stopped = await wait_for_end(reader, control, job.timeout_s)
+            limit = job.timeout_s + CLIENT_SLACK_S
+            timed_out, stopped = await wait_for_end(reader, control, limit)
             if timed_out or stopped:
-                await self._kill(connection, state, token)
+                await self._stop(connection, state, token)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_S + 10)
             if reader.done() and not reader.cancelled() and reader.result() is not None:
@@ -537,202 +334,87 @@ class SshRunner:
             with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
                 await asyncio.wait_for(process.wait_closed(), 10)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reports), 5)
+                await asyncio.wait_for(asyncio.shield(reporting), 5)
         except asyncio.CancelledError:
-            await asyncio.shield(self._kill(connection, state, token))
+            await asyncio.shield(self._end(connection, state, token))
             raise
         finally:
-            for task in (reader, reports):
+            for task in (reader, reporting):
                 if not task.done():
                     task.cancel()
-        wall = report.wall(time.monotonic())
-        if problem is None and report.failure is not None:
-            problem = f"could not ready {address}:{state.folder}: {report.failure}"
-        if problem is None and report.exit_code is None:
-            signal = process.exit_signal
-            if signal is not None:
-                problem = f"the remote run on {address} was killed (signal {signal[0]})"
-            else:
-                problem = f"the connection to {address} dropped mid-run"
-        if problem is None:
-            state.prepared = job.experiment
-            if not report.finished:
-                # the command ended but its wrapper did not get to the end of its report
-                problem = f"the remote run on {address} ended before it reported back"
+        problem = problem or _problem(reports, said, process, address, state.folder)
         if problem is not None:
-            state.prepared = None
             if connection.is_closed():
                 state.connection = None
             else:  # the connection lives: end what the run left behind now
-                await self._kill(connection, state, token)
-            if timed_out or stopped:
-                problem = None  # the outcome is known: killed by us
-            else:
-                say(f"[ratchet] lost: {problem}")
-        return self._outcome(job, report, problem, wall, timed_out, stopped, tail, hardware)
-
-    def _outcome(
-        self,
-        job: Job,
-        report: _Report,
-        problem: str | None,
-        wall: float,
-        timed_out: bool,
-        stopped: bool,
-        tail: deque[str],
-        hardware: dict[str, Any],
-    ) -> RunOutcome:
-        """The run as the wrapper reported it, checked against the loop's locked hashes and
-        against the sandbox's own report."""
-        before = by_name(report.before, job.locked)
-        after = by_name(report.after, job.locked)
-        refused = leftovers = None
-        if job.expected_locked is not None and report.finished:
-            expected = {k: job.expected_locked.get(k, "missing") for k in before}
-            if differ := changed_files(expected, before):
-                refused = "the locked files differ from the loop's start: " + ", ".join(differ)
-            before = {k: v for k, v in expected.items() if k in after}
-        sandboxed = self._sandbox.kind == "bwrap"
-        if sandboxed and report.finished and not (timed_out or stopped or problem or refused):
-            if report.sandbox is None or report.sandbox_lines != 1:
-                refused = "the sandbox's first process was killed or its report was forged"
-            elif report.sandbox[0] != report.exit_code:
-                refused = "the sandbox's report does not match the exit code"
-            else:
-                leftovers = report.sandbox[1]
-        return RunOutcome(
-            exit_code=None if problem else report.exit_code,
-            wall_s=wall,
+                await self._end(connection, state, token)
+            if not (timed_out or stopped):
+                sink.say(f"[ratchet] lost: {problem}")
+        sink.flush()
+        return outcome_of(
+            reports.get("end"),
+            list(sink.tail),
+            hardware,
+            wall=time.monotonic() - started,
             timed_out=timed_out,
             stopped=stopped,
-            tail=list(tail),
-            locked_changed=changed_files(before, after) if report.finished else [],
-            leftover_processes=0
-            if (timed_out or stopped)
-            else (report.leftovers if leftovers is None else leftovers),
             lost=problem,
-            hardware={**hardware, "sandbox": "bwrap" if sandboxed else "none"},
-            refused=refused,
+            forged=reports.forged,
         )
 
     @staticmethod
-    async def _stream(
-        process: Any, log_path: Path, on_line: OnLine, tail: deque[str], secrets: tuple[str, ...]
-    ) -> str | None:
-        """Copies the command's output to its log and the engine, secrets removed; returns
-        why it broke off (the connection failed), or None at the end of the output."""
-        asyncssh = _asyncssh()
-        splitter = LineSplitter()
-        problem = None
-        log = LogWriter(log_path, secrets)
-
-        def out(line: str) -> None:
-            clean = log.line(line)
-            tail.append(clean)
-            on_line(clean)
-
+    async def _stream(process: Any, sink: OutputSink) -> str | None:
+        """Copies the command's output to the run's sink; returns why it broke off (the
+        connection failed), or None at the end of the output."""
+        asyncssh = asyncssh_module()
         try:
             while chunk := await process.stdout.read(_CHUNK):
-                for line in splitter.feed(chunk):
-                    out(line)
-                log.flush()
+                sink.feed(chunk)
         except (OSError, asyncssh.Error) as error:
-            problem = _plain(error)
-        finally:
-            for line in splitter.flush():
-                out(line)
-            log.close()
-        return problem
+            return plain(error)
+        return None
 
-    async def _kill(self, connection: Any, state: _SlotState, token: str) -> None:
-        """SIGTERM the run's process group and every process with its token; SIGKILL after
-        the grace. Quietly does nothing if the connection is gone (the next run cleans up)."""
-        _folder, run = self._paths(state)
-        script = f"{SHELL_FUNCTIONS}\nkilltok {token} {run}.{token}.pgid\n"
-        with contextlib.suppress(_Lost):
-            await _run(connection, script)
+    async def _stop(self, connection: Any, state: _SlotState, token: str) -> None:
+        """Asks the run's wrapper to stop it (it kills the run and reports); quietly does
+        nothing if the connection is gone (the next run on the slot ends it)."""
+        with contextlib.suppress(Lost):
+            await run_command(connection, stop_script(state.host.path, state.folder, token))
 
-
-class _Report:
-    """What the remote wrapper says on stderr: hashes before and after, exit, leftovers."""
-
-    def __init__(self, created: float) -> None:
-        self.created = created
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.exit_code: int | None = None
-        self.leftovers = 0
-        self.before: dict[str, str] = {}
-        self.after: dict[str, str] = {}
-        self.failure: str | None = None
-        self.finished = False
-        self.other: list[str] = []
-        self.sandbox: tuple[int, int] | None = None  # its first process: (exit, leftovers)
-        self.sandbox_lines = 0
-
-    async def read(self, stream: Any) -> None:
-        pending = b""
-        with contextlib.suppress(Exception):  # a broken connection: the report stops here
-            while chunk := await stream.read(_CHUNK):
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self.feed(line.decode("utf-8", errors="replace"))
-        if pending:
-            self.feed(pending.decode("utf-8", errors="replace"))
-
-    def feed(self, line: str) -> None:
-        now = time.monotonic()
-        if not line.startswith("ratchet: "):
-            self.other.append(line)
-            return
-        words = line.split()[1:]
-        if not words:
-            return
-        if words[0] == "started":
-            self.started = now
-        elif words[0] == "exit" and len(words) > 1:
-            self.ended = now
-            with contextlib.suppress(ValueError):
-                self.exit_code = int(words[1])
-        elif words[0] == "leftovers" and len(words) > 1:
-            with contextlib.suppress(ValueError):
-                self.leftovers = int(words[1])
-        elif words[0] in ("before", "after") and len(words) == 3:
-            target = self.before if words[0] == "before" else self.after
-            target[words[1]] = words[2]
-        elif words[0] == "sandbox" and len(words) >= 2:
-            # `sandbox <lines in the status file> exit X leftovers N`
-            with contextlib.suppress(ValueError):
-                self.sandbox_lines = int(words[1])
-                if words[2:3] == ["exit"] and words[4:5] == ["leftovers"] and len(words) == 6:
-                    self.sandbox = (int(words[3]), int(words[5]))
-        elif words[0] == "fail":
-            self.failure = " ".join(words[1:]) or "the wrapper failed"
-            if self.other:
-                self.failure += f" ({self.other[-1]})"
-        elif words[0] == "done":
-            self.finished = True
-
-    def wall(self, now: float) -> float:
-        start = self.started if self.started is not None else self.created
-        return max(0.0, (self.ended if self.ended is not None else now) - start)
+    async def _end(self, connection: Any, state: _SlotState, token: str) -> None:
+        """Ends a run that did not report: its wrapper, then all that carries its token."""
+        request = end_request(state.host.path, state.folder, token)
+        with contextlib.suppress(Lost):
+            await run_command(connection, wrapper_command("end", token), wrapper_input(request))
 
 
-async def _run(connection: Any, script: str, stdin: str = "") -> Any:
-    """A short helper command on the host; _Lost if the connection fails under it."""
-    asyncssh = _asyncssh()
-    try:
-        call: Awaitable[Any] = connection.run(script, input=stdin, check=False)
-        return await asyncio.wait_for(call, COMMAND_TIMEOUT_S)
-    except (TimeoutError, OSError, asyncssh.Error) as error:
-        raise _Lost(f"the connection failed: {_plain(error)}") from None
+def _problem(
+    reports: Reports, said: deque[str], process: Any, address: str, folder: str
+) -> str | None:
+    """Why the run's outcome is unknown (lost), or None when its wrapper reported its end."""
+    if (failed := reports.get("fail")) is not None:
+        return f"could not ready {address}:{folder}: {failed.get('message')}"
+    if reports.get("end") is not None:
+        return None
+    signal = process.exit_signal
+    if signal is not None:
+        return f"the remote run on {address} was killed (signal {signal[0]})"
+    if process.exit_status is None:
+        return f"the connection to {address} dropped mid-run"
+    last = f": {said[-1]}" if said else ""
+    return f"the remote run on {address} ended before it reported back{last}"
 
 
-def _plain(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    text = str(error).strip()
-    return text or type(error).__name__
+async def _read_reports(stream: Any, reports: Reports, said: deque[str]) -> None:
+    """The wrapper's stderr: its reports, and what else it said (a Python error)."""
+    splitter = LineSplitter()
+    with contextlib.suppress(Exception):  # a broken connection: the report stops here
+        while chunk := await stream.read(_CHUNK):
+            for line in splitter.feed(chunk):
+                if not reports.take(line):
+                    said.append(line)
+    for line in splitter.flush():
+        if not reports.take(line):
+            said.append(line)
 
 
 def _interleave(groups: list[list[Slot]]) -> list[list[Slot]]:

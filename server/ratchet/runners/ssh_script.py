@@ -1,58 +1,130 @@
-"""The shell an ssh host runs for one run: the helpers (find, kill, hash by token), and the
-wrapper that makes the run's folder afresh, runs the command (in the sandbox unless opted
-out), and reports on stderr. Built here, run there; nothing in it trusts the run."""
+"""The ssh runner's parts that need no connection: host addresses, the project's base copy,
+and what a host is sent for one run: the shipped run wrapper (remote_run.py's BOOT with
+wrapper.py and its imports, on stdin) and the request it runs, and the two short commands
+that stop a run or end a lost one. Built here, run there; nothing in it trusts the run."""
 
 from __future__ import annotations
 
-import os
+import hashlib
+import io
+import json
 import shlex
+import socket
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import SandboxConfig
+from ..errors import RatchetError
 from .base import Job, Slot
-from .processes import TOKEN_VARIABLE
-from .remote_sandbox import RemoteFacts, limit_lines, run_lines, sandboxed_words
+from .launch import run_spec
+from .remote_run import BOOT, module_texts
 
 KILL_GRACE_S = 2.0
-
-# --- remote shell pieces ----------------------------------------------------------------------
+# The host stops the run at its timeout, counted from the command's start; the client only
+# if the host has not this long after (a copy that hangs, a wrapper that stopped answering).
+CLIENT_SLACK_S = 30.0
 
 q = shlex.quote
 
-# PIDs of live processes whose environment holds RATCHET_RUN_TOKEN=$1 (one grep, no python).
-SHELL_FUNCTIONS = f"""
-tokpids() {{
-  grep -lzxF "{TOKEN_VARIABLE}=$1" /proc/[0-9]*/environ 2>/dev/null \
-    | sed -e 's|^/proc/||' -e 's|/environ$||'
-}}
-killtok() {{
-  pg=$(cat "$2" 2>/dev/null)
-  if [ -n "$pg" ]; then kill -TERM -- "-$pg" 2>/dev/null; fi
-  for p in $(tokpids "$1"); do kill -TERM "$p" 2>/dev/null; done
-  i=0
-  while [ $i -lt {int(KILL_GRACE_S * 10)} ] && [ -n "$(tokpids "$1")" ]; do
-    sleep 0.1; i=$((i+1))
-  done
-  if [ -n "$pg" ]; then kill -KILL -- "-$pg" 2>/dev/null; fi
-  for p in $(tokpids "$1"); do kill -KILL "$p" 2>/dev/null; done
-  rm -f "$2"
-}}
-endrun() {{
-  # a lost run ($1: its token, $2: the slot's run prefix): its wrapper, then all it started
-  w=$(cat "$2.$1.wrapper" 2>/dev/null)
-  if [ -n "$w" ] && grep -qF "$1" "/proc/$w/cmdline" 2>/dev/null; then kill -KILL "$w"; fi
-  killtok "$1" "$2.$1.pgid"
-  rm -f "$2.$1.wrapper" "$2.$1.pgid"
-}}
-hashone() {{
-  if [ -L "$1" ]; then printf 'link:%s' "$(readlink "$1")" | sha256sum
-  elif [ -f "$1" ]; then sha256sum < "$1"
-  elif [ -d "$1" ]; then
-    (cd "$1" && find . -type f | LC_ALL=C sort | while IFS= read -r f; do
-      printf '%s\\n' "$f"; sha256sum < "$f"; done) | sha256sum
-  else echo missing
-  fi
-}}
-"""
+# --- addresses ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """`user@host:port` as written in ratchet.toml; user and port may be left out (then
+    ~/.ssh/config or the defaults decide)."""
+
+    text: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def shown(self) -> str:
+        return f"{self.host}:{self.port or 22}"
+
+
+def parse_host(text: str) -> HostAddress:
+    rest = text.strip()
+    user = None
+    if "@" in rest:
+        user, rest = rest.rsplit("@", 1)
+        if not user:
+            raise RatchetError(f"`{text}` in [runner] hosts: the user before @ is empty")
+    port: int | None = None
+    if rest.startswith("["):  # [::1]:2222
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = _port(text, tail[1:])
+    elif rest.count(":") == 1:
+        host, raw_port = rest.split(":")
+        port = _port(text, raw_port)
+    else:
+        host = rest
+    if not host:
+        raise RatchetError(f'`{text}` in [runner] hosts has no host name; write "user@host:port"')
+    return HostAddress(text.strip(), host, user, port)
+
+
+def _port(text: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise RatchetError(f"`{text}` in [runner] hosts: `{raw}` is not a port number")
+    return int(raw)
+
+
+# --- the project's files -----------------------------------------------------------------------
+
+
+def tracked_files(worktree: Path) -> list[tuple[str, str]]:
+    """(mode and blob id, path) of every file git tracks in the project folder: what a clean
+    checkout holds, so .gitignore'd files never travel."""
+    output = subprocess.run(
+        ["git", "ls-files", "-s", "-z"],
+        cwd=worktree,
+        capture_output=True,
+        check=True,
+    ).stdout.decode("utf-8", errors="surrogateescape")
+    files = []
+    for entry in output.split("\0"):
+        if not entry:
+            continue
+        meta, _, path = entry.partition("\t")
+        mode, blob, _stage = meta.split()
+        if mode == "160000":  # a submodule: not part of this checkout's files
+            continue
+        files.append((f"{mode} {blob}", path))
+    return files
+
+
+def base_id(files: list[tuple[str, str]], editable: str) -> str:
+    """The content id of the project without its editable file (which travels per run)."""
+    digest = hashlib.sha256()
+    for meta, path in files:
+        if path != editable:
+            digest.update(f"{meta}\t{path}\0".encode("utf-8", errors="surrogateescape"))
+    return digest.hexdigest()[:24]
+
+
+def pack(worktree: Path, files: list[tuple[str, str]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        for _meta, path in files:
+            source = worktree / path
+            if source.is_symlink() or source.is_file():
+                tar.add(source, arcname=path, recursive=False)
+    return buffer.getvalue()
+
+
+def project_key(root: Path) -> str:
+    """The remote folder of one local project: its name and a hash of where it lives."""
+    where = f"{socket.gethostname()}:{root.resolve()}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.resolve().name)
+    return f"{safe or 'project'}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
+
+
+_PYTHON = '"$(command -v python3 || command -v python)"'
 
 
 def shell_path(path: str) -> str:
@@ -64,128 +136,45 @@ def shell_path(path: str) -> str:
     return q(path)
 
 
-def hash_lines(locked: tuple[str, ...], label: str) -> str:
-    """Shell lines that report each locked file's hash on stderr, by its index in `locked`."""
-    return "".join(
-        f'echo "ratchet: {label} {index} $(hashone {q(path)} | cut -d" " -f1)" >&2\n'
-        for index, path in enumerate(locked)
-    )
+def wrapper_command(mode: str, token: str) -> str:
+    """The wrapper, as the session's own process (`exec`: a signal that kills it is seen
+    by the client). The token in its command line lets a later run recognise it."""
+    return f"exec {_PYTHON} -c {q(BOOT)} {mode} {q(token)}"
 
 
-def carry_line(folder: str, workdir: str, path: str) -> str:
-    """Copies one declared artefact from the command's folder to the evaluator's, unless it
-    is missing or a symbolic link (which could point anywhere)."""
-    source, target = f"{folder}/{q(path)}", f"{workdir}/{q(path)}"
+def wrapper_input(request: dict[str, object]) -> str:
+    """The wrapper's stdin: the shipped modules and the run's request, as JSON."""
+    return json.dumps({"modules": module_texts(), "request": request}, default=vars)
+
+
+def run_request(
+    root: str, folder: str, job: Job, slot: Slot, token: str, marker: str, sandbox: SandboxConfig
+) -> dict[str, object]:
+    """One run on the host, in `root/slots/folder` (made afresh from `root/base`)."""
+    return {
+        "marker": marker,
+        "token": token,
+        "root": root,
+        "slot": folder,
+        "editable": job.editable,
+        "editable_text": job.editable_text,
+        "drop": list(job.drop),
+        "carry": None if job.carry is None else list(job.carry),
+        "spec": run_spec(job, slot, token, sandbox),
+    }
+
+
+def end_request(root: str, folder: str, token: str) -> dict[str, object]:
+    """Ends a run that went astray: its wrapper and all it started (remote_run.end_run)."""
+    return {"prefix": f"{root}/run/{folder}", "token": token}
+
+
+def stop_script(root: str, folder: str, token: str) -> str:
+    """SIGTERM to the run's wrapper, which kills the run and reports it (if that PID is
+    still the wrapper: its command line holds the token)."""
+    own = f"{shell_path(root)}/run/{q(folder)}.{q(token)}.wrapper"
     return (
-        f'if [ -e {source} ] && [ ! -L {source} ]; then mkdir -p "$(dirname {target})" && '
-        f"rm -rf {target} && cp -a {source} {target} && "
-        f"find {target} -type l -delete; fi"
+        f"w=$(cat {own} 2>/dev/null); "
+        f'if [ -n "$w" ] && grep -qF {q(token)} "/proc/$w/cmdline" 2>/dev/null; '
+        'then kill -TERM "$w"; fi'
     )
-
-
-def by_name(hashes: dict[str, str], locked: tuple[str, ...]) -> dict[str, str]:
-    return {locked[int(i)]: h for i, h in hashes.items() if i.isdigit() and int(i) < len(locked)}
-
-
-def slot_paths(root: str, slot_folder: str) -> tuple[str, str]:
-    """(the slot's folder, the prefix of its run files) as shell expressions."""
-    return f"{root}/slots/{q(slot_folder)}", f"{root}/run/{q(slot_folder)}"
-
-
-def wrapper_script(
-    root: str,
-    slot_folder: str,
-    job: Job,
-    slot: Slot,
-    token: str,
-    sandbox: SandboxConfig,
-    facts: RemoteFacts | None,
-) -> str:
-    """One remote shell per run: end what a lost run left, make the run's folder afresh
-    (a copy of the base and the editable file from stdin; for an evaluator, a copy of its
-    own plus the declared artefacts), hash the locked files, run the command (in the
-    sandbox unless opted out) in a session of its own, then count and kill what it left
-    and hash again. Its reports go to stderr as `ratchet: ...` lines; the command's
-    output alone goes to stdout."""
-    folder, run = slot_paths(root, slot_folder)
-    workdir = folder if job.carry is None else f"{folder}.eval"
-    own = f"{run}.{token}"  # this run's files: its wrapper's PID and its process group
-    lines = [
-        SHELL_FUNCTIONS,
-        'fail() { echo "ratchet: fail $*" >&2; exit 97; }',
-        f"mkdir -p {root}/run {root}/slots || fail cannot create {root}",
-        # a run this slot lost earlier (a dropped connection) may still be going: end it
-        f"old=$(cat {run}.token 2>/dev/null)",
-        f'if [ -n "$old" ] && [ "$old" != {token} ]; then endrun "$old" {run}; fi',
-        f"printf %s {token} > {run}.token",
-        f"echo $$ > {own}.wrapper",
-        f"rm -rf {workdir} && cp -a {root}/base {workdir} || fail cannot copy the base",
-        f"cat > {workdir}/{q(job.editable)} || fail cannot write {q(job.editable)}"
-        if job.editable
-        else "cat > /dev/null",
-        *(f"rm -rf {workdir}/{q(path)}" for path in job.drop),
-        *(carry_line(folder, workdir, path) for path in job.carry or ()),
-        f"cd {workdir} || fail no folder {workdir}",
-        hash_lines(job.locked, "before"),
-        "echo 'ratchet: started' >&2",
-        *_command_lines(slot_folder, job, slot, token, own, sandbox, facts),
-        "rc=$?",
-        'echo "ratchet: exit $rc" >&2',
-        f'echo "ratchet: leftovers $(tokpids {token} | wc -l)" >&2',
-        f"killtok {token} {own}.pgid",
-        hash_lines(tuple(p for p in job.locked if p not in job.consumable), "after"),
-        f"rm -f {own}.wrapper {own}.pgid",
-        f'if [ "$(cat {run}.token 2>/dev/null)" = {token} ]; then rm -f {run}.token; fi',
-        "echo 'ratchet: done' >&2",
-        "exit $rc",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _command_lines(
-    slot_folder: str,
-    job: Job,
-    slot: Slot,
-    token: str,
-    own: str,
-    sandbox: SandboxConfig,
-    facts: RemoteFacts | None,
-) -> list[str]:
-    env = dict(job.env)
-    env.update(
-        RATCHET_TIME_BUDGET=f"{job.budget_s:g}",
-        RATCHET_EXPERIMENT=str(job.experiment),
-        PYTHONUNBUFFERED="1",
-        CUDA_VISIBLE_DEVICES="" if slot.gpu is None else str(slot.gpu),
-    )
-    if sandbox.kind == "bwrap" and facts is not None:
-        env.update({k: v for k in sandbox.env if (v := os.environ.get(k))})
-        env[TOKEN_VARIABLE] = token
-        absolute = f"{facts.root}/slots/{slot_folder}" + (".eval" if job.carry is not None else "")
-        words = sandboxed_words(facts, sandbox, absolute, job.command)
-        return [
-            limit_lines(token, sandbox.max_processes),
-            run_lines(words, env, job.timeout_s, f"{own}.status", f"{own}.pgid"),
-            "rc=$?",
-            f'echo "ratchet: sandbox $(wc -l < {own}.status) $(head -n1 {own}.status)" >&2',
-            f"rm -f {own}.status",
-            'if [ -n "$cg" ]; then for i in 1 2 3 4 5 6 7 8 9 10; do '
-            'rmdir "$cg" 2>/dev/null && break; sleep 0.1; done; fi',
-            "(exit $rc)",
-        ]
-    exports = "".join(
-        f"export {name}={q(value)}\n" for name, value in env.items() if name.isidentifier()
-    )
-    token_env = f"{TOKEN_VARIABLE}={token}"
-    # The token is given to the command only (not exported here): the helpers that look
-    # for it must not find themselves.
-    inner = 'echo $$ > "$0"; exec sh -c "$1"'
-    return [
-        exports,
-        "if command -v setsid >/dev/null 2>&1; then",
-        f"  setsid -w env {q(token_env)} sh -c {q(inner)} {own}.pgid {q(job.command)} "
-        "</dev/null 2>&1",
-        "else",
-        f"  env {q(token_env)} sh -c {q(job.command)} </dev/null 2>&1",
-        "fi",
-    ]
