@@ -158,6 +158,10 @@ class AgentConfig:
     space: dict[str, SpaceOverride] = field(default_factory=dict)
     tune: str | None = None  # "optuna" | "portfolio": a classical tuner between an LLM's edits
     tune_ratio: int = 3  # tuning proposals per LLM proposal
+    # the command agent's own sandbox: its config folders (~ expanded), extra variables
+    sandbox_read: tuple[str, ...] = ()
+    sandbox_write: tuple[str, ...] = ()
+    sandbox_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -447,6 +451,9 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "space": (_tables, {}),
         "tune": (_choice("optuna", "portfolio"), None),
         "tune_ratio": (_integer(1), 3),
+        "sandbox_read": (_string_list, ()),
+        "sandbox_write": (_string_list, ()),
+        "sandbox_env": (_string_list, ()),
     },
     "runner": {
         "kind": (_choice("local", "ssh", "ray"), "local"),
@@ -811,6 +818,9 @@ def _build(
             space=_space(agent["space"], where, shown),
             tune=agent["tune"],
             tune_ratio=agent["tune_ratio"],
+            sandbox_read=agent["sandbox_read"],
+            sandbox_write=agent["sandbox_write"],
+            sandbox_env=agent["sandbox_env"],
         ),
         runner=RunnerConfig(
             kind=runner["kind"],

@@ -20,8 +20,21 @@ from .errors import WorkspaceError
 from .merge import merge3
 
 RATCHET_DIR = ".ratchet"
-# The loop's own checkouts never run the user's hooks (post-checkout and the like).
-_NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+# The loop's own git commands in a slot never run the user's hooks (post-checkout and the
+# like), nor a file-system monitor, nor recurse into submodules. Attributes and filters stay
+# the user's (git archive applies them too, and the locked hashes come from it): what a run
+# could plant lives in the working tree, which is cleaned before every checkout.
+_NEUTRAL = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "submodule.recurse=false",
+)  # fmt: skip
+# Variables that would point git at another repository, index or object store.
+_GIT_REDIRECTS = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_ATTR_SOURCE",
+)  # fmt: skip
+_SLOT_GIT_TIMEOUT_S = 300.0
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Ratchet",
     "GIT_AUTHOR_EMAIL": "ratchet@localhost",
@@ -58,6 +71,21 @@ def ensure_ratchet_dir(project: Path) -> Path:
     return folder
 
 
+def _remove_nested_git(root: Path) -> None:
+    """Every `.git` below the slot's own link: git never lists nor cleans a path named `.git`
+    (a repository a run planted in a tracked folder survives `git clean -ffdx`)."""
+    for folder, dirs, files in os.walk(root):
+        if ".git" in dirs:
+            dirs.remove(".git")
+        elif ".git" not in files or folder == str(root):
+            continue
+        target = os.path.join(folder, ".git")
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+
+
 class Workspace:
     """The repository that holds a project (ratchet.toml's folder may be a subfolder)."""
 
@@ -79,6 +107,7 @@ class Workspace:
         self.git = self.repo.git
         self._lock = threading.Lock()
         self._env = self._identity_env()
+        self._slot_env = {k: v for k, v in os.environ.items() if k not in _GIT_REDIRECTS}
         self.worktrees = ensure_ratchet_dir(self.project) / "worktrees"
 
     @property
@@ -259,40 +288,94 @@ class Workspace:
     # --- worktrees ---------------------------------------------------------------------------
 
     def checkout(self, slot: str, commit: str) -> Path:
-        """The slot's worktree, clean, at `commit`; returns the project folder inside it."""
+        """The slot's worktree, clean, at `commit`; returns the project folder inside it.
+
+        Nothing the last run left there shapes this checkout: what git does not track goes
+        first (ignore rules, attributes, nested repositories with it), git is pointed at the
+        slot's own admin folder (never found by searching up from a folder the run wrote),
+        and a tree that still differs from `commit` afterwards is rebuilt from scratch."""
         path = self.worktrees / slot
         with self._lock:
-            if (path / ".git").exists():
+            gitdir = self._slot_gitdir(path)
+            if gitdir is not None:
                 try:
-                    wt = git.Git(path)
-                    wt.execute(["git", *_NO_HOOKS, "checkout", "-q", "--force", "--detach", commit])
-                    wt.clean("-ffdxq")
+                    self._reset_slot(path, gitdir, commit)
                     return path / self.prefix
-                except git.GitCommandError:
-                    shutil.rmtree(path, ignore_errors=True)
-                    self.git.worktree("prune")
-            elif path.exists():
-                shutil.rmtree(path, ignore_errors=True)
-            self.worktrees.mkdir(parents=True, exist_ok=True)
-            self.git.execute(
-                [
-                    "git",
-                    *_NO_HOOKS,
-                    "worktree",
-                    "add",
-                    "-q",
-                    "--detach",
-                    "--force",
-                    str(path),
-                    commit,
-                ]
-            )
+                except (subprocess.SubprocessError, OSError, WorkspaceError):
+                    pass  # rebuilt below
+            self._rebuild_slot(path, commit)
         return path / self.prefix
 
+    def _slot_gitdir(self, path: Path) -> Path | None:
+        """The slot's admin folder (`<repo>/.git/worktrees/<name>`) as its `.git` link names
+        it; None when the link is missing, not a plain file, or points anywhere else."""
+        link = path / ".git"
+        if link.is_symlink() or not link.is_file():
+            return None
+        try:
+            text = link.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not text.startswith("gitdir:"):
+            return None
+        target = (path / text.removeprefix("gitdir:").strip()).resolve()
+        admin = (Path(self.repo.common_dir) / "worktrees").resolve()
+        return target if target.parent == admin and target.is_dir() else None
+
+    def _slot_git(self, path: Path, gitdir: Path, *args: str, cwd: Path | None = None) -> bytes:
+        """git on one slot, named explicitly: `--git-dir` and `--work-tree`, never searched."""
+        where = (f"--git-dir={gitdir}", f"--work-tree={path}")
+        return self._run_git([*where, *args], cwd or path, f"git {args[0]} in {path.name}")
+
+    def _run_git(self, args: list[str], cwd: Path, what: str) -> bytes:
+        done = subprocess.run(
+            ["git", *_NEUTRAL, *args],
+            cwd=cwd,
+            env=self._slot_env,
+            capture_output=True,
+            timeout=_SLOT_GIT_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip()
+            raise WorkspaceError(f"{what} failed: {message}")
+        return done.stdout
+
+    def _reset_slot(self, path: Path, gitdir: Path, commit: str) -> None:
+        """Clean, then checkout, then check: nothing untracked, ignored or changed is left."""
+        _remove_nested_git(path)
+        self._slot_git(path, gitdir, "clean", "-ffdxq")
+        self._slot_git(path, gitdir, "checkout", "-q", "--force", "--detach", commit)
+        left = self._slot_git(
+            path, gitdir, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored"
+        )
+        if left:
+            raise WorkspaceError(f"{path.name} still differs from {commit[:12]} after checkout")
+
+    def _rebuild_slot(self, path: Path, commit: str) -> None:
+        """A fresh worktree: whatever was at `path` removed, git's record of it pruned."""
+        if path.exists() or path.is_symlink():
+            if path.is_symlink() or not path.is_dir():
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        self.git.worktree("prune")
+        self.worktrees.mkdir(parents=True, exist_ok=True)
+        add = ["worktree", "add", "-q", "--detach", "--force", str(path), commit]
+        self._run_git(add, self.top, f"git worktree add {path.name}")
+        if self._slot_gitdir(path) is None:
+            raise WorkspaceError(f"the worktree {path} has no link to the repository")
+
     def restore(self, worktree: Path, commit: str, paths: list[str]) -> None:
-        """Puts these project files back as `commit` has them, in a worktree."""
-        if paths:
-            git.Git(worktree).checkout(commit, "--", *paths)
+        """Puts these project files back as `commit` has them, in a slot's project folder."""
+        if not paths:
+            return
+        root = worktree.parents[len(Path(self.prefix).parts) - 1] if self.prefix else worktree
+        with self._lock:
+            gitdir = self._slot_gitdir(root)
+            if gitdir is None:
+                raise WorkspaceError(f"{root} is not one of the loop's worktrees")
+            self._slot_git(root, gitdir, "checkout", commit, "--", *paths, cwd=worktree)
 
     def remove_worktrees(self) -> None:
         """Stale worktrees of a killed loop: removed, then pruned from git's list."""

@@ -3,7 +3,10 @@
 
 It runs in a scratch copy of the project (a temporary folder holding the project's tracked
 files, the editable file at the current best and program.md, made a git repository of its
-own), never in the user's tree nor in the engine's worktrees. Every file it changes, adds or
+own), never in the user's tree nor in the engine's worktrees. Files only the evaluator may
+read (`[metric] eval_only`, holdout data) are never in it, and unless `[sandbox] kind =
+"none"` the agent runs in a sandbox of its own (agents/confine.py) that hides the repository,
+the project and `.ratchet/`. Every file it changes, adds or
 deletes comes back in Proposal.edits, so the engine's guard refuses an edit outside the
 editable file. The description is the first line of `.ratchet-description` if the agent
 writes it, else the last line it printed; its output is the trace.
@@ -17,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,12 @@ from ..experiment import Proposal, ProposalContext
 from ..runners.processes import TOKEN_VARIABLE, kill_tree
 from ..traces import redact, redact_text
 from . import prompt as prompts
+from .confine import AgentSandbox
 from .prompt import DESCRIPTION_FILE
+from .scratch import ProjectFiles, git_output
 
 PLACEHOLDER = re.compile(r"\{(prompt_file|prompt|editable)\}")
 OUTPUT_KEEP_BYTES = 200_000  # the end of the agent's output kept for the trace
-MAX_FILE_BYTES = 5_000_000  # larger tracked files (data) are not copied into the scratch
-MAX_COPY_BYTES = 200_000_000
 DESCRIPTION_CHARS = 200
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 # What tools leave behind and is no edit: kept out of the change set.
@@ -91,6 +92,8 @@ class CommandAgent:
         description_file: str = DESCRIPTION_FILE,
         environ: dict[str, str] | None = None,
         kill_grace_s: float = 2.0,
+        hidden_files: Sequence[str] = (),
+        sandbox: AgentSandbox | None = None,
     ) -> None:
         self.template = parse_run(run)
         self.run = run
@@ -101,6 +104,8 @@ class CommandAgent:
         self.timeout_s = timeout_s
         self.description_file = description_file
         self.kill_grace_s = kill_grace_s
+        self.hidden_files = tuple(hidden_files)  # the evaluator's alone: never copied
+        self.sandbox = sandbox
         self._environ = dict(os.environ if environ is None else environ)
         key = self._environ.get(api_key_env, "")
         self._secrets = [s for s in (key, self._environ.get("ANTHROPIC_API_KEY", "")) if s]
@@ -111,6 +116,7 @@ class CommandAgent:
             raise RatchetError(
                 'the command agent needs `run` in [agent], e.g. run = "claude -p {prompt_file}"'
             )
+        withheld = hidden_files(config)
         options: dict[str, Any] = {
             "root": config.root,
             "editable": config.loop.editable,
@@ -118,6 +124,8 @@ class CommandAgent:
             "program": config.loop.program,
             "timeout_s": config.agent.timeout_s,
             "api_key_env": config.agent.api_key_env,
+            "hidden_files": withheld,
+            "sandbox": AgentSandbox.from_config(config, withheld),
         }
         options.update(overrides)
         return cls(config.agent.run, **options)
@@ -238,40 +246,13 @@ class CommandAgent:
         return self._git_bytes(cwd, args, failure).decode("utf-8", "replace")
 
     def _git_bytes(self, cwd: Path, args: tuple[str, ...], failure: str) -> bytes:
-        done = subprocess.run(
-            ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
-            cwd=cwd,
-            env=self._git_env(),
-            capture_output=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip()
-            raise RatchetError(f"{failure}: {message}")
-        return done.stdout
-
-    def _tracked(self) -> list[str]:
-        try:
-            done = subprocess.run(
-                ["git", "ls-files", "-z", "--cached"],
-                cwd=self.root,
-                env=self._git_env(),
-                capture_output=True,
-                check=False,
-            )
-        except OSError:
-            return []
-        if done.returncode != 0:
-            return []
-        return [p for p in done.stdout.decode("utf-8", "replace").split("\0") if p]
+        return git_output(cwd, args, self._git_env(), failure)
 
     def _prepare(self, project: Path, context: ProposalContext, text: str) -> str:
         """Fills the scratch copy and commits it; returns that commit. The files come from the
         loop's current best (its commit), never from the user's working tree."""
-        if context.base_commit:
-            self._export(project, context.base_commit, context.editable_path)
-        else:
-            self._copy_working_tree(project, context.editable_path)
+        files = ProjectFiles(self.root, self.locked, self.hidden_files, self._git_env())
+        files.copy_into(project, context.base_commit, context.editable_path)
         editable = project / context.editable_path
         editable.parent.mkdir(parents=True, exist_ok=True)
         editable.write_text(text, encoding="utf-8")
@@ -286,61 +267,6 @@ class CommandAgent:
         self._git(project, "add", "-A", "-f", ".")
         self._git(project, "commit", "-q", "--allow-empty", "-m", "ratchet: the current best")
         return self._git(project, "rev-parse", "HEAD").strip()
-
-    def _export(self, project: Path, commit: str, editable: str) -> None:
-        """The project's files as `commit` has them (a `git archive` of its folder)."""
-        tar = self._git_bytes(
-            self.root,
-            ("archive", "--format=tar", f"{commit}:./"),
-            "git archive of the loop's best failed",
-        )
-        budget = MAX_COPY_BYTES
-        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-            for member in archive.getmembers():
-                name = member.name
-                if not member.isfile() or name == editable or name.startswith(".ratchet/"):
-                    continue
-                if member.size > MAX_FILE_BYTES or member.size > budget:
-                    continue
-                budget -= member.size
-                source = archive.extractfile(member)
-                if source is None:
-                    continue
-                target = project / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read())
-
-    def _copy_working_tree(self, project: Path, editable: str) -> None:
-        budget = MAX_COPY_BYTES
-        wanted = [*self._tracked(), *self._expand(self.locked)]
-        for relative in dict.fromkeys(wanted):
-            if relative.startswith(".ratchet/") or relative == editable:
-                continue
-            source = self.root / relative
-            if source.is_symlink() or not source.is_file():
-                continue
-            size = source.stat().st_size
-            if size > MAX_FILE_BYTES or size > budget:
-                continue
-            budget -= size
-            target = project / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-
-    def _expand(self, paths: Iterable[str]) -> list[str]:
-        """Locked entries may be folders: their files, relative to the root."""
-        found = []
-        for relative in paths:
-            target = self.root / relative
-            if target.is_dir():
-                found += [
-                    child.relative_to(self.root).as_posix()
-                    for child in sorted(target.rglob("*"))
-                    if child.is_file()
-                ]
-            else:
-                found.append(relative)
-        return found
 
     def _changes(self, project: Path, base: str) -> dict[str, str]:
         """Every file that differs from the scratch copy's first commit (committed by the
@@ -374,15 +300,19 @@ class CommandAgent:
         """(exit code, timed out, output, seconds). The whole process tree is killed at the
         time limit, and whatever the agent left running is killed when it exits."""
         token = uuid.uuid4().hex
+        variables = {
+            TOKEN_VARIABLE: token,
+            "RATCHET_PROMPT_FILE": str(prompt_file),
+            "RATCHET_DESCRIPTION_FILE": str(cwd / self.description_file),
+            "RATCHET_EDITABLE": self.editable,
+        }
         env = {k: v for k, v in self._environ.items() if k not in _GIT_ENV_DROP}
-        env.update(
-            {
-                TOKEN_VARIABLE: token,
-                "RATCHET_PROMPT_FILE": str(prompt_file),
-                "RATCHET_DESCRIPTION_FILE": str(cwd / self.description_file),
-                "RATCHET_EDITABLE": self.editable,
-            }
-        )
+        env.update(variables)
+        if self.sandbox is not None:
+            try:  # its processes keep the token: kill_tree finds them in the sandbox too
+                argv, env = self.sandbox.wrap(argv, cwd, prompt_file, self._environ, variables)
+            except RatchetError as error:
+                return 126, False, str(error), 0.0
         started = time.monotonic()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -436,6 +366,12 @@ class CommandAgent:
         seconds = time.monotonic() - started
         text = bytes(output[-OUTPUT_KEEP_BYTES:]).decode("utf-8", errors="replace")
         return process.returncode, timed_out, text, seconds
+
+
+def hidden_files(config: Config) -> tuple[str, ...]:
+    """What the agent never reads: the evaluator's files, and holdout data if declared."""
+    holdout: tuple[str, ...] = tuple(getattr(config.metric, "holdout_only", ()) or ())
+    return (*config.metric.eval_only, *holdout)
 
 
 def _last_line(text: str, first: bool = False) -> str:
