@@ -440,3 +440,16 @@ async def test_a_sandboxed_command_agent_that_hangs_is_killed_with_its_children(
     output = next(r for r in proposal.trace if r["kind"] == "output")
     assert "thinking..." in output["output"]  # it did start, in its sandbox
     assert processes_named("61.8034") == []
+
+
+def test_the_agent_script_named_by_path_comes_back_but_nothing_of_the_repository() -> None:
+    """`run = "python /opt/agent.py"` needs its script; a file of the repository, the
+    project's record or a label named the same way stays hidden."""
+    from ratchet.agents.confine import AgentSandbox
+
+    sandbox = AgentSandbox(
+        hide=("/home/u/repo", "/home/u/repo/.git"),
+        secret_files=("/data/labels.jsonl",),
+        files=("/opt/agents/agent.py", "/home/u/repo/tasks.jsonl", "/data/labels.jsonl"),
+    )
+    assert sandbox.named_files() == ["/opt/agents/agent.py"]

@@ -26,6 +26,7 @@ from ..runners.sandbox import (
     clean_env,
     expand,
     find_bwrap,
+    inside,
     outermost,
     probe,
     toolchain_folders,
@@ -49,6 +50,7 @@ class AgentSandbox:
     write: tuple[str, ...] = ()  # its config and caches
     env: tuple[str, ...] = ()  # variables it receives besides AGENT_VARIABLES and its key
     program: str = ""  # its program: one given by an absolute path brings its folder back
+    files: tuple[str, ...] = ()  # files its command names by absolute path (its script)
 
     @classmethod
     def from_config(cls, config: Config, hidden_files: Sequence[str]) -> AgentSandbox | None:
@@ -58,13 +60,15 @@ class AgentSandbox:
         root = config.root.resolve()
         home = os.path.expanduser("~")
         agent = config.agent
+        words = shlex.split(agent.run or "")
         return cls(
             hide=tuple(str(p) for p in {root, *_repository_folders(root)}),
             secret_files=tuple(str(root / p) for p in hidden_files),
             read=expand(agent.sandbox_read, home),
             write=expand(agent.sandbox_write, home),
             env=(agent.api_key_env, *agent.sandbox_env),
-            program=shlex.split(agent.run or "")[0] if agent.run else "",
+            program=words[0] if words else "",
+            files=tuple(w for w in words[1:] if os.path.isabs(w) and os.path.isfile(w)),
         )
 
     def wrap(
@@ -95,12 +99,18 @@ class AgentSandbox:
             read=tuple(self.visible([*tools, *self.read])),
             write=tuple(self.visible(p for p in self.write if os.path.lexists(p))),
             network=True,
-            binds=((str(prompt_file), str(prompt_file)),),
+            binds=((str(prompt_file), str(prompt_file)), *((f, f) for f in self.named_files())),
             devices=(),
         )
         env = clean_env(environ, [*AGENT_VARIABLES, *self.env], extra)
         env["HOME"] = home
         return build_argv(spec, argv), env
+
+    def named_files(self) -> list[str]:
+        """The files the command names (`python /home/u/agent.py`), bound back read-only one
+        by one: not one inside the repository, the project or a secret."""
+        guarded = [*self.hide, *self.secret_files]
+        return [f for f in map(os.path.normpath, self.files) if not inside(f, guarded)]
 
     def visible(self, folders: Iterable[str]) -> list[str]:
         """The folders that may be bound back: none that holds a hidden folder or a secret
