@@ -17,8 +17,9 @@ nested bubblewrap cannot map its user, while an unmapped user namespace works):
 
 `run_isolated(argv, ...)` runs a program so and returns its exit code and output.
 `Worker(folder, module)` imports one module in such a child and calls its functions with
-JSON arguments; the answers come back over a pipe the evaluator owns, and each call's
-wall time is measured here, around a child that cannot touch this process's clock.
+JSON arguments; the answers come back over a pipe the evaluator owns, each naming its
+question's random id (one written before its question, or naming another, is refused), and
+each call's wall time is measured here, around a child that cannot touch this process's clock.
 
 Linux only. Run by hand where user namespaces are off, `IsolationError` says why.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -255,7 +257,7 @@ def _feed(stream: Any, data: bytes) -> None:
 
 # The worker: imports the module and answers one JSON line per request on fd 3, a pipe that
 # only the evaluator reads; what the module prints goes to the child's output instead. An
-# answer is JSON; a dataclass is sent as its fields.
+# answer is JSON, and names the request's id; a dataclass is sent as its fields.
 WORKER = r"""
 import json, os, sys, traceback
 answers = os.fdopen(3, "w")
@@ -278,9 +280,9 @@ say({"ready": True})
 for line in requests:
     request = json.loads(line)
     try:
-        say({"value": getattr(module, request["function"])(*request["args"])})
+        say({"id": request["id"], "value": getattr(module, request["function"])(*request["args"])})
     except BaseException as error:
-        say({"error": "%s: %s" % (type(error).__name__, error)})
+        say({"id": request["id"], "error": "%s: %s" % (type(error).__name__, error)})
 """
 
 
@@ -327,25 +329,43 @@ class Worker:
 
     def call(self, function: str, *args: Any) -> tuple[Any, float]:
         """`function(*args)` in the child: its JSON answer and the wall time from sending
-        the request to reading the whole answer. CallFailed when it raised or gave none."""
-        stdin = self._child.process.stdin
-        if stdin is None or self._child.answers_fd is None:
+        the request to reading the whole answer. CallFailed when it raised or gave none, or
+        when its answer was written before the question or does not name the question's id
+        (the code wrote it, not the worker: it would be timed as instant)."""
+        stdin, fd = self._child.process.stdin, self._child.answers_fd
+        if stdin is None or fd is None:
             raise CallFailed("the child was stopped")
-        request = (json.dumps({"function": function, "args": list(args)}) + "\n").encode()
+        self._refuse_early_answer(fd)
+        nonce = secrets.token_hex(8)
+        request = {"id": nonce, "function": function, "args": list(args)}
         started = time.perf_counter()
         try:
-            stdin.write(request)
+            stdin.write((json.dumps(request) + "\n").encode())
             stdin.flush()
         except OSError as error:
             raise CallFailed(f"the child is gone: {error}") from error
         line = self._line()
         elapsed = time.perf_counter() - started  # its answer is all here: parsing not counted
         answer = self._parse(line)
+        if answer.get("id") != nonce:
+            self.close()
+            raise CallFailed(f"an answer to another question: {str(answer)[:200]}")
         if "error" in answer:
             raise CallFailed(str(answer["error"]))
         if "value" not in answer:
             raise CallFailed(f"not an answer: {str(answer)[:200]}")
         return answer["value"], elapsed
+
+    def _refuse_early_answer(self, fd: int) -> None:
+        """What is on the answers pipe before a question was written by the code, not by the
+        worker (an answer planted ahead of time, timed as instant): refused."""
+        if not self._pending and select.select([fd], [], [], 0)[0]:
+            self._pending = os.read(fd, 1 << 20)
+            if not self._pending:
+                raise CallFailed("the child ended without answering: " + self.output[-2000:])
+        if self._pending:
+            self.close()
+            raise CallFailed("an answer was written before the question: refused")
 
     def _answer(self) -> dict[str, Any]:
         return self._parse(self._line())

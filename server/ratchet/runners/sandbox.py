@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import os
 import shlex
 import shutil
@@ -27,6 +28,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,10 @@ NOT_SEARCHED = {"proc", "sys", "dev", "run", "tmp", "usr", "bin", "sbin", "lib",
 SEARCH_DEPTH = 4  # /etc/ssh/ssh_host_rsa_key is at depth 3
 SEARCH_ENTRIES = 50_000  # a huge data folder bounds the search, not the run's start
 SEARCH_TTL_S = 300.0
+# Private on every machine: covered even where the bounded search stopped before them.
+KNOWN_PRIVATE = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*_key",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,8 @@ _BASE_FLAGS = (
 def build_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
     """bubblewrap's command line for `command` under `spec`. Later mounts cover earlier ones:
     the root read-only, then the kernel's knobs covered, the hidden folders emptied, then what
-    is bound back, and last the host's sockets covered."""
+    is bound back (with what the host's covers hide inside it covered again), and last the
+    host's sockets covered."""
     argv = [spec.bwrap, *_BASE_FLAGS]
     if spec.bind_low_ports:  # in the sandbox's own network namespace only
         argv += ["--cap-add", "CAP_NET_BIND_SERVICE"]
@@ -170,10 +177,9 @@ def build_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
     for path in covers.files:
         if not inside(path, emptied):
             argv += ["--ro-bind", "/dev/null", path]
-    for folder in outermost([*spec.read, *covers.read]):  # one bind covers what lies inside
-        argv += ["--ro-bind-try", folder, folder]
-    for folder in spec.write:
-        argv += ["--bind-try", folder, folder]
+    read = [*spec.read, *covers.read]
+    argv += _bind_back(outermost(read), spec.write)  # one bind covers what lies inside
+    argv += _cover_again(covers, read, spec.write)
     for outside, inside_path in spec.binds:
         argv += ["--ro-bind", outside, inside_path]
     if spec.hosts_file:
@@ -188,6 +194,37 @@ def build_argv(spec: SandboxSpec, command: list[str]) -> list[str]:
         argv += ["--ro-bind", "/dev/null", path]
     argv += ["--chdir", spec.run_dir, "--", *command]
     return argv
+
+
+def _bind_back(read: Iterable[str], write: Iterable[str]) -> list[str]:
+    argv = []
+    for folder in read:
+        argv += ["--ro-bind-try", folder, folder]
+    for folder in write:
+        argv += ["--bind-try", folder, folder]
+    return argv
+
+
+def _cover_again(covers: Covers, read: list[str], write: tuple[str, ...]) -> list[str]:
+    """A declared folder brings back what the host's covers hid inside it (`read = ["/etc"]`:
+    /etc/shadow): that is covered again, and what was declared inside it bound back again.
+    Only a path named exactly is the user's to show."""
+    shown = [*read, *write]
+    folders = [f for f in covers.folders if within(f, shown)]
+    read_again = outermost(r for r in read if within(r, folders))
+    write_again = [w for w in write if within(w, folders)]
+    argv = [arg for folder in folders for arg in ("--tmpfs", folder)]
+    argv += _bind_back(read_again, write_again)
+    for path in covers.files:
+        emptied = inside(path, folders) and not inside(path, [*read_again, *write_again])
+        if within(path, shown) and not emptied:
+            argv += ["--ro-bind", "/dev/null", path]
+    return argv
+
+
+def within(path: str, folders: Iterable[str]) -> bool:
+    """Whether `path` lies strictly inside one of `folders`."""
+    return any(path.startswith(f.rstrip("/") + "/") for f in folders)
 
 
 def inside(path: str, folders: Iterable[str]) -> bool:
@@ -248,7 +285,7 @@ def host_covers(spec: SandboxSpec, command: Iterable[str] = ()) -> Covers:
         for path in (*found.sockets, *bound_sockets())
         if not inside(path, given) and not inside(path, emptied) and os.path.exists(path)
     }
-    files = tuple(f for f in found.files if os.path.isfile(f))
+    files = tuple(sorted({f for f in (*found.files, *_known_private()) if os.path.isfile(f)}))
     prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
     prefixes += os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
     path = os.environ.get("PATH", "")
@@ -258,6 +295,11 @@ def host_covers(spec: SandboxSpec, command: Iterable[str] = ()) -> Covers:
         if inside(resolver, folders) and os.path.isfile(resolver):
             read.append(resolver)
     return Covers(tuple(folders), files, tuple(sorted(sockets)), tuple(read))
+
+
+def _known_private() -> list[str]:
+    """The files of KNOWN_PRIVATE this machine has."""
+    return [path for pattern in KNOWN_PRIVATE for path in sorted(glob.glob(pattern))]
 
 
 @dataclass(frozen=True)
@@ -287,9 +329,10 @@ def _search(top: str) -> Private:
     folders: list[str] = []
     files: list[str] = []
     sockets: list[str] = []
-    pending, seen = [(top, 0)], 0
+    # Breadth first: where SEARCH_ENTRIES stops it, the shallow paths (/etc, /root) were seen.
+    pending, seen = deque([(top, 0)]), 0
     while pending and seen < SEARCH_ENTRIES:
-        folder, depth = pending.pop()
+        folder, depth = pending.popleft()
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -395,9 +438,13 @@ def toolchain_folders(
 
 
 def clean_env(
-    environ: Mapping[str, str], passed: Iterable[str], extra: Mapping[str, str]
+    environ: Mapping[str, str],
+    passed: Iterable[str],
+    extra: Mapping[str, str],
+    hidden: Iterable[str] = (),
 ) -> dict[str, str]:
-    """The run's environment: the safe variables, RATCHET_*, the declared ones, then `extra`."""
+    """The run's environment: the safe variables, RATCHET_*, the declared ones, then `extra`;
+    never one named in `hidden` (the agent's key, even one called RATCHET_*)."""
     passed = set(passed)
     env = {
         k: v
@@ -405,6 +452,8 @@ def clean_env(
         if k in SAFE_VARIABLES or k.startswith(SAFE_PREFIXES) or k in passed
     }
     env.update(extra)
+    for name in hidden:
+        env.pop(name, None)
     env.setdefault("TMPDIR", "/tmp")
     return env
 

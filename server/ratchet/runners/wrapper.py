@@ -193,7 +193,7 @@ def launch(spec: RunSpec) -> Launch:
         hosts_file=spec.hosts_file,
         bind_low_ports=spec.bind_low_ports,
     )
-    env = clean_env(os.environ, (), spec.variables)
+    env = clean_env(os.environ, (), spec.variables, spec.hidden_env)
     env["HOME"] = home
     forwarders = list(spec.forwarders) or ["", "", ""]
     init = ["/bin/sh", "-c", INIT_SH, "ratchet-init", spec.command, *forwarders]
