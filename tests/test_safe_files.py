@@ -12,7 +12,7 @@ import pytest
 from conftest import MakeProject
 from ratchet import cleanroom
 from ratchet.cleanroom import remove_eval_only
-from ratchet.runners import safe_files
+from ratchet.runners import artefacts, safe_files
 from ratchet.runners.safe_files import (
     UnsafeFile,
     copy_regular,
@@ -182,8 +182,8 @@ def test_special_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
 def test_the_clean_room_carries_artefacts_within_one_allowance(
     make_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cleanroom, "ARTEFACT_LIMIT", 1000)
-    monkeypatch.setattr(cleanroom, "ARTEFACT_DEPTH", 3)
+    monkeypatch.setattr(artefacts, "ARTEFACT_LIMIT", 1000)
+    monkeypatch.setattr(artefacts, "ARTEFACT_DEPTH", 3)
     root = make_project()
     run = tmp_path / "run"
     (run / "ckpt" / "a" / "b" / "c").mkdir(parents=True)

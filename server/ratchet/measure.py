@@ -18,7 +18,7 @@ from .progress import AbortWatch, Curve
 from .runners.base import Isolation, Job, RunControl, Runner, RunOutcome, Slot
 from .runners.safe_files import remove_special_files
 from .traces import run_trace_tail, secret_variables, secrets_for
-from .workspace import RATCHET_DIR, Workspace
+from .workspace import RATCHET_DIR, Workspace, repository_folders
 
 
 @dataclass
@@ -111,7 +111,10 @@ class Measurer:
         self, experiment: int, worktree: Path, log_path: Path, text: str, env: dict[str, str]
     ) -> Job:
         loop, metric = self.config.loop, self.config.metric
-        hide = tuple(str(p) for p in {self.workspace.top, self.config.root.resolve()})
+        root = self.config.root.resolve()
+        # A linked worktree's main checkout too: other branches, untracked labels.
+        folders = (self.workspace.top, root, *repository_folders(root))
+        hide = tuple(dict.fromkeys(str(p) for p in folders))
         return Job(
             experiment=experiment,
             command=loop.command,
@@ -128,6 +131,23 @@ class Measurer:
             expected_locked=self.expected_locked,
             secrets=tuple(secrets_for(self.config)),
             drop=metric.eval_only,
+        )
+
+    def _judging_job(self, job: Job, command: str, room: Path, log_suffix: str) -> Job:
+        """The evaluator or the holdout: `command` in the clean room `room`, all locked files
+        checked, the artefacts carried over (which makes it a judging job: the `[sandbox]
+        write` folders are read-only to it)."""
+        metric = self.config.metric
+        return replace(
+            job,
+            command=command,
+            worktree=room,
+            log_path=job.log_path.with_suffix(log_suffix),
+            timeout_s=metric.eval_timeout_s or self.config.loop.budget_s,
+            locked=self.config.loop.locked,
+            consumable=metric.eval_only,
+            carry=metric.artefacts,
+            drop=(),
         )
 
     async def run(
@@ -247,17 +267,7 @@ class Measurer:
             reader.feed(line)
             on_line(line)
 
-        eval_job = replace(
-            job,
-            command=metric.eval or "",
-            worktree=room,
-            log_path=job.log_path.with_suffix(".eval.log"),
-            timeout_s=metric.eval_timeout_s or self.config.loop.budget_s,
-            locked=self.config.loop.locked,
-            consumable=metric.eval_only,
-            carry=metric.artefacts,
-            drop=(),
-        )
+        eval_job = self._judging_job(job, metric.eval or "", room, ".eval.log")
         evaluated = await self.runner.run(eval_job, slot, eval_line, control)
         attempt.evaluated = True
         attempt.run_s += evaluated.wall_s
@@ -282,20 +292,6 @@ class Measurer:
         """The holdout score: recorded, never shown to the agent."""
         room = await self._room(job, slot, commit, base_commit, lambda line: None)
         reader = MetricReader(self.config.metric)
-        outcome = await self.runner.run(
-            replace(
-                job,
-                command=self.config.metric.holdout or "",
-                worktree=room,
-                log_path=job.log_path.with_suffix(".holdout.log"),
-                timeout_s=self.config.metric.eval_timeout_s or self.config.loop.budget_s,
-                locked=self.config.loop.locked,
-                consumable=self.config.metric.eval_only,
-                carry=self.config.metric.artefacts,
-                drop=(),
-            ),
-            slot,
-            reader.feed,
-            control,
-        )
+        holdout = self._judging_job(job, self.config.metric.holdout or "", room, ".holdout.log")
+        outcome = await self.runner.run(holdout, slot, reader.feed, control)
         return reader.result().value if ran_clean(outcome) else None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from ..runners.sandbox import (
     probe,
     toolchain_folders,
 )
+from ..workspace import repository_folders
 
 # What the agent's model client needs besides its key: where the API is, and a proxy.
 AGENT_VARIABLES = (
@@ -62,7 +62,7 @@ class AgentSandbox:
         agent = config.agent
         words = shlex.split(agent.run or "")
         return cls(
-            hide=tuple(str(p) for p in {root, *_repository_folders(root)}),
+            hide=tuple(str(p) for p in {root, *repository_folders(root)}),
             secret_files=tuple(str(root / p) for p in hidden_files),
             read=expand(agent.sandbox_read, home),
             write=expand(agent.sandbox_write, home),
@@ -125,21 +125,3 @@ class AgentSandbox:
                 continue
             kept.append(folder)
         return outermost(kept)
-
-
-def _repository_folders(root: Path) -> list[Path]:
-    """The repository's top and its git folders (a linked worktree's lie elsewhere)."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    if done.returncode != 0:
-        return []
-    return [(root / line).resolve() for line in done.stdout.splitlines() if line.strip()]

@@ -54,6 +54,11 @@ class Job:
     carry: tuple[str, ...] | None = None
     drop: tuple[str, ...] = ()  # files the command's folder must not hold ([metric] eval_only)
 
+    @property
+    def judging(self) -> bool:
+        """An evaluator or a holdout (it carries artefacts): it scores the edited code."""
+        return self.carry is not None
+
 
 class RunControl:
     """Lets the engine stop one running job early (stop, cancel, early abort)."""

@@ -28,14 +28,15 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from .artefacts import carry_artefacts
 from .processes import PidsCgroup, kill_tree
-from .safe_files import copy_regular
 from .wrapper import Control, RunSpec, execute
 
 # The modules shipped, in load order (each imports only those before it).
-MODULES = ("safe_files", "processes", "sandbox", "sandbox_init", "wrapper", "remote_run")
+MODULES = (
+    "safe_files", "artefacts", "processes", "sandbox", "sandbox_init", "wrapper", "remote_run",
+)  # fmt: skip
 FAILED = 97  # the wrapper could not ready the run (the report says why)
-CARRY_CAP = 1 << 40  # a declared artefact is copied whatever its size, holes kept
 
 # Run with `python3 -c BOOT <mode> <token>`; ssh sends {"modules", "request"} on stdin, Ray
 # puts them in RATCHET_MODULES and RATCHET_RUN. The token in argv lets a later run find this
@@ -144,8 +145,9 @@ def run_on_ssh(request: dict[str, Any], reporter: Reporter, control: Control) ->
         fresh_copy(f"{root}/base", workdir, request["drop"])
         if request["editable"]:
             Path(workdir, request["editable"]).write_text(request["editable_text"], "utf-8")
-        for path in request["carry"] or ():
-            carry(Path(folder, path), Path(workdir, path))
+        # As the local clean room does, under the same caps. The notes are dropped: a name the
+        # run chose must not reach the evaluator's output, which the metric is read from.
+        carry_artefacts(Path(folder), request["carry"] or (), Path(workdir))
         spec = RunSpec.from_dict({**request["spec"], "run_dir": workdir})
         spec.hide = [root, *spec.hide]
         return _report_run(spec, reporter, control, {})
@@ -186,29 +188,6 @@ def fresh_copy(source: str, target: str, drop: list[str]) -> None:
             shutil.rmtree(doomed)
         elif os.path.lexists(doomed):
             doomed.unlink()
-
-
-def carry(source: Path, target: Path) -> None:
-    """One declared artefact into the evaluator's folder: regular files only, never a link
-    (which could point anywhere), a folder with what it holds of those."""
-    if source.is_symlink() or not source.exists():
-        return
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    elif os.path.lexists(target):
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not source.is_dir():
-        with contextlib.suppress(OSError):
-            copy_regular(source, target, CARRY_CAP)
-        return
-    for top, _dirs, files in os.walk(source):
-        for name in files:
-            inner = Path(top, name)
-            copy = target / inner.relative_to(source)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):  # a link, a pipe: left behind
-                copy_regular(inner, copy, CARRY_CAP)
 
 
 # --- Ray: the job's working_dir, copied afresh --------------------------------------------------
