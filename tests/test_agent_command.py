@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -410,3 +411,65 @@ async def test_the_mutate_agent_improves_the_agentic_example(tmp_path: Path) -> 
             kept.append(proposal.description)
         editable.write_text(best_text)
     assert kept and best > 0.6, history
+
+
+def test_an_agent_left_by_a_killed_loop_is_stopped_at_the_next_start(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    """kill -9 of `ratchet run` leaves an unsandboxed command agent (and a child it started
+    in a session of its own) running with its scratch copy; the loop's next start stops them
+    and removes the copy."""
+    from conftest import CONFIG
+    from ratchet.engine import Engine
+
+    pids = tmp_path / "pids"
+    agent_script = script(
+        tmp_path,
+        "linger.py",
+        f"""\
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                                 start_new_session=True)
+        open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
+        time.sleep(300)
+        """,
+    )
+    config = CONFIG.replace(
+        'kind = "mutate"\nseed = 0',
+        f'kind = "command"\nrun = "{sys.executable} {agent_script}"\n\n[sandbox]\nkind = "none"',
+    )
+    root = make_project(config=config)
+    loop = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli", "-C", str(root), "run", "--tag", "k"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (pids.exists() and len(pids.read_text().split()) == 2):
+            assert loop.poll() is None and time.monotonic() < deadline, "the agent never started"
+            time.sleep(0.1)
+    finally:
+        loop.kill()
+        loop.wait(timeout=30)
+    agents = [int(p) for p in pids.read_text().split()]
+    try:
+        assert all(_alive(pid) for pid in agents), "the kill took the agent with it"
+        scratch = list(Path(tempfile.gettempdir()).glob("ratchet-agent-*"))
+        engine = Engine(load_config(root), tag="k")
+        mine = [p for p in scratch if engine.loop_id in p.name]
+        assert mine, "the agent's scratch copy is not named for its loop"
+        engine.lock.acquire()
+        try:
+            engine.opening.open_branch()  # what the next start does first
+        finally:
+            engine.lock.release()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in agents) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in agents), "the next start did not stop the agent"
+        assert not any(p.exists() for p in mine), "its scratch copy was left behind"
+    finally:
+        for pid in agents:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)

@@ -7,6 +7,7 @@ trials run (the closing figures used 100; the suite runs fewer to stay quick).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -17,7 +18,10 @@ from pathlib import Path
 
 from conftest import CONFIG, MakeProject, git
 from ratchet.config import load_config
+from ratchet.control import spawn
+from ratchet.control.client import LoopClient
 from ratchet.engine import LOOP_VARIABLE, Engine
+from ratchet.errors import RatchetError
 from ratchet.experiment import Status
 from ratchet.ledger import Ledger, results_row
 from ratchet.runners.processes import processes_with_token
@@ -60,7 +64,7 @@ def check_agreement(root: Path) -> int:
     expected_rows = [row for e in experiments if (row := results_row(e)) is not None]
     assert rows == expected_rows, "results.tsv disagrees with the ledger"
     worktrees = git(root, "worktree", "list", "--porcelain").count("worktree ")
-    assert worktrees == 1, "stale worktrees were left"
+    assert worktrees == 1, "stale worktrees were left: " + git(root, "worktree", "list")
     return len(experiments)
 
 
@@ -134,3 +138,74 @@ def test_a_killed_loop_leaves_no_experiment_running(make_project: MakeProject) -
     engine.lock.release()
     assert processes_with_token(engine.loop_id, variable=LOOP_VARIABLE) == []
     assert engine.ledger.experiments("f")[0].status is Status.INTERRUPTED
+
+
+LOOP_RUN = (sys.executable, "-m", "ratchet.cli", "-C")
+TWO_SLOTS = "[judge]\nbaseline_runs = 2\nmax_runs = 2\n\n[runner]\ngpus = [0, 1]\n\n[agent]"
+
+
+async def _submit(root: Path, text: str, description: str) -> bool:
+    """A person's edit through the control socket, as the editor sends it; whether the loop
+    answered `submitted` (only an acknowledged edit is owed a measurement)."""
+
+    try:
+        client = await LoopClient.attach(root, lambda message: None, lambda client: None)
+    except (RatchetError, OSError):
+        return False
+    if client is None:
+        return False
+    try:
+        answer = await client.request("submit", {"text": text, "description": description})
+        return bool(answer.get("submitted"))
+    except RatchetError:
+        return False
+    finally:
+        client.close()
+
+
+def test_sigkill_with_two_slots_loses_no_acknowledged_human_edit(
+    make_project: MakeProject,
+) -> None:
+    """Each trial a person submits an edit to a loop running 2 slots, which is then killed at
+    a random moment: every edit the loop acknowledged is measured in the end."""
+    root = make_project(train=TRAIN, config=CONFIG.replace("[agent]", TWO_SLOTS))
+    rng = random.Random(99)
+    socket = root / ".ratchet" / "control.sock"
+    acknowledged: list[str] = []
+    for trial in range(max(2, TRIALS // 2)):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ratchet.cli", "-C", str(root), "run", "--tag", "f"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while spawn.lock_holder(root) != process.pid or not socket.exists():
+                assert process.poll() is None and time.monotonic() < deadline, "no loop"
+                time.sleep(0.05)
+            description = f"a person's edit {trial}"
+            text = TRAIN.replace("WIDTH = 8", f"WIDTH = {9 + trial}")
+            if asyncio.run(asyncio.wait_for(_submit(root, text, description), 30)):
+                acknowledged.append(description)
+            time.sleep(rng.random() * 1.5)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        check_agreement(root)
+    assert acknowledged, "no submit was ever answered"
+    # The last start owes what is still queued: it runs until each has a measurement.
+    held = len(Ledger(root / ".ratchet").experiments("f"))
+    done = subprocess.run(
+        [*LOOP_RUN, str(root), "run", "--tag", "f", "--max-experiments", str(held + 12)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    measured = {
+        e.description.removesuffix(" (re-run)")
+        for e in Ledger(root / ".ratchet").experiments("f")
+        if e.source == "human" and e.metric is not None
+    }
+    missing = [d for d in acknowledged if not any(m.startswith(d) for m in measured)]
+    assert not missing, (missing, done.stdout[-2000:])

@@ -149,13 +149,20 @@ def processes_named(marker: str) -> list[int]:
 
 
 class Listener:
-    """A loopback server that counts the connections it sees."""
+    """A server that counts the connections it sees: on loopback, or at a unix socket `path`
+    outside every hidden folder that anyone may connect to (only hiding it stops a run)."""
 
-    def __init__(self) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        if path is None:
+            self.socket = socket.socket()
+            self.socket.bind(("127.0.0.1", 0))
+            self.port = self.socket.getsockname()[1]
+        else:
+            self.socket = socket.socket(socket.AF_UNIX)
+            self.socket.bind(str(path))
+            os.chmod(path, 0o666)
         self.socket.listen()
-        self.port = self.socket.getsockname()[1]
         self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -167,6 +174,9 @@ class Listener:
                 return
             self.connections += 1
             conn.close()
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 async def test_attacks_from_inside_an_experiment_do_no_harm_and_honest_work_is_kept(

@@ -10,11 +10,9 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from ratchet.control.host import LoopHost
 from ratchet.experiment import Status
 from ratchet.runners import sandbox as sandbox_module
 from ratchet.runners.sandbox import SandboxSpec, build_argv, find_bwrap, probe
-from test_sandbox_attacks import FAST, HONEST, attack
+from test_sandbox_attacks import FAST, HONEST, Listener, attack
 
 pytestmark = pytest.mark.skipif(
     probe(find_bwrap()) is not None, reason="no bubblewrap sandbox can start here"
@@ -39,31 +37,6 @@ SECRET = "ratchet-root-only-secret-4c1d"
 SYSCTLS = ("kernel/core_pattern", "vm/overcommit_memory", "kernel/pid_max", "fs/file-max")
 
 
-class UnixListener:
-    """A unix socket server outside every hidden folder; counts who reaches it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.socket = socket.socket(socket.AF_UNIX)
-        self.socket.bind(str(path))
-        os.chmod(path, 0o666)  # the run's uid may connect: only hiding stops it
-        self.socket.listen()
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.socket.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.socket.close()
-
-
 @pytest.fixture
 def machine(tmp_path: Path) -> Iterator[dict[str, object]]:
     """A root-only file and another user's private file where the host's secrets live
@@ -71,7 +44,7 @@ def machine(tmp_path: Path) -> Iterator[dict[str, object]]:
     loop, and (as root) in /run. Removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/var/tmp"))
     run_folder = None
-    listeners: list[UnixListener] = []
+    listeners: list[Listener] = []
     try:
         base.chmod(0o755)  # open: each file is judged on its own (and the control socket, at
         # depth 5, is found only in the kernel's table of bound sockets)
@@ -88,7 +61,7 @@ def machine(tmp_path: Path) -> Iterator[dict[str, object]]:
         if AS_ROOT and os.path.isdir("/run"):
             run_folder = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/run"))
             paths.append(run_folder / "bus.sock")
-        listeners += [UnixListener(path) for path in paths]
+        listeners += [Listener(path) for path in paths]
         sandbox_module._SEARCHED.clear()  # the files were made just now: search again
         yield {"secret": secret, "others": others, "listeners": listeners}
     finally:

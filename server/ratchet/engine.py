@@ -66,7 +66,10 @@ class Engine:
         self.history = History(self.ledger, self.tag, self.data / "record.snapshot")
         self.judge = self._make_judge(config)
         self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
-        self.agent = agent or make_agent(config)
+        self.loop_id = hashlib.sha256(f"{config.root.resolve()}:{self.tag}".encode()).hexdigest()[
+            :16
+        ]
+        self.agent = agent or make_agent(config, self.loop_id)
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
         self.measurer = Measurer(config, self.runner, self.workspace)
@@ -74,9 +77,6 @@ class Engine:
         self.proposer = Proposer(self)
         self.baselines = Baselines(self)
         self._secrets = secrets_for(config)
-        self.loop_id = hashlib.sha256(f"{config.root.resolve()}:{self.tag}".encode()).hexdigest()[
-            :16
-        ]
         self.lock = LoopLock(self.folder)
         self.opening = Opening(self, new_rules=new_rules, carry_user_change=carry_user_change)
         self.state = "idle"

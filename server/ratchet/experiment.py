@@ -16,7 +16,6 @@ class Status(enum.StrEnum):
     PROPOSED = "proposed"
     AWAITING_REVIEW = "awaiting_review"
     RUNNING = "running"
-    MEASURED = "measured"
     KEPT = "kept"
     DISCARDED = "discarded"
     CRASHED = "crashed"
@@ -40,10 +39,10 @@ class Status(enum.StrEnum):
         return self in (Status.KEPT, Status.DISCARDED)
 
 
-_UNFINISHED = {Status.PROPOSED, Status.AWAITING_REVIEW, Status.RUNNING, Status.MEASURED}
+_UNFINISHED = {Status.PROPOSED, Status.AWAITING_REVIEW, Status.RUNNING}
 
-# The lifecycle of DESIGN.md, written once: proposed → (awaiting review) → running → measured
-# → kept | discarded, or an end on the way. `running → running` is a repair's new code.
+# The lifecycle of DESIGN.md, written once: proposed → (awaiting review) → running → kept |
+# discarded (once measured), or an end on the way. `running → running` is a repair's new code.
 _ENDS_BEFORE_RUN = {Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.CANCELLED}
 _ENDS_OF_A_RUN = {
     Status.KEPT,
@@ -60,8 +59,7 @@ _ENDS_OF_A_RUN = {
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PROPOSED: frozenset({Status.AWAITING_REVIEW, Status.RUNNING, *_ENDS_BEFORE_RUN}),
     Status.AWAITING_REVIEW: frozenset({Status.RUNNING, *_ENDS_BEFORE_RUN}),
-    Status.RUNNING: frozenset({Status.RUNNING, Status.MEASURED, *_ENDS_OF_A_RUN}),
-    Status.MEASURED: frozenset({Status.RUNNING, *_ENDS_OF_A_RUN}),
+    Status.RUNNING: frozenset({Status.RUNNING, *_ENDS_OF_A_RUN}),
     # A crash handed back to the agent runs again as the same experiment (its repair).
     Status.CRASHED: frozenset({Status.RUNNING}),
     # A keep overtaken by another slot's keep before it was committed is discarded.

@@ -21,6 +21,7 @@ import git
 from .errors import RatchetError, WorkspaceError
 from .ledger import Ledger
 from .report import Keep, Summary, format_value, summarise
+from .runners.processes import alive
 from .workspace import _IDENTITY
 
 
@@ -228,22 +229,12 @@ def _remove_stale_scratch(repo: git.Repo) -> None:
     for line in listing.splitlines():
         path = line.removeprefix("worktree ")
         found = _SCRATCH.search(path) if line.startswith("worktree ") else None
-        if found is None or _alive(int(found.group(1))):
+        if found is None or alive(int(found.group(1))):
             continue
         with suppress(git.GitCommandError):
             repo.git.worktree("remove", "--force", path)
         shutil.rmtree(Path(path).parent, ignore_errors=True)
     repo.git.worktree("prune")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's: not ours to remove
-    return True
 
 
 @contextmanager

@@ -211,9 +211,6 @@ class History:
     def full_many(self, ids: Iterable[int]) -> dict[int, Experiment]:
         return self.ledger.get_many(self.tag, ids)
 
-    def recent(self, count: int) -> list[Experiment]:
-        return self.experiments[-count:] if count else []
-
 
 class _Pool:
     """Each experiment's spread of runs, kept current run by run, so the noise (judge's

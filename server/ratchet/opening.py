@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .agents.command import remove_agent_scratch
 from .config import Config
 from .errors import RatchetError
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .hardware import same_hardware
 from .preflight import check_command
-from .runners.processes import kill_orphans
+from .runners.processes import LOOP_VARIABLE, kill_orphans
 from .scheduler import PERSON, WorkItem
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ class Opening:
             engine.history.load()
             self._check_rules(loop)
             # We hold the lock: whatever a killed loop's experiments left running is orphaned.
-            kill_orphans("RATCHET_LOOP", engine.loop_id)
+            kill_orphans(LOOP_VARIABLE, engine.loop_id)
+            remove_agent_scratch(engine.loop_id)
             self._recover(loop, close_mark)
             self._check_user_branch(loop)
         workspace.remove_worktrees()

@@ -18,7 +18,6 @@ from .judge import estimate_noise
 from .ledger import Ledger
 
 NEAR_MISSES = 10
-CRASH_IDS_SHOWN = 20
 EXAMPLE_LOG_LINES = 40
 DIFF_LINES = 300
 

@@ -408,7 +408,8 @@ class Workspace:
             if self.worktrees.exists():
                 for child in self.worktrees.iterdir():
                     try:
-                        self.git.worktree("remove", "--force", str(child))
+                        # Twice forced: a `worktree add` killed midway leaves it locked.
+                        self.git.worktree("remove", "--force", "--force", str(child))
                     except git.GitCommandError:
                         shutil.rmtree(child, ignore_errors=True)
             self.git.worktree("prune")

@@ -21,11 +21,12 @@ def resolve_kind(config: Config) -> str:
     return "anthropic" if os.environ.get(config.agent.api_key_env) else "portfolio"
 
 
-def make_agent(config: Config) -> Agent:
+def make_agent(config: Config, loop_id: str = "") -> Agent:
     """The agent `[agent] kind` names, with a tuner between its edits if `[agent] tune` is
     set. Raises RatchetError for what the user must fix (a missing API key, an empty `run`),
-    before the loop starts."""
-    agent = _make(config)
+    before the loop starts. `loop_id` marks what a command agent starts, so that the next
+    start of the loop finds what a killed one left running."""
+    agent = _make(config, loop_id)
     if config.agent.tune and agent.kind in ("anthropic", "command"):
         from .hybrid import HybridAgent
         from .optuna import OptunaAgent
@@ -36,7 +37,7 @@ def make_agent(config: Config) -> Agent:
     return agent
 
 
-def _make(config: Config) -> Agent:
+def _make(config: Config, loop_id: str) -> Agent:
     kind = resolve_kind(config)
     if kind == "mutate":
         return MutateAgent(seed=config.agent.seed)
@@ -55,5 +56,5 @@ def _make(config: Config) -> Agent:
     if kind == "command":
         from .command import CommandAgent
 
-        return CommandAgent.from_config(config)
+        return CommandAgent.from_config(config, loop_id=loop_id)
     raise RatchetError(f"unknown agent kind `{kind}`; use one of {', '.join(AGENT_KINDS)}")

@@ -35,7 +35,7 @@ from typing import Any
 from ..config import Config
 from ..errors import RatchetError
 from ..experiment import Proposal, ProposalContext
-from ..runners.processes import TOKEN_VARIABLE, kill_tree
+from ..runners.processes import LOOP_VARIABLE, TOKEN_VARIABLE, kill_tree
 from ..traces import redact, redact_text
 from . import prompt as prompts
 from .confine import AgentSandbox
@@ -94,6 +94,7 @@ class CommandAgent:
         kill_grace_s: float = 2.0,
         hidden_files: Sequence[str] = (),
         sandbox: AgentSandbox | None = None,
+        loop_id: str = "",
     ) -> None:
         self.template = parse_run(run)
         self.run = run
@@ -106,6 +107,7 @@ class CommandAgent:
         self.kill_grace_s = kill_grace_s
         self.hidden_files = tuple(hidden_files)  # the evaluator's alone: never copied
         self.sandbox = sandbox
+        self.loop_id = loop_id
         self._environ = dict(os.environ if environ is None else environ)
         key = self._environ.get(api_key_env, "")
         self._secrets = [s for s in (key, self._environ.get("ANTHROPIC_API_KEY", "")) if s]
@@ -142,7 +144,7 @@ class CommandAgent:
     async def propose(self, context: ProposalContext) -> Proposal:
         started = time.monotonic()
         trace: list[dict[str, Any]] = []
-        scratch = Path(tempfile.mkdtemp(prefix="ratchet-agent-"))
+        scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(self.loop_id)))
         try:
             edits, description, failure = await self._propose_in(context, scratch, trace)
         except Exception as error:  # never raised: the loop goes on
@@ -305,6 +307,7 @@ class CommandAgent:
             "RATCHET_PROMPT_FILE": str(prompt_file),
             "RATCHET_DESCRIPTION_FILE": str(cwd / self.description_file),
             "RATCHET_EDITABLE": self.editable,
+            **({LOOP_VARIABLE: self.loop_id} if self.loop_id else {}),
         }
         env = {k: v for k, v in self._environ.items() if k not in _GIT_ENV_DROP}
         env.update(variables)
@@ -366,6 +369,21 @@ class CommandAgent:
         seconds = time.monotonic() - started
         text = bytes(output[-OUTPUT_KEEP_BYTES:]).decode("utf-8", errors="replace")
         return process.returncode, timed_out, text, seconds
+
+
+def scratch_prefix(loop_id: str) -> str:
+    """The name a scratch copy starts with: the loop's id in it, so that the next start of
+    the loop finds what a killed one left behind."""
+    return f"ratchet-agent-{loop_id}-" if loop_id else "ratchet-agent-"
+
+
+def remove_agent_scratch(loop_id: str) -> int:
+    """Deletes the scratch copies a killed loop's agents left (the caller holds the loop's
+    lock, so none is in use). Returns how many there were."""
+    stale = list(Path(tempfile.gettempdir()).glob(scratch_prefix(loop_id) + "*"))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(stale)
 
 
 def hidden_files(config: Config) -> tuple[str, ...]:

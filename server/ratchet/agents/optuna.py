@@ -36,7 +36,7 @@ from .space import Dimension, Space, Value, build_space, find_literals, parse_ch
 
 _ATTEMPTS = 16
 _MEASURED = ("kept", "discarded")
-_UNFINISHED = ("proposed", "awaiting_review", "running", "measured")
+_UNFINISHED = ("proposed", "awaiting_review", "running")
 _LOST_AFTER = 16  # a trial whose experiment is this far behind and nowhere in the history
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -129,7 +129,7 @@ def choose_arm(history: Iterable[HistoryEntry], rng: random.Random) -> str:
     outcomes: dict[str, list[bool]] = {arm: [] for arm in ARMS}
     for entry in history:
         arm = arm_of(entry)
-        if arm is not None and entry.status not in ("running", "proposed", "measured"):
+        if arm is not None and entry.status not in ("running", "proposed"):
             outcomes[arm].append(entry.status == "kept")
     if rng.random() < _FLOOR * len(ARMS):
         return rng.choice(ARMS)

@@ -64,6 +64,7 @@ class LoopHost:
         self._unsubscribe: Callable[[], None] | None = None
         self._start: asyncio.Future[dict[str, Any] | None] | None = None
         self._ran = asyncio.Event()  # the run is over (or never began)
+        self._moved = asyncio.Event()  # the loop's state changed (it left idle, or said why not)
         self._output: dict[int, str] = {}
         self._output_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -218,6 +219,8 @@ class LoopHost:
                 self._output_handle = loop.call_later(OUTPUT_INTERVAL_S, self._flush_output)
             return
         self._fresh()
+        if isinstance(event, LoopStateChanged):
+            self._moved.set()
         message = _event_message(event)
         if isinstance(event, ExperimentProposed) and event.awaiting_review and message:
             self.proposals[event.id] = message
@@ -298,9 +301,15 @@ class LoopHost:
         )
         deadline = time.monotonic() + START_WAIT_S
         while self.engine.state == "idle" and not self._ran.is_set():
+            self._moved.clear()
+            ran = asyncio.ensure_future(self._ran.wait())
+            moved = asyncio.ensure_future(self._moved.wait())
+            left = deadline - time.monotonic()
+            await asyncio.wait({ran, moved}, timeout=max(left, 0), return_when="FIRST_COMPLETED")
+            for waiter in (ran, moved):
+                waiter.cancel()
             if time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.01)
         return await self._compute_status()
 
     async def _seed(self, params: dict[str, Any]) -> None:

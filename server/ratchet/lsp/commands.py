@@ -19,7 +19,6 @@ from ..errors import RatchetError
 from . import names
 
 if TYPE_CHECKING:
-    from .server import RatchetServer
     from .session import Session
 
 UNADVERTISED = names.UNADVERTISED
@@ -48,17 +47,20 @@ def command(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def register(server: RatchetServer) -> None:
-    """Registers every command on the server (and so advertises all but UNADVERTISED)."""
+def register(server: LanguageServer, session_ready: Callable[[], Awaitable[Session]]) -> None:
+    """Registers every command on the server (and so advertises all but UNADVERTISED); each
+    runs on the session `session_ready` gives once the server has one."""
     for name, handler in HANDLERS.items():
-        server.command(name)(_wrap(server, handler))
+        server.command(name)(_wrap(session_ready, handler))
 
 
-def _wrap(server: RatchetServer, handler: Handler) -> Callable[..., Awaitable[Any]]:
+def _wrap(
+    session_ready: Callable[[], Awaitable[Session]], handler: Handler
+) -> Callable[..., Awaitable[Any]]:
     # pygls passes the server first (a parameter named `ls`), then the arguments as sent.
     async def execute(ls: LanguageServer, *args: Any) -> Any:
         try:
-            session = await server.session_ready()
+            session = await session_ready()
             return await handler(session, list(args))
         except ArgumentError as error:
             raise JsonRpcInvalidParams(message=str(error)) from None

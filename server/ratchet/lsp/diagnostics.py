@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from lsprotocol import types
 
 from ..config import ConfigError
-from ..experiment import Experiment, Status
+from ..experiment import Experiment
 from .textops import utf16_units
 
 SOURCE = "ratchet"
@@ -24,12 +24,6 @@ def change_percent(value: float, base: float) -> str | None:
         return None
     percent = 100.0 * (value - base) / abs(base)
     return f"{percent:+.2f}%".replace("-", "−")
-
-
-def base_metrics(experiments: Iterable[Experiment]) -> dict[int, float | None]:
-    """Each experiment's base value: the metric of the kept experiment it was made from."""
-    by_commit = {e.commit: e.metric for e in experiments if e.status is Status.KEPT and e.commit}
-    return {e.id: by_commit.get(e.base_commit) for e in experiments}
 
 
 def summary(exp: Experiment, base: float | None, metric_name: str) -> str:

@@ -20,7 +20,7 @@ from ..control.client import LoopClient, LoopGone
 from ..errors import RatchetError
 from . import names
 from .diagnostics import summary
-from .placement import Proposal
+from .placement import WaitingProposal
 from .progress import ProgressReporter
 from .project import Project
 from .results import Results
@@ -276,8 +276,8 @@ class Loop:
             self.project.editor.show(kind, f"Ratchet: {message}")
 
 
-def _proposal(message: dict[str, Any]) -> Proposal:
-    return Proposal.of(
+def _proposal(message: dict[str, Any]) -> WaitingProposal:
+    return WaitingProposal.of(
         int(message["id"]),
         str(message.get("description", "")),
         str(message.get("diff", "")),

@@ -17,7 +17,7 @@ from lsprotocol import types
 
 from . import names
 from .diagnostics import SOURCE
-from .placement import Placed, Proposal, Result
+from .placement import Placed, Result, WaitingProposal
 
 GHOST_LIMIT = 100  # characters of a proposal's new text shown as ghost text
 
@@ -40,7 +40,7 @@ def _end_of(raw: list[str], line: int, units: Callable[[str], int]) -> types.Pos
 def diagnostics(
     placed: Iterable[Placed],
     raw: list[str],
-    proposals: Mapping[int, Proposal],
+    proposals: Mapping[int, WaitingProposal],
     results: Mapping[int, Result],
     units: Callable[[str], int],
     log_uri: Callable[[Result], str | None],
@@ -116,7 +116,7 @@ def _crash(result: Result, where: types.Range, log: str | None) -> types.Diagnos
 def inlay_hints(
     placed: Iterable[Placed],
     raw: list[str],
-    proposals: Mapping[int, Proposal],
+    proposals: Mapping[int, WaitingProposal],
     results: Mapping[int, Result],
     units: Callable[[str], int],
     lines: tuple[int, int] | None = None,
@@ -153,7 +153,7 @@ def inlay_hints(
     return out
 
 
-def ghost(proposal: Proposal, block: int) -> str:
+def ghost(proposal: WaitingProposal, block: int) -> str:
     """A proposal's change on one line: `→ LR = 0.3` (its new lines), `→ (deletes 2 lines)`."""
     if not 0 <= block < len(proposal.blocks):
         return f"→ exp {proposal.id}: {proposal.description}"
@@ -167,7 +167,7 @@ def ghost(proposal: Proposal, block: int) -> str:
 
 def code_lenses(
     placed: Iterable[Placed],
-    proposals: Mapping[int, Proposal],
+    proposals: Mapping[int, WaitingProposal],
     diff_payload: Callable[[int], dict[str, object] | None] = lambda number: None,
 ) -> list[types.CodeLens]:
     """Accept & Run / Reject / Open diff over each pending proposal (its first block; the top

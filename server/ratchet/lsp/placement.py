@@ -22,7 +22,7 @@ MAX_RESULTS = 300  # and never more than this many
 
 
 @dataclass(frozen=True)
-class Proposal:
+class WaitingProposal:
     """A proposal waiting for accept or reject (from the loop's `proposed` event)."""
 
     id: int
@@ -33,7 +33,9 @@ class Proposal:
     blocks: tuple[Block, ...] = field(default=(), compare=False)
 
     @classmethod
-    def of(cls, id: int, description: str, diff: str, old_text: str, new_text: str) -> Proposal:
+    def of(
+        cls, id: int, description: str, diff: str, old_text: str, new_text: str
+    ) -> WaitingProposal:
         return cls(
             id, description, diff, old_text, new_text, tuple(blocks_between(old_text, new_text))
         )
@@ -118,7 +120,9 @@ def _located(blocks: Iterable[Block], lines: Lines) -> list[tuple[int, int, int,
     return found
 
 
-def place(text: str, proposals: Iterable[Proposal], results: Iterable[Result]) -> list[Placed]:
+def place(
+    text: str, proposals: Iterable[WaitingProposal], results: Iterable[Result]
+) -> list[Placed]:
     """Proposals first, then results newest first (the order they are shown in); a result
     whose lines the user's text no longer has is left out."""
     lines = Lines(text)

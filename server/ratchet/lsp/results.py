@@ -23,7 +23,7 @@ from ..control import wire
 from ..experiment import Experiment, Status
 from ..history import light
 from . import marks, names
-from .placement import Placed, Proposal, Result, place, result_of, shown_ids
+from .placement import Placed, Result, WaitingProposal, place, result_of, shown_ids
 from .project import Project
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Results:
         self.project = project
         self.changed = changed  # the status may have changed
         self.rows: dict[int, Experiment] = {}  # light rows, by id (ids ascend)
-        self.proposals: dict[int, Proposal] = {}
+        self.proposals: dict[int, WaitingProposal] = {}
         self.results: dict[int, Result] = {}
         self.texts: dict[int, str] = {}
         self._kept_metric: dict[str, float | None] = {}  # kept commit → its metric
@@ -194,7 +194,7 @@ class Results:
 
     # --- proposals ---------------------------------------------------------------------------
 
-    def proposed(self, proposal: Proposal) -> None:
+    def proposed(self, proposal: WaitingProposal) -> None:
         self.proposals[proposal.id] = proposal
         self.schedule(refresh=True)
 

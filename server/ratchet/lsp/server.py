@@ -123,7 +123,7 @@ def make_server(project: Path | None = None) -> RatchetServer:
     """The server; `project` (`ratchet -C DIR serve`) is looked at before the client's
     workspace folders."""
     server = RatchetServer()
-    commands.register(server)
+    commands.register(server, server.session_ready)
 
     @server.feature(types.INITIALIZE)
     def initialize(params: types.InitializeParams) -> None:

@@ -3,7 +3,7 @@
 - the changed blocks of an experiment (from its unified diff, or from two texts);
 - finding such a block, by content, in the text the user has now;
 - the line of a traceback that points into the editable file;
-- a line-based three-way merge (the user's buffer, a base, an experiment's text);
+- the line count a change touches, and the closest of several texts;
 - the smallest line edits that turn one text into another.
 """
 

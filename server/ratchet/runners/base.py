@@ -98,7 +98,7 @@ OnLine = Callable[[str], None]
 
 @dataclass
 class RunOutcome:
-    """What the engine needs back from a runner (see experiment.Run for the stored form)."""
+    """What the engine needs back from a runner (stored as the experiment's runs and log)."""
 
     exit_code: int | None
     wall_s: float

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 TOKEN_VARIABLE = "RATCHET_RUN_TOKEN"
+# In every experiment's and command agent's environment: which loop started it.
+LOOP_VARIABLE = "RATCHET_LOOP"
 _PROC = Path("/proc")
 
 
@@ -94,7 +96,8 @@ def processes_of_user(uid: int | None = None) -> int:
     return count
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists (another user's counts: not ours to touch)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -142,7 +145,7 @@ class PidsCgroup:
         with contextlib.suppress(OSError):
             for stale in root.glob("ratchet.*"):
                 owner = stale.name.split(".")[1]
-                if owner.isdigit() and _alive(int(owner)):
+                if owner.isdigit() and alive(int(owner)):
                     continue
                 with contextlib.suppress(OSError):
                     stale.rmdir()
