@@ -35,7 +35,7 @@ from .runners import make_runner
 from .runners.base import Runner, Slot
 from .runs import LOOP_VARIABLE, Running
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
-from .stoprules import StopRules
+from .stoprules import StopRules, Totals
 from .traces import redact_text, secrets_for, write_trace
 from .trial import Review, Trial
 from .verdicts import Verdicts
@@ -407,7 +407,10 @@ class Engine:
             self._queue_remeasure()
         self.confirm_best()
         if self._stop_rules is not None and (
-            reason := self._stop_rules.check(self.history.experiments)
+            reason := self._stop_rules.check(
+                self.history.experiments,
+                Totals(self.history.cost_usd, self.history.run_s, self.history.best),
+            )
         ):
             self.say(reason)
             self.stop()
