@@ -526,23 +526,6 @@ class Engine:
     def add_note(self, text: str) -> None:
         self.ledger.add_note(self.tag, text)
 
-    async def forget(self) -> str:
-        """Drops a loop whose baseline never succeeded: its record, branch and refs."""
-        await asyncio.to_thread(self.lock.acquire)
-        try:
-            self.history.load()
-            if self.history.baseline is not None:
-                raise RatchetError(
-                    f"loop {self.tag} has a baseline and {self.history.finished} experiments; "
-                    "only a loop whose baseline never succeeded is forgotten. Start another "
-                    "with `ratchet run --tag NEW`."
-                )
-            await asyncio.to_thread(self.workspace.delete_loop_refs)
-            await asyncio.to_thread(self.ledger.forget_loop, self.tag)
-        finally:
-            self.lock.release()
-        return f"forgot loop {self.tag}: its record, its branch {self.workspace.branch} and refs"
-
 
 def _counts(exp: Experiment) -> bool:
     """Counts against --max-experiments: not a re-measure, not the re-run of an earlier one."""
