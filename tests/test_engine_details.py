@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 
@@ -125,8 +126,14 @@ def test_forget_drops_a_loop_whose_baseline_failed(make_project: MakeProject) ->
     command = [sys.executable, "-m", "ratchet.cli", "-C", str(root)]
     done = subprocess.run([*command, "run", "--tag", "x"], capture_output=True, text=True)
     assert done.returncode == 1 and "ratchet forget" in done.stdout + done.stderr
-    done = subprocess.run([*command, "forget", "--tag", "x"], capture_output=True, text=True)
-    assert done.returncode == 0 and "forgot loop x" in done.stdout
+    # Forgetting builds no agent: an anthropic loop whose key is not here is forgotten too.
+    config = root / "ratchet.toml"
+    config.write_text(config.read_text().replace('kind = "mutate"', 'kind = "anthropic"'))
+    environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    done = subprocess.run(
+        [*command, "forget", "--tag", "x"], capture_output=True, text=True, env=environ
+    )
+    assert done.returncode == 0 and "forgot loop x" in done.stdout, done.stdout + done.stderr
     assert git(root, "for-each-ref", "refs/ratchet/x", "refs/heads/ratchet/x").strip() == ""
 
 

@@ -212,7 +212,8 @@ async def test_a_run_past_its_timeout_is_killed_with_all_its_children(
                 environ = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if b"RATCHET_EXPERIMENT=0" in environ and b"RATCHET_RUN_TOKEN=" in environ:
+            mine = f"RATCHET_LOOP={engine.loop_id}".encode()  # not another test's loop
+            if mine in environ and b"RATCHET_RUN_TOKEN=" in environ:
                 token = environ.split(b"RATCHET_RUN_TOKEN=")[1].split(b"\0")[0].decode()
                 tokens.append(token)
     assert not [t for t in tokens if processes_with_token(t)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import overload
 
 import pytest
 from ratchet.config import ConfigError, StopConfig, parse_config
 from ratchet.experiment import Experiment, Status
-from ratchet.stoprules import StopRules, stop_reason
+from ratchet.stoprules import StopRules, Totals, stop_reason
 
 
 def row(n: int, status: Status, metric: float | None = None, **kw: object) -> Experiment:
@@ -88,3 +90,31 @@ def test_stop_keys_are_validated_with_their_location(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(head + textwrap.dedent("[stop]\nmax_gpu_hour = 2\n"), tmp_path)
     assert 'did you mean "max_gpu_hours"?' in caught.value.message
+
+
+class _Counting(Sequence[Experiment]):
+    """A record that counts how many of its rows are read."""
+
+    def __init__(self, rows: list[Experiment]) -> None:
+        self.rows, self.read = rows, 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Experiment: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Experiment]: ...
+    def __getitem__(self, index: int | slice) -> Experiment | Sequence[Experiment]:
+        self.read += 1
+        return self.rows[index]
+
+
+def test_the_rules_read_the_end_of_the_record_not_all_of_it() -> None:
+    """After every experiment the loop asks: at 100,000 rows it must not read them all."""
+    rows = record(Status.KEPT, *[Status.DISCARDED, Status.CRASHED] * 50_000)
+    counting = _Counting(rows)
+    stop = StopConfig(no_keep_after=50, failures_in_row=3, target=0.5, max_cost_usd=9)
+    reason = StopRules(stop).check(counting, Totals(1.0, 10.0, rows[1]))
+    assert reason == "stopped: 50 experiments without a keep (stop.no_keep_after = 50)"
+    assert counting.read < 100, counting.read

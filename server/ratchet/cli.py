@@ -510,11 +510,11 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:
-    config = load_config(project)
+    from .forget import forget
+
     ledger, tag = _open_ledger(project, args.tag)
     ledger.close()
-    engine = Engine(config, tag=tag)
-    console.print(asyncio.run(engine.forget()))
+    console.print(forget(project, tag))
     return 0
 
 

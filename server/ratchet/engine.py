@@ -35,7 +35,7 @@ from .runners import make_runner
 from .runners.base import Runner, Slot
 from .runs import LOOP_VARIABLE, Running
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
-from .stoprules import StopRules
+from .stoprules import StopRules, Totals
 from .traces import redact_text, secrets_for, write_trace
 from .trial import Review, Trial
 from .verdicts import Verdicts
@@ -407,7 +407,10 @@ class Engine:
             self._queue_remeasure()
         self.confirm_best()
         if self._stop_rules is not None and (
-            reason := self._stop_rules.check(self.history.experiments)
+            reason := self._stop_rules.check(
+                self.history.experiments,
+                Totals(self.history.cost_usd, self.history.run_s, self.history.best),
+            )
         ):
             self.say(reason)
             self.stop()
@@ -522,23 +525,6 @@ class Engine:
 
     def add_note(self, text: str) -> None:
         self.ledger.add_note(self.tag, text)
-
-    async def forget(self) -> str:
-        """Drops a loop whose baseline never succeeded: its record, branch and refs."""
-        await asyncio.to_thread(self.lock.acquire)
-        try:
-            self.history.load()
-            if self.history.baseline is not None:
-                raise RatchetError(
-                    f"loop {self.tag} has a baseline and {self.history.finished} experiments; "
-                    "only a loop whose baseline never succeeded is forgotten. Start another "
-                    "with `ratchet run --tag NEW`."
-                )
-            await asyncio.to_thread(self.workspace.delete_loop_refs)
-            await asyncio.to_thread(self.ledger.forget_loop, self.tag)
-        finally:
-            self.lock.release()
-        return f"forgot loop {self.tag}: its record, its branch {self.workspace.branch} and refs"
 
 
 def _counts(exp: Experiment) -> bool:

@@ -47,6 +47,7 @@ class History:
         self.crashed = 0
         self.in_results = 0  # rows results.tsv holds
         self.cost_usd = 0.0
+        self.run_s = 0.0  # every run's time, all experiments together
         self._pool = _Pool()
 
     def load(self) -> None:
@@ -65,7 +66,7 @@ class History:
         self.experiments, self.by_id, self._tried, self._by_commit = [], {}, {}, {}
         self.best = self.baseline = None
         self.kept = self.finished = self.crashed = self.in_results = 0
-        self.cost_usd = 0.0
+        self.cost_usd = self.run_s = 0.0
         record = self._snapshot_record()
         self.from_snapshot = record is not None
         if record is None:
@@ -138,6 +139,7 @@ class History:
 
     def _count(self, exp: Experiment, sign: int) -> None:
         self.cost_usd += sign * exp.cost_usd
+        self.run_s += sign * exp.run_s
         if exp.status.is_final:
             self.finished += sign
         if exp.status in _CRASHES:
