@@ -89,13 +89,18 @@ class LoopClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[number] = future
         try:
-            self._writer.write(
-                wire.encode({"id": number, "method": method, "params": params or {}})
-            )
-            await self._writer.drain()
+            try:
+                self._writer.write(
+                    wire.encode({"id": number, "method": method, "params": params or {}})
+                )
+                await self._writer.drain()
+            except (ConnectionError, OSError):
+                # A loop that answers and ends at once (a start it refuses) may close before
+                # drain returns: its answer is read all the same, and the reader settles the
+                # future either way (LoopGone when nothing came).
+                if self.closed and not future.done():
+                    raise LoopGone("the loop has ended") from None
             return await asyncio.wait_for(future, timeout)
-        except (ConnectionError, OSError):
-            raise LoopGone("the loop has ended") from None
         except TimeoutError:
             raise RatchetError(f"the loop did not answer {method} within {timeout:g}s") from None
         finally:
