@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="write ratchet.toml and program.md for this folder")
     init.add_argument("--force", action="store_true", help="replace an existing ratchet.toml")
+    init.add_argument("--editable", metavar="FILE", help="the one file the agent may change")
+    init.add_argument("--metric", metavar="NAME", help="the metric's name (or its key)")
+    init.add_argument(
+        "--goal", choices=("minimize", "maximize"), help="whether lower or higher is better"
+    )
 
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
     run.add_argument(
@@ -190,9 +195,13 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .autoresearch import HARNESS_PROGRAM
     from .initialize import init
 
-    written, triplet = init(project, force=args.force)
+    written, triplet = init(
+        project, force=args.force, editable=args.editable, metric=args.metric, goal=args.goal
+    )
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
+    elif not args.editable:
+        console.print("No layout recognised (autoresearch, OpenEvolve, ShinkaEvolve): guessed.")
     for note in triplet.notes:
         console.print(f"  {escape(note)}")
     console.print(
@@ -200,6 +209,16 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
         f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`, budget "
         f"{triplet.budget}" + (f", timeout {triplet.timeout}" if triplet.timeout else "") + "."
     )
+    judge = (
+        f"`{triplet.evaluate}` (called, confined)"
+        if triplet.evaluate
+        else f"`{triplet.eval}`" + (f", read from {triplet.file}" if triplet.file else "")
+        if triplet.eval
+        else ""
+    )
+    if judge:
+        locked = ", ".join(triplet.locked)
+        console.print(f"  the metric comes from {escape(judge)}; locked: {escape(locked)}")
     if triplet.read:
         console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
     if triplet.program == HARNESS_PROGRAM:
