@@ -96,7 +96,11 @@ SHINKA_EVALUATOR = textwrap.dedent(
     """
 )
 
-SPOOF = "\nimport atexit\nprint('combined_score: 99.0')\natexit.register(print, 'combined_score: 99.0')\n"
+# The program prints the metric, at import and at exit: never read as the metric.
+SPOOF = (
+    "\nimport atexit\nprint('combined_score: 99.0')\n"
+    "atexit.register(print, 'combined_score: 99.0')\n"
+)
 
 
 def _folder(tmp_path: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -158,8 +162,13 @@ def test_init_recognises_a_shinkaevolve_folder(
     assert "ShinkaEvolve" in capsys.readouterr().out
     config = load_config(shinka)
     assert config.loop.editable == "initial.py" and config.loop.locked == ("evaluate.py",)
-    assert config.metric.eval == "python evaluate.py --program_path initial.py --results_dir results"
-    assert (config.metric.file, config.metric.metric_key) == ("results/metrics.json", "combined_score")
+    assert (
+        config.metric.eval == "python evaluate.py --program_path initial.py --results_dir results"
+    )
+    assert (config.metric.file, config.metric.metric_key) == (
+        "results/metrics.json",
+        "combined_score",
+    )
 
 
 def test_init_flags_name_the_editable_file_and_the_metric(
@@ -173,8 +182,17 @@ def test_init_flags_name_the_editable_file_and_the_metric(
     assert main(["-C", str(tmp_path), "init"]) == 2
     assert not (tmp_path / "ratchet.toml").exists()
     code = main(
-        ["-C", str(tmp_path), "init", "--editable", "solver.py", "--metric", "loss", "--goal",
-         "minimize"]
+        [
+            "-C",
+            str(tmp_path),
+            "init",
+            "--editable",
+            "solver.py",
+            "--metric",
+            "loss",
+            "--goal",
+            "minimize",
+        ]
     )
     assert code == 0
     said = capsys.readouterr().out
@@ -222,8 +240,20 @@ def test_the_evaluator_keys_are_checked_where_they_are(
     assert str(caught.value).startswith("ratchet.toml:1") and caught.value.line >= 8
 
 
+def test_a_metric_file_is_read_here_so_it_needs_the_local_runner(make_project) -> None:
+    from conftest import CONFIG
+
+    config = CONFIG.replace('goal = "minimize"', 'goal = "minimize"\nfile = "m.json"')
+    root = make_project(config=config + '\n[runner]\nkind = "ssh"\nhosts = ["u@h:22"]\n')
+    with pytest.raises(ConfigError, match="the ssh runner runs elsewhere") as caught:
+        load_config(root)
+    assert (caught.value.line, caught.value.col) == (10, 8)  # on the value of `file`
+
+
 @needs_sandbox
-def test_an_openevolve_folder_runs_as_init_wrote_it(openevolve: Path) -> None:
+def test_an_openevolve_folder_runs_as_init_wrote_it(
+    openevolve: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["-C", str(openevolve), "init"]) == 0
     experiments = _loop(
         openevolve,
@@ -241,8 +271,12 @@ def test_an_openevolve_folder_runs_as_init_wrote_it(openevolve: Path) -> None:
     assert spoof.metric == pytest.approx(1 / 1.09) and spoof.status == "discarded", spoof.reason
     assert error.status == "crashed" and "not a float" in error.reason and error.metric is None
     assert incorrect.status == "crashed" and "correct: false" in incorrect.reason
-    log = (openevolve / ".ratchet" / "loops" / "t" / "logs").glob("*.eval.log")
-    assert any("evaluated x = 0.7" in path.read_text() for path in log)
+    # `show` gives the evaluator's log tail, which holds the metric, beside the command's.
+    capsys.readouterr()
+    assert main(["-C", str(openevolve), "show", str(gain.id)]) == 0
+    shown = capsys.readouterr().out
+    evaluator = shown.split("evaluator log tail", 1)[1]
+    assert "evaluated x = 0.7" in evaluator and "combined_score: 0.917" in evaluator
 
 
 @needs_sandbox
@@ -262,3 +296,21 @@ def test_a_shinkaevolve_folder_runs_as_init_wrote_it(shinka: Path) -> None:
     assert gain.status == "kept" and gain.metric == pytest.approx(1 / 1.09)
     assert spoof.metric == pytest.approx(1 / 1.09) and spoof.status == "discarded", spoof.reason
     assert incorrect.status == "crashed" and "x out of range" in incorrect.reason
+
+
+def test_doctor_says_when_the_offline_agent_has_nothing_to_tune(
+    openevolve: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert main(["-C", str(openevolve), "init"]) == 0
+    capsys.readouterr()
+    assert main(["-C", str(openevolve), "doctor"]) == 1
+    said = " ".join(capsys.readouterr().out.split())
+    assert "the portfolio agent (offline) has nothing to tune in initial_program.py" in said
+    assert "evaluate: evaluator.py defines evaluate(program_path)" in said
+    # With a module-level constant, it has something to tune.
+    program = openevolve / "initial_program.py"
+    program.write_text("START = 0.0\n" + program.read_text())
+    assert main(["-C", str(openevolve), "doctor"]) in (0, 1)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "can tune 1 constant(s) in initial_program.py" in said

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, hardware
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
@@ -521,11 +521,32 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
     if exp.log_tail:
         console.print(f"[bold]log tail{last}[/bold]")
         console.print(exp.log_tail, markup=False)
+    evaluator = _eval_log_tail(exp.log_path, len(runs))
+    if evaluator:  # the evaluator's own output holds the metric (issue 23)
+        console.print(f"[bold]evaluator log tail{last}[/bold]")
+        console.print(evaluator, markup=False)
     trace = trace_path(project / RATCHET_DIR / "loops" / tag, exp.id)
     if trace.exists():
         console.print("[bold]agent trace[/bold]")
         console.print(trace.read_text(encoding="utf-8")[-8000:], markup=False)
     return 0
+
+
+def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
+    """The last lines of the evaluator's log of an experiment's last run ("" when none)."""
+    if not log_path:
+        return ""
+    path = Path(log_path)
+    if runs > 1:
+        path = path.with_name(f"{path.stem}.run{runs}.log")
+    path = path.with_suffix(".eval.log")
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, path.stat().st_size - 16384))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:
@@ -586,6 +607,10 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
+    for ok, message in _evaluator_checks(config) + _offline_checks(config):
+        problems += not ok
+        mark = "[green]ok[/green]" if ok else "[red]error[/red]"
+        console.print(f"{mark}  {escape(message)}", soft_wrap=True)
     if config.agent.kind in ("anthropic", "command"):
         program = config.loop.program
         if (config.root / program).is_file():
@@ -596,6 +621,83 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
                 "agent proposes without them (`ratchet init` writes one)"
             )
     return 1 if problems else 0
+
+
+def _offline_checks(config: Config) -> list[tuple[bool, str]]:
+    """An offline agent tunes module-level constants: a file without any gives it nothing to
+    do (issue 23), said here rather than as invalid experiments in a row."""
+    from .agents import resolve_kind
+
+    kind = resolve_kind(config)
+    if kind not in ("mutate", "optuna", "portfolio"):
+        return []
+    editable = config.loop.editable
+    try:
+        source = (config.root / editable).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []  # the config check said what is wrong with the file
+    if kind == "mutate":
+        from .agents.mutate import find_constants
+
+        count = len(find_constants(source))
+    else:
+        from .agents.space import build_space
+
+        try:
+            count = len(build_space(source, config.agent.space).dimensions)
+        except SyntaxError:
+            return []
+    if count:
+        return [(True, f"the {kind} agent (offline) can tune {count} constant(s) in {editable}")]
+    return [
+        (
+            False,
+            f"the {kind} agent (offline) has nothing to tune in {editable}: it has no "
+            "module-level constants (`NAME = 0.5`); write the values to search that way, or "
+            'use an LLM agent ([agent] kind = "anthropic" with ANTHROPIC_API_KEY set, or '
+            '"command")',
+        )
+    ]
+
+
+def _evaluator_checks(config: Config) -> list[tuple[bool, str]]:
+    """`[metric] evaluate`: the function is there, and a nested sandbox can be made here."""
+    target = config.metric.evaluate
+    if not target:
+        return []
+    import ast
+
+    from .isolate import available
+
+    path, function = target.rsplit(":", 1)
+    try:
+        tree = ast.parse((config.root / path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError) as error:
+        return [(False, f"evaluate: cannot read {path}: {error}")]
+    bound: set[str] = set()  # a def, or a name bound another way (assigned, imported)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Assign):
+            bound.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    defined = function in bound
+    checks = [
+        (
+            defined,
+            f"evaluate: {path} defines {function}(program_path)"
+            if defined
+            else f"evaluate: {path} defines no function `{function}`; fix `evaluate` in [metric]",
+        )
+    ]
+    problem = available()
+    checks.append(
+        (True, "evaluate: the program is confined in a nested sandbox (user namespaces)")
+        if problem is None
+        else (False, f"evaluate: no nested sandbox can be made here: {problem}")
+    )
+    return checks
 
 
 def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:

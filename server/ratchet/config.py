@@ -792,7 +792,14 @@ def _build(
             'the ray runner needs `address`, e.g. address = "http://127.0.0.1:8265"',
         )
 
-    _check_evaluator(root, loop, metric, editable, where, shown)
+    _check_evaluator(root, metric, editable, where, shown)
+    if metric["file"] and runner["kind"] != "local":
+        raise fail(
+            "metric",
+            "file",
+            f"`file` is read on this machine after the run, and the {runner['kind']} runner "
+            "runs elsewhere: use the local runner, or an `evaluate` function",
+        )
 
     return Config(
         root=root,
@@ -878,7 +885,6 @@ def _build(
 
 def _check_evaluator(
     root: Path,
-    loop: dict[str, Any],
     metric: dict[str, Any],
     editable: str,
     where: _Locator,
