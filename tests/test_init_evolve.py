@@ -259,7 +259,7 @@ def test_an_openevolve_folder_runs_as_init_wrote_it(
         openevolve,
         [
             (replace("x = 0.0", "x = 0.7"), "closer to 1"),
-            (replace("    return x", "    return x" + SPOOF.replace("\n", "\n    ")), "spoof"),
+            (lambda text: text + SPOOF, "spoof"),
             (replace("x = 0.7", "x = 'far'"), "not a float"),
             (replace("x = 0.7", "x = -0.5"), "negative"),
         ],
@@ -286,7 +286,7 @@ def test_a_shinkaevolve_folder_runs_as_init_wrote_it(shinka: Path) -> None:
         shinka,
         [
             (replace("x = 0.0", "x = 0.7"), "closer to 1"),
-            (replace("    return x", "    return x" + SPOOF.replace("\n", "\n    ")), "spoof"),
+            (lambda text: text + SPOOF, "spoof"),
             (replace("x = 0.7", "x = -0.5"), "negative"),
         ],
     )
@@ -314,3 +314,26 @@ def test_doctor_says_when_the_offline_agent_has_nothing_to_tune(
     assert main(["-C", str(openevolve), "doctor"]) in (0, 1)
     said = " ".join(capsys.readouterr().out.split())
     assert "can tune 1 constant(s) in initial_program.py" in said
+
+
+@needs_sandbox
+def test_without_evaluate_the_printed_score_wins(openevolve: Path) -> None:
+    """Not vacuous: the same spoof against a hand-written adapter that prints the score (the
+    way such folders were run before `evaluate`) is believed."""
+    (openevolve / "adapter.py").write_text(
+        "import evaluator\n"
+        "result = evaluator.evaluate('initial_program.py')\n"
+        "print(f\"combined_score: {result['combined_score']}\")\n"
+    )
+    assert main(["-C", str(openevolve), "init"]) == 0
+    toml = openevolve / "ratchet.toml"
+    lines = [
+        'eval = "python adapter.py"' if line.startswith("evaluate") else line
+        for line in toml.read_text().splitlines()
+        if not line.startswith("python ")
+    ]
+    toml.write_text("\n".join(lines) + "\n")
+    spoof = (lambda text: text + SPOOF, "spoof")
+    base, forged = _loop(openevolve, [spoof])
+    assert base.status == "kept" and base.metric == pytest.approx(0.5)
+    assert forged.status == "kept" and forged.metric == 99.0

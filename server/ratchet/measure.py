@@ -13,6 +13,7 @@ from pathlib import Path
 from .cleanroom import build_clean_room, remove_eval_only
 from .config import Config
 from .evaluate_call import (
+    MARK,
     EvaluateReader,
     clear_metric_files,
     evaluate_command,
@@ -288,7 +289,8 @@ class Measurer:
         def eval_line(line: str) -> None:
             if not metric.file:
                 reader.feed(line)
-            on_line(line)
+            if not (metric.evaluate and line.startswith(f"{MARK} ")):
+                on_line(line)  # the driver's answer line is the log's, not the live view's
 
         command = metric.eval or ""
         if metric.evaluate:
