@@ -103,6 +103,12 @@ SPOOF = (
 )
 
 
+# The program writes a file beside itself, in the evaluator's clean room.
+WRITE_BESIDE = (
+    "\nimport os\nopen(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'm.json'), 'w')\n"
+)
+
+
 def _folder(tmp_path: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "project"
     root.mkdir()
@@ -262,15 +268,18 @@ def test_an_openevolve_folder_runs_as_init_wrote_it(
             (lambda text: text + SPOOF, "spoof"),
             (replace("x = 0.7", "x = 'far'"), "not a float"),
             (replace("x = 0.7", "x = -0.5"), "negative"),
+            (lambda text: text + WRITE_BESIDE, "writes beside the evaluator"),
         ],
     )
-    base, gain, spoof, error, incorrect = experiments
+    base, gain, spoof, error, incorrect, writer = experiments
     assert base.status == "kept" and base.metric == pytest.approx(0.5)
     assert base.secondary.get("distance") == pytest.approx(1.0)
     assert gain.status == "kept" and gain.metric == pytest.approx(1 / 1.09)
     assert spoof.metric == pytest.approx(1 / 1.09) and spoof.status == "discarded", spoof.reason
     assert error.status == "crashed" and "not a float" in error.reason and error.metric is None
     assert incorrect.status == "crashed" and "correct: false" in incorrect.reason
+    # Confined: the program (imported by the evaluator) cannot write the evaluator's folder.
+    assert writer.status == "crashed" and "Read-only file system" in writer.reason
     # `show` gives the evaluator's log tail, which holds the metric, beside the command's.
     capsys.readouterr()
     assert main(["-C", str(openevolve), "show", str(gain.id)]) == 0
@@ -337,3 +346,55 @@ def test_without_evaluate_the_printed_score_wins(openevolve: Path) -> None:
     base, forged = _loop(openevolve, [spoof])
     assert base.status == "kept" and base.metric == pytest.approx(0.5)
     assert forged.status == "kept" and forged.metric == 99.0
+
+
+def test_evaluate_reads_an_evaluation_result_object(tmp_path: Path) -> None:
+    """OpenEvolve's EvaluationResult (metrics and artifacts, numbers of other types) read
+    through the driver as a loop runs it, without a loop: `.metrics`, numbers only."""
+    import dataclasses
+    import subprocess
+
+    from ratchet.config import MetricConfig
+    from ratchet.evaluate_call import EvaluateReader, evaluate_command
+    from ratchet.isolate import available
+
+    if problem := available():
+        pytest.skip(f"no nested sandbox here: {problem}")
+
+    (tmp_path / "initial_program.py").write_text(PROGRAM)
+    (tmp_path / "evaluator.py").write_text(
+        textwrap.dedent(
+            """\
+            from dataclasses import dataclass, field
+            from fractions import Fraction
+
+            @dataclass
+            class EvaluationResult:
+                metrics: dict
+                artifacts: dict = field(default_factory=dict)
+
+            def evaluate(program_path):
+                return EvaluationResult(
+                    {"combined_score": Fraction(3, 4), "steps": 7, "note": [1]},
+                    {"stdout": b"bytes are not JSON"},
+                )
+            """
+        )
+    )
+    metric = MetricConfig(
+        "combined_score", "maximize", None, None, 0.0, None, evaluate="evaluator.py:evaluate"
+    )
+    python = dataclasses.replace(metric, python=sys.executable)
+    command = evaluate_command(python, "initial_program.py", "secret-token", limit_s=30)
+    output = subprocess.run(
+        command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    ).stdout
+    reader = EvaluateReader(metric, "secret-token")
+    for line in output.splitlines():
+        reader.feed(line)
+    measurement = reader.result()
+    assert measurement.value == 0.75 and measurement.secondary == {"steps": 7.0}, output
+    forged = EvaluateReader(metric, "another-token")
+    for line in output.splitlines():
+        forged.feed(line)
+    assert forged.result().value is None  # a line with another token is nobody's answer

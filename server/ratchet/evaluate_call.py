@@ -108,8 +108,8 @@ def _ratchet_evaluate(argv):
         answer = {"error": "no nested sandbox could be made for %s: %s" % (target, error)}
     finally:
         if worker is not None:
+            worker.close()  # its output read to the end: what it printed before answering
             output = worker.output
-            worker.close()
     if output:
         sys.stdout.write(output if output.endswith("\n") else output + "\n")
     metrics = answer.get("metrics") or {}
