@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, hardware
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="write ratchet.toml and program.md for this folder")
     init.add_argument("--force", action="store_true", help="replace an existing ratchet.toml")
+    init.add_argument("--editable", metavar="FILE", help="the one file the agent may change")
+    init.add_argument("--metric", metavar="NAME", help="the metric's name (or its key)")
+    init.add_argument(
+        "--goal", choices=("minimize", "maximize"), help="whether lower or higher is better"
+    )
 
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
     run.add_argument(
@@ -190,9 +195,13 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .autoresearch import HARNESS_PROGRAM
     from .initialize import init
 
-    written, triplet = init(project, force=args.force)
+    written, triplet = init(
+        project, force=args.force, editable=args.editable, metric=args.metric, goal=args.goal
+    )
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
+    elif not args.editable:
+        console.print("No layout recognised (autoresearch, OpenEvolve, ShinkaEvolve): guessed.")
     for note in triplet.notes:
         console.print(f"  {escape(note)}")
     console.print(
@@ -200,6 +209,16 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
         f"{triplet.metric} ({triplet.goal}), command `{triplet.command}`, budget "
         f"{triplet.budget}" + (f", timeout {triplet.timeout}" if triplet.timeout else "") + "."
     )
+    judge = (
+        f"`{triplet.evaluate}` (called, confined)"
+        if triplet.evaluate
+        else f"`{triplet.eval}`" + (f", read from {triplet.file}" if triplet.file else "")
+        if triplet.eval
+        else ""
+    )
+    if judge:
+        locked = ", ".join(triplet.locked)
+        console.print(f"  the metric comes from {escape(judge)}; locked: {escape(locked)}")
     if triplet.read:
         console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
     if triplet.program == HARNESS_PROGRAM:
@@ -502,11 +521,32 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
     if exp.log_tail:
         console.print(f"[bold]log tail{last}[/bold]")
         console.print(exp.log_tail, markup=False)
+    evaluator = _eval_log_tail(exp.log_path, len(runs))
+    if evaluator:  # the evaluator's own output holds the metric (issue 23)
+        console.print(f"[bold]evaluator log tail{last}[/bold]")
+        console.print(evaluator, markup=False)
     trace = trace_path(project / RATCHET_DIR / "loops" / tag, exp.id)
     if trace.exists():
         console.print("[bold]agent trace[/bold]")
         console.print(trace.read_text(encoding="utf-8")[-8000:], markup=False)
     return 0
+
+
+def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
+    """The last lines of the evaluator's log of an experiment's last run ("" when none)."""
+    if not log_path:
+        return ""
+    path = Path(log_path)
+    if runs > 1:
+        path = path.with_name(f"{path.stem}.run{runs}.log")
+    path = path.with_suffix(".eval.log")
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, path.stat().st_size - 16384))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:
@@ -567,6 +607,10 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
+    for ok, message in _evaluator_checks(config) + _offline_checks(config):
+        problems += not ok
+        mark = "[green]ok[/green]" if ok else "[red]error[/red]"
+        console.print(f"{mark}  {escape(message)}", soft_wrap=True)
     if config.agent.kind in ("anthropic", "command"):
         program = config.loop.program
         if (config.root / program).is_file():
@@ -577,6 +621,83 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
                 "agent proposes without them (`ratchet init` writes one)"
             )
     return 1 if problems else 0
+
+
+def _offline_checks(config: Config) -> list[tuple[bool, str]]:
+    """An offline agent tunes module-level constants: a file without any gives it nothing to
+    do (issue 23), said here rather than as invalid experiments in a row."""
+    from .agents import resolve_kind
+
+    kind = resolve_kind(config)
+    if kind not in ("mutate", "optuna", "portfolio"):
+        return []
+    editable = config.loop.editable
+    try:
+        source = (config.root / editable).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []  # the config check said what is wrong with the file
+    if kind == "mutate":
+        from .agents.mutate import find_constants
+
+        count = len(find_constants(source))
+    else:
+        from .agents.space import build_space
+
+        try:
+            count = len(build_space(source, config.agent.space).dimensions)
+        except SyntaxError:
+            return []
+    if count:
+        return [(True, f"the {kind} agent (offline) can tune {count} constant(s) in {editable}")]
+    return [
+        (
+            False,
+            f"the {kind} agent (offline) has nothing to tune in {editable}: it has no "
+            "module-level constants (`NAME = 0.5`); write the values to search that way, or "
+            'use an LLM agent ([agent] kind = "anthropic" with ANTHROPIC_API_KEY set, or '
+            '"command")',
+        )
+    ]
+
+
+def _evaluator_checks(config: Config) -> list[tuple[bool, str]]:
+    """`[metric] evaluate`: the function is there, and a nested sandbox can be made here."""
+    target = config.metric.evaluate
+    if not target:
+        return []
+    import ast
+
+    from .isolate import available
+
+    path, function = target.rsplit(":", 1)
+    try:
+        tree = ast.parse((config.root / path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError) as error:
+        return [(False, f"evaluate: cannot read {path}: {error}")]
+    bound: set[str] = set()  # a def, or a name bound another way (assigned, imported)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Assign):
+            bound.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    defined = function in bound
+    checks = [
+        (
+            defined,
+            f"evaluate: {path} defines {function}(program_path)"
+            if defined
+            else f"evaluate: {path} defines no function `{function}`; fix `evaluate` in [metric]",
+        )
+    ]
+    problem = available()
+    checks.append(
+        (True, "evaluate: the program is confined in a nested sandbox (user namespaces)")
+        if problem is None
+        else (False, f"evaluate: no nested sandbox can be made here: {problem}")
+    )
+    return checks
 
 
 def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:

@@ -98,6 +98,21 @@ class MetricConfig:
     eval_only: tuple[str, ...] = ()  # committed files only the evaluator sees (labels)
     eval_timeout_s: float | None = None  # the evaluator's own limit (None: the budget)
     guards: tuple[Guard, ...] = ()  # secondary numbers a keep must also hold
+    # `evaluate = "evaluator.py:evaluate"`: a function of the program's path returning a dict,
+    # called in the clean room with the program confined (evaluate_call.py)
+    evaluate: str | None = None
+    python: str | None = None  # the interpreter `evaluate` is called with (None: python3)
+    file: str | None = None  # a JSON file of metrics the evaluator (or command) writes
+    key: str | None = None  # the metric's key in `file` or in `evaluate`'s dict (None: name)
+
+    @property
+    def judged_apart(self) -> bool:
+        """The metric comes from a step after the command: `eval` or `evaluate`."""
+        return self.eval is not None or self.evaluate is not None
+
+    @property
+    def metric_key(self) -> str:
+        return self.key or self.name
 
     @property
     def lower_is_better(self) -> bool:
@@ -293,6 +308,18 @@ def _guards(value: Any) -> tuple[Guard, ...]:
     return tuple(guards)
 
 
+_FUNCTION = re.compile(r"([^:]+\.py):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _function(value: Any) -> str:
+    text = _string(value).strip()
+    if not _FUNCTION.fullmatch(text):
+        raise _Invalid(
+            'expected a Python file and a function in it, such as "evaluator.py:evaluate"'
+        )
+    return text
+
+
 def _int_list(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
@@ -423,6 +450,10 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "eval_only": (_string_list, ()),
         "eval_timeout": (_duration, None),
         "guards": (_guards, ()),
+        "evaluate": (_function, None),
+        "python": (_string, None),
+        "file": (_string, None),
+        "key": (_string, None),
     },
     "judge": {
         "baseline_runs": (_integer(1), 3),
@@ -761,6 +792,15 @@ def _build(
             'the ray runner needs `address`, e.g. address = "http://127.0.0.1:8265"',
         )
 
+    _check_evaluator(root, metric, editable, where, shown)
+    if metric["file"] and runner["kind"] != "local":
+        raise fail(
+            "metric",
+            "file",
+            f"`file` is read on this machine after the run, and the {runner['kind']} runner "
+            "runs elsewhere: use the local runner, or an `evaluate` function",
+        )
+
     return Config(
         root=root,
         loop=LoopConfig(
@@ -790,6 +830,10 @@ def _build(
             eval_only=_relative_paths(metric["eval_only"], root, fail, "eval_only"),
             eval_timeout_s=metric["eval_timeout"],
             guards=metric["guards"],
+            evaluate=metric["evaluate"],
+            python=metric["python"],
+            file=_normal(metric["file"]) if metric["file"] else None,
+            key=metric["key"],
         ),
         judge=JudgeConfig(
             baseline_runs=judge["baseline_runs"],
@@ -837,6 +881,68 @@ def _build(
         track=TrackConfig(**v["track"]),
         sandbox=SandboxConfig(**sandbox),  # the table's keys are the fields
     )
+
+
+def _check_evaluator(
+    root: Path,
+    metric: dict[str, Any],
+    editable: str,
+    where: _Locator,
+    shown: str,
+) -> None:
+    """`evaluate`, `file` and `key` (issue 23): which combinations mean something."""
+
+    def fail(name: str, message: str) -> ConfigError:
+        return _error(shown, where.value("metric", name), message)
+
+    evaluate = metric["evaluate"]
+    if evaluate and metric["eval"]:
+        raise fail(
+            "evaluate",
+            "give either `eval` (a command whose output or file holds the metric) or "
+            "`evaluate` (a function Ratchet calls), not both",
+        )
+    if evaluate and metric["file"]:
+        raise fail(
+            "file",
+            "`evaluate` returns the metric; `file` is for an evaluator command that writes "
+            "it: remove one of them",
+        )
+    if metric["pattern"] and (evaluate or metric["file"]):
+        raise fail(
+            "pattern",
+            "`pattern` reads the output, but the metric comes from "
+            + ("`evaluate`" if evaluate else "`file`")
+            + "; remove `pattern`",
+        )
+    if metric["key"] and not (evaluate or metric["file"]):
+        raise fail(
+            "key",
+            "`key` names the metric in `file` or in `evaluate`'s dict; add one of them, or "
+            "remove `key`",
+        )
+    if metric["python"] and not evaluate:
+        raise fail("python", "`python` runs `evaluate`; add `evaluate`, or remove `python`")
+    if metric["file"]:
+        relative = metric["file"]
+        if Path(relative).is_absolute() or not _inside(root, relative):
+            raise fail("file", f"`{relative}` is outside the project; give a relative path")
+    if not evaluate:
+        return
+    path = _normal(evaluate.rsplit(":", 1)[0])
+    if Path(path).is_absolute() or not _inside(root, path):
+        raise fail("evaluate", f"`{path}` is outside the project; give a relative path")
+    if path == editable:
+        raise fail(
+            "evaluate",
+            f"`{path}` is the editable file; the evaluator must be a file the agent cannot "
+            "change (list it in [loop] locked)",
+        )
+    if not (root / path).is_file():
+        raise fail(
+            "evaluate",
+            f"the evaluator `{path}` does not exist; " + _did_you_mean_file(root, path),
+        )
 
 
 def _relative_paths(

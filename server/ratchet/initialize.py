@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .autoresearch import HARNESS_PROGRAM, adapt_program, runs_git_itself
@@ -43,6 +43,12 @@ class Triplet:
     program: str = "program.md"
     read: tuple[str, ...] = ()  # folders outside the project the runs read (data, caches)
     notes: tuple[str, ...] = field(default=())  # comments for ratchet.toml, one a line
+    # evolve-style evaluators (issue 23): [metric] eval / evaluate / python / file / key
+    eval: str | None = None
+    evaluate: str | None = None
+    python: str | None = None
+    file: str | None = None
+    key: str | None = None
 
 
 def time_budget(prepare: Path) -> float | None:
@@ -139,16 +145,146 @@ def _text(path: Path) -> str:
         return ""
 
 
-def guess(folder: Path) -> Triplet:
-    if (folder / "train.py").is_file() and (folder / "prepare.py").is_file():
-        return _autoresearch(folder)
-    candidates = sorted(p.name for p in folder.glob("*.py") if not p.name.startswith("test"))
-    editable = (
-        "train.py" if "train.py" in candidates else (candidates[0] if candidates else "main.py")
-    )
+# Files that judge or set up, never the one to edit (evolve layouts keep their best beside it).
+_NOT_EDITABLE = re.compile(
+    r"^(test.*|.*_test|conftest|setup|evaluat(e|or)|eval|best_program|run_evo|prepare)\.py$"
+)
+_OPENEVOLVE_TIMEOUT = re.compile(
+    r"^evaluator:\s*\n(?:[ \t]+.*\n)*?[ \t]+timeout:\s*([0-9.]+)", re.M
+)
+
+
+def _python_words(python: str) -> str:
+    """The interpreter as a command prefix: `uv run` runs a script, `uv run python` a flag."""
+    return "uv run python" if python == "uv run" else python
+
+
+def _compile_check(python: str, editable: str) -> str:
+    """The command step of an evolve layout: the evaluator runs the program, so the command
+    only checks that it compiles (a syntax error says its line at once)."""
+    return f"{_python_words(python)} -m py_compile {editable}"
+
+
+def _openevolve(folder: Path) -> Triplet:
     python, notes = interpreter(folder)
+    evaluator = _text(folder / "evaluator.py")
+    metric = "combined_score"
+    notes += (
+        "an OpenEvolve layout: initial_program.py is edited; evaluator.py is locked and its "
+        "evaluate(program_path) is called on each edit, confined (a nested sandbox)",
+    )
+    if "def evaluate(" not in evaluator:
+        notes += ("evaluator.py defines no `evaluate(program_path)`: set `evaluate` below",)
+    if metric not in evaluator:
+        notes += (
+            "evaluator.py never names combined_score: set `name` below to the key of its "
+            "dict to maximise (or `ratchet init --force --metric NAME`)",
+        )
+    budget_s = DEFAULT_BUDGET_S
+    match = _OPENEVOLVE_TIMEOUT.search(_text(folder / "config.yaml"))
+    if match:
+        budget_s = float(match.group(1))
+        notes += (f"budget: config.yaml's evaluator timeout, {budget_s:g}s",)
+    locked = tuple(n for n in ("evaluator.py", "config.yaml") if (folder / n).is_file())
+    return Triplet(
+        "initial_program.py",
+        locked,
+        _compile_check(python, "initial_program.py"),
+        metric,
+        "maximize",
+        format_duration(budget_s),
+        "an OpenEvolve folder (initial_program.py, evaluator.py)",
+        notes=notes,
+        evaluate="evaluator.py:evaluate",
+        python=_python_words(python),
+    )
+
+
+def _shinkaevolve(folder: Path) -> Triplet:
+    python, notes = interpreter(folder)
+    notes += (
+        "a ShinkaEvolve layout: initial.py is edited; evaluate.py is locked and run on each "
+        "edit in a clean room; it writes results/metrics.json (and correct.json), read from "
+        "there, never from what the program prints",
+    )
+    script = "uv run evaluate.py" if python == "uv run" else f"{python} evaluate.py"
+    return Triplet(
+        "initial.py",
+        tuple(n for n in ("evaluate.py",) if (folder / n).is_file()),
+        _compile_check(python, "initial.py"),
+        "combined_score",
+        "maximize",
+        format_duration(DEFAULT_BUDGET_S),
+        "a ShinkaEvolve folder (initial.py, evaluate.py)",
+        notes=notes,
+        eval=f"{script} --program_path initial.py --results_dir results",
+        file="results/metrics.json",
+    )
+
+
+def _plain(folder: Path, editable: str | None) -> Triplet:
+    python, notes = interpreter(folder)
+    if editable is None:
+        candidates = sorted(p.name for p in folder.glob("*.py") if not _NOT_EDITABLE.match(p.name))
+        if "train.py" in candidates:
+            editable, why = "train.py", "train.py is the usual name of the file to edit"
+        elif len(candidates) == 1:
+            editable, why = candidates[0], f"{candidates[0]} is the only Python file to edit"
+        elif not candidates:
+            raise RatchetError(
+                f"no Python file to edit in {folder}; name it: `ratchet init --editable FILE`"
+            )
+        else:
+            raise RatchetError(
+                f"several files could be the one to edit ({', '.join(candidates)}); "
+                "name it: `ratchet init --editable FILE` (and `--metric NAME`)"
+            )
+        notes += (f"editable: {why} (a guess; `ratchet init --force --editable FILE`)",)
     command = f"uv run {editable}" if python == "uv run" else f"{python} {editable}"
     return Triplet(editable, (), command, "score", "maximize", "5m", "", notes=notes)
+
+
+def guess(
+    folder: Path,
+    editable: str | None = None,
+    metric: str | None = None,
+    goal: str | None = None,
+) -> Triplet:
+    """What `ratchet init` writes: a layout it recognises, else a plain folder; `editable`,
+    `metric` and `goal` (the flags) win over what it would guess, and are said in notes."""
+    if editable is not None and not (folder / editable).is_file():
+        raise RatchetError(f"--editable {editable}: there is no such file in {folder}")
+    if editable in (None, "train.py") and all(
+        (folder / n).is_file() for n in ("train.py", "prepare.py")
+    ):
+        triplet = _autoresearch(folder)
+    elif editable in (None, "initial_program.py") and all(
+        (folder / n).is_file() for n in ("initial_program.py", "evaluator.py")
+    ):
+        triplet = _openevolve(folder)
+    elif editable in (None, "initial.py") and all(
+        (folder / n).is_file() for n in ("initial.py", "evaluate.py")
+    ):
+        triplet = _shinkaevolve(folder)
+    else:
+        triplet = _plain(folder, editable)
+    notes = triplet.notes
+    if editable is not None:
+        notes += (f"editable: {editable}, as --editable named it",)
+        if editable in triplet.locked:
+            raise RatchetError(f"--editable {editable}: that file is the evaluator, locked")
+    if metric is not None:
+        notes += (f"metric: {metric}, as --metric named it",)
+        triplet = replace(triplet, metric=metric)
+    elif not triplet.recognised:
+        notes += (
+            "metric: `score` is a placeholder: the last `score: <number>` line of the output; "
+            "name yours with `ratchet init --force --metric NAME`",
+        )
+    if goal is not None:
+        notes += (f"goal: {goal}, as --goal named it",)
+        triplet = replace(triplet, goal=goal)
+    return replace(triplet, notes=notes)
 
 
 def _toml_list(items: tuple[str, ...]) -> str:
@@ -180,8 +316,9 @@ def render_config(t: Triplet) -> str:
     loop.append(key("review", '"auto"', "auto: unattended | propose: each waits for you"))
     return (
         f"{notes}[loop]\n{''.join(loop)}\n[metric]\n"
-        + _line("name", f'"{t.metric}"', f"the last `{t.metric}: <number>` line of the output")
+        + _line("name", f'"{t.metric}"', _metric_source(t))
         + _line("goal", f'"{t.goal}"')
+        + _evaluator_lines(t)
         + _line("min_delta", "0.0", "a keep must beat the best by more than this")
         + '\n[agent]\n# kind = "anthropic"  # default: anthropic if ANTHROPIC_API_KEY is set, '
         "else portfolio\nseed = 0\n\n[runner]\n"
@@ -189,6 +326,29 @@ def render_config(t: Triplet) -> str:
         + _line("gpus", "[]", "[0, 1, ...]: one experiment per GPU; []: one CPU slot")
         + _sandbox(t)
     )
+
+
+def _metric_source(t: Triplet) -> str:
+    if t.evaluate:
+        return "the key of the dict `evaluate` returns"
+    if t.file:
+        return f"the key in {t.file}, which the evaluator writes"
+    return f"the last `{t.metric}: <number>` line of the output"
+
+
+def _evaluator_lines(t: Triplet) -> str:
+    lines = ""
+    if t.evaluate:
+        lines += _line("evaluate", f'"{t.evaluate}"', "called on the edited program, confined")
+        if t.python:
+            lines += _line("python", f'"{t.python}"', "the interpreter `evaluate` runs in")
+    if t.eval:
+        lines += _line("eval", f'"{t.eval}"', "the locked evaluator, run in a clean room")
+    if t.file:
+        lines += _line("file", f'"{t.file}"', "it holds the metric (and correct.json beside)")
+    if t.key:
+        lines += _line("key", f'"{t.key}"')
+    return lines
 
 
 def _sandbox(t: Triplet) -> str:
@@ -211,21 +371,36 @@ You improve `{t.editable}`. Each experiment runs `{t.command}` within a fixed ti
 
 Rules:
 - Change only `{t.editable}`.{" Never change " + ", ".join(t.locked) + "." if t.locked else ""}
-- Keep the output's final `{t.metric}: <number>` line.
+- {_keep(t)}
 - One idea per experiment, described in one line.
 
 Ideas worth trying: (write yours here)
 """
 
 
-def init(folder: Path, force: bool = False) -> tuple[list[str], Triplet]:
+def _keep(t: Triplet) -> str:
+    if t.evaluate:
+        judge = t.evaluate.split(":")[0]
+        return f"Keep what `{judge}` calls working: it scores the file and returns `{t.metric}`."
+    if t.file:
+        return f"Keep what the evaluator runs working: it writes `{t.metric}` to {t.file}."
+    return f"Keep the output's final `{t.metric}: <number>` line."
+
+
+def init(
+    folder: Path,
+    force: bool = False,
+    editable: str | None = None,
+    metric: str | None = None,
+    goal: str | None = None,
+) -> tuple[list[str], Triplet]:
     """Writes the files; returns the names written and what was recognised."""
     target = folder / CONFIG_NAME
     if target.exists() and not force:
         raise RatchetError(
             f"{target} already exists; edit it, or run `ratchet init --force` to replace it"
         )
-    triplet = guess(folder)
+    triplet = guess(folder, editable, metric, goal)
     written = [CONFIG_NAME]
     target.write_text(render_config(triplet), encoding="utf-8")
     program = folder / "program.md"

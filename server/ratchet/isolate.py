@@ -69,9 +69,9 @@ mount(None, b"/", None, (1 << 14) | (1 << 18))  # MS_REC | MS_PRIVATE: nothing l
 scratch, cwd, BIND, REC = spec["scratch"], spec["cwd"], 4096, 16384
 def bind(source, target, flags=0):
     mount(source.encode(), target.encode(), None, BIND | flags)
-if cwd.startswith("/tmp/"):  # its folder, brought back under the private /tmp
-    os.makedirs(scratch + cwd, exist_ok=True)
-    bind(cwd, scratch + cwd, REC)
+for kept in spec["keep"]:  # its folder and interpreter, brought back under the private /tmp
+    os.makedirs(scratch + kept, exist_ok=True)
+    bind(kept, scratch + kept, REC)
 for name in spec["proc"]:
     bind("/proc/" + name, scratch + "/proc/" + name, REC)
 bind(scratch + "/proc", "/proc", REC)
@@ -155,6 +155,7 @@ class _Child:
             "scratch": self.scratch,
             "proc": proc,
             "cwd": os.path.abspath(cwd),
+            "keep": _under_tmp(os.path.abspath(cwd), sys.prefix, os.path.dirname(sys.executable)),
             "fds": fds,
         }
         child_env = dict(os.environ if env is None else env)
@@ -219,6 +220,16 @@ class _Child:
             os.close(self.answers_fd)
             self.answers_fd = None
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _under_tmp(*paths: str) -> list[str]:
+    """The folders of `paths` that lie under /tmp (which the child sees empty), outermost
+    first and each once: bound back read-only."""
+    kept: list[str] = []
+    for path in sorted({os.path.normpath(p) for p in paths if p.startswith("/tmp/")}):
+        if os.path.isdir(path) and not any(path.startswith(k + "/") for k in kept):
+            kept.append(path)
+    return kept
 
 
 def run_isolated(
@@ -302,9 +313,12 @@ class Worker:
         timeout_s: float,
         env: Mapping[str, str] | None = None,
         network: bool = False,
+        script: str = WORKER,
     ) -> None:
+        """`script` (default WORKER) is the child's program, given `module` as its argument;
+        another script must speak WORKER's protocol."""
         self.deadline = time.monotonic() + timeout_s  # for the worker's whole life
-        argv = [sys.executable, "-u", "-c", WORKER, module]
+        argv = [sys.executable, "-u", "-c", script, module]
         self._child = _Child(argv, cwd=folder, env=env, network=network, answers=True)
         self._pending = b""
         try:
@@ -382,6 +396,7 @@ class Worker:
                 raise CallFailed("no answer before the deadline (killed)")
             chunk = os.read(fd, 1 << 20)
             if not chunk:
+                self._child.wait(time.monotonic() + 5)  # its last output read, to be said
                 raise CallFailed("the child ended without answering: " + self.output[-2000:])
             self._pending += chunk
             if len(self._pending) > MAX_OUTPUT:

@@ -12,6 +12,14 @@ from pathlib import Path
 
 from .cleanroom import build_clean_room, remove_eval_only
 from .config import Config
+from .evaluate_call import (
+    MARK,
+    EvaluateReader,
+    clear_metric_files,
+    evaluate_command,
+    new_token,
+    read_metric_file,
+)
 from .experiment import Measurement, Status
 from .metric import MetricReader
 from .progress import AbortWatch, Curve
@@ -34,6 +42,7 @@ class Attempt:
     command_s: float = 0.0  # the command's own wall time (the evaluator not counted)
     in_eval: bool = False  # the failure, if any, is the evaluator's
     evaluated: bool = False  # the evaluator ran this time (its folder holds this run's trace)
+    room: Path | None = None  # where the evaluator ran
 
 
 def ran_clean(outcome: RunOutcome) -> bool:
@@ -168,14 +177,18 @@ class Measurer:
         worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
         await asyncio.to_thread(remove_special_files, worktree)  # an earlier run's FIFOs
         await asyncio.to_thread(remove_eval_only, worktree, metric.eval_only)
-        reader = MetricReader(metric)
+        # `evaluate`: only the driver's line with this token holds the metric (evaluate_call)
+        token = new_token() if metric.evaluate else ""
+        reader = EvaluateReader(metric, token) if metric.evaluate else MetricReader(metric)
         watch = AbortWatch(metric, best_curve) if metric.progress else None
         started = time.monotonic()
-        use_eval = metric.eval is not None
+        use_eval = metric.judged_apart
+        if metric.file and not use_eval:
+            await asyncio.to_thread(clear_metric_files, worktree, metric.file)
 
         def command_line(line: str) -> None:
             elapsed = time.monotonic() - started
-            if not use_eval:
+            if not use_eval and not metric.file:
                 reader.feed(line)
             if watch is not None and (reason := watch.feed(line, elapsed / loop.budget_s)):
                 control.stop(reason, aborted=True)
@@ -200,9 +213,14 @@ class Measurer:
                 on_line(f"[eval] {line}", time.monotonic() - started)
 
             await self._evaluate(
-                attempt, job, slot, commit, base_commit, reader, control, eval_line
+                attempt, job, slot, commit, base_commit, reader, control, eval_line, token
             )
         attempt.measurement = reader.result()
+        if metric.file and clean:
+            # Where the evaluator ran (or the command, without one): its file holds the metric.
+            folder = attempt.room if use_eval else worktree
+            if folder is not None:
+                attempt.measurement = await asyncio.to_thread(read_metric_file, metric, folder)
         # The evaluator's trace, else the command's (shown to the agent only, never scored).
         # Only this run's: the clean room of an evaluator that did not run now is another's.
         folders = [self._eval_folder(slot), worktree] if attempt.evaluated else [worktree]
@@ -249,11 +267,13 @@ class Measurer:
         slot: Slot,
         commit: str,
         base_commit: str,
-        reader: MetricReader,
+        reader: MetricReader | EvaluateReader,
         control: RunControl,
         on_line: Callable[[str], None],
+        token: str = "",
     ) -> None:
-        """The locked evaluator, in a fresh process and folder: its output holds the metric."""
+        """The locked evaluator, in a fresh process and folder: its output holds the metric
+        (or, with `evaluate`, the driver's line with `token`; with `file`, the file)."""
         metric = self.config.metric
         notes: list[str] = []  # artefacts left behind: the likely cause if the evaluator fails
 
@@ -262,12 +282,21 @@ class Measurer:
             on_line(line)
 
         room = await self._room(job, slot, commit, base_commit, note)
+        attempt.room = room
+        if metric.file:
+            await asyncio.to_thread(clear_metric_files, room, metric.file)
 
         def eval_line(line: str) -> None:
-            reader.feed(line)
-            on_line(line)
+            if not metric.file:
+                reader.feed(line)
+            if not (metric.evaluate and line.startswith(f"{MARK} ")):
+                on_line(line)  # the driver's answer line is the log's, not the live view's
 
-        eval_job = self._judging_job(job, metric.eval or "", room, ".eval.log")
+        command = metric.eval or ""
+        if metric.evaluate:
+            limit = metric.eval_timeout_s or self.config.loop.budget_s
+            command = evaluate_command(metric, self.config.loop.editable, token, limit)
+        eval_job = self._judging_job(job, command, room, ".eval.log")
         evaluated = await self.runner.run(eval_job, slot, eval_line, control)
         attempt.evaluated = True
         attempt.run_s += evaluated.wall_s
