@@ -112,6 +112,9 @@ class Opening:
             kill_orphans("RATCHET_LOOP", engine.loop_id)
             self._recover(loop, close_mark)
             self._check_user_branch(loop)
+        if not ledger.results_of(tag).exists():  # a new loop: its header, from the start
+            ledger.write_results(tag, config.metric.name, [])
+        ledger.link_results(tag)
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
         program = config.root / config.loop.program
@@ -166,7 +169,7 @@ class Opening:
             expected = {e.id: e.commit for e in history.experiments if e.commit}
             workspace.sync_experiment_refs(expected)
         self._check_branch(loop)
-        results = engine.ledger.results_path
+        results = engine.ledger.results_of(engine.tag)
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
         if recovered or _rows_in(results) != history.in_results:
             engine.ledger.write_results(engine.tag, engine.config.metric.name, history.experiments)
