@@ -21,6 +21,7 @@ from ratchet.agents.space import (
     parse_changes,
     print_only,
 )
+from ratchet.cli import main
 from ratchet.events import LoopStateChanged
 from ratchet.experiment import HistoryEntry, RepairRequest
 from ratchet.novelty import digest
@@ -238,7 +239,7 @@ def test_the_first_proposals_move_one_or_two_knobs(seed: int, tmp_path: Path) ->
 
 
 def test_a_file_with_nothing_to_tune_stops_the_loop_saying_so_once(
-    make_project: MakeProject,
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
     train = 'def f(x):\n    return (x - 0.3) ** 2\n\nprint(f"score: {f(0.5):.6f}")\n'
     config = '[loop]\neditable = "train.py"\ncommand = "{python} train.py"\nbudget = "10s"\n'
@@ -252,6 +253,10 @@ def test_a_file_with_nothing_to_tune_stops_the_loop_saying_so_once(
     assert len(told) == 1, said
     assert "the portfolio agent has nothing to tune in train.py" in told[0]
     assert "optuna" not in told[0] and "no more proposals" in told[0]
+    # `ratchet doctor` says it before any loop (it used to say all was well).
+    assert main(["-C", str(root), "doctor"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "error the portfolio agent has nothing to tune in train.py" in out
 
 
 def test_a_range_that_holds_the_best_at_its_edge_is_said_once(make_project: MakeProject) -> None:

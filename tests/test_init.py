@@ -172,3 +172,33 @@ async def test_the_timeout_error_names_the_key_to_raise(make_project: MakeProjec
     (exp,) = engine.ledger.experiments("t")
     assert str(exp.status) == "timeout"
     assert "raise `timeout` under [loop] in ratchet.toml" in exp.reason
+
+
+def test_doctor_follows_the_projects_own_modules_to_what_they_import(
+    autoresearch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # train.py imports prepare (the project's own), and prepare imports a package that is not
+    # installed: the experiment cannot start, and doctor says so, naming the way there.
+    assert main(["-C", str(autoresearch), "init"]) == 0
+    capsys.readouterr()
+    prepare = autoresearch / "prepare.py"
+    prepare.write_text(
+        "try:\n    import optional_speedups_not_here\nexcept ImportError:\n    pass\n"
+        + "import rustbpe_not_here\nfrom tokenizing import helpers\n"
+        + PREPARE
+    )
+    (autoresearch / "tokenizing").mkdir()
+    (autoresearch / "tokenizing" / "__init__.py").write_text("")
+    (autoresearch / "tokenizing" / "helpers.py").write_text("import tiktoken_not_here\n")
+    train = autoresearch / "train.py"
+    train.write_text("import prepare\n" + TRAIN)
+    assert main(["-C", str(autoresearch), "doctor"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "rustbpe_not_here (via train.py → prepare.py)" in out, out
+    assert "tiktoken_not_here (via train.py → prepare.py → tokenizing/helpers.py)" in out
+    assert "optional_speedups_not_here" not in out  # guarded: the file runs without it
+    assert "the experiment cannot start" in out
+    prepare.write_text(PREPARE)
+    assert main(["-C", str(autoresearch), "doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "has what train.py imports and what its own modules import (prepare.py)" in out

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, hardware
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
@@ -567,6 +567,7 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
+    problems += not _doctor_agent(config, console)
     if config.agent.kind in ("anthropic", "command"):
         program = config.loop.program
         if (config.root / program).is_file():
@@ -577,6 +578,40 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
                 "agent proposes without them (`ratchet init` writes one)"
             )
     return 1 if problems else 0
+
+
+def _doctor_agent(config: Config, console: Console) -> bool:
+    """What an offline agent would tune in the editable file; False when nothing (its loop
+    would end after the baseline)."""
+    from .agents import resolve_kind
+    from .agents.mutate import find_constants
+    from .agents.space import build_space, nothing_to_tune, print_only
+
+    kind = resolve_kind(config)
+    if kind not in ("portfolio", "optuna", "mutate"):
+        return True
+    editable = config.loop.editable
+    try:
+        text = (config.root / editable).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True  # said by the command's check
+    if kind == "mutate":
+        names = [c.name for c in find_constants(text)]
+    else:
+        dead = print_only(text, config.metric.name) if kind == "portfolio" else set()
+        names = [d.name for d in build_space(text, config.agent.space).dimensions]
+        names = [n for n in names if n not in dead] or names
+    if not names:
+        message = nothing_to_tune(kind, editable, text, numbers_only=kind == "mutate")
+        console.print(f"[red]error[/red]  {escape(message)}", soft_wrap=True)
+        return False
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    console.print(
+        f"[green]ok[/green]  the {kind} agent tunes {len(names)} constant"
+        f"{'s' if len(names) != 1 else ''} of {escape(editable)}: {escape(shown)}",
+        soft_wrap=True,
+    )
+    return True
 
 
 def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:
