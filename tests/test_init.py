@@ -185,6 +185,7 @@ def test_doctor_follows_the_projects_own_modules_to_what_they_import(
     prepare.write_text(
         "try:\n    import optional_speedups_not_here\nexcept ImportError:\n    pass\n"
         + "import rustbpe_not_here\nfrom tokenizing import helpers\n"
+        + "def download():\n    import requests_not_here\n"
         + PREPARE
     )
     (autoresearch / "tokenizing").mkdir()
@@ -197,6 +198,7 @@ def test_doctor_follows_the_projects_own_modules_to_what_they_import(
     assert "rustbpe_not_here (via train.py → prepare.py)" in out, out
     assert "tiktoken_not_here (via train.py → prepare.py → tokenizing/helpers.py)" in out
     assert "optional_speedups_not_here" not in out  # guarded: the file runs without it
+    assert "requests_not_here" not in out  # only if a function the run may not call runs
     assert "the experiment cannot start" in out
     prepare.write_text(PREPARE)
     assert main(["-C", str(autoresearch), "doctor"]) == 0

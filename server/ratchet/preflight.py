@@ -46,12 +46,15 @@ def _parse(path: Path) -> ast.Module | None:
         return None
 
 
-def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+def _import_nodes(tree: ast.AST, in_functions: bool = True) -> list[ast.Import | ast.ImportFrom]:
     """The file's imports, but those under `try:` with an `except ImportError` (an optional
-    dependency: the file runs without it)."""
+    dependency: the file runs without it); without `in_functions`, only those run when it is
+    imported (a module's function that imports what the run never calls is no obstacle)."""
     found: list[ast.Import | ast.ImportFrom] = []
 
     def visit(node: ast.AST) -> None:
+        if not in_functions and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            return
         if isinstance(node, ast.Import | ast.ImportFrom):
             found.append(node)
         if isinstance(node, ast.Try) and any(_guards(h) for h in node.handlers):
@@ -112,7 +115,7 @@ def _external_imports(script: Path) -> tuple[dict[str, list[Path]], list[Path]]:
         tree = _parse(path)
         if tree is None:
             continue
-        for node in _import_nodes(tree):
+        for node in _import_nodes(tree, in_functions=path == script):
             folder, absolute = base, True
             subs: list[str] = []
             if isinstance(node, ast.Import):
