@@ -204,3 +204,25 @@ def test_doctor_follows_the_projects_own_modules_to_what_they_import(
     assert main(["-C", str(autoresearch), "doctor"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "has what train.py imports and what its own modules import (prepare.py)" in out
+
+
+@pytest.mark.parametrize("gpus", [(), ({"index": "0", "name": "H100", "driver": "550"},)])
+def test_without_a_gpu_init_writes_the_judges_cpu_defaults_and_says_so(
+    gpus: tuple[dict[str, str], ...],
+    autoresearch: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ratchet import hardware
+
+    monkeypatch.setattr(hardware, "local_gpus", lambda: gpus)
+    assert main(["-C", str(autoresearch), "init"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    judge = load_config(autoresearch).judge
+    if gpus:  # a GPU: the defaults, nothing said
+        assert (judge.baseline_runs, judge.max_runs) == (3, 5)
+        assert "[judge]" not in (autoresearch / "ratchet.toml").read_text()
+        assert "No GPU seen" not in out
+    else:  # a 5-minute baseline is 10 minutes on the CPU, not 15; a candidate 3 runs, not 5
+        assert (judge.baseline_runs, judge.max_runs) == (2, 3)
+        assert "No GPU seen: CPU runs are slow, so [judge] baseline_runs = 2, max_runs = 3" in out

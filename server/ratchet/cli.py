@@ -202,6 +202,14 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     )
     if triplet.read:
         console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
+    if triplet.cpu:
+        from .initialize import CPU_JUDGE
+
+        judged = ", ".join(f"{name} = {value}" for name, value, _ in CPU_JUDGE)
+        console.print(
+            f"  No GPU seen: CPU runs are slow, so \\[judge] {judged} (the defaults, 3 and "
+            "5, are for GPU runs); raise them for a finer judge, or remove them on a GPU machine."
+        )
     if triplet.program == HARNESS_PROGRAM:
         console.print(
             "program.md tells the agent to run git and the loop itself, which is Ratchet's job: "
