@@ -245,6 +245,8 @@ def test_each_loop_has_its_own_results_tsv_and_log_tsv_prints_it(
     (root / ".ratchet").mkdir()
     old = "commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t9.0\t0.0\tkeep\told row\n"
     (root / ".ratchet" / "results.tsv").write_text(old)  # every loop mixed, as Ratchet wrote it
+    (root / ".ratchet" / "loops" / "a").mkdir(parents=True)
+    (root / ".ratchet" / "loops" / "a" / "results.tsv").write_text(old)  # a forgotten loop's
     for tag, runs in (("a", "3"), ("b", "2")):
         result = ratchet(root, "run", "--tag", tag, "--max-experiments", runs, timeout=120)
         assert result.returncode == 0, result.stderr

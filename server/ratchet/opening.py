@@ -104,6 +104,8 @@ class Opening:
                 tag, start, config.metric.name, config.metric.goal, self.rules(config, start)
             )
             engine.history.load()
+            # Its header from the start (replacing a forgotten loop's of the same tag).
+            ledger.write_results(tag, config.metric.name, [])
         else:
             workspace.check_ready([])  # a repository with commits, not on our branch
             engine.history.load()
@@ -112,8 +114,6 @@ class Opening:
             kill_orphans("RATCHET_LOOP", engine.loop_id)
             self._recover(loop, close_mark)
             self._check_user_branch(loop)
-        if not ledger.results_of(tag).exists():  # a new loop: its header, from the start
-            ledger.write_results(tag, config.metric.name, [])
         ledger.link_results(tag)
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
