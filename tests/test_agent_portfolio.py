@@ -10,13 +10,22 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import MakeProject
-from loops import engine_for, run
+from loops import engine_for, run, statuses
 from ratchet.agents.optuna import distribution
 from ratchet.agents.pattern import crashed_moves
-from ratchet.agents.portfolio import PortfolioAgent, choose_arm, local_move, without_effect
-from ratchet.agents.space import build_space, find_literals, print_only
+from ratchet.agents.portfolio import FEW, PortfolioAgent, choose_arm, local_move, without_effect
+from ratchet.agents.space import (
+    build_space,
+    edge_warnings,
+    find_literals,
+    parse_changes,
+    print_only,
+)
+from ratchet.cli import main
+from ratchet.events import LoopStateChanged
 from ratchet.experiment import HistoryEntry, RepairRequest
-from test_agent_optuna import context
+from ratchet.novelty import digest
+from test_agent_optuna import EXAMPLES, context
 
 SOURCE = """\
 import math
@@ -162,3 +171,106 @@ def test_without_a_kind_or_a_key_the_portfolio_is_the_offline_agent(
     config = '[loop]\neditable = "train.py"\ncommand = "{python} train.py"\n'
     config += '[metric]\nname = "score"\n'
     assert isinstance(make_agent(load_config(make_project(config=config))), PortfolioAgent)
+
+
+# An autoresearch-shaped training script: a peak FLOPS that only feeds a printed MFU.
+AUTORESEARCH = """\
+import time
+H100_BF16_PEAK_FLOPS = 989.5e12
+TOTAL_BATCH_SIZE = 2**19
+DEVICE_BATCH_SIZE = 128
+MATRIX_LR = 0.04
+num_flops_per_token = 6 * 124e6
+step, total_training_time, val_bpb = 0, 0.0, 1.0
+while step < 3:
+    t0 = time.time()
+    dt = max(time.time() - t0, 1e-6)
+    total_training_time += dt
+    mfu = 100 * num_flops_per_token * TOTAL_BATCH_SIZE / dt / H100_BF16_PEAK_FLOPS
+    val_bpb = val_bpb - MATRIX_LR * DEVICE_BATCH_SIZE / 1e4
+    print(f"\\rstep {step:05d} | mfu: {mfu:.1f}%", end="", flush=True)
+    step += 1
+steady_state_mfu = 100 * num_flops_per_token * TOTAL_BATCH_SIZE * (step - 10) / total_training_time / H100_BF16_PEAK_FLOPS if total_training_time > 0 else 0
+print(f"mfu_percent: {steady_state_mfu:.2f}")
+print(f"val_bpb: {val_bpb:.6f}")
+"""  # noqa: E501
+
+
+def test_a_constant_that_only_feeds_a_printed_figure_is_not_tuned(tmp_path: Path) -> None:
+    # Through `mfu` and `steady_state_mfu`, printed and read by nothing else; the metric's
+    # own line is a real use (MATRIX_LR reaches val_bpb only through a print).
+    assert print_only(AUTORESEARCH, "val_bpb") == {"H100_BF16_PEAK_FLOPS"}
+    assert print_only(conftest_train(), "score") == set()  # the metric is printed too
+    agent = PortfolioAgent(tmp_path / ".ratchet", seed=3)
+    history: list[HistoryEntry] = [HistoryEntry(0, "kept", 1.0, None, "baseline")]
+    for n in range(1, 16):
+        proposal = asyncio.run(
+            agent.propose(context(AUTORESEARCH, n, tuple(history), metric_name="val_bpb"))
+        )
+        assert proposal.failure is None and "H100_BF16_PEAK_FLOPS" not in proposal.description
+        history.append(HistoryEntry(n, "discarded", 1.0 + n / 10, None, proposal.description,
+                                    digest=digest(proposal.edits["train.py"])))  # fmt: skip
+
+
+def conftest_train() -> str:
+    from conftest import TRAIN
+
+    return TRAIN
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_first_proposals_move_one_or_two_knobs(seed: int, tmp_path: Path) -> None:
+    # The main job's six knobs: no arm jumps all of them at once (TPE used to, from its first
+    # random trials: `LEARNING_RATE 0.001 → 4.171e-05` with five other changes).
+    text = (EXAMPLES / "tinygpt" / "train.py").read_text()
+    agent = PortfolioAgent(tmp_path / ".ratchet", seed=seed)
+    history: list[HistoryEntry] = [HistoryEntry(0, "kept", 1.0, None, "baseline")]
+    arms = set()
+    for n in range(1, 13):
+        proposal = asyncio.run(agent.propose(context(text, n, tuple(history))))
+        assert proposal.failure is None, proposal.failure
+        assert 1 <= len(parse_changes(proposal.description)) <= FEW, proposal.description
+        arms.add(proposal.description.rsplit("(", 1)[-1])
+        metric = 1.0 + n / 10 if n % 4 else 0.9 - n / 100  # some keeps: models and patterns
+        status = "discarded" if n % 4 else "kept"
+        history.append(HistoryEntry(n, status, metric, None, proposal.description,
+                                    digest=digest(proposal.edits["train.py"])))  # fmt: skip
+    assert "tpe)" in arms or seed  # the global arm took part, within the same limit
+
+
+def test_a_file_with_nothing_to_tune_stops_the_loop_saying_so_once(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = 'def f(x):\n    return (x - 0.3) ** 2\n\nprint(f"score: {f(0.5):.6f}")\n'
+    config = '[loop]\neditable = "train.py"\ncommand = "{python} train.py"\nbudget = "10s"\n'
+    config += '[metric]\nname = "score"\n[judge]\nbaseline_runs = 1\n[agent]\nkind = "portfolio"\n'
+    root = make_project(train=train, config=config)
+    engine = engine_for(root, agent=None, tag="none")  # type: ignore[arg-type]
+    events = asyncio.run(run(engine, 12))
+    assert statuses(engine) == ["kept"]  # the baseline; no invalid recorded, none spun
+    said = [e.message for e in events if isinstance(e, LoopStateChanged) and e.message]
+    told = [m for m in said if "nothing to tune" in m]
+    assert len(told) == 1, said
+    assert "the portfolio agent has nothing to tune in train.py" in told[0]
+    assert "optuna" not in told[0] and "no more proposals" in told[0]
+    # `ratchet doctor` says it before any loop (it used to say all was well).
+    assert main(["-C", str(root), "doctor"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "error the portfolio agent has nothing to tune in train.py" in out
+
+
+def test_a_range_that_holds_the_best_at_its_edge_is_said_once(make_project: MakeProject) -> None:
+    train = "SHIFT = 0.0\nLR = 0.5\nscore = (LR - 0.3) ** 2 + (SHIFT + 0.4) ** 2\n"
+    train += 'print(f"score: {score:.6f}")\n'
+    config = '[loop]\neditable = "train.py"\ncommand = "{python} train.py"\nbudget = "10s"\n'
+    config += '[metric]\nname = "score"\n[judge]\nbaseline_runs = 1\n[agent]\nkind = "portfolio"\n'
+    root = make_project(train=train, config=config)
+    space = build_space(train, {})
+    [warning] = edge_warnings(space, (), "portfolio")
+    assert warning.startswith("SHIFT = 0.0 is at the low edge of the range the portfolio agent")
+    assert "[0, 1]" in warning and "[agent.space.SHIFT]" in warning
+    assert edge_warnings(space, ("SHIFT",), "portfolio") == []  # a declared range is meant
+    engine = engine_for(root, agent=None, tag="edge")  # type: ignore[arg-type]
+    events = asyncio.run(run(engine, 4))
+    said = [e.message for e in events if isinstance(e, LoopStateChanged) and e.message]
+    assert [m for m in said if "SHIFT = 0.0 is at the low edge" in m] == [warning]

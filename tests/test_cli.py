@@ -235,3 +235,29 @@ def test_a_running_experiment_shows_its_time_so_far() -> None:
     console = Console(width=120, record=True)
     console.print(experiments_table([running], "score"))
     assert "1:15" in console.export_text() or "1:16" in console.export_text()
+
+
+def test_each_loop_has_its_own_results_tsv_and_log_tsv_prints_it(
+    make_project: MakeProject,
+) -> None:
+    one_run = CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 1\n\n[agent]")
+    root = make_project(config=one_run)
+    (root / ".ratchet").mkdir()
+    old = "commit\tscore\tmemory_gb\tstatus\tdescription\nabc1234\t9.0\t0.0\tkeep\told row\n"
+    (root / ".ratchet" / "results.tsv").write_text(old)  # every loop mixed, as Ratchet wrote it
+    (root / ".ratchet" / "loops" / "a").mkdir(parents=True)
+    (root / ".ratchet" / "loops" / "a" / "results.tsv").write_text(old)  # a forgotten loop's
+    for tag, runs in (("a", "3"), ("b", "2")):
+        result = ratchet(root, "run", "--tag", tag, "--max-experiments", runs, timeout=120)
+        assert result.returncode == 0, result.stderr
+    for tag, rows in (("a", 3), ("b", 2)):
+        own = (root / ".ratchet" / "loops" / tag / "results.tsv").read_text()
+        lines = own.splitlines()
+        assert lines[0] == "commit\tscore\tmemory_gb\tstatus\tdescription"
+        assert len(lines) == 1 + rows and lines[1].endswith("\tkeep\tbaseline")
+        # `ratchet log --tsv` (the notebook's source) prints exactly that loop's file.
+        assert ratchet(root, "log", "--tsv", "--tag", tag).stdout == own
+    # Where autoresearch's users look: the loop that ran last, alone.
+    latest = root / ".ratchet" / "results.tsv"
+    assert latest.is_symlink()
+    assert latest.read_text() == (root / ".ratchet" / "loops" / "b" / "results.tsv").read_text()

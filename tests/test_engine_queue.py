@@ -318,8 +318,8 @@ def test_results_tsv_survives_concurrent_writers(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     assert problems == []
-    assert (tmp_path / "results.tsv").read_text().startswith("commit\tscore")
-    assert not list(tmp_path.glob("*.tmp"))
+    assert (tmp_path / "loops" / "t" / "results.tsv").read_text().startswith("commit\tscore")
+    assert not list(tmp_path.glob("**/*.tmp"))
 
 
 async def test_log_tsv_during_a_run_leaves_the_loop_alone(make_project: MakeProject) -> None:

@@ -60,7 +60,7 @@ def check_agreement(root: Path) -> int:
     start = engine.ledger.loop("f")["start_commit"]  # type: ignore[index]
     chain = git(root, "rev-list", "--first-parent", f"{start}..ratchet/f").split()
     assert chain == [e.commit for e in reversed(kept)], "the branch is not the kept experiments"
-    rows = (root / ".ratchet" / "results.tsv").read_text().splitlines()[1:]
+    rows = (root / ".ratchet" / "loops" / "f" / "results.tsv").read_text().splitlines()[1:]
     expected_rows = [row for e in experiments if (row := results_row(e)) is not None]
     assert rows == expected_rows, "results.tsv disagrees with the ledger"
     worktrees = git(root, "worktree", "list", "--porcelain").count("worktree ")

@@ -172,3 +172,57 @@ async def test_the_timeout_error_names_the_key_to_raise(make_project: MakeProjec
     (exp,) = engine.ledger.experiments("t")
     assert str(exp.status) == "timeout"
     assert "raise `timeout` under [loop] in ratchet.toml" in exp.reason
+
+
+def test_doctor_follows_the_projects_own_modules_to_what_they_import(
+    autoresearch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # train.py imports prepare (the project's own), and prepare imports a package that is not
+    # installed: the experiment cannot start, and doctor says so, naming the way there.
+    assert main(["-C", str(autoresearch), "init"]) == 0
+    capsys.readouterr()
+    prepare = autoresearch / "prepare.py"
+    prepare.write_text(
+        "try:\n    import optional_speedups_not_here\nexcept ImportError:\n    pass\n"
+        + "import rustbpe_not_here\nfrom tokenizing import helpers\n"
+        + "def download():\n    import requests_not_here\n"
+        + PREPARE
+    )
+    (autoresearch / "tokenizing").mkdir()
+    (autoresearch / "tokenizing" / "__init__.py").write_text("")
+    (autoresearch / "tokenizing" / "helpers.py").write_text("import tiktoken_not_here\n")
+    train = autoresearch / "train.py"
+    train.write_text("import prepare\n" + TRAIN)
+    assert main(["-C", str(autoresearch), "doctor"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "rustbpe_not_here (via train.py → prepare.py)" in out, out
+    assert "tiktoken_not_here (via train.py → prepare.py → tokenizing/helpers.py)" in out
+    assert "optional_speedups_not_here" not in out  # guarded: the file runs without it
+    assert "requests_not_here" not in out  # only if a function the run may not call runs
+    assert "the experiment cannot start" in out
+    prepare.write_text(PREPARE)
+    assert main(["-C", str(autoresearch), "doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "has what train.py imports and what its own modules import (prepare.py)" in out
+
+
+@pytest.mark.parametrize("gpus", [(), ({"index": "0", "name": "H100", "driver": "550"},)])
+def test_without_a_gpu_init_writes_the_judges_cpu_defaults_and_says_so(
+    gpus: tuple[dict[str, str], ...],
+    autoresearch: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ratchet import hardware
+
+    monkeypatch.setattr(hardware, "local_gpus", lambda: gpus)
+    assert main(["-C", str(autoresearch), "init"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    judge = load_config(autoresearch).judge
+    if gpus:  # a GPU: the defaults, nothing said
+        assert (judge.baseline_runs, judge.max_runs) == (3, 5)
+        assert "[judge]" not in (autoresearch / "ratchet.toml").read_text()
+        assert "No GPU seen" not in out
+    else:  # a 5-minute baseline is 10 minutes on the CPU, not 15; a candidate 3 runs, not 5
+        assert (judge.baseline_runs, judge.max_runs) == (2, 3)
+        assert "No GPU seen: CPU runs are slow, so [judge] baseline_runs = 2, max_runs = 3" in out

@@ -221,6 +221,14 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
         console.print(f"  the metric comes from {escape(judge)}; locked: {escape(locked)}")
     if triplet.read:
         console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
+    if triplet.cpu:
+        from .initialize import CPU_JUDGE
+
+        judged = ", ".join(f"{name} = {value}" for name, value, _ in CPU_JUDGE)
+        console.print(
+            f"  No GPU seen: CPU runs are slow, so \\[judge] {judged} (the defaults, 3 and "
+            "5, are for GPU runs); raise them for a finer judge, or remove them on a GPU machine."
+        )
     if triplet.program == HARNESS_PROGRAM:
         console.print(
             "program.md tells the agent to run git and the loop itself, which is Ratchet's job: "
@@ -607,10 +615,11 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
-    for ok, message in _evaluator_checks(config) + _offline_checks(config):
+    for ok, message in _evaluator_checks(config):
         problems += not ok
         mark = "[green]ok[/green]" if ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(message)}", soft_wrap=True)
+    problems += not _doctor_agent(config, console)
     if config.agent.kind in ("anthropic", "command"):
         program = config.loop.program
         if (config.root / program).is_file():
@@ -621,43 +630,6 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
                 "agent proposes without them (`ratchet init` writes one)"
             )
     return 1 if problems else 0
-
-
-def _offline_checks(config: Config) -> list[tuple[bool, str]]:
-    """An offline agent tunes module-level constants: a file without any gives it nothing to
-    do (issue 23), said here rather than as invalid experiments in a row."""
-    from .agents import resolve_kind
-
-    kind = resolve_kind(config)
-    if kind not in ("mutate", "optuna", "portfolio"):
-        return []
-    editable = config.loop.editable
-    try:
-        source = (config.root / editable).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []  # the config check said what is wrong with the file
-    if kind == "mutate":
-        from .agents.mutate import find_constants
-
-        count = len(find_constants(source))
-    else:
-        from .agents.space import build_space
-
-        try:
-            count = len(build_space(source, config.agent.space).dimensions)
-        except SyntaxError:
-            return []
-    if count:
-        return [(True, f"the {kind} agent (offline) can tune {count} constant(s) in {editable}")]
-    return [
-        (
-            False,
-            f"the {kind} agent (offline) has nothing to tune in {editable}: it has no "
-            "module-level constants (`NAME = 0.5`); write the values to search that way, or "
-            'use an LLM agent ([agent] kind = "anthropic" with ANTHROPIC_API_KEY set, or '
-            '"command")',
-        )
-    ]
 
 
 def _evaluator_checks(config: Config) -> list[tuple[bool, str]]:
@@ -698,6 +670,40 @@ def _evaluator_checks(config: Config) -> list[tuple[bool, str]]:
         else (False, f"evaluate: no nested sandbox can be made here: {problem}")
     )
     return checks
+
+
+def _doctor_agent(config: Config, console: Console) -> bool:
+    """What an offline agent would tune in the editable file; False when nothing (its loop
+    would end after the baseline)."""
+    from .agents import resolve_kind
+    from .agents.mutate import find_constants
+    from .agents.space import build_space, nothing_to_tune, print_only
+
+    kind = resolve_kind(config)
+    if kind not in ("portfolio", "optuna", "mutate"):
+        return True
+    editable = config.loop.editable
+    try:
+        text = (config.root / editable).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True  # said by the command's check
+    if kind == "mutate":
+        names = [c.name for c in find_constants(text)]
+    else:
+        dead = print_only(text, config.metric.name) if kind == "portfolio" else set()
+        names = [d.name for d in build_space(text, config.agent.space).dimensions]
+        names = [n for n in names if n not in dead] or names
+    if not names:
+        message = nothing_to_tune(kind, editable, text, numbers_only=kind == "mutate")
+        console.print(f"[red]error[/red]  {escape(message)}", soft_wrap=True)
+        return False
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    console.print(
+        f"[green]ok[/green]  the {kind} agent tunes {len(names)} constant"
+        f"{'s' if len(names) != 1 else ''} of {escape(editable)}: {escape(shown)}",
+        soft_wrap=True,
+    )
+    return True
 
 
 def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:

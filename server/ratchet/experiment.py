@@ -145,6 +145,12 @@ class Proposal:
     # The agent has nothing new to propose (an offline search with every value tried): a few
     # in a row close the proposer, so a loop never spins on invalid experiments.
     exhausted: bool = False
+    # The agent can never propose anything on this file (an offline agent finding nothing it
+    # can tune): the proposer closes at once, saying why, and nothing is recorded for it.
+    final: bool = False
+    # What the loop should tell the person, once each (a range the agent inferred that holds
+    # the best at its edge); not part of the experiment's record.
+    warnings: list[str] = field(default_factory=list)
     source: str = "agent"  # agent | human (runBuffer) | rebase | revert | baseline
     rerun_of: int | None = None
 

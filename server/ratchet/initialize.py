@@ -9,12 +9,14 @@ program.md that tells the agent to run git itself is offered a Ratchet version b
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import hardware
 from .autoresearch import HARNESS_PROGRAM, adapt_program, runs_git_itself
 from .config import _SCHEMA, CONFIG_NAME, format_duration
 from .errors import RatchetError
@@ -49,6 +51,16 @@ class Triplet:
     python: str | None = None
     file: str | None = None
     key: str | None = None
+    cpu: bool = False  # no GPU seen: the judge's CPU defaults (CPU_JUDGE) are written
+
+
+# Without a GPU a run is slow (a 5-minute baseline measured 3 times was 16 minutes on a CPU):
+# the baseline twice, the least that estimates its noise, and a promising change confirmed by
+# up to two more runs (the defaults, 3 and 5, are for GPU runs).
+CPU_JUDGE = (
+    ("baseline_runs", "2", "the baseline twice: the least that measures its noise"),
+    ("max_runs", "3", "a promising change confirmed by up to 2 more runs"),
+)
 
 
 def time_budget(prepare: Path) -> float | None:
@@ -325,6 +337,17 @@ def render_config(t: Triplet) -> str:
         + _line("kind", '"local"')
         + _line("gpus", "[]", "[0, 1, ...]: one experiment per GPU; []: one CPU slot")
         + _sandbox(t)
+        + _judge(t)
+    )
+
+
+def _judge(t: Triplet) -> str:
+    if not t.cpu:
+        return ""
+    return (
+        "\n[judge]\n# No GPU was seen when this file was written: fewer runs judge each change, "
+        "as CPU runs\n# are slow (the defaults, for GPU runs: baseline_runs = 3, max_runs = 5).\n"
+        + "".join(_line(name, value, comment) for name, value, comment in CPU_JUDGE)
     )
 
 
@@ -393,14 +416,19 @@ def init(
     editable: str | None = None,
     metric: str | None = None,
     goal: str | None = None,
+    gpus: bool | None = None,
 ) -> tuple[list[str], Triplet]:
-    """Writes the files; returns the names written and what was recognised."""
+    """Writes the files; returns the names written and what was recognised. `gpus`: whether
+    the runs have a GPU (None: whether this machine shows one)."""
     target = folder / CONFIG_NAME
     if target.exists() and not force:
         raise RatchetError(
             f"{target} already exists; edit it, or run `ratchet init --force` to replace it"
         )
     triplet = guess(folder, editable, metric, goal)
+    if gpus is None:
+        gpus = bool(hardware.local_gpus())
+    triplet = dataclasses.replace(triplet, cpu=not gpus)
     written = [CONFIG_NAME]
     target.write_text(render_config(triplet), encoding="utf-8")
     program = folder / "program.md"

@@ -1,4 +1,5 @@
-"""The record of every experiment: SQLite (WAL) in `.ratchet/`, and results.tsv beside it.
+"""The record of every experiment: SQLite (WAL) in `.ratchet/`, and each loop's results.tsv
+(`.ratchet/loops/<tag>/results.tsv`; `.ratchet/results.tsv` links to the loop opened last).
 
 An experiment is written before it runs and again when it ends, so a loop killed at any
 moment leaves a row that says where it stopped. Work promised but not yet started (a
@@ -155,7 +156,8 @@ class Ledger:
         """`read_only`: a reader's view (log, show, report, the editor): nothing is created or
         written, not even the folder; a ledger of an older schema is upgraded once."""
         self.path = folder / LEDGER_NAME
-        self.results_path = folder / RESULTS_NAME
+        self.folder = folder
+        self.results_path = folder / RESULTS_NAME  # a link to the loop opened last
         self._lock = threading.Lock()
         # Rows repeat the same few machines and secondary numbers: each distinct JSON text is
         # parsed once and shared (the loop replaces these dicts, it never edits one in place).
@@ -464,13 +466,36 @@ class Ledger:
 
     # --- results.tsv -------------------------------------------------------------------------
 
+    def results_of(self, tag: str) -> Path:
+        """One loop's results.tsv: its rows only, so a notebook pointed at it compares that
+        loop's baseline with that loop's best."""
+        return self.folder / "loops" / tag / RESULTS_NAME
+
+    def link_results(self, tag: str) -> None:
+        """`.ratchet/results.tsv` made a link to this loop's file (where autoresearch's users
+        look); a file there from an older Ratchet, every loop's rows mixed, is replaced."""
+        target = Path("loops") / tag / RESULTS_NAME
+        try:
+            if self.results_path.is_symlink() and Path(os.readlink(self.results_path)) == target:
+                return
+            scratch = self.folder / f".results-link-{os.getpid()}-{threading.get_ident()}"
+            scratch.unlink(missing_ok=True)
+            os.symlink(target, scratch)
+            os.replace(scratch, self.results_path)
+        except OSError:
+            return  # no links here (a file system without them): the loop's own file stands
+
     def append_result(self, experiment: Experiment, metric_name: str) -> None:
-        """One finished experiment appended to results.tsv (the header first, if new)."""
+        """One finished experiment appended to its loop's results.tsv (the header first, if
+        new): one row written, whatever the record holds."""
         line = results_row(experiment)
         if line is None:
             return
-        fresh = not self.results_path.exists()
-        with open(self.results_path, "a", encoding="utf-8") as results:
+        path = self.results_of(experiment.tag)
+        fresh = not path.exists()
+        if fresh:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as results:
             if fresh:
                 results.write(results_header(metric_name) + "\n")
             results.write(line + "\n")
@@ -478,17 +503,17 @@ class Ledger:
     def write_results(
         self, tag: str, metric_name: str, experiments: Iterable[Experiment] | None = None
     ) -> None:
-        """results.tsv rewritten whole from the record (recovery), through a temporary file
-        of its own so that concurrent writers never share one."""
+        """A loop's results.tsv rewritten whole from the record (recovery), through a
+        temporary file of its own so that concurrent writers never share one."""
         rows = self.experiments(tag, light=True) if experiments is None else experiments
         lines = results_lines(rows, metric_name)
-        descriptor, scratch = tempfile.mkstemp(
-            prefix=".results-", suffix=".tmp", dir=self.results_path.parent
-        )
+        path = self.results_of(tag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, scratch = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as out:
                 out.write("\n".join(lines) + "\n")
-            os.replace(scratch, self.results_path)
+            os.replace(scratch, path)
         except BaseException:
             Path(scratch).unlink(missing_ok=True)
             raise

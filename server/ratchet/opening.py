@@ -109,6 +109,8 @@ class Opening:
                 tag, start, config.metric.name, config.metric.goal, self.rules(config, start)
             )
             engine.history.load()
+            # Its header from the start (replacing a forgotten loop's of the same tag).
+            ledger.write_results(tag, config.metric.name, [])
         else:
             workspace.check_ready([])  # a repository with commits, not on our branch
             engine.history.load()
@@ -118,6 +120,7 @@ class Opening:
             remove_agent_scratch(engine.loop_id)
             self._recover(loop, close_mark)
             self._check_user_branch(loop)
+        ledger.link_results(tag)
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
         program = config.root / config.loop.program
@@ -172,7 +175,7 @@ class Opening:
             expected = {e.id: e.commit for e in history.experiments if e.commit}
             workspace.sync_experiment_refs(expected)
         self._check_branch(loop)
-        results = engine.ledger.results_path
+        results = engine.ledger.results_of(engine.tag)
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
         if recovered or _rows_in(results) != history.in_results:
             engine.ledger.write_results(engine.tag, engine.config.metric.name, history.experiments)

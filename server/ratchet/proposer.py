@@ -52,6 +52,7 @@ class Proposer:
         self._summary_text = ""
         self.exhausted: str | None = None  # why the agent has nothing left, once it is said
         self._exhausted_in_row = 0
+        self._warned: set[str] = set()  # the agent's warnings said already
 
     def _summary(self) -> str:
         """The whole history grouped by what was changed, for the agents that read prose (an
@@ -122,6 +123,12 @@ class Proposer:
     def _count_exhausted(self, proposal: Proposal) -> None:
         """A few proposals in a row with nothing new: the agent's search is spent (a new best
         would have reset the count, by giving it a new place to search from)."""
+        if proposal.final and self.exhausted is None:
+            self.exhausted = (
+                f"no more proposals: {proposal.failure}; the loop ends once the running "
+                "experiments finish"
+            )
+            return
         self._exhausted_in_row = self._exhausted_in_row + 1 if proposal.exhausted else 0
         if self._exhausted_in_row >= EXHAUSTED_IN_ROW and self.exhausted is None:
             self.exhausted = (
@@ -147,6 +154,10 @@ class Proposer:
         )
         proposal = await self.ask(context)
         self._count_exhausted(proposal)
+        for warning in proposal.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self.engine.say(warning)
         outcome = proposal.failure or proposal.description
         self.engine.bus.emit(
             AgentActivity(

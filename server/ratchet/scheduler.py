@@ -222,6 +222,6 @@ class Scheduler:
         finally:
             self.proposing -= 1
             self._notify()
-        if self.stopping:
-            return
+        if self.stopping or pending.proposal.final:
+            return  # a final proposal closed the proposer (it says why): nothing to record
         self.put(WorkItem(pending, AGENT))

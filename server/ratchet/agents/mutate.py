@@ -17,7 +17,7 @@ from typing import cast
 
 from ..experiment import Proposal, ProposalContext
 from ..novelty import digest
-from .space import SKIPPED, Literal, find_literals, write_literals
+from .space import SKIPPED, Literal, find_literals, nothing_to_tune, write_literals
 
 _FLOAT_FACTORS = (0.5, 0.7, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0)
 _INT_FACTORS = (0.5, 0.75, 1.25, 1.5, 2.0)
@@ -75,9 +75,10 @@ class MutateAgent:
         if not constants:
             return Proposal(
                 edits={},
-                description="no module-level numeric constants to tune",
-                failure=f"the mutate agent found no module-level numeric constants in "
-                f"{context.editable_path}; write tunable values as `NAME = number` at module level",
+                description="nothing to tune",
+                failure=nothing_to_tune("mutate", context.editable_path, source, True),
+                exhausted=True,
+                final=True,
                 agent_seconds=time.monotonic() - started,
             )
         rng = random.Random(self._seed_for(context))

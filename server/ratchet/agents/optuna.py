@@ -32,7 +32,16 @@ from ..config import CONFIG_NAME, Config, ConfigError, SpaceOverride
 from ..errors import RatchetError
 from ..experiment import HistoryEntry, Proposal, ProposalContext
 from ..novelty import digest
-from .space import Dimension, Space, Value, build_space, find_literals, parse_changes
+from .space import (
+    Dimension,
+    Space,
+    Value,
+    build_space,
+    edge_warnings,
+    find_literals,
+    nothing_to_tune,
+    parse_changes,
+)
 
 _ATTEMPTS = 16
 _MEASURED = ("kept", "discarded")
@@ -136,10 +145,10 @@ class OptunaAgent:
         if not space.dimensions:
             return Proposal(
                 {},
-                "no constants to tune",
-                failure=f"the {self.kind} agent found no module-level constants to tune in "
-                f"{context.editable_path}; write tunable values as `NAME = value` at module level",
+                "nothing to tune",
+                failure=nothing_to_tune(self.kind, context.editable_path, context.editable_text),
                 exhausted=True,
+                final=True,
             )
         with self._lock:
             study = self.study(context)
@@ -200,6 +209,7 @@ class OptunaAgent:
 
     def _ask(self, study: optuna.Study, space: Space, context: ProposalContext) -> Proposal:
         space = self.narrow(study, space, context)
+        edges = edge_warnings(space, self.overrides, self.kind)
         distributions = {d.name: distribution(d) for d in space.dimensions}
         known = {e.digest: e for e in context.history if e.digest}
         tries = []
@@ -238,6 +248,7 @@ class OptunaAgent:
                         "tries": tries,
                     }
                 ],
+                warnings=edges,
             )
         return Proposal(
             {},
@@ -245,6 +256,7 @@ class OptunaAgent:
             failure=f"the {self.kind} agent drew {_ATTEMPTS} values already measured or "
             "running; widen the ranges under [agent.space.NAME] or stop the loop",
             exhausted=True,
+            warnings=edges,
         )
 
     def narrow(self, study: optuna.Study, space: Space, context: ProposalContext) -> Space:

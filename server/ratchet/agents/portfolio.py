@@ -5,7 +5,8 @@ They share one Optuna study (so each learns from the others' results):
   misses, or after a keep a pattern move along the last keeps (agents/pattern.py);
 - model: the minimum of a quadratic fitted near the best, in a trust region
   (agents/surrogate.py);
-- tpe: Optuna's model-based proposal over every constant at once, the global one.
+- tpe: Optuna's model-based proposal for one or two constants drawn at random, the others
+  held at the best's values (a move a person can read, never a jump of every knob at once).
 Which one proposes is drawn by Thompson sampling on each arm's recent keep rate, with a floor
 so none starves. It also learns what not to try: a constant read only in print calls, or
 changed alone three times without moving a deterministic metric, is left alone; a value
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import warnings
 from collections.abc import Iterable
 
 import optuna
@@ -34,6 +36,7 @@ _WINDOW = 20  # recent proposals of an arm that its keep rate is estimated from
 _FLOOR = 0.05  # each arm proposes at least this often
 _NO_EFFECT_TRIES = 3
 _LOCAL_TRIES = 4  # attempts at a new local move before TPE proposes instead
+FEW = 2  # the most constants the tpe and model arms move away from the best at once
 
 
 class PortfolioAgent(OptunaAgent):
@@ -47,7 +50,7 @@ class PortfolioAgent(OptunaAgent):
         return cls(config.root / ".ratchet", seed=config.agent.seed, space=config.agent.space)
 
     def narrow(self, study: optuna.Study, space: Space, context: ProposalContext) -> Space:
-        dead = print_only(context.editable_text) | without_effect(study)
+        dead = print_only(context.editable_text, context.metric_name) | without_effect(study)
         kept = tuple(d for d in space.dimensions if d.name not in dead)
         return Space(space.literals, kept or space.dimensions)
 
@@ -69,6 +72,7 @@ class PortfolioAgent(OptunaAgent):
                 crashed_moves(context.history),
                 rng,
                 context.goal == "minimize",
+                few=FEW,
             )
             if values is not None:
                 study.enqueue_trial(values, skip_if_exists=False)
@@ -80,11 +84,37 @@ class PortfolioAgent(OptunaAgent):
             if values is not None:
                 study.enqueue_trial(values, skip_if_exists=False)
                 return study.ask(distributions), arm
-        return study.ask(distributions), "tpe"
+        return few_knobs_ask(study, space, distributions, rng), "tpe"
 
     def _seed(self, context: ProposalContext, attempt: int) -> int:
         material = f"portfolio:{self.seed}:{context.experiment}:{context.proposal}:{attempt}"
         return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
+
+
+def few_knobs_ask(
+    study: optuna.Study,
+    space: Space,
+    distributions: dict[str, BaseDistribution],
+    rng: random.Random,
+) -> optuna.trial.Trial:
+    """A TPE trial that moves one or two constants drawn at random, every other held at the
+    best's value (one outside its declared range is left to TPE, which brings it in)."""
+    values = space.values()
+    names = [d.name for d in space.dimensions]
+    free = set(rng.sample(names, k=min(len(names), rng.randint(1, FEW))))
+    fixed = {
+        d.name: values[d.name]
+        for d in space.dimensions
+        if d.name not in free and d.contains(values[d.name])
+    }
+    sampler = study.sampler
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = optuna.samplers.PartialFixedSampler(fixed, sampler)
+        try:
+            return study.ask(distributions)
+        finally:
+            study.sampler = sampler
 
 
 def measured_points(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..config import SpaceOverride
@@ -203,6 +204,48 @@ def build_space(source: str, overrides: dict[str, SpaceOverride]) -> Space:
     return Space(tuple(literals), tuple(dimensions))
 
 
+def nothing_to_tune(kind: str, path: str, source: str, numbers_only: bool = False) -> str:
+    """Why an offline agent has nothing to tune in a file, in words, naming that agent: said
+    once, as the reason its loop stops."""
+    what = "numbers" if numbers_only else "numbers, booleans or declared choices"
+    names = [lit.name for lit in find_literals(source)]
+    if not names:
+        found = f"{path} has no module-level constant written `NAME = value`"
+    else:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        found = f"none of {path}'s module-level constants ({shown}) is one it can tune"
+    return (
+        f"the {kind} agent has nothing to tune in {path}: it changes only module-level "
+        f"constants holding {what} (`LR = 0.01` at the top of the file), and {found}; "
+        "move the values to tune there (or declare [agent.space.NAME] choices), or use an "
+        'agent that edits code: [agent] kind = "anthropic" or "command"'
+    )
+
+
+def edge_warnings(space: Space, declared: Iterable[str], kind: str) -> list[str]:
+    """A warning for each constant whose value sits at an edge of the range inferred for it
+    (not declared): the agent never tries beyond it, where the best may be (`[0, 1]` for a
+    0.0 that should go negative)."""
+    values = space.values()
+    found = []
+    for dim in space.dimensions:
+        value = values[dim.name]
+        if dim.name in declared or dim.kind == "choice" or dim.high <= dim.low:
+            continue
+        if isinstance(value, bool | str) or not dim.low <= value <= dim.high:
+            continue
+        if value not in (dim.low, dim.high):
+            continue
+        edge, way = ("low", "below") if value == dim.low else ("high", "above")
+        found.append(
+            f"{dim.name} = {render(value)} is at the {edge} edge of the range the {kind} agent "
+            f"inferred for it, [{dim.low:g}, {dim.high:g}]: it tries nothing {way}; if better "
+            f"values may lie {way}, declare the range under [agent.space.{dim.name}] "
+            f"({edge} = ...) in ratchet.toml"
+        )
+    return found
+
+
 def _shadowed(source: str) -> set[str]:
     """Names assigned more than once at module level: the literal is not the value used."""
     seen: dict[str, int] = {}
@@ -243,33 +286,112 @@ def parse_changes(description: str) -> dict[str, tuple[Value, Value]]:
     return found
 
 
-_OUTPUT_CALLS = {"print", "info", "debug", "warning", "log", "write"}
+_OUTPUT_CALLS = {"print", "info", "debug", "warning", "log"}
+# Calls that compute a value from their arguments and do nothing else: a constant passed to one
+# inside an assignment flows into the assigned name, as through an operator.
+_PURE_CALLS = {"round", "int", "float", "abs", "min", "max", "str", "format", "bool", "len"}
+_WORD = re.compile(r"[A-Za-z_]\w+")
 
 
-def print_only(source: str) -> set[str]:
-    """Module-level constants read only inside print/log calls: changing them cannot move
-    the metric, so the offline agents leave them alone."""
+def print_only(source: str, metric: str = "") -> set[str]:
+    """Module-level constants whose value reaches only print/log calls: changing them cannot
+    move the metric, so the offline agents leave them alone. Given the metric's name, also
+    through names computed from them and themselves only printed (a peak FLOPS that feeds a
+    printed MFU); a print that names the metric, or names nothing (`print(value)`,
+    `f"{k}: {v}"`), may be how the metric is read, and counts as a real use."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
-    names = {lit.name for lit in find_literals(source)}
-    used: set[str] = set()
-    inside: set[str] = set()
-
-    def visit(node: ast.AST, in_output: bool) -> None:
-        if isinstance(node, ast.Call):
-            func = node.func
-            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-            in_output = in_output or called in _OUTPUT_CALLS
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
-            (inside if in_output else used).add(node.id)
-        for child in ast.iter_child_nodes(node):
-            visit(child, in_output)
-
-    visit(tree, False)
     # A name read through globals()/getattr cannot be followed: then nothing is declared dead.
     if any(isinstance(n, ast.Name) and n.id in ("globals", "vars") for n in ast.walk(tree)):
         return set()
-    # Read only in output. A name never read here may be imported by another file: kept.
-    return inside - used
+    flows = _Flows(metric)
+    flows.visit(tree, None)
+    dead = set()
+    for name in {lit.name for lit in find_literals(source)}:
+        reached, todo = {name}, [name]
+        while todo:
+            for target in flows.into.get(todo.pop(), ()):
+                if target not in reached:
+                    reached.add(target)
+                    todo.append(target)
+        # Read nowhere but in output. A name never read here may be imported by another file
+        # (or used through it): kept.
+        if all(n in flows.read and n not in flows.used for n in reached):
+            dead.add(name)
+    return dead
+
+
+class _Flows:
+    """Where each name is read: in output calls, into another name's assignment (`mfu = ... /
+    PEAK`: PEAK flows into mfu), or anywhere else (a use that may move the metric). Names are
+    not scoped: merging a local with a global only makes more uses, so the answer stays safe."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.read: set[str] = set()
+        self.used: set[str] = set()
+        self.into: dict[str, set[str]] = {}
+
+    def visit(self, node: ast.AST, flow: tuple[str, ...] | None, output: bool = False) -> None:
+        """`flow`: the names being assigned, while inside their value (only followed when the
+        metric is known); `output`: inside an output call."""
+        targets = _assigned(node) if self.metric else None
+        if targets is not None:
+            value = getattr(node, "value", None)
+            if isinstance(node, ast.AugAssign):
+                self._load(targets[0], flow, output)  # `x += v` reads x too
+            if value is not None:
+                self.visit(value, targets, output)
+            return
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if called in _OUTPUT_CALLS and not output:
+                output = self._harmless(node)
+                flow = None if not output else flow
+            elif not (isinstance(func, ast.Name) and called in _PURE_CALLS):
+                flow = None  # a call may do anything with what it is given
+        elif isinstance(node, ast.stmt | ast.comprehension):
+            flow = None
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            self._load(node.id, flow, output)
+        for child in ast.iter_child_nodes(node):
+            self.visit(child, flow, output)
+
+    def _harmless(self, call: ast.Call) -> bool:
+        """Whether an output call cannot be the line the metric is read from: without the
+        metric's name, any output is; with it, one whose text names something else."""
+        if not self.metric:
+            return True
+        strings = (n.value for n in ast.walk(call) if isinstance(n, ast.Constant))
+        text = " ".join(s for s in strings if isinstance(s, str))
+        return self.metric not in text and _WORD.search(text) is not None
+
+    def _load(self, name: str, flow: tuple[str, ...] | None, output: bool) -> None:
+        self.read.add(name)
+        if output:
+            return
+        if flow is None:
+            self.used.add(name)
+        else:
+            self.into.setdefault(name, set()).update(flow)
+
+
+def _assigned(node: ast.AST) -> tuple[str, ...] | None:
+    """The names an assignment of plain names binds (`a = b = v`, `a, b = v`, `a += v`,
+    `(a := v)`); None for any other node, or one that also stores elsewhere (`x.a = v`)."""
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign | ast.NamedExpr):
+        targets = [node.target]
+    else:
+        return None
+    names: list[str] = []
+    for target in targets:
+        parts = target.elts if isinstance(target, ast.Tuple | ast.List) else [target]
+        if not all(isinstance(part, ast.Name) for part in parts):
+            return None
+        names += [part.id for part in parts if isinstance(part, ast.Name)]
+    return tuple(names)

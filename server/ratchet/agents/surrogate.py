@@ -7,7 +7,8 @@ in every constant and every pair captures that, where steps of one constant at a
 along the valley. The fit is least squares over the measured points nearest the best (a
 little ridge while there are fewer points than terms), in units of each constant's range, so
 noise averages out instead of being chased. The proposal is the model's lowest point among
-random points of a box around the best, whose half-width (the trust radius) doubles after the
+random points of a box around the best, each moving at most `few` constants (a proposal a
+person can read: a tilted valley needs two), whose half-width (the trust radius) doubles after the
 model's proposal was kept and halves after a miss, replayed from the history.
 """
 
@@ -53,6 +54,7 @@ def model_move(
     avoid: dict[str, list[tuple[Value, Value]]],
     rng: random.Random,
     lower_is_better: bool = True,
+    few: int | None = None,
 ) -> dict[str, Value] | None:
     """The best's values moved to the fitted quadratic's minimum in the trust region; None
     while too few points are known, or when the model sees nothing better nearby."""
@@ -82,6 +84,11 @@ def model_move(
     generator = np.random.default_rng(rng.getrandbits(32))
     low, high = np.maximum(-radius, -centre), np.minimum(radius, 1 - centre)
     candidates = generator.uniform(low, high, size=(_CANDIDATES, n))
+    if few is not None and few < n:  # all but `few` coordinates of each candidate at the best
+        keep = np.argsort(generator.random((_CANDIDATES, n)), axis=1)[:, :few]
+        mask = np.zeros((_CANDIDATES, n), dtype=bool)
+        np.put_along_axis(mask, keep, True, axis=1)
+        candidates = np.where(mask, candidates, 0.0)
     predicted = features(candidates) @ coefficients
     here = float(coefficients[0])  # the model at the best itself (the centre)
     for index in np.argsort(predicted)[:20]:

@@ -87,6 +87,9 @@ class Files:
             return
         root = self.project.root
         folders = {root, root / RATCHET_DIR}
+        results = root / RATCHET_DIR / "results.tsv"
+        if results.is_symlink():  # the loop opened last: its folder holds the file it appends
+            folders.add(results.resolve().parent)
         config = self.project.config
         if config is not None:
             for relative in (config.loop.editable, config.loop.program):
@@ -114,11 +117,15 @@ class Files:
                 await self.results.reload()
             self.watch()
             return
-        if path.parent == (project.root / RATCHET_DIR).resolve():
+        ratchet = (project.root / RATCHET_DIR).resolve()
+        if path.name == "results.tsv" and ratchet in path.parents:
+            self.watch()  # the link may name another loop's file now
+            if not self.loop.attached:
+                await self.results.reload()  # a loop we cannot attach to recorded one
+            return
+        if path.parent == ratchet:
             if path.name == wire.SOCKET_NAME:  # a loop began here (a terminal, a window)
                 await self.loop.attach()
-            elif path.name == "results.tsv" and not self.loop.attached:
-                await self.results.reload()  # a loop we cannot attach to recorded one
             return
         if project.config is None:
             return

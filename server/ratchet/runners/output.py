@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -20,27 +22,47 @@ REPORT_KINDS = ("start", "end", "fail")
 OnLine = Callable[[str], None]
 
 
+_ENDS = re.compile(rb"\r\n|\n|\r")
+CARRIAGE_LOG_S = 1.0  # a progress line ended by a bare \r is logged at most this often
+
+
 class LineSplitter:
-    """Bytes in, whole decoded lines out; a carriage return (progress bars) keeps its last part."""
+    """Bytes in, whole decoded lines out. A line ends with \n, \r\n or a bare \r: a progress
+    bar or `print(f"\\rstep {n}", end="")` redraws its line with \r and may write no \n for
+    minutes, and each redraw is a line for live progress and the metric's curve."""
 
     def __init__(self) -> None:
         self._pending = b""
 
     def feed(self, chunk: bytes) -> list[str]:
+        return [text for text, _ in self.feed_marked(chunk)]
+
+    def feed_marked(self, chunk: bytes) -> list[tuple[str, bool]]:
+        """The lines completed by this chunk, each with whether a bare \r ended it."""
         data = self._pending + chunk
-        *lines, self._pending = data.split(b"\n")
+        lines: list[tuple[str, bool]] = []
+        start = 0
+        for end in _ENDS.finditer(data):
+            if end.group() == b"\r" and end.end() == len(data):
+                break  # perhaps the first half of \r\n: wait for the next chunk
+            segment = data[start : end.start()]
+            start = end.end()
+            carriage = end.group() == b"\r"
+            if segment or not carriage:  # `\rstep 1`: nothing before the first \r
+                lines.append((self._decode(segment), carriage))
+        self._pending = data[start:]
         if len(self._pending) > CHUNK:  # a line with no end: flush it in pieces
-            lines.append(self._pending)
+            lines.append((self._decode(self._pending), False))
             self._pending = b""
-        return [self._decode(line) for line in lines]
+        return lines
 
     def flush(self) -> list[str]:
-        rest, self._pending = self._pending, b""
+        rest, self._pending = self._pending.rstrip(b"\r"), b""
         return [self._decode(rest)] if rest else []
 
     @staticmethod
     def _decode(raw: bytes) -> str:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r").rsplit("\r", 1)[-1]
+        text = raw.decode("utf-8", errors="replace")
         return text.replace("\0", "\ufffd")  # binary junk: no NUL reaches the ledger
 
 
@@ -55,6 +77,9 @@ class LogWriter:
         self._secrets = secrets
         self._limit = limit
         self._written = 0
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, self._secrets)
 
     def line(self, text: str) -> str:
         clean = redact_text(text, self._secrets)
@@ -112,6 +137,7 @@ class OutputSink:
         secrets: tuple[str, ...] = (),
         reports: Reports | None = None,
         limit: int = MAX_LOG_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._on_line = on_line
@@ -119,11 +145,13 @@ class OutputSink:
         self._log = LogWriter(log_path, secrets, limit)
         self._reports = reports
         self.received = 0  # bytes fed so far
+        self._clock = clock
+        self._carriage_logged: float | None = None  # when a \r-ended line was last logged
 
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
-        for line in self._splitter.feed(chunk):
-            self._line(line)
+        for line, carriage in self._splitter.feed_marked(chunk):
+            self._line(line, carriage)
         self._log.flush()
 
     def say(self, line: str) -> None:
@@ -131,12 +159,24 @@ class OutputSink:
         self._line(line)
         self._log.flush()
 
-    def _line(self, line: str) -> None:
+    def _line(self, line: str, carriage: bool = False) -> None:
         if self._reports is not None and self._reports.take(line):
+            return
+        if carriage and not self._log_carriage():
+            self._on_line(self._log.redact(line))  # live progress only: the log stays small
             return
         clean = self._log.line(line)
         self.tail.append(clean)
         self._on_line(clean)
+
+    def _log_carriage(self) -> bool:
+        """Whether a line redrawn by \r goes to the log and the tail too: one a second, so a
+        progress bar redrawn a thousand times a second fills neither."""
+        now = self._clock()
+        if self._carriage_logged is not None and now - self._carriage_logged < CARRIAGE_LOG_S:
+            return False
+        self._carriage_logged = now
+        return True
 
     def flush(self) -> None:
         """The last line, had it no end."""
