@@ -315,14 +315,14 @@ def test_doctor_says_when_the_offline_agent_has_nothing_to_tune(
     capsys.readouterr()
     assert main(["-C", str(openevolve), "doctor"]) == 1
     said = " ".join(capsys.readouterr().out.split())
-    assert "the portfolio agent (offline) has nothing to tune in initial_program.py" in said
+    assert "the portfolio agent has nothing to tune in initial_program.py" in said
     assert "evaluate: evaluator.py defines evaluate(program_path)" in said
     # With a module-level constant, it has something to tune.
     program = openevolve / "initial_program.py"
     program.write_text("START = 0.0\n" + program.read_text())
     assert main(["-C", str(openevolve), "doctor"]) in (0, 1)
     said = " ".join(capsys.readouterr().out.split())
-    assert "can tune 1 constant(s) in initial_program.py" in said
+    assert "the portfolio agent tunes 1 constant of initial_program.py: START" in said
 
 
 @needs_sandbox
