@@ -1,0 +1,226 @@
+"""A sealed holdout through the real loop: `[metric] holdout` runs in a clean room of its own
+on each new best (the baseline too) and at `finalize`, never after every run; its
+`holdout_only` files are in no run's folder, no evaluator's, no agent's view; its number is an
+experiment's own field that a person reads (log, show, the report, finalize) and no agent does;
+a candidate that wins dev by memorising the dev cases is shown falling on the holdout."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+from agents import ScriptedAgent, replace
+from conftest import MakeProject, commit_all
+from loops import engine_for, run
+from ratchet.cli import main
+from ratchet.config import ConfigError, load_config
+from ratchet.experiment import Status
+from ratchet.ledger import SCHEMA_VERSION, Ledger
+from ratchet.runners.sandbox import find_bwrap, probe
+
+NEEDLE = "HOLDOUT-NEEDLE-7f3a9c"  # in the holdout's file, and in all the holdout prints
+DEV = [(x, (3 * x + 1) % 5) for x in range(0, 40, 2)]  # even x: the cases the loop sees
+HOLDOUT = [(x, (3 * x + 1) % 5) for x in range(1, 40, 2)]  # odd x: sealed
+
+# The editable file: a rule to guess the label of x. The baseline knows nothing (always 0).
+MODEL = textwrap.dedent(
+    """\
+    import os
+    TABLE = {}
+
+    def predict(x):
+        return TABLE.get(x, 0)
+
+    if __name__ == "__main__":
+        PROBE
+        print("selftest", predict(2))
+    """
+)
+# What every run and the evaluator try: the holdout's file, by every path they could know.
+PROBE = (
+    'for p in ("holdout.jsonl", "ROOT/holdout.jsonl"):\n'
+    "        try:\n"
+    '            print("READ", p, open(p).read()[:60])\n'
+    "        except OSError as e:\n"
+    '            print("DENIED", p, type(e).__name__)'
+)
+EVALUATE = textwrap.dedent(
+    """\
+    import json, os, sys
+    split = sys.argv[1]
+    for p in ("holdout.jsonl", "ROOT/holdout.jsonl"):
+        try:
+            print("READ", p, open(p).read()[:60])
+        except OSError as e:
+            print("DENIED", p, type(e).__name__)
+    from model import predict
+    cases = [json.loads(line) for line in open(split + ".jsonl") if line.strip()]
+    right = sum(predict(c["x"]) == c["y"] for c in cases)
+    open("failures.txt", "w").write(
+        ("NEEDLE " + cases[0].get("tag", "") + "\\n" if split == "holdout" else "")
+        + "".join(f"case {c['x']}: wrong\\n" for c in cases if predict(c["x"]) != c["y"])
+    )
+    print(f"accuracy: {right / len(cases):.4f}")
+    """
+)
+CONFIG = textwrap.dedent(
+    """\
+    [loop]
+    editable = "model.py"
+    locked = ["evaluate.py", "dev.jsonl", "holdout.jsonl"]
+    command = "{python} model.py"
+    budget = "20s"
+    pipeline = false
+
+    [metric]
+    name = "accuracy"
+    goal = "maximize"
+    eval = "{python} evaluate.py dev"
+    trace = "failures.txt"
+    holdout = "{python} evaluate.py holdout"
+    holdout_only = ["holdout.jsonl"]
+
+    [judge]
+    baseline_runs = 1
+
+    [agent]
+    kind = "mutate"
+
+    [runner]
+    kind = "local"
+    gpus = []
+    """
+)
+
+
+def _lines(cases: list[tuple[int, int]], tag: str = "") -> str:
+    return "".join(json.dumps({"x": x, "y": y, "tag": tag}) + "\n" for x, y in cases)
+
+
+def holdout_project(make_project: MakeProject, config: str = CONFIG) -> Path:
+    """The project: dev and holdout cases, the evaluator, and a model whose every run (and
+    the evaluator's) tries to read the holdout's file, by its name and its absolute path."""
+    root = make_project(train="# unused\n", config=config, commit=False)
+    files = {
+        "model.py": MODEL.replace("PROBE", PROBE),
+        "evaluate.py": EVALUATE,
+        "dev.jsonl": _lines(DEV),
+        "holdout.jsonl": _lines(HOLDOUT, NEEDLE),
+    }
+    for name, text in files.items():
+        (root / name).write_text(text.replace("ROOT", str(root)))
+    commit_all(root)
+    return root
+
+
+def honest(text: str) -> str:
+    """The real rule, partly: right on x where x % 5 == 0 (label 1) — dev and holdout rise."""
+    return text.replace("return TABLE.get(x, 0)", "return TABLE.get(x, 1 if x % 5 == 0 else 0)")
+
+
+def memorise(text: str) -> str:
+    """Every dev answer by heart, and a worse guess elsewhere: dev 1.0, the holdout falls."""
+    table = "TABLE = {" + ", ".join(f"{x}: {y}" for x, y in DEV) + "}"
+    return text.replace("TABLE = {}", table).replace("1 if x % 5 == 0 else 0", "4")
+
+
+STEPS = [(honest, "the rule for multiples of five"), (memorise, "remember the dev answers")]
+
+
+def _holdout_logs(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / ".ratchet").rglob("*.holdout.log"))
+
+
+sandboxed = pytest.mark.skipif(
+    probe(find_bwrap()) is not None, reason="no bubblewrap sandbox can start here"
+)
+
+
+@sandboxed
+async def test_the_holdout_runs_on_new_bests_only_and_is_its_own_field(
+    make_project: MakeProject,
+) -> None:
+    root = holdout_project(make_project)
+    steps = [
+        (honest, "the rule for multiples of five"),
+        (replace("TABLE = {}", "TABLE = {1: 3}"), "a wrong guess for 1 (no change on dev)"),
+        (memorise, "remember the dev answers"),
+    ]
+    agent = ScriptedAgent(steps)
+    engine = engine_for(root, agent)
+    await run(engine, 4)
+    experiments = engine.ledger.experiments("t")
+    assert [e.status for e in experiments] == [
+        Status.KEPT, Status.KEPT, Status.DISCARDED, Status.KEPT,
+    ], [(e.id, e.status, e.reason) for e in experiments]  # fmt: skip
+    # dev rises at each keep; the holdout rises, then falls on the memorising keep
+    assert [e.metric for e in experiments] == [0.2, 0.4, 0.4, 1.0]
+    assert [e.holdout for e in experiments] == [0.2, 0.4, None, 0.2]
+    # run for the three keeps only (the baseline one of them), never for the discard
+    assert _holdout_logs(root) == ["0.holdout.log", "1.holdout.log", "3.holdout.log"]
+    # its own field: not among the secondary numbers, the tails, or anything an agent read
+    for exp in experiments:
+        assert "holdout" not in exp.secondary
+        assert NEEDLE not in exp.log_tail + exp.trace_tail + exp.reason
+    shown = repr(agent.contexts)
+    assert len(agent.contexts) == 3 and NEEDLE not in shown and ".holdout." not in shown
+    # and no run's folder held its file, by name or by path: not the command's, not the
+    # evaluator's; the holdout's own room did (the control)
+    logs = sorted((root / ".ratchet").rglob("*.log"))
+    assert len(logs) == 4 + 4 + 3
+    for log in logs:
+        text = log.read_text()
+        if log.name.endswith(".holdout.log"):
+            assert "READ holdout.jsonl" in text and NEEDLE in text, text
+            continue
+        assert "READ" not in text and text.count("DENIED") == 2, (log, text)
+    assert not list((root / ".ratchet").glob("holdout/*"))  # its room is gone once it ran
+
+
+def test_holdout_only_needs_a_holdout_and_is_no_evaluator_file(make_project: MakeProject) -> None:
+    root = make_project()
+    (root / "labels.jsonl").write_text("{}\n")
+    toml = root / "ratchet.toml"
+    base = toml.read_text()
+    toml.write_text(base.replace('goal = "minimize"', 'goal = "minimize"\nholdout_only = ["x"]'))
+    with pytest.raises(ConfigError, match="no `holdout` command"):
+        load_config(root)
+    toml.write_text(
+        base.replace(
+            'goal = "minimize"',
+            'goal = "minimize"\nholdout = "true"\neval_only = ["labels.jsonl"]\n'
+            'holdout_only = ["./labels.jsonl"]',
+        )
+    )
+    with pytest.raises(ConfigError, match="also in `eval_only`"):
+        load_config(root)
+    toml.write_text(
+        base.replace(
+            'goal = "minimize"',
+            'goal = "minimize"\nholdout = "true"\nholdout_only = ["labels.jsonl"]',
+        )
+    )
+    assert load_config(root).metric.holdout_only == ("labels.jsonl",)
+
+
+async def test_a_ledger_without_the_holdout_column_opens_and_gains_it(
+    make_project: MakeProject,
+) -> None:
+    root = make_project()
+    await run(engine_for(root, ScriptedAgent([(replace("WIDTH = 8", "WIDTH = 12"), "w")])), 2)
+    path = root / ".ratchet" / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE experiments DROP COLUMN holdout")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    assert main(["-C", str(root), "log", "--json"]) == 0  # a reader upgrades it once
+    ledger = Ledger(root / ".ratchet", read_only=True)
+    assert ledger._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 4
+    assert [e.holdout for e in ledger.experiments("t")] == [None, None]
+    ledger.close()
+    await run(engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.3"), "lr")])), 3)
+    assert len(Ledger(root / ".ratchet").experiments("t")) == 3
