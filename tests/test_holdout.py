@@ -224,3 +224,40 @@ async def test_a_ledger_without_the_holdout_column_opens_and_gains_it(
     ledger.close()
     await run(engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.3"), "lr")])), 3)
     assert len(Ledger(root / ".ratchet").experiments("t")) == 3
+
+
+@sandboxed
+async def test_a_keep_that_memorises_dev_is_shown_falling_on_the_holdout(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dev rises at both keeps; the holdout rises with the honest rule, then falls when the
+    dev answers are learnt by heart: log, show, the report (HTML and Markdown) and finalize
+    put the two side by side, and mark the second keep."""
+    root = holdout_project(make_project)
+    engine = engine_for(root, ScriptedAgent(list(STEPS)))
+    await run(engine, 3)
+    assert [(e.metric, e.holdout) for e in engine.ledger.experiments("t")] == [
+        (0.2, 0.2), (0.4, 0.4), (1.0, 0.2),
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(["-C", str(root), "log"]) == 0
+    table = capsys.readouterr().out
+    assert "holdout" in table.splitlines()[0]
+    assert main(["-C", str(root), "show", "2"]) == 0
+    assert "holdout 0.200000 " in capsys.readouterr().out
+    assert main(["-C", str(root), "report", "-o", str(root.parent / "r.md")]) == 0
+    md = (root.parent / "r.md").read_text()
+    first, second = (line for line in md.splitlines() if line.startswith("- **exp"))
+    assert "holdout 0.2 → 0.4 (+0.2" in first and "⚠" not in first
+    assert "holdout 0.4 → 0.2 (-0.2" in second and "⚠ the holdout fell" in second
+    assert "| holdout | 0.2 → 0.2 (+0;" in md and "fell while dev rose at exp 2" in md
+    assert main(["-C", str(root), "report", "-o", str(root.parent / "r.html")]) == 0
+    html = (root.parent / "r.html").read_text()
+    assert html.count('class="holdout-fell"') == 1
+    capsys.readouterr()
+    assert main(["-C", str(root), "finalize"]) == 0
+    out = capsys.readouterr().out
+    assert "holdout: 0.2 (baseline) → 0.2" in out and "fell while dev rose at exp 2" in out
+    assert main(["-C", str(root), "finalize", "--exclude", "2"]) == 0
+    assert "holdout: not measured for this branch (exp 2 left out" in capsys.readouterr().out
+    assert not _holdout_logs(root)[3:]  # a person reading ran nothing

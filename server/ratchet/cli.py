@@ -492,6 +492,11 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
             )
         )
     last = f" (run {len(runs)} of {len(runs)})" if len(runs) > 1 else ""
+    if exp.holdout is not None:
+        console.print(
+            f"holdout {format_metric(exp.holdout)}   (its own command and files, run on this new "
+            "best; shown to you, never to an agent; it selects nothing)"
+        )
     if exp.secondary:
         console.print(
             f"secondary{last}  " + "  ".join(f"{k} {v:g}" for k, v in exp.secondary.items())
