@@ -7,7 +7,9 @@ a candidate that wins dev by memorising the dev cases is shown falling on the ho
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
+import sys
 import textwrap
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ratchet.runners.sandbox import find_bwrap, probe
 
 NEEDLE = "HOLDOUT-NEEDLE-7f3a9c"  # in the holdout's file, and in all the holdout prints
 DEV = [(x, (3 * x + 1) % 5) for x in range(0, 40, 2)]  # even x: the cases the loop sees
-HOLDOUT = [(x, (3 * x + 1) % 5) for x in range(1, 40, 2)]  # odd x: sealed
+HOLDOUT = [(x, (3 * x + 1) % 5) for x in range(1, 44, 2)]  # odd x: sealed (22)
 
 # The editable file: a rule to guess the label of x. The baseline knows nothing (always 0).
 MODEL = textwrap.dedent(
@@ -158,7 +160,7 @@ async def test_the_holdout_runs_on_new_bests_only_and_is_its_own_field(
     ], [(e.id, e.status, e.reason) for e in experiments]  # fmt: skip
     # dev rises at each keep; the holdout rises, then falls on the memorising keep
     assert [e.metric for e in experiments] == [0.2, 0.4, 0.4, 1.0]
-    assert [e.holdout for e in experiments] == [0.2, 0.4, None, 0.2]
+    assert [e.holdout for e in experiments] == [0.2273, 0.4091, None, 0.2273]
     # run for the three keeps only (the baseline one of them), never for the discard
     assert _holdout_logs(root) == ["0.holdout.log", "1.holdout.log", "3.holdout.log"]
     # its own field: not among the secondary numbers, the tails, or anything an agent read
@@ -237,27 +239,91 @@ async def test_a_keep_that_memorises_dev_is_shown_falling_on_the_holdout(
     engine = engine_for(root, ScriptedAgent(list(STEPS)))
     await run(engine, 3)
     assert [(e.metric, e.holdout) for e in engine.ledger.experiments("t")] == [
-        (0.2, 0.2), (0.4, 0.4), (1.0, 0.2),
+        (0.2, 0.2273), (0.4, 0.4091), (1.0, 0.2273),
     ]  # fmt: skip
     capsys.readouterr()
     assert main(["-C", str(root), "log"]) == 0
     table = capsys.readouterr().out
     assert "holdout" in table.splitlines()[0]
     assert main(["-C", str(root), "show", "2"]) == 0
-    assert "holdout 0.200000 " in capsys.readouterr().out
+    assert "holdout 0.227300 " in capsys.readouterr().out
     assert main(["-C", str(root), "report", "-o", str(root.parent / "r.md")]) == 0
     md = (root.parent / "r.md").read_text()
     first, second = (line for line in md.splitlines() if line.startswith("- **exp"))
-    assert "holdout 0.2 → 0.4 (+0.2" in first and "⚠" not in first
-    assert "holdout 0.4 → 0.2 (-0.2" in second and "⚠ the holdout fell" in second
-    assert "| holdout | 0.2 → 0.2 (+0;" in md and "fell while dev rose at exp 2" in md
+    assert "holdout 0.2273 → 0.4091 (+0.1818" in first and "⚠" not in first
+    assert "holdout 0.4091 → 0.2273 (-0.1818" in second and "⚠ the holdout fell" in second
+    assert "| holdout | 0.2273 → 0.2273 (+0;" in md and "fell while dev rose at exp 2" in md
     assert main(["-C", str(root), "report", "-o", str(root.parent / "r.html")]) == 0
     html = (root.parent / "r.html").read_text()
     assert html.count('class="holdout-fell"') == 1
     capsys.readouterr()
     assert main(["-C", str(root), "finalize"]) == 0
     out = capsys.readouterr().out
-    assert "holdout: 0.2 (baseline) → 0.2" in out and "fell while dev rose at exp 2" in out
+    assert "holdout: 0.2273 (baseline) → 0.2273" in out and "fell while dev rose at exp 2" in out
     assert main(["-C", str(root), "finalize", "--exclude", "2"]) == 0
     assert "holdout: not measured for this branch (exp 2 left out" in capsys.readouterr().out
     assert not _holdout_logs(root)[3:]  # a person reading ran nothing
+
+
+SPY = """
+import json, os, sys
+prompt_file, project, report_path = sys.argv[1:4]
+prompt = open(prompt_file).read()
+calls = json.load(open(report_path)) if os.path.exists(report_path) else []
+seen = [os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs]
+found = []
+for where in (project, os.path.join(project, ".ratchet")):
+    for d, _, fs in os.walk(where):
+        found += [os.path.join(d, f) for f in fs if "holdout" in f]
+calls.append({"scratch": seen, "found": found, "prompt": prompt})
+json.dump(calls, open(report_path, "w"))
+text = open("model.py").read()
+if "x % 5 == 0" not in text:
+    text = text.replace("return TABLE.get(x, 0)", "return TABLE.get(x, 1 if x % 5 == 0 else 0)")
+    print("the rule for multiples of five")
+else:
+    text = text.replace("TABLE = {}", "TABLE = DEV_TABLE").replace("1 if x % 5 == 0 else 0", "4")
+    print("remember the dev answers")
+open("model.py", "w").write(text)
+"""
+
+
+@sandboxed
+async def test_no_agent_sees_the_holdout_files_or_numbers(
+    make_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command agent that looks for the holdout (its scratch copy, the project, `.ratchet/`,
+    its prompt, which holds the history and the summary) finds neither its file nor its
+    numbers, through two keeps whose holdout was measured."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-holdout-view-0123456789abcdef")
+    tools, config = tmp_path / "agent-bin", tmp_path / "agent-config"
+    tools.mkdir()
+    config.mkdir()
+    table = "{" + ", ".join(f"{x}: {y}" for x, y in DEV) + "}"
+    (tools / "spy.py").write_text(SPY.replace("DEV_TABLE", table))
+    report = config / "report.json"
+    root = holdout_project(make_project)
+    words = [sys.executable, tools / "spy.py", "{prompt_file}", root, report]
+    run_line = " ".join(shlex.quote(str(w)) for w in words)
+    agent = (
+        f'kind = "command"\nrun = """{run_line}"""\nrepair_attempts = 0\n'
+        f'sandbox_read = ["{tools}"]\nsandbox_write = ["{config}"]'
+    )
+    toml = root / "ratchet.toml"
+    toml.write_text(toml.read_text().replace('kind = "mutate"', agent))
+    commit_all(root, "a command agent")
+    engine = engine_for(root, tag="a")
+    await run(engine, 3)
+    experiments = engine.ledger.experiments("a")
+    assert [(e.status, e.holdout) for e in experiments] == [
+        (Status.KEPT, 0.2273), (Status.KEPT, 0.4091), (Status.KEPT, 0.2273),
+    ], [(e.id, e.status, e.reason) for e in experiments]  # fmt: skip
+    calls = json.loads(report.read_text())
+    assert len(calls) == 2
+    for call in calls:
+        assert "./model.py" in call["scratch"] and "./evaluate.py" in call["scratch"]
+        assert not [p for p in call["scratch"] if "holdout" in p], call["scratch"]
+        assert call["found"] == []  # the project and .ratchet/ are hidden from it
+        assert NEEDLE not in call["prompt"] and ".holdout." not in call["prompt"]
+        assert "0.2273" not in call["prompt"] and "0.4091" not in call["prompt"]
+    assert "the rule for multiples of five" in calls[1]["prompt"]  # it did see its history
