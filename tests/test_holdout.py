@@ -6,6 +6,7 @@ a candidate that wins dev by memorising the dev cases is shown falling on the ho
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import sqlite3
@@ -260,9 +261,15 @@ async def test_a_keep_that_memorises_dev_is_shown_falling_on_the_holdout(
     assert main(["-C", str(root), "finalize"]) == 0
     out = capsys.readouterr().out
     assert "holdout: 0.2273 (baseline) → 0.2273" in out and "fell while dev rose at exp 2" in out
-    assert main(["-C", str(root), "finalize", "--exclude", "2"]) == 0
-    assert "holdout: not measured for this branch (exp 2 left out" in capsys.readouterr().out
-    assert not _holdout_logs(root)[3:]  # a person reading ran nothing
+    assert _holdout_logs(root) == ["0.holdout.log", "1.holdout.log", "2.holdout.log"]
+    # (a thread: the CLI runs its own event loop)
+    args = ["-C", str(root), "finalize", "--exclude", "2", "--measure"]
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out
+    assert "holdout: not measured for this branch (exp 2 left out" in out
+    # measured at finalize: the branch with the honest keep alone, dev and holdout
+    assert "measured: accuracy 0.400000 (baseline 0.200000); holdout 0.409100" in out, out
+    assert len(_holdout_logs(root)) == 4 and not list((root / ".ratchet" / "worktrees").iterdir())
 
 
 SPY = """

@@ -101,19 +101,20 @@ def holdout_line(summary: Summary, chosen: list[Keep], exclude: set[int], tag: s
     if exclude:
         return (
             f"holdout: not measured for this branch (exp {', '.join(map(str, sorted(exclude)))} "
-            f"left out: this combination never ran); baseline {format_value(base)}. Measure "
-            f"it with the check run below: its baseline's holdout is the branch's"
+            f"left out: this combination never ran); baseline {format_value(base)}. "
+            "`ratchet finalize --measure` measures the branch it makes (command, evaluator, "
+            "holdout, once)"
         )
     words = f"holdout: {format_value(base)} (baseline) → {format_value(last.holdout)}"
     if base is not None and last.holdout is not None:
         change = summary.better_by(last.holdout, base)
         words += f" ({change:+.4g}; {summary.in_noise(change)})"
+    words += f", as measured on exp {last.id}, whose change the branch ends with"
     fell = [k.experiment.id for k in chosen if summary.holdout_fell(k)]
     if fell:
         words += f"; it fell while dev rose at exp {', '.join(map(str, fell))}"
-    return (
-        words + f", as measured on exp {last.id}, whose change the branch ends with "
-        "(never shown to the agent; it selected nothing)"
+    return words + (
+        " (never shown to the agent; it selected nothing; `--measure` runs it on the branch)"
     )
 
 

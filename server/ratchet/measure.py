@@ -313,6 +313,7 @@ class Measurer:
         text: str,
         log_path: Path,
         control: RunControl,
+        env: dict[str, str] | None = None,
     ) -> float | None:
         """The holdout's number for `commit` (a new best), run after its metric: the locked
         `[metric] holdout` command in a clean room of its own, the one place that holds the
@@ -322,7 +323,7 @@ class Measurer:
         failed or printed no number."""
         metric = self.config.metric
         worktree = self.workspace.worktrees / slot.name / self.workspace.prefix
-        job = self._job(experiment, worktree, log_path, text, {})
+        job = self._job(experiment, worktree, log_path, text, dict(env or {}))
         room = await self._room(job, slot, commit, commit, lambda line: None, holdout=True)
         reader = MetricReader(metric)
         holdout = self._judging_job(job, metric.holdout or "", room, ".holdout.log", holdout=True)

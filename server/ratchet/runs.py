@@ -228,6 +228,7 @@ class Runs:
                 text=text,
                 log_path=log_path,
                 control=control,
+                env={LOOP_VARIABLE: loop.loop_id, SEED_VARIABLE: "0"},
             )
         except RatchetError:
             raise
