@@ -237,11 +237,12 @@ class Measurer:
         """Where the evaluator (or the holdout) runs. Locally: a fresh clean room, the
         holdout's apart, and only the holdout's with the `holdout_only` files. A remote runner
         builds its own copy on the host (less the job's `drop`); here the base commit's locked
-        files are put back, but for those the command's folder must never hold."""
+        files are put back (Ray ships this folder), the holdout's only for the holdout (the
+        next checkout removes them again)."""
         metric = self.config.metric
         if self.runner.kind != "local":
-            private = (*metric.eval_only, *metric.holdout_only)
-            restored = [p for p in self.config.loop.locked if p not in private]
+            hidden = () if holdout else metric.holdout_only
+            restored = [p for p in self.config.loop.locked if p not in hidden]
             await asyncio.to_thread(self.workspace.restore, job.worktree, base_commit, restored)
             return job.worktree
         folder = self._holdout_folder(slot) if holdout else self._cleanroom(slot)
