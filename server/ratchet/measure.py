@@ -241,8 +241,12 @@ class Measurer:
         next checkout removes them again)."""
         metric = self.config.metric
         if self.runner.kind != "local":
-            hidden = () if holdout else metric.holdout_only
-            restored = [p for p in self.config.loop.locked if p not in hidden]
+            locked = self.config.loop.locked
+            restored = (
+                list(dict.fromkeys([*locked, *metric.holdout_only]))
+                if holdout
+                else [p for p in locked if p not in metric.holdout_only]
+            )
             await asyncio.to_thread(self.workspace.restore, job.worktree, base_commit, restored)
             return job.worktree
         folder = self._holdout_folder(slot) if holdout else self._cleanroom(slot)
