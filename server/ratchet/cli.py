@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -147,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     final.add_argument("--exclude", metavar="N,...", default=None, help="keeps to leave out")
     final.add_argument(
         "--patch", metavar="DIR", type=Path, default=None, help="write a patch series instead"
+    )
+    final.add_argument(
+        "--measure",
+        action="store_true",
+        help="run the review branch once (command, evaluator, then [metric] holdout) and print "
+        "its numbers",
     )
     final.add_argument("--tag", type=_tag, default=None)
 
@@ -495,7 +502,33 @@ def _finalize(args: argparse.Namespace, project: Path, console: Console) -> int:
     )
     for line in outcome_lines(done, tag, args.squash, args.patch):
         console.print(line)
+    if args.measure and done.tip:
+        console.print(_measure_review(project, ledger, tag, done.tip), markup=False)
     return 0
+
+
+def _measure_review(project: Path, ledger: Ledger, tag: str, tip: str) -> str:
+    """`finalize --measure`: the review branch's own dev number and holdout, in words."""
+    from .report import summarise
+    from .review_holdout import measure_review
+
+    config = load_config(project)
+    summary = summarise(ledger, tag, near_misses=0)
+    loop_id = hashlib.sha256(f"{config.root.resolve()}:{tag}".encode()).hexdigest()[:16]
+    measured = asyncio.run(measure_review(config, tag, tip, loop_id))
+    if measured.problem:
+        return f"the review branch, measured: {measured.problem} (log {measured.log})"
+    base = summary.baseline
+    words = (
+        f"the review branch, measured: {config.metric.name} {format_metric(measured.metric)} "
+        f"(baseline {format_metric(base.metric if base else None)})"
+    )
+    if config.metric.holdout:
+        words += (
+            f"; holdout {format_metric(measured.holdout)} (baseline "
+            f"{format_metric(base.holdout if base else None)}; log {measured.log})"
+        )
+    return words
 
 
 def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
@@ -519,6 +552,11 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
             )
         )
     last = f" (run {len(runs)} of {len(runs)})" if len(runs) > 1 else ""
+    if exp.holdout is not None:
+        console.print(
+            f"holdout {format_metric(exp.holdout)}   (its own command and files, run on this new "
+            "best; shown to you, never to an agent; it selects nothing)"
+        )
     if exp.secondary:
         console.print(
             f"secondary{last}  " + "  ".join(f"{k} {v:g}" for k, v in exp.secondary.items())

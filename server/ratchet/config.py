@@ -96,6 +96,9 @@ class MetricConfig:
     abort_margin: float = 0.1  # worse than the best run's curve by this fraction: aborted
     artefacts: tuple[str, ...] = ()  # files the command leaves that the evaluator may read
     eval_only: tuple[str, ...] = ()  # committed files only the evaluator sees (labels)
+    # Committed files only the holdout sees: in no run's folder, no evaluator's clean room,
+    # no agent's view; only in the holdout's own clean room.
+    holdout_only: tuple[str, ...] = ()
     eval_timeout_s: float | None = None  # the evaluator's own limit (None: the budget)
     guards: tuple[Guard, ...] = ()  # secondary numbers a keep must also hold
     # `evaluate = "evaluator.py:evaluate"`: a function of the program's path returning a dict,
@@ -448,6 +451,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "abort_margin": (_non_negative, 0.1),
         "artefacts": (_string_list, ()),
         "eval_only": (_string_list, ()),
+        "holdout_only": (_string_list, ()),
         "eval_timeout": (_duration, None),
         "guards": (_guards, ()),
         "evaluate": (_function, None),
@@ -828,6 +832,7 @@ def _build(
             abort_margin=metric["abort_margin"],
             artefacts=_relative_paths(metric["artefacts"], root, fail, "artefacts"),
             eval_only=_relative_paths(metric["eval_only"], root, fail, "eval_only"),
+            holdout_only=_holdout_only(metric, editable, root, fail),
             eval_timeout_s=metric["eval_timeout"],
             guards=metric["guards"],
             evaluate=metric["evaluate"],
@@ -951,6 +956,32 @@ def _relative_paths(
     for relative in paths:
         if Path(relative).is_absolute() or not _inside(root, relative):
             raise fail("metric", key, f"`{relative}` is outside the project; give a relative path")
+    return paths
+
+
+def _holdout_only(
+    metric: dict[str, Any], editable: str, root: Path, fail: Callable[[str, str, str], ConfigError]
+) -> tuple[str, ...]:
+    """`[metric] holdout_only`: relative paths, for a holdout command, none the editable file
+    or an evaluator's file (those the command or the evaluator must see)."""
+    paths = tuple(
+        _normal(p) for p in _relative_paths(metric["holdout_only"], root, fail, "holdout_only")
+    )
+    if paths and not metric["holdout"]:
+        raise fail(
+            "metric",
+            "holdout_only",
+            "`holdout_only` names the holdout's files, but there is no `holdout` command; "
+            'add one (e.g. holdout = "python evaluate.py --split test") or remove holdout_only',
+        )
+    for relative in paths:
+        if relative == editable or relative in metric["eval_only"]:
+            which = "the editable file" if relative == editable else "also in `eval_only`"
+            raise fail(
+                "metric",
+                "holdout_only",
+                f"`{relative}` is {which}; a holdout file is seen by the holdout alone",
+            )
     return paths
 
 

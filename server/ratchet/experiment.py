@@ -193,6 +193,8 @@ class Experiment:
     digest: str = ""
     rerun_of: int | None = None  # this experiment measures again one that was interrupted
     trace_tail: str = ""  # what the run's trace file (`[metric] trace`) said, for the agent
+    # `[metric] holdout`'s number, measured on a new best only: for a person, never an agent.
+    holdout: float | None = None
 
 
 @dataclass

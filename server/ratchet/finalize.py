@@ -34,6 +34,7 @@ class Finalized:
     branch: str | None = None
     tip: str | None = None
     patches: list[Path] = field(default_factory=list)
+    holdout: str = ""  # the review branch's holdout, in words ("" without `[metric] holdout`)
 
 
 class KeepDoesNotApply(RatchetError):
@@ -84,7 +85,37 @@ def finalize(
         )
     branch = _unique_branch(repo, f"ratchet/{tag}-review")
     repo.git.branch(branch, tip)
-    return Finalized(base, base_name, carried, skipped, branch=branch, tip=tip)
+    holdout = holdout_line(summary, chosen, exclude or set(), tag)
+    return Finalized(base, base_name, carried, skipped, branch=branch, tip=tip, holdout=holdout)
+
+
+def holdout_line(summary: Summary, chosen: list[Keep], exclude: set[int], tag: str) -> str:
+    """The review branch's holdout beside the baseline's: the last keep's, measured when it
+    became the best, since with every keep carried the branch holds exactly its change and
+    those before it. With keeps left out the combination never ran: said, with how to
+    measure it (a loop on the review branch measures its baseline's holdout)."""
+    if not summary.has_holdout:
+        return ""
+    base = summary.baseline.holdout if summary.baseline else None
+    last = chosen[-1].experiment
+    if exclude:
+        return (
+            f"holdout: not measured for this branch (exp {', '.join(map(str, sorted(exclude)))} "
+            f"left out: this combination never ran); baseline {format_value(base)}. "
+            "`ratchet finalize --measure` measures the branch it makes (command, evaluator, "
+            "holdout, once)"
+        )
+    words = f"holdout: {format_value(base)} (baseline) → {format_value(last.holdout)}"
+    if base is not None and last.holdout is not None:
+        change = summary.better_by(last.holdout, base)
+        words += f" ({change:+.4g}; {summary.in_noise(change)})"
+    words += f", as measured on exp {last.id}, whose change the branch ends with"
+    fell = [k.experiment.id for k in chosen if summary.holdout_fell(k)]
+    if fell:
+        words += f"; it fell while dev rose at exp {', '.join(map(str, fell))}"
+    return words + (
+        " (never shown to the agent; it selected nothing; `--measure` runs it on the branch)"
+    )
 
 
 def outcome_lines(done: Finalized, tag: str, squash: bool, patch_dir: Path | None) -> list[str]:
@@ -102,6 +133,7 @@ def outcome_lines(done: Finalized, tag: str, squash: bool, patch_dir: Path | Non
         *lines,
         f"branch {done.branch}: keeps {kept} on top of {done.base_name} ({done.base[:10]})"
         f"{', squashed' if squash else ''}; {done.base_name} did not move",
+        *([done.holdout] if done.holdout else []),
         f"to measure it again: `git switch {done.branch} && ratchet run --tag {tag}-check "
         "--max-experiments 1` (its baseline is the review branch)",
     ]

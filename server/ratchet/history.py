@@ -97,6 +97,13 @@ class History:
         self.ledger.save(exp, consumes)
         self._replace(light(exp))
 
+    def set_holdout(self, exp_id: int, value: float | None) -> None:
+        """An experiment's holdout, written alone (to the ledger, then to memory)."""
+        self.ledger.set_holdout(self.tag, exp_id, value)
+        current = self.by_id.get(exp_id)
+        if current is not None:
+            self._replace(replace(current, holdout=value))
+
     def add_run(self, exp_id: int, value: float | None, wall_s: float, purpose: str) -> None:
         self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose)
         self.attempts[exp_id] = self.attempts.get(exp_id, 0) + 1

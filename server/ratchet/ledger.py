@@ -26,8 +26,9 @@ from .experiment import Experiment, Status
 
 LEDGER_NAME = "ledger.sqlite"
 RESULTS_NAME = "results.tsv"
-# 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation
-SCHEMA_VERSION = 3
+# 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation;
+# 4: an experiment's holdout
+SCHEMA_VERSION = 4
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 _COLUMNS = list(_FIELDS)
@@ -220,13 +221,13 @@ class Ledger:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise RatchetError(newer(self.path, version))
-        if version < 1:  # the first version lacked columns added since: they read as defaults
-            present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+        present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+        if version < 4:  # columns added since (1: most of them; 4: holdout) read as defaults
             for name in _COLUMNS:
                 if name not in present:
                     db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')
-            if "source" not in present:  # the first Ratchet's experiment 0 was its baseline
-                db.execute("UPDATE experiments SET source='baseline' WHERE id=0")
+        if version < 1 and "source" not in present:  # the first Ratchet's exp 0: its baseline
+            db.execute("UPDATE experiments SET source='baseline' WHERE id=0")
         if version < 2:
             present = {row[1] for row in db.execute("PRAGMA table_info(loops)")}
             for name in ("rules", "hardware"):
@@ -335,6 +336,14 @@ class Ledger:
             )
             if consumes is not None:
                 db.execute("DELETE FROM queue WHERE id=?", (consumes,))
+
+    def set_holdout(self, tag: str, experiment: int, value: float | None) -> None:
+        """The holdout's number of one experiment, measured after it was recorded: only that
+        column is written (a re-measure of the same best may be writing its metric)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE experiments SET holdout=? WHERE tag=? AND id=?", (value, tag, experiment)
+            )
 
     def experiments(self, tag: str, *, light: bool = False) -> list[Experiment]:
         """Every experiment of the loop; `light` leaves out diff, log and trace tails."""

@@ -1,10 +1,12 @@
 """One run of one experiment and what it measured: the command in its worktree, then the
-optional locked evaluator and holdout, early abort on a losing curve, and — when something
-went wrong — the status and the reason in words."""
+optional locked evaluator, early abort on a losing curve, and — when something went wrong —
+the status and the reason in words. The holdout (`[metric] holdout`) is measured apart, on a
+new best only, in a clean room of its own: the one place its `holdout_only` files exist."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +37,6 @@ class Attempt:
     measurement: Measurement
     run_s: float
     curve: Curve = field(default_factory=list)
-    holdout: float | None = None
     trace_tail: str = ""
     budget_s: float = 0.0  # the command's budget, and the most it may take to be kept
     limit_s: float = float("inf")
@@ -121,6 +122,7 @@ class Measurer:
     ) -> Job:
         loop, metric = self.config.loop, self.config.metric
         root = self.config.root.resolve()
+        private = (*metric.eval_only, *metric.holdout_only)  # never in the command's folder
         # A linked worktree's main checkout too: other branches, untracked labels.
         folders = (self.workspace.top, root, *repository_folders(root))
         hide = tuple(dict.fromkeys(str(p) for p in folders))
@@ -131,7 +133,7 @@ class Measurer:
             log_path=log_path,
             budget_s=loop.budget_s,
             timeout_s=loop.deadline_s,
-            locked=tuple(p for p in loop.locked if p not in metric.eval_only),
+            locked=tuple(p for p in loop.locked if p not in private),
             editable=loop.editable,
             editable_text=text,
             env=env,
@@ -139,24 +141,28 @@ class Measurer:
             isolation=Isolation(self.config.sandbox, hide),
             expected_locked=self.expected_locked,
             secrets=tuple(secrets_for(self.config)),
-            drop=metric.eval_only,
+            drop=private,
         )
 
-    def _judging_job(self, job: Job, command: str, room: Path, log_suffix: str) -> Job:
-        """The evaluator or the holdout: `command` in the clean room `room`, all locked files
-        checked, the artefacts carried over (which makes it a judging job: the `[sandbox]
-        write` folders are read-only to it)."""
+    def _judging_job(
+        self, job: Job, command: str, room: Path, log_suffix: str, holdout: bool = False
+    ) -> Job:
+        """The evaluator or the holdout: `command` in the clean room `room`, the locked files
+        it holds checked, the artefacts carried over (which makes it a judging job: the
+        `[sandbox] write` folders are read-only to it). Only the holdout's room holds the
+        `holdout_only` files."""
         metric = self.config.metric
+        hidden = () if holdout else metric.holdout_only
         return replace(
             job,
             command=command,
             worktree=room,
             log_path=job.log_path.with_suffix(log_suffix),
             timeout_s=metric.eval_timeout_s or self.config.loop.budget_s,
-            locked=self.config.loop.locked,
-            consumable=metric.eval_only,
+            locked=tuple(p for p in self.config.loop.locked if p not in hidden),
+            consumable=(*metric.eval_only, *metric.holdout_only) if holdout else metric.eval_only,
             carry=metric.artefacts,
-            drop=(),
+            drop=hidden,
         )
 
     async def run(
@@ -176,7 +182,9 @@ class Measurer:
         loop, metric = self.config.loop, self.config.metric
         worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
         await asyncio.to_thread(remove_special_files, worktree)  # an earlier run's FIFOs
-        await asyncio.to_thread(remove_eval_only, worktree, metric.eval_only)
+        await asyncio.to_thread(
+            remove_eval_only, worktree, (*metric.eval_only, *metric.holdout_only)
+        )
         # `evaluate`: only the driver's line with this token holds the metric (evaluate_call)
         token = new_token() if metric.evaluate else ""
         reader = EvaluateReader(metric, token) if metric.evaluate else MetricReader(metric)
@@ -228,37 +236,52 @@ class Measurer:
             attempt.trace_tail = await asyncio.to_thread(run_trace_tail, folder, metric.trace)
             if attempt.trace_tail:
                 break
-        if metric.holdout and ran_clean(attempt.outcome) and attempt.measurement.value is not None:
-            attempt.holdout = await self._holdout(job, slot, control, commit, base_commit)
         return attempt
 
     def _eval_folder(self, slot: Slot) -> Path:
         if self.runner.kind != "local":
             return self.workspace.worktrees / slot.name / self.workspace.prefix
-        return self.config.root / RATCHET_DIR / "cleanroom" / slot.name / self.workspace.prefix
+        return self._cleanroom(slot) / self.workspace.prefix
 
     async def _room(
-        self, job: Job, slot: Slot, commit: str, base_commit: str, on_line: Callable[[str], None]
+        self,
+        job: Job,
+        slot: Slot,
+        commit: str,
+        base_commit: str,
+        on_line: Callable[[str], None],
+        holdout: bool = False,
     ) -> Path:
-        """Where the evaluator runs. Locally: a fresh clean room. A remote runner builds its
-        own copy on the host; here the base commit's locked files are put back."""
+        """Where the evaluator (or the holdout) runs. Locally: a fresh clean room, the
+        holdout's apart, and only the holdout's with the `holdout_only` files. A remote runner
+        builds its own copy on the host (less the job's `drop`); here the base commit's locked
+        files are put back (Ray ships this folder), the holdout's only for the holdout (the
+        next checkout removes them again)."""
+        metric = self.config.metric
         if self.runner.kind != "local":
-            await asyncio.to_thread(
-                self.workspace.restore, job.worktree, base_commit, list(self.config.loop.locked)
+            locked = self.config.loop.locked
+            restored = (
+                list(dict.fromkeys([*locked, *metric.holdout_only]))
+                if holdout
+                else [p for p in locked if p not in metric.holdout_only]
             )
+            await asyncio.to_thread(self.workspace.restore, job.worktree, base_commit, restored)
             return job.worktree
-        folder = self.config.root / RATCHET_DIR / "cleanroom" / slot.name
+        folder = self._holdout_folder(slot) if holdout else self._cleanroom(slot)
         room, notes = await asyncio.to_thread(
-            build_clean_room,
-            self.workspace,
-            commit,
-            folder,
-            job.worktree,
-            self.config.metric.artefacts,
+            build_clean_room, self.workspace, commit, folder, job.worktree, metric.artefacts
         )
+        if not holdout:
+            await asyncio.to_thread(remove_eval_only, room, metric.holdout_only)
         for note in notes:
             on_line(note)
         return room
+
+    def _cleanroom(self, slot: Slot) -> Path:
+        return self.config.root / RATCHET_DIR / "cleanroom" / slot.name
+
+    def _holdout_folder(self, slot: Slot) -> Path:
+        return self.config.root / RATCHET_DIR / "holdout" / slot.name
 
     async def _evaluate(
         self,
@@ -315,12 +338,33 @@ class Measurer:
                 hardware=attempt.outcome.hardware,
             )
 
-    async def _holdout(
-        self, job: Job, slot: Slot, control: RunControl, commit: str, base_commit: str
+    async def holdout(
+        self,
+        *,
+        experiment: int,
+        commit: str,
+        slot: Slot,
+        text: str,
+        log_path: Path,
+        control: RunControl,
+        env: dict[str, str] | None = None,
     ) -> float | None:
-        """The holdout score: recorded, never shown to the agent."""
-        room = await self._room(job, slot, commit, base_commit, lambda line: None)
-        reader = MetricReader(self.config.metric)
-        holdout = self._judging_job(job, self.config.metric.holdout or "", room, ".holdout.log")
-        outcome = await self.runner.run(holdout, slot, reader.feed, control)
-        return reader.result().value if ran_clean(outcome) else None
+        """The holdout's number for `commit` (a new best), run after its metric: the locked
+        `[metric] holdout` command in a clean room of its own, the one place that holds the
+        `holdout_only` files (removed again once it has run), with the artefacts of the
+        command's last run in `slot`. Its output goes to its own log and nowhere else (no
+        event, no trace, no tail): a person reads the number; no agent does. None when it
+        failed or printed no number."""
+        metric = self.config.metric
+        worktree = self.workspace.worktrees / slot.name / self.workspace.prefix
+        job = self._job(experiment, worktree, log_path, text, dict(env or {}))
+        room = await self._room(job, slot, commit, commit, lambda line: None, holdout=True)
+        reader = MetricReader(metric)
+        holdout = self._judging_job(job, metric.holdout or "", room, ".holdout.log", holdout=True)
+        try:
+            outcome = await self.runner.run(holdout, slot, reader.feed, control)
+        finally:
+            if self.runner.kind == "local":
+                await asyncio.to_thread(shutil.rmtree, self._holdout_folder(slot), True)
+        clean = ran_clean(outcome) and not outcome.refused and not outcome.leftover_processes
+        return reader.result().value if clean and not outcome.locked_changed else None

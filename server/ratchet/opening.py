@@ -59,6 +59,7 @@ class Opening:
             "command": config.loop.command,
             "artefacts": sorted(config.metric.artefacts),
             "eval_only": sorted(config.metric.eval_only),
+            "holdout_only": sorted(config.metric.holdout_only),
             "guards": sorted(str(guard) for guard in config.metric.guards),
             "sandbox": config.sandbox.kind,
             "network": config.sandbox.network,

@@ -33,6 +33,7 @@ class Keep:
     before: float | None  # the best it beat
     gain: float | None  # how much better, positive = better, in the metric's units
     runs: list[dict[str, Any]]
+    holdout_before: float | None = None  # the holdout of the best it beat (`[metric] holdout`)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,41 @@ class Summary:
             return "deterministic metric (noise 0)"
         return f"{amount / self.noise:.1f} × noise (σ {self.noise:.3g})"
 
+    @property
+    def has_holdout(self) -> bool:
+        return any(e.holdout is not None for e in (self.baseline, self.best) if e) or any(
+            k.experiment.holdout is not None for k in self.keeps
+        )
+
+    def holdout_change(self, keep: Keep) -> float | None:
+        """How much better the keep's holdout is than that of the best it beat (positive =
+        better); None when either was not measured."""
+        after, before = keep.experiment.holdout, keep.holdout_before
+        return None if after is None or before is None else self.better_by(after, before)
+
+    def holdout_fell(self, keep: Keep) -> bool:
+        """Dev rose but the holdout fell beyond its noise: the keep may not generalise.
+
+        "Its noise" is the loop's run-to-run noise σ (the holdout is measured once per best,
+        so it has no spread of its own; it scores the same kind of run on other cases): a fall
+        larger than σ, or any fall where σ is not measured or is 0."""
+        change = self.holdout_change(keep)
+        rose = keep.gain is not None and keep.gain > 0
+        return rose and change is not None and change < -(self.noise or 0.0)
+
+    def holdout_words(self, keep: Keep) -> str:
+        """The keep's holdout beside its dev number, in words ("" without a holdout)."""
+        after = keep.experiment.holdout
+        if after is None and keep.holdout_before is None:
+            return ""
+        change = self.holdout_change(keep)
+        words = f"{format_value(keep.holdout_before)} → {format_value(after)}"
+        if change is not None:
+            words += f" ({change:+.4g}; {self.in_noise(change)})"
+        if self.holdout_fell(keep):
+            words += " ⚠ the holdout fell beyond its noise while dev rose: it may not generalise"
+        return words
+
 
 def better_by(lower_is_better: bool, value: float, than: float) -> float:
     """How much better `value` is than `than` (positive = better), in the metric's units."""
@@ -162,7 +198,7 @@ def _keeps(
         if best is not None and exp is not baseline:
             before = best.metric
             gain = better_by(lower, exp.metric, before) if before is not None else None
-            keeps.append(Keep(exp, before, gain, ledger.runs(tag, exp.id)))
+            keeps.append(Keep(exp, before, gain, ledger.runs(tag, exp.id), best.holdout))
         best = exp
     return keeps, best
 
@@ -300,7 +336,24 @@ def headline(summary: Summary) -> list[tuple[str, str]]:
         ("hardware", "; ".join(summary.hardware) or "not recorded"),
         ("sandboxed", summary.sandbox),
     ]
+    if summary.has_holdout:
+        rows.insert(2, ("holdout", holdout_headline(summary)))
     return rows
+
+
+def holdout_headline(summary: Summary) -> str:
+    """The holdout from the baseline to the best, and the keeps where it fell while dev rose."""
+    base, best = summary.baseline, summary.best
+    first = base.holdout if base else None
+    last = best.holdout if best else None
+    words = f"{format_value(first)} → {format_value(last)}"
+    if first is not None and last is not None:
+        change = summary.better_by(last, first)
+        words += f" ({change:+.4g}; {summary.in_noise(change)})"
+    fell = [keep.experiment.id for keep in summary.keeps if summary.holdout_fell(keep)]
+    if fell:
+        words += f"; fell while dev rose at exp {', '.join(map(str, fell))}"
+    return words + " (measured on each new best; never shown to the agent; selects nothing)"
 
 
 def _status_breakdown(summary: Summary) -> str:

@@ -7,6 +7,7 @@ import time
 from html import escape
 
 from .report import (
+    Keep,
     Summary,
     clipped_diff,
     example_log,
@@ -39,6 +40,7 @@ margin:6px 0;max-height:420px}
 .chart .band{fill:#1a9850;fill-opacity:.13;stroke:none}
 .chart .failed{stroke:#d73027;stroke-width:1.5}
 .status-kept{color:#176f2c;font-weight:600}.gain{font-weight:600}
+.holdout-fell{color:#b3261e;font-weight:600}
 details summary{cursor:pointer}
 """
 
@@ -116,10 +118,20 @@ def _keeps(summary: Summary) -> str:
             f'<th>gain added</th><td class="gain">{gain}</td></tr>'
             f"<tr><th>runs</th><td>{runs or '—'}</td><th>commit</th>"
             f"<td><code>{escape((e.commit or '—')[:10])}</code> · {escape(e.agent)}</td></tr>"
+            f"{_holdout_row(summary, keep)}"
             f'<tr><th>reason</th><td colspan="3">{escape(e.reason)}</td></tr></table>'
             f"{diff_html(e.diff)}</div>"
         )
     return "".join(out)
+
+
+def _holdout_row(summary: Summary, keep: Keep) -> str:
+    """The keep's holdout beside its dev number; marked when it fell while dev rose."""
+    words = summary.holdout_words(keep)
+    if not words:
+        return ""
+    css = ' class="holdout-fell"' if summary.holdout_fell(keep) else ""
+    return f'<tr><th>holdout</th><td colspan="3"{css}>{escape(words)}</td></tr>'
 
 
 def _near_misses(summary: Summary) -> str:

@@ -1,5 +1,6 @@
 """An experiment's runs: once, as often as the judge asks, the baseline's `baseline_runs`, a
-run lost to its host measured again, and the best measured again to catch drift."""
+run lost to its host measured again, the best measured again to catch drift, and the holdout
+of each new best."""
 
 from __future__ import annotations
 
@@ -95,8 +96,6 @@ class Runs:
         exp.exit_code = outcome.exit_code
         exp.log_tail = loop.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
         exp.secondary = exp.secondary | attempt.measurement.secondary  # the latest run
-        if attempt.holdout is not None:
-            exp.secondary["holdout"] = attempt.holdout
         exp.trace_tail = attempt.trace_tail
         if attempt.curve:
             await asyncio.to_thread(save_curve, loop.data / "curves", exp.id, attempt.curve)
@@ -204,6 +203,47 @@ class Runs:
         )
         move(exp, Status.KEPT, reason)
         return total
+
+    async def holdout(self, exp: Experiment, slot: Slot) -> None:
+        """`[metric] holdout` on a new best (the baseline too), once, after its metric: its
+        number is the experiment's `holdout` column, which `log`, `show`, the report and
+        `finalize` show a person. It selects nothing (the verdict is already recorded) and
+        reaches no agent: not the history, the summary, a log tail or a trace."""
+        loop = self.loop
+        if not loop.config.metric.holdout or exp.commit is None or exp.status is not Status.KEPT:
+            return
+        control = RunControl()
+        budget = loop.config.loop.budget_s
+        key = (exp.id, -1)  # stop reaches it like a run; no event tells an adapter about it
+        loop.running[key] = Running(
+            exp.id, f"holdout of exp {exp.id}", slot.name, budget, time.monotonic(), control
+        )
+        log_path = loop.logs / f"{exp.id}.log"
+        try:
+            text = await asyncio.to_thread(loop.workspace.read, exp.commit, self.editable)
+            value = await loop.measurer.holdout(
+                experiment=exp.id,
+                commit=exp.commit,
+                slot=slot,
+                text=text,
+                log_path=log_path,
+                control=control,
+                env={LOOP_VARIABLE: loop.loop_id, SEED_VARIABLE: "0"},
+            )
+        except RatchetError:
+            raise
+        except Exception as error:  # the holdout never ends the loop
+            loop.say(f"the holdout of exp {exp.id} could not run: {type(error).__name__}: {error}")
+            value = None
+        finally:
+            loop.running.pop(key, None)
+        if value is None and not control.stopped.is_set():
+            loop.say(
+                f"the holdout of exp {exp.id} gave no number; its log: "
+                f"{log_path.with_suffix('.holdout.log')}"
+            )
+        exp.holdout = value
+        await asyncio.to_thread(loop.history.set_holdout, exp.id, value)
 
     async def _requeue_lost(self, exp: Experiment, text: str) -> None:
         """A run lost to its host or connection is measured again, once."""

@@ -183,7 +183,9 @@ class Trial:
                 break
             new_text = repaired
             run_s += await self.runs.measure(exp, slot, new_text, [], repair=attempt)
-        return await self.finish(exp, started, run_s)
+        await self.finish(exp, started, run_s)
+        await self.runs.holdout(exp, slot)  # a new best only; after the record, so no slot waits
+        return exp
 
     async def _commit(self, exp: Experiment, base: str, text: str | None) -> None:
         message = commit_message(exp.id, exp.description, Trailers(exp.id, "running"))

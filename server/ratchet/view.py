@@ -56,17 +56,20 @@ def experiments_table(
     experiments: list[Experiment], metric_name: str, limit: int | None = None
 ) -> Table:
     table = Table(show_edge=False, header_style="bold")
+    start = max(0, len(experiments) - limit) if limit else 0
+    # `[metric] holdout`, measured on new bests: a column only where the rows shown hold one.
+    holdout = any(e.holdout is not None for e in experiments[start:])
     for column, justify in (
         ("exp", "right"),
         ("status", "left"),
         (metric_name, "right"),
         ("Δ best", "right"),
+        *((("holdout", "right"),) if holdout else ()),
         ("time", "right"),
         ("commit", "left"),
         ("description", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=column != "description")  # type: ignore[arg-type]
-    start = max(0, len(experiments) - limit) if limit else 0
+        table.add_column(column, justify=justify, no_wrap=column != "description")
     # The best just before the window, found backwards: the rows built are only those shown.
     best: float | None = next(
         (e.metric for e in reversed(experiments[:start]) if e.status is Status.KEPT), None
@@ -86,6 +89,11 @@ def experiments_table(
                 Text(str(exp.status), style=STATUS_STYLE.get(exp.status, "")),
                 format_metric(exp.metric),
                 delta,
+                *(
+                    (format_metric(exp.holdout) if exp.holdout is not None else "",)
+                    if holdout
+                    else ()
+                ),
                 clock(_elapsed(exp)),
                 (exp.commit or "")[:7],
                 description,

@@ -388,8 +388,7 @@ def remove_agent_scratch(loop_id: str) -> int:
 
 def hidden_files(config: Config) -> tuple[str, ...]:
     """What the agent never reads: the evaluator's files, and holdout data if declared."""
-    holdout: tuple[str, ...] = tuple(getattr(config.metric, "holdout_only", ()) or ())
-    return (*config.metric.eval_only, *holdout)
+    return (*config.metric.eval_only, *config.metric.holdout_only)
 
 
 def _last_line(text: str, first: bool = False) -> str:
