@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, hardware
-from .config import ConfigError, load_config
+from .config import AGENT_KINDS, LLM_KINDS, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="write ratchet.toml and program.md for this folder")
     init.add_argument("--force", action="store_true", help="replace an existing ratchet.toml")
+    init.add_argument(
+        "--agent",
+        choices=AGENT_KINDS,
+        help="the proposing agent to write as [agent] kind (e.g. claude-code)",
+    )
 
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
     run.add_argument(
@@ -190,7 +195,7 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .autoresearch import HARNESS_PROGRAM
     from .initialize import init
 
-    written, triplet = init(project, force=args.force)
+    written, triplet = init(project, force=args.force, agent=args.agent)
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
     for note in triplet.notes:
@@ -567,7 +572,7 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         problems += not check.ok
         mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
-    if config.agent.kind in ("anthropic", "command"):
+    if config.agent.kind in LLM_KINDS:
         program = config.loop.program
         if (config.root / program).is_file():
             console.print(f"[green]ok[/green]  the agent's instructions: {escape(program)}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .autoresearch import HARNESS_PROGRAM, adapt_program, runs_git_itself
@@ -43,6 +43,7 @@ class Triplet:
     program: str = "program.md"
     read: tuple[str, ...] = ()  # folders outside the project the runs read (data, caches)
     notes: tuple[str, ...] = field(default=())  # comments for ratchet.toml, one a line
+    agent: str | None = None  # `ratchet init --agent KIND`: written live; else the default
 
 
 def time_budget(prepare: Path) -> float | None:
@@ -183,12 +184,31 @@ def render_config(t: Triplet) -> str:
         + _line("name", f'"{t.metric}"', f"the last `{t.metric}: <number>` line of the output")
         + _line("goal", f'"{t.goal}"')
         + _line("min_delta", "0.0", "a keep must beat the best by more than this")
-        + '\n[agent]\n# kind = "anthropic"  # default: anthropic if ANTHROPIC_API_KEY is set, '
-        "else portfolio\nseed = 0\n\n[runner]\n"
+        + _agent(t)
+        + "seed = 0\n\n[runner]\n"
         + _line("kind", '"local"')
         + _line("gpus", "[]", "[0, 1, ...]: one experiment per GPU; []: one CPU slot")
         + _sandbox(t)
     )
+
+
+AGENT_NOTES = {
+    "claude-code": "Claude Code's CLI (`claude -p`), its file tools only, in a sandbox",
+    "anthropic": "Claude through the Messages API (ANTHROPIC_API_KEY)",
+    "command": "any CLI coding agent: set `run`",
+}
+
+
+def _agent(t: Triplet) -> str:
+    if not t.agent:
+        return (
+            '\n[agent]\n# kind = "anthropic"  # default: anthropic if ANTHROPIC_API_KEY is set, '
+            "else portfolio\n"
+        )
+    text = "\n[agent]\n" + _line("kind", f'"{t.agent}"', AGENT_NOTES.get(t.agent, ""))
+    if t.agent == "command":
+        text += 'run = "claude -p {prompt_file}"   # the agent\'s command line\n'
+    return text
 
 
 def _sandbox(t: Triplet) -> str:
@@ -218,14 +238,17 @@ Ideas worth trying: (write yours here)
 """
 
 
-def init(folder: Path, force: bool = False) -> tuple[list[str], Triplet]:
-    """Writes the files; returns the names written and what was recognised."""
+def init(folder: Path, force: bool = False, agent: str | None = None) -> tuple[list[str], Triplet]:
+    """Writes the files; returns the names written and what was recognised. `agent`: the
+    `[agent] kind` to write (`ratchet init --agent claude-code`)."""
     target = folder / CONFIG_NAME
     if target.exists() and not force:
         raise RatchetError(
             f"{target} already exists; edit it, or run `ratchet init --force` to replace it"
         )
     triplet = guess(folder)
+    if agent:
+        triplet = replace(triplet, agent=agent)
     written = [CONFIG_NAME]
     target.write_text(render_config(triplet), encoding="utf-8")
     program = folder / "program.md"
