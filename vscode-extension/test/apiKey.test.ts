@@ -31,6 +31,9 @@ test('the status says where the key comes from, and hides where none is read', (
   assert.equal(none.text, '$(warning) no Anthropic key');
   assert.equal(none.missing, true);
   assert.match(none.tooltip, /cannot propose/);
+  const cli = keyView({ ...anthropic, kind: 'claude-code' }, 'none', true);
+  assert.equal(cli.missing, false);
+  assert.match(cli.tooltip, /its own login/);
   const offline = keyView({ ...anthropic, kind: null }, 'none', true);
   assert.equal(offline.missing, false);
   assert.match(offline.tooltip, /offline agent/);

@@ -96,10 +96,16 @@ export function keyView(agent: AgentInfo | null | undefined, source: KeySource, 
     lines.push(`From the environment VS Code was started with (\`${variable}\`).`);
   } else {
     text = `$(warning) no ${provider} key`;
-    lines.push(offline ? `None: the loop uses the offline agent until a key is set.` : `None: the ${agent.kind} agent cannot propose without one.`);
+    if (offline) {
+      lines.push('None: the loop uses the offline agent until a key is set.');
+    } else if (agent.kind === 'anthropic') {
+      lines.push('None: the anthropic agent cannot propose without one.');
+    } else {
+      lines.push(`None: the ${agent.kind} agent's CLI uses its own login, if it has one.`);
+    }
   }
   lines.push('', 'Click to set the key the editor keeps (“Ratchet: Set API Key…”); “Ratchet: Clear API Key” forgets it.');
-  return { visible: true, text, tooltip: lines.join('\n'), missing: source === 'none' && !offline };
+  return { visible: true, text, tooltip: lines.join('\n'), missing: source === 'none' && agent.kind === 'anthropic' };
 }
 
 /** Arguments for a command that may start the loop, with the key the editor keeps added to
