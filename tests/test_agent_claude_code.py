@@ -271,7 +271,8 @@ def test_the_real_claude_code_cli_proposes_through_the_real_loop(
     assert "WIDTH = 12" in exp.diff
     assert exp.cost_usd > 0  # Claude Code's own total_cost_usd
     assert api.requests and {r.api_key for r in api.requests} == {SENTINEL}
-    assert claude.folder.startswith("/tmp/")  # it worked in its scratch copy, not the project
+    # it worked in its scratch copy, not in the project
+    assert "ratchet-agent-" in claude.folder and str(root) not in claude.folder
     assert not (home / ".claude").exists()  # its config lived in the sandbox's private home
     for path in (root / ".ratchet").rglob("*"):
         if path.is_file():
