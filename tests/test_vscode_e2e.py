@@ -2,7 +2,8 @@
 packaged .vsix into code-server on 127.0.0.1 and drives it with playwright-core in headless
 Chromium (the steps are listed at the top of run.mjs: reject and accept from the keyboard, the
 experiments view patched live, a setting changed mid-loop, Apply Best into an unsaved buffer,
-Revert, a killed server, Restricted Mode, no traceback in the server's log). Screenshots:
+Revert, a killed server, Restricted Mode, no traceback in the server's log, a key set through
+the palette for the anthropic agent in a window with no key in its environment). Screenshots:
 artifacts/e2e/.
 
 Needs `scripts/install-vscode-deps.sh` (Node 24, code-server, Chromium, the built .vsix). In CI
@@ -25,7 +26,7 @@ NODE = TOOLS / "node24" / "bin" / "node"
 CODE_SERVER = TOOLS / "code-server" / "node_modules" / "code-server" / "out" / "node" / "entry.js"
 DRIVER = ROOT / "tests" / "e2e_vscode" / "run.mjs"
 ARTIFACTS = ROOT / "artifacts" / "e2e"
-TIMEOUT_S = 360
+TIMEOUT_S = 540
 
 
 @pytest.mark.timeout(TIMEOUT_S + 30)
@@ -93,5 +94,7 @@ def test_extension_in_code_server() -> None:
         "restricted-mode",
         "select-project",
         "trusted",
+        "api-key-none",
+        "api-key-proposal",
     ):
         assert any(step in s for s in shots), (step, shots)

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, hardware
-from .config import Config, ConfigError, load_config
+from .config import AGENT_KINDS, LLM_KINDS, Config, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--metric", metavar="NAME", help="the metric's name (or its key)")
     init.add_argument(
         "--goal", choices=("minimize", "maximize"), help="whether lower or higher is better"
+    )
+    init.add_argument(
+        "--agent",
+        choices=AGENT_KINDS,
+        help="the proposing agent to write as [agent] kind (e.g. claude-code)",
     )
 
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
@@ -203,7 +208,12 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .initialize import init
 
     written, triplet = init(
-        project, force=args.force, editable=args.editable, metric=args.metric, goal=args.goal
+        project,
+        force=args.force,
+        editable=args.editable,
+        metric=args.metric,
+        goal=args.goal,
+        agent=args.agent,
     )
     if triplet.recognised:
         console.print(f"Recognised {triplet.recognised}.")
@@ -658,7 +668,7 @@ def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
         mark = "[green]ok[/green]" if ok else "[red]error[/red]"
         console.print(f"{mark}  {escape(message)}", soft_wrap=True)
     problems += not _doctor_agent(config, console)
-    if config.agent.kind in ("anthropic", "command"):
+    if config.agent.kind in LLM_KINDS:
         program = config.loop.program
         if (config.root / program).is_file():
             console.print(f"[green]ok[/green]  the agent's instructions: {escape(program)}")

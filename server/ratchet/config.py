@@ -421,7 +421,9 @@ def _tables(value: Any) -> dict[str, Any]:
     return value
 
 
-AGENT_KINDS = ("mutate", "optuna", "portfolio", "anthropic", "command")
+AGENT_KINDS = ("mutate", "optuna", "portfolio", "anthropic", "command", "claude-code")
+# The agents that are language models (read program.md, the summary; may pair with a tuner).
+LLM_KINDS = ("anthropic", "command", "claude-code")
 _REQUIRED = object()
 
 # section → key → (validator, default); _REQUIRED marks keys that must be present.
@@ -706,12 +708,12 @@ def _inside(root: Path, relative: str) -> bool:
 def _build(
     root: Path, v: dict[str, dict[str, Any]], where: _Locator, shown: str, source: str
 ) -> Config:
-    if v["agent"]["tune"] and v["agent"]["kind"] not in (None, "anthropic", "command"):
+    if v["agent"]["tune"] and v["agent"]["kind"] not in (None, *LLM_KINDS):
         raise _error(
             shown,
             where.key("agent", "tune"),
-            '`tune` pairs a tuner with an LLM agent; set kind to "anthropic" or "command", '
-            "or remove `tune`",
+            '`tune` pairs a tuner with an LLM agent; set kind to "anthropic", "command" or '
+            '"claude-code", or remove `tune`',
         )
     loop, metric, judge, agent, runner, sandbox = (
         v["loop"],

@@ -51,6 +51,7 @@ class Triplet:
     python: str | None = None
     file: str | None = None
     key: str | None = None
+    agent: str | None = None  # `ratchet init --agent KIND`: written live; else the default
     cpu: bool = False  # no GPU seen: the judge's CPU defaults (CPU_JUDGE) are written
 
 
@@ -332,8 +333,8 @@ def render_config(t: Triplet) -> str:
         + _line("goal", f'"{t.goal}"')
         + _evaluator_lines(t)
         + _line("min_delta", "0.0", "a keep must beat the best by more than this")
-        + '\n[agent]\n# kind = "anthropic"  # default: anthropic if ANTHROPIC_API_KEY is set, '
-        "else portfolio\nseed = 0\n\n[runner]\n"
+        + _agent(t)
+        + "seed = 0\n\n[runner]\n"
         + _line("kind", '"local"')
         + _line("gpus", "[]", "[0, 1, ...]: one experiment per GPU; []: one CPU slot")
         + _sandbox(t)
@@ -372,6 +373,25 @@ def _evaluator_lines(t: Triplet) -> str:
     if t.key:
         lines += _line("key", f'"{t.key}"')
     return lines
+
+
+AGENT_NOTES = {
+    "claude-code": "Claude Code's CLI (`claude -p`), its file tools only, in a sandbox",
+    "anthropic": "Claude through the Messages API (ANTHROPIC_API_KEY)",
+    "command": "any CLI coding agent: set `run`",
+}
+
+
+def _agent(t: Triplet) -> str:
+    if not t.agent:
+        return (
+            '\n[agent]\n# kind = "anthropic"  # default: anthropic if ANTHROPIC_API_KEY is set, '
+            "else portfolio\n"
+        )
+    text = "\n[agent]\n" + _line("kind", f'"{t.agent}"', AGENT_NOTES.get(t.agent, ""))
+    if t.agent == "command":
+        text += 'run = "claude -p {prompt_file}"   # the agent\'s command line\n'
+    return text
 
 
 def _sandbox(t: Triplet) -> str:
@@ -417,9 +437,11 @@ def init(
     metric: str | None = None,
     goal: str | None = None,
     gpus: bool | None = None,
+    agent: str | None = None,
 ) -> tuple[list[str], Triplet]:
     """Writes the files; returns the names written and what was recognised. `gpus`: whether
-    the runs have a GPU (None: whether this machine shows one)."""
+    the runs have a GPU (None: whether this machine shows one); `agent`: the `[agent] kind`
+    to write (`ratchet init --agent claude-code`)."""
     target = folder / CONFIG_NAME
     if target.exists() and not force:
         raise RatchetError(
@@ -429,6 +451,8 @@ def init(
     if gpus is None:
         gpus = bool(hardware.local_gpus())
     triplet = dataclasses.replace(triplet, cpu=not gpus)
+    if agent:
+        triplet = replace(triplet, agent=agent)
     written = [CONFIG_NAME]
     target.write_text(render_config(triplet), encoding="utf-8")
     program = folder / "program.md"

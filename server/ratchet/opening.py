@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agents.command import remove_agent_scratch
-from .config import Config
+from .config import LLM_KINDS, Config
 from .errors import RatchetError
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .hardware import same_hardware
@@ -125,7 +125,7 @@ class Opening:
         workspace.remove_worktrees()
         engine.tip = workspace.branch_tip() or ""
         program = config.root / config.loop.program
-        if config.agent.kind in ("anthropic", "command") and not program.is_file():
+        if config.agent.kind in LLM_KINDS and not program.is_file():
             engine.say(
                 f"{config.loop.program}, the agent's instructions, does not exist: the agent "
                 "proposes without them; write it (`ratchet init` writes one) or point "

@@ -25,7 +25,7 @@ EXHAUSTED_IN_ROW = 3  # proposals with nothing new, in a row, that close the pro
 RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
 SHOWN = 60  # experiments in the agent's history table
 _NOT_PROPOSALS = ("baseline", "remeasure")
-_READS_SUMMARY = ("anthropic", "command")  # hybrids too: "anthropic+tune"
+_READS_SUMMARY = ("anthropic", "command", "claude-code")  # hybrids too: "anthropic+tune"
 
 
 class _Tried(Set[str]):

@@ -3,6 +3,8 @@ committed git repository, with a 1-2 s experiment and the review gate on.
 
     python make_project.py DEST        (DEST must not exist; the interpreter running this
                                         script is the one the experiments run with)
+    python make_project.py DEST --anthropic BASE_URL
+                                       (the anthropic agent, against a Messages API there)
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ def config_text(python: str) -> str:
     return text
 
 
-def main(dest: Path) -> None:
+def main(dest: Path, anthropic: str | None = None) -> None:
     dest.mkdir(parents=True)
     git(dest, "init", "-q", "-b", "main")
     (dest / "train.py").write_text(SLEEP + TRAIN)
     (dest / "prepare.py").write_text("# locked: the data and the evaluation\n")
     (dest / "program.md").write_text("Make the score lower.\n")
-    (dest / "ratchet.toml").write_text(config_text(sys.executable))
+    config = config_text(sys.executable)
+    if anthropic:
+        agent = f'kind = "anthropic"\nbase_url = "{anthropic}"\nmax_tokens = 1024'
+        config = config.replace('kind = "mutate"', agent)
+    (dest / "ratchet.toml").write_text(config)
     commit_all(dest)
     # the e2e changes settings in .vscode/settings.json mid-loop; like many users, it keeps
     # that folder out of git (else the loop would refuse to start on uncommitted files)
@@ -44,4 +50,5 @@ def main(dest: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    anthropic = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--anthropic" else None
+    main(Path(sys.argv[1]), anthropic)

@@ -22,7 +22,12 @@
 //  12. the server log has no traceback;
 //  13. Restricted Mode: a fresh code-server with workspace trust on, an untrusted folder with
 //      a nested project: no server process starts, the views say why, Start Loop is not
-//      offered, Select Project lists both projects; trusting the folder starts both servers.
+//      offered, Select Project lists both projects; trusting the folder starts both servers;
+//  14. a key the editor keeps: a window whose environment has no ANTHROPIC_API_KEY, a project
+//      with the anthropic agent against a local Messages API stand-in (fake_api.py): the
+//      status bar says "no Anthropic key"; Ratchet: Set API Key… through the palette; it says
+//      "editor"; Start Loop; a proposal waits; the stand-in saw that key and only it; the key
+//      is in no log, trace, ledger row, run log, nor the server's environment.
 //
 // Environment: RATCHET_PYTHON (an interpreter with Ratchet; default python3),
 // RATCHET_E2E_TIMEOUT_S (default 300), RATCHET_E2E_KEEP=1 keeps the temp folder,
@@ -31,7 +36,7 @@
 // a process of its own: the server side of issue 12). tests/test_vscode_e2e.py sets both to 1
 // when the package under test has that server side (ratchet.lsp.loop, ratchet.lsp.marks).
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -58,6 +63,7 @@ const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'ratchet-e2e-'));
 const shots = new Shots();
 const servers = [];
 const browsers = [];
+const fakes = [];
 
 async function cleanup() {
   for (const [i, server] of servers.entries()) {
@@ -72,6 +78,9 @@ async function cleanup() {
   }
   for (const server of servers) {
     await server.stop();
+  }
+  for (const fake of fakes) {
+    fake.kill('SIGTERM');
   }
   // a loop in a process of its own outlives its window by design: end the test's loops
   const leftovers = processesMatching(new RegExp(temp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
@@ -104,9 +113,25 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 /** A committed copy of the test loop in `dest`. */
-function makeProject(dest) {
-  execFileSync(PYTHON, [path.join(HERE, 'make_project.py'), dest], { stdio: 'inherit' });
+function makeProject(dest, ...extra) {
+  execFileSync(PYTHON, [path.join(HERE, 'make_project.py'), dest, ...extra], { stdio: 'inherit' });
   return dest;
+}
+
+/** The Messages API stand-in (fake_api.py): its base URL, and the file of keys it was sent. */
+async function startFakeApi() {
+  const keys = path.join(temp, 'api-keys.txt');
+  const child = spawn(PYTHON, [path.join(HERE, 'fake_api.py'), keys], { stdio: ['pipe', 'pipe', 'inherit'] });
+  fakes.push(child);
+  const base = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(out.split('\n')[0].trim());
+    });
+    child.once('exit', (code) => reject(new Error(`fake_api.py exited (${code})`)));
+  });
+  return { base, keys };
 }
 
 /** A code-server with the extension installed, and a page on `folder`. */
@@ -168,6 +193,18 @@ async function main() {
     await steps.restricted({ ...restricted, project: untrusted, shots, results });
   } catch (error) {
     await shots.take(restricted.page, 'failure-restricted', `what was on screen when it failed: ${error.message}`).catch(() => undefined);
+    throw error;
+  }
+  await restricted.server.stop();
+
+  const api = await startFakeApi();
+  const keyed = makeProject(path.join(temp, 'key-project'), '--anthropic', api.base);
+  const keyWindow = await openWorkbench('key', keyed, { trust: false });
+  try {
+    await steps.apiKey({ ...keyWindow, project: keyed, shots, results, api, temp });
+  } catch (error) {
+    await shots.take(keyWindow.page, 'failure-api-key', `what was on screen when it failed: ${error.message}`).catch(() => undefined);
+    await showNotifications(keyWindow.page);
     throw error;
   }
   return results;

@@ -286,6 +286,50 @@ export const steps = {
     noTracebacks(c);
   },
 
+  /** 14: a key the editor keeps, set through the palette, used by a loop started here. */
+  async apiKey(c) {
+    const { page, server, shots, results, project, api, temp } = c;
+    const KEY = 'sk-ant-e2e-editor-kept-0123456789SECRET';
+    await waitStatus(page, 'a running server', /Ratchet \((idle|running|review|paused)\)/, 90_000);
+    const keyItem = page.locator('.statusbar-item[aria-label*="activate to set the key"]').first();
+    const keyLabel = async () => ((await keyItem.count()) ? (await keyItem.getAttribute('aria-label')) || '' : '');
+    await poll('the key item to say there is no key', async () => (await keyLabel()).includes('no Anthropic key'), 30_000);
+    await shots.take(page, 'api-key-none', 'a window with no ANTHROPIC_API_KEY, the anthropic agent: the status bar says "no Anthropic key" (a click sets it)');
+    await runCommand(page, 'Ratchet: Set API Key');
+    const box = page.locator('.quick-input-widget input[type="password"]').first();
+    await box.waitFor({ state: 'visible', timeout: 15_000 });
+    await box.fill(KEY);
+    await shots.take(page, 'api-key-input', 'Ratchet: Set API Key… asks for the key in a password box');
+    await page.keyboard.press('Enter');
+    await poll('the key item to say the key is the editor\'s', async () => (await keyLabel()).includes('Anthropic key: editor'), 30_000);
+    await runCommand(page, 'Ratchet: Start Loop');
+    const text = await waitStatus(page, 'a proposal from the anthropic agent awaiting review', (t) => !!awaiting(t), 120_000);
+    await shots.take(page, 'api-key-proposal', `the key from the editor: the anthropic agent proposed ("${text}")`);
+    const sent = fs.readFileSync(api.keys, 'utf8').split('\n').filter(Boolean);
+    assert(sent.length > 0 && sent.every((k) => k === KEY), `the Messages API was sent ${JSON.stringify(sent.map((k) => k.slice(0, 12)))}, not the editor's key`);
+    // the key is nowhere it should not be: the server's environment, a log, a trace, the
+    // ledger, a run's log (the code-server's logs: every output channel, the extension host's)
+    for (const pid of serverPids(project)) {
+      assert(!fs.readFileSync(`/proc/${pid}/environ`, 'latin1').includes(KEY), `the key is in the server's environment (pid ${pid})`);
+    }
+    const files = [];
+    const walk = (dir) => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(full);
+        else if (entry.isFile()) files.push(full);
+      }
+    };
+    walk(path.join(project, '.ratchet'));
+    walk(path.join(server.dirs.userData, 'logs'));
+    walk(server.dirs.tmp);
+    const leaks = files.filter((f) => fs.readFileSync(f).includes(KEY));
+    assert(leaks.length === 0, `the key leaked into ${leaks.join(', ')}`);
+    assert(files.some((f) => f.endsWith('Ratchet Server.log')) && files.some((f) => f.endsWith('.sqlite')), `searched too little: ${files.length} files`);
+    results.apiKey = { requests: sent.length, filesSearched: files.length, temp: path.basename(temp) };
+    log(`the editor's key reached the Messages API (${sent.length} requests) and none of ${files.length} files`);
+  },
+
   /** 12: an untrusted folder: nothing runs, and the views say why. */
   async restricted(c) {
     const { page, server, shots, results, project } = c;

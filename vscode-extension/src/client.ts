@@ -118,6 +118,8 @@ export class ProjectClient implements vscode.Disposable {
       // only the project's own files: the editable file and the loop's configuration
       documentSelector: [{ scheme: 'file', pattern: `${this.root.split(path.sep).join('/')}/{${files.join(',')}}` }],
       outputChannel: log,
+      // a verbose trace prints each request's params: a start's `apiKey` is redacted there
+      traceOutputChannel: this.env.keys.redacting(log),
       workspaceFolder: this.workspaceFolder,
       initializationOptions: { review: this.env.reviewGate(this.workspaceFolder), client: 'vscode-ratchet' },
       synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(this.root, '{ratchet.toml,program.md}')) },

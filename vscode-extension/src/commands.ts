@@ -6,6 +6,8 @@ import type { VirtualDocuments } from './documents';
 import type { Environment } from './environment';
 import type { ExperimentsPanel, Openers } from './experimentsView';
 import { makeReviewBranch, type ReportPanel } from './morning';
+import { chooseVariable, setApiKey } from './keys';
+import { providerLabel, variableOf, withApiKey } from './logic/apiKey';
 import { formatMetric } from './logic/format';
 import { idFrom, LSP, type ExperimentRecord } from './logic/protocol';
 import type { Project, Projects } from './projects';
@@ -89,15 +91,39 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
     return undefined;
   };
   const send = async (p: Project, command: string, ...args: unknown[]) => p.client.request(command, ...args);
+  /** The key the editor keeps for the project's agent, for a command that may start the
+   * loop (the server hands it to that process alone); none for an agent that needs none. */
+  const keyFor = async (p: Project): Promise<string | undefined> => {
+    const agent = p.model.status?.agent ?? p.client.lastStatus?.agent;
+    return agent?.usesKey === false ? undefined : env.keys.get(variableOf(agent));
+  };
+  /** A command that may start the loop: its options get the kept key. */
+  const starting = (command: string) => guarded(async (arg?: unknown) => {
+    const p = await project();
+    if (!p) {
+      return undefined;
+    }
+    const options = arg && typeof arg === 'object' && !Array.isArray(arg) && !(arg instanceof vscode.Uri) ? arg : undefined;
+    const key = await keyFor(p);
+    const sent = withApiKey(options, key);
+    return sent === undefined ? send(p, command) : send(p, command, sent);
+  });
+  const agentOf = () => {
+    const p = projects.active();
+    return p?.model.status?.agent ?? p?.client.lastStatus?.agent;
+  };
   const forward = (command: string) => guarded(async (...args: unknown[]) => {
     const p = await project();
     return p ? send(p, command, ...args) : undefined;
   });
-  const onExperiment = (command: string, title: string, candidates: (exp: ExperimentRecord) => boolean, empty: string, single = false) =>
+  const onExperiment = (command: string, title: string, candidates: (exp: ExperimentRecord) => boolean, empty: string, single = false, keyed = false) =>
     guarded(async (arg?: unknown) => {
       const p = await project();
       const id = p && (await resolveId(p, arg, title, candidates, empty, single));
-      return p && id !== undefined ? send(p, command, id) : undefined;
+      if (!p || id === undefined) {
+        return undefined;
+      }
+      return send(p, command, keyed ? withApiKey(id, await keyFor(p)) : id);
     });
   const waiting = (exp: ExperimentRecord) => exp.status === 'awaiting_review';
   const openWith = (open: Openers['diff'], title: string) =>
@@ -109,11 +135,11 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
   const register = (name: string, fn: (...args: never[]) => unknown) => vscode.commands.registerCommand(name, fn as (...args: unknown[]) => unknown);
 
   return [
-    register('ratchet.start', forward('ratchet.start')),
+    register('ratchet.start', starting('ratchet.start')),
     register('ratchet.stop', forward('ratchet.stop')),
     register('ratchet.pause', forward('ratchet.pause')),
     register('ratchet.resume', forward('ratchet.resume')),
-    register('ratchet.proposeOnce', forward('ratchet.proposeOnce')),
+    register('ratchet.proposeOnce', starting('ratchet.proposeOnce')),
     register('ratchet.stopExperiment', guarded(async (arg?: unknown) => {
       const p = await project();
       if (!p) {
@@ -130,7 +156,7 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
     register('ratchet.reject', onExperiment('ratchet.reject', 'Reject which proposal?', waiting, 'no proposal is waiting for review.', true)),
     register('ratchet.apply', onExperiment('ratchet.apply', 'Apply which experiment to your file?', (e) => !!e.commit && (e.status === 'kept' || e.status === 'discarded'), 'no experiment to apply yet.')),
     register('ratchet.applyBest', forward('ratchet.apply').bind(undefined, 'best')),
-    register('ratchet.revert', onExperiment('ratchet.revert', 'Revert which kept experiment?', (e) => e.status === 'kept' && e.source !== 'baseline' && e.id !== 0, 'no kept experiment to revert.')),
+    register('ratchet.revert', onExperiment('ratchet.revert', 'Revert which kept experiment?', (e) => e.status === 'kept' && e.source !== 'baseline' && e.id !== 0, 'no kept experiment to revert.', false, true)),
     register('ratchet.note', guarded(async (arg?: unknown) => {
       const p = await project();
       const text = typeof arg === 'string' ? arg : await vscode.window.showInputBox({
@@ -157,7 +183,11 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
         value: 'an edit made in the editor',
       }));
       // the server reads the text from the document it is kept in sync with
-      return p && description !== undefined ? send(p, 'ratchet.runBuffer', { uri: uri.toString(), description: description.trim() || 'an edit made in the editor' }) : undefined;
+      if (!p || description === undefined) {
+        return undefined;
+      }
+      const options = { uri: uri.toString(), description: description.trim() || 'an edit made in the editor' };
+      return send(p, 'ratchet.runBuffer', withApiKey(options, await keyFor(p)));
     })),
     register('ratchet.experiments', forward(LSP.experiments)),
     register('ratchet.status', forward(LSP.status)),
@@ -197,6 +227,19 @@ export function registerCommands(parts: Parts): vscode.Disposable[] {
       await projects.discover();
       const p = projects.active();
       return p ? p.client.restart('Restart Server') : undefined;
+    })),
+    register('ratchet.setApiKey', guarded(async (arg?: unknown) => {
+      const variable = await chooseVariable(arg, agentOf(), 'Ratchet: set the API key for which provider?');
+      return variable ? setApiKey(env.keys, variable) : undefined;
+    })),
+    register('ratchet.clearApiKey', guarded(async (arg?: unknown) => {
+      const variable = await chooseVariable(arg, agentOf(), 'Ratchet: clear the API key of which provider?');
+      if (!variable) {
+        return undefined;
+      }
+      await env.keys.clear(variable);
+      void vscode.window.setStatusBarMessage(`$(key) Ratchet: the editor no longer keeps a ${providerLabel(variable)} key`, 5000);
+      return undefined;
     })),
     register('ratchet.showServerLog', () => env.serverLog.show()),
     register('ratchet.showAgentTrace', () => env.agentTrace.show()),

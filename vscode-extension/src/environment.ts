@@ -18,6 +18,7 @@ import {
   type InterpreterChoice,
   type Probe,
 } from './logic/interpreter';
+import { ApiKeys } from './keys';
 import { pythonExtensionInterpreter } from './pythonExtension';
 
 /** `editable = "train.py"` from a ratchet.toml (the document selector needs it before the
@@ -44,6 +45,8 @@ function run(command: string, args: string[], options: { cwd?: string; timeout: 
 export class Environment implements vscode.Disposable {
   readonly serverLog: vscode.LogOutputChannel;
   readonly agentTrace: vscode.OutputChannel;
+  /** The agents' API keys the editor keeps (SecretStorage). */
+  readonly keys: ApiKeys;
   /** The Ratchet package bundled in the extension (used when the interpreter has none). */
   readonly bundled: string;
   private readonly storage: string;
@@ -54,6 +57,7 @@ export class Environment implements vscode.Disposable {
     this.storage = context.globalStorageUri.fsPath;
     this.serverLog = vscode.window.createOutputChannel('Ratchet Server', { log: true });
     this.agentTrace = vscode.window.createOutputChannel('Ratchet Agent', 'log');
+    this.keys = new ApiKeys(context.secrets);
   }
 
   get requirements(): string {
@@ -186,6 +190,7 @@ export class Environment implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.keys.dispose();
     this.serverLog.dispose();
     this.agentTrace.dispose();
   }

@@ -14,6 +14,7 @@ import { changedKeys, contextKeys, type ContextKeys } from './logic/contextKeys'
 import { formatGain, formatMetric } from './logic/format';
 import type { LoopStatus } from './logic/protocol';
 import { newBest } from './logic/status';
+import { KeyStatusBar } from './keys';
 import { Projects, type Project } from './projects';
 import { onPythonInterpreterChange } from './pythonExtension';
 import { StatusBar } from './statusBar';
@@ -31,6 +32,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Api> {
   projects = all;
   const docs = new VirtualDocuments();
   const statusBar = new StatusBar();
+  const keyBar = new KeyStatusBar(env.keys);
   const openers: Openers = {
     diff: async (project, id, column) => {
       const exp = await project.model.full(id);
@@ -48,9 +50,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Api> {
   const panel = new ExperimentsPanel(context.extensionUri, all, openers);
   const tree = new ExperimentsTree(all);
   const report = new ReportPanel();
-  context.subscriptions.push(env, docs, statusBar, panel, report, tree, all, diffDocuments(all));
+  context.subscriptions.push(env, docs, statusBar, keyBar, panel, report, tree, all, diffDocuments(all));
   context.subscriptions.push(...registerCommands({ context, env, projects: all, docs, panel, report, openers }));
-  context.subscriptions.push(...followActiveProject(all, statusBar), watchSettings(all), ...watchWorkspace(all));
+  context.subscriptions.push(...followActiveProject(all, statusBar, keyBar), watchSettings(all), ...watchWorkspace(all));
   const pythonWatch = await onPythonInterpreterChange(() => {
     if (!vscode.workspace.getConfiguration('ratchet').get<string>('python', '').trim() && !env.privateEnvironment()) {
       for (const project of all.all()) {
@@ -79,11 +81,12 @@ function diffDocuments(all: Projects): vscode.Disposable {
 }
 
 /** The status bar, the context keys and the new-best notification follow the active project. */
-function followActiveProject(all: Projects, statusBar: StatusBar): vscode.Disposable[] {
+function followActiveProject(all: Projects, statusBar: StatusBar, keyBar: KeyStatusBar): vscode.Disposable[] {
   let subscription: vscode.Disposable | undefined;
   let previousKeys: ContextKeys | undefined;
   let previousStatus: LoopStatus | undefined;
   let active: Project | undefined;
+  let shownAgent: string | undefined = 'none yet';
   const updateKeys = () => {
     const status = active?.model.status;
     const editor = vscode.window.activeTextEditor?.document.uri;
@@ -101,6 +104,11 @@ function followActiveProject(all: Projects, statusBar: StatusBar): vscode.Dispos
       statusBar.setOffline(offline ?? 'the language server is starting', all.all().length > 1 ? active?.client.name : undefined);
     } else {
       statusBar.setStatus(active.model.status, all.all().length > 1 ? active.client.name : undefined);
+    }
+    const agent = offline === undefined ? active?.model.status?.agent : undefined;
+    if (JSON.stringify(agent) !== shownAgent) {
+      shownAgent = JSON.stringify(agent);
+      void keyBar.update(agent);
     }
     updateKeys();
   };
@@ -131,6 +139,7 @@ function followActiveProject(all: Projects, statusBar: StatusBar): vscode.Dispos
         void project.client.start();
       }
       updateKeys();
+      void keyBar.refresh();
     }),
     new vscode.Disposable(() => {
       subscription?.dispose();

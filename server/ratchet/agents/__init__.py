@@ -1,13 +1,13 @@
 """Proposers: `portfolio` (offline: a pattern search, a quadratic model and TPE over the
 file's constants; the default without an API key), `mutate` (offline, seeded perturbations),
 `optuna` (offline: TPE or CMA-ES), `anthropic` (Claude through the Messages API), `command`
-(any CLI coding agent)."""
+(any CLI coding agent), `claude-code` (the command agent preset for Claude Code's CLI)."""
 
 from __future__ import annotations
 
 import os
 
-from ..config import AGENT_KINDS, Config
+from ..config import AGENT_KINDS, LLM_KINDS, Config
 from ..errors import RatchetError
 from .base import Agent
 from .mutate import MutateAgent
@@ -27,7 +27,7 @@ def make_agent(config: Config, loop_id: str = "") -> Agent:
     before the loop starts. `loop_id` marks what a command agent starts, so that the next
     start of the loop finds what a killed one left running."""
     agent = _make(config, loop_id)
-    if config.agent.tune and agent.kind in ("anthropic", "command"):
+    if config.agent.tune and agent.kind in LLM_KINDS:
         from .hybrid import HybridAgent
         from .optuna import OptunaAgent
         from .portfolio import PortfolioAgent
@@ -57,4 +57,8 @@ def _make(config: Config, loop_id: str) -> Agent:
         from .command import CommandAgent
 
         return CommandAgent.from_config(config, loop_id=loop_id)
+    if kind == "claude-code":
+        from .claude_code import ClaudeCodeAgent
+
+        return ClaudeCodeAgent.from_config(config, loop_id=loop_id)
     raise RatchetError(f"unknown agent kind `{kind}`; use one of {', '.join(AGENT_KINDS)}")

@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 # What tools leave behind and is no edit: kept out of the change set.
 _EXCLUDED = ("__pycache__/", "*.pyc", ".aider*", ".DS_Store")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the agent's output says: its last line (the description when it wrote no
+    description file), what it cost, and a problem in words (a CLI not logged in)."""
+
+    last: str
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    problem: str | None = None
 
 
 def parse_run(run: str) -> list[str]:
@@ -145,10 +158,11 @@ class CommandAgent:
         started = time.monotonic()
         trace: list[dict[str, Any]] = []
         scratch = Path(tempfile.mkdtemp(prefix=scratch_prefix(self.loop_id)))
+        reading = Reading("")
         try:
-            edits, description, failure = await self._propose_in(context, scratch, trace)
+            edits, description, failure, reading = await self._propose_in(context, scratch, trace)
         except Exception as error:  # never raised: the loop goes on
-            edits, description, failure = {}, "", f"the command agent failed: {error}"
+            edits, description, failure = {}, "", f"the {self.kind} agent failed: {error}"
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
         trace.append(
@@ -165,12 +179,19 @@ class CommandAgent:
             description=redact_text(description or "(no description)", secrets),
             trace=redact(trace, secrets),
             agent_seconds=time.monotonic() - started,
+            cost_usd=reading.cost_usd,
+            input_tokens=reading.input_tokens,
+            output_tokens=reading.output_tokens,
             failure=redact_text(failure, secrets) if failure else None,
         )
 
+    def read_output(self, output: str, exit_code: int | None) -> Reading:
+        """The agent's output read: its last line. A preset reads its CLI's own format."""
+        return Reading(_last_line(output))
+
     async def _propose_in(
         self, context: ProposalContext, scratch: Path, trace: list[dict[str, Any]]
-    ) -> tuple[dict[str, str], str, str | None]:
+    ) -> tuple[dict[str, str], str, str | None, Reading]:
         project = scratch / "project"
         project.mkdir()
         text = context.repair_of.broken_text if context.repair_of else context.editable_text
@@ -208,7 +229,8 @@ class CommandAgent:
                 "output": output,
             }
         )
-        last = _last_line(output)
+        reading = self.read_output(output, exit_code)
+        last = reading.last
         if timed_out:
             return (
                 {},
@@ -217,19 +239,23 @@ class CommandAgent:
                     f"the agent command did not finish within {self.timeout_s:g}s ([agent] "
                     "timeout); it was killed with its children"
                 ),
+                reading,
             )
+        if reading.problem:
+            return {}, "", reading.problem, reading
         if exit_code != 0:
             return (
                 {},
                 "",
                 f"the agent command exited with code {exit_code}" + (f": {last}" if last else ""),
+                reading,
             )
         edits = await asyncio.to_thread(self._changes, project, base)
         description = self._description(project) or last
         trace.append({"kind": "changes", "files": sorted(edits)})
         if not edits:
-            return {}, description, "the agent command changed no file"
-        return edits, description[:DESCRIPTION_CHARS], None
+            return {}, description, "the agent command changed no file", reading
+        return edits, description[:DESCRIPTION_CHARS], None, reading
 
     # --- the scratch copy ------------------------------------------------------------------
 

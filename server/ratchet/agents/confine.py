@@ -53,20 +53,29 @@ class AgentSandbox:
     files: tuple[str, ...] = ()  # files its command names by absolute path (its script)
 
     @classmethod
-    def from_config(cls, config: Config, hidden_files: Sequence[str]) -> AgentSandbox | None:
-        """None when `[sandbox] kind = "none"`: the agent runs as Ratchet does."""
+    def from_config(
+        cls,
+        config: Config,
+        hidden_files: Sequence[str],
+        *,
+        run: str | None = None,
+        write: Sequence[str] = (),
+        env: Sequence[str] = (),
+    ) -> AgentSandbox | None:
+        """None when `[sandbox] kind = "none"`: the agent runs as Ratchet does. A preset
+        (claude-code) gives its own `run`, its config folders to `write` and its variables."""
         if config.sandbox.kind == "none":
             return None
         root = config.root.resolve()
         home = os.path.expanduser("~")
         agent = config.agent
-        words = shlex.split(agent.run or "")
+        words = shlex.split(run if run is not None else agent.run or "")
         return cls(
             hide=tuple(str(p) for p in {root, *repository_folders(root)}),
             secret_files=tuple(str(root / p) for p in hidden_files),
             read=expand(agent.sandbox_read, home),
-            write=expand(agent.sandbox_write, home),
-            env=(agent.api_key_env, *agent.sandbox_env),
+            write=expand([*agent.sandbox_write, *write], home),
+            env=(agent.api_key_env, *agent.sandbox_env, *env),
             program=words[0] if words else "",
             files=tuple(w for w in words[1:] if os.path.isabs(w) and os.path.isfile(w)),
         )

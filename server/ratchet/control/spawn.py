@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import RatchetError
@@ -40,9 +41,13 @@ def loop_command(
     return command
 
 
-def spawn(root: Path, command: list[str]) -> subprocess.Popen[bytes]:
+def spawn(
+    root: Path, command: list[str], secrets: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Starts `command` detached: a new session (no terminal, no signals from ours), output
-    appended to `.ratchet/loop.log`. A thread reaps it if it ends while we live."""
+    appended to `.ratchet/loop.log`. A thread reaps it if it ends while we live. `secrets`
+    (an API key an editor keeps) go into the loop's environment only: never into the log's
+    command line, nor into this process's environment; the loop hides them from its runs."""
     ensure_ratchet_dir(root)
     log = wire.log_path(root)
     with log.open("ab") as out:
@@ -55,7 +60,7 @@ def spawn(root: Path, command: list[str]) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(secrets or {})},
         )
     threading.Thread(target=process.wait, name="ratchet-loop-reaper", daemon=True).start()
     return process

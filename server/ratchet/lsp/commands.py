@@ -119,6 +119,23 @@ def _text_arg(args: list[Any], *keys: str) -> str | None:
     return value
 
 
+def api_key_arg(args: list[Any]) -> str | None:
+    """`{apiKey: "..."}`: the agent's key as the editor keeps it (VS Code's SecretStorage),
+    for the loop process these commands may start. It goes into that process's environment
+    only; never into a message, a log or an error (an error names the problem, not the key)."""
+    if not args or not isinstance(args[0], dict) or args[0].get("apiKey") is None:
+        return None
+    key = args[0]["apiKey"]
+    if not isinstance(key, str):
+        raise ArgumentError("`apiKey` is the agent's API key, as text")
+    key = key.strip()
+    if not key:
+        return None
+    if len(key) > 4096 or any(c.isspace() or not c.isprintable() for c in key):
+        raise ArgumentError("`apiKey` is not an API key: one line of printable text")
+    return key
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -140,7 +157,7 @@ async def start(session: Session, args: list[Any]) -> Any:
         raise ArgumentError(
             f"the most experiments to run is a whole number of 1 or more, not {value!r}"
         )
-    await session.start_loop(limit)
+    await session.start_loop(limit, api_key_arg(args))
     return await session.status_payload()
 
 
@@ -164,7 +181,7 @@ async def resume(session: Session, args: list[Any]) -> Any:
 
 @command(names.PROPOSE_ONCE)
 async def propose_once(session: Session, args: list[Any]) -> Any:
-    await session.propose_once()
+    await session.propose_once(api_key_arg(args))
     return await session.status_payload()
 
 
@@ -199,14 +216,14 @@ async def apply(session: Session, args: list[Any]) -> Any:
 async def revert(session: Session, args: list[Any]) -> Any:
     number = experiment_arg(args, required=True)
     assert isinstance(number, int)
-    await session.revert(number)
+    await session.revert(number, api_key_arg(args))
     return await session.status_payload()
 
 
 @command(names.RUN_BUFFER)
 async def run_buffer(session: Session, args: list[Any]) -> Any:
     description = _text_arg(args, "description") or "an edit made in the editor"
-    await session.run_buffer(description)
+    await session.run_buffer(description, api_key_arg(args))
     return await session.status_payload()
 
 

@@ -162,15 +162,19 @@ class Loop:
             if method != "status":
                 self._stale = True
 
-    async def launch(self, **start: Any) -> dict[str, Any]:
-        """Starts a loop in a process of its own, attaches, and tells it how to run."""
+    async def launch(self, api_key: str | None = None, **start: Any) -> dict[str, Any]:
+        """Starts a loop in a process of its own, attaches, and tells it how to run. An
+        `api_key` the editor keeps goes into that process's environment, under `[agent]
+        api_key_env`, and nowhere else: not this process's environment, not the loop's
+        control channel, not a log (the loop hides it from its runs, and redacts it)."""
         if self.attached:
             raise RatchetError("the loop is already running; stop it first (ratchet.stop)")
         reader = self.project.require_reader()
         command = spawn.loop_command(
             self.project.root, tag=reader.tag, review=self.project.review, wait_for_start=True
         )
-        process = await asyncio.to_thread(spawn.spawn, self.project.root, command)
+        secrets = {self.project.api_key_env: api_key} if api_key else None
+        process = await asyncio.to_thread(spawn.spawn, self.project.root, command, secrets)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not await self.attach():
             if process.poll() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from ..record import LoopRecord
 from .editor import Editor
 
 log = logging.getLogger(__name__)
+
+# The agents that propose with an API key (none: anthropic when its key is set).
+KEYED_KINDS = (None, "anthropic", "command", "claude-code")
 
 
 class Project:
@@ -45,6 +49,26 @@ class Project:
     @property
     def metric_name(self) -> str:
         return self.config.metric.name if self.config else "metric"
+
+    @property
+    def api_key_env(self) -> str:
+        """The variable the agent reads its key from (`[agent] api_key_env`)."""
+        return self.config.agent.api_key_env if self.config else "ANTHROPIC_API_KEY"
+
+    def agent_payload(self) -> dict[str, Any] | None:
+        """What the editor needs to say where the agent's key comes from: the agent kind,
+        the variable, whether it reads a key, and whether this server's environment (which
+        a loop started here inherits) has one. Never the key."""
+        if self.config is None:
+            return None
+        kind = self.config.agent.kind
+        name = self.config.agent.api_key_env
+        return {
+            "kind": kind,
+            "apiKeyEnv": name,
+            "usesKey": kind in KEYED_KINDS,
+            "keyInEnvironment": bool(os.environ.get(name, "").strip()),
+        }
 
     @property
     def tag(self) -> str | None:

@@ -129,6 +129,7 @@ class Session:
         payload["lockedChanged"] = sorted(self.files.locked_problems)
         payload["project"] = str(project.root)
         payload["editable"] = project.config.loop.editable if project.config else None
+        payload["agent"] = project.agent_payload()
         pid = loop.client.pid if loop.attached and loop.client else loop.holder
         payload["loop"] = {"pid": pid, "attached": loop.attached} if pid is not None else None
         payload["offline"] = pid is not None and not loop.attached
@@ -136,12 +137,13 @@ class Session:
 
     # --- commands ----------------------------------------------------------------------------
 
-    async def start_loop(self, max_experiments: int | None) -> None:
-        await self.loop.launch(maxExperiments=max_experiments)
+    async def start_loop(self, max_experiments: int | None, api_key: str | None = None) -> None:
+        await self.loop.launch(api_key, maxExperiments=max_experiments)
 
-    async def propose_once(self) -> None:
+    async def propose_once(self, api_key: str | None = None) -> None:
         self.project.require_reader()
-        await self.loop.launch(more=1)  # one proposal (after the baseline, if there is none)
+        # one proposal (after the baseline, if there is none)
+        await self.loop.launch(api_key, more=1)
 
     async def stop_loop(self) -> None:
         await self.loop.request("stop")
@@ -168,7 +170,7 @@ class Session:
             raise RatchetError(f"experiment {experiment} is not running")
         return dict(result)
 
-    async def run_buffer(self, description: str) -> None:
+    async def run_buffer(self, description: str, api_key: str | None = None) -> None:
         path = self.project.editable_path
         if path is None:
             self.project.require_reader()
@@ -178,15 +180,15 @@ class Session:
             await self.loop.request("submit", {"text": text, "description": description})
             return
         submit = {"text": text, "description": description}
-        await self.loop.launch(submit=submit, submittedOnly=True)
+        await self.loop.launch(api_key, submit=submit, submittedOnly=True)
 
-    async def revert(self, experiment: int) -> None:
+    async def revert(self, experiment: int, api_key: str | None = None) -> None:
         self.project.require_reader()
         self.applier.known(experiment)
         if self.loop.attached:
             await self.loop.request("revert", {"id": experiment})
             return
-        await self.loop.launch(revert=experiment, submittedOnly=True)
+        await self.loop.launch(api_key, revert=experiment, submittedOnly=True)
 
     async def note(self, text: str) -> None:
         reader = self.project.require_reader()

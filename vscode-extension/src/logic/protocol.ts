@@ -2,6 +2,8 @@
 // ledger's experiments). Every field is optional here: the client must survive an older or
 // newer server.
 
+import type { AgentInfo } from './apiKey';
+
 export interface RunningExperiment {
   id: number;
   description?: string;
@@ -37,6 +39,8 @@ export interface LoopStatus {
   loop?: { pid: number; attached: boolean } | null;
   /** The server cannot reach its loop's control channel. */
   offline?: boolean;
+  /** The project's agent: its kind and the variable its key is read from (never the key). */
+  agent?: AgentInfo | null;
 }
 
 /** The LSP command and notification names the extension uses (server contract names). */
