@@ -113,20 +113,11 @@ class ClaudeCodeAgent(CommandAgent):
             environ["ANTHROPIC_API_KEY"] = key
         for name, value in QUIET.items():
             environ.setdefault(name, value)
-        withheld = hidden_files(config)
-        options: dict[str, Any] = {
-            "root": config.root,
-            "editable": config.loop.editable,
-            "locked": config.loop.locked,
-            "program": config.loop.program,
-            "timeout_s": config.agent.timeout_s,
-            "api_key_env": config.agent.api_key_env,
-            "hidden_files": withheld,
-            "environ": environ,
-            "sandbox": AgentSandbox.from_config(
-                config, withheld, run=run, write=CONFIG_PATHS, env=VARIABLES
-            ),
-        }
+        sandbox = AgentSandbox.from_config(
+            config, hidden_files(config), run=run, write=CONFIG_PATHS, env=VARIABLES
+        )
+        options = cls.options(config, sandbox)
+        options["environ"] = environ
         options.update(overrides)
         return cls(run, **options)
 

@@ -131,19 +131,23 @@ class CommandAgent:
             raise RatchetError(
                 'the command agent needs `run` in [agent], e.g. run = "claude -p {prompt_file}"'
             )
-        withheld = hidden_files(config)
-        options: dict[str, Any] = {
+        options = cls.options(config, AgentSandbox.from_config(config, hidden_files(config)))
+        options.update(overrides)
+        return cls(config.agent.run, **options)
+
+    @staticmethod
+    def options(config: Config, sandbox: AgentSandbox | None) -> dict[str, Any]:
+        """The constructor's options that `config` sets (a preset adds its own)."""
+        return {
             "root": config.root,
             "editable": config.loop.editable,
             "locked": config.loop.locked,
             "program": config.loop.program,
             "timeout_s": config.agent.timeout_s,
             "api_key_env": config.agent.api_key_env,
-            "hidden_files": withheld,
-            "sandbox": AgentSandbox.from_config(config, withheld),
+            "hidden_files": hidden_files(config),
+            "sandbox": sandbox,
         }
-        options.update(overrides)
-        return cls(config.agent.run, **options)
 
     @property
     def secrets(self) -> list[str]:
