@@ -14,7 +14,7 @@ from .lockfile import LoopLock
 from .measure import Measurer, failure
 from .runners import make_runner
 from .runners.base import RunControl
-from .runners.processes import LOOP_VARIABLE
+from .runners.processes import LOOP_VARIABLE, SEED_VARIABLE
 from .workspace import Workspace, ensure_ratchet_dir
 
 
@@ -40,7 +40,7 @@ async def measure_review(config: Config, tag: str, commit: str, loop_id: str) ->
         text = await asyncio.to_thread(workspace.read, commit, config.loop.editable)
         logs = folder / "loops" / tag / "logs"
         log_path = logs / f"review-{commit[:10]}.log"
-        env = {LOOP_VARIABLE: loop_id, "RATCHET_SEED": "0"}
+        env = {LOOP_VARIABLE: loop_id, SEED_VARIABLE: "0"}
         control = RunControl()
         attempt = await measurer.run(
             experiment=0,

@@ -19,16 +19,12 @@ from .judge import estimate_noise, mean
 from .measure import failure
 from .progress import load_curve, save_curve
 from .runners.base import RunControl, Slot
-from .runners.processes import LOOP_VARIABLE
+from .runners.processes import LOOP_VARIABLE, SEED_VARIABLE
 from .runners.safe_files import UnsafeFile
 from .scheduler import PERSON, REMEASURE
 
 if TYPE_CHECKING:
     from .engine import Engine
-
-# Run k of every experiment (candidate, baseline and best measured again alike) gets seed k:
-# a program that seeds from it compares two edits on the same draws.
-SEED_VARIABLE = "RATCHET_SEED"
 
 
 @dataclass

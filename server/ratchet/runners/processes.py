@@ -16,6 +16,9 @@ from pathlib import Path
 TOKEN_VARIABLE = "RATCHET_RUN_TOKEN"
 # In every experiment's and command agent's environment: which loop started it.
 LOOP_VARIABLE = "RATCHET_LOOP"
+# Run k of every experiment (candidate, baseline and best measured again alike) gets seed k:
+# a program that seeds from it compares two edits on the same draws.
+SEED_VARIABLE = "RATCHET_SEED"
 _PROC = Path("/proc")
 
 
