@@ -35,13 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ratchet.config import MetricConfig
-from ratchet.judge import Judge, estimate_noise, mean
+from ratchet.judge import Judge, Timed, Track, estimate_noise, mean
 from ratchet.progress import AbortWatch
 
 SIGMA = 1.0
 BASELINE_RUNS = 3
 RAMP = 0.5  # sigma per run
-SWING, SWING_TICKS = 3.0, 60  # sigma, runs per period
+SWING, SWING_TICKS = 3.0, 120  # sigma, runs per period
 SEED_SHARE = 0.7  # of the noise variance, in the seed scenario
 
 
@@ -128,7 +128,7 @@ SCENARIO_NOTES = {
 class Loop:
     """One simulated loop as the engine runs it: the best (measured again when the judge
     asks: confirmations, controls), candidates run as often as the judge asks, the noise
-    estimated from every experiment measured more than once."""
+    estimated from every experiment measured more than once (control runs apart)."""
 
     def __init__(self, rng: random.Random, judge: Judge, machine: Machine) -> None:
         self.rng, self.judge, self.machine = rng, judge, machine
@@ -137,12 +137,23 @@ class Loop:
         self.groups: list[list[Run]] = [self.best]
         self.runs = BASELINE_RUNS
         self.controls = 0
+        self.control_runs: list[Run] = []  # of the best, since it was kept
+        self.track: Track | None = None
+        if judge.controls:
+            self.track = judge.track(timed(self.best), self.noise() or SIGMA, False)
 
-    def measure_best(self) -> Run:
-        """The best measured again (seeded as the engine seeds it: its next run's number)."""
-        run = self.machine.run(self.rng, self.truth, len(self.best))
-        self.best.append(run)
+    def measure_best(self, control: bool = False, seed: int = 0) -> Run:
+        """The best measured again, seeded as the engine seeds it: a confirmation as its next
+        run, a control as the candidate's run it is beside; a control run is recorded apart
+        from its measurements."""
+        run = self.machine.run(self.rng, self.truth, seed if control else len(self.best))
         self.runs += 1
+        if control and self.track is not None:
+            self.track.add(Timed(run.value, run.at, True), self.noise() or SIGMA)
+            self.controls += 1
+            self.control_runs.append(run)
+        else:
+            self.best.append(run)
         return run
 
     def noise(self, extra: list[Run] | None = None) -> float | None:
@@ -154,13 +165,23 @@ class Loop:
         judge = self.judge
         while judge.needs_confirmation([r.value for r in self.best], self.noise()):
             self.measure_best()
+        if judge.wants_control(self.track, self.machine.clock + 1, self.noise()):
+            self.measure_best(control=True)
         runs: list[Run] = []
         while True:
             runs.append(self.machine.run(self.rng, truth, len(runs)))
             self.runs += 1
-            decision = judge.assess(
-                [r.value for r in runs], [r.value for r in self.best], self.noise(runs)
-            )
+            while True:
+                decision = judge.assess(
+                    [r.value for r in runs],
+                    [r.value for r in self.best],
+                    self.noise(runs),
+                    self.track,
+                    [r.at for r in runs],
+                )
+                if decision.action != "control":
+                    break
+                self.measure_best(control=True, seed=len(runs) - 1)
             if decision.action != "rerun":
                 break
         if len(runs) > 1:
@@ -168,12 +189,21 @@ class Loop:
         if decision.keep and adopt:
             if len(runs) == 1:
                 self.groups.append(runs)  # later confirmations make it a group
-            self.truth, self.best = truth, runs
+            self.truth, self.best, self.control_runs = truth, runs, []
+            if self.track is not None:
+                noise = self.noise() or SIGMA
+                self.track = judge.track(timed(runs), noise, True, self.track)
         return decision.keep
 
     def optimism(self) -> float:
-        """How much better the best reads than it is where it was measured, in sigma."""
-        return (mean([r.level for r in self.best]) - mean([r.value for r in self.best])) / SIGMA
+        """How much better the best reads than it is where it was measured, in sigma: the
+        mean of its runs (controls included) against their truth."""
+        runs = [*self.best, *self.control_runs]
+        return (mean([r.level for r in runs]) - mean([r.value for r in runs])) / SIGMA
+
+
+def timed(runs: list[Run]) -> list[Timed]:
+    return [Timed(r.value, r.at) for r in runs]
 
 
 def ratchet_loop(
@@ -415,10 +445,15 @@ def abort_savings(rng: random.Random, candidates: int) -> None:
     )
 
 
+def name_of(judge: Judge) -> str:
+    return "controls" if judge.controls else judge.rule
+
+
 def rules(names: list[str]) -> list[Judge]:
     made = {
         "fixed": Judge(lower_is_better=True),
         "sequential": Judge(lower_is_better=True, rule="sequential"),
+        "controls": Judge(lower_is_better=True, rule="sequential", controls=True),
     }
     return [made[name] for name in names]
 
@@ -443,7 +478,9 @@ def main() -> None:
                 ratchet_loop(rng, args.experiments, judge, SCENARIOS["none"](rng))
                 for _ in range(args.loops)
             ]
-            summarise(judge.rule, ours, args.experiments)
+            summarise(name_of(judge), ours, args.experiments)
+            if judge.controls:
+                continue  # against a fixed best there is nothing to control: see the table
             noop, noop_runs = per_candidate(rng, judge, 0.0)
             real, real_runs = per_candidate(rng, judge, 2 * SIGMA)
             print(
@@ -468,7 +505,7 @@ def main() -> None:
     for judge in rules(names):
         for name in args.drift.split(","):
             row = measure(rng, judge, name, args.loops, args.experiments)
-            print(table_row(judge.rule, name, row), flush=True)
+            print(table_row(name_of(judge), name, row), flush=True)
 
 
 if __name__ == "__main__":
