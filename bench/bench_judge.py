@@ -1,7 +1,7 @@
 """How often the judge keeps noise, and how much early abort saves — on synthetic metrics.
 
     python bench/bench_judge.py [--loops 300] [--experiments 100] [--table-only]
-        [--rules fixed,sequential] [--drift none,step +5,step -5,ramp,swing,seeds]
+        [--rules fixed,sequential,controls] [--drift none,step +5,step -5,ramp,swing,seeds]
 
 Judge: a metric with Gaussian noise (sigma = 1); of the candidates, 9 in 10 change nothing
 and 1 in 10 is a real improvement of 2 noise units. The naive rule (autoresearch's: keep
@@ -19,7 +19,10 @@ noise is mostly the seed's (run k of every experiment draws the same seed effect
 rule and machine, a table: no-effect candidates and 2-sigma gains kept per candidate (a run of
 candidates of one kind against a best never replaced), no-effect and real gains kept in the
 loop, runs per experiment (controls and confirmations included), and the reported best's
-optimism (how much better it reads than its truth where it was measured, in sigma).
+optimism (how much better it reads than its truth where it was measured, in sigma). Rules:
+`fixed` and `sequential` as they were before same-round controls (`controls = false`), and
+`controls`, the default: the sequential rule against the best's tracked level, with control
+runs of the best beside its candidates (judge.py).
 
 Early abort: half the candidates are clearly worse (their loss curve sits 30% above the
 best's); the AbortWatch the engine runs stops them; the GPU time saved is reported.
@@ -137,7 +140,6 @@ class Loop:
         self.groups: list[list[Run]] = [self.best]
         self.runs = BASELINE_RUNS
         self.controls = 0
-        self.control_runs: list[Run] = []  # of the best, since it was kept
         self.track: Track | None = None
         if judge.controls:
             self.track = judge.track(timed(self.best), self.noise() or SIGMA, False)
@@ -151,7 +153,6 @@ class Loop:
         if control and self.track is not None:
             self.track.add(Timed(run.value, run.at, True), self.noise() or SIGMA)
             self.controls += 1
-            self.control_runs.append(run)
         else:
             self.best.append(run)
         return run
@@ -189,16 +190,17 @@ class Loop:
         if decision.keep and adopt:
             if len(runs) == 1:
                 self.groups.append(runs)  # later confirmations make it a group
-            self.truth, self.best, self.control_runs = truth, runs, []
+            self.truth, self.best = truth, runs
             if self.track is not None:
                 noise = self.noise() or SIGMA
                 self.track = judge.track(timed(runs), noise, True, self.track)
         return decision.keep
 
     def optimism(self) -> float:
-        """How much better the best reads than it is where it was measured, in sigma: the
-        mean of its runs (controls included) against their truth."""
-        runs = [*self.best, *self.control_runs]
+        """How much better the best reads than it is where it was measured, in sigma: its
+        reported metric (as the engine reports it: the mean of the runs it was judged on and
+        of any confirmations, not of its controls) against their truth."""
+        runs = self.best
         return (mean([r.level for r in runs]) - mean([r.value for r in runs])) / SIGMA
 
 
@@ -463,7 +465,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=300)
     parser.add_argument("--experiments", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rules", default="fixed,sequential", help="comma-separated")
+    parser.add_argument("--rules", default="fixed,sequential,controls", help="comma-separated")
     parser.add_argument("--drift", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--table-only", action="store_true", help="only the drift table")
     args = parser.parse_args()

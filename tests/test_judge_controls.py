@@ -12,6 +12,7 @@ import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
 from loops import engine_for, run
+from ratchet.cli import main
 from ratchet.experiment import Status
 from ratchet.judge import CLOSE, Judge, Timed
 from ratchet.ledger import CONTROL
@@ -111,7 +112,9 @@ async def _drifting_loop(make_project: MakeProject, real_at: int | None) -> list
     return [engine.ledger.experiments("t"), engine]
 
 
-async def test_a_drifting_machine_is_not_read_as_progress(make_project: MakeProject) -> None:
+async def test_a_drifting_machine_is_not_read_as_progress(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
     experiments, engine = await _drifting_loop(make_project, None)
     candidates = experiments[1:]
     assert len(candidates) == 12
@@ -127,6 +130,17 @@ async def test_a_drifting_machine_is_not_read_as_progress(make_project: MakeProj
     ]
     assert controls and all(r["beside"] is not None for r in controls)
     assert all(r["purpose"] != CONTROL for r in engine.ledger.runs("t", 0))
+    # Counted: the loop's runs include them (read back from the record, as a view opens it).
+    status = engine.status()
+    assert status["controlRuns"] == len(controls) and status["runs"] > len(controls) + 12
+    # `ratchet show` lists them as controls, beside the candidate and on the best.
+    beside = engine.ledger.controls_beside("t", controls[0]["beside"])
+    capsys.readouterr()
+    assert main(["-C", str(engine.config.root), "show", str(controls[0]["beside"])]) == 0
+    shown = capsys.readouterr().out
+    assert f"controls  exp {beside[0]['experiment']}: " in shown and "control)" in shown
+    assert main(["-C", str(engine.config.root), "show", "0"]) == 0
+    assert "beside later candidates" in capsys.readouterr().out
 
 
 async def test_a_real_gain_on_a_drifting_machine_is_kept(make_project: MakeProject) -> None:

@@ -63,6 +63,7 @@ class History:
         # loop's clock: one tick per run recorded, in the order they were recorded.
         self.series: dict[int, list[Timed]] = {}
         self.clock = 0
+        self.control_runs = 0  # runs of a best beside a candidate: a cost of the loop
         self._tried: dict[str, int] = {}  # digest → the experiment that measured it
         self._by_commit: dict[str, Experiment] = {}  # kept experiments by commit
         self.best: Experiment | None = None
@@ -102,6 +103,7 @@ class History:
             self._update_best(exp)
         self.runs, self.attempts = group_runs(record.runs)
         self.series, self.clock = timeline(record.runs)
+        self.control_runs = sum(1 for run in record.runs if run[3] == CONTROL)
         self._pool = _Pool.of(self.runs)
 
     def _snapshot_record(self) -> LightRecord | None:
@@ -137,6 +139,7 @@ class History:
         if value is not None:
             self.series.setdefault(exp_id, []).append(Timed(value, self.clock, purpose in _AGAIN))
         if purpose == CONTROL:
+            self.control_runs += 1
             return self.clock
         self.attempts[exp_id] = self.attempts.get(exp_id, 0) + 1
         if value is not None:

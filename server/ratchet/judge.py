@@ -1,5 +1,14 @@
 """Keep, discard, or measure again: a candidate is kept only when it beats the best by more
-than the noise.
+than the noise, measured in the same round.
+
+Same-round controls (`controls = true`, the default): the best is measured again beside its
+candidates (a control run, on the candidate's slot), and a candidate is judged against the
+best's level at its own time (Track: Kalman filters over the best's runs under readings of
+how the machine moves), not against a mean from hours ago. A control is run before a new
+best's first candidate, when the level now is too uncertain (the best moves, or was last
+measured MAX_GAP runs ago), and before every keep whose reference is older than CLOSE runs.
+Drift is kept apart from noise: the noise comes from experiments' repeated runs, never from
+the control series, whose movement the readings absorb.
 
 The noise is the run-to-run spread of the metric, estimated from the baseline's repeated
 runs (and every later repeat), robustly: one experiment whose runs split in two (the machine
@@ -61,26 +70,36 @@ CONFIRM_RUNS = 5
 CAP_FREEDOM = 4  # the fewest degrees of freedom of the others that cap one group
 
 
-# Same-round controls (controls = true; searched on bench_judge.py's drift table, see there).
-# The best's level is tracked through time by Kalman filters over its runs, one per reading of
-# how the machine moves (DRIFTS); the reading whose filter the runs fit best predicts the level
-# at a candidate's time. Units: the noise (run-to-run sigma) and the loop's clock (one tick
-# per run recorded).
+# Same-round controls (controls = true, the default). The best's level is tracked through
+# time by Kalman filters over its runs, one per reading of how the machine moves (DRIFTS:
+# steady, trend, wander), averaged by how well the best's runs fit each; a candidate is judged
+# against the level at its own times. Units: the noise (run-to-run sigma, pooled over
+# experiments' repeated runs, control runs apart) and the loop's clock (one tick per run).
+# The readings were set by hand so that the track's error is calibrated (its z-score about
+# N(0, 1)) on bench_judge.py's machines; the rest was searched (Optuna TPE, 160 trials of 12
+# simulated loops per machine, then the best five re-measured on 40 fresh loops each) for the
+# issue's goals on every machine at once. What the search taught: a keep must wait for a run of
+# the best in the same round (CLOSE 1): that alone holds no-effect keeps to <= 5% whatever the
+# drift; a control before every candidate costs more than it buys; the runs a best was kept on
+# weigh less than a control (JUDGED_WEIGHT) and are read back a little for their luck; with a
+# precise reference a three-run horizon and lower keep bounds keep 2-sigma gains at the same
+# cost. The frontier: see README (real gains kept in the loop stay near 60%, a slow swing of
+# 3 sigma halves the 2-sigma gains kept, a ramp of 0.5 sigma per run costs 1.8 runs).
 Q_STEADY = 1e-5  # steady: the level's random walk, noise^2 per tick
 Q_TREND, S_TREND = 1e-7, 0.3  # trend: its random walk (noise^2 per tick^3) and prior sd
 Q_WANDER = 0.05  # wander: the level's random walk, noise^2 per tick
 PEN_TREND, PEN_WANDER = 2.0, 2.0  # log-likelihood a moving reading must gain over steady
 FORGET = 0.9  # each run's weight in the readings' likelihoods decays by this per run
 RESET = 4.0  # a run this many sd from its prediction restarts the level (the machine jumped)
-STALE = 0.25  # a control is run when the level's variance now exceeds this x noise^2 ...
-MAX_GAP = 20  # ... or the best was last measured this many ticks ago
+STALE = 0.63  # a control is run when the level's variance now exceeds this x noise^2 ...
+MAX_GAP = 11  # ... or the best was last measured this many ticks ago
 CONFIRM_CONTROLS = 1  # a new best is measured beside its first candidate this many times
-CLOSE = 2  # a keep needs a run of the best within this many ticks (else: a control)
-LUCK = 0.8  # the runs a best was kept on read back by this many of their standard errors
-JUDGED_WEIGHT = 1.0  # and weigh as this many runs each against its later runs
+CLOSE = 1  # a keep needs a run of the best within this many ticks (else: a control)
+LUCK = 0.4  # the runs a best was kept on read back by this many of their standard errors
+JUDGED_WEIGHT = 0.65  # and weigh as this many runs each against its later runs
 # The sequential bounds with a tracked reference (Bounds below).
-CONTROL_KEEP_Z, CONTROL_SHAPE, CONTROL_KEEP_FIRST = 2.05, 1.35, 5.4
-CONTROL_DROP_Z, CONTROL_DROP_STEP, CONTROL_HORIZON = 1.15, 0.05, 4
+CONTROL_KEEP_Z, CONTROL_SHAPE, CONTROL_KEEP_FIRST = 1.415, 1.7, 5.66
+CONTROL_DROP_Z, CONTROL_DROP_STEP, CONTROL_HORIZON = 0.89, 0.05, 3
 
 
 def _cap(freedom: int) -> float:

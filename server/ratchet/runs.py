@@ -223,8 +223,9 @@ class Runs:
         self, beside: Experiment, slot: Slot, seed: int
     ) -> tuple[float | None, float]:
         """The best measured once on the candidate's slot, beside it (a control run, seeded
-        as the candidate's run `seed`); the best's metric becomes the mean of its runs,
-        controls included. Returns the value (None: it failed, and is only said) and seconds."""
+        as the candidate's run `seed`). The best's metric stays the mean of the runs it was
+        judged on (results.tsv holds it); its track reads the control. Returns the value
+        (None: it failed, and is only said) and the seconds."""
         loop = self.loop
         best = loop.history.best
         if best is None or best.commit is None or best.metric is None or loop.stopping:
@@ -242,11 +243,6 @@ class Runs:
                 f"failed: {problem}"
             )
             return None, seconds
-        values = [run.value for run in loop.history.series.get(best.id, [])]
-        full = await asyncio.to_thread(loop.history.full, best.id)
-        if full is not None and values:
-            full.metric = mean(values)
-            await asyncio.to_thread(loop.history.save, full)
         return value, seconds
 
     async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:
