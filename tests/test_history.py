@@ -95,7 +95,7 @@ def test_the_snapshot_taken_at_close_is_read_only_while_no_one_has_written(
     # Another process writes (any writer: the trigger is in the ledger): the copy is stale.
     for change in (
         "UPDATE experiments SET description='changed elsewhere' WHERE id=3",
-        "INSERT INTO runs VALUES ('t', 3, 9, 0.5, 1.0, 'measure', 0)",
+        "INSERT INTO runs VALUES ('t', 3, 9, 0.5, 1.0, 'measure', 0, NULL)",
         "DELETE FROM experiments WHERE id=59",
     ):
         history.save_snapshot()

@@ -217,13 +217,15 @@ async def test_a_ledger_without_the_holdout_column_opens_and_gains_it(
     path = root / ".ratchet" / "ledger.sqlite"
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE experiments DROP COLUMN holdout")
+    db.execute("ALTER TABLE runs DROP COLUMN beside")  # schema 5's, added after the holdout
     db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()
     assert main(["-C", str(root), "log", "--json"]) == 0  # a reader upgrades it once
     ledger = Ledger(root / ".ratchet", read_only=True)
-    assert ledger._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 4
+    assert ledger._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 5
     assert [e.holdout for e in ledger.experiments("t")] == [None, None]
+    assert {r["beside"] for r in ledger.runs("t", 1, controls=True)} == {None}
     ledger.close()
     await run(engine_for(root, ScriptedAgent([(replace("LR = 0.5", "LR = 0.3"), "lr")])), 3)
     assert len(Ledger(root / ".ratchet").experiments("t")) == 3

@@ -131,7 +131,9 @@ print("score:", (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 + random.gauss(0, 0.01
 """
 
 SEQUENTIAL = CONFIG.replace(
-    "[agent]", '[judge]\nbaseline_runs = 3\nrule = "sequential"\nconfirm_runs = 4\n\n[agent]'
+    "[agent]",
+    '[judge]\nbaseline_runs = 3\nrule = "sequential"\nconfirm_runs = 4\ncontrols = false\n\n'
+    "[agent]",
 )
 
 

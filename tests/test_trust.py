@@ -58,7 +58,10 @@ random.seed(os.urandom(8))
 print("score:", (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 + random.gauss(0, 0.01))
 """
 
-JUDGED = CONFIG.replace("[agent]", "[judge]\nbaseline_runs = 3\nmax_runs = 3\nz = 3\n\n[agent]")
+JUDGED = CONFIG.replace(
+    "[agent]",
+    '[judge]\nbaseline_runs = 3\nmax_runs = 3\nz = 3\nrule = "fixed"\ncontrols = false\n\n[agent]',
+)
 
 
 async def test_the_baseline_is_measured_repeatedly_and_keeps_must_beat_the_noise(
@@ -239,7 +242,7 @@ async def test_the_best_is_measured_again_every_n_keeps(make_project: MakeProjec
     await run(engine, 3)
     runs = engine.ledger.runs("t", 1)
     assert engine.ledger.experiments("t")[1].status is Status.KEPT
-    assert [r["purpose"] for r in runs] == ["measure", "rerun"]  # one extra run after its keep
+    assert [r["purpose"] for r in runs] == ["measure", "remeasure"]  # one more after its keep
     assert runs[0]["metric"] == runs[1]["metric"]
 
 

@@ -29,7 +29,7 @@ from .errors import RatchetError
 from .events import Event, ExperimentProposed
 from .experiment import Experiment
 from .judge import estimate_noise
-from .ledger import Ledger, results_lines
+from .ledger import CONTROL, Ledger, results_lines
 from .runners.sandbox import describe as sandbox_status
 from .traces import trace_path
 from .view import LoopView, experiments_table, format_metric
@@ -561,6 +561,7 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
                 for r in runs
             )
         )
+    _show_controls(ledger, tag, exp.id, console)
     last = f" (run {len(runs)} of {len(runs)})" if len(runs) > 1 else ""
     if exp.holdout is not None:
         console.print(
@@ -603,6 +604,34 @@ def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _show_controls(ledger: Ledger, tag: str, experiment: int, console: Console) -> None:
+    """The control runs beside this experiment (the best of its time, measured again on its
+    slot), and this experiment's own runs as a control beside later candidates."""
+    beside = ledger.controls_beside(tag, experiment)
+    if beside:
+        console.print(
+            "controls  "
+            + "   ".join(
+                f"exp {r['experiment']}: {format_metric(r['metric'])} ({r['wall_s']:.1f}s, control)"
+                for r in beside
+            )
+        )
+    own = [r for r in ledger.runs(tag, experiment, controls=True) if r["purpose"] == CONTROL]
+    if own:
+        shown = own[-8:]
+        console.print(
+            f"as a control  {len(own)} run{'s' if len(own) != 1 else ''} beside later candidates"
+            + (f" (the last {len(shown)})" if len(shown) < len(own) else "")
+            + ":  "
+            + "   ".join(
+                f"{format_metric(r['metric'])} beside exp {r['beside']}"
+                if r["beside"] is not None
+                else format_metric(r["metric"])
+                for r in shown
+            )
+        )
 
 
 def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:

@@ -131,8 +131,11 @@ class JudgeConfig:
     review_above: float | None
     remeasure_every: int
     same_hardware: bool = True  # winners from other GPU models are re-measured on the baseline's
-    rule: str = "fixed"  # "fixed" | "sequential" (judge.py)
-    confirm_runs: int = 5  # sequential: a best kept on fewer runs is measured again
+    rule: str = "sequential"  # "fixed" | "sequential" (judge.py)
+    confirm_runs: int = (
+        5  # sequential without controls: a best kept on fewer runs is measured again
+    )
+    controls: bool = True  # the best measured again beside its candidates (judge.py)
 
 
 @dataclass(frozen=True)
@@ -469,8 +472,9 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "review_above": (_positive, None),
         "remeasure_every": (_integer(0), 0),
         "same_hardware": (_boolean, True),
-        "rule": (_choice("fixed", "sequential"), "fixed"),
+        "rule": (_choice("fixed", "sequential"), "sequential"),
         "confirm_runs": (_integer(1), 5),
+        "controls": (_boolean, True),
     },
     "agent": {
         "kind": (_choice(*AGENT_KINDS), None),
@@ -852,6 +856,7 @@ def _build(
             same_hardware=judge["same_hardware"],
             rule=judge["rule"],
             confirm_runs=judge["confirm_runs"],
+            controls=judge["controls"],
         ),
         agent=AgentConfig(
             kind=agent_kind,

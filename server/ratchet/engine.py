@@ -215,6 +215,8 @@ class Engine:
             "total": history.finished,
             "crashed": history.crashed,
             "costUsd": round(history.cost_usd, 4),
+            "runs": history.clock,  # every run, control runs of the best included
+            "controlRuns": history.control_runs,
             "queued": len(self.scheduler.items) if self.scheduler else len(self._restored),
         }
 

@@ -16,12 +16,33 @@ from pathlib import Path
 
 from . import snapshot
 from .experiment import Experiment, Status
-from .judge import group_spread, pooled_noise
-from .ledger import COLUMNS, Ledger, LightRecord, group_runs, in_results
+from .judge import Timed, group_spread, pooled_noise
+from .ledger import COLUMNS, CONTROL, Ledger, LightRecord, group_runs, in_results
 
 # Not real measurements of the change they describe: never a reason to skip an edit as tried.
 _NOT_TRIED = (Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.LOST, Status.CANCELLED)
 _CRASHES = (Status.CRASHED, Status.TIMEOUT, Status.OVER_BUDGET)
+
+
+_AGAIN = (CONTROL, "remeasure")  # runs of a best measured after it was judged
+
+
+def timeline(
+    runs: list[tuple[int, float | None, float | None, str | None]],
+) -> tuple[dict[int, list[Timed]], int]:
+    """Each experiment's successful runs on the loop's clock (the rank of when each run was
+    recorded, ties in the record's order), and the clock now."""
+    order = sorted(range(len(runs)), key=lambda i: (runs[i][2] or 0.0, i))
+    rank = [0] * len(runs)
+    for tick, index in enumerate(order, start=1):
+        rank[index] = tick
+    series: dict[int, list[Timed]] = {}
+    for index, (experiment, metric, _, purpose) in enumerate(runs):
+        if metric is not None:
+            series.setdefault(experiment, []).append(Timed(metric, rank[index], purpose in _AGAIN))
+    for values in series.values():
+        values.sort(key=lambda run: run.at)
+    return series, len(runs)
 
 
 def light(exp: Experiment) -> Experiment:
@@ -36,8 +57,13 @@ class History:
         self.from_snapshot = False  # whether the last load came from it
         self.experiments: list[Experiment] = []
         self.by_id: dict[int, Experiment] = {}
-        self.runs: dict[int, list[float]] = {}
+        self.runs: dict[int, list[float]] = {}  # each experiment's measurements
         self.attempts: dict[int, int] = {}  # runs of each experiment, failed ones too
+        # Each experiment's successful runs in time, control runs of it included; time is the
+        # loop's clock: one tick per run recorded, in the order they were recorded.
+        self.series: dict[int, list[Timed]] = {}
+        self.clock = 0
+        self.control_runs = 0  # runs of a best beside a candidate: a cost of the loop
         self._tried: dict[str, int] = {}  # digest → the experiment that measured it
         self._by_commit: dict[str, Experiment] = {}  # kept experiments by commit
         self.best: Experiment | None = None
@@ -77,6 +103,8 @@ class History:
             self._count(exp, +1)
             self._update_best(exp)
         self.runs, self.attempts = group_runs(record.runs)
+        self.series, self.clock = timeline(record.runs)
+        self.control_runs = sum(1 for run in record.runs if run[3] == CONTROL)
         self._pool = _Pool.of(self.runs)
 
     def _snapshot_record(self) -> LightRecord | None:
@@ -104,13 +132,29 @@ class History:
         if current is not None:
             self._replace(replace(current, holdout=value))
 
-    def add_run(self, exp_id: int, value: float | None, wall_s: float, purpose: str) -> None:
-        self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose)
+    def add_run(
+        self,
+        exp_id: int,
+        value: float | None,
+        wall_s: float,
+        purpose: str,
+        beside: int | None = None,
+    ) -> int:
+        """Records one run (a control run of the best: `purpose` "control", `beside` the
+        candidate); returns its time on the loop's clock."""
+        self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose, beside)
+        self.clock += 1
+        if value is not None:
+            self.series.setdefault(exp_id, []).append(Timed(value, self.clock, purpose in _AGAIN))
+        if purpose == CONTROL:
+            self.control_runs += 1
+            return self.clock
         self.attempts[exp_id] = self.attempts.get(exp_id, 0) + 1
         if value is not None:
             values = self.runs.setdefault(exp_id, [])
             values.append(value)
             self._pool.set(exp_id, values)
+        return self.clock
 
     def _replace(self, exp: Experiment) -> None:
         old = self.by_id.get(exp.id)

@@ -27,8 +27,9 @@ from .experiment import Experiment, Status
 LEDGER_NAME = "ledger.sqlite"
 RESULTS_NAME = "results.tsv"
 # 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation;
-# 4: an experiment's holdout
-SCHEMA_VERSION = 4
+# 4: an experiment's holdout; 5: runs `beside` (a control run: the experiment it was measured
+# beside)
+SCHEMA_VERSION = 5
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 _COLUMNS = list(_FIELDS)
@@ -85,6 +86,7 @@ CREATE TABLE IF NOT EXISTS runs (
     wall_s REAL,
     purpose TEXT,
     recorded_at REAL,
+    beside INTEGER,
     PRIMARY KEY (tag, experiment, run)
 );
 CREATE TABLE IF NOT EXISTS loops (
@@ -121,7 +123,13 @@ _GENERATION = (
         for event in ("INSERT", "UPDATE", "DELETE")
     ),
 )
-_RUN_READ = "SELECT experiment, metric FROM runs WHERE tag=? ORDER BY experiment, run"
+# A run's purpose: "measure" (an experiment's first run), "rerun" (its runs the judge asked
+# for), "remeasure" (the best measured again: remeasure_every, a confirmation) or "control"
+# (the best measured again beside a candidate: not one of its own measurements).
+CONTROL = "control"
+_RUN_READ = (
+    "SELECT experiment, metric, recorded_at, purpose FROM runs WHERE tag=? ORDER BY experiment, run"
+)
 
 
 def damaged(path: Path, error: object) -> str:
@@ -144,12 +152,12 @@ def newer(path: Path, version: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LightRecord:
-    """A loop's light rows (the query's columns, _COLUMNS) and its runs (experiment, metric),
-    as one read saw them at `generation`."""
+    """A loop's light rows (the query's columns, _COLUMNS) and its runs (experiment, metric,
+    recorded_at, purpose), as one read saw them at `generation`."""
 
     generation: int
     rows: list[tuple[Any, ...]]
-    runs: list[tuple[int, float | None]]
+    runs: list[tuple[int, float | None, float | None, str | None]]
 
 
 class Ledger:
@@ -236,6 +244,10 @@ class Ledger:
         if version < 3:
             for statement in _GENERATION:
                 db.execute(statement)
+        if version < 5:
+            present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "beside" not in present:
+                db.execute("ALTER TABLE runs ADD COLUMN beside INTEGER")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -410,22 +422,32 @@ class Ledger:
     # --- runs (each measurement of an experiment) --------------------------------------------
 
     def add_run(
-        self, tag: str, experiment: int, metric: float | None, wall_s: float, purpose: str
-    ) -> None:
+        self,
+        tag: str,
+        experiment: int,
+        metric: float | None,
+        wall_s: float,
+        purpose: str,
+        beside: int | None = None,
+    ) -> float:
+        """Records one run; returns when (the time it was recorded)."""
+        now = time.time()
         with self._transaction() as db:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM runs WHERE tag=? AND experiment=?", (tag, experiment)
             ).fetchone()
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (tag, experiment, count, metric, wall_s, purpose, time.time()),
+                "INSERT INTO runs (tag, experiment, run, metric, wall_s, purpose, recorded_at, "
+                "beside) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (tag, experiment, count, metric, wall_s, purpose, now, beside),
             )
+        return now
 
     def run_groups(self, tag: str) -> dict[int, list[float]]:
-        """The metric of every successful run, by experiment."""
+        """The metric of every successful run, by experiment (control runs left out)."""
         rows = self._all(
             "SELECT experiment, metric FROM runs WHERE tag=? AND metric IS NOT NULL "
-            "ORDER BY experiment, run",
+            f"AND COALESCE(purpose, '') != '{CONTROL}' ORDER BY experiment, run",
             (tag,),
         )
         groups: dict[int, list[float]] = {}
@@ -433,13 +455,25 @@ class Ledger:
             groups.setdefault(experiment, []).append(metric)
         return groups
 
-    def runs(self, tag: str, experiment: int) -> list[dict[str, Any]]:
+    def runs(self, tag: str, experiment: int, controls: bool = False) -> list[dict[str, Any]]:
+        """The experiment's runs in order: its own measurements, and with `controls` also the
+        control runs of it measured beside later candidates."""
         rows = self._all(
-            "SELECT run, metric, wall_s, purpose FROM runs WHERE tag=? AND experiment=? "
-            "ORDER BY run",
+            f"SELECT {', '.join(_RUN_FIELDS)} FROM runs WHERE tag=? AND experiment=? "
+            + ("" if controls else f"AND COALESCE(purpose, '') != '{CONTROL}' ")
+            + "ORDER BY run",
             (tag, experiment),
         )
-        return [dict(zip(("run", "metric", "wall_s", "purpose"), row, strict=True)) for row in rows]
+        return [dict(zip(_RUN_FIELDS, row, strict=True)) for row in rows]
+
+    def controls_beside(self, tag: str, experiment: int) -> list[dict[str, Any]]:
+        """The control runs measured beside this experiment (runs of the best of its time)."""
+        rows = self._all(
+            f"SELECT experiment, {', '.join(_RUN_FIELDS)} FROM runs WHERE tag=? AND beside=? "
+            f"AND purpose='{CONTROL}' ORDER BY recorded_at",
+            (tag, experiment),
+        )
+        return [dict(zip(("experiment", *_RUN_FIELDS), row, strict=True)) for row in rows]
 
     # --- queued work -------------------------------------------------------------------------
 
@@ -547,13 +581,19 @@ def results_header(metric_name: str) -> str:
     return f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"
 
 
+_RUN_FIELDS = ("run", "metric", "wall_s", "purpose", "recorded_at", "beside")
+
+
 def group_runs(
-    runs: Iterable[tuple[int, float | None]],
+    runs: Iterable[tuple[int, float | None, float | None, str | None]],
 ) -> tuple[dict[int, list[float]], dict[int, int]]:
-    """(experiment, metric) rows as the metrics of successful runs and every run's count."""
+    """(experiment, metric, recorded_at, purpose) rows as the metrics of each experiment's
+    successful runs and the count of its runs; control runs are not its measurements."""
     groups: dict[int, list[float]] = {}
     counts: dict[int, int] = {}
-    for experiment, metric in runs:
+    for experiment, metric, _, purpose in runs:
+        if purpose == CONTROL:
+            continue
         counts[experiment] = counts.get(experiment, 0) + 1
         if metric is not None:
             groups.setdefault(experiment, []).append(metric)

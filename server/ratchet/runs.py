@@ -15,7 +15,8 @@ from .context import LOG_TAIL_FOR_AGENT
 from .errors import RatchetError
 from .events import ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
-from .judge import estimate_noise, mean
+from .judge import Decision, estimate_noise, mean
+from .ledger import CONTROL
 from .measure import failure
 from .progress import load_curve, save_curve
 from .runners.base import RunControl, Slot
@@ -25,6 +26,8 @@ from .scheduler import PERSON, REMEASURE
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+CONTROLS_PER_VERDICT = 2  # control runs one verdict may ask for (each run re-asks)
 
 
 @dataclass
@@ -49,14 +52,25 @@ class Runs:
         return self.loop.config.loop.editable
 
     async def measure_once(
-        self, exp: Experiment, slot: Slot, text: str, run: int, log_path: Path
+        self,
+        exp: Experiment,
+        slot: Slot,
+        text: str,
+        run: int,
+        log_path: Path,
+        beside: Experiment | None = None,
+        purpose: str | None = None,
     ) -> tuple[float | None, float, str]:
-        """Runs the experiment once more; returns (metric or None, seconds, why it failed)."""
+        """Runs the experiment once more; returns (metric or None, seconds, why it failed).
+        With `beside`, it is a control run of the best (exp) beside that candidate: seeded as
+        the candidate's run `run`, never stopped early against its own curve, recorded apart
+        from its measurements, and stopped with the candidate."""
         loop = self.loop
         control = RunControl()
         budget = loop.config.loop.budget_s
         running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
-        loop.running[(exp.id, run)] = running
+        key = (exp.id, run) if beside is None else (beside.id, -1 - run)
+        loop.running[key] = running
 
         def on_line(line: str, elapsed: float) -> None:
             running.last_line = line
@@ -64,7 +78,7 @@ class Runs:
 
         loop.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
         best = loop.history.best
-        best_curve = load_curve(loop.data / "curves", best.id) if best else []
+        best_curve = load_curve(loop.data / "curves", best.id) if best and not beside else []
         started = time.monotonic()
         try:
             attempt = await loop.measurer.run(
@@ -82,9 +96,11 @@ class Runs:
         except RatchetError:
             raise  # the user's to fix, for every run alike (a runner not open): said, it ends
         except Exception as error:  # anything else: one run never ends the loop
+            if beside is not None:  # a control that could not be measured is only missing
+                return None, time.monotonic() - started, f"{type(error).__name__}: {error}"
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         finally:
-            loop.running.pop((exp.id, run), None)
+            loop.running.pop(key, None)
         outcome = attempt.outcome
         exp.hardware = dict(outcome.hardware)
         if outcome.hardware:
@@ -93,14 +109,22 @@ class Runs:
         exp.log_tail = loop.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
         exp.secondary = exp.secondary | attempt.measurement.secondary  # the latest run
         exp.trace_tail = attempt.trace_tail
-        if attempt.curve:
+        if attempt.curve and beside is None:
             await asyncio.to_thread(save_curve, loop.data / "curves", exp.id, attempt.curve)
         failed = failure(attempt, control, loop.config.loop.timeout_s)
-        if failed and failed[0] is Status.INTERRUPTED and exp.id in loop.cancelled:
+        cancelled = exp.id if beside is None else beside.id
+        if failed and failed[0] is Status.INTERRUPTED and cancelled in loop.cancelled:
             failed = (Status.CANCELLED, f"cancelled: {control.reason}")
         value = None if failed else attempt.measurement.value
-        purpose = "measure" if run == 0 else "rerun"
-        await asyncio.to_thread(loop.history.add_run, exp.id, value, attempt.run_s, purpose)
+        purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
+        await asyncio.to_thread(
+            loop.history.add_run,
+            exp.id,
+            value,
+            attempt.run_s,
+            purpose,
+            beside.id if beside else None,
+        )
         if failed:
             move(exp, *failed)
             return None, attempt.run_s, failed[1]
@@ -139,6 +163,8 @@ class Runs:
         total = 0.0
         if repair:
             exp.log_path = str(self._log_path(exp, 0, repair))
+        if loop.baseline_ready.is_set() and loop.verdicts.wants_control():
+            total += (await self.control(exp, slot, 0))[1]
         while True:
             path = self._log_path(exp, len(runs), repair)
             value, seconds, problem = await self.measure_once(exp, slot, text, len(runs), path)
@@ -157,9 +183,8 @@ class Runs:
             if best is None or best.metric is None:
                 move(exp, Status.INTERRUPTED, "interrupted: the baseline failed")
                 return total
-            decision, again = await asyncio.to_thread(
-                loop.verdicts.decide, exp, runs, best, loop.history.baseline
-            )
+            decision, again, seconds = await self._decide(exp, runs, slot)
+            total += seconds
             if again is not None:
                 await loop.enqueue(again, REMEASURE, counted=False)
             if decision.action != "rerun" or loop.stopping:
@@ -168,6 +193,53 @@ class Runs:
                 else:
                     move(exp, Status.KEPT if decision.keep else Status.DISCARDED, decision.reason)
                 return total
+
+    async def _decide(
+        self, exp: Experiment, runs: list[float], slot: Slot
+    ) -> tuple[Decision, Pending | None, float]:
+        """The verdict on these runs; a control run of the best first where the judge asks
+        for one (at most CONTROLS_PER_VERDICT; a control that fails is not asked for again).
+        Returns the decision, what to queue, and the seconds spent on controls."""
+        loop, seconds, allowed = self.loop, 0.0, CONTROLS_PER_VERDICT
+        while True:
+            best = loop.history.best
+            assert best is not None
+            decision, again = await asyncio.to_thread(
+                loop.verdicts.decide, exp, runs, best, loop.history.baseline, allowed > 0
+            )
+            if decision.action != "control":
+                return decision, again, seconds
+            allowed -= 1
+            value, spent = await self.control(exp, slot, len(runs) - 1)
+            seconds += spent
+            if value is None:
+                allowed = 0
+
+    async def control(
+        self, beside: Experiment, slot: Slot, seed: int
+    ) -> tuple[float | None, float]:
+        """The best measured once on the candidate's slot, beside it (a control run, seeded
+        as the candidate's run `seed`). The best's metric stays the mean of the runs it was
+        judged on (results.tsv holds it); its track reads the control. Returns the value
+        (None: it failed, and is only said) and the seconds."""
+        loop = self.loop
+        best = loop.history.best
+        if best is None or best.commit is None or best.metric is None or loop.stopping:
+            return None, 0.0
+        text = await asyncio.to_thread(loop.workspace.read, best.commit, self.editable)
+        probe = replace(best, status=Status.RUNNING)
+        count = len(loop.history.series.get(best.id, []))
+        path = loop.logs / f"{best.id}.control{count + 1}.log"
+        value, seconds, problem = await self.measure_once(
+            probe, slot, text, seed, path, beside=beside
+        )
+        if value is None:
+            loop.say(
+                f"a control run of the best (exp {best.id}) beside exp {beside.id} "
+                f"failed: {problem}"
+            )
+            return None, seconds
+        return value, seconds
 
     async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:
         """`baseline_runs` runs, as many at once as there are slots for it."""
@@ -267,7 +339,9 @@ class Runs:
         text = await asyncio.to_thread(loop.workspace.read, best.commit, self.editable)
         probe = replace(best, status=Status.RUNNING)
         path = self._log_path(best, len(runs))
-        value, _, problem = await self.measure_once(probe, slot, text, len(runs), path)
+        value, _, problem = await self.measure_once(
+            probe, slot, text, len(runs), path, purpose="remeasure"
+        )
         if value is None:
             loop.say(f"re-measuring the best (exp {best.id}) failed: {problem}")
             return

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .ledger import LightRecord
 
-_FORMAT = 2  # 2: the header first, with its length, so a stale copy is not read whole
+_FORMAT = 3  # 2: the header first, with its length, so a stale copy is not read whole;
+# 3: each run with when it was recorded and its purpose
 
 
 def write(path: Path, tag: str, columns: tuple[str, ...], record: LightRecord) -> None:
@@ -53,6 +54,6 @@ def read(path: Path, tag: str, columns: tuple[str, ...], generation: int) -> Lig
         return None
     if not all(type(row) is tuple and len(row) == width for row in rows):
         return None
-    if not all(type(run) is tuple and len(run) == 2 for run in runs):
+    if not all(type(run) is tuple and len(run) == 4 for run in runs):
         return None
     return LightRecord(generation, rows, runs)

@@ -8,14 +8,23 @@ the baseline's), it may be a revert a person asked for, or a gain too large to t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Config
 from .experiment import Experiment, Pending, Proposal
 from .hardware import same_hardware
 from .history import History
-from .judge import Decision, Judge, mean
+from .judge import Decision, Judge, Track, mean
 from .workspace import Workspace
+
+
+@dataclass
+class _Tracked:
+    """The best's track, and how many of its runs it has read."""
+
+    best: int
+    read: int
+    track: Track
 
 
 @dataclass
@@ -24,10 +33,37 @@ class Verdicts:
     judge: Judge
     history: History  # the loop's record in memory: no ledger read per verdict
     workspace: Workspace
+    _tracked: _Tracked | None = field(default=None, init=False, repr=False)
 
     def noise(self) -> float | None:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
         return self.history.noise()
+
+    def track(self) -> Track | None:
+        """With controls, the best's level through time (judge.Track): built once per best,
+        then fed its new runs as they come (O(1) per run); a new best inherits the drift the
+        track had learned. None without controls, noise or runs."""
+        best, noise = self.history.best, self.noise()
+        if not self.judge.controls or best is None or not noise:
+            return None
+        series = self.history.series.get(best.id)
+        if not series:
+            return None
+        tracked = self._tracked
+        if tracked is None or tracked.best != best.id:
+            lucky = best.source not in ("baseline", "revert")  # kept because it read well
+            parent = tracked.track if tracked is not None else None
+            track = self.judge.track(series, noise, lucky, parent)
+            self._tracked = tracked = _Tracked(best.id, len(series), track)
+        for run in series[tracked.read :]:
+            if run.again:
+                tracked.track.add(run, noise)
+        tracked.read = len(series)
+        return tracked.track
+
+    def wants_control(self) -> bool:
+        """Whether the best should be measured beside the next candidate before its first run."""
+        return self.judge.wants_control(self.track(), self.history.clock + 1, self.noise())
 
     def needs_confirmation(self, best: Experiment, runs: list[float] | None = None) -> bool:
         """Whether the best should be measured once more before candidates are judged against
@@ -44,9 +80,16 @@ class Verdicts:
         return self.judge.needs_confirmation(runs, self.noise())
 
     def decide(
-        self, exp: Experiment, runs: list[float], best: Experiment, baseline: Experiment | None
+        self,
+        exp: Experiment,
+        runs: list[float],
+        best: Experiment,
+        baseline: Experiment | None,
+        control: bool = True,
     ) -> tuple[Decision, Pending | None]:
-        """The decision for these runs, and what to queue to be measured again, if anything."""
+        """The decision for these runs, and what to queue to be measured again, if anything;
+        with controls, "control" asks for the best to be measured beside it first (unless
+        `control` is False: a control failed, and what was measured decides)."""
         assert best.metric is not None
         groups = self.history.runs
         noise = self.history.noise()
@@ -62,7 +105,13 @@ class Verdicts:
             return Decision(
                 "keep", f"kept: a revert asked for by the user ({mean(runs):.6g})"
             ), None
-        decision = self.judge.assess(runs, groups.get(best.id) or [best.metric], noise)
+        track = self.track() if best is self.history.best else None
+        at = [run.at for run in self.history.series.get(exp.id, [])][-len(runs) :]
+        decision = self.judge.assess(
+            runs, groups.get(best.id) or [best.metric], noise, track, at, control
+        )
+        if decision.action == "control":
+            return decision, None
         if decision.keep and (broken := self._broken_guard(exp)):
             return Decision(
                 "discard", f"discarded: {broken}; its metric alone: {decision.reason}"

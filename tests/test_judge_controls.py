@@ -1,0 +1,163 @@
+"""Same-round controls: the best is measured again beside its candidates, and a candidate is
+judged against the best's level at its own time, so a machine that drifts is not read as
+progress (issue 21)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+from agents import ScriptedAgent, replace
+from conftest import CONFIG, MakeProject
+from loops import engine_for, run
+from ratchet.cli import main
+from ratchet.experiment import Status
+from ratchet.judge import CLOSE, Judge, Timed
+from ratchet.ledger import CONTROL
+
+DEADLINE_S = 240.0
+JUDGE = Judge(lower_is_better=True, rule="sequential", controls=True)
+
+# --- the track, alone --------------------------------------------------------------------------
+
+
+def _series(rng: random.Random, level: float, start: int, count: int, slope: float) -> list[Timed]:
+    return [
+        Timed(level + slope * t + rng.gauss(0, 1.0), t, again=t > start + 2)
+        for t in range(start, start + count)
+    ]
+
+
+def test_a_steady_best_is_read_as_the_mean_of_its_runs() -> None:
+    rng = random.Random(1)
+    series = _series(rng, 10.0, 0, 40, 0.0)
+    track = JUDGE.track(series, 1.0, False)
+    level, variance = track.level([41], 1.0)
+    assert abs(level - 10.0) < 0.6 and variance < 0.2
+    assert track.reading.drift.name == "steady"
+
+
+def test_a_ramp_is_learned_and_the_level_is_read_at_the_candidate_s_time() -> None:
+    # The machine reads half a noise unit better every run: the level a candidate is judged
+    # against is where the ramp is at its time, not the mean of the best's runs.
+    rng = random.Random(2)
+    series = _series(rng, 0.0, 0, 40, -0.5)
+    track = JUDGE.track(series, 1.0, False)
+    level, variance = track.level([45], 1.0)
+    assert abs(level - (-22.5)) < 1.5 and variance < 1.0
+    assert track.reading.drift.name == "trend"
+    # A no-effect candidate measured there is not kept against it.
+    candidate = [-22.5 + rng.gauss(0, 1.0) for _ in range(2)]
+    decision = JUDGE.assess(candidate, [s.value for s in series[:3]], 1.0, track, [45, 46])
+    assert not decision.keep
+
+
+def test_a_keep_asks_for_a_control_when_the_best_was_last_measured_long_ago() -> None:
+    track = JUDGE.track([Timed(1.0, 1), Timed(1.01, 2), Timed(0.99, 3)], 0.01, False)
+    far = 3 + CLOSE + 5
+    decision = JUDGE.assess([0.5], [1.0, 1.01, 0.99], 0.01, track, [far])
+    assert decision.action == "control" and "measuring it again beside this one" in decision.reason
+    # After the control (the best is where it was), the gain stands and is kept.
+    track.add(Timed(1.0, far + 1, again=True), 0.01)
+    assert JUDGE.assess([0.5], [1.0, 1.01, 0.99], 0.01, track, [far]).keep
+    # A control that could not be measured does not block the verdict.
+    stale = JUDGE.track([Timed(1.0, 1), Timed(1.01, 2), Timed(0.99, 3)], 0.01, False)
+    assert JUDGE.assess([0.5], [1.0], 0.01, stale, [far], control=False).keep
+
+
+def test_controls_are_asked_for_a_new_best_and_not_for_a_deterministic_metric() -> None:
+    track = JUDGE.track([Timed(1.0, 1)], 0.01, True)
+    assert JUDGE.wants_control(track, 2, 0.01)  # a new best, not yet measured beside one
+    assert not JUDGE.wants_control(track, 2, 0.0)
+    assert not JUDGE.wants_control(track, 2, None)
+    off = Judge(lower_is_better=True, rule="sequential", controls=False)
+    assert not off.wants_control(track, 2, 0.01)
+
+
+# --- through the real loop ---------------------------------------------------------------------
+
+# The metric's level falls (gets better) steadily with wall time, from the moment the project
+# was made: about half a noise unit per run of the loop. Nothing the edits change reads it.
+DRIFTING = """\
+import os, random, time
+LR = 0.5
+
+
+WIDTH = 8
+random.seed(os.urandom(8))
+time.sleep(0.15)
+start = float(open("start.txt").read())
+drift = 0.02 * (time.time() - start)
+print("score:", 1 + (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 - drift + random.gauss(0, 0.01))
+"""
+
+CONTROLLED = CONFIG.replace('budget = "10s"', 'budget = "10s"\ntimeout = "30s"')
+
+
+def _no_effect(n: int) -> tuple[object, str]:
+    return (lambda text: text + f"\nUNUSED_{n} = {n}\n", f"a constant nothing reads ({n})")
+
+
+async def _drifting_loop(make_project: MakeProject, real_at: int | None) -> list:
+    root = make_project(
+        train=DRIFTING, config=CONTROLLED, extra={"start.txt": f"{time.time():.3f}\n"}
+    )
+    steps = [_no_effect(n) for n in range(12)]
+    if real_at is not None:
+        steps.insert(real_at, (replace("WIDTH = 8", "WIDTH = 12"), "a real gain: 16 noise units"))
+    engine = engine_for(root, ScriptedAgent(steps))  # type: ignore[arg-type]
+    await asyncio.wait_for(run(engine, 1 + len(steps)), DEADLINE_S)
+    return [engine.ledger.experiments("t"), engine]
+
+
+async def test_a_drifting_machine_is_not_read_as_progress(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiments, engine = await _drifting_loop(make_project, None)
+    candidates = experiments[1:]
+    assert len(candidates) == 12
+    kept = [e for e in candidates if e.status is Status.KEPT]
+    assert len(kept) <= 1, [(e.id, e.reason) for e in kept]
+    # The best was measured again beside its candidates, and those runs are recorded as
+    # controls, apart from its own measurements.
+    controls = [
+        r
+        for e in experiments
+        for r in engine.ledger.runs("t", e.id, controls=True)
+        if r["purpose"] == CONTROL
+    ]
+    assert controls and all(r["beside"] is not None for r in controls)
+    assert all(r["purpose"] != CONTROL for r in engine.ledger.runs("t", 0))
+    # Counted: the loop's runs include them (read back from the record, as a view opens it).
+    status = engine.status()
+    assert status["controlRuns"] == len(controls) and status["runs"] > len(controls) + 12
+    # `ratchet show` lists them as controls, beside the candidate and on the best.
+    beside = engine.ledger.controls_beside("t", controls[0]["beside"])
+    capsys.readouterr()
+    assert main(["-C", str(engine.config.root), "show", str(controls[0]["beside"])]) == 0
+    shown = capsys.readouterr().out
+    assert f"controls  exp {beside[0]['experiment']}: " in shown and "control)" in shown
+    assert main(["-C", str(engine.config.root), "show", "0"]) == 0
+    assert "beside later candidates" in capsys.readouterr().out
+
+
+async def test_a_real_gain_on_a_drifting_machine_is_kept(make_project: MakeProject) -> None:
+    experiments, _ = await _drifting_loop(make_project, 6)
+    real = next(e for e in experiments if e.description.startswith("a real gain"))
+    assert real.status is Status.KEPT, real.reason
+    others = [e for e in experiments[1:] if e is not real and e.status is Status.KEPT]
+    assert len(others) <= 1, [(e.id, e.reason) for e in others]
+
+
+@pytest.mark.parametrize("controls", ["true", "false"])
+def test_controls_are_a_judge_setting(tmp_path, controls: str) -> None:  # type: ignore[no-untyped-def]
+    from ratchet.config import load_config
+
+    (tmp_path / "ratchet.toml").write_text(
+        '[loop]\neditable = "train.py"\ncommand = "python train.py"\n\n'
+        f'[metric]\nname = "score"\n\n[judge]\ncontrols = {controls}\n'
+    )
+    (tmp_path / "train.py").write_text("print('score: 1')\n")
+    assert load_config(tmp_path).judge.controls is (controls == "true")
