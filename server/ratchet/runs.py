@@ -9,7 +9,7 @@ import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .context import LOG_TAIL_FOR_AGENT
 from .errors import RatchetError
@@ -27,7 +27,16 @@ from .scheduler import PERSON, REMEASURE
 if TYPE_CHECKING:
     from .engine import Engine
 
+_EVALUATOR_FAILED = (Status.CRASHED, Status.TIMEOUT)  # the evaluator's own crash or timeout
 CONTROLS_PER_VERDICT = 2  # control runs one verdict may ask for (each run re-asks)
+
+
+class Measured(NamedTuple):
+    """One run: its metric (None: it failed, `problem` says why) and its seconds."""
+
+    value: float | None
+    seconds: float
+    problem: str = ""
 
 
 @dataclass
@@ -60,8 +69,8 @@ class Runs:
         log_path: Path,
         beside: Experiment | None = None,
         purpose: str | None = None,
-    ) -> tuple[float | None, float, str]:
-        """Runs the experiment once more; returns (metric or None, seconds, why it failed).
+    ) -> Measured:
+        """Runs the experiment once more.
         With `beside`, it is a control run of the best (exp) beside that candidate: seeded as
         the candidate's run `run`, never stopped early against its own curve, recorded apart
         from its measurements, and stopped with the candidate."""
@@ -97,7 +106,9 @@ class Runs:
             raise  # the user's to fix, for every run alike (a runner not open): said, it ends
         except Exception as error:  # anything else: one run never ends the loop
             if beside is not None:  # a control that could not be measured is only missing
-                return None, time.monotonic() - started, f"{type(error).__name__}: {error}"
+                return Measured(
+                    None, time.monotonic() - started, f"{type(error).__name__}: {error}"
+                )
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         finally:
             loop.running.pop(key, None)
@@ -125,14 +136,19 @@ class Runs:
             purpose,
             beside.id if beside else None,
         )
+        seconds = attempt.run_s
+        own_run = purpose in ("measure", "rerun")  # a candidate's, not a control or the best's
+        if failed and failed[0] in _EVALUATOR_FAILED and attempt.in_eval and own_run:
+            failed, spent = await self._blame_evaluator(exp, slot, run, failed)
+            seconds += spent
         if failed:
             move(exp, *failed)
-            return None, attempt.run_s, failed[1]
-        return value, attempt.run_s, ""
+            return Measured(None, seconds, failed[1])
+        return Measured(value, seconds)
 
     async def _unmeasured(
         self, exp: Experiment, run: int, log_path: Path, seconds: float, error: Exception
-    ) -> tuple[None, float, str]:
+    ) -> Measured:
         """What went wrong while measuring one run (a file the run left that Ratchet refused
         to read, a disk error, even a bug of ours) becomes this experiment's status and
         reason: voided, since nothing it measured can be trusted. The loop goes on."""
@@ -146,7 +162,7 @@ class Runs:
         purpose = "measure" if run == 0 else "rerun"
         await asyncio.to_thread(self.loop.history.add_run, exp.id, None, seconds, purpose)
         move(exp, Status.VOIDED, reason)
-        return None, seconds, reason
+        return Measured(None, seconds, reason)
 
     def _log_path(self, exp: Experiment, run: int, repair: int = 0) -> Path:
         name = f"{exp.id}.repair{repair}" if repair else str(exp.id)
@@ -214,6 +230,31 @@ class Runs:
             seconds += spent
             if value is None:
                 allowed = 0
+
+    async def _blame_evaluator(
+        self, exp: Experiment, slot: Slot, seed: int, failed: tuple[Status, str]
+    ) -> tuple[tuple[Status, str], float]:
+        """The locked evaluator failed on this candidate: the best is run beside it on the
+        same slot. If the evaluator fails there too, the harness is broken, not the edit: the
+        run is no evidence, so it ends lost (never a crash, never handed to the repair agent)
+        and is queued to be measured again, once. Returns the failure to record and the
+        seconds the control took."""
+        loop = self.loop
+        best = loop.history.best
+        if best is None or best.id == exp.id or not loop.baseline_ready.is_set():
+            return failed, 0.0
+        value, seconds = await self.control(exp, slot, seed)
+        if value is not None:  # the best evaluates: the failure is this edit's
+            return failed, seconds
+        loop.say(
+            f"the evaluator fails on the best (exp {best.id}) too: exp {exp.id} is not charged "
+            "for it; check `[metric] eval` and what it reads"
+        )
+        return (
+            Status.LOST,
+            f"lost: the evaluator failed on the best (exp {best.id}) too, so this run is not "
+            f"evidence against the edit ({failed[1]})",
+        ), seconds
 
     async def control(
         self, beside: Experiment, slot: Slot, seed: int
