@@ -64,6 +64,10 @@ def synthetic_ledger(folder: Path, count: int, tag: str = "big", seed: int = 0) 
                 started_at=1000.0 + 300 * n,
                 finished_at=1300.0 + 300 * n,
                 source="baseline" if n == 0 else "agent",
+                # Keeps of even number carry their verdict in σ; odd ones are records from
+                # before the judge wrote it.
+                effect=2.5 if status is Status.KEPT and n % 2 == 0 else None,
+                resolvable=1.25 if status is Status.KEPT and n % 2 == 0 else None,
             )
         )
         if metric is not None:

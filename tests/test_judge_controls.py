@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
+from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent, replace
@@ -78,18 +78,21 @@ def test_controls_are_asked_for_a_new_best_and_not_for_a_deterministic_metric() 
 
 # --- through the real loop ---------------------------------------------------------------------
 
-# The metric's level falls (gets better) steadily with wall time, from the moment the project
-# was made: about half a noise unit per run of the loop. Nothing the edits change reads it.
+# The metric's level falls (gets better) steadily with the machine's time, from the moment
+# the project was made: half a noise unit per run (each run, candidate or control, ticks a
+# clock in a declared cache folder; counted in runs, not seconds, so a loaded machine that
+# slows the runs does not change the drift the judge sees). Nothing the edits change reads it.
 DRIFTING = """\
-import os, random, time
+import os, random
 LR = 0.5
 
 
 WIDTH = 8
 random.seed(os.urandom(8))
-time.sleep(0.15)
-start = float(open("start.txt").read())
-drift = 0.02 * (time.time() - start)
+with open({clock!r}, "a") as clock:
+    ticks = clock.tell()
+    clock.write(".")
+drift = 0.005 * ticks
 print("score:", 1 + (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 - drift + random.gauss(0, 0.01))
 """
 
@@ -100,10 +103,11 @@ def _no_effect(n: int) -> tuple[object, str]:
     return (lambda text: text + f"\nUNUSED_{n} = {n}\n", f"a constant nothing reads ({n})")
 
 
-async def _drifting_loop(make_project: MakeProject, real_at: int | None) -> list:
-    root = make_project(
-        train=DRIFTING, config=CONTROLLED, extra={"start.txt": f"{time.time():.3f}\n"}
-    )
+async def _drifting_loop(make_project: MakeProject, tmp_path: Path, real_at: int | None) -> list:
+    clock = tmp_path / "clock"
+    clock.mkdir()
+    config = CONTROLLED.replace("[agent]", f'[sandbox]\nwrite = ["{clock}"]\n\n[agent]')
+    root = make_project(train=DRIFTING.format(clock=str(clock / "ticks")), config=config)
     steps = [_no_effect(n) for n in range(12)]
     if real_at is not None:
         steps.insert(real_at, (replace("WIDTH = 8", "WIDTH = 12"), "a real gain: 16 noise units"))
@@ -113,9 +117,9 @@ async def _drifting_loop(make_project: MakeProject, real_at: int | None) -> list
 
 
 async def test_a_drifting_machine_is_not_read_as_progress(
-    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+    make_project: MakeProject, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    experiments, engine = await _drifting_loop(make_project, None)
+    experiments, engine = await _drifting_loop(make_project, tmp_path, None)
     candidates = experiments[1:]
     assert len(candidates) == 12
     kept = [e for e in candidates if e.status is Status.KEPT]
@@ -139,12 +143,21 @@ async def test_a_drifting_machine_is_not_read_as_progress(
     assert main(["-C", str(engine.config.root), "show", str(controls[0]["beside"])]) == 0
     shown = capsys.readouterr().out
     assert f"controls  exp {beside[0]['experiment']}: " in shown and "control)" in shown
+    # Each verdict in one currency, the same numbers in its reason and its own line.
+    judged = engine.ledger.get("t", controls[0]["beside"])
+    assert judged is not None and judged.effect is not None and judged.resolvable is not None
+    assert f"gain {judged.effect:.1f}σ" in judged.reason
+    assert (
+        f"verdict  gain {judged.effect:.1f}σ; its runs resolved {judged.resolvable:.1f}σ" in shown
+    )
     assert main(["-C", str(engine.config.root), "show", "0"]) == 0
     assert "beside later candidates" in capsys.readouterr().out
 
 
-async def test_a_real_gain_on_a_drifting_machine_is_kept(make_project: MakeProject) -> None:
-    experiments, _ = await _drifting_loop(make_project, 6)
+async def test_a_real_gain_on_a_drifting_machine_is_kept(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    experiments, _ = await _drifting_loop(make_project, tmp_path, 6)
     real = next(e for e in experiments if e.description.startswith("a real gain"))
     assert real.status is Status.KEPT, real.reason
     others = [e for e in experiments[1:] if e is not real and e.status is Status.KEPT]

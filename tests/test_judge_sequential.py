@@ -19,10 +19,14 @@ def test_overwhelming_evidence_keeps_after_one_run_and_says_so() -> None:
     best = [1.0, 1.01, 0.99]
     decision = SEQ.assess([0.5], best, noise=0.01)
     assert decision.keep
-    assert decision.reason.startswith("kept after 1 run: -0.5 is ")
-    assert "standard errors better than the best 1 (3 runs, read as 1.00462 for its luck; " in (
+    assert decision.reason.startswith("kept: -0.5 after 1 run, gain 50.5σ over the best 1 ")
+    assert "(3 runs, read as 1.00462 for its luck; noise 0.01); these runs resolve " in (
         decision.reason
     )
+    # One currency: the gain and the smallest gain these runs resolve, in σ (the noise).
+    assert decision.effect == pytest.approx((1.00462 - 0.5) / 0.01, abs=0.01)
+    assert decision.resolvable == pytest.approx(KEEP_FIRST * (0.01**2 * (1 + 1 / 3)) ** 0.5 / 0.01)
+    assert f"resolve {decision.resolvable:.1f}σ" in decision.reason
 
 
 def test_the_best_is_read_back_by_its_luck() -> None:
@@ -31,10 +35,10 @@ def test_the_best_is_read_back_by_its_luck() -> None:
     best = [1.0, 1.0, 1.0]
     assert SEQ.luck(best, 0.01) == pytest.approx(REF_SHIFT * 0.01 / 3**0.5)
     assert SEQ.luck([1.0] * 12, 0.01) == pytest.approx(SEQ.luck(best, 0.01) / 2)
-    raw = (1.0 - 0.985) / (0.01 * (1 + 1 / 3) ** 0.5)
-    reason = SEQ.assess([0.985], best, noise=0.01).reason
-    shown = float(reason.split(" is ")[1].split(" standard errors")[0])
-    assert shown > raw + 0.3
+    raw = (1.0 - 0.985) / 0.01
+    decision = SEQ.assess([0.985], best, noise=0.01)
+    assert decision.effect is not None and decision.effect > raw + 0.3
+    assert f"gain {decision.effect:.1f}σ" in decision.reason
     higher = Judge(lower_is_better=False, rule="sequential")
     assert "read as 0.995381 for its luck" in higher.assess([1.015], best, noise=0.01).reason
 
@@ -44,7 +48,8 @@ def test_hopeless_candidates_are_discarded_after_one_run() -> None:
     worse = SEQ.assess([1.02], best, noise=0.01)
     assert worse.action == "discard" and "not better than the best" in worse.reason
     slight = SEQ.assess([0.998], best, noise=0.01)
-    assert slight.action == "discard" and "below the drop bound" in slight.reason
+    assert slight.action == "discard" and "could not tell a gain smaller than" in slight.reason
+    assert "σ) from noise with 1 run" in slight.reason
     promising = SEQ.assess([0.985], best, noise=0.01)
     assert promising.action == "rerun" and promising.reason.startswith("promising:")
 
@@ -52,7 +57,9 @@ def test_hopeless_candidates_are_discarded_after_one_run() -> None:
 def test_the_last_run_decides_and_min_delta_still_holds() -> None:
     best = [1.0, 1.01, 0.99, 1.0, 1.0]
     marginal = SEQ.assess([0.995] * 5, best, noise=0.01)
-    assert marginal.action == "discard" and "below the keep bound" in marginal.reason
+    assert marginal.action == "discard" and "from noise with 5 runs" in marginal.reason
+    assert marginal.resolvable is not None and marginal.effect is not None
+    assert 0 < marginal.effect < marginal.resolvable
     strict = Judge(lower_is_better=True, rule="sequential", min_delta=0.6)
     assert strict.assess([0.5], best, noise=0.01).action != "keep"
 
@@ -150,8 +157,16 @@ async def test_in_a_real_loop_a_clear_gain_is_kept_early_then_confirmed(
     engine = engine_for(root, agent)
     await run(engine, 3)
     _, real, worse = engine.ledger.experiments("t")
-    assert real.status is Status.KEPT and real.reason.startswith("kept after 1 run")
-    assert worse.status is Status.DISCARDED and worse.reason.startswith("discarded after 1 run")
+    assert (
+        real.status is Status.KEPT
+        and real.reason.startswith("kept: ")
+        and " after 1 run, gain " in real.reason
+    )
+    assert (
+        worse.status is Status.DISCARDED
+        and worse.reason.startswith("discarded: ")
+        and " after 1 run" in worse.reason
+    )
     assert len(engine.ledger.runs("t", 2)) == 1  # no wasted runs on a hopeless one
     # The best, kept on 1 run, was measured again up to confirm_runs before exp 2 was judged,
     # and the baseline (3 runs) before exp 1.

@@ -133,7 +133,9 @@ def test_a_loop_of_ten_thousand_is_summarised_fast_and_small(tmp_path: Path) -> 
     assert html.count('<div class="card"><b>exp ') == kept
     assert 0 < len(summary.near_misses) <= 10
     assert {len(group.ids) for group in summary.crashes} and len(summary.crashes) <= 2
-    assert "× noise" in html
+    assert "σ (σ " in html  # a keep recorded before the judge wrote its verdict in σ
+    assert "gain 2.5σ at its verdict; its runs resolved 1.2σ" in html  # one that did
+    assert "gain 2.5σ at its verdict" in markdown
 
 
 def test_ticks_are_whole_experiments(tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ def test_with_noise_a_candidate_is_screened_rerun_then_judged_on_its_mean() -> N
     assert judge.assess([1.01], best, noise=0.02).action == "discard"  # no better: one run
     assert judge.assess([0.97], best, noise=0.02).action == "rerun"  # promising: again
     kept = judge.assess([0.95, 0.96, 0.94, 0.95], best, noise=0.02)
-    assert kept.keep and "x noise" in kept.reason and "over 4 runs" in kept.reason
+    assert kept.keep and "after 4 runs, gain 2.5σ" in kept.reason and "resolve" in kept.reason
     within = judge.assess([0.99, 0.985, 0.995, 0.99], best, noise=0.02)
-    assert within.action == "discard" and "noise band" in within.reason
+    assert within.action == "discard" and "could not tell a gain smaller than" in within.reason
 
 
 def test_a_surprising_gain_can_be_held_for_review() -> None:
@@ -79,7 +79,7 @@ async def test_the_baseline_is_measured_repeatedly_and_keeps_must_beat_the_noise
     baseline, real, noop = engine.ledger.experiments("t")
     assert len(engine.ledger.runs("t", 0)) == 3 and "noise" in baseline.reason
     assert real.status is Status.KEPT and len(engine.ledger.runs("t", 1)) == 3
-    assert "x noise" in real.reason and "over 3 runs" in real.reason
+    assert "after 3 runs, gain " in real.reason and "σ over the best" in real.reason
     assert noop.status is Status.DISCARDED
     noise = engine.noise()
     assert noise is not None and 0.001 < noise < 0.05

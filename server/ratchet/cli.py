@@ -548,6 +548,11 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
         raise RatchetError(f"no experiment {args.experiment} in loop {tag}")
     console.print(f"[bold]exp {exp.id}[/bold] {exp.status}: {exp.description}")
     console.print(f"metric {format_metric(exp.metric)}   {exp.reason}")
+    if exp.effect is not None and exp.resolvable is not None:
+        console.print(
+            f"verdict  gain {exp.effect:.1f}σ; its runs resolved {exp.resolvable:.1f}σ  "
+            "(σ: the run-to-run noise; the judge's one currency)"
+        )
     console.print(
         f"commit {exp.commit or '—'} on {exp.base_commit[:10]}   agent {exp.agent}   "
         f"run {exp.run_s:.1f}s   agent {exp.agent_s:.1f}s   overhead {exp.overhead_s * 1000:.0f}ms"

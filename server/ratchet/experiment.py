@@ -195,6 +195,10 @@ class Experiment:
     trace_tail: str = ""  # what the run's trace file (`[metric] trace`) said, for the agent
     # `[metric] holdout`'s number, measured on a new best only: for a person, never an agent.
     holdout: float | None = None
+    # The verdict in the judge's one currency (σ: the run-to-run noise): the gain over the
+    # reference it was judged against, and the smallest gain its runs could resolve.
+    effect: float | None = None
+    resolvable: float | None = None
 
 
 @dataclass

@@ -34,7 +34,7 @@ gains. With no noise estimate (one baseline run) or a deterministic metric, one 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 from .config import JudgeConfig, MetricConfig
@@ -102,6 +102,47 @@ CONTROL_KEEP_Z, CONTROL_SHAPE, CONTROL_KEEP_FIRST = 1.415, 1.7, 5.66
 CONTROL_DROP_Z, CONTROL_DROP_STEP, CONTROL_HORIZON = 0.89, 0.05, 3
 
 
+@dataclass(frozen=True)
+class _Words:
+    """A verdict in the judge's one currency: the change in the metric's units, the gain over
+    the reference in σ (the run-to-run noise), and the smallest gain these runs resolve."""
+
+    delta: float  # candidate minus the best as measured, in the metric's units
+    gain: float  # over the reference the verdict uses (positive: better)
+    noise: float
+    resolvable: float  # the smallest gain these runs could keep, in the metric's units
+    runs: int
+    against: str
+
+    @property
+    def change(self) -> str:
+        return f"{self.delta:+.6g} after {_runs(self.runs)}, gain {self.gain / self.noise:.1f}σ"
+
+    @property
+    def kept(self) -> str:
+        return (
+            f"{self.change} over {self.against}; these runs resolve "
+            f"{self.resolvable / self.noise:.1f}σ"
+        )
+
+    @property
+    def unresolved(self) -> str:
+        return (
+            f"{self.change} over {self.against}; could not tell a gain smaller than "
+            f"{self.resolvable:.3g} ({self.resolvable / self.noise:.1f}σ) from noise with "
+            f"{_runs(self.runs)}"
+        )
+
+    def decide(self, action: Action, words: str) -> Decision:
+        verb = {"keep": "kept", "discard": "discarded", "rerun": "promising"}[action]
+        return Decision(
+            action,
+            f"{verb}: {words}",
+            self.gain / self.noise,
+            self.resolvable / self.noise,
+        )
+
+
 def _cap(freedom: int) -> float:
     """The 99.5% quantile of chi-square over its degrees of freedom (Wilson-Hilferty): a
     group's variance above this many times the others' is not noise but a shift."""
@@ -111,8 +152,14 @@ def _cap(freedom: int) -> float:
 
 @dataclass(frozen=True)
 class Decision:
+    """The next step for a candidate, and the one currency every face shows for it: its
+    gain over the reference in noise units (σ, the run-to-run standard deviation), and the
+    smallest gain its runs could have told from noise (σ). None without a noise estimate."""
+
     action: Action
     reason: str
+    effect: float | None = None
+    resolvable: float | None = None
 
     @property
     def keep(self) -> bool:
@@ -406,9 +453,10 @@ class Judge:
         if decision.keep and windowed is not None and control and at:
             assert track is not None
             if at[-1] - track.last > CLOSE:
-                return Decision(
-                    "control",
-                    f"{decision.reason}; but the best was last measured "
+                return replace(
+                    decision,
+                    action="control",
+                    reason=f"{decision.reason}; but the best was last measured "
                     f"{at[-1] - track.last:.0f} runs ago: measuring it again beside this one",
                 )
         return decision
@@ -523,31 +571,21 @@ class Judge:
         beyond_delta = self.improvement(mean(candidate), measured) > self.min_delta
         error = math.sqrt(noise * noise / n + variance)
         score = gain / error
-        if gain <= 0:
-            return Decision(
-                "discard", f"discarded after {_runs(n)}: {delta:+.6g}, not better than {against}"
-            )
         keep, drop = self.keep_bound(n), self.drop_bound(n)
+        words = _Words(delta, gain, noise, max(keep * error, self.min_delta), n, against)
+        if gain <= 0:
+            return words.decide("discard", f"{words.change}, not better than {against}")
         last = n >= self.horizon
         if score >= keep and beyond_delta:
-            return Decision(
-                "keep",
-                f"kept after {_runs(n)}: {delta:+.6g} is {score:.1f} standard errors better "
-                f"than {against}, past the keep bound {keep:.2f} ({gain / noise:.1f} x noise)",
-            )
+            return words.decide("keep", words.kept)
         if score < drop or last:
-            short = "the keep bound" if last else "the drop bound"
-            level = keep if last else drop
             within = f"; within min_delta {self.min_delta:g}" if not beyond_delta else ""
-            return Decision(
-                "discard",
-                f"discarded after {_runs(n)}: {delta:+.6g} is only {score:.1f} standard errors "
-                f"better than {against}, below {short} {level:.2f}{within}",
-            )
-        return Decision(
+            return words.decide("discard", words.unresolved + within)
+        following = self.keep_bound(n + 1) * math.sqrt(noise * noise / (n + 1) + variance)
+        return words.decide(
             "rerun",
-            f"promising: {delta:+.6g} after {_runs(n)} is {score:.1f} standard errors better "
-            f"than {against}; measuring again (kept at {self.keep_bound(n + 1):.2f})",
+            f"{words.change} over {against}; measuring again (run {n + 1} keeps from "
+            f"{following / noise:.1f}σ)",
         )
 
     def _fixed(
@@ -563,32 +601,18 @@ class Judge:
         gain = self.improvement(value, reference)
         delta = value - reference
         error = math.sqrt(noise * noise / len(candidate) + variance)
-        runs = _runs(len(candidate))
-        if gain <= 0:
-            return Decision(
-                "discard",
-                f"discarded: {delta:+.6g} over {runs}, not better than the best {reference:.6g}",
-            )
-        if gain <= self.screen * error:
-            return Decision(
-                "discard",
-                f"discarded: {delta:+.6g} over {runs}, only "
-                f"{gain / noise:.1f} x noise ({noise:.3g})",
-            )
         threshold = max(self.min_delta, self.z * error)
+        against = windowed.words if windowed else f"the best {reference:.6g} (noise {noise:.3g})"
+        words = _Words(delta, gain, noise, threshold, len(candidate), against)
+        if gain <= 0:
+            return words.decide("discard", f"{words.change}, not better than {against}")
+        if gain <= self.screen * error:
+            return words.decide("discard", words.unresolved)
         if len(candidate) < self.max_runs:
-            return Decision("rerun", f"promising: {delta:+.6g} after {runs}; measuring again")
+            return words.decide("rerun", f"{words.change} over {against}; measuring again")
         if gain > threshold:
-            return Decision(
-                "keep",
-                f"kept: {delta:+.6g} over {runs}, {gain / noise:.1f} x noise "
-                f"({noise:.3g}), beyond {threshold:.3g}",
-            )
-        return Decision(
-            "discard",
-            f"discarded: {delta:+.6g} over {runs} is within the noise "
-            f"band {threshold:.3g} ({gain / noise:.1f} x noise {noise:.3g})",
-        )
+            return words.decide("keep", words.kept)
+        return words.decide("discard", words.unresolved)
 
     def needs_review(self, value: float, best: float) -> str | None:
         """Why a keep this large should wait for a person, or None."""

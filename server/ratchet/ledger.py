@@ -28,7 +28,7 @@ LEDGER_NAME = "ledger.sqlite"
 RESULTS_NAME = "results.tsv"
 # 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation;
 # 4: an experiment's holdout; 5: runs `beside` (a control run: the experiment it was measured
-# beside)
+# beside), an experiment's `effect` and `resolvable` (its verdict in σ)
 SCHEMA_VERSION = 5
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
@@ -230,7 +230,7 @@ class Ledger:
         if version > SCHEMA_VERSION:
             raise RatchetError(newer(self.path, version))
         present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
-        if version < 4:  # columns added since (1: most of them; 4: holdout) read as defaults
+        if version < 5:  # columns added since (1: most; 4: holdout; 5: effect) read as defaults
             for name in _COLUMNS:
                 if name not in present:
                     db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')

@@ -99,7 +99,16 @@ class Summary:
             return "noise not measured (one baseline run)"
         if self.noise == 0:
             return "deterministic metric (noise 0)"
-        return f"{amount / self.noise:.1f} × noise (σ {self.noise:.3g})"
+        return f"{amount / self.noise:.1f}σ (σ {self.noise:.3g}, the run-to-run noise)"
+
+    def keep_words(self, keep: Keep) -> str:
+        """A keep in the judge's one currency, as its verdict measured it (against the level
+        of the best beside it, on that moment's noise); older records: its gain over the best
+        in today's noise."""
+        e = keep.experiment
+        if e.effect is None or e.resolvable is None:
+            return self.in_noise(keep.gain)
+        return f"gain {e.effect:.1f}σ at its verdict; its runs resolved {e.resolvable:.1f}σ"
 
     @property
     def has_holdout(self) -> bool:

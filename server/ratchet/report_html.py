@@ -107,7 +107,7 @@ def _keeps(summary: Summary) -> str:
         )
         gain = (
             f"{keep.gain:+.4g} over {format_value(keep.before)} — "
-            f"{escape(summary.in_noise(keep.gain))}"
+            f"{escape(summary.keep_words(keep))}"
             if keep.gain is not None
             else "—"
         )

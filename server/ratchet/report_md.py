@@ -26,7 +26,7 @@ def render_md(summary: Summary) -> str:
         out += [
             f"- **exp {e.id}** {_cell(e.description)} — {summary.metric} "
             f"{format_value(keep.before)} → {format_value(e.metric)} ({gain}; "
-            f"{summary.in_noise(keep.gain)}); runs {runs}; `{(e.commit or '')[:10]}`"
+            f"{summary.keep_words(keep)}); runs {runs}; `{(e.commit or '')[:10]}`"
             + (f"; holdout {holdout}" if (holdout := summary.holdout_words(keep)) else ""),
             "",
             f"<details><summary>diff</summary>\n\n```diff\n{clipped_diff(e.diff)}\n```\n</details>",

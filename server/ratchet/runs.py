@@ -207,6 +207,7 @@ class Runs:
                 if loop.stopping and decision.action == "rerun":
                     move(exp, Status.INTERRUPTED, "interrupted before its re-runs")
                 else:
+                    exp.effect, exp.resolvable = decision.effect, decision.resolvable
                     move(exp, Status.KEPT if decision.keep else Status.DISCARDED, decision.reason)
                 return total
 
