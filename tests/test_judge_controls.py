@@ -16,6 +16,8 @@ from ratchet.cli import main
 from ratchet.experiment import Status
 from ratchet.judge import CLOSE, Judge, Timed
 from ratchet.ledger import CONTROL
+from ratchet.report import summarise
+from ratchet.report_svg import progress_svg
 
 DEADLINE_S = 240.0
 JUDGE = Judge(lower_is_better=True, rule="sequential", controls=True)
@@ -150,6 +152,11 @@ async def test_a_drifting_machine_is_not_read_as_progress(
     assert (
         f"verdict  gain {judged.effect:.1f}σ; its runs resolved {judged.resolvable:.1f}σ" in shown
     )
+    # The candidate carries the best's level measured beside it; the report charts the series.
+    values = [r["metric"] for r in beside if r["metric"] is not None]
+    assert judged.control == pytest.approx(sum(values) / len(values))
+    chart = progress_svg(summarise(engine.ledger, "t"))
+    assert chart.count('class="control"') == 2 and "the best, measured beside" in chart
     assert main(["-C", str(engine.config.root), "show", "0"]) == 0
     assert "beside later candidates" in capsys.readouterr().out
 

@@ -199,6 +199,7 @@ class Experiment:
     # reference it was judged against, and the smallest gain its runs could resolve.
     effect: float | None = None
     resolvable: float | None = None
+    control: float | None = None  # the mean of the best's control runs beside this candidate
 
 
 @dataclass

@@ -75,6 +75,9 @@ class Summary:
     sandbox: str
     points: list[tuple[int, float, str]] = field(default_factory=list)  # (id, metric, status)
     failed_ids: list[int] = field(default_factory=list)
+    # (candidate id, the best's level measured beside it): the control series, so a person
+    # sees the machine move under the loop.
+    controls: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def lower_is_better(self) -> bool:
@@ -188,6 +191,7 @@ def summarise(ledger: Ledger, tag: str, near_misses: int = NEAR_MISSES) -> Summa
             if e.metric is not None and e.status.measured
         ],
         failed_ids=[e.id for e in experiments if e.status.is_final and not e.status.measured],
+        controls=[(e.id, e.control) for e in experiments if e.control is not None],
     )
 
 

@@ -38,6 +38,7 @@ margin:6px 0;max-height:420px}
 .chart .kept{fill:#1a9850;stroke:#0b3d20;stroke-width:1}
 .chart .best{stroke:#1a9850;stroke-width:2;fill:none}
 .chart .band{fill:#1a9850;fill-opacity:.13;stroke:none}
+.chart .control{stroke:#d95f02;stroke-width:2.5;fill:none}
 .chart .failed{stroke:#d73027;stroke-width:1.5}
 .status-kept{color:#176f2c;font-weight:600}.gain{font-weight:600}
 .holdout-fell{color:#b3261e;font-weight:600}

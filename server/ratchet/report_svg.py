@@ -1,5 +1,6 @@
 """The report's progress chart as inline SVG: every experiment a dot, keeps marked, the best
-as a step line with the noise band around it, crashes as ticks along the bottom.
+as a step line with the noise band around it, the best's control runs beside each candidate
+as short dashes (the machine moving), crashes as ticks along the bottom.
 
 Written by hand (no plotting library, no script) so the report opens offline anywhere. The
 discarded dots are one <path> of zero-length round-capped segments, so 10,000 of them cost
@@ -84,6 +85,9 @@ def progress_svg(summary: Summary) -> str:
         f"M{x(i):.1f} {clamp(v):.1f}h0" for i, v, status in summary.points if status != "kept"
     )
     parts.append(f'<path class="discarded" d="{discarded}"/>')
+    if summary.controls:
+        controls = "".join(f"M{x(i) - 3:.1f} {clamp(v):.1f}h6" for i, v in summary.controls)
+        parts.append(f'<path class="control" d="{controls}"/>')
     if summary.failed_ids:
         ticks = "".join(f"M{x(i):.1f} {HEIGHT - BOTTOM - 1}v-6" for i in summary.failed_ids)
         parts.append(f'<path class="failed" d="{ticks}"/>')
@@ -154,9 +158,11 @@ def _legend(summary: Summary) -> str:
     if summary.noise:
         band = '<rect class="band" x="0" y="-9" width="14" height="10"/>'
         items.append(("noise band (±σ)", band))
+    if summary.controls:
+        items.append(("the best, measured beside", '<path class="control" d="M3 -4h6"/>'))
     if summary.failed_ids:
         items.append(("crashed / invalid", '<path class="failed" d="M6 0v-8"/>'))
-    out, offset = [f'<g transform="translate({WIDTH - RIGHT - 150} {TOP + 14})">'], 0
+    out, offset = [f'<g transform="translate({WIDTH - RIGHT - 170} {TOP + 14})">'], 0
     for label, mark in items:
         out.append(
             f'<g transform="translate(0 {offset})">{mark}'

@@ -55,6 +55,7 @@ class Running:
 class Runs:
     def __init__(self, loop: Engine) -> None:
         self.loop = loop
+        self._controls_beside: dict[int, int] = {}  # candidate: control runs beside it so far
 
     @property
     def editable(self) -> str:
@@ -174,6 +175,14 @@ class Runs:
         """Measures as often as the judge asks and sets the final status; returns run time."""
         if exp.source == "baseline":
             return await self._measure_baseline(exp, [slot, *extra], text)
+        try:
+            return await self._measure_candidate(exp, slot, text, repair)
+        finally:
+            self._controls_beside.pop(exp.id, None)
+
+    async def _measure_candidate(
+        self, exp: Experiment, slot: Slot, text: str, repair: int
+    ) -> float:
         loop = self.loop
         runs: list[float] = []
         total = 0.0
@@ -281,6 +290,10 @@ class Runs:
                 f"failed: {problem}"
             )
             return None, seconds
+        # What the person sees beside the candidate: the mean of the controls run beside it.
+        count = self._controls_beside.get(beside.id, 0)
+        beside.control = (value + count * (beside.control or 0.0)) / (count + 1)
+        self._controls_beside[beside.id] = count + 1
         return value, seconds
 
     async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:

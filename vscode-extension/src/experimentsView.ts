@@ -220,6 +220,7 @@ export class ExperimentsPanel implements vscode.Disposable {
   <span><i class="dot kept"></i>kept</span>
   <span><i class="line best"></i>running best</span>
   <span id="legend-noise" hidden><i class="band"></i>noise band (± run-to-run noise)</span>
+  <span id="legend-control" hidden><i class="dot control"></i>the best, measured beside (control)</span>
 </div>
 <p class="hint">↑/↓ move · Enter opens the diff · L the log · A accept · R reject · S stops a running one</p>
 <table id="experiments" role="grid" aria-label="experiments" aria-rowcount="1">

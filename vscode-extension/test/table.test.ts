@@ -74,3 +74,13 @@ test('experiment ids from command arguments (code actions, lenses, the palette)'
   assert.equal(idFrom('x'), undefined);
   assert.equal(idFrom(1.5), undefined);
 });
+
+test("rows carry the best's level measured beside a candidate (its control) for the chart", () => {
+  const controlled: ExperimentRecord[] = [
+    { id: 0, status: 'kept', metric: 1.0, source: 'baseline' },
+    { id: 1, status: 'discarded', metric: 0.97, control: 0.96 },
+    { id: 2, status: 'discarded', metric: 0.95, control: Number.NaN },
+  ];
+  const rows = tableRows(controlled, 'minimize');
+  assert.deepEqual(rows.map((r) => r.control), [null, 0.96, null]);
+});

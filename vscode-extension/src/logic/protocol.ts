@@ -71,6 +71,8 @@ export interface ExperimentRecord {
   source?: string;
   started_at?: number;
   finished_at?: number;
+  /** The best's level measured beside this candidate (the mean of its control runs). */
+  control?: number | null;
   [key: string]: unknown;
 }
 

@@ -53,6 +53,8 @@ export interface TableRow {
   value: number | null;
   /** The running best after this experiment (the chart's step line). */
   bestAfter: number | null;
+  /** The best measured again beside it (a control), for the chart: the machine moving. */
+  control: number | null;
   /** What can be done to it now: the view's buttons and the tree's inline actions. */
   actions: RowAction[];
 }
@@ -150,6 +152,7 @@ export function tableRows(experiments: ExperimentRecord[], goal: string | undefi
         isBest: exp.id === bestId,
         value: typeof exp.metric === 'number' && Number.isFinite(exp.metric) ? exp.metric : null,
         bestAfter: after[index],
+        control: typeof exp.control === 'number' && Number.isFinite(exp.control) ? exp.control : null,
         actions: rowActions(exp),
       };
     });

@@ -1,5 +1,6 @@
 // The chart: every experiment a dot, kept ones highlighted, the running best as a step line
-// with the noise band around it, and a readout of the point under the cursor. Colours come
+// with the noise band around it, the best measured again beside a candidate (its control) as an
+// orange mark, and a readout of the point under the cursor. Colours come
 // from the theme's CSS variables and are read again when the theme changes.
 
 import uPlot from 'uplot';
@@ -48,6 +49,7 @@ export class Chart {
       best,
       best.map((b) => (b === null || !noise ? null : b + noise)),
       best.map((b) => (b === null || !noise ? null : b - noise)),
+      this.rows.map((r) => r.control),
     ];
   }
 
@@ -57,6 +59,7 @@ export class Chart {
     this.host.dataset.kept = String(this.rows.filter((r) => r.kept && r.value !== null).length);
     this.host.dataset.experiments = String(this.rows.length);
     this.host.dataset.noise = this.noise === null ? '' : String(this.noise);
+    this.host.dataset.controls = String(this.rows.filter((r) => r.control !== null).length);
     const width = Math.max(240, this.host.clientWidth || document.body.clientWidth - 32);
     const key = `${this.metric}|${this.goal}|${width}|${this.noise !== null}`;
     if (this.plot && key === this.key) {
@@ -83,6 +86,7 @@ export class Chart {
     const muted = css('--vscode-descriptionForeground', '#888');
     const green = css('--vscode-charts-green', '#89d185');
     const blue = css('--vscode-charts-blue', '#3794ff');
+    const orange = css('--vscode-charts-orange', '#d18616');
     const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
     const none = { show: false };
     return {
@@ -102,6 +106,7 @@ export class Chart {
         { label: 'best', stroke: blue, width: 2, spanGaps: true, paths: uPlot.paths.stepped!({ align: 1 }), points: none },
         { label: 'noise+', stroke: 'transparent', width: 0, spanGaps: true, paths: uPlot.paths.stepped!({ align: 1 }), points: none },
         { label: 'noise-', stroke: 'transparent', width: 0, spanGaps: true, paths: uPlot.paths.stepped!({ align: 1 }), points: none },
+        { label: 'control', stroke: orange, width: 0, paths: () => null, points: { show: true, size: 7, stroke: orange, fill: 'transparent', width: 2 } },
       ],
       bands: this.noise ? [{ series: [4, 5], fill: `${blue}33` }] : [],
       hooks: { setCursor: [(u) => this.showReadout(u.cursor.idx)] },
@@ -116,6 +121,7 @@ export class Chart {
     }
     const best = row.bestAfter === null ? '' : ` · best after it ${row.bestAfter.toPrecision(5).replace(/\.?0+$/, '')}`;
     const noise = this.noise ? ` (noise ±${this.noise.toPrecision(2)})` : '';
-    this.readout.textContent = `exp ${row.id} · ${row.statusLabel} · ${this.metric} ${row.metric}${row.delta ? ` (${row.delta})` : ''}${best}${noise} · ${row.description}`;
+    const control = row.control === null ? '' : ` · the best beside it ${row.control.toPrecision(5).replace(/\.?0+$/, '')}`;
+    this.readout.textContent = `exp ${row.id} · ${row.statusLabel} · ${this.metric} ${row.metric}${row.delta ? ` (${row.delta})` : ''}${best}${control}${noise} · ${row.description}`;
   }
 }

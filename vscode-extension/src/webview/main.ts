@@ -65,7 +65,9 @@ function onPatch(message: Extract<ToView, { type: 'patch' }>): void {
   document.body.dataset.rows = String(rows.size);
   document.body.dataset.patches = String(Number(document.body.dataset.patches ?? 0) + 1);
   document.body.dataset.lastUpsert = String(message.patch.upsert.length);
-  chart.update([...rows.values()].sort((a, b) => a.id - b.id), header.metric, header.goal, header.noise);
+  const sorted = [...rows.values()].sort((a, b) => a.id - b.id);
+  $('legend-control').hidden = !sorted.some((row) => row.control !== null);
+  chart.update(sorted, header.metric, header.goal, header.noise);
 }
 
 window.addEventListener('message', (event: MessageEvent<ToView>) => {
