@@ -65,6 +65,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+def expected_head(exp: dict[str, Any], experiments: list[dict[str, Any]]) -> str:
+    """A result's head as the server writes it (test loop, metric `score`), from the rows of
+    `ratchet.experiments`: `exp 2 kept: score 0.2 → 0.19 (−5.00%)`."""
+    base = next(e["metric"] for e in experiments if e["commit"] == exp["base_commit"])
+    percent = f"{100 * (exp['metric'] - base) / abs(base):+.2f}%".replace("-", "−")
+    return f"exp {exp['id']} {exp['status']}: score {base:.6g} → {exp['metric']:.6g} ({percent})"
+
+
 def apply_text_edits(text: str, edits: list[types.TextEdit]) -> str:
     """Applies LSP text edits (ASCII texts: columns are characters) like an editor does."""
     lines = text.splitlines(keepends=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CONFIG, TRAIN, MakeProject
-from lsp_helpers import Editor, start_editor, stop_editor, stop_loops
+from lsp_helpers import Editor, expected_head, start_editor, stop_editor, stop_loops
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from ratchet.ledger import Ledger
@@ -60,16 +60,6 @@ async def failure(editor: Editor, command: str, *arguments: Any) -> JsonRpcExcep
     with pytest.raises(JsonRpcException) as caught:
         await editor.command(command, *arguments)
     return caught.value
-
-
-def fmt(value: float) -> str:
-    return f"{value:.6g}"
-
-
-def expected_head(exp: dict[str, Any], experiments: list[dict[str, Any]]) -> str:
-    base = next(e["metric"] for e in experiments if e["commit"] == exp["base_commit"])
-    percent = f"{100 * (exp['metric'] - base) / abs(base):+.2f}%".replace("-", "−")
-    return f"exp {exp['id']} {exp['status']}: score {fmt(base)} → {fmt(exp['metric'])} ({percent})"
 
 
 def line_of(text: str, content: str) -> int:

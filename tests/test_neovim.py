@@ -2,7 +2,9 @@
 neovim 0.7), headless, starts a loop with the review gate on, and sees what the server alone
 provides: the proposal's code lenses (through vim.lsp.codelens), its ghost text and the
 history as inlay hints (a plain textDocument/inlayHint request: 0.7 has no inlay-hint UI),
-and the proposal as a one-line diagnostic. The Lua script writes what it saw to a file."""
+the proposal as a one-line diagnostic, and the judged result as a Hint diagnostic on the line
+it changed (the publishDiagnostics notification as sent, and Neovim's view of it). The Lua
+script writes what it saw to a file."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 from conftest import CONFIG, MakeProject
-from lsp_helpers import stop_loops
+from lsp_helpers import expected_head, stop_loops
 
 REVIEWED = CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
 DEADLINE_S = 90
@@ -38,6 +40,7 @@ local function step(name) table.insert(seen.steps, name .. " " .. (vim.loop.now(
 local ok, err = pcall(function()
   vim.lsp.set_log_level("ERROR")
   local last_status = nil
+  local published = {} -- uri -> Ratchet's diagnostics in the latest publishDiagnostics, as sent
   local client_id = vim.lsp.start_client({
     name = "ratchet",
     cmd = { os.getenv("RATCHET_NVIM_PYTHON"), "-m", "ratchet.cli", "serve" },
@@ -47,6 +50,18 @@ local ok, err = pcall(function()
       ["ratchet/status"] = function(_, result)
         last_status = result
         seen.statuses = seen.statuses + 1
+      end,
+      ["textDocument/publishDiagnostics"] = function(err, result, ctx, config)
+        local mine = {}
+        for _, d in ipairs(result.diagnostics) do
+          if d.source == "ratchet" then
+            table.insert(mine, { message = d.message, severity = d.severity, code = d.code,
+              line = d.range.start.line, kind = d.data and d.data.kind,
+              experiment = d.data and d.data.experiment })
+          end
+        end
+        published[result.uri] = mine
+        return vim.lsp.diagnostic.on_publish_diagnostics(err, result, ctx, config)
       end,
     },
   })
@@ -134,16 +149,29 @@ local ok, err = pcall(function()
     end
     return judged
   end, 100)
-  -- The judged result is a diagnostic too, at Hint severity (a subtle mark, not a problem).
+  -- The judged result is a diagnostic too, at Hint severity (a subtle mark, not a problem):
+  -- in what the server published, and in what Neovim made of it.
+  local uri = vim.uri_from_bufnr(bufnr)
+  vim.wait(10000, function()
+    for _, d in ipairs(published[uri] or {}) do
+      if d.kind == "result" and d.experiment == 1 then return true end
+    end
+    return false
+  end, 50)
+  seen.published = published[uri] or {}
   vim.wait(10000, function()
     seen.results = {}
     for _, d in ipairs(vim.diagnostic.get(bufnr)) do
-      if d.message:sub(1, 6) == "exp 1 " and not d.message:find("proposed") then
-        table.insert(seen.results, { message = d.message, severity = d.severity })
+      if d.source == "ratchet" and d.message:sub(1, 6) == "exp 1 "
+          and not d.message:find("proposed") then
+        table.insert(seen.results, { message = d.message, severity = d.severity, line = d.lnum })
       end
     end
     return #seen.results > 0
   end, 100)
+  local rows = client.request_sync("workspace/executeCommand",
+    { command = "ratchet.experiments", arguments = {} }, 10000, bufnr)
+  seen.experiments = rows and rows.result
   client.request_sync("workspace/executeCommand", { command = "ratchet.stop" }, 40000, bufnr)
   step("stopped")
 end)
@@ -208,5 +236,16 @@ def test_neovim_sees_the_lenses_and_hints(make_project: MakeProject, tmp_path: P
     assert seen["accepted"] == {"experiment": 1, "accepted": True}
     results = [h for h in seen["history"] if h["kind"] == "result"]
     assert any(h["label"].startswith("exp 1 ") for h in results), seen["history"]
-    (result,) = seen["results"]  # the judged result as a diagnostic, at Hint severity
-    assert result["severity"] == 4 and result["message"].startswith("exp 1 "), seen["results"]
+    # The judged result as a diagnostic at Hint severity (4) on the line its change touched,
+    # with the metric, its change against the base and the verdict: as the server published it
+    # (source "ratchet") and as Neovim shows it.
+    judged = next(e for e in seen["experiments"] if e["id"] == 1)
+    assert judged["status"] in ("kept", "discarded"), judged
+    head = expected_head(judged, seen["experiments"])
+    (published,) = [d for d in seen["published"] if d["kind"] == "result"]
+    assert published["experiment"] == 1 and published["severity"] == 4, seen["published"]
+    assert published["message"].startswith(head) and published["code"] == judged["status"]
+    assert published["line"] == line, (published, text[line])
+    (result,) = seen["results"]
+    assert result["severity"] == 4 and result["message"] == published["message"]
+    assert result["line"] == line

@@ -1,10 +1,10 @@
 """The VS Code extension end to end, in a real VS Code: tests/e2e_vscode/run.mjs installs the
 packaged .vsix into code-server on 127.0.0.1 and drives it with playwright-core in headless
 Chromium (the steps are listed at the top of run.mjs: reject and accept from the keyboard, the
-experiments view patched live, a setting changed mid-loop, Apply Best into an unsaved buffer,
-Revert, a killed server, Restricted Mode, no traceback in the server's log, a key set through
-the palette for the anthropic agent in a window with no key in its environment). Screenshots:
-artifacts/e2e/.
+experiments view patched live, a setting changed mid-loop, a keep as a Hint mark without a
+squiggle or a Problems entry, Apply Best into an unsaved buffer, Revert, a killed server,
+Restricted Mode, no traceback in the server's log, a key set through the palette for the
+anthropic agent in a window with no key in its environment). Screenshots: artifacts/e2e/.
 
 Needs `scripts/install-vscode-deps.sh` (Node 24, code-server, Chromium, the built .vsix). In CI
 (`CI` set) a missing code-server fails the test; elsewhere it skips with the command to run.
@@ -86,6 +86,7 @@ def test_extension_in_code_server() -> None:
         "experiments-view",
         "light-theme",
         "setting-mid-loop",
+        "keep-no-squiggle",
         "apply-best-dirty",
         "reverted",
         "server-killed",

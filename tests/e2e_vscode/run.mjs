@@ -11,7 +11,9 @@
 //   5. the experiments view: rows, chart; a row keeps focus across a live patch; one diff
 //      beside the view, replaced (not added) when another row is picked;
 //   6. ratchet.reviewGate changed mid-loop: the server is not restarted, the loop goes on;
-//   7. Apply Best into train.py with an unsaved edit: the edit stays, the best arrives;
+//   7. a hand edit run from the buffer and kept: on its line a Hint diagnostic (Monaco's
+//      .squiggly-hint), no error/warning/info squiggle, the Problems count unchanged; Apply
+//      Best into train.py with an unsaved edit: the edit stays, the best arrives;
 //   8. Revert Experiment…: a revert experiment runs;
 //   9. the server killed: the client restarts it and says what happened (with the loop in a
 //      process of its own, RATCHET_E2E_LOOP_PROCESS=1: that the loop is still running);

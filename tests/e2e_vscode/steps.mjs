@@ -174,6 +174,7 @@ async function applyAndRevert(c) {
   await runCommand(page, 'Ratchet: Stop Loop');
   await waitStatus(page, 'the loop stopped', /Ratchet \(idle\)/, 30_000);
   await openFile(page, 'train.py');
+  const problemsBefore = await problemsLabel(page);
   // score = (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100: this edit scores 0, nothing beats it
   for (const [line, text] of [['LR = 0.5', 'LR = 0.3'], ['WIDTH = 8', 'WIDTH = 12']]) {
     await page.locator('.editor-group-container.active .view-line', { hasText: line }).first().click();
@@ -187,6 +188,9 @@ async function applyAndRevert(c) {
   await page.keyboard.press('Enter');
   const kept = await waitStatus(page, 'the hand edit kept', (t) => (finishedCount(t)?.total ?? 0) > before && /score 0 /.test(t), 60_000);
   log(`the buffer's LR = 0.3, WIDTH = 12 ran and was kept: "${kept}"`);
+  if (c.face) {
+    await keepWithoutSquiggle(c, problemsBefore);
+  }
   await runCommand(page, 'File: Revert File');
   await poll('train.py back to its saved text', async () => (await editorText(page)).includes('LR = 0.5'), 10_000);
   await page.keyboard.press('Control+End');
@@ -208,6 +212,36 @@ async function applyAndRevert(c) {
   results.revert = reverted;
   await shots.take(page, 'reverted', `Revert Experiment… on the kept hand edit: "${reverted}"`);
   await runCommand(page, 'File: Revert File');
+}
+
+/** The Problems status bar item's label: "No Problems", or "Errors: 1, Warnings: 2" (Hints
+ * are not counted there). */
+async function problemsLabel(page) {
+  const item = page.locator('[id="status.problems"] .statusbar-item-label').first();
+  await item.waitFor({ state: 'attached', timeout: 15_000 });
+  return (await item.getAttribute('aria-label')) || '';
+}
+
+/** 7b: a keep is a Hint diagnostic on the line it changed: Monaco draws it as `.squiggly-hint`
+ * (a few dots, in the overlay of that line), no error/warning/info squiggle, and the Problems
+ * count is what it was before the run. */
+async function keepWithoutSquiggle(c, problemsBefore) {
+  const { page, shots, results } = c;
+  const line = await poll('a diagnostic mark on the kept hand edit\'s line', async () => page.evaluate(() => {
+    const editor = document.querySelector('.editor-group-container.active .monaco-editor');
+    const text = (el) => el.textContent.replace(/\u00a0/g, ' ');
+    // the line with the edit and, as an inlay hint at its end, the keep's result
+    const row = Array.from(editor?.querySelectorAll('.view-lines .view-line') ?? []).find((l) => /LR = 0\.3.*exp \d+ kept: score \S+ → 0 \(/.test(text(l)));
+    const overlay = row && Array.from(editor.querySelectorAll('.view-overlays > div')).find((o) => o.style.top === row.style.top);
+    const marks = Array.from(overlay?.querySelectorAll('[class*="squiggly-"]') ?? []).flatMap((el) => Array.from(el.classList).filter((n) => n.startsWith('squiggly-')));
+    return marks.length > 0 ? { text: text(row), marks } : null;
+  }), 30_000);
+  const squiggles = line.marks.filter((m) => m !== 'squiggly-hint');
+  assert(squiggles.length === 0, `the kept result's line has ${squiggles.join(', ')}: a keep must be a Hint, not a squiggle (${line.text})`);
+  const problems = await problemsLabel(page);
+  assert(problems === problemsBefore, `the Problems count changed with a keep: "${problemsBefore}" → "${problems}"`);
+  results.keepMark = { line: line.text, marks: line.marks, problems };
+  await shots.take(page, 'keep-no-squiggle', `the kept hand edit on its line: an inlay hint and a Hint diagnostic (${line.marks.join(', ')}), no squiggle; Problems "${problems}"`);
 }
 
 /** 9-10: the server killed, then the window reloaded: the client restarts the server and
