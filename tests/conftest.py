@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ratchet.runners.sandbox import find_bwrap, probe
 
 TRAIN = textwrap.dedent(
     """\
@@ -42,6 +43,11 @@ CONFIG = textwrap.dedent(
     kind = "mutate"
     seed = 0
     """
+)
+
+# Runs are sandboxed by default: a test that runs experiments needs bubblewrap to start here.
+needs_sandbox = pytest.mark.skipif(
+    probe(find_bwrap()) is not None, reason="no bubblewrap sandbox can start here"
 )
 
 

@@ -16,19 +16,14 @@ from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent, replace
-from conftest import commit_all, git
+from conftest import commit_all, git, needs_sandbox
 from loops import engine_for, run
 from ratchet import initialize
 from ratchet.cli import main
 from ratchet.config import ConfigError, load_config
 from ratchet.errors import RatchetError
-from ratchet.runners.sandbox import find_bwrap, probe
 
 LOOP_DEADLINE_S = 240  # a loop that hangs fails here, before pytest's own timeout
-
-needs_sandbox = pytest.mark.skipif(
-    probe(find_bwrap()) is not None, reason="no bubblewrap sandbox can start here"
-)
 
 PROGRAM = textwrap.dedent(
     """\
