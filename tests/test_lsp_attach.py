@@ -30,6 +30,7 @@ from lsprotocol import types
 from ratchet.control import wire
 from ratchet.control.spawn import lock_holder
 from ratchet.lockfile import LoopLock
+from ratchet.lsp.loop import ATTACH_SAFETY_S
 
 # The baseline is quick; a changed version prints a line every 20 ms for about 2 s.
 STREAMING = TRAIN.replace(
@@ -222,6 +223,43 @@ async def test_a_terminal_and_an_editor_are_two_views_of_one_loop(
         if terminal.poll() is None:
             terminal.kill()
             terminal.wait()
+
+
+async def test_an_open_editor_attaches_when_a_loop_begins_without_waiting_for_a_poll(
+    make_project: MakeProject, editors: OpenEditor
+) -> None:
+    """The watcher sees the loop's socket appear and wakes the attach loop: the editor is
+    attached well inside the safety net's period (a poll would take up to ATTACH_SAFETY_S)."""
+    slowish = TRAIN.replace(
+        'print("training...")\n', 'import time\nprint("training...")\ntime.sleep(0.5)\n'
+    )
+    root = make_project(train=slowish)
+    editor = await editors(root)
+    await editor.wait(lambda: editor.statuses, "a first status")
+    await asyncio.sleep(1.5)  # the attach loop has looked once and is waiting
+    terminal = subprocess.Popen(
+        [sys.executable, "-m", "ratchet.cli", "run", "--max-experiments", "4"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not wire.socket_path(root).exists():
+            assert terminal.poll() is None and time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        served = time.monotonic()
+        await editor.wait(
+            lambda: (editor.statuses[-1]["loop"] or {}).get("attached"),
+            "the editor attached to the loop that began",
+            timeout=ATTACH_SAFETY_S,
+        )
+        assert time.monotonic() - served < ATTACH_SAFETY_S / 2
+    finally:
+        if terminal.poll() is None:
+            terminal.kill()
+        terminal.wait()
 
 
 async def test_a_loop_it_cannot_reach_is_shown_offline(

@@ -12,6 +12,7 @@ from lsprotocol import types
 
 from ..control import wire
 from ..guard import hash_files
+from ..lockfile import LOCK_NAME
 from ..workspace import RATCHET_DIR
 from .configuration import Configuration
 from .diagnostics import locked_diagnostic
@@ -123,9 +124,13 @@ class Files:
             if not self.loop.attached:
                 await self.results.reload()  # a loop we cannot attach to recorded one
             return
+        if path == ratchet:  # made by a first loop: watched from now, then looked in once
+            self.watch()
+            self.loop.wake()
+            return
         if path.parent == ratchet:
-            if path.name == wire.SOCKET_NAME:  # a loop began here (a terminal, a window)
-                await self.loop.attach()
+            if path.name in (wire.SOCKET_NAME, LOCK_NAME):  # a loop began or ended here
+                self.loop.wake()
             return
         if project.config is None:
             return

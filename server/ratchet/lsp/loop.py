@@ -27,7 +27,9 @@ from .results import Results
 
 log = logging.getLogger(__name__)
 
-ATTACH_POLL_S = 1.0
+# The watcher wakes the attach loop when the socket or the lock changes; this is only the
+# net under it (a folder that could not be watched, an event the kernel dropped).
+ATTACH_SAFETY_S = 10.0
 START_TIMEOUT_S = 60.0
 LIVE_REFRESH_S = 10.0  # the loop's status is asked again after an event, or this often
 
@@ -51,6 +53,7 @@ class Loop:
         self.failed = False  # the last run ended in error (shown until the next start)
         self.message = ""  # the last thing that went wrong with a run, in words
         self._poll: asyncio.Task[None] | None = None
+        self._woken = asyncio.Event()
         self._attaching = asyncio.Lock()
         self.on_attach: Callable[[], None] = lambda: None
         # The loop's last status, and when it came: ticks between events advance its clocks
@@ -96,7 +99,13 @@ class Loop:
                 if holder != self.holder and not self.attached:
                     self.holder = holder
                     self.changed()
-            await asyncio.sleep(ATTACH_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), ATTACH_SAFETY_S)
+            self._woken.clear()
+
+    def wake(self) -> None:
+        """The loop's socket or lock changed: look again now."""
+        self._woken.set()
 
     async def attach(self) -> bool:
         async with self._attaching:

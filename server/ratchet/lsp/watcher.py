@@ -24,7 +24,9 @@ class _Handler(FileSystemEventHandler):
         self.callback = callback
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.is_directory and event.event_type != "created":  # a new folder may be watched
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw:
