@@ -317,6 +317,8 @@ async def test_a_loop_killed_is_said_and_the_next_start_resumes(
     )
     rows = await editor.command("ratchet.experiments")
     assert rows[1]["status"] == "interrupted" and rows[2]["rerun_of"] == 1
+    # No status says "running" beside "no loop": the last one of the ended loop is idle.
+    assert not [s for s in editor.statuses if s["loop"] is None and s["state"] == "running"]
     assert editor.statuses[-1]["state"] == "idle" and not editor.statuses[-1]["message"]
 
 

@@ -112,6 +112,7 @@ class Session:
     async def status_payload(self) -> dict[str, Any]:
         project, loop = self.project, self.loop
         payload = dict(STATUS_KEYS)
+        attached_pid = loop.client.pid if loop.attached and loop.client else None
         live = await loop.status()
         if live is not None:
             payload.update(live)
@@ -130,9 +131,17 @@ class Session:
         payload["project"] = str(project.root)
         payload["editable"] = project.config.loop.editable if project.config else None
         payload["agent"] = project.agent_payload()
-        pid = loop.client.pid if loop.attached and loop.client else loop.holder
-        payload["loop"] = {"pid": pid, "attached": loop.attached} if pid is not None else None
-        payload["offline"] = pid is not None and not loop.attached
+        if live is not None and attached_pid is not None:
+            # The loop's own words: they stand for the moment they were asked, even if it
+            # has closed since (the closing sends its own status next), never "running"
+            # beside "no loop".
+            pid: int | None = attached_pid
+            attached = True
+        else:
+            pid = loop.client.pid if loop.attached and loop.client else loop.holder
+            attached = loop.attached
+        payload["loop"] = {"pid": pid, "attached": attached} if pid is not None else None
+        payload["offline"] = pid is not None and not attached
         return payload
 
     # --- commands ----------------------------------------------------------------------------
