@@ -8,7 +8,6 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .experiment import Experiment, Pending, Proposal, Status
-from .hardware import same_hardware
 from .runners.base import Slot
 from .scheduler import REMEASURE, Scheduler
 
@@ -20,6 +19,9 @@ class Baselines:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.again = False  # a baseline is being measured again
+        # Set but while a baseline is measured: nothing is judged before it is known.
+        self.ready = asyncio.Event()
+        self.ready.set()
 
     async def first_then_work(self, scheduler: Scheduler, slots: list[Slot], exp_id: int) -> None:
         """Exp 0, the unmodified file, measured `baseline_runs` times (in parallel on the
@@ -28,7 +30,7 @@ class Baselines:
             pending = await self.pending("baseline", exp_id)
             exp = await self.engine.trial.experiment(pending, slots[0], slots[1:])
         finally:
-            self.engine.baseline_ready.set()
+            self.ready.set()
         if exp.status is not Status.KEPT:
             if exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
                 self.engine.set_state(
@@ -42,17 +44,12 @@ class Baselines:
         await asyncio.gather(*(scheduler.work(slot) for slot in slots))
 
     async def pending(self, description: str, exp_id: int | None = None) -> Pending:
+        tip = self.engine.history.tip
         text = await asyncio.to_thread(
-            self.engine.workspace.read, self.engine.tip, self.engine.config.loop.editable
+            self.engine.workspace.read, tip, self.engine.config.loop.editable
         )
         proposal = Proposal(edits={}, description=description, source="baseline")
-        return Pending(proposal, self.engine.tip, text, reserved_id=exp_id)
-
-    def hardware_present(self, wanted: dict[str, Any]) -> bool:
-        known = self.engine.slot_hardware
-        if len(known) < len(self.engine.slots):  # some slot learns its hardware only later
-            return True
-        return any(same_hardware(hw, wanted) for hw in known.values())
+        return Pending(proposal, tip, text, reserved_id=exp_id)
 
     async def measure_again(self, why: str) -> None:
         """The baseline measured again, on the hardware present or under new rules: said once,
@@ -60,11 +57,11 @@ class Baselines:
         if self.again:
             return
         self.again = True
-        here = next(iter(self.engine.slot_hardware.values()), {})
+        here = self.engine.slots.any_hardware()
         self.engine.say(
             f"{why}: the baseline is measured again on {machine(here)} before anything else"
         )
-        self.engine.baseline_ready.clear()
+        self.ready.clear()
         pending = await self.pending("baseline, measured again: " + why)
         await self.engine.enqueue(pending, REMEASURE, counted=False)
 
@@ -80,7 +77,7 @@ class Baselines:
                 "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"
             )
             self.engine.stop()
-        self.engine.baseline_ready.set()
+        self.ready.set()
 
 
 def machine(hardware: dict[str, Any]) -> str:

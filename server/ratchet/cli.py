@@ -380,7 +380,7 @@ def _ask_review(event: Event, engine: Engine, console: Console, turn: asyncio.Lo
 
     async def ask() -> None:
         async with turn:
-            if event.id not in engine.reviews:
+            if event.id not in engine.trial.reviews:
                 return  # answered elsewhere, or the loop stopped
             console.print(event.diff, markup=False, highlight=False)
             answer = await asyncio.to_thread(

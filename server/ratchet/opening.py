@@ -18,7 +18,6 @@ from .agents.command import remove_agent_scratch
 from .config import LLM_KINDS, Config
 from .errors import RatchetError
 from .experiment import Experiment, Pending, Proposal, Status, move
-from .hardware import same_hardware
 from .preflight import check_command
 from .runners.processes import LOOP_VARIABLE, kill_orphans
 from .scheduler import PERSON, WorkItem
@@ -123,7 +122,7 @@ class Opening:
             self._check_user_branch(loop)
         ledger.link_results(tag)
         workspace.remove_worktrees()
-        engine.tip = workspace.branch_tip() or ""
+        engine.history.tip = workspace.branch_tip() or ""
         program = config.root / config.loop.program
         if config.agent.kind in LLM_KINDS and not program.is_file():
             engine.say(
@@ -361,10 +360,7 @@ class Opening:
         baseline = engine.history.baseline
         if not engine.config.judge.same_hardware or baseline is None or not baseline.hardware:
             return
-        known = engine.slot_hardware
-        if len(known) < len(engine.slots):
-            return  # some slot learns its hardware only when it runs
-        if not any(same_hardware(hw, baseline.hardware) for hw in known.values()):
+        if not engine.slots.present(baseline.hardware):
             there = baseline.hardware.get("gpu") or baseline.hardware.get("cpu")
             why = f"the baseline was measured on {there}, which no slot has"
             await engine.baselines.measure_again(why)
@@ -383,7 +379,7 @@ class Opening:
         undone = workspace.carry(
             workspace.read(exp.commit, editable),
             workspace.read(workspace.parent(exp.commit), editable),
-            engine.tip,
+            engine.history.tip,
             editable,
         )
         if undone is None:
@@ -397,7 +393,7 @@ class Opening:
             description=f"revert exp {experiment}: {exp.description}",
             source="revert",
         )
-        return Pending(proposal, engine.tip, current)
+        return Pending(proposal, engine.history.tip, current)
 
 
 def _rows_in(results: Path) -> int | None:

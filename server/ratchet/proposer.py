@@ -73,7 +73,7 @@ class Proposer:
         engine = self.engine
         config, history, scheduler = engine.config, engine.history, engine.scheduler
         editable = config.loop.editable
-        text = engine.workspace.read(engine.tip, editable)
+        text = engine.workspace.read(history.tip, editable)
         experiments = history.experiments
         # The last few whole (their log and trace tails), the rest of the table light.
         recent = history.full_many(e.id for e in experiments[-RECENT_FOR_AGENT:])
@@ -86,9 +86,9 @@ class Proposer:
         queued = [i.pending for i in work if i.pending.proposal.source not in _NOT_PROPOSALS]
         best = history.best
         return ProposalContext(
-            experiment=engine.next_id + (scheduler.prepared if scheduler else 0),
+            experiment=history.unallocated + (scheduler.prepared if scheduler else 0),
             proposal=number,
-            base_commit=engine.tip,
+            base_commit=history.tip,
             editable_path=editable,
             editable_text=text,
             program=read_program(config.root / config.loop.program),
@@ -148,7 +148,7 @@ class Proposer:
                 description="no proposal",
                 failure=f"preparing the agent's context failed: {problem!r}",
             )
-            return Pending(proposal, self.engine.tip, "")
+            return Pending(proposal, self.engine.history.tip, "")
         self.engine.bus.emit(
             AgentActivity(context.experiment, f"{self.engine.agent_kind}: proposing")
         )
@@ -167,4 +167,4 @@ class Proposer:
             )
         )
         base = context.editable_text if editable else ""
-        return Pending(proposal, self.engine.tip, base)
+        return Pending(proposal, self.engine.history.tip, base)

@@ -46,6 +46,8 @@ class Running:
 class Runs:
     def __init__(self, loop: Engine) -> None:
         self.loop = loop
+        self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
+        self.cancelled: set[int] = set()  # experiments a person stopped: not run again
 
     @property
     def editable(self) -> str:
@@ -70,7 +72,7 @@ class Runs:
         budget = loop.config.loop.budget_s
         running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
         key = (exp.id, run) if beside is None else (beside.id, -1 - run)
-        loop.running[key] = running
+        self.running[key] = running
 
         def on_line(line: str, elapsed: float) -> None:
             running.last_line = line
@@ -100,11 +102,11 @@ class Runs:
                 return None, time.monotonic() - started, f"{type(error).__name__}: {error}"
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         finally:
-            loop.running.pop(key, None)
+            self.running.pop(key, None)
         outcome = attempt.outcome
         exp.hardware = dict(outcome.hardware)
         if outcome.hardware:
-            loop.slot_hardware[slot.name] = outcome.hardware
+            loop.slots.saw(slot, outcome.hardware)
         exp.exit_code = outcome.exit_code
         exp.log_tail = loop.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
         exp.secondary = exp.secondary | attempt.measurement.secondary  # the latest run
@@ -113,7 +115,7 @@ class Runs:
             await asyncio.to_thread(save_curve, loop.data / "curves", exp.id, attempt.curve)
         failed = failure(attempt, control, loop.config.loop.timeout_s)
         cancelled = exp.id if beside is None else beside.id
-        if failed and failed[0] is Status.INTERRUPTED and cancelled in loop.cancelled:
+        if failed and failed[0] is Status.INTERRUPTED and cancelled in self.cancelled:
             failed = (Status.CANCELLED, f"cancelled: {control.reason}")
         value = None if failed else attempt.measurement.value
         purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
@@ -163,7 +165,7 @@ class Runs:
         total = 0.0
         if repair:
             exp.log_path = str(self._log_path(exp, 0, repair))
-        if loop.baseline_ready.is_set() and loop.verdicts.wants_control():
+        if loop.baselines.ready.is_set() and loop.verdicts.wants_control():
             total += (await self.control(exp, slot, 0))[1]
         while True:
             path = self._log_path(exp, len(runs), repair)
@@ -178,7 +180,7 @@ class Runs:
                 return total
             runs.append(value)
             exp.metric = mean(runs)
-            await loop.baseline_ready.wait()  # set when the baseline ends, however it ends
+            await loop.baselines.ready.wait()  # set when the baseline ends, however it ends
             best = loop.history.best
             if best is None or best.metric is None:
                 move(exp, Status.INTERRUPTED, "interrupted: the baseline failed")
@@ -283,7 +285,7 @@ class Runs:
         control = RunControl()
         budget = loop.config.loop.budget_s
         key = (exp.id, -1)  # stop reaches it like a run; no event tells an adapter about it
-        loop.running[key] = Running(
+        self.running[key] = Running(
             exp.id, f"holdout of exp {exp.id}", slot.name, budget, time.monotonic(), control
         )
         log_path = loop.logs / f"{exp.id}.log"
@@ -304,7 +306,7 @@ class Runs:
             loop.say(f"the holdout of exp {exp.id} could not run: {type(error).__name__}: {error}")
             value = None
         finally:
-            loop.running.pop(key, None)
+            self.running.pop(key, None)
         if value is None and not control.stopped.is_set():
             loop.say(
                 f"the holdout of exp {exp.id} gave no number; its log: "

@@ -55,9 +55,11 @@ def unified_diff(path: str, old: str, new: str) -> str:
 class Trial:
     """Runs work items for the engine; holds no state of its own beyond one experiment."""
 
-    def __init__(self, loop: Engine) -> None:
+    def __init__(self, loop: Engine, runs: Runs) -> None:
         self.loop = loop
-        self.runs = Runs(loop)
+        self.runs = runs
+        self.reviews: dict[int, Review] = {}  # proposals waiting for a person
+        self.finishing = asyncio.Lock()  # one keep at a time: each is checked against the tip
 
     @property
     def editable(self) -> str:
@@ -87,7 +89,7 @@ class Trial:
 
     async def _carry(self, pending: Pending) -> Pending | None:
         """A proposal made from an older best, carried onto the current one."""
-        tip = self.loop.tip
+        tip = self.loop.history.tip
         if pending.base_commit == tip or pending.proposal.source == "baseline":
             return pending
         if pending.proposal.source == "human":  # a person's file, measured as they wrote it
@@ -144,7 +146,9 @@ class Trial:
         loop, started = self.loop, time.monotonic()
         proposal = pending.proposal
         new_text = proposal.edits.get(self.editable, pending.base_text)
-        exp_id = pending.reserved_id if pending.reserved_id is not None else loop.allocate_id()
+        exp_id = pending.reserved_id
+        if exp_id is None:
+            exp_id = loop.history.allocate_id()
         exp = self._new(pending, exp_id)
         await asyncio.to_thread(loop.write_trace, exp_id, proposal.trace)
         problem = self._refusal(pending, new_text)
@@ -199,7 +203,7 @@ class Trial:
         if loop.stopping:  # a stop answers every waiting review, and this one came after it
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        loop.reviews[exp_id] = Review(exp_id, pending, future)
+        self.reviews[exp_id] = Review(exp_id, pending, future)
         loop.set_state("awaiting_review")
         try:
             return await future  # stop() answers every review: this wait has a way out
@@ -208,8 +212,8 @@ class Trial:
                 return False
             raise
         finally:
-            loop.reviews.pop(exp_id, None)
-            if not loop.reviews and loop.state == "awaiting_review":
+            self.reviews.pop(exp_id, None)
+            if not self.reviews and loop.state == "awaiting_review":
                 loop.set_state("paused" if loop.scheduler_paused else "running")
 
     # --- repair ------------------------------------------------------------------------------
@@ -264,7 +268,7 @@ class Trial:
         loop = self.loop
         exp.run_s = run_s
         exp.finished_at = time.time()
-        async with loop.finishing:  # one keep at a time: each is checked against the tip
+        async with self.finishing:
             if exp.commit is not None:
                 exp.commit, again = await asyncio.to_thread(self._final_commit, exp)
                 if again is not None:
@@ -293,7 +297,7 @@ class Trial:
         carried onto that one and queued to be measured again instead."""
         assert exp.commit is not None
         loop, workspace = self.loop, self.loop.workspace
-        tip = loop.tip
+        tip = loop.history.tip
         if exp.status is Status.KEPT and exp.base_commit != tip:
             if not loop.verdicts.same_editable(exp.base_commit, tip):
                 again = loop.verdicts.merged_onto_best(exp)
@@ -327,7 +331,7 @@ class Trial:
             loop.workspace.set_experiment_ref(exp.id, exp.commit)
             if exp.status is Status.KEPT:
                 loop.workspace.move_branch(exp.commit, exp.base_commit)
-                loop.tip = exp.commit
+                loop.history.tip = exp.commit
         loop.history.ledger.append_result(exp, loop.config.metric.name)
 
 
