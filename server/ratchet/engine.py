@@ -36,7 +36,7 @@ from .runs import LOOP_VARIABLE, Runs
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
 from .slots import Slots
 from .stoprules import StopRules, Totals
-from .traces import redact_text, secrets_for, write_trace
+from .traces import Traces, secrets_for
 from .trial import Trial
 from .verdicts import Verdicts
 from .workspace import Workspace, ensure_ratchet_dir
@@ -73,14 +73,62 @@ class Engine:
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
         self.measurer = Measurer(config, self.runner, self.workspace)
+        self.traces = Traces(self.data, secrets_for(config))
         self.slots = Slots()
-        self.runs = Runs(self)
-        self.trial = Trial(self, self.runs)
-        self.proposer = Proposer(self)
-        self.baselines = Baselines(self)
-        self._secrets = secrets_for(config)
+        # The loop's parts, each given what it uses (and the engine seen through what it needs).
+        self.baselines = Baselines(
+            self, config=config, history=self.history, workspace=self.workspace, slots=self.slots
+        )
+        self.runs = Runs(
+            self,
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            measurer=self.measurer,
+            verdicts=self.verdicts,
+            slots=self.slots,
+            bus=self.bus,
+            traces=self.traces,
+            data=self.data,
+            loop_id=self.loop_id,
+            baseline_ready=self.baselines.ready,
+        )
+        self.proposer = Proposer(
+            self,
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            agent=self.agent,
+            agent_kind=self.agent_kind,
+            bus=self.bus,
+        )
+        self.trial = Trial(
+            self,
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            verdicts=self.verdicts,
+            runs=self.runs,
+            proposer=self.proposer,
+            baselines=self.baselines,
+            bus=self.bus,
+            traces=self.traces,
+            data=self.data,
+            agent_kind=self.agent_kind,
+        )
         self.lock = LoopLock(self.folder)
-        self.opening = Opening(self, new_rules=new_rules, carry_user_change=carry_user_change)
+        self.opening = Opening(
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            slots=self.slots,
+            baselines=self.baselines,
+            loop_id=self.loop_id,
+            data=self.data,
+            say=self.say,
+            new_rules=new_rules,
+            carry_user_change=carry_user_change,
+        )
         self.state = "idle"
         stop = config.stop
         rules_set = any(getattr(stop, name) is not None for name in vars(stop))
@@ -296,9 +344,10 @@ class Engine:
                 tasks.create_task(scheduler.work(slot))
             if wanted:  # exp 0, numbered before any other slot takes a number
                 baseline = self.history.allocate_id()
-                tasks.create_task(
-                    self.baselines.first_then_work(scheduler, self.slots.all[:wanted], baseline)
+                first = self.baselines.first_then_work(
+                    self.trial.experiment, scheduler, self.slots.all[:wanted], baseline
                 )
+                tasks.create_task(first)
 
     async def _wind_down(self, scheduler: Scheduler) -> None:
         scheduler.drop_agent_items()
@@ -361,13 +410,6 @@ class Engine:
             self._restored.append(item)
 
     # --- the agent ---------------------------------------------------------------------------
-
-    def write_trace(self, experiment: int, records: list[dict[str, Any]]) -> None:
-        if records:
-            write_trace(self.data, experiment, records, self._secrets)
-
-    def redact(self, text: str) -> str:
-        return redact_text(text, self._secrets)
 
     async def after_finish(self, exp: Experiment) -> None:
         """What one finished experiment may set going: a re-measure of the best (every
@@ -476,9 +518,15 @@ class Engine:
         if problem:
             raise RatchetError(problem)
         self.config = config
+        # Each part reads the settings it was given: all see the new ones from here on.
         self.measurer.config = config
+        self.runs.config = config
+        self.trial.config = config
+        self.proposer.config = config
+        self.baselines.config = config
+        self.opening.config = config
         self.judge = self._make_judge(config)
-        self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
+        self.verdicts.reconfigure(config, self.judge)
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
