@@ -252,7 +252,7 @@ KILLER = textwrap.dedent(
         await engine.submit(best, "a person's edit")
         proposal = Proposal({"train.py": text.replace("WIDTH = 8", "WIDTH = 12")}, "re-measure me",
                             source="rebase")
-        pending = Pending(proposal, engine.tip, text)
+        pending = Pending(proposal, engine.history.tip, text)
         await engine.enqueue(pending, REMEASURE, counted=False)
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -81,7 +81,7 @@ async def test_experiments_run_as_ray_jobs_end_to_end(
     engine.bus.subscribe(events.append)
     try:
         await engine.run(max_experiments=3)
-        slots = [slot.name for slot in engine.slots]
+        slots = [slot.name for slot in engine.slots.all]
     finally:
         await engine.close()
     assert slots == ["ray/0", "ray/1"]  # a CPU cluster of 2 CPUs: two jobs at a time

@@ -5,30 +5,63 @@ not there."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+from .config import Config
 from .experiment import Experiment, Pending, Proposal, Status
-from .hardware import same_hardware
+from .history import History
 from .runners.base import Slot
 from .scheduler import REMEASURE, Scheduler
+from .slots import Slots
+from .workspace import Workspace
 
-if TYPE_CHECKING:
-    from .engine import Engine
+# One experiment, guarded, measured, judged and recorded (Trial.experiment).
+RunExperiment = Callable[[Pending, Slot, list[Slot]], Awaitable[Experiment]]
+
+
+class BaselinesNeeds(Protocol):
+    """What the baseline needs of the engine that drives it."""
+
+    def set_state(self, state: str, message: str = "") -> None: ...
+
+    def say(self, message: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None: ...
 
 
 class Baselines:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: BaselinesNeeds,
+        *,
+        config: Config,
+        history: History,
+        workspace: Workspace,
+        slots: Slots,
+    ) -> None:
         self.engine = engine
+        self.config = config
+        self.history = history
+        self.workspace = workspace
+        self.slots = slots
         self.again = False  # a baseline is being measured again
+        # Set but while a baseline is measured: nothing is judged before it is known.
+        self.ready = asyncio.Event()
+        self.ready.set()
 
-    async def first_then_work(self, scheduler: Scheduler, slots: list[Slot], exp_id: int) -> None:
+    async def first_then_work(
+        self, experiment: RunExperiment, scheduler: Scheduler, slots: list[Slot], exp_id: int
+    ) -> None:
         """Exp 0, the unmodified file, measured `baseline_runs` times (in parallel on the
         slots it was given). Agent experiments may run meanwhile; their verdicts wait for it."""
         try:
             pending = await self.pending("baseline", exp_id)
-            exp = await self.engine.trial.experiment(pending, slots[0], slots[1:])
+            exp = await experiment(pending, slots[0], slots[1:])
         finally:
-            self.engine.baseline_ready.set()
+            self.ready.set()
         if exp.status is not Status.KEPT:
             if exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
                 self.engine.set_state(
@@ -42,17 +75,10 @@ class Baselines:
         await asyncio.gather(*(scheduler.work(slot) for slot in slots))
 
     async def pending(self, description: str, exp_id: int | None = None) -> Pending:
-        text = await asyncio.to_thread(
-            self.engine.workspace.read, self.engine.tip, self.engine.config.loop.editable
-        )
+        tip = self.history.tip
+        text = await asyncio.to_thread(self.workspace.read, tip, self.config.loop.editable)
         proposal = Proposal(edits={}, description=description, source="baseline")
-        return Pending(proposal, self.engine.tip, text, reserved_id=exp_id)
-
-    def hardware_present(self, wanted: dict[str, Any]) -> bool:
-        known = self.engine.slot_hardware
-        if len(known) < len(self.engine.slots):  # some slot learns its hardware only later
-            return True
-        return any(same_hardware(hw, wanted) for hw in known.values())
+        return Pending(proposal, tip, text, reserved_id=exp_id)
 
     async def measure_again(self, why: str) -> None:
         """The baseline measured again, on the hardware present or under new rules: said once,
@@ -60,11 +86,11 @@ class Baselines:
         if self.again:
             return
         self.again = True
-        here = next(iter(self.engine.slot_hardware.values()), {})
+        here = self.slots.any_hardware()
         self.engine.say(
             f"{why}: the baseline is measured again on {machine(here)} before anything else"
         )
-        self.engine.baseline_ready.clear()
+        self.ready.clear()
         pending = await self.pending("baseline, measured again: " + why)
         await self.engine.enqueue(pending, REMEASURE, counted=False)
 
@@ -74,13 +100,13 @@ class Baselines:
         was_again = self.again
         self.again = False
         if exp.status is Status.KEPT:
-            self.engine.ledger.set_loop(self.engine.tag, hardware=exp.hardware)
+            self.history.ledger.set_loop(self.history.tag, hardware=exp.hardware)
         elif was_again and exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
             self.engine.set_state(
                 "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"
             )
             self.engine.stop()
-        self.engine.baseline_ready.set()
+        self.ready.set()
 
 
 def machine(hardware: dict[str, Any]) -> str:

@@ -1,19 +1,17 @@
 """`ratchet init | run | log | plot | report | finalize | show | note | doctor | serve`:
 a thin face on the engine."""
 
+# Here the parser, `init`, `run` and `serve`; the commands that read a loop's record are
+# cli_readers.py, `doctor` is cli_doctor.py. (The docstring above is `ratchet --help`.)
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
-import platform
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,21 +20,14 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, hardware
-from .config import AGENT_KINDS, LLM_KINDS, Config, ConfigError, load_config
+from . import __version__, cli_doctor, cli_readers
+from .config import AGENT_KINDS, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
-from .experiment import Experiment
-from .judge import estimate_noise
-from .ledger import CONTROL, Ledger, results_lines
-from .runners.sandbox import describe as sandbox_status
-from .traces import trace_path
 from .view import LoopView, experiments_table, format_metric
-from .workspace import RATCHET_DIR
 
 EXIT_USER_ERROR = 2
-LOG_ROWS = 200  # the table's last rows; --all for every one
 EXIT_ROWS = 20  # the rows `ratchet run` prints when it ends without a terminal
 EXIT_INTERRUPTED = 130
 
@@ -130,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     form.add_argument("--tsv", action="store_true")
     log.add_argument("--tag", type=_tag, default=None)
     log.add_argument(
-        "--all", action="store_true", help=f"every experiment (the table shows the last {LOG_ROWS})"
+        "--all",
+        action="store_true",
+        help=f"every experiment (the table shows the last {cli_readers.LOG_ROWS})",
     )
 
     plot = commands.add_parser("plot", help="the metric over experiments, kept ones marked")
@@ -380,7 +373,7 @@ def _ask_review(event: Event, engine: Engine, console: Console, turn: asyncio.Lo
 
     async def ask() -> None:
         async with turn:
-            if event.id not in engine.reviews:
+            if event.id not in engine.trial.reviews:
                 return  # answered elsewhere, or the loop stopped
             console.print(event.diff, markup=False, highlight=False)
             answer = await asyncio.to_thread(
@@ -397,397 +390,6 @@ def _ask_review(event: Event, engine: Engine, console: Console, turn: asyncio.Lo
 _PROMPTS: set[asyncio.Task[None]] = set()
 
 
-def _open_ledger(project: Path, tag: str | None) -> tuple[Ledger, str]:
-    folder = project / RATCHET_DIR
-    if not (folder / "ledger.sqlite").exists():
-        raise RatchetError(f"no experiments yet in {project}: start the loop with `ratchet run`")
-    ledger = Ledger(folder, read_only=True)
-    tags = ledger.tags()
-    if tag is None:
-        if not tags:
-            raise RatchetError("no loop has run here yet: start one with `ratchet run`")
-        tag = tags[-1]
-    elif tag not in tags:
-        raise RatchetError(f"no loop tagged {tag!r}; known tags: {', '.join(tags) or 'none'}")
-    return ledger, tag
-
-
-def _write_json_rows(experiments: list[Experiment], groups: dict[int, list[float]]) -> None:
-    """A JSON array, one object per experiment with its runs, written as it goes."""
-    out = sys.stdout
-    out.write("[")
-    for number, exp in enumerate(experiments):
-        row = dict(vars(exp))  # flat fields: no deep copy (asdict) for 100,000 rows
-        row["status"] = str(exp.status)
-        row["runs"] = groups.get(exp.id, [])
-        out.write(("," if number else "") + "\n" + json.dumps(row))
-    out.write("\n]\n")
-
-
-def _log(args: argparse.Namespace, project: Path, console: Console) -> int:
-    ledger, tag = _open_ledger(project, args.tag)
-    loop = ledger.loop(tag) or {}
-    groups = ledger.run_groups(tag)
-    noise = estimate_noise(list(groups.values()))
-    if args.json:
-        _write_json_rows(ledger.experiments(tag), groups)
-    elif args.tsv:  # printed from the ledger; results.tsv itself is the loop's to write
-        lines = results_lines(
-            ledger.experiments(tag, light=True), loop.get("metric_name", "metric")
-        )
-        sys.stdout.write("\n".join(lines) + "\n")
-    else:
-        experiments = ledger.experiments(tag, light=True)
-        limit = None if args.all else LOG_ROWS
-        console.print(experiments_table(experiments, loop.get("metric_name", "metric"), limit))
-        if limit and len(experiments) > limit:
-            console.print(
-                f"… {len(experiments) - limit} earlier experiments not shown: `ratchet log --all`"
-            )
-        repeated = sum(len(runs) for runs in groups.values() if len(runs) > 1)
-        if noise is not None:
-            console.print(
-                f"noise band: ±{noise:.4g} (run-to-run standard deviation, from "
-                f"{repeated} repeated runs); a keep must beat the best by more than this noise "
-                "and than [metric] min_delta"
-            )
-    return 0
-
-
-def _plot(args: argparse.Namespace, project: Path, console: Console) -> int:
-    from .outputs import output_path
-    from .plot import plot
-
-    ledger, tag = _open_ledger(project, args.tag)
-    loop = ledger.loop(tag) or {}
-    output = output_path(project, args.output, "progress.png")
-    noise = estimate_noise(list(ledger.run_groups(tag).values()))
-    count = plot(
-        ledger.experiments(tag, light=True),
-        loop.get("metric_name", "metric"),
-        loop.get("goal", "minimize"),
-        output,
-        noise,
-    )
-    console.print(f"wrote {output} ({count} measured experiments)")
-    return 0
-
-
-def _report(args: argparse.Namespace, project: Path, console: Console) -> int:
-    from .outputs import output_path
-    from .report import summarise
-
-    fmt = args.format or ("md" if args.output and args.output.suffix == ".md" else "html")
-    ledger, tag = _open_ledger(project, args.tag)
-    output = output_path(project, args.output, f"report.{fmt}")
-    summary = summarise(ledger, tag)
-    if fmt == "md":
-        from .report_md import render_md
-
-        text = render_md(summary)
-    else:
-        from .report_html import render_html
-
-        text = render_html(summary)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    console.print(
-        f"wrote {output} ({len(text.encode()) / 1024:.0f} kB): {len(summary.keeps)} keeps of "
-        f"{summary.total} experiments"
-    )
-    return 0
-
-
-def _finalize(args: argparse.Namespace, project: Path, console: Console) -> int:
-    from .finalize import finalize, outcome_lines, parse_exclude
-
-    ledger, tag = _open_ledger(project, args.tag)
-    done = finalize(
-        project,
-        ledger,
-        tag,
-        squash=args.squash,
-        exclude=parse_exclude(args.exclude),
-        patch_dir=args.patch,
-    )
-    for line in outcome_lines(done, tag, args.squash, args.patch):
-        console.print(line)
-    if args.measure and done.tip:
-        console.print(_measure_review(project, ledger, tag, done.tip), markup=False)
-    return 0
-
-
-def _measure_review(project: Path, ledger: Ledger, tag: str, tip: str) -> str:
-    """`finalize --measure`: the review branch's own dev number and holdout, in words."""
-    from .report import summarise
-    from .review_holdout import measure_review
-
-    config = load_config(project)
-    summary = summarise(ledger, tag, near_misses=0)
-    loop_id = hashlib.sha256(f"{config.root.resolve()}:{tag}".encode()).hexdigest()[:16]
-    measured = asyncio.run(measure_review(config, tag, tip, loop_id))
-    if measured.problem:
-        return f"the review branch, measured: {measured.problem} (log {measured.log})"
-    base = summary.baseline
-    words = (
-        f"the review branch, measured: {config.metric.name} {format_metric(measured.metric)} "
-        f"(baseline {format_metric(base.metric if base else None)})"
-    )
-    if config.metric.holdout:
-        words += (
-            f"; holdout {format_metric(measured.holdout)} (baseline "
-            f"{format_metric(base.holdout if base else None)}; log {measured.log})"
-        )
-    return words
-
-
-def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
-    ledger, tag = _open_ledger(project, args.tag)
-    exp = ledger.get(tag, args.experiment)
-    if exp is None:
-        raise RatchetError(f"no experiment {args.experiment} in loop {tag}")
-    console.print(f"[bold]exp {exp.id}[/bold] {exp.status}: {exp.description}")
-    console.print(f"metric {format_metric(exp.metric)}   {exp.reason}")
-    if exp.effect is not None and exp.resolvable is not None:
-        console.print(
-            f"verdict  gain {exp.effect:.1f}σ; its runs resolved {exp.resolvable:.1f}σ  "
-            "(σ: the run-to-run noise; the judge's one currency)"
-        )
-    console.print(
-        f"commit {exp.commit or '—'} on {exp.base_commit[:10]}   agent {exp.agent}   "
-        f"run {exp.run_s:.1f}s   agent {exp.agent_s:.1f}s   overhead {exp.overhead_s * 1000:.0f}ms"
-    )
-    runs = ledger.runs(tag, exp.id)
-    if runs:
-        console.print(
-            "runs  "
-            + "   ".join(
-                f"{r['run'] + 1}: {format_metric(r['metric'])} ({r['wall_s']:.1f}s, {r['purpose']})"
-                for r in runs
-            )
-        )
-    _show_controls(ledger, tag, exp.id, console)
-    last = f" (run {len(runs)} of {len(runs)})" if len(runs) > 1 else ""
-    if exp.holdout is not None:
-        console.print(
-            f"holdout {format_metric(exp.holdout)}   (its own command and files, run on this new "
-            "best; shown to you, never to an agent; it selects nothing)"
-        )
-    if exp.secondary:
-        console.print(
-            f"secondary{last}  " + "  ".join(f"{k} {v:g}" for k, v in exp.secondary.items())
-        )
-    if exp.diff:
-        console.print("[bold]diff[/bold]")
-        console.print(exp.diff, markup=False)
-    if exp.log_tail:
-        console.print(f"[bold]log tail{last}[/bold]")
-        console.print(exp.log_tail, markup=False)
-    evaluator = _eval_log_tail(exp.log_path, len(runs))
-    if evaluator:  # the evaluator's own output holds the metric (issue 23)
-        console.print(f"[bold]evaluator log tail{last}[/bold]")
-        console.print(evaluator, markup=False)
-    trace = trace_path(project / RATCHET_DIR / "loops" / tag, exp.id)
-    if trace.exists():
-        console.print("[bold]agent trace[/bold]")
-        console.print(trace.read_text(encoding="utf-8")[-8000:], markup=False)
-    return 0
-
-
-def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
-    """The last lines of the evaluator's log of an experiment's last run ("" when none)."""
-    if not log_path:
-        return ""
-    path = Path(log_path)
-    if runs > 1:
-        path = path.with_name(f"{path.stem}.run{runs}.log")
-    path = path.with_suffix(".eval.log")
-    try:
-        with path.open("rb") as log:
-            log.seek(max(0, path.stat().st_size - 16384))
-            text = log.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _show_controls(ledger: Ledger, tag: str, experiment: int, console: Console) -> None:
-    """The control runs beside this experiment (the best of its time, measured again on its
-    slot), and this experiment's own runs as a control beside later candidates."""
-    beside = ledger.controls_beside(tag, experiment)
-    if beside:
-        console.print(
-            "controls  "
-            + "   ".join(
-                f"exp {r['experiment']}: {format_metric(r['metric'])} ({r['wall_s']:.1f}s, control)"
-                for r in beside
-            )
-        )
-    own = [r for r in ledger.runs(tag, experiment, controls=True) if r["purpose"] == CONTROL]
-    if own:
-        shown = own[-8:]
-        console.print(
-            f"as a control  {len(own)} run{'s' if len(own) != 1 else ''} beside later candidates"
-            + (f" (the last {len(shown)})" if len(shown) < len(own) else "")
-            + ":  "
-            + "   ".join(
-                f"{format_metric(r['metric'])} beside exp {r['beside']}"
-                if r["beside"] is not None
-                else format_metric(r["metric"])
-                for r in shown
-            )
-        )
-
-
-def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:
-    from .forget import forget
-
-    ledger, tag = _open_ledger(project, args.tag)
-    ledger.close()
-    console.print(forget(project, tag))
-    return 0
-
-
-def _note(args: argparse.Namespace, project: Path, console: Console) -> int:
-    ledger, tag = _open_ledger(project, args.tag)
-    ledger.add_note(tag, args.text)
-    console.print(f"noted for loop {tag}; the agent sees it from its next proposal on")
-    return 0
-
-
-def _doctor(args: argparse.Namespace, project: Path, console: Console) -> int:
-    problems = 0
-    git_path = shutil.which("git")
-    if git_path:
-        version = subprocess.run(
-            ["git", "--version"], capture_output=True, text=True
-        ).stdout.strip()
-        console.print(f"[green]ok[/green]  {version}")
-    else:
-        problems += 1
-        console.print("[red]missing[/red]  git: install it (apt-get install git)")
-    console.print(f"[green]ok[/green]  python {platform.python_version()} ({sys.executable})")
-    gpus = hardware.local_gpus()
-    if gpus:
-        for gpu in gpus:
-            console.print(
-                f"[green]ok[/green]  GPU {gpu['index']}: {gpu['name']} (driver {gpu['driver']})"
-            )
-    else:
-        console.print(
-            "[yellow]none[/yellow]  no NVIDIA GPU seen (nvidia-smi); experiments run on CPU"
-        )
-    console.print(f"      CPU: {hardware.cpu_model()}, {os.cpu_count()} cores")
-    sandboxed, line = sandbox_status()  # issue 11: can runs be sandboxed here
-    console.print(f"[green]ok[/green]  {line}" if sandboxed else f"[red]missing[/red]  {line}")
-    problems += not sandboxed
-    try:
-        config = load_config(project)
-        console.print(
-            f"[green]ok[/green]  ratchet.toml: edits {config.loop.editable}, metric "
-            f"{config.metric.name} ({config.metric.goal}), budget {config.loop.budget_s:g}s"
-        )
-    except ConfigError as error:
-        problems += 1
-        console.print(f"[red]error[/red]  {escape(str(error))}")
-        return 1
-    from .preflight import check_command
-
-    for check in check_command(config):
-        problems += not check.ok
-        mark = "[green]ok[/green]" if check.ok else "[red]error[/red]"
-        console.print(f"{mark}  {escape(check.message)}", soft_wrap=True)
-    for ok, message in _evaluator_checks(config):
-        problems += not ok
-        mark = "[green]ok[/green]" if ok else "[red]error[/red]"
-        console.print(f"{mark}  {escape(message)}", soft_wrap=True)
-    problems += not _doctor_agent(config, console)
-    if config.agent.kind in LLM_KINDS:
-        program = config.loop.program
-        if (config.root / program).is_file():
-            console.print(f"[green]ok[/green]  the agent's instructions: {escape(program)}")
-        else:
-            console.print(
-                f"[yellow]missing[/yellow]  {escape(program)}, the agent's instructions: the "
-                "agent proposes without them (`ratchet init` writes one)"
-            )
-    return 1 if problems else 0
-
-
-def _evaluator_checks(config: Config) -> list[tuple[bool, str]]:
-    """`[metric] evaluate`: the function is there, and a nested sandbox can be made here."""
-    target = config.metric.evaluate
-    if not target:
-        return []
-    import ast
-
-    from .isolate import available
-
-    path, function = target.rsplit(":", 1)
-    try:
-        tree = ast.parse((config.root / path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, SyntaxError) as error:
-        return [(False, f"evaluate: cannot read {path}: {error}")]
-    bound: set[str] = set()  # a def, or a name bound another way (assigned, imported)
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            bound.add(node.name)
-        elif isinstance(node, ast.Assign):
-            bound.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
-    defined = function in bound
-    checks = [
-        (
-            defined,
-            f"evaluate: {path} defines {function}(program_path)"
-            if defined
-            else f"evaluate: {path} defines no function `{function}`; fix `evaluate` in [metric]",
-        )
-    ]
-    problem = available()
-    checks.append(
-        (True, "evaluate: the program is confined in a nested sandbox (user namespaces)")
-        if problem is None
-        else (False, f"evaluate: no nested sandbox can be made here: {problem}")
-    )
-    return checks
-
-
-def _doctor_agent(config: Config, console: Console) -> bool:
-    """What an offline agent would tune in the editable file; False when nothing (its loop
-    would end after the baseline)."""
-    from .agents import resolve_kind
-    from .agents.mutate import find_constants
-    from .agents.space import build_space, nothing_to_tune, print_only
-
-    kind = resolve_kind(config)
-    if kind not in ("portfolio", "optuna", "mutate"):
-        return True
-    editable = config.loop.editable
-    try:
-        text = (config.root / editable).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return True  # said by the command's check
-    if kind == "mutate":
-        names = [c.name for c in find_constants(text)]
-    else:
-        dead = print_only(text, config.metric.name) if kind == "portfolio" else set()
-        names = [d.name for d in build_space(text, config.agent.space).dimensions]
-        names = [n for n in names if n not in dead] or names
-    if not names:
-        message = nothing_to_tune(kind, editable, text, numbers_only=kind == "mutate")
-        console.print(f"[red]error[/red]  {escape(message)}", soft_wrap=True)
-        return False
-    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-    console.print(
-        f"[green]ok[/green]  the {kind} agent tunes {len(names)} constant"
-        f"{'s' if len(names) != 1 else ''} of {escape(editable)}: {escape(shown)}",
-        soft_wrap=True,
-    )
-    return True
-
-
 def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .lsp.server import serve
 
@@ -798,14 +400,8 @@ def _serve(args: argparse.Namespace, project: Path, console: Console) -> int:
 _COMMANDS = {
     "init": _init,
     "run": _run,
-    "log": _log,
-    "plot": _plot,
-    "report": _report,
-    "finalize": _finalize,
-    "show": _show,
-    "note": _note,
-    "forget": _forget,
-    "doctor": _doctor,
+    **cli_readers.COMMANDS,
+    **cli_doctor.COMMANDS,
     "serve": _serve,
 }
 

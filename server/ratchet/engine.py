@@ -22,7 +22,6 @@ from .errors import RatchetError
 from .events import EventBus, LoopStateChanged
 from .experiment import Experiment, Pending, Proposal
 from .guard import locked_hashes_at
-from .hardware import same_hardware
 from .history import History
 from .judge import Judge
 from .ledger import Ledger
@@ -33,11 +32,12 @@ from .proposer import Proposer
 from .record import default_tag
 from .runners import make_runner
 from .runners.base import Runner, Slot
-from .runs import LOOP_VARIABLE, Running
+from .runs import LOOP_VARIABLE, Runs
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
+from .slots import Slots
 from .stoprules import StopRules, Totals
-from .traces import redact_text, secrets_for, write_trace
-from .trial import Review, Trial
+from .traces import Traces, secrets_for
+from .trial import Trial
 from .verdicts import Verdicts
 from .workspace import Workspace, ensure_ratchet_dir
 
@@ -73,29 +73,69 @@ class Engine:
         self.agent_kind = agent.kind if agent else resolve_kind(config)
         self.runner = runner or make_runner(config)
         self.measurer = Measurer(config, self.runner, self.workspace)
-        self.trial = Trial(self)
-        self.proposer = Proposer(self)
-        self.baselines = Baselines(self)
-        self._secrets = secrets_for(config)
+        self.traces = Traces(self.data, secrets_for(config))
+        self.slots = Slots()
+        # The loop's parts, each given what it uses (and the engine seen through what it needs).
+        self.baselines = Baselines(
+            self, config=config, history=self.history, workspace=self.workspace, slots=self.slots
+        )
+        self.runs = Runs(
+            self,
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            measurer=self.measurer,
+            verdicts=self.verdicts,
+            slots=self.slots,
+            bus=self.bus,
+            traces=self.traces,
+            data=self.data,
+            loop_id=self.loop_id,
+            baseline_ready=self.baselines.ready,
+        )
+        self.proposer = Proposer(
+            self,
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            agent=self.agent,
+            agent_kind=self.agent_kind,
+            bus=self.bus,
+        )
+        self.trial = Trial(
+            self,
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            verdicts=self.verdicts,
+            runs=self.runs,
+            proposer=self.proposer,
+            baselines=self.baselines,
+            bus=self.bus,
+            traces=self.traces,
+            data=self.data,
+            agent_kind=self.agent_kind,
+        )
         self.lock = LoopLock(self.folder)
-        self.opening = Opening(self, new_rules=new_rules, carry_user_change=carry_user_change)
+        self.opening = Opening(
+            config=config,
+            history=self.history,
+            workspace=self.workspace,
+            slots=self.slots,
+            baselines=self.baselines,
+            loop_id=self.loop_id,
+            data=self.data,
+            say=self.say,
+            new_rules=new_rules,
+            carry_user_change=carry_user_change,
+        )
         self.state = "idle"
-        self.slots: list[Slot] = []
-        self.slot_hardware: dict[str, dict[str, Any]] = {}  # what each slot runs on
-        self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
-        self.reviews: dict[int, Review] = {}
-        self.cancelled: set[int] = set()  # experiments a person stopped: not run again
         stop = config.stop
         rules_set = any(getattr(stop, name) is not None for name in vars(stop))
         self._stop_rules = StopRules(stop, config.metric.lower_is_better) if rules_set else None
-        self.tip = ""  # the loop's branch, moved only by the one writer
         self.stopping = False
-        self.finishing = asyncio.Lock()
-        self.baseline_ready = asyncio.Event()
-        self.baseline_ready.set()
         self.scheduler: Scheduler | None = None
         self._restored: list[WorkItem] = []  # queued work found at open, for the next run
-        self._next_id = 0
         self._last_remeasure = 0
         self._opened = False
 
@@ -122,22 +162,14 @@ class Engine:
             self.measurer.expected_locked = await asyncio.to_thread(
                 locked_hashes_at, self.workspace, start, self.config.loop.locked
             )
-            self.slots = await self.runner.open()
-            self.slot_hardware = {
-                s.name: hw for s in self.slots if (hw := self._known_hardware(s)) is not None
-            }
+            await self.slots.open(self.runner)
             self._restored = await asyncio.to_thread(self.opening.restore_queue)
         except BaseException:
             self.lock.release()
             raise
-        self._next_id = self.history.next_id()
         self._last_remeasure = self.history.kept
         self._opened = True
         await self.opening.check_hardware()
-
-    def _known_hardware(self, slot: Slot) -> dict[str, Any] | None:
-        known = getattr(self.runner, "hardware_of", None)
-        return known(slot) if callable(known) else None
 
     async def close(self) -> None:
         """Frees the project for another loop; the ledger stays readable."""
@@ -204,9 +236,9 @@ class Engine:
                     "budget": r.budget_s,
                     "lastLine": r.last_line,
                 }
-                for r in self.running.values()
+                for r in self.runs.running.values()
             ],
-            "awaitingReview": sorted(self.reviews),
+            "awaitingReview": sorted(self.trial.reviews),
             "best": best.metric if best else None,
             "bestId": best.id if best else None,
             "baseline": baseline.metric if baseline else None,
@@ -269,7 +301,7 @@ class Engine:
     ) -> Scheduler:
         paused = self.scheduler.paused if self.scheduler else False
         scheduler = Scheduler(
-            self.slots,
+            self.slots.all,
             execute=self.trial.run,
             propose=self.proposer.propose,
             fits=self._fits,
@@ -302,29 +334,30 @@ class Engine:
     async def _run(self, scheduler: Scheduler) -> None:
         wanted = 0
         if self.history.baseline is None and not self.baselines.again:
-            wanted = max(1, min(self.config.judge.baseline_runs, len(self.slots)))
-            self.baseline_ready.clear()  # nothing is judged before the baseline is known
+            wanted = max(1, min(self.config.judge.baseline_runs, len(self.slots.all)))
+            self.baselines.ready.clear()  # nothing is judged before the baseline is known
             scheduler.started += 1
         async with asyncio.TaskGroup() as tasks:
             if scheduler.proposer_open:
                 tasks.create_task(scheduler.propose_forever())
-            for slot in self.slots[wanted:]:
+            for slot in self.slots.all[wanted:]:
                 tasks.create_task(scheduler.work(slot))
             if wanted:  # exp 0, numbered before any other slot takes a number
-                baseline = self.allocate_id()
-                tasks.create_task(
-                    self.baselines.first_then_work(scheduler, self.slots[:wanted], baseline)
+                baseline = self.history.allocate_id()
+                first = self.baselines.first_then_work(
+                    self.trial.experiment, scheduler, self.slots.all[:wanted], baseline
                 )
+                tasks.create_task(first)
 
     async def _wind_down(self, scheduler: Scheduler) -> None:
         scheduler.drop_agent_items()
-        for review in self.reviews.values():
+        for review in self.trial.reviews.values():
             if not review.decision.done():
                 review.decision.cancel()
         # Work still queued (the quota was used, or a stop) waits in the ledger for the next run.
         self._restored = [i for i in scheduler.items if i.durable is not None]
-        self.running.clear()
-        self.baseline_ready.set()
+        self.runs.running.clear()
+        self.baselines.ready.set()
         # No slot worktree stays registered in the user's repository between runs.
         await asyncio.to_thread(self.workspace.remove_worktrees)
         if scheduler.proposer_message:
@@ -333,11 +366,7 @@ class Engine:
             self.set_state("idle")
 
     def _fits(self, item: WorkItem, slot: Slot) -> bool:
-        """Work pinned to the reference hardware goes only to a slot that has it (or whose
-        hardware is not known before it runs: it is checked again after)."""
-        wanted = item.pending.hardware
-        seen = self.slot_hardware.get(slot.name)
-        return wanted is None or seen is None or same_hardware(seen, wanted)
+        return self.slots.fits(item.pending.hardware, slot)
 
     def _blocked(self) -> str | None:
         """Why the agent may propose no more (it has nothing new; `[agent] max_cost_usd`)."""
@@ -363,7 +392,7 @@ class Engine:
     async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
         """Work for a slot. All but the agent's next proposal is written to the ledger first, so
         a stop, a crash or a SIGKILL loses none of it."""
-        if pending.hardware is not None and not self.baselines.hardware_present(pending.hardware):
+        if pending.hardware is not None and not self.slots.present(pending.hardware):
             wanted = machine(pending.hardware)
             pending = replace(pending, hardware=None)
             await self.baselines.measure_again(
@@ -381,23 +410,6 @@ class Engine:
             self._restored.append(item)
 
     # --- the agent ---------------------------------------------------------------------------
-
-    @property
-    def next_id(self) -> int:
-        return self._next_id
-
-    def allocate_id(self) -> int:
-        """Numbers are taken without an await in between, so parallel slots never share one."""
-        exp_id = self._next_id
-        self._next_id += 1
-        return exp_id
-
-    def write_trace(self, experiment: int, records: list[dict[str, Any]]) -> None:
-        if records:
-            write_trace(self.data, experiment, records, self._secrets)
-
-    def redact(self, text: str) -> str:
-        return redact_text(text, self._secrets)
 
     async def after_finish(self, exp: Experiment) -> None:
         """What one finished experiment may set going: a re-measure of the best (every
@@ -433,7 +445,7 @@ class Engine:
         ):
             return
         remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
-        scheduler.put(WorkItem(Pending(remeasure, self.tip, ""), REMEASURE, False))
+        scheduler.put(WorkItem(Pending(remeasure, self.history.tip, ""), REMEASURE, False))
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -441,22 +453,22 @@ class Engine:
         """Stops the loop: running experiments are killed and recorded `interrupted` (run again
         at the next start); queued work stays in the ledger."""
         self.stopping = True
-        for running in self.running.values():
+        for running in self.runs.running.values():
             running.control.stop("stopped by the user")
-        for review in self.reviews.values():
+        for review in self.trial.reviews.values():
             if not review.decision.done():
                 review.decision.set_result(False)  # recorded "the loop stopped before review"
         if self.scheduler is not None:
             self.scheduler.stop()
-        self.baseline_ready.set()
+        self.baselines.ready.set()
         if self.state not in ("idle", "error"):
             self.set_state("stopping")
 
     def stop_experiment(self, experiment: int, reason: str = "cancelled by the user") -> bool:
         """Stops one experiment on purpose: recorded `cancelled`, never run again by itself."""
-        runs = [r for (exp_id, _), r in self.running.items() if exp_id == experiment]
+        runs = [r for (exp_id, _), r in self.runs.running.items() if exp_id == experiment]
         if runs:
-            self.cancelled.add(experiment)
+            self.runs.cancelled.add(experiment)
         for running in runs:
             running.control.stop(reason)
         return bool(runs)
@@ -476,7 +488,7 @@ class Engine:
 
     def decide(self, experiment: int, accept: bool) -> None:
         """Accept or reject a proposal waiting for review."""
-        review = self.reviews.get(experiment)
+        review = self.trial.reviews.get(experiment)
         if review is None or review.decision.done():
             raise RatchetError(f"experiment {experiment} is not waiting for review")
         review.decision.set_result(accept)
@@ -486,9 +498,10 @@ class Engine:
         before the agent's next one, and survives a restart until it has."""
         await self.open()
         editable = self.config.loop.editable
-        base_text = await asyncio.to_thread(self.workspace.read, self.tip, editable)
+        tip = self.history.tip
+        base_text = await asyncio.to_thread(self.workspace.read, tip, editable)
         proposal = Proposal(edits={editable: text}, description=description, source=source)
-        await self.enqueue(Pending(proposal, self.tip, base_text), PERSON)
+        await self.enqueue(Pending(proposal, tip, base_text), PERSON)
 
     async def revert(self, experiment: int) -> None:
         """Undoes a kept experiment with a new commit on the loop's branch: its change is taken
@@ -505,15 +518,21 @@ class Engine:
         if problem:
             raise RatchetError(problem)
         self.config = config
+        # Each part reads the settings it was given: all see the new ones from here on.
         self.measurer.config = config
+        self.runs.config = config
+        self.trial.config = config
+        self.proposer.config = config
+        self.baselines.config = config
+        self.opening.config = config
         self.judge = self._make_judge(config)
-        self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
+        self.verdicts.reconfigure(config, self.judge)
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
         editable = self.config.loop.editable
         if experiment == "best":
-            tip = self.tip or self.workspace.branch_tip()
+            tip = self.history.tip or self.workspace.branch_tip()
             if not tip:
                 raise RatchetError(f"the loop's branch {self.workspace.branch} does not exist")
             return self.workspace.read(tip, editable)

@@ -75,6 +75,8 @@ class History:
         self.cost_usd = 0.0
         self.run_s = 0.0  # every run's time, all experiments together
         self._pool = _Pool()
+        self.tip = ""  # the loop's branch, moved only by the one writer (set at open)
+        self._next_id = 0  # the number the next experiment takes (see allocate_id)
 
     def load(self) -> None:
         """One read of the light columns and one of the runs: the whole record, once."""
@@ -106,6 +108,7 @@ class History:
         self.series, self.clock = timeline(record.runs)
         self.control_runs = sum(1 for run in record.runs if run[3] == CONTROL)
         self._pool = _Pool.of(self.runs)
+        self._next_id = self.next_id()
 
     def _snapshot_record(self) -> LightRecord | None:
         if self.snapshot is None:
@@ -245,6 +248,19 @@ class History:
 
     def next_id(self) -> int:
         return self.experiments[-1].id + 1 if self.experiments else 0  # kept in id order
+
+    @property
+    def unallocated(self) -> int:
+        """The number the next experiment will take (numbers run ahead of the record while
+        experiments are in flight)."""
+        return self._next_id
+
+    def allocate_id(self) -> int:
+        """Numbers are taken without an await in between, so parallel slots never share one;
+        they follow the record from its last load."""
+        exp_id = self._next_id
+        self._next_id += 1
+        return exp_id
 
     def since(self, after: int, limit: int | None = None) -> list[Experiment]:
         """Finished experiments numbered above `after`, oldest first."""

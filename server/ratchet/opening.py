@@ -11,29 +11,51 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .agents.command import remove_agent_scratch
+from .baseline import Baselines
 from .config import LLM_KINDS, Config
 from .errors import RatchetError
 from .experiment import Experiment, Pending, Proposal, Status, move
-from .hardware import same_hardware
+from .history import History
 from .preflight import check_command
 from .runners.processes import LOOP_VARIABLE, kill_orphans
 from .scheduler import PERSON, WorkItem
-
-if TYPE_CHECKING:
-    from .engine import Engine
-
+from .slots import Slots
+from .workspace import Workspace
 
 MAX_ATTEMPTS = 3  # runs of one agent proposal interrupted in a row before it is dropped
 _SHELL_SYNTAX = (";", "&", "|", "$", "`", "(", "<", ">", "\n")
 
 
 class Opening:
-    def __init__(self, engine: Engine, *, new_rules: bool, carry_user_change: bool) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        *,
+        config: Config,
+        history: History,
+        workspace: Workspace,
+        slots: Slots,
+        baselines: Baselines,
+        loop_id: str,
+        data: Path,
+        say: Callable[[str], None],
+        new_rules: bool,
+        carry_user_change: bool,
+    ) -> None:
+        self.config = config
+        self.history = history
+        self.ledger = history.ledger
+        self.tag = history.tag
+        self.workspace = workspace
+        self.slots = slots
+        self.baselines = baselines
+        self.loop_id = loop_id
+        self.data = data  # this loop's folder: the close mark
+        self.say = say
         self.new_rules = new_rules
         self.carry_user_change = carry_user_change
         self._reruns: list[WorkItem] = []
@@ -44,7 +66,7 @@ class Opening:
 
     def rules(self, config: Config, commit: str) -> dict[str, Any]:
         """What a result's verdict depends on, pinned to the loop when it starts."""
-        workspace = self.engine.workspace
+        workspace = self.workspace
         return {
             "metric": config.metric.name,
             "goal": config.metric.goal,
@@ -68,7 +90,7 @@ class Opening:
 
     def rules_changed(self, config: Config) -> str:
         """Which pinned rules this configuration would change, in words; "" if none."""
-        loop = self.engine.ledger.loop(self.engine.tag)
+        loop = self.ledger.loop(self.tag)
         if loop is None or not loop.get("rules"):
             return ""
         pinned = dict(loop["rules"])
@@ -82,7 +104,7 @@ class Opening:
             return ""
         said = ", ".join(f"{n} ({_short(pinned.get(n))} → {_short(wanted[n])})" for n in changed)
         return (
-            f"ratchet.toml changes the rules loop {self.engine.tag} is judged by: {said}. "
+            f"ratchet.toml changes the rules loop {self.tag} is judged by: {said}. "
             "Results under other rules cannot be compared. Start a new loop "
             "(`ratchet run --tag NEW`), or measure the baseline again under the new rules "
             "(`ratchet run --new-rules`); nothing changes in a loop while it runs."
@@ -91,9 +113,8 @@ class Opening:
     # --- the branch and the record -----------------------------------------------------------
 
     def open_branch(self) -> None:
-        engine = self.engine
-        workspace, ledger, tag = engine.workspace, engine.ledger, engine.tag
-        config = engine.config
+        workspace, ledger, tag = self.workspace, self.ledger, self.tag
+        config = self.config
         loop = ledger.loop(tag)
         close_mark = self._take_close_mark()  # taken whatever happens: it says this moment
         if loop is None:
@@ -109,24 +130,24 @@ class Opening:
             ledger.add_loop(
                 tag, start, config.metric.name, config.metric.goal, self.rules(config, start)
             )
-            engine.history.load()
+            self.history.load()
             # Its header from the start (replacing a forgotten loop's of the same tag).
             ledger.write_results(tag, config.metric.name, [])
         else:
             workspace.check_ready([])  # a repository with commits, not on our branch
-            engine.history.load()
+            self.history.load()
             self._check_rules(loop)
             # We hold the lock: whatever a killed loop's experiments left running is orphaned.
-            kill_orphans(LOOP_VARIABLE, engine.loop_id)
-            remove_agent_scratch(engine.loop_id)
+            kill_orphans(LOOP_VARIABLE, self.loop_id)
+            remove_agent_scratch(self.loop_id)
             self._recover(loop, close_mark)
             self._check_user_branch(loop)
         ledger.link_results(tag)
         workspace.remove_worktrees()
-        engine.tip = workspace.branch_tip() or ""
+        self.history.tip = workspace.branch_tip() or ""
         program = config.root / config.loop.program
         if config.agent.kind in LLM_KINDS and not program.is_file():
-            engine.say(
+            self.say(
                 f"{config.loop.program}, the agent's instructions, does not exist: the agent "
                 "proposes without them; write it (`ratchet init` writes one) or point "
                 "`program` under [loop] at your file"
@@ -144,27 +165,23 @@ class Opening:
                 raise RatchetError(check.message + "; nothing was started")
 
     def _check_rules(self, loop: dict[str, Any]) -> None:
-        engine = self.engine
         if not loop.get("rules"):  # a loop from before rules were pinned: pinned now
-            engine.ledger.set_loop(
-                engine.tag, rules=self.rules(engine.config, loop["start_commit"])
-            )
+            self.ledger.set_loop(self.tag, rules=self.rules(self.config, loop["start_commit"]))
             return
-        problem = self.rules_changed(engine.config)
+        problem = self.rules_changed(self.config)
         if not problem:
-            rules = self.rules(engine.config, loop["start_commit"])
+            rules = self.rules(self.config, loop["start_commit"])
             if set(rules) - set(loop["rules"]):  # rules added since this loop began
-                engine.ledger.set_loop(engine.tag, rules={**rules, **loop["rules"]})
+                self.ledger.set_loop(self.tag, rules={**rules, **loop["rules"]})
             return
         if not self.new_rules:
             raise RatchetError(problem)
-        engine.ledger.set_loop(engine.tag, rules=self.rules(engine.config, loop["start_commit"]))
+        self.ledger.set_loop(self.tag, rules=self.rules(self.config, loop["start_commit"]))
         self._rebaseline_why = "the loop's rules changed (--new-rules)"
 
     def _recover(self, loop: dict[str, Any], close_mark: dict[str, Any] | None) -> None:
         """Unfinished experiments become `interrupted`; refs and branch agree with the ledger."""
-        engine = self.engine
-        history, workspace = engine.history, engine.workspace
+        history, workspace = self.history, self.workspace
         recovered = 0
         for exp in [e for e in history.experiments if not e.status.is_final]:
             full = history.full(exp.id) or exp
@@ -176,10 +193,10 @@ class Opening:
             expected = {e.id: e.commit for e in history.experiments if e.commit}
             workspace.sync_experiment_refs(expected)
         self._check_branch(loop)
-        results = engine.ledger.results_of(engine.tag)
+        results = self.ledger.results_of(self.tag)
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
         if recovered or _rows_in(results) != history.in_results:
-            engine.ledger.write_results(engine.tag, engine.config.metric.name, history.experiments)
+            self.ledger.write_results(self.tag, self.config.metric.name, history.experiments)
         self._reruns = self._interrupted_reruns()
 
     # A clean close leaves a mark saying the refs agree with the ledger, so the next open
@@ -187,7 +204,7 @@ class Opening:
     # mark is taken at open, so it never outlives the loop that wrote it.
 
     def mark_closed(self) -> None:
-        loop = self.engine.ledger.loop(self.engine.tag)
+        loop = self.ledger.loop(self.tag)
         if loop is not None:
             self._close_mark_path.parent.mkdir(parents=True, exist_ok=True)
             self._close_mark_path.write_text(json.dumps(self._close_mark(loop)), "utf-8")
@@ -202,23 +219,22 @@ class Opening:
         return mark if isinstance(mark, dict) else None
 
     def _close_mark(self, loop: dict[str, Any]) -> dict[str, Any]:
-        history = self.engine.history
+        history = self.history
         return {
             "start": loop["start_commit"],
-            "tip": self.engine.workspace.branch_tip(),
+            "tip": self.workspace.branch_tip(),
             "experiments": len(history.experiments),
             "next": history.next_id(),
         }
 
     @property
     def _close_mark_path(self) -> Path:
-        return self.engine.data / "closed.json"
+        return self.data / "closed.json"
 
     def _check_branch(self, loop: dict[str, Any]) -> None:
         """The branch is where the ledger's last keep left it, or one keep behind (a kill
         between the ledger's write and the branch's move); anything else is refused."""
-        engine = self.engine
-        workspace, best = engine.workspace, engine.history.best
+        workspace, best = self.workspace, self.history.best
         expected = best.commit if best and best.commit else loop["start_commit"]
         allowed = {expected, best.base_commit if best else None, None}
         tip = workspace.branch_tip()
@@ -236,8 +252,7 @@ class Opening:
     def _check_user_branch(self, loop: dict[str, Any]) -> None:
         """Never run old code silently: the user's branch changed the editable or a locked
         file since the loop began (and not to the loop's own best)."""
-        engine = self.engine
-        workspace, config = engine.workspace, engine.config
+        workspace, config = self.workspace, self.config
         head = workspace.head()
         start = loop["start_commit"]
         if head is None or head == start:
@@ -260,7 +275,7 @@ class Opening:
                 "measured like any other (`ratchet run --carry`)"
             )
             raise RatchetError(
-                f"your branch changed {', '.join(moved)} since loop {engine.tag} began at "
+                f"your branch changed {', '.join(moved)} since loop {self.tag} began at "
                 f"{start[:12]}; the loop runs its own copy, so your change would never run. "
                 f"To go on: {ways}."
             )
@@ -277,8 +292,7 @@ class Opening:
         """Experiments interrupted mid-run (a kill, Ctrl-C, a stop) are measured again first
         thing, and again if that re-run is interrupted too: a person's edit until it is
         measured, the agent's up to MAX_ATTEMPTS times, then dropped with a word."""
-        engine = self.engine
-        history, editable = engine.history, engine.config.loop.editable
+        history, editable = self.history, self.config.loop.editable
         by_id = {e.id: e for e in history.experiments}  # once per start, not per experiment
         rerun = {e.rerun_of for e in history.experiments if e.rerun_of is not None}
         items = []
@@ -292,13 +306,13 @@ class Opening:
                 continue
             attempts = _attempts(exp, by_id)
             if exp.source == "agent" and attempts >= MAX_ATTEMPTS:
-                engine.say(
+                self.say(
                     f"exp {exp.id} ({exp.description}) was interrupted {attempts} times: "
                     "not run again (`ratchet show` has it; submit it again to measure it)"
                 )
                 continue
-            text = engine.workspace.read(exp.commit, editable)
-            base_text = engine.workspace.read(exp.base_commit, editable)
+            text = self.workspace.read(exp.commit, editable)
+            base_text = self.workspace.read(exp.base_commit, editable)
             proposal = Proposal(
                 edits={editable: text},
                 source=exp.source,
@@ -327,11 +341,10 @@ class Opening:
     def restore_queue(self) -> list[WorkItem]:
         """The work the loop had promised when it stopped: the ledger's queue, the re-runs of
         interrupted experiments, and the user's change when asked to carry it."""
-        engine = self.engine
         items = list(self._reruns)
-        editable = engine.config.loop.editable
-        for row, payload in engine.ledger.queued(engine.tag):
-            base_text = engine.workspace.read(payload["base_commit"], editable)
+        editable = self.config.loop.editable
+        for row, payload in self.ledger.queued(self.tag):
+            base_text = self.workspace.read(payload["base_commit"], editable)
             proposal = Proposal(
                 edits=payload["edits"],
                 description=payload["description"],
@@ -344,7 +357,7 @@ class Opening:
             items.append(WorkItem(pending, payload["priority"], payload["counted"], row))
         if self._carried is not None:
             payload = self.payload(self._carried, PERSON, True)
-            row = engine.ledger.enqueue(engine.tag, payload)
+            row = self.ledger.enqueue(self.tag, payload)
             items.append(WorkItem(self._carried, PERSON, True, row))
             self._carried = None
         self._reruns = []
@@ -353,37 +366,32 @@ class Opening:
     async def check_hardware(self) -> None:
         """The loop's reference hardware must be here for its results to compare; if no slot
         has it, the baseline is measured again on the hardware present, rather than waiting."""
-        engine = self.engine
         if self._rebaseline_why:
             why, self._rebaseline_why = self._rebaseline_why, None
-            await engine.baselines.measure_again(why)
+            await self.baselines.measure_again(why)
             return
-        baseline = engine.history.baseline
-        if not engine.config.judge.same_hardware or baseline is None or not baseline.hardware:
+        baseline = self.history.baseline
+        if not self.config.judge.same_hardware or baseline is None or not baseline.hardware:
             return
-        known = engine.slot_hardware
-        if len(known) < len(engine.slots):
-            return  # some slot learns its hardware only when it runs
-        if not any(same_hardware(hw, baseline.hardware) for hw in known.values()):
+        if not self.slots.present(baseline.hardware):
             there = baseline.hardware.get("gpu") or baseline.hardware.get("cpu")
             why = f"the baseline was measured on {there}, which no slot has"
-            await engine.baselines.measure_again(why)
+            await self.baselines.measure_again(why)
 
     def revert_pending(self, experiment: int) -> Pending:
-        engine = self.engine
-        exp = engine.ledger.get(engine.tag, experiment)
+        exp = self.ledger.get(self.tag, experiment)
         if exp is None:
-            raise RatchetError(f"there is no experiment {experiment} in loop {engine.tag}")
+            raise RatchetError(f"there is no experiment {experiment} in loop {self.tag}")
         if exp.status is not Status.KEPT or exp.source == "baseline" or exp.commit is None:
             raise RatchetError(
                 f"experiment {experiment} is {exp.status}, not a kept change; "
                 "only kept experiments can be reverted"
             )
-        workspace, editable = engine.workspace, engine.config.loop.editable
+        workspace, editable = self.workspace, self.config.loop.editable
         undone = workspace.carry(
             workspace.read(exp.commit, editable),
             workspace.read(workspace.parent(exp.commit), editable),
-            engine.tip,
+            self.history.tip,
             editable,
         )
         if undone is None:
@@ -397,7 +405,7 @@ class Opening:
             description=f"revert exp {experiment}: {exp.description}",
             source="revert",
         )
-        return Pending(proposal, engine.tip, current)
+        return Pending(proposal, self.history.tip, current)
 
 
 def _rows_in(results: Path) -> int | None:

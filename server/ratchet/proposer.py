@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Set
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from .agents.base import Agent
+from .config import Config
 from .context import history as history_for_agent
 from .context import read_program
-from .events import AgentActivity
+from .events import AgentActivity, EventBus
 from .experiment import Pending, Proposal, ProposalContext
+from .history import History
 from .novelty import digest
+from .scheduler import Scheduler
 from .summary import summarise
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .workspace import Workspace
 
 EXHAUSTED_IN_ROW = 3  # proposals with nothing new, in a row, that close the proposer
 RECENT_FOR_AGENT = 10  # the last experiments whose log tails and traces the agent is shown
@@ -45,9 +47,34 @@ class _Tried(Set[str]):
         return len(self._measured) + sum(1 for d in self._queued if d not in self._measured)
 
 
+class ProposerNeeds(Protocol):
+    """What asking the agent needs of the engine that drives it."""
+
+    @property
+    def scheduler(self) -> Scheduler | None: ...
+
+    def say(self, message: str) -> None: ...
+
+
 class Proposer:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: ProposerNeeds,
+        *,
+        config: Config,
+        history: History,
+        workspace: Workspace,
+        agent: Agent,
+        agent_kind: str,
+        bus: EventBus,
+    ) -> None:
         self.engine = engine
+        self.config = config
+        self.history = history
+        self.workspace = workspace
+        self.agent = agent
+        self.agent_kind = agent_kind
+        self.bus = bus
         self._summary_of: tuple[int, int] | None = None
         self._summary_text = ""
         self.exhausted: str | None = None  # why the agent has nothing left, once it is said
@@ -57,23 +84,22 @@ class Proposer:
     def _summary(self) -> str:
         """The whole history grouped by what was changed, for the agents that read prose (an
         LLM, a CLI agent); made again only when an experiment has finished since."""
-        kind = self.engine.agent_kind
+        kind = self.agent_kind
         if not kind.startswith(_READS_SUMMARY):
             return ""
-        history = self.engine.history
+        history = self.history
         key = (history.finished, len(history.experiments))
         if key != self._summary_of:
-            lower = self.engine.config.metric.lower_is_better
+            lower = self.config.metric.lower_is_better
             self._summary_text = summarise(history.experiments, lower)
             self._summary_of = key
         return self._summary_text
 
     def context(self, number: int) -> ProposalContext:
         """What the agent sees; `number` tells apart proposals made at the same moment."""
-        engine = self.engine
-        config, history, scheduler = engine.config, engine.history, engine.scheduler
+        config, history, scheduler = self.config, self.history, self.engine.scheduler
         editable = config.loop.editable
-        text = engine.workspace.read(engine.tip, editable)
+        text = self.workspace.read(history.tip, editable)
         experiments = history.experiments
         # The last few whole (their log and trace tails), the rest of the table light.
         recent = history.full_many(e.id for e in experiments[-RECENT_FOR_AGENT:])
@@ -86,9 +112,9 @@ class Proposer:
         queued = [i.pending for i in work if i.pending.proposal.source not in _NOT_PROPOSALS]
         best = history.best
         return ProposalContext(
-            experiment=engine.next_id + (scheduler.prepared if scheduler else 0),
+            experiment=history.unallocated + (scheduler.prepared if scheduler else 0),
             proposal=number,
-            base_commit=engine.tip,
+            base_commit=history.tip,
             editable_path=editable,
             editable_text=text,
             program=read_program(config.root / config.loop.program),
@@ -96,9 +122,9 @@ class Proposer:
             goal=config.metric.goal,
             best_metric=best.metric if best else None,
             history=history_for_agent(shown, best),
-            notes=tuple(engine.ledger.notes(engine.tag)),
+            notes=tuple(history.ledger.notes(history.tag)),
             running=tuple(p.proposal.description for p in queued),
-            tag=engine.tag,
+            tag=history.tag,
             summary=self._summary(),
             tried_digests=_Tried(
                 history.tried_keys(),
@@ -110,7 +136,7 @@ class Proposer:
         """The agent's proposal; any exception becomes a proposal that failed, in words."""
         started = time.monotonic()
         try:
-            proposal = await self.engine.agent.propose(context)
+            proposal = await self.agent.propose(context)
         except asyncio.CancelledError:
             raise
         except Exception as problem:  # an agent's bug or outage is a recorded `invalid`
@@ -139,7 +165,7 @@ class Proposer:
     async def propose(self, number: int) -> Pending:
         """One proposal for the queue. Nothing raised here stops the loop: whatever goes wrong
         while proposing (the ledger, git, the agent) becomes an `invalid` experiment."""
-        editable = self.engine.config.loop.editable
+        editable = self.config.loop.editable
         try:
             context = await asyncio.to_thread(self.context, number)
         except Exception as problem:
@@ -148,10 +174,8 @@ class Proposer:
                 description="no proposal",
                 failure=f"preparing the agent's context failed: {problem!r}",
             )
-            return Pending(proposal, self.engine.tip, "")
-        self.engine.bus.emit(
-            AgentActivity(context.experiment, f"{self.engine.agent_kind}: proposing")
-        )
+            return Pending(proposal, self.history.tip, "")
+        self.bus.emit(AgentActivity(context.experiment, f"{self.agent_kind}: proposing"))
         proposal = await self.ask(context)
         self._count_exhausted(proposal)
         for warning in proposal.warnings:
@@ -159,12 +183,12 @@ class Proposer:
                 self._warned.add(warning)
                 self.engine.say(warning)
         outcome = proposal.failure or proposal.description
-        self.engine.bus.emit(
+        self.bus.emit(
             AgentActivity(
                 context.experiment,
-                f"{self.engine.agent_kind}: {outcome} "
+                f"{self.agent_kind}: {outcome} "
                 f"({proposal.agent_seconds:.1f}s, ${proposal.cost_usd:.4f})",
             )
         )
         base = context.editable_text if editable else ""
-        return Pending(proposal, self.engine.tip, base)
+        return Pending(proposal, self.history.tip, base)

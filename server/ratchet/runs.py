@@ -9,23 +9,26 @@ import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
+from .config import Config
 from .context import LOG_TAIL_FOR_AGENT
 from .errors import RatchetError
-from .events import ExperimentStarted, OutputLine
+from .events import EventBus, ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
+from .history import History
 from .judge import Decision, estimate_noise, mean
 from .ledger import CONTROL
-from .measure import failure
+from .measure import Measurer, failure
 from .progress import load_curve, save_curve
 from .runners.base import RunControl, Slot
 from .runners.processes import LOOP_VARIABLE, SEED_VARIABLE
 from .runners.safe_files import UnsafeFile
 from .scheduler import PERSON, REMEASURE
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .slots import Slots
+from .traces import Traces
+from .verdicts import Verdicts
+from .workspace import Workspace
 
 _EVALUATOR_FAILED = (Status.CRASHED, Status.TIMEOUT)  # the evaluator's own crash or timeout
 CONTROLS_PER_VERDICT = 2  # control runs one verdict may ask for (each run re-asks)
@@ -52,14 +55,54 @@ class Running:
     last_line: str = ""
 
 
+class RunsNeeds(Protocol):
+    """What measuring needs of the engine that drives it."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def say(self, message: str) -> None: ...
+
+    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None: ...
+
+
 class Runs:
-    def __init__(self, loop: Engine) -> None:
-        self.loop = loop
+    def __init__(
+        self,
+        engine: RunsNeeds,
+        *,
+        config: Config,
+        history: History,
+        workspace: Workspace,
+        measurer: Measurer,
+        verdicts: Verdicts,
+        slots: Slots,
+        bus: EventBus,
+        traces: Traces,
+        data: Path,
+        loop_id: str,
+        baseline_ready: asyncio.Event,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.history = history
+        self.workspace = workspace
+        self.measurer = measurer
+        self.verdicts = verdicts
+        self.slots = slots
+        self.bus = bus
+        self.traces = traces
+        self.data = data  # this loop's logs and curves
+        self.logs = data / "logs"
+        self.loop_id = loop_id
+        self.baseline_ready = baseline_ready  # set but while the baseline is measured
+        self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
+        self.cancelled: set[int] = set()  # experiments a person stopped: not run again
         self._controls_beside: dict[int, int] = {}  # candidate: control runs beside it so far
 
     @property
     def editable(self) -> str:
-        return self.loop.config.loop.editable
+        return self.config.loop.editable
 
     async def measure_once(
         self,
@@ -75,23 +118,22 @@ class Runs:
         With `beside`, it is a control run of the best (exp) beside that candidate: seeded as
         the candidate's run `run`, never stopped early against its own curve, recorded apart
         from its measurements, and stopped with the candidate."""
-        loop = self.loop
         control = RunControl()
-        budget = loop.config.loop.budget_s
+        budget = self.config.loop.budget_s
         running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
         key = (exp.id, run) if beside is None else (beside.id, -1 - run)
-        loop.running[key] = running
+        self.running[key] = running
 
         def on_line(line: str, elapsed: float) -> None:
             running.last_line = line
-            loop.bus.emit(OutputLine(exp.id, line, elapsed))
+            self.bus.emit(OutputLine(exp.id, line, elapsed))
 
-        loop.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
-        best = loop.history.best
-        best_curve = load_curve(loop.data / "curves", best.id) if best and not beside else []
+        self.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
+        best = self.history.best
+        best_curve = load_curve(self.data / "curves", best.id) if best and not beside else []
         started = time.monotonic()
         try:
-            attempt = await loop.measurer.run(
+            attempt = await self.measurer.run(
                 experiment=exp.id,
                 commit=exp.commit or "",
                 base_commit=exp.base_commit,
@@ -101,7 +143,7 @@ class Runs:
                 control=control,
                 on_line=on_line,
                 best_curve=best_curve,
-                env={LOOP_VARIABLE: loop.loop_id, SEED_VARIABLE: str(run)},
+                env={LOOP_VARIABLE: self.loop_id, SEED_VARIABLE: str(run)},
             )
         except RatchetError:
             raise  # the user's to fix, for every run alike (a runner not open): said, it ends
@@ -112,25 +154,25 @@ class Runs:
                 )
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         finally:
-            loop.running.pop(key, None)
+            self.running.pop(key, None)
         outcome = attempt.outcome
         exp.hardware = dict(outcome.hardware)
         if outcome.hardware:
-            loop.slot_hardware[slot.name] = outcome.hardware
+            self.slots.saw(slot, outcome.hardware)
         exp.exit_code = outcome.exit_code
-        exp.log_tail = loop.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
+        exp.log_tail = self.traces.redact("\n".join(outcome.tail[-LOG_TAIL_FOR_AGENT:]))
         exp.secondary = exp.secondary | attempt.measurement.secondary  # the latest run
         exp.trace_tail = attempt.trace_tail
         if attempt.curve and beside is None:
-            await asyncio.to_thread(save_curve, loop.data / "curves", exp.id, attempt.curve)
-        failed = failure(attempt, control, loop.config.loop.timeout_s)
+            await asyncio.to_thread(save_curve, self.data / "curves", exp.id, attempt.curve)
+        failed = failure(attempt, control, self.config.loop.timeout_s)
         cancelled = exp.id if beside is None else beside.id
-        if failed and failed[0] is Status.INTERRUPTED and cancelled in loop.cancelled:
+        if failed and failed[0] is Status.INTERRUPTED and cancelled in self.cancelled:
             failed = (Status.CANCELLED, f"cancelled: {control.reason}")
         value = None if failed else attempt.measurement.value
         purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
         await asyncio.to_thread(
-            loop.history.add_run,
+            self.history.add_run,
             exp.id,
             value,
             attempt.run_s,
@@ -156,18 +198,18 @@ class Runs:
         problem = (
             str(error) if isinstance(error, UnsafeFile) else f"{type(error).__name__}: {error}"
         )
-        reason = self.loop.redact(f"voided: Ratchet could not measure this run: {problem}")
+        reason = self.traces.redact(f"voided: Ratchet could not measure this run: {problem}")
         exp.log_tail = reason
         with contextlib.suppress(OSError), log_path.open("a", encoding="utf-8") as log:
             log.write(reason + "\n")
         purpose = "measure" if run == 0 else "rerun"
-        await asyncio.to_thread(self.loop.history.add_run, exp.id, None, seconds, purpose)
+        await asyncio.to_thread(self.history.add_run, exp.id, None, seconds, purpose)
         move(exp, Status.VOIDED, reason)
         return Measured(None, seconds, reason)
 
     def _log_path(self, exp: Experiment, run: int, repair: int = 0) -> Path:
         name = f"{exp.id}.repair{repair}" if repair else str(exp.id)
-        return self.loop.logs / (f"{name}.log" if run == 0 else f"{name}.run{run + 1}.log")
+        return self.logs / (f"{name}.log" if run == 0 else f"{name}.run{run + 1}.log")
 
     async def measure(
         self, exp: Experiment, slot: Slot, text: str, extra: list[Slot], repair: int = 0
@@ -183,12 +225,12 @@ class Runs:
     async def _measure_candidate(
         self, exp: Experiment, slot: Slot, text: str, repair: int
     ) -> float:
-        loop = self.loop
+        engine = self.engine
         runs: list[float] = []
         total = 0.0
         if repair:
             exp.log_path = str(self._log_path(exp, 0, repair))
-        if loop.baseline_ready.is_set() and loop.verdicts.wants_control():
+        if self.baseline_ready.is_set() and self.verdicts.wants_control():
             total += (await self.control(exp, slot, 0))[1]
         while True:
             path = self._log_path(exp, len(runs), repair)
@@ -203,17 +245,17 @@ class Runs:
                 return total
             runs.append(value)
             exp.metric = mean(runs)
-            await loop.baseline_ready.wait()  # set when the baseline ends, however it ends
-            best = loop.history.best
+            await self.baseline_ready.wait()  # set when the baseline ends, however it ends
+            best = self.history.best
             if best is None or best.metric is None:
                 move(exp, Status.INTERRUPTED, "interrupted: the baseline failed")
                 return total
             decision, again, seconds = await self._decide(exp, runs, slot)
             total += seconds
             if again is not None:
-                await loop.enqueue(again, REMEASURE, counted=False)
-            if decision.action != "rerun" or loop.stopping:
-                if loop.stopping and decision.action == "rerun":
+                await engine.enqueue(again, REMEASURE, counted=False)
+            if decision.action != "rerun" or engine.stopping:
+                if engine.stopping and decision.action == "rerun":
                     move(exp, Status.INTERRUPTED, "interrupted before its re-runs")
                 else:
                     exp.effect, exp.resolvable = decision.effect, decision.resolvable
@@ -226,12 +268,12 @@ class Runs:
         """The verdict on these runs; a control run of the best first where the judge asks
         for one (at most CONTROLS_PER_VERDICT; a control that fails is not asked for again).
         Returns the decision, what to queue, and the seconds spent on controls."""
-        loop, seconds, allowed = self.loop, 0.0, CONTROLS_PER_VERDICT
+        seconds, allowed = 0.0, CONTROLS_PER_VERDICT
         while True:
-            best = loop.history.best
+            best = self.history.best
             assert best is not None
             decision, again = await asyncio.to_thread(
-                loop.verdicts.decide, exp, runs, best, loop.history.baseline, allowed > 0
+                self.verdicts.decide, exp, runs, best, self.history.baseline, allowed > 0
             )
             if decision.action != "control":
                 return decision, again, seconds
@@ -249,14 +291,13 @@ class Runs:
         run is no evidence, so it ends lost (never a crash, never handed to the repair agent)
         and is queued to be measured again, once. Returns the failure to record and the
         seconds the control took."""
-        loop = self.loop
-        best = loop.history.best
-        if best is None or best.id == exp.id or not loop.baseline_ready.is_set():
+        best = self.history.best
+        if best is None or best.id == exp.id or not self.baseline_ready.is_set():
             return failed, 0.0
         value, seconds = await self.control(exp, slot, seed)
         if value is not None:  # the best evaluates: the failure is this edit's
             return failed, seconds
-        loop.say(
+        self.engine.say(
             f"the evaluator fails on the best (exp {best.id}) too: exp {exp.id} is not charged "
             "for it; check `[metric] eval` and what it reads"
         )
@@ -273,19 +314,19 @@ class Runs:
         as the candidate's run `seed`). The best's metric stays the mean of the runs it was
         judged on (results.tsv holds it); its track reads the control. Returns the value
         (None: it failed, and is only said) and the seconds."""
-        loop = self.loop
-        best = loop.history.best
-        if best is None or best.commit is None or best.metric is None or loop.stopping:
+        engine = self.engine
+        best = self.history.best
+        if best is None or best.commit is None or best.metric is None or engine.stopping:
             return None, 0.0
-        text = await asyncio.to_thread(loop.workspace.read, best.commit, self.editable)
+        text = await asyncio.to_thread(self.workspace.read, best.commit, self.editable)
         probe = replace(best, status=Status.RUNNING)
-        count = len(loop.history.series.get(best.id, []))
-        path = loop.logs / f"{best.id}.control{count + 1}.log"
+        count = len(self.history.series.get(best.id, []))
+        path = self.logs / f"{best.id}.control{count + 1}.log"
         value, seconds, problem = await self.measure_once(
             probe, slot, text, seed, path, beside=beside
         )
         if value is None:
-            loop.say(
+            engine.say(
                 f"a control run of the best (exp {best.id}) beside exp {beside.id} "
                 f"failed: {problem}"
             )
@@ -298,7 +339,7 @@ class Runs:
 
     async def _measure_baseline(self, exp: Experiment, slots: list[Slot], text: str) -> float:
         """`baseline_runs` runs, as many at once as there are slots for it."""
-        wanted = self.loop.config.judge.baseline_runs
+        wanted = self.config.judge.baseline_runs
         runs: list[float] = []
         total = 0.0
         while len(runs) < wanted:
@@ -321,7 +362,7 @@ class Runs:
                 runs.append(value)
         exp.metric = mean(runs)
         noise = estimate_noise([runs])
-        reason = f"baseline: {self.loop.config.metric.name} {exp.metric:.6g}" + (
+        reason = f"baseline: {self.config.metric.name} {exp.metric:.6g}" + (
             f" over {len(runs)} runs, noise {noise:.3g}" if noise is not None else ""
         )
         move(exp, Status.KEPT, reason)
@@ -332,83 +373,82 @@ class Runs:
         number is the experiment's `holdout` column, which `log`, `show`, the report and
         `finalize` show a person. It selects nothing (the verdict is already recorded) and
         reaches no agent: not the history, the summary, a log tail or a trace."""
-        loop = self.loop
-        if not loop.config.metric.holdout or exp.commit is None or exp.status is not Status.KEPT:
+        engine = self.engine
+        if not self.config.metric.holdout or exp.commit is None or exp.status is not Status.KEPT:
             return
         control = RunControl()
-        budget = loop.config.loop.budget_s
+        budget = self.config.loop.budget_s
         key = (exp.id, -1)  # stop reaches it like a run; no event tells an adapter about it
-        loop.running[key] = Running(
+        self.running[key] = Running(
             exp.id, f"holdout of exp {exp.id}", slot.name, budget, time.monotonic(), control
         )
-        log_path = loop.logs / f"{exp.id}.log"
+        log_path = self.logs / f"{exp.id}.log"
         try:
-            text = await asyncio.to_thread(loop.workspace.read, exp.commit, self.editable)
-            value = await loop.measurer.holdout(
+            text = await asyncio.to_thread(self.workspace.read, exp.commit, self.editable)
+            value = await self.measurer.holdout(
                 experiment=exp.id,
                 commit=exp.commit,
                 slot=slot,
                 text=text,
                 log_path=log_path,
                 control=control,
-                env={LOOP_VARIABLE: loop.loop_id, SEED_VARIABLE: "0"},
+                env={LOOP_VARIABLE: self.loop_id, SEED_VARIABLE: "0"},
             )
         except RatchetError:
             raise
         except Exception as error:  # the holdout never ends the loop
-            loop.say(f"the holdout of exp {exp.id} could not run: {type(error).__name__}: {error}")
+            problem = f"{type(error).__name__}: {error}"
+            engine.say(f"the holdout of exp {exp.id} could not run: {problem}")
             value = None
         finally:
-            loop.running.pop(key, None)
+            self.running.pop(key, None)
         if value is None and not control.stopped.is_set():
-            loop.say(
+            engine.say(
                 f"the holdout of exp {exp.id} gave no number; its log: "
                 f"{log_path.with_suffix('.holdout.log')}"
             )
         exp.holdout = value
-        await asyncio.to_thread(loop.history.set_holdout, exp.id, value)
+        await asyncio.to_thread(self.history.set_holdout, exp.id, value)
 
     async def _requeue_lost(self, exp: Experiment, text: str) -> None:
         """A run lost to its host or connection is measured again, once."""
         if exp.rerun_of is not None or exp.commit is None:
             return
-        base_text = await asyncio.to_thread(
-            self.loop.workspace.read, exp.base_commit, self.editable
-        )
+        base_text = await asyncio.to_thread(self.workspace.read, exp.base_commit, self.editable)
         proposal = Proposal(
             edits={self.editable: text},
             source=exp.source,
             description=exp.description,
             rerun_of=exp.id,
         )
-        await self.loop.enqueue(Pending(proposal, exp.base_commit, base_text), PERSON, False)
+        await self.engine.enqueue(Pending(proposal, exp.base_commit, base_text), PERSON, False)
         exp.reason += "; queued to run again"
 
     async def remeasure_best(self, slot: Slot) -> None:
         """The best measured once more, to catch drift (`remeasure_every`)."""
-        loop = self.loop
-        best = loop.history.best
+        engine = self.engine
+        best = self.history.best
         if best is None or best.commit is None or best.metric is None:
             return
-        runs = list(loop.history.runs.get(best.id, [best.metric]))
-        text = await asyncio.to_thread(loop.workspace.read, best.commit, self.editable)
+        runs = list(self.history.runs.get(best.id, [best.metric]))
+        text = await asyncio.to_thread(self.workspace.read, best.commit, self.editable)
         probe = replace(best, status=Status.RUNNING)
         path = self._log_path(best, len(runs))
         value, _, problem = await self.measure_once(
             probe, slot, text, len(runs), path, purpose="remeasure"
         )
         if value is None:
-            loop.say(f"re-measuring the best (exp {best.id}) failed: {problem}")
+            engine.say(f"re-measuring the best (exp {best.id}) failed: {problem}")
             return
-        noise = loop.history.noise()
+        noise = self.history.noise()
         before = mean(runs)
-        full = await asyncio.to_thread(loop.history.full, best.id)
+        full = await asyncio.to_thread(self.history.full, best.id)
         if full is None:
             return
         full.metric = mean([*runs, value])
-        await asyncio.to_thread(loop.history.save, full)
+        await asyncio.to_thread(self.history.save, full)
         if noise and abs(value - before) > 3 * noise:
-            loop.say(
+            engine.say(
                 f"drift: the best (exp {best.id}) measured {value:.6g} now against "
                 f"{before:.6g} before ({abs(value - before) / noise:.1f} x noise); "
                 "the machine or the data may have changed"

@@ -82,6 +82,21 @@ def write_trace(
     return path
 
 
+class Traces:
+    """One loop's traces, and the secrets nothing it writes may hold."""
+
+    def __init__(self, folder: Path, secrets: list[str]) -> None:
+        self.folder = folder
+        self.secrets = secrets
+
+    def write(self, experiment: int, records: list[dict[str, Any]]) -> None:
+        if records:
+            write_trace(self.folder, experiment, records, self.secrets)
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, self.secrets)
+
+
 def read_trace(folder: Path, experiment: int) -> list[dict[str, Any]]:
     path = trace_path(folder, experiment)
     if not path.exists():

@@ -13,23 +13,28 @@ import asyncio
 import difflib
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from . import guard
+from .baseline import Baselines
+from .config import Config
 from .events import (
     AgentActivity,
+    EventBus,
     ExperimentFinished,
     ExperimentProposed,
 )
 from .experiment import Experiment, Pending, RepairRequest, Status, move
+from .history import History
 from .novelty import digest
+from .proposer import Proposer
 from .runners.base import Slot
 from .runs import Runs
 from .scheduler import REMEASURE, WorkItem
-from .workspace import Trailers, commit_message
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .traces import Traces
+from .verdicts import Verdicts
+from .workspace import Trailers, Workspace, commit_message
 
 
 @dataclass
@@ -52,16 +57,67 @@ def unified_diff(path: str, old: str, new: str) -> str:
     )
 
 
-class Trial:
-    """Runs work items for the engine; holds no state of its own beyond one experiment."""
+class TrialNeeds(Protocol):
+    """What one experiment's lifecycle needs of the engine that drives it."""
 
-    def __init__(self, loop: Engine) -> None:
-        self.loop = loop
-        self.runs = Runs(loop)
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def scheduler_paused(self) -> bool: ...
+
+    def set_state(self, state: str, message: str = "") -> None: ...
+
+    def say(self, message: str) -> None: ...
+
+    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None: ...
+
+    async def after_finish(self, exp: Experiment) -> None: ...
+
+    def confirm_best(self) -> None: ...
+
+
+class Trial:
+    """Runs work items for the engine; holds the proposals waiting for review, and the lock
+    that lets one keep at a time move the branch."""
+
+    def __init__(
+        self,
+        engine: TrialNeeds,
+        *,
+        config: Config,
+        history: History,
+        workspace: Workspace,
+        verdicts: Verdicts,
+        runs: Runs,
+        proposer: Proposer,
+        baselines: Baselines,
+        bus: EventBus,
+        traces: Traces,
+        data: Path,
+        agent_kind: str,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.history = history
+        self.workspace = workspace
+        self.verdicts = verdicts
+        self.runs = runs
+        self.proposer = proposer
+        self.baselines = baselines
+        self.bus = bus
+        self.traces = traces
+        self.logs = data / "logs"
+        self.agent_kind = agent_kind
+        self.reviews: dict[int, Review] = {}  # proposals waiting for a person
+        self.finishing = asyncio.Lock()  # one keep at a time: each is checked against the tip
 
     @property
     def editable(self) -> str:
-        return self.loop.config.loop.editable
+        return self.config.loop.editable
 
     # --- prepare -----------------------------------------------------------------------------
 
@@ -69,36 +125,36 @@ class Trial:
         """Runs one work item to its record; False when it was dropped before it ran."""
         if item.pending.proposal.source == "remeasure":
             await self.runs.remeasure_best(slot)
-            self.loop.confirm_best()  # until the judge trusts it
+            self.engine.confirm_best()  # until the judge trusts it
             return False
         pending = await self._carry(item.pending)
         if pending is None:  # its change is already in, or no longer applies: said, not lost
             proposal = item.pending.proposal
             if proposal.source != "agent":
-                self.loop.say(
+                self.engine.say(
                     f"“{proposal.description}” was not run: its change is already in the best, "
                     "or no longer applies to it (the best moved on)"
                 )
             if item.durable is not None:
-                await asyncio.to_thread(self.loop.history.ledger.dequeue, item.durable)
+                await asyncio.to_thread(self.history.ledger.dequeue, item.durable)
             return False
         await self.experiment(pending, slot, extra_slots or [], item.durable)
         return True
 
     async def _carry(self, pending: Pending) -> Pending | None:
         """A proposal made from an older best, carried onto the current one."""
-        tip = self.loop.tip
+        tip = self.history.tip
         if pending.base_commit == tip or pending.proposal.source == "baseline":
             return pending
         if pending.proposal.source == "human":  # a person's file, measured as they wrote it
-            current = await asyncio.to_thread(self.loop.workspace.read, tip, self.editable)
+            current = await asyncio.to_thread(self.workspace.read, tip, self.editable)
             return replace(pending, base_commit=tip, base_text=current)
         proposed = pending.proposal.edits.get(self.editable)
         if proposed is None or set(pending.proposal.edits) != {self.editable}:
-            current = await asyncio.to_thread(self.loop.workspace.read, tip, self.editable)
+            current = await asyncio.to_thread(self.workspace.read, tip, self.editable)
             return replace(pending, base_commit=tip, base_text=current)  # the guard refuses it
         carried = await asyncio.to_thread(
-            self.loop.workspace.carry, pending.base_text, proposed, tip, self.editable
+            self.workspace.carry, pending.base_text, proposed, tip, self.editable
         )
         if carried is None:
             return None
@@ -109,10 +165,10 @@ class Trial:
         proposal = pending.proposal
         return Experiment(
             id=exp_id,
-            tag=self.loop.tag,
+            tag=self.history.tag,
             status=Status.PROPOSED,
             description=proposal.description,
-            agent=self.loop.agent_kind if proposal.source == "agent" else proposal.source,
+            agent=self.agent_kind if proposal.source == "agent" else proposal.source,
             base_commit=pending.base_commit,
             agent_s=proposal.agent_seconds,
             cost_usd=proposal.cost_usd,
@@ -121,7 +177,7 @@ class Trial:
             started_at=time.time(),
             source=proposal.source,
             rerun_of=proposal.rerun_of,
-            log_path=str(self.loop.logs / f"{exp_id}.log"),
+            log_path=str(self.logs / f"{exp_id}.log"),
         )
 
     def _refusal(self, pending: Pending, text: str) -> str | None:
@@ -132,7 +188,7 @@ class Trial:
         # Only the agent is held to novelty: a person may measure a text again on purpose
         # (a held gain applied by hand), and a revert or re-measure may well repeat one.
         if problem is None and proposal.source == "agent":
-            seen = self.loop.history.tried(digest(text))
+            seen = self.history.tried(digest(text))
             if seen is not None:
                 problem = f"this edit repeats exp {seen.id} ({seen.status}), already measured"
         return problem
@@ -141,12 +197,14 @@ class Trial:
         self, pending: Pending, slot: Slot, extra_slots: list[Slot], durable: int | None = None
     ) -> Experiment:
         """Guard, commit, review, measure, judge and record one proposal."""
-        loop, started = self.loop, time.monotonic()
+        engine, started = self.engine, time.monotonic()
         proposal = pending.proposal
         new_text = proposal.edits.get(self.editable, pending.base_text)
-        exp_id = pending.reserved_id if pending.reserved_id is not None else loop.allocate_id()
+        exp_id = pending.reserved_id
+        if exp_id is None:
+            exp_id = self.history.allocate_id()
         exp = self._new(pending, exp_id)
-        await asyncio.to_thread(loop.write_trace, exp_id, proposal.trace)
+        await asyncio.to_thread(self.traces.write, exp_id, proposal.trace)
         problem = self._refusal(pending, new_text)
         if problem is not None:
             move(exp, Status.INVALID, f"invalid: {problem}")
@@ -155,27 +213,27 @@ class Trial:
         exp.diff = unified_diff(self.editable, pending.base_text, new_text)
         exp.digest = digest(new_text)
         await self._commit(exp, pending.base_commit, new_text if proposal.edits else None)
-        review = loop.config.loop.review == "propose" and proposal.source == "agent"
+        review = self.config.loop.review == "propose" and proposal.source == "agent"
         move(exp, Status.AWAITING_REVIEW if review else Status.RUNNING)
-        await asyncio.to_thread(loop.history.save, exp, durable)
+        await asyncio.to_thread(self.history.save, exp, durable)
         durable = None  # carried by the experiment's own row from here on
-        loop.bus.emit(
+        self.bus.emit(
             ExperimentProposed(
                 exp_id, proposal.description, exp.diff, pending.base_text, new_text, review
             )
         )
         if review and not await self._review(exp_id, pending):
-            reason = "the loop stopped before review" if loop.stopping else "rejected in review"
+            reason = "the loop stopped before review" if engine.stopping else "rejected in review"
             move(exp, Status.REJECTED, reason)
             return await self.finish(exp, started, 0.0)
-        if loop.stopping:
+        if engine.stopping:
             move(exp, Status.INTERRUPTED, "interrupted: the loop stopped")
             return await self.finish(exp, started, 0.0)
         if exp.status is not Status.RUNNING:
             move(exp, Status.RUNNING)
-            await asyncio.to_thread(loop.history.save, exp)
+            await asyncio.to_thread(self.history.save, exp)
         run_s = await self.runs.measure(exp, slot, new_text, extra_slots)
-        for attempt in range(1, loop.config.agent.repair_attempts + 1):
+        for attempt in range(1, self.config.agent.repair_attempts + 1):
             if not self._repairable(exp, run_s):
                 break
             repaired = await self._repair(exp, pending, new_text, attempt)
@@ -190,27 +248,27 @@ class Trial:
     async def _commit(self, exp: Experiment, base: str, text: str | None) -> None:
         message = commit_message(exp.id, exp.description, Trailers(exp.id, "running"))
         edits = {self.editable: text} if text is not None else {}
-        workspace = self.loop.workspace
+        workspace = self.workspace
         exp.commit = await asyncio.to_thread(workspace.commit_edits, base, edits, message)
         await asyncio.to_thread(workspace.set_experiment_ref, exp.id, exp.commit)
 
     async def _review(self, exp_id: int, pending: Pending) -> bool:
-        loop = self.loop
-        if loop.stopping:  # a stop answers every waiting review, and this one came after it
+        engine = self.engine
+        if engine.stopping:  # a stop answers every waiting review, and this one came after it
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        loop.reviews[exp_id] = Review(exp_id, pending, future)
-        loop.set_state("awaiting_review")
+        self.reviews[exp_id] = Review(exp_id, pending, future)
+        engine.set_state("awaiting_review")
         try:
             return await future  # stop() answers every review: this wait has a way out
         except asyncio.CancelledError:
-            if loop.stopping:
+            if engine.stopping:
                 return False
             raise
         finally:
-            loop.reviews.pop(exp_id, None)
-            if not loop.reviews and loop.state == "awaiting_review":
-                loop.set_state("paused" if loop.scheduler_paused else "running")
+            self.reviews.pop(exp_id, None)
+            if not self.reviews and engine.state == "awaiting_review":
+                engine.set_state("paused" if engine.scheduler_paused else "running")
 
     # --- repair ------------------------------------------------------------------------------
 
@@ -219,8 +277,8 @@ class Trial:
         return (
             exp.status is Status.CRASHED
             and exp.source == "agent"
-            and not self.loop.stopping
-            and run_s <= self.loop.config.agent.repair_window_s
+            and not self.engine.stopping
+            and run_s <= self.config.agent.repair_window_s
         )
 
     async def _repair(
@@ -228,19 +286,18 @@ class Trial:
     ) -> str | None:
         """Asks the agent to fix its crashed edit; the fix is the same experiment's new code.
         Returns the new text, or None (the crash stands, with the reason why)."""
-        loop = self.loop
         context = replace(
-            await asyncio.to_thread(loop.proposer.context, 0),
+            await asyncio.to_thread(self.proposer.context, 0),
             editable_text=pending.base_text,
             repair_of=RepairRequest(broken, exp.description, exp.log_tail, attempt),
         )
-        loop.bus.emit(AgentActivity(exp.id, f"repairing the crash (attempt {attempt})"))
-        proposal = await loop.proposer.ask(context)
+        self.bus.emit(AgentActivity(exp.id, f"repairing the crash (attempt {attempt})"))
+        proposal = await self.proposer.ask(context)
         exp.agent_s += proposal.agent_seconds
         exp.cost_usd += proposal.cost_usd
         exp.input_tokens += proposal.input_tokens
         exp.output_tokens += proposal.output_tokens
-        await asyncio.to_thread(loop.write_trace, exp.id, [{"repair": attempt}, *proposal.trace])
+        await asyncio.to_thread(self.traces.write, exp.id, [{"repair": attempt}, *proposal.trace])
         problem = guard.check_proposal(proposal, self.editable, pending.base_text)
         if problem is not None:
             exp.reason += f"; repair {attempt} refused: {problem}"
@@ -251,7 +308,7 @@ class Trial:
         exp.description = f"{exp.description} (repaired: {proposal.description})"
         await self._commit(exp, pending.base_commit, text)
         move(exp, Status.RUNNING, "")
-        await asyncio.to_thread(loop.history.save, exp)
+        await asyncio.to_thread(self.history.save, exp)
         return text
 
     # --- record ------------------------------------------------------------------------------
@@ -261,21 +318,21 @@ class Trial:
     ) -> Experiment:
         """Final commit message, ledger, branch and results.tsv, in the order recovery expects:
         the ledger first, then the refs."""
-        loop = self.loop
+        engine = self.engine
         exp.run_s = run_s
         exp.finished_at = time.time()
-        async with loop.finishing:  # one keep at a time: each is checked against the tip
+        async with self.finishing:
             if exp.commit is not None:
                 exp.commit, again = await asyncio.to_thread(self._final_commit, exp)
                 if again is not None:
-                    await loop.enqueue(again, REMEASURE, counted=False)
+                    await engine.enqueue(again, REMEASURE, counted=False)
             exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
             await asyncio.to_thread(self._record, exp, durable)
         if exp.source == "baseline":
-            await asyncio.to_thread(loop.baselines.done, exp)
-        history = loop.history
+            await asyncio.to_thread(self.baselines.done, exp)
+        history = self.history
         best, baseline = history.best, history.baseline
-        loop.bus.emit(
+        self.bus.emit(
             ExperimentFinished(
                 exp,
                 best.metric if best else None,
@@ -283,7 +340,7 @@ class Trial:
                 exp.status is Status.KEPT,
             )
         )
-        await loop.after_finish(exp)
+        await engine.after_finish(exp)
         return exp
 
     def _final_commit(self, exp: Experiment) -> tuple[str, Pending | None]:
@@ -292,11 +349,11 @@ class Trial:
         stays a straight line; a keep overtaken by another slot's keep since it was judged is
         carried onto that one and queued to be measured again instead."""
         assert exp.commit is not None
-        loop, workspace = self.loop, self.loop.workspace
-        tip = loop.tip
+        workspace = self.workspace
+        tip = self.history.tip
         if exp.status is Status.KEPT and exp.base_commit != tip:
-            if not loop.verdicts.same_editable(exp.base_commit, tip):
-                again = loop.verdicts.merged_onto_best(exp)
+            if not self.verdicts.same_editable(exp.base_commit, tip):
+                again = self.verdicts.merged_onto_best(exp)
                 move(
                     exp,
                     Status.DISCARDED,
@@ -316,19 +373,18 @@ class Trial:
         return workspace.recommit(exp.commit, self._message(exp)), None
 
     def _message(self, exp: Experiment) -> str:
-        name = self.loop.config.metric.name
+        name = self.config.metric.name
         metric = f"{name}={exp.metric:.6g}" if exp.metric is not None else ""
         return commit_message(exp.id, exp.description, Trailers(exp.id, str(exp.status), metric))
 
     def _record(self, exp: Experiment, durable: int | None) -> None:
-        loop = self.loop
-        loop.history.save(exp, durable)
+        self.history.save(exp, durable)
         if exp.commit is not None:
-            loop.workspace.set_experiment_ref(exp.id, exp.commit)
+            self.workspace.set_experiment_ref(exp.id, exp.commit)
             if exp.status is Status.KEPT:
-                loop.workspace.move_branch(exp.commit, exp.base_commit)
-                loop.tip = exp.commit
-        loop.history.ledger.append_result(exp, loop.config.metric.name)
+                self.workspace.move_branch(exp.commit, exp.base_commit)
+                self.history.tip = exp.commit
+        self.history.ledger.append_result(exp, self.config.metric.name)
 
 
 REFUSED_DIFF_BYTES = 64_000  # of a refused edit's diff kept in the record

@@ -35,6 +35,10 @@ class Verdicts:
     workspace: Workspace
     _tracked: _Tracked | None = field(default=None, init=False, repr=False)
 
+    def reconfigure(self, config: Config, judge: Judge) -> None:
+        """A changed ratchet.toml: its judge from now on, the best's track built again."""
+        self.config, self.judge, self._tracked = config, judge, None
+
     def noise(self) -> float | None:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
         return self.history.noise()
