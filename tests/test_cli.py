@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import CONFIG, MakeProject, git
+from ratchet.ledger import Ledger
 
 RATCHET = [sys.executable, "-m", "ratchet.cli"]
 
@@ -45,6 +46,10 @@ def test_run_then_log_json_tsv_show_and_plot(make_project: MakeProject, tmp_path
     kept = [row for row in rows if row["status"] == "kept"]
     subjects = git(root, "log", "--format=%s", "main..ratchet/cli").splitlines()
     assert len(subjects) == len(kept)
+    # A note for the agent is the one thing a reader writes.
+    noted = ratchet(root, "note", "try a smaller WIDTH")
+    assert noted.returncode == 0 and "noted for loop cli" in noted.stdout, noted.stderr
+    assert Ledger(root / ".ratchet", read_only=True).notes("cli") == ["try a smaller WIDTH"]
 
 
 def test_user_mistakes_are_one_clear_line_without_a_traceback(

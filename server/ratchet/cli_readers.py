@@ -24,11 +24,12 @@ from .workspace import RATCHET_DIR
 LOG_ROWS = 200  # the table's last rows; --all for every one
 
 
-def _open_ledger(project: Path, tag: str | None) -> tuple[Ledger, str]:
+def _open_ledger(project: Path, tag: str | None, write: bool = False) -> tuple[Ledger, str]:
+    """The record, read-only unless `write` (a note is the one thing a reader adds)."""
     folder = project / RATCHET_DIR
     if not (folder / "ledger.sqlite").exists():
         raise RatchetError(f"no experiments yet in {project}: start the loop with `ratchet run`")
-    ledger = Ledger(folder, read_only=True)
+    ledger = Ledger(folder, read_only=not write)
     tags = ledger.tags()
     if tag is None:
         if not tags:
@@ -276,7 +277,7 @@ def _forget(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _note(args: argparse.Namespace, project: Path, console: Console) -> int:
-    ledger, tag = _open_ledger(project, args.tag)
+    ledger, tag = _open_ledger(project, args.tag, write=True)
     ledger.add_note(tag, args.text)
     console.print(f"noted for loop {tag}; the agent sees it from its next proposal on")
     return 0
