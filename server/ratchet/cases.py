@@ -1,0 +1,290 @@
+"""Per-case evidence: an evaluator that scores N cases may report each one, and Ratchet judges a
+candidate against the best case by case.
+
+The format (README, "Per-case evidence"): one JSON object per line,
+`{"case": "<id>", "score": <0..1>, "trace": "<text>"}`, a higher score better (1: solved);
+`trace` is optional. The lines are read from the output the metric is read from (lines that
+start with `{"case"`), or, with `[metric] cases = "path"`, only from that file in the folder the
+evaluator ran in (read like every file a run leaves: no link followed, size bounded; a run that
+lies about it is voided). Without a metric line the metric is the cases' mean.
+
+Stored compactly (ledger.py): a run's scores are one packed blob keyed by a per-loop dictionary
+of case ids, so recording a run costs one row whatever the number of cases, and nothing
+per case is read on an experiment's path but the two experiments being compared.
+
+The paired judge (`paired`): each run of the candidate is paired with a run of the best that
+had the same seed (the control run beside it first: a control is seeded as the candidate's
+run, so an evaluator that seeds its randomness from RATCHET_SEED draws the same luck for both,
+and it cancels); the differences over the cases both scored are the evidence. The statistic is
+their mean over its standard error, every (case, pair) difference a unit: repeated runs add
+units, so evidence grows with runs. An exact sign test over the cases that changed was the
+other choice; it cannot keep fewer than five fixed cases at 5% however many runs are made, so
+a 3-of-40 fix would never be told from noise by it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import zlib
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from .runners.safe_files import read_head
+
+CASE_PREFIX = '{"case"'
+MAX_CASES = 100_000  # cases one run may report
+MAX_ID = 200  # characters of a case id
+MAX_TRACE = 4000  # characters of a trace kept in memory per case
+MAX_CASES_FILE = 64 << 20  # bytes of a `[metric] cases` file
+FAILING_KEPT = 100  # failing traces of a run kept in its log folder
+FAILING_TRACE = 2000  # characters of each
+PAIRED_KEEP = 2.0  # standard errors of paired gain that keep a candidate the mean rule reruns
+NAMED = 10  # case ids a reason or `show` names, each way
+
+
+class CaseError(ValueError):
+    """A case line that is not in the format; the run has no metric to trust."""
+
+
+@dataclass
+class Cases:
+    """One run's cases: id → score, and id → trace (failing cases' traces are kept)."""
+
+    scores: dict[str, float]
+    traces: dict[str, str]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores.values()) / len(self.scores)
+
+
+class CaseReader:
+    """Fed lines; keeps the case lines (a later report of a case replaces an earlier one)."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, float] = {}
+        self.traces: dict[str, str] = {}
+        self.problem: str | None = None
+
+    def feed(self, line: str) -> None:
+        if not line.startswith(CASE_PREFIX) or self.problem:
+            return
+        try:
+            case, score, trace = parse_case(line)
+        except CaseError as error:
+            self.problem = str(error)
+            return
+        if len(self.scores) >= MAX_CASES and case not in self.scores:
+            self.problem = f"more than {MAX_CASES:,} cases"
+            return
+        self.scores[case] = score
+        if trace:
+            self.traces[case] = trace
+        else:
+            self.traces.pop(case, None)
+
+    def result(self) -> Cases | None:
+        return Cases(self.scores, self.traces) if self.scores else None
+
+
+def parse_case(line: str) -> tuple[str, float, str]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        raise CaseError(f"a case line is not JSON: {line[:80]}") from None
+    if not isinstance(value, dict):
+        raise CaseError(f"a case line is not a JSON object: {line[:80]}")
+    case, score, trace = value.get("case"), value.get("score"), value.get("trace", "")
+    if not isinstance(case, str) or not case or len(case) > MAX_ID:
+        raise CaseError(f"a case id must be a string of 1 to {MAX_ID} characters: {line[:80]}")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise CaseError(f"case {case}: score must be a number from 0 to 1")
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        raise CaseError(f"case {case}: score {score} is not from 0 to 1")
+    if not isinstance(trace, str):
+        trace = json.dumps(trace)
+    return case, float(score), trace[:MAX_TRACE]
+
+
+def read_cases_file(folder: Path, relative: str) -> CaseReader:
+    """`[metric] cases` in `folder` (where the evaluator ran). A link, a FIFO or anything but
+    a regular file raises UnsafeFile (the run is voided); a missing file reads as no cases."""
+    reader = CaseReader()
+    try:
+        data, more = read_head(relative, MAX_CASES_FILE, root=folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return reader
+    if more:
+        reader.problem = f"`{relative}` is over {MAX_CASES_FILE:,} bytes"
+        return reader
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        reader.feed(line.strip())
+    return reader
+
+
+def keep_failing(path: Path, cases: Cases, redact: Callable[[str], str]) -> None:
+    """The run's failing cases (score below 1) with their traces, bounded, in its log folder
+    (the last run's replaces the one before); traces are never stored in the ledger."""
+    failing = [(case, score) for case, score in cases.scores.items() if score < 1.0]
+    lines = [
+        json.dumps(
+            {
+                "case": case,
+                "score": score,
+                "trace": redact(cases.traces.get(case, "")[:FAILING_TRACE]),
+            }
+        )
+        for case, score in failing[:FAILING_KEPT]
+    ]
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    scratch.replace(path)
+
+
+# --- packing: one blob per run -----------------------------------------------------------------
+
+
+def pack(scores: dict[int, float]) -> bytes:
+    """Case numbers (the loop's dictionary) and scores as one compressed blob: little-endian
+    uint32 numbers, sorted, then float32 scores in the same order."""
+    numbers = array("I", sorted(scores))
+    values = array("f", (scores[n] for n in numbers))
+    if sys.byteorder == "big":
+        numbers.byteswap()
+        values.byteswap()
+    return zlib.compress(len(numbers).to_bytes(4, "little") + numbers.tobytes() + values.tobytes())
+
+
+def unpack(blob: bytes) -> dict[int, float]:
+    raw = zlib.decompress(blob)
+    count = int.from_bytes(raw[:4], "little")
+    numbers, values = array("I"), array("f")
+    numbers.frombytes(raw[4 : 4 + 4 * count])
+    values.frombytes(raw[4 + 4 * count : 4 + 8 * count])
+    if sys.byteorder == "big":
+        numbers.byteswap()
+        values.byteswap()
+    return dict(zip(numbers, values, strict=True))
+
+
+# --- the paired judge -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    """One stored run's case scores: its seed, the candidate it was a control beside (if any)."""
+
+    seed: int
+    beside: int | None
+    control: bool
+    scores: dict[int, float]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The candidate against the best, case by case, over pairs of runs with the same seed."""
+
+    fixed: tuple[int, ...]  # case numbers whose mean score rose
+    broken: tuple[int, ...]  # ... and fell
+    common: int  # cases both were scored on
+    pairs: int
+    z: float  # the mean paired difference over its standard error (0: no spread to read)
+
+    def words(self, names: dict[int, str]) -> str:
+        return (
+            f"case by case over {self.pairs} pair{'s' if self.pairs != 1 else ''} of runs: "
+            f"fixed {len(self.fixed)}, broke {len(self.broken)} of {self.common} cases"
+            + (f" (broke {name_list(self.broken, names)})" if self.broken else "")
+            + f", paired gain {self.z:.1f} standard errors"
+        )
+
+
+def name_list(numbers: tuple[int, ...], names: dict[int, str]) -> str:
+    shown = [names.get(n, f"#{n}") for n in numbers[:NAMED]]
+    more = len(numbers) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+Scores = dict[int, float]
+
+
+def pairs_of(
+    candidate: int, own: list[CaseRun], best: list[CaseRun]
+) -> list[tuple[Scores, Scores]]:
+    """Each of the candidate's runs with a run of the best of the same seed: the control run
+    beside this candidate first, else the best's latest own run with that seed."""
+    found = []
+    for run in own:
+        same = [b for b in best if b.seed == run.seed and b.beside == candidate]
+        same = same or [b for b in best if b.seed == run.seed and not b.control]
+        if same:
+            found.append((run.scores, same[-1].scores))
+    return found
+
+
+def paired(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> Paired | None:
+    """The paired evidence, or None where no run pairs share a case."""
+    pairs = pairs_of(candidate, own, best)
+    differences: list[float] = []
+    per_case: dict[int, float] = {}
+    used = 0
+    common: set[int] = set()
+    for mine, theirs in pairs:
+        shared = mine.keys() & theirs.keys()
+        if not shared:
+            continue
+        used += 1
+        common |= shared
+        for case in shared:
+            d = mine[case] - theirs[case]
+            differences.append(d)
+            per_case[case] = per_case.get(case, 0.0) + d
+    if not differences:
+        return None
+    n = len(differences)
+    centre = sum(differences) / n
+    spread = sum((d - centre) ** 2 for d in differences) / max(1, n - 1)
+    # No spread: every case moved alike (a shift of the whole run, not cases fixed): no claim.
+    z = centre / math.sqrt(spread / n) if spread > 1e-12 else 0.0
+    fixed = tuple(sorted(c for c, d in per_case.items() if d > 1e-6))
+    broken = tuple(sorted(c for c, d in per_case.items() if d < -1e-6))
+    return Paired(fixed, broken, len(common), used, z)
+
+
+def protected(broken: tuple[int, ...], names: dict[int, str], rules: tuple[str, ...]) -> list[str]:
+    """The broken cases that `[metric] protect` names (an id or a pattern)."""
+    found = []
+    for case in broken:
+        name = names.get(case, "")
+        if any(name == rule or fnmatchcase(name, rule) for rule in rules):
+            found.append(name)
+    return sorted(found)
+
+
+def _means(runs: list[CaseRun]) -> dict[int, float]:
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for run in runs:
+        for case, score in run.scores.items():
+            sums[case] = sums.get(case, 0.0) + score
+            counts[case] = counts.get(case, 0) + 1
+    return {case: sums[case] / counts[case] for case in sums}
+
+
+def changed(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> tuple[tuple[int, ...], ...]:
+    """The cases the candidate fixed and broke: paired by seed where its runs and the best's
+    share seeds, else its mean score per case against the best's."""
+    evidence = paired(candidate, own, best)
+    if evidence is not None:
+        return evidence.fixed, evidence.broken
+    mine, theirs = _means(own), _means(best)
+    shared = sorted(mine.keys() & theirs.keys())
+    return (
+        tuple(c for c in shared if mine[c] > theirs[c] + 1e-6),
+        tuple(c for c in shared if mine[c] < theirs[c] - 1e-6),
+    )
