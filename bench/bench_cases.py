@@ -3,6 +3,7 @@ every run reports 1,000 cases, in a fresh loop and after 10,000 earlier experime
 all reported 1,000 cases too (their scores in the ledger, as a long night would leave them).
 
     python bench/bench_cases.py [--sizes 0,10000] [--cases 1000] [--experiments 25]
+    python bench/bench_cases.py --judge 6    # the paired judge against the mean's, in the loop
 
 The earlier experiments are written straight into the ledger (bench_history.seed_ledger, then
 one packed `cases` row per run and the loop's case-id dictionary), then a real loop runs
@@ -25,6 +26,9 @@ from pathlib import Path
 from bench_history import loop_figures, seed_ledger
 from bench_overhead import make_repo
 from ratchet.cases import pack
+from ratchet.config import load_config
+from ratchet.engine import Engine
+from ratchet.experiment import Proposal, ProposalContext, Status
 from ratchet.ledger import Ledger
 
 # The command: the editable file's LR moves a few cases; the rest pass or fail by case and seed.
@@ -110,12 +114,116 @@ def recording_ms(root: Path, cases: int, size: int, repeats: int = 200) -> float
     return statistics.median(took)
 
 
+# --judge: 40 cases, 10 solved, 18 unsolved, 12 flaky (the noise on the mean); the candidate
+# fixes 3 (c10-c12) or changes nothing. Flaky cases draw from RATCHET_SEED ("seeded": a run and
+# the best's run beside it draw alike) or from fresh randomness ("unseeded").
+JUDGE_EVALUATOR = """\
+import json, os, random, re
+source = open("train.py").read()
+fixed = set(re.findall(r"FIX (c\\d+)", source))
+seed = int(os.environ.get("RATCHET_SEED", "0"))
+rng = random.Random({world} * 1000 + seed) if {seeded} else random.Random()
+scores = []
+for i in range(40):
+    case = f"c{{i:02d}}"
+    score = 1.0 if i < 10 else 0.0 if i < 28 else float(rng.random() < 0.5)
+    scores.append(1.0 if case in fixed else score)
+    if {per_case}:
+        print(json.dumps({{"case": case, "score": scores[-1]}}))
+if not {per_case}:
+    print("score:", sum(scores) / len(scores))
+"""
+JUDGE_CONFIG = """\
+[loop]
+editable = "train.py"
+locked = ["evaluate.py"]
+command = "python3 train.py"
+budget = "10s"
+
+[metric]
+name = "score"
+goal = "maximize"
+eval = "python3 evaluate.py"
+
+[agent]
+kind = "mutate"
+"""
+
+
+class _OneEdit:
+    """Proposes one edit, then harmless distinct ones."""
+
+    kind = "scripted"
+
+    def __init__(self, line: str) -> None:
+        self.lines = [line]
+        self.n = 0
+
+    async def propose(self, context: ProposalContext) -> Proposal:
+        self.n += 1
+        line = self.lines.pop() if self.lines else f"IDLE_{self.n} = {self.n}"
+        return Proposal({context.editable_path: context.editable_text + line + "\n"}, line)
+
+    async def close(self) -> None:
+        return None
+
+
+async def judge_loop(root: Path, edit: str) -> tuple[bool, int]:
+    """Whether the candidate was kept, and its runs (its own and the controls beside it)."""
+    engine = Engine(load_config(root), tag="t", agent=_OneEdit(edit))
+    try:
+        await engine.run(max_experiments=2)
+    finally:
+        await engine.close()
+    candidate = engine.ledger.experiments("t")[1]
+    runs = len(engine.ledger.runs("t", 1)) + len(engine.ledger.controls_beside("t", 1))
+    return candidate.status is Status.KEPT, runs
+
+
+def judge_figures(worlds: int) -> None:
+    for seeded in (True, False):
+        for label, edit in (
+            ("fixes 3 of 40", "FIXES = 'FIX c10 FIX c11 FIX c12'"),
+            ("changes nothing", "NOTE = 'nothing'"),
+        ):
+            for per_case in (True, False):
+                kept, runs = 0, []
+                for world in range(worlds):
+                    with tempfile.TemporaryDirectory(prefix="ratchet-judge-") as folder:
+                        root = Path(folder)
+                        (root / "train.py").write_text("print('a harness')\n")
+                        (root / "program.md").write_text("bench\n")
+                        (root / "ratchet.toml").write_text(JUDGE_CONFIG)
+                        (root / "evaluate.py").write_text(
+                            JUDGE_EVALUATOR.format(world=world, seeded=seeded, per_case=per_case)
+                        )
+                        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+                            subprocess.run(
+                                ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args],
+                                cwd=root,
+                                check=True,
+                            )
+                        was_kept, count = asyncio.run(judge_loop(root, edit))
+                    kept += was_kept
+                    runs.append(count)
+                print(
+                    f"{'seeded' if seeded else 'unseeded'} noise, a candidate that {label}, "
+                    f"{'case by case' if per_case else 'mean only'}: kept {kept} of {worlds}, "
+                    f"runs {statistics.mean(runs):.2f} (its own and controls)",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="0,10000")
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--experiments", type=int, default=25)
+    parser.add_argument("--judge", type=int, default=0, help="loops per judge figure")
     args = parser.parse_args()
+    if args.judge:
+        judge_figures(args.judge)
+        return
     results = {}
     for size in [int(s) for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="ratchet-cases-") as folder:

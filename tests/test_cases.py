@@ -15,6 +15,7 @@ import pytest
 from agents import ScriptedAgent
 from conftest import MakeProject
 from loops import engine_for, run
+from ratchet.agents.prompt import command_prompt
 from ratchet.cases import CaseReader, CaseRun, pack, paired, unpack
 from ratchet.engine import Engine
 from ratchet.experiment import Experiment, Status
@@ -33,7 +34,7 @@ for i in range(40):
     score = 1.0 if case in fixed else 0.0 if case in broken else score
     scores.append(score)
     if {per_case}:
-        trace = f"{{case}}: wrong answer\\nsecret-ish detail"
+        trace = ("wrong answer: expected 42" if i < 28 else "tool timeout") + f"\\nin {{case}}"
         print(json.dumps({{"case": case, "score": score, "trace": trace}}))
 if not {per_case}:
     print("score:", sum(scores) / len(scores))
@@ -134,7 +135,7 @@ async def test_every_run_s_cases_are_one_packed_row_keyed_by_the_loop_s_dictiona
     # The last run's failing traces stay in its log folder, never in the ledger.
     failing = root / ".ratchet" / "loops" / "t" / "logs" / "1.failing.jsonl"
     lines = [json.loads(line) for line in failing.read_text().splitlines()]
-    assert lines and all(line["score"] < 1 and "wrong answer" in line["trace"] for line in lines)
+    assert lines and all(line["score"] < 1 and "in c" in line["trace"] for line in lines)
     dump = "\n".join(db.iterdump())
     assert "wrong answer" not in dump
 
@@ -225,3 +226,46 @@ def test_packing_round_trips_and_a_uniform_shift_claims_nothing() -> None:
     fixed = [CaseRun(0, None, False, {n: 1.0 if n < 3 else 0.5 for n in range(40)})]
     evidence = paired(1, fixed, best)
     assert evidence is not None and len(evidence.fixed) == 3 and evidence.z > 1.5
+
+
+class ProseAgent(ScriptedAgent):
+    kind = "command"  # an agent that reads prose: it is shown the failing cases
+
+
+HOLDOUT = """\
+import json
+print(json.dumps({"case": "h1", "score": 0, "trace": "HOLDOUT-SECRET answer"}))
+print("score: 0.5")
+"""
+
+
+async def test_the_proposer_reads_the_last_candidate_s_failures_grouped_and_no_holdout(
+    make_project: MakeProject,
+) -> None:
+    config = CONFIG.replace("{extra}", 'holdout = "{python} holdout.py"')
+    config = config.replace('budget = "10s"', 'budget = "10s"\npipeline = false').replace(
+        '"evaluate.py"]', '"evaluate.py", "holdout.py"]'
+    )
+    root = make_project(
+        config=config,
+        extra={"evaluate.py": EVALUATOR.format(per_case=True), "holdout.py": HOLDOUT},
+        train=TRAIN,
+    )
+    agent = ProseAgent(
+        [
+            (lambda text: text + "EDIT = 'FIX c10 BREAK c05'\n", "fixes one, breaks one"),
+            (lambda text: text + "EDIT2 = 'x'\n", "next"),
+        ]
+    )
+    engine = engine_for(root, agent)
+    await run(engine, 3)
+    assert engine.ledger.experiments("t")[0].holdout == 0.5  # the holdout ran
+    seen = [c for c in agent.contexts if c.failing_of == 1]
+    assert seen, [c.failing_of for c in agent.contexts]
+    prompt = command_prompt(seen[0])
+    block = prompt[prompt.index("## The cases exp 1 failed") :]
+    assert "untrusted" in block.lower()
+    # Grouped by the first line: 18 unsolved cases less c10, plus c05, say one error.
+    assert "wrong answer: expected 42" in block and block.count("wrong answer: expected 42") <= 2
+    assert "It broke (passed on the best, fail now): c05" in block
+    assert all("HOLDOUT-SECRET" not in command_prompt(c) for c in agent.contexts)

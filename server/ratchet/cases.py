@@ -45,6 +45,8 @@ FAILING_KEPT = 100  # failing traces of a run kept in its log folder
 FAILING_TRACE = 2000  # characters of each
 PAIRED_KEEP = 2.0  # standard errors of paired gain that keep a candidate the mean rule reruns
 NAMED = 10  # case ids a reason or `show` names, each way
+FAILURE_GROUPS = 8  # distinct failures (by a trace's first line) shown to the proposer
+FAILURE_SAMPLE = 1200  # characters of the one trace shown for each
 
 
 class CaseError(ValueError):
@@ -288,3 +290,41 @@ def changed(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> tuple[tu
         tuple(c for c in shared if mine[c] > theirs[c] + 1e-6),
         tuple(c for c in shared if mine[c] < theirs[c] - 1e-6),
     )
+
+
+def failures_for_agent(path: Path, broken: list[str]) -> str:
+    """The last candidate's failing cases for the proposing agent, from its log folder's
+    `<n>.failing.jsonl` (its last run; never the holdout's, which reports no cases): grouped by
+    their trace's first line (one error, many cases), the largest groups first, one trace shown
+    per group, bounded; then the cases it broke. "" when there is nothing to show."""
+    try:
+        data, _ = read_head(path, FAILING_KEPT * (FAILING_TRACE + 400))
+    except (OSError, ValueError):
+        return ""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # the last line, cut by the bound
+        trace = str(row.get("trace", "")).strip()
+        head = trace.splitlines()[0][:200] if trace else "(no trace)"
+        groups.setdefault(head, []).append((str(row.get("case", "")), trace))
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    blocks = []
+    for head, members in ordered[:FAILURE_GROUPS]:
+        ids = ", ".join(case for case, _ in members[:NAMED])
+        more = f" and {len(members) - NAMED} more" if len(members) > NAMED else ""
+        blocks.append(
+            f"{len(members)} case{'s' if len(members) != 1 else ''} ({ids}{more}): {head}\n"
+            f"{members[0][1][:FAILURE_SAMPLE]}"
+        )
+    if len(ordered) > FAILURE_GROUPS:
+        rest = sum(len(members) for _, members in ordered[FAILURE_GROUPS:])
+        blocks.append(f"... {len(ordered) - FAILURE_GROUPS} other failures ({rest} cases)")
+    if broken:
+        shown = ", ".join(broken[:NAMED]) + (
+            f" and {len(broken) - NAMED} more" if len(broken) > NAMED else ""
+        )
+        blocks.append(f"It broke (passed on the best, fail now): {shown}")
+    return "\n\n".join(blocks)

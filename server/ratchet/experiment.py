@@ -117,6 +117,10 @@ class ProposalContext:
     base_commit: str = ""  # the current best's commit (the files an agent works from)
     tag: str = ""  # the loop's tag: names state an agent keeps next to the ledger
     summary: str = ""  # the whole history grouped by what was changed (summary.summarise)
+    # The last candidate's failing cases (cases.failures_for_agent): untrusted output of the
+    # code under test, never from the holdout. `failing_of`: that candidate's number.
+    failing: str = ""
+    failing_of: int | None = None
 
 
 @dataclass(frozen=True)

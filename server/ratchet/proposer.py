@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Set
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .cases import NAMED, changed, failures_for_agent
 from .context import history as history_for_agent
 from .context import read_program
 from .events import AgentActivity
@@ -53,6 +54,7 @@ class Proposer:
         self.exhausted: str | None = None  # why the agent has nothing left, once it is said
         self._exhausted_in_row = 0
         self._warned: set[str] = set()  # the agent's warnings said already
+        self._failing_of: tuple[int, str] | None = None  # the last candidate's failures, shown
 
     def _summary(self) -> str:
         """The whole history grouped by what was changed, for the agents that read prose (an
@@ -67,6 +69,36 @@ class Proposer:
             self._summary_text = summarise(history.experiments, lower)
             self._summary_of = key
         return self._summary_text
+
+    def _failing(self) -> dict[str, Any]:
+        """The last measured candidate's failing cases and what it broke, for the agents that
+        read prose; worked out once per candidate."""
+        engine = self.engine
+        if not engine.agent_kind.startswith(_READS_SUMMARY):
+            return {}
+        last = next(
+            (
+                e
+                for e in reversed(engine.history.experiments)
+                if e.status.measured and e.source != "baseline"
+            ),
+            None,
+        )
+        if last is None:
+            return {}
+        if self._failing_of is None or self._failing_of[0] != last.id:
+            ledger, tag = engine.ledger, engine.tag
+            own = [run for run in ledger.case_runs(tag, last.id) if not run.control]
+            base = ledger.kept_at(tag, last.base_commit) if own else None
+            broken: list[str] = []
+            if base is not None and base != last.id:
+                numbers = changed(last.id, own, ledger.case_runs(tag, base, beside=last.id))[1]
+                names = ledger.case_names(tag, numbers[:NAMED])
+                broken = [names.get(n, f"#{n}") for n in numbers]
+            text = failures_for_agent(engine.logs / f"{last.id}.failing.jsonl", broken)
+            self._failing_of = (last.id, text)
+        text = self._failing_of[1]
+        return {"failing": text, "failing_of": last.id} if text else {}
 
     def context(self, number: int) -> ProposalContext:
         """What the agent sees; `number` tells apart proposals made at the same moment."""
@@ -100,6 +132,7 @@ class Proposer:
             running=tuple(p.proposal.description for p in queued),
             tag=engine.tag,
             summary=self._summary(),
+            **self._failing(),
             tried_digests=_Tried(
                 history.tried_keys(),
                 {digest(p.proposal.edits.get(editable, "")) for p in queued},

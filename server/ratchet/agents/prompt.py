@@ -90,6 +90,12 @@ def context_prompt(context: ProposalContext, *, include_file: bool = True) -> st
     traces = run_traces(context.history)
     if traces:
         parts.append(traces)
+    if context.failing:
+        parts.append(
+            f"## The cases exp {context.failing_of} failed (its last run; distinct failures "
+            "grouped by their first line, one trace each: find what the harness gets wrong)"
+            f"\n\n{untrusted(context.failing)}"
+        )
     if context.notes:
         notes = "\n".join(f"- {_clip(note, NOTE_CHARS)}" for note in context.notes)
         parts.append(f"## Notes from the human (follow them)\n\n{notes}")
