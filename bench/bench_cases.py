@@ -3,7 +3,8 @@ every run reports 1,000 cases, in a fresh loop and after 10,000 earlier experime
 all reported 1,000 cases too (their scores in the ledger, as a long night would leave them).
 
     python bench/bench_cases.py [--sizes 0,10000] [--cases 1000] [--experiments 25]
-    python bench/bench_cases.py --judge 6    # the paired judge against the mean's, in the loop
+    python bench/bench_cases.py --judge 20   # the paired judge against the mean's, in the loop
+    python bench/bench_cases.py --paired 4000  # the paired rule alone, simulated: its false keeps
 
 The earlier experiments are written straight into the ledger (bench_history.seed_ledger, then
 one packed `cases` row per run and the loop's case-id dictionary), then a real loop runs
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from bench_history import loop_figures, seed_ledger
 from bench_overhead import make_repo
-from ratchet.cases import pack
+from ratchet.cases import CaseRun, pack, paired
 from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.experiment import Proposal, ProposalContext, Status
@@ -214,13 +215,56 @@ def judge_figures(worlds: int) -> None:
                 )
 
 
+def paired_alone(trials: int) -> None:
+    """The paired rule alone (no mean rule before it), on the --judge cases: how often it keeps
+    a candidate that changes nothing, and a 3-of-40 fix, at each of up to 3 runs, the best
+    measured 3 times (the baseline)."""
+    rng = random.Random(1)
+
+    def scores(draw: random.Random, fix: bool) -> dict[int, float]:
+        found = {
+            i: 1.0 if i < 10 else 0.0 if i < 28 else float(draw.random() < 0.5) for i in range(40)
+        }
+        if fix:
+            found.update({10: 1.0, 11: 1.0, 12: 1.0})
+        return found
+
+    for seeded in (False, True):
+        for fix in (False, True):
+            first = [0, 0, 0]
+            for trial in range(trials):
+
+                def draw(seed: int, trial: int = trial, seeded: bool = seeded) -> random.Random:
+                    return random.Random(trial * 1000 + seed) if seeded else rng
+
+                best = [CaseRun(s, None, False, scores(draw(s), False)) for s in range(3)]
+                own: list[CaseRun] = []
+                for k in range(3):
+                    own.append(CaseRun(k, None, False, scores(draw(k), fix)))
+                    evidence = paired(1, own, best)
+                    if evidence is not None and evidence.convincing:
+                        first[k] += 1
+                        break
+            print(
+                f"{'seeded' if seeded else 'unseeded'} noise, a candidate that "
+                f"{'fixes 3 of 40' if fix else 'changes nothing'}: the paired rule alone keeps "
+                f"{100 * sum(first) / trials:.1f}% within 3 runs (first at runs 1/2/3: "
+                f"{' / '.join(f'{100 * n / trials:.1f}%' for n in first)}; {trials} trials)",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="0,10000")
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--experiments", type=int, default=25)
     parser.add_argument("--judge", type=int, default=0, help="loops per judge figure")
+    parser.add_argument("--paired", type=int, default=0, help="simulated trials of the rule")
     args = parser.parse_args()
+    if args.paired:
+        paired_alone(args.paired)
+        return
     if args.judge:
         judge_figures(args.judge)
         return

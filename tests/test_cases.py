@@ -16,7 +16,7 @@ from agents import ScriptedAgent
 from conftest import MakeProject
 from loops import engine_for, run
 from ratchet.agents.prompt import command_prompt
-from ratchet.cases import CaseReader, CaseRun, pack, paired, unpack
+from ratchet.cases import CaseReader, CaseRun, pack, paired, sign_test, unpack
 from ratchet.engine import Engine
 from ratchet.experiment import Experiment, Status
 
@@ -226,6 +226,9 @@ def test_packing_round_trips_and_a_uniform_shift_claims_nothing() -> None:
     fixed = [CaseRun(0, None, False, {n: 1.0 if n < 3 else 0.5 for n in range(40)})]
     evidence = paired(1, fixed, best)
     assert evidence is not None and len(evidence.fixed) == 3 and evidence.z > 1.5
+    # Three cases up on one pair: the sign test cannot call it (1/8); on two pairs it can (1/64).
+    assert evidence.p == pytest.approx(1 / 8) and not evidence.convincing
+    assert sign_test(6, 0) == pytest.approx(1 / 64) and sign_test(0, 0) == 1.0
 
 
 class ProseAgent(ScriptedAgent):

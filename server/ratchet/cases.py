@@ -17,9 +17,12 @@ had the same seed (the control run beside it first: a control is seeded as the c
 run, so an evaluator that seeds its randomness from RATCHET_SEED draws the same luck for both,
 and it cancels); the differences over the cases both scored are the evidence. The statistic is
 their mean over its standard error, every (case, pair) difference a unit: repeated runs add
-units, so evidence grows with runs. An exact sign test over the cases that changed was the
-other choice; it cannot keep fewer than five fixed cases at 5% however many runs are made, so
-a 3-of-40 fix would never be told from noise by it.
+units, so evidence grows with runs. Alone it is too lenient where few units changed (then it
+is discrete and heavy-tailed: four flips that happen to agree read as 2 standard errors), so a
+keep also needs the exact sign test over the units that changed (one-sided p <= PAIRED_ALPHA),
+which is exact under "no change" however few changed. A sign test over the cases alone was the
+other choice; it cannot keep fewer than five fixed cases at 5% however many runs are made, so a
+3-of-40 fix would never be told from noise by it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ MAX_CASES_FILE = 64 << 20  # bytes of a `[metric] cases` file
 FAILING_KEPT = 100  # failing traces of a run kept in its log folder
 FAILING_TRACE = 2000  # characters of each
 PAIRED_KEEP = 2.0  # standard errors of paired gain that keep a candidate the mean rule reruns
+PAIRED_ALPHA = 0.02  # ... and the exact sign test's one-sided p over the units that changed
 NAMED = 10  # case ids a reason or `show` names, each way
 FAILURE_GROUPS = 8  # distinct failures (by a trace's first line) shown to the proposer
 FAILURE_SAMPLE = 1200  # characters of the one trace shown for each
@@ -196,13 +200,18 @@ class Paired:
     common: int  # cases both were scored on
     pairs: int
     z: float  # the mean paired difference over its standard error (0: no spread to read)
+    p: float  # the exact sign test over the (case, pair) units that changed, one-sided
+
+    @property
+    def convincing(self) -> bool:
+        return self.z >= PAIRED_KEEP and self.p <= PAIRED_ALPHA
 
     def words(self, names: dict[int, str]) -> str:
         return (
             f"case by case over {self.pairs} pair{'s' if self.pairs != 1 else ''} of runs: "
             f"fixed {len(self.fixed)}, broke {len(self.broken)} of {self.common} cases"
             + (f" (broke {name_list(self.broken, names)})" if self.broken else "")
-            + f", paired gain {self.z:.1f} standard errors"
+            + f", paired gain {self.z:.1f} standard errors (sign test p {self.p:.2g})"
         )
 
 
@@ -255,7 +264,17 @@ def paired(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> Paired | 
     z = centre / math.sqrt(spread / n) if spread > 1e-12 else 0.0
     fixed = tuple(sorted(c for c, d in per_case.items() if d > 1e-6))
     broken = tuple(sorted(c for c, d in per_case.items() if d < -1e-6))
-    return Paired(fixed, broken, len(common), used, z)
+    up = sum(1 for d in differences if d > 1e-6)
+    down = sum(1 for d in differences if d < -1e-6)
+    return Paired(fixed, broken, len(common), used, z, sign_test(up, down))
+
+
+def sign_test(up: int, down: int) -> float:
+    """P(at least `up` of up + down fair coins land up): exact, whatever the count."""
+    n = up + down
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(up, n + 1)) / 2**n
 
 
 def protected(broken: tuple[int, ...], names: dict[int, str], rules: tuple[str, ...]) -> list[str]:

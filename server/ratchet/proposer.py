@@ -89,10 +89,11 @@ class Proposer:
         if self._failing_of is None or self._failing_of[0] != last.id:
             ledger, tag = engine.ledger, engine.tag
             own = [run for run in ledger.case_runs(tag, last.id) if not run.control]
-            base = ledger.kept_at(tag, last.base_commit) if own else None
+            base = engine.history.kept_by_commit(last.base_commit) if own else None
             broken: list[str] = []
-            if base is not None and base != last.id:
-                numbers = changed(last.id, own, ledger.case_runs(tag, base, beside=last.id))[1]
+            if base is not None and base.id != last.id:
+                theirs = ledger.case_runs(tag, base.id, beside=last.id)
+                numbers = changed(last.id, own, theirs)[1]
                 names = ledger.case_names(tag, numbers[:NAMED])
                 broken = [names.get(n, f"#{n}") for n in numbers]
             text = failures_for_agent(engine.logs / f"{last.id}.failing.jsonl", broken)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .cases import NAMED, PAIRED_KEEP, changed, paired, protected
+from .cases import NAMED, changed, paired, protected
 from .config import Config
 from .experiment import Experiment, Pending, Proposal
 from .hardware import same_hardware
@@ -129,7 +129,7 @@ class Verdicts:
     def _case_by_case(self, exp: Experiment, best: Experiment, decision: Decision) -> Decision:
         """The mean's verdict, checked case by case where the candidate and the best were both
         scored on the same cases (cases.py): a protected case whose score fell discards it;
-        paired evidence beyond PAIRED_KEEP standard errors keeps one the mean would measure
+        convincing paired evidence (cases.Paired) keeps one the mean would measure
         again; the reason says how many cases it fixed and broke."""
         ledger, tag = self.history.ledger, self.history.tag
         own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
@@ -157,7 +157,7 @@ class Verdicts:
         if (
             decision.action == "rerun"
             and gaining
-            and evidence.z >= PAIRED_KEEP
+            and evidence.convincing
             and not self.judge.lower_is_better  # a case's score is higher-better
         ):
             return replace(
