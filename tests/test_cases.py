@@ -242,7 +242,7 @@ print("score: 0.5")
 """
 
 
-async def test_the_proposer_reads_the_last_candidate_s_failures_grouped_and_no_holdout(
+async def test_the_proposer_reads_the_failures_of_the_best_and_the_last_candidate_not_the_holdout(
     make_project: MakeProject,
 ) -> None:
     config = CONFIG.replace("{extra}", 'holdout = "{python} holdout.py"')
@@ -263,10 +263,12 @@ async def test_the_proposer_reads_the_last_candidate_s_failures_grouped_and_no_h
     engine = engine_for(root, agent)
     await run(engine, 3)
     assert engine.ledger.experiments("t")[0].holdout == 0.5  # the holdout ran
-    seen = [c for c in agent.contexts if c.failing_of == 1]
-    assert seen, [c.failing_of for c in agent.contexts]
+    seen = [c for c in agent.contexts if [f.experiment for f in c.failures] == [1, 0]]
+    assert seen, [c.failures for c in agent.contexts]
     prompt = command_prompt(seen[0])
-    block = prompt[prompt.index("## The cases exp 1 failed") :]
+    assert "## The cases the best (exp 0) failed" in prompt
+    block = prompt[prompt.index("## The cases the last candidate (exp 1) failed") :]
+    block = block[: block.index("## The cases the best")]
     assert "untrusted" in block.lower()
     # Grouped by the first line: 18 unsolved cases less c10, plus c05, say one error.
     assert "wrong answer: expected 42" in block and block.count("wrong answer: expected 42") <= 2

@@ -9,13 +9,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Set
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .cases import NAMED, changed, failures_for_agent
 from .context import history as history_for_agent
 from .context import read_program
 from .events import AgentActivity
-from .experiment import Pending, Proposal, ProposalContext
+from .experiment import (
+    CaseFailures,
+    Experiment,
+    Pending,
+    Proposal,
+    ProposalContext,
+    Status,
+)
 from .novelty import digest
 from .summary import summarise
 
@@ -54,7 +61,7 @@ class Proposer:
         self.exhausted: str | None = None  # why the agent has nothing left, once it is said
         self._exhausted_in_row = 0
         self._warned: set[str] = set()  # the agent's warnings said already
-        self._failing_of: tuple[int, str] | None = None  # the last candidate's failures, shown
+        self._failures_of: dict[int, str] = {}  # the failures shown, by experiment (a few)
 
     def _summary(self) -> str:
         """The whole history grouped by what was changed, for the agents that read prose (an
@@ -70,36 +77,44 @@ class Proposer:
             self._summary_of = key
         return self._summary_text
 
-    def _failing(self) -> dict[str, Any]:
-        """The last measured candidate's failing cases and what it broke, for the agents that
-        read prose; worked out once per candidate."""
+    def _failures(self) -> tuple[CaseFailures, ...]:
+        """The failing cases of the best and of the last measured candidate (with what it
+        broke), for the agents that read prose; each worked out once."""
         engine = self.engine
         if not engine.agent_kind.startswith(_READS_SUMMARY):
-            return {}
+            return ()
+        history = engine.history
         last = next(
-            (
-                e
-                for e in reversed(engine.history.experiments)
-                if e.status.measured and e.source != "baseline"
-            ),
+            (e for e in reversed(history.experiments) if e.status.measured),
             None,
         )
-        if last is None:
-            return {}
-        if self._failing_of is None or self._failing_of[0] != last.id:
-            ledger, tag = engine.ledger, engine.tag
-            own = [run for run in ledger.case_runs(tag, last.id) if not run.control]
-            base = engine.history.kept_by_commit(last.base_commit) if own else None
-            broken: list[str] = []
-            if base is not None and base.id != last.id:
-                theirs = ledger.case_runs(tag, base.id, beside=last.id)
-                numbers = changed(last.id, own, theirs)[1]
-                names = ledger.case_names(tag, numbers[:NAMED])
-                broken = [names.get(n, f"#{n}") for n in numbers]
-            text = failures_for_agent(engine.logs / f"{last.id}.failing.jsonl", broken)
-            self._failing_of = (last.id, text)
-        text = self._failing_of[1]
-        return {"failing": text, "failing_of": last.id} if text else {}
+        shown = []
+        if last is not None and last.source != "baseline" and last.status is not Status.KEPT:
+            shown.append((last, "the last candidate"))
+        if history.best is not None:
+            shown.append((history.best, "the best"))
+        found = []
+        for exp, role in shown:
+            text = self._failures_of.get(exp.id)
+            if text is None:
+                text = self._failures_text(exp, exp.source != "baseline")
+                self._failures_of = {exp.id: text, **dict(list(self._failures_of.items())[-3:])}
+            if text:
+                found.append(CaseFailures(exp.id, role, text))
+        return tuple(found)
+
+    def _failures_text(self, exp: Experiment, with_broken: bool) -> str:
+        engine = self.engine
+        ledger, tag = engine.ledger, engine.tag
+        broken: list[str] = []
+        base = engine.history.kept_by_commit(exp.base_commit) if with_broken else None
+        if base is not None and base.id != exp.id:
+            own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
+            theirs = ledger.case_runs(tag, base.id, beside=exp.id)
+            numbers = changed(exp.id, own, theirs)[1] if own and theirs else ()
+            names = ledger.case_names(tag, numbers[:NAMED])
+            broken = [names.get(n, f"#{n}") for n in numbers]
+        return failures_for_agent(engine.logs / f"{exp.id}.failing.jsonl", broken)
 
     def context(self, number: int) -> ProposalContext:
         """What the agent sees; `number` tells apart proposals made at the same moment."""
@@ -133,7 +148,7 @@ class Proposer:
             running=tuple(p.proposal.description for p in queued),
             tag=engine.tag,
             summary=self._summary(),
-            **self._failing(),
+            failures=self._failures(),
             tried_digests=_Tried(
                 history.tried_keys(),
                 {digest(p.proposal.edits.get(editable, "")) for p in queued},
