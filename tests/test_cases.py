@@ -19,6 +19,8 @@ from ratchet.agents.prompt import command_prompt
 from ratchet.cases import CaseReader, CaseRun, pack, paired, sign_test, unpack
 from ratchet.engine import Engine
 from ratchet.experiment import Experiment, Status
+from ratchet.report import summarise
+from ratchet.report_md import render_md
 
 # 40 cases: 10 solved, 18 unsolved, 12 flaky (pass or fail by the run's seed: the noise on the
 # mean). `FIX cNN` in the editable file solves a case, `BREAK cNN` fails one.
@@ -97,6 +99,9 @@ async def test_a_paired_judge_keeps_a_3_of_40_fix_with_fewer_runs_than_the_mean(
             assert candidate.status is Status.KEPT, candidate.reason
             assert "fixed 3, broke 0 of 40 cases" in candidate.reason
             paired_runs = runs_of(engine, candidate)
+            # The morning report's keep says what it fixed, by name.
+            report = render_md(summarise(engine.ledger, "t"))
+            assert "cases: fixed 3 (c10, c11, c12), broke 0" in report
         else:
             mean_runs = runs_of(engine, candidate)
     kept_by_mean = found[False].status is Status.KEPT
@@ -166,7 +171,7 @@ async def test_a_candidate_that_breaks_a_protected_case_is_discarded_by_name(
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         check=True,
     ).stdout
-    assert "fixed 6 (c10, c11, c12, c13, c14, c15)   broke 1 (c03)" in shown, shown
+    assert "fixed 6 (c10, c11, c12, c13, c14, c15), broke 1 (c03)" in shown, shown
 
 
 async def test_a_cases_file_that_is_a_link_voids_the_run(make_project: MakeProject) -> None:

@@ -32,10 +32,11 @@ import math
 import sys
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Protocol
 
 from .runners.safe_files import read_head
 
@@ -347,3 +348,30 @@ def failures_for_agent(path: Path, broken: list[str]) -> str:
         )
         blocks.append(f"It broke (passed on the best, fail now): {shown}")
     return "\n\n".join(blocks)
+
+
+def changes_in_words(fixed: tuple[int, ...], broken: tuple[int, ...], names: dict[int, str]) -> str:
+    """ "fixed 3 (a, b, c), broke 1 (d)": what a candidate changed, case by case, ids bounded."""
+    return (
+        f"fixed {len(fixed)}"
+        + (f" ({name_list(fixed, names)})" if fixed else "")
+        + (f", broke {len(broken)}" + (f" ({name_list(broken, names)})" if broken else ""))
+    )
+
+
+def case_changes(ledger: CaseLedger, tag: str, experiment: int, base: int) -> str:
+    """What `experiment` fixed and broke against `base` (the best it was made from), in words;
+    "" where its runs reported no cases."""
+    own = [run for run in ledger.case_runs(tag, experiment) if not run.control]
+    theirs = ledger.case_runs(tag, base, beside=experiment) if own else []
+    if not theirs:
+        return ""
+    fixed, broken = changed(experiment, own, theirs)
+    names = ledger.case_names(tag, [*fixed[:NAMED], *broken[:NAMED]])
+    return changes_in_words(fixed, broken, names)
+
+
+class CaseLedger(Protocol):
+    def case_runs(self, tag: str, experiment: int, beside: int | None = None) -> list[CaseRun]: ...
+
+    def case_names(self, tag: str, numbers: Iterable[int]) -> dict[int, str]: ...

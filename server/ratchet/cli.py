@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__, hardware
-from .cases import NAMED, changed, name_list
+from .cases import case_changes
 from .config import AGENT_KINDS, LLM_KINDS, Config, ConfigError, load_config
 from .engine import Engine
 from .errors import RatchetError
@@ -616,20 +616,12 @@ def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
 def _show_cases(ledger: Ledger, tag: str, exp: Experiment, console: Console) -> None:
     """What the experiment fixed and broke, case by case, against the best it was made from
     (its own runs against that best's runs and the control runs beside it); ids bounded."""
-    own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
     base = ledger.kept_at(tag, exp.base_commit)
-    if not own or base is None or base == exp.id:
+    if base is None or base == exp.id:
         return
-    fixed, broken = changed(exp.id, own, ledger.case_runs(tag, base, beside=exp.id))
-    names = ledger.case_names(tag, [*fixed[:NAMED], *broken[:NAMED]])
-    console.print(
-        f"cases  against exp {base}, over {len(own[-1].scores)} cases:  "
-        f"fixed {len(fixed)}"
-        + (f" ({name_list(fixed, names)})" if fixed else "")
-        + f"   broke {len(broken)}"
-        + (f" ({name_list(broken, names)})" if broken else ""),
-        markup=False,
-    )
+    words = case_changes(ledger, tag, exp.id, base)
+    if words:
+        console.print(f"cases  against exp {base}: {words}", markup=False)
 
 
 def _show_controls(ledger: Ledger, tag: str, experiment: int, console: Console) -> None:
