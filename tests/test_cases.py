@@ -132,7 +132,7 @@ async def test_every_run_s_cases_are_one_packed_row_keyed_by_the_loop_s_dictiona
     assert len(rows) == measured  # one row per run, not per case
     baseline = [unpack(blob) for exp, control, _, blob in rows if exp == 0 and not control]
     assert len(baseline) == 3 and all(len(scores) == 40 for scores in baseline)
-    assert max(len(blob) for *_, blob in rows) < 400  # 40 cases, compressed
+    assert max(len(blob) for *_, blob in rows) < 40  # 40 pass/fail cases: bits, compressed
     # The metric is the cases' mean, without a metric line.
     assert engine.ledger.experiments("t")[0].metric == pytest.approx(
         sum(sum(s.values()) / 40 for s in baseline) / 3
@@ -224,6 +224,9 @@ def test_case_lines_are_checked() -> None:
 def test_packing_round_trips_and_a_uniform_shift_claims_nothing() -> None:
     scores = {n: (n % 7) / 7 for n in range(1000)}
     assert unpack(pack(scores)) == pytest.approx(scores)
+    passed = {n * 3: float(n * 7919 % 10 < 6) for n in range(1000)}  # pass/fail: one bit each
+    assert unpack(pack(passed)) == passed and len(pack(passed)) < 200
+    assert unpack(pack({})) == {}
     best = [CaseRun(0, None, False, {n: 0.5 for n in range(40)})]
     shifted = [CaseRun(0, None, False, {n: 0.6 for n in range(40)})]
     evidence = paired(1, shifted, best)

@@ -156,26 +156,56 @@ def keep_failing(path: Path, cases: Cases, redact: Callable[[str], str]) -> None
 # --- packing: one blob per run -----------------------------------------------------------------
 
 
+_FLOATS, _BITS = 0, 1  # how a blob holds its scores
+
+
 def pack(scores: dict[int, float]) -> bytes:
-    """Case numbers (the loop's dictionary) and scores as one compressed blob: little-endian
-    uint32 numbers, sorted, then float32 scores in the same order."""
-    numbers = array("I", sorted(scores))
-    values = array("f", (scores[n] for n in numbers))
+    """Case numbers (the loop's dictionary) and scores as one compressed blob: a uint32 count,
+    a byte for the scores' form, the numbers sorted as uint32 gaps from the one before (a run
+    of consecutive cases compresses to almost nothing), then the scores in the same order: one
+    bit each where every score is 0 or 1 (pass/fail, the common case), else float32. All
+    little-endian."""
+    numbers = sorted(scores)
+    gaps = array("I", (n - p for n, p in zip(numbers, [0, *numbers], strict=False)))
+    values = [scores[n] for n in numbers]
+    binary = all(v in (0.0, 1.0) for v in values)
+    if binary:
+        bits = bytearray((len(values) + 7) // 8)
+        for i, value in enumerate(values):
+            if value:
+                bits[i >> 3] |= 1 << (i & 7)
+        body = bytes(bits)
+    else:
+        floats = array("f", values)
+        if sys.byteorder == "big":
+            floats.byteswap()
+        body = floats.tobytes()
     if sys.byteorder == "big":
-        numbers.byteswap()
-        values.byteswap()
-    return zlib.compress(len(numbers).to_bytes(4, "little") + numbers.tobytes() + values.tobytes())
+        gaps.byteswap()
+    head = len(numbers).to_bytes(4, "little") + bytes([_BITS if binary else _FLOATS])
+    return zlib.compress(head + gaps.tobytes() + body)
 
 
 def unpack(blob: bytes) -> dict[int, float]:
     raw = zlib.decompress(blob)
-    count = int.from_bytes(raw[:4], "little")
-    numbers, values = array("I"), array("f")
-    numbers.frombytes(raw[4 : 4 + 4 * count])
-    values.frombytes(raw[4 + 4 * count : 4 + 8 * count])
+    count, form = int.from_bytes(raw[:4], "little"), raw[4]
+    gaps = array("I")
+    gaps.frombytes(raw[5 : 5 + 4 * count])
     if sys.byteorder == "big":
-        numbers.byteswap()
-        values.byteswap()
+        gaps.byteswap()
+    body = raw[5 + 4 * count :]
+    if form == _BITS:
+        values = [float(body[i >> 3] >> (i & 7) & 1) for i in range(count)]
+    else:
+        floats = array("f")
+        floats.frombytes(body[: 4 * count])
+        if sys.byteorder == "big":
+            floats.byteswap()
+        values = list(floats)
+    numbers, total = [], 0
+    for gap in gaps:
+        total += gap
+        numbers.append(total)
     return dict(zip(numbers, values, strict=True))
 
 
