@@ -35,6 +35,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from itertools import accumulate
 from pathlib import Path
 from typing import Protocol
 
@@ -169,12 +170,9 @@ def pack(scores: dict[int, float]) -> bytes:
     gaps = array("I", (n - p for n, p in zip(numbers, [0, *numbers], strict=False)))
     values = [scores[n] for n in numbers]
     binary = all(v in (0.0, 1.0) for v in values)
-    if binary:
-        bits = bytearray((len(values) + 7) // 8)
-        for i, value in enumerate(values):
-            if value:
-                bits[i >> 3] |= 1 << (i & 7)
-        body = bytes(bits)
+    if binary:  # bit i is case i's score: the digits read right to left
+        digits = "".join("1" if v else "0" for v in reversed(values)) or "0"
+        body = int(digits, 2).to_bytes((len(values) + 7) // 8, "little")
     else:
         floats = array("f", values)
         if sys.byteorder == "big":
@@ -195,18 +193,15 @@ def unpack(blob: bytes) -> dict[int, float]:
         gaps.byteswap()
     body = raw[5 + 4 * count :]
     if form == _BITS:
-        values = [float(body[i >> 3] >> (i & 7) & 1) for i in range(count)]
+        digits = format(int.from_bytes(body, "little"), f"0{count}b")[::-1]
+        values = [1.0 if digit == "1" else 0.0 for digit in digits[:count]]
     else:
         floats = array("f")
         floats.frombytes(body[: 4 * count])
         if sys.byteorder == "big":
             floats.byteswap()
         values = list(floats)
-    numbers, total = [], 0
-    for gap in gaps:
-        total += gap
-        numbers.append(total)
-    return dict(zip(numbers, values, strict=True))
+    return dict(zip(accumulate(gaps), values, strict=True))
 
 
 # --- the paired judge -----------------------------------------------------------------------
