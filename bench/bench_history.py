@@ -74,7 +74,11 @@ def seed_ledger(root: Path, count: int) -> None:
         if n % 3 == 0:
             runs.append(("bench", n, 1, exp.metric, 0.1, "rerun", time.time()))
     db.executemany(f"INSERT INTO experiments ({quoted}) VALUES ({marks})", rows)
-    db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
+    db.executemany(
+        "INSERT INTO runs (tag, experiment, run, metric, wall_s, purpose, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        runs,
+    )
     db.commit()
     db.close()
     if count:

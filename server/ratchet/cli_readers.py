@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .cases import case_changes
 from .config import load_config
 from .errors import RatchetError
 from .experiment import Experiment
@@ -195,6 +196,7 @@ def _show(args: argparse.Namespace, project: Path, console: Console) -> int:
             )
         )
     _show_controls(ledger, tag, exp.id, console)
+    _show_cases(ledger, tag, exp, console)
     last = f" (run {len(runs)} of {len(runs)})" if len(runs) > 1 else ""
     if exp.holdout is not None:
         console.print(
@@ -237,6 +239,17 @@ def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _show_cases(ledger: Ledger, tag: str, exp: Experiment, console: Console) -> None:
+    """What the experiment fixed and broke, case by case, against the best it was made from
+    (its own runs against that best's runs and the control runs beside it); ids bounded."""
+    base = ledger.kept_at(tag, exp.base_commit)
+    if base is None or base == exp.id:
+        return
+    words = case_changes(ledger, tag, exp.id, base)
+    if words:
+        console.print(f"cases  against exp {base}: {words}", markup=False)
 
 
 def _show_controls(ledger: Ledger, tag: str, experiment: int, console: Console) -> None:

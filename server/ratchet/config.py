@@ -107,6 +107,10 @@ class MetricConfig:
     python: str | None = None  # the interpreter `evaluate` is called with (None: python3)
     file: str | None = None  # a JSON file of metrics the evaluator (or command) writes
     key: str | None = None  # the metric's key in `file` or in `evaluate`'s dict (None: name)
+    # Per-case evidence (cases.py): the file of case lines the evaluator writes (None: its
+    # output), and the cases (ids or patterns) a keep must not make worse.
+    cases: str | None = None
+    protect: tuple[str, ...] = ()
 
     @property
     def judged_apart(self) -> bool:
@@ -463,6 +467,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], Any]]] = {
         "python": (_string, None),
         "file": (_string, None),
         "key": (_string, None),
+        "cases": (_string, None),
+        "protect": (_string_list, ()),
     },
     "judge": {
         "baseline_runs": (_integer(1), 3),
@@ -845,6 +851,10 @@ def _build(
             python=metric["python"],
             file=_normal(metric["file"]) if metric["file"] else None,
             key=metric["key"],
+            cases=_normal(_relative_paths((metric["cases"],), root, fail, "cases")[0])
+            if metric["cases"]
+            else None,
+            protect=metric["protect"],
         ),
         judge=JudgeConfig(
             baseline_runs=judge["baseline_runs"],

@@ -101,6 +101,7 @@ class Engine:
             agent=self.agent,
             agent_kind=self.agent_kind,
             bus=self.bus,
+            logs=self.logs,
         )
         self.trial = Trial(
             self,

@@ -117,6 +117,18 @@ class ProposalContext:
     base_commit: str = ""  # the current best's commit (the files an agent works from)
     tag: str = ""  # the loop's tag: names state an agent keeps next to the ledger
     summary: str = ""  # the whole history grouped by what was changed (summary.summarise)
+    # The failing cases of the best and of the last candidate (cases.failures_for_agent):
+    # untrusted output of the code under test, never from the holdout.
+    failures: tuple[CaseFailures, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaseFailures:
+    """One experiment's failing cases as an agent is shown them: `role` says whose."""
+
+    experiment: int
+    role: str  # "the best" | "the last candidate"
+    text: str
 
 
 @dataclass(frozen=True)

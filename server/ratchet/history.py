@@ -142,10 +142,13 @@ class History:
         wall_s: float,
         purpose: str,
         beside: int | None = None,
+        cases: dict[str, float] | None = None,
+        seed: int = 0,
     ) -> int:
         """Records one run (a control run of the best: `purpose` "control", `beside` the
-        candidate); returns its time on the loop's clock."""
-        self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose, beside)
+        candidate), with its per-case scores if it reported them (kept in the ledger only:
+        read back by experiment, never loaded whole); returns its time on the loop's clock."""
+        self.ledger.add_run(self.tag, exp_id, value, wall_s, purpose, beside, cases, seed)
         self.clock += 1
         if value is not None:
             self.series.setdefault(exp_id, []).append(Timed(value, self.clock, purpose in _AGAIN))

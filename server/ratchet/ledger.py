@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .cases import CaseRun, pack, unpack
 from .errors import RatchetError
 from .experiment import Experiment, Status
 
@@ -28,7 +29,8 @@ LEDGER_NAME = "ledger.sqlite"
 RESULTS_NAME = "results.tsv"
 # 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation;
 # 4: an experiment's holdout; 5: runs `beside` (a control run: the experiment it was measured
-# beside), an experiment's `effect` and `resolvable` (its verdict in σ)
+# beside), an experiment's `effect` and `resolvable` (its verdict in σ); per-case scores: each
+# run's in one packed row of `cases`, keyed by the loop's dictionary of case ids `case_ids`
 SCHEMA_VERSION = 5
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
@@ -72,6 +74,15 @@ _SECONDARY, _HARDWARE, _STATUS = (_COLUMNS.index(n) for n in ("secondary", "hard
 _DECLARED = ", ".join(
     f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag"
 )
+# Per-case scores (cases.py): a loop's dictionary of case ids, and one row per run holding its
+# scores packed (the run's `run` number, its seed, and the candidate a control run was beside).
+_CASE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS case_ids (tag TEXT NOT NULL, id INTEGER NOT NULL, "
+    "name TEXT NOT NULL, PRIMARY KEY (tag, id))",
+    "CREATE TABLE IF NOT EXISTS cases (tag TEXT NOT NULL, experiment INTEGER NOT NULL, "
+    "run INTEGER NOT NULL, seed INTEGER, beside INTEGER, control INTEGER, scores BLOB NOT NULL, "
+    "PRIMARY KEY (tag, experiment, run))",
+)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS experiments (
     tag TEXT NOT NULL,
@@ -89,6 +100,8 @@ CREATE TABLE IF NOT EXISTS runs (
     beside INTEGER,
     PRIMARY KEY (tag, experiment, run)
 );
+{_CASE_TABLES[0]};
+{_CASE_TABLES[1]};
 CREATE TABLE IF NOT EXISTS loops (
     tag TEXT PRIMARY KEY,
     created_at REAL,
@@ -171,6 +184,7 @@ class Ledger:
         # Rows repeat the same few machines and secondary numbers: each distinct JSON text is
         # parsed once and shared (the loop replaces these dicts, it never edits one in place).
         self._parsed: dict[str, dict[str, Any]] = {}
+        self._case_ids: dict[str, dict[str, int]] = {}  # each loop's case-id dictionary
         try:
             if read_only and self._open_for_reading():
                 return
@@ -248,6 +262,8 @@ class Ledger:
             present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
             if "beside" not in present:
                 db.execute("ALTER TABLE runs ADD COLUMN beside INTEGER")
+            for statement in _CASE_TABLES:
+                db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -321,12 +337,15 @@ class Ledger:
     def forget_loop(self, tag: str) -> None:
         """Drops a loop's record whole (a loop whose baseline never succeeded)."""
         with self._transaction() as db:
+            self._case_ids.pop(tag, None)
             for table, column in (
                 ("experiments", "tag"),
                 ("runs", "tag"),
                 ("loops", "tag"),
                 ("notes", "tag"),
                 ("queue", "tag"),
+                ("cases", "tag"),
+                ("case_ids", "tag"),
             ):
                 db.execute(f"DELETE FROM {table} WHERE {column}=?", (tag,))
 
@@ -429,8 +448,11 @@ class Ledger:
         wall_s: float,
         purpose: str,
         beside: int | None = None,
+        cases: dict[str, float] | None = None,
+        seed: int = 0,
     ) -> float:
-        """Records one run; returns when (the time it was recorded)."""
+        """Records one run, and its per-case scores in one packed row when it reported cases
+        (case ids new to the loop join its dictionary); returns when (the time recorded)."""
         now = time.time()
         with self._transaction() as db:
             (count,) = db.execute(
@@ -441,7 +463,84 @@ class Ledger:
                 "beside) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (tag, experiment, count, metric, wall_s, purpose, now, beside),
             )
+            if cases:
+                numbers = self._case_numbers(db, tag, cases)
+                db.execute(
+                    "INSERT OR REPLACE INTO cases (tag, experiment, run, seed, beside, control, "
+                    "scores) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tag,
+                        experiment,
+                        count,
+                        seed,
+                        beside,
+                        int(purpose == CONTROL),
+                        pack({numbers[name]: score for name, score in cases.items()}),
+                    ),
+                )
         return now
+
+    def _case_numbers(
+        self, db: sqlite3.Connection, tag: str, cases: dict[str, float]
+    ) -> dict[str, int]:
+        """The loop's case-id dictionary, read once per loop and kept; new ids are added."""
+        known = self._case_ids.get(tag)
+        if known is None:
+            rows = db.execute("SELECT name, id FROM case_ids WHERE tag=?", (tag,)).fetchall()
+            known = self._case_ids[tag] = dict(rows)
+        new = [name for name in cases if name not in known]
+        if new:
+            start = max(known.values(), default=-1) + 1
+            added = {name: start + i for i, name in enumerate(new)}
+            db.executemany(
+                "INSERT INTO case_ids (tag, id, name) VALUES (?, ?, ?)",
+                [(tag, number, name) for name, number in added.items()],
+            )
+            known.update(added)
+        return known
+
+    def case_runs(self, tag: str, experiment: int, beside: int | None = None) -> list[CaseRun]:
+        """One experiment's runs that reported cases, in order: its own, and its control runs
+        (all of them, or with `beside` only those beside that candidate)."""
+        which = "" if beside is None else " AND (COALESCE(control, 0) = 0 OR beside = ?)"
+        try:
+            rows = self._all(
+                "SELECT seed, beside, control, scores FROM cases WHERE tag=? AND experiment=?"
+                f"{which} ORDER BY run",
+                (tag, experiment) if beside is None else (tag, experiment, beside),
+            )
+        except sqlite3.OperationalError:  # a reader of a record written before the table
+            return []
+        return [
+            CaseRun(seed or 0, beside, bool(control), unpack(blob))
+            for seed, beside, control, blob in rows
+        ]
+
+    def kept_at(self, tag: str, commit: str) -> int | None:
+        """The kept experiment of this commit (the best a candidate was made from), if any."""
+        rows = self._all(
+            "SELECT id FROM experiments WHERE tag=? AND \"commit\"=? AND status='kept' "
+            "ORDER BY id DESC LIMIT 1",
+            (tag, commit),
+        )
+        return rows[0][0] if rows else None
+
+    def case_names(self, tag: str, numbers: Iterable[int]) -> dict[int, str]:
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            try:
+                rows = self._all(
+                    f"SELECT id, name FROM case_ids WHERE tag=? AND id IN ({marks})", (tag, *chunk)
+                )
+            except sqlite3.OperationalError:
+                return {}
+            found.update(rows)
+        return found
 
     def run_groups(self, tag: str) -> dict[int, list[float]]:
         """The metric of every successful run, by experiment (control runs left out)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .cases import CaseReader, Cases, read_cases_file
 from .cleanroom import build_clean_room, remove_eval_only
 from .config import Config
 from .evaluate_call import (
@@ -44,6 +45,8 @@ class Attempt:
     in_eval: bool = False  # the failure, if any, is the evaluator's
     evaluated: bool = False  # the evaluator ran this time (its folder holds this run's trace)
     room: Path | None = None  # where the evaluator ran
+    case_lines: CaseReader = field(default_factory=CaseReader)  # case lines on the output
+    cases: Cases | None = None  # this run's per-case scores (cases.py), when it reported them
 
 
 def ran_clean(outcome: RunOutcome) -> bool:
@@ -193,11 +196,17 @@ class Measurer:
         use_eval = metric.judged_apart
         if metric.file and not use_eval:
             await asyncio.to_thread(clear_metric_files, worktree, metric.file)
+        if metric.cases and not use_eval:
+            await asyncio.to_thread(clear_metric_files, worktree, metric.cases)
+        case_lines = CaseReader()  # read from the command's output only without an evaluator
+        command_cases = not use_eval and not metric.cases
 
         def command_line(line: str) -> None:
             elapsed = time.monotonic() - started
             if not use_eval and not metric.file:
                 reader.feed(line)
+            if command_cases:
+                case_lines.feed(line)
             if watch is not None and (reason := watch.feed(line, elapsed / loop.budget_s)):
                 control.stop(reason, aborted=True)
             on_line(line, elapsed)
@@ -213,6 +222,7 @@ class Measurer:
             budget_s=loop.budget_s,
             limit_s=loop.budget_s + loop.grace,
             command_s=outcome.wall_s,
+            case_lines=case_lines,
         )
         clean = ran_clean(outcome) and not outcome.locked_changed and not outcome.refused
         if use_eval and clean and attempt.command_s <= attempt.limit_s:
@@ -229,6 +239,8 @@ class Measurer:
             folder = attempt.room if use_eval else worktree
             if folder is not None:
                 attempt.measurement = await asyncio.to_thread(read_metric_file, metric, folder)
+        if clean:
+            await self._read_cases(attempt, worktree)
         # The evaluator's trace, else the command's (shown to the agent only, never scored).
         # Only this run's: the clean room of an evaluator that did not run now is another's.
         folders = [self._eval_folder(slot), worktree] if attempt.evaluated else [worktree]
@@ -237,6 +249,27 @@ class Measurer:
             if attempt.trace_tail:
                 break
         return attempt
+
+    async def _read_cases(self, attempt: Attempt, worktree: Path) -> None:
+        """The run's cases: from `[metric] cases` in the folder the evaluator (or the command)
+        ran in, else from the output the metric was read from. A malformed case line fails the
+        run; without a metric line the metric is the cases' mean."""
+        metric = self.config.metric
+        lines = attempt.case_lines
+        if metric.cases:
+            folder = attempt.room if metric.judged_apart else worktree
+            if folder is None:
+                return
+            lines = await asyncio.to_thread(read_cases_file, folder, metric.cases)
+        measurement = attempt.measurement
+        if lines.problem:
+            attempt.measurement = replace(
+                measurement, value=None, problem=f"cases: {lines.problem}"
+            )
+            return
+        attempt.cases = lines.result()
+        if attempt.cases and measurement.value is None and not (metric.file or metric.evaluate):
+            attempt.measurement = replace(measurement, value=attempt.cases.mean, problem=None)
 
     def _eval_folder(self, slot: Slot) -> Path:
         if self.runner.kind != "local":
@@ -306,12 +339,15 @@ class Measurer:
 
         room = await self._room(job, slot, commit, base_commit, note)
         attempt.room = room
-        if metric.file:
-            await asyncio.to_thread(clear_metric_files, room, metric.file)
+        for written in (metric.file, metric.cases):
+            if written:
+                await asyncio.to_thread(clear_metric_files, room, written)
 
         def eval_line(line: str) -> None:
             if not metric.file:
                 reader.feed(line)
+            if metric.eval and not metric.cases:
+                attempt.case_lines.feed(line)
             if not (metric.evaluate and line.startswith(f"{MARK} ")):
                 on_line(line)  # the driver's answer line is the log's, not the live view's
 

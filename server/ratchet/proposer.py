@@ -9,14 +9,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Set
+from pathlib import Path
 from typing import Protocol
 
 from .agents.base import Agent
+from .cases import NAMED, changed, failures_for_agent
 from .config import Config
 from .context import history as history_for_agent
 from .context import read_program
 from .events import AgentActivity, EventBus
-from .experiment import Pending, Proposal, ProposalContext
+from .experiment import (
+    CaseFailures,
+    Experiment,
+    Pending,
+    Proposal,
+    ProposalContext,
+    Status,
+)
 from .history import History
 from .novelty import digest
 from .scheduler import Scheduler
@@ -67,6 +76,7 @@ class Proposer:
         agent: Agent,
         agent_kind: str,
         bus: EventBus,
+        logs: Path,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -75,11 +85,13 @@ class Proposer:
         self.agent = agent
         self.agent_kind = agent_kind
         self.bus = bus
+        self.logs = logs  # where each run's failing cases are kept
         self._summary_of: tuple[int, int] | None = None
         self._summary_text = ""
         self.exhausted: str | None = None  # why the agent has nothing left, once it is said
         self._exhausted_in_row = 0
         self._warned: set[str] = set()  # the agent's warnings said already
+        self._failures_of: dict[int, str] = {}  # the failures shown, by experiment (a few)
 
     def _summary(self) -> str:
         """The whole history grouped by what was changed, for the agents that read prose (an
@@ -94,6 +106,43 @@ class Proposer:
             self._summary_text = summarise(history.experiments, lower)
             self._summary_of = key
         return self._summary_text
+
+    def _failures(self) -> tuple[CaseFailures, ...]:
+        """The failing cases of the best and of the last measured candidate (with what it
+        broke), for the agents that read prose; each worked out once."""
+        if not self.agent_kind.startswith(_READS_SUMMARY):
+            return ()
+        history = self.history
+        last = next(
+            (e for e in reversed(history.experiments) if e.status.measured),
+            None,
+        )
+        shown = []
+        if last is not None and last.source != "baseline" and last.status is not Status.KEPT:
+            shown.append((last, "the last candidate"))
+        if history.best is not None:
+            shown.append((history.best, "the best"))
+        found = []
+        for exp, role in shown:
+            text = self._failures_of.get(exp.id)
+            if text is None:
+                text = self._failures_text(exp, exp.source != "baseline")
+                self._failures_of = {exp.id: text, **dict(list(self._failures_of.items())[-3:])}
+            if text:
+                found.append(CaseFailures(exp.id, role, text))
+        return tuple(found)
+
+    def _failures_text(self, exp: Experiment, with_broken: bool) -> str:
+        ledger, tag = self.history.ledger, self.history.tag
+        broken: list[str] = []
+        base = self.history.kept_by_commit(exp.base_commit) if with_broken else None
+        if base is not None and base.id != exp.id:
+            own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
+            theirs = ledger.case_runs(tag, base.id, beside=exp.id)
+            numbers = changed(exp.id, own, theirs)[1] if own and theirs else ()
+            names = ledger.case_names(tag, numbers[:NAMED])
+            broken = [names.get(n, f"#{n}") for n in numbers]
+        return failures_for_agent(self.logs / f"{exp.id}.failing.jsonl", broken)
 
     def context(self, number: int) -> ProposalContext:
         """What the agent sees; `number` tells apart proposals made at the same moment."""
@@ -126,6 +175,7 @@ class Proposer:
             running=tuple(p.proposal.description for p in queued),
             tag=history.tag,
             summary=self._summary(),
+            failures=self._failures(),
             tried_digests=_Tried(
                 history.tried_keys(),
                 {digest(p.proposal.edits.get(editable, "")) for p in queued},

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cases import case_changes
 from .experiment import Experiment, Status
 from .judge import estimate_noise
 from .ledger import Ledger
@@ -34,6 +35,7 @@ class Keep:
     gain: float | None  # how much better, positive = better, in the metric's units
     runs: list[dict[str, Any]]
     holdout_before: float | None = None  # the holdout of the best it beat (`[metric] holdout`)
+    cases: str = ""  # what it fixed and broke, case by case ("" without per-case scores)
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def _keeps(
         if best is not None and exp is not baseline:
             before = best.metric
             gain = better_by(lower, exp.metric, before) if before is not None else None
-            keeps.append(Keep(exp, before, gain, ledger.runs(tag, exp.id), best.holdout))
+            cases = case_changes(ledger, tag, exp.id, best.id)
+            keeps.append(Keep(exp, before, gain, ledger.runs(tag, exp.id), best.holdout, cases))
         best = exp
     return keeps, best
 

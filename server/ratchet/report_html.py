@@ -120,7 +120,12 @@ def _keeps(summary: Summary) -> str:
             f"<tr><th>runs</th><td>{runs or '—'}</td><th>commit</th>"
             f"<td><code>{escape((e.commit or '—')[:10])}</code> · {escape(e.agent)}</td></tr>"
             f"{_holdout_row(summary, keep)}"
-            f'<tr><th>reason</th><td colspan="3">{escape(e.reason)}</td></tr></table>'
+            + (
+                f'<tr><th>cases</th><td colspan="3">{escape(keep.cases)}</td></tr>'
+                if keep.cases
+                else ""
+            )
+            + f'<tr><th>reason</th><td colspan="3">{escape(e.reason)}</td></tr></table>'
             f"{diff_html(e.diff)}</div>"
         )
     return "".join(out)

@@ -27,7 +27,8 @@ def render_md(summary: Summary) -> str:
             f"- **exp {e.id}** {_cell(e.description)} — {summary.metric} "
             f"{format_value(keep.before)} → {format_value(e.metric)} ({gain}; "
             f"{summary.keep_words(keep)}); runs {runs}; `{(e.commit or '')[:10]}`"
-            + (f"; holdout {holdout}" if (holdout := summary.holdout_words(keep)) else ""),
+            + (f"; holdout {holdout}" if (holdout := summary.holdout_words(keep)) else "")
+            + (f"; cases: {_cell(keep.cases)}" if keep.cases else ""),
             "",
             f"<details><summary>diff</summary>\n\n```diff\n{clipped_diff(e.diff)}\n```\n</details>",
             "",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from .cases import keep_failing
 from .config import Config
 from .context import LOG_TAIL_FOR_AGENT
 from .errors import RatchetError
@@ -171,6 +172,7 @@ class Runs:
             failed = (Status.CANCELLED, f"cancelled: {control.reason}")
         value = None if failed else attempt.measurement.value
         purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
+        cases = attempt.cases if value is not None else None
         await asyncio.to_thread(
             self.history.add_run,
             exp.id,
@@ -178,9 +180,15 @@ class Runs:
             attempt.run_s,
             purpose,
             beside.id if beside else None,
+            cases.scores if cases else None,
+            run,
         )
         seconds = attempt.run_s
         own_run = purpose in ("measure", "rerun")  # a candidate's, not a control or the best's
+        if cases and own_run:
+            await asyncio.to_thread(
+                keep_failing, self.logs / f"{exp.id}.failing.jsonl", cases, self.traces.redact
+            )
         if failed and failed[0] in _EVALUATOR_FAILED and attempt.in_eval and own_run:
             failed, spent = await self._blame_evaluator(exp, slot, run, failed)
             seconds += spent

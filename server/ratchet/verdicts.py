@@ -8,8 +8,9 @@ the baseline's), it may be a revert a person asked for, or a gain too large to t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .cases import NAMED, changed, paired, protected
 from .config import Config
 from .experiment import Experiment, Pending, Proposal
 from .hardware import same_hardware
@@ -116,6 +117,7 @@ class Verdicts:
         )
         if decision.action == "control":
             return decision, None
+        decision = self._case_by_case(exp, best, decision)
         if decision.keep and (broken := self._broken_guard(exp)):
             return Decision(
                 "discard", f"discarded: {broken}; its metric alone: {decision.reason}"
@@ -127,6 +129,45 @@ class Verdicts:
             if elsewhere is not None:
                 return elsewhere
         return decision, None
+
+    def _case_by_case(self, exp: Experiment, best: Experiment, decision: Decision) -> Decision:
+        """The mean's verdict, checked case by case where the candidate and the best were both
+        scored on the same cases (cases.py): a protected case whose score fell discards it;
+        convincing paired evidence (cases.Paired) keeps one the mean would measure
+        again; the reason says how many cases it fixed and broke."""
+        ledger, tag = self.history.ledger, self.history.tag
+        own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
+        if not own:
+            return decision
+        theirs = ledger.case_runs(tag, best.id, beside=exp.id)
+        if not theirs:
+            return decision
+        evidence = paired(exp.id, own, theirs)
+        broken = evidence.broken if evidence else changed(exp.id, own, theirs)[1]
+        rules = self.config.metric.protect
+        names = ledger.case_names(tag, broken) if rules else {}
+        if hit := protected(broken, names, rules):
+            shown = ", ".join(hit[:NAMED]) + (" ..." if len(hit) > NAMED else "")
+            return replace(
+                decision,
+                action="discard",
+                reason=f"discarded: it broke protected case{'s' if len(hit) > 1 else ''} "
+                f"{shown} (its score fell from the best's); its mean: {decision.reason}",
+            )
+        if evidence is None:
+            return decision
+        words = evidence.words(ledger.case_names(tag, evidence.broken[:NAMED]))
+        gaining = decision.effect is not None and decision.effect > 0
+        if (
+            decision.action == "rerun"
+            and gaining
+            and evidence.convincing
+            and not self.judge.lower_is_better  # a case's score is higher-better
+        ):
+            return replace(
+                decision, action="keep", reason=f"kept {words}; its mean: {decision.reason}"
+            )
+        return replace(decision, reason=f"{decision.reason}; {words}")
 
     def _broken_guard(self, exp: Experiment) -> str | None:
         """The first `[metric] guards` rule the experiment's secondary numbers break."""

@@ -90,6 +90,12 @@ def context_prompt(context: ProposalContext, *, include_file: bool = True) -> st
     traces = run_traces(context.history)
     if traces:
         parts.append(traces)
+    for failures in context.failures:
+        parts.append(
+            f"## The cases {failures.role} (exp {failures.experiment}) failed (its last run; "
+            "distinct failures grouped by their first line, one trace each: find what the code "
+            f"gets wrong)\n\n{untrusted(failures.text)}"
+        )
     if context.notes:
         notes = "\n".join(f"- {_clip(note, NOTE_CHARS)}" for note in context.notes)
         parts.append(f"## Notes from the human (follow them)\n\n{notes}")
