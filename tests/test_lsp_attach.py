@@ -319,7 +319,9 @@ async def test_a_loop_killed_is_said_and_the_next_start_resumes(
     assert rows[1]["status"] == "interrupted" and rows[2]["rerun_of"] == 1
     # No status says "running" beside "no loop": the last one of the ended loop is idle.
     assert not [s for s in editor.statuses if s["loop"] is None and s["state"] == "running"]
-    assert editor.statuses[-1]["state"] == "idle" and not editor.statuses[-1]["message"]
+    assert editor.statuses[-1]["state"] == "idle" and not editor.statuses[-1]["message"], [
+        (s["state"], s["message"], s["loop"], s["total"]) for s in editor.statuses[-6:]
+    ]
 
 
 def test_run_detach_returns_and_the_loop_runs_on(make_project: MakeProject) -> None:
