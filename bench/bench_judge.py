@@ -38,8 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ratchet.config import MetricConfig
-from ratchet.judge import Judge, Timed, Track, estimate_noise, mean
+from ratchet.judge import Judge, estimate_noise
 from ratchet.progress import AbortWatch
+from ratchet.track import Timed, Track, mean
 
 SIGMA = 1.0
 BASELINE_RUNS = 3

@@ -14,10 +14,11 @@ from conftest import CONFIG, MakeProject
 from loops import engine_for, run
 from ratchet.cli import main
 from ratchet.experiment import Status
-from ratchet.judge import CLOSE, Judge, Timed
+from ratchet.judge import CLOSE, Judge
 from ratchet.ledger import CONTROL
 from ratchet.report import summarise
 from ratchet.report_svg import progress_svg
+from ratchet.track import Timed
 
 DEADLINE_S = 240.0
 JUDGE = Judge(lower_is_better=True, rule="sequential", controls=True)

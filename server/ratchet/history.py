@@ -16,8 +16,9 @@ from pathlib import Path
 
 from . import snapshot
 from .experiment import Experiment, Status
-from .judge import Timed, group_spread, pooled_noise
+from .judge import group_spread, pooled_noise
 from .ledger import COLUMNS, CONTROL, Ledger, LightRecord, group_runs, in_results
+from .track import Timed
 
 # Not real measurements of the change they describe: never a reason to skip an edit as tried.
 _NOT_TRIED = (Status.INVALID, Status.INTERRUPTED, Status.REJECTED, Status.LOST, Status.CANCELLED)

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from .config import JudgeConfig, MetricConfig
+from .track import Timed, Track, mean
 
 # "control": the candidate would be kept, but the best was last measured too long ago: measure
 # the best once now (a control run), then ask again.
@@ -70,33 +71,26 @@ CONFIRM_RUNS = 5
 CAP_FREEDOM = 4  # the fewest degrees of freedom of the others that cap one group
 
 
-# Same-round controls (controls = true, the default). The best's level is tracked through
-# time by Kalman filters over its runs, one per reading of how the machine moves (DRIFTS:
-# steady, trend, wander), averaged by how well the best's runs fit each; a candidate is judged
-# against the level at its own times. Units: the noise (run-to-run sigma, pooled over
-# experiments' repeated runs, control runs apart) and the loop's clock (one tick per run).
-# The readings were set by hand so that the track's error is calibrated (its z-score about
-# N(0, 1)) on bench_judge.py's machines; the rest was searched (Optuna TPE, 160 trials of 12
-# simulated loops per machine, then the best five re-measured on 40 fresh loops each) for the
-# issue's goals on every machine at once. What the search taught: a keep must wait for a run of
-# the best in the same round (CLOSE 1): that alone holds no-effect keeps to <= 5% whatever the
-# drift; a control before every candidate costs more than it buys; the runs a best was kept on
-# weigh less than a control (JUDGED_WEIGHT) and are read back a little for their luck; with a
-# precise reference a three-run horizon and lower keep bounds keep 2-sigma gains at the same
-# cost. The frontier: see README (real gains kept in the loop stay near 60%, a slow swing of
-# 3 sigma halves the 2-sigma gains kept, a ramp of 0.5 sigma per run costs 1.8 runs).
-Q_STEADY = 1e-5  # steady: the level's random walk, noise^2 per tick
-Q_TREND, S_TREND = 1e-7, 0.3  # trend: its random walk (noise^2 per tick^3) and prior sd
-Q_WANDER = 0.05  # wander: the level's random walk, noise^2 per tick
-PEN_TREND, PEN_WANDER = 2.0, 2.0  # log-likelihood a moving reading must gain over steady
-FORGET = 0.9  # each run's weight in the readings' likelihoods decays by this per run
-RESET = 4.0  # a run this many sd from its prediction restarts the level (the machine jumped)
+# Same-round controls (controls = true, the default). The best's level is tracked through time by
+# Kalman filters over its runs, one per reading of how the machine moves (DRIFTS: steady, trend,
+# wander), averaged by how well the best's runs fit each; a candidate is judged against the level
+# at its own times. Units: the noise (run-to-run sigma, pooled over experiments' repeated runs,
+# control runs apart) and the loop's clock (one tick per run). The readings (track.py) were set by
+# hand so that the track's error is calibrated (its z-score about N(0, 1)) on bench_judge.py's
+# machines; the rest was searched (Optuna TPE, 160 trials of 12 simulated loops per machine, then
+# the best five re-measured on 40 fresh loops each) for the issue's goals on every machine at
+# once. What the search taught: a keep must wait for a run of the best in the same round (CLOSE
+# 1): that alone holds no-effect keeps to <= 5% whatever the drift; a control before every
+# candidate costs more than it buys; the runs a best was kept on weigh less than a control
+# (JUDGED_WEIGHT) and are read back a little for their luck; with a precise reference a three-run
+# horizon and lower keep bounds keep 2-sigma gains at the same cost. The frontier: see README
+# (real gains kept in the loop stay near 60%, a slow swing of 3 sigma halves the 2-sigma gains
+# kept, a ramp of 0.5 sigma per run costs 1.8 runs).
 STALE = 0.63  # a control is run when the level's variance now exceeds this x noise^2 ...
 MAX_GAP = 11  # ... or the best was last measured this many ticks ago
 CONFIRM_CONTROLS = 1  # a new best is measured beside its first candidate this many times
 CLOSE = 1  # a keep needs a run of the best within this many ticks (else: a control)
 LUCK = 0.4  # the runs a best was kept on read back by this many of their standard errors
-JUDGED_WEIGHT = 0.65  # and weigh as this many runs each against its later runs
 # The sequential bounds with a tracked reference (Bounds below).
 CONTROL_KEEP_Z, CONTROL_SHAPE, CONTROL_KEEP_FIRST = 1.415, 1.7, 5.66
 CONTROL_DROP_Z, CONTROL_DROP_STEP, CONTROL_HORIZON = 0.89, 0.05, 3
@@ -166,10 +160,6 @@ class Decision:
         return self.action == "keep"
 
 
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def group_spread(runs: list[float]) -> tuple[float, int] | None:
     """One experiment's sum of squared deviations and degrees of freedom (None: one run)."""
     if len(runs) < 2:
@@ -205,158 +195,6 @@ def pooled_noise(stats: list[tuple[float, int]], scale: float) -> float | None:
         squares_kept += squares
     noise = math.sqrt(squares_kept / total_freedom)
     return 0.0 if noise <= 1e-9 * scale else noise  # a deterministic metric's rounding
-
-
-# --- same-round controls: the best's level through time ---------------------------------------
-
-
-class Timed(NamedTuple):
-    """One run on the loop's clock (one tick per run recorded, in the order recorded)."""
-
-    value: float
-    at: float
-    again: bool = False  # a run of a best after it was judged: a control, a re-measure
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One reading of how the machine moves, in units of the noise and the clock's ticks."""
-
-    name: str
-    level: float  # the level's random walk: variance per tick
-    trend: float  # the trend's random walk: variance per tick^3 (with trend_prior > 0)
-    trend_prior: float  # the trend's prior sd per tick; 0: no trend
-    penalty: float  # the log-likelihood it must gain over "steady" to be the reading
-
-
-DRIFTS = (
-    Drift("steady", Q_STEADY, 0.0, 0.0, 0.0),
-    Drift("trend", Q_STEADY, Q_TREND, S_TREND, PEN_TREND),
-    Drift("wander", Q_WANDER, 0.0, 0.0, PEN_WANDER),
-)
-
-
-class _Filter:
-    """A Kalman filter over the best's level and trend under one Drift; `fit` is the runs'
-    log-likelihood under it, older runs weighing less (FORGET). Its covariance is kept in
-    units of the noise's variance, so the level it gives does not depend on the noise
-    estimate of the moment, and its variance is read with the noise of now."""
-
-    __slots__ = ("a", "at", "b", "c", "drift", "fit", "level", "trend")
-
-    def __init__(self, drift: Drift, value: float, at: float, variance: float) -> None:
-        self.drift = drift
-        self.level, self.trend, self.at, self.fit = value, 0.0, at, 0.0
-        # The covariance of (level, trend) over the noise's variance: [[a, b], [b, c]].
-        self.a, self.b, self.c = variance, 0.0, drift.trend_prior**2
-
-    def inherit(self, parent: _Filter) -> None:
-        """The machine's trend and fit carry over to a new best (its level does not)."""
-        dt = max(0.0, self.at - parent.at)
-        self.trend, self.fit = parent.trend, parent.fit
-        self.c = parent.c + parent.drift.trend * dt
-
-    def predict(self, at: float) -> None:
-        dt = at - self.at
-        if dt <= 0:
-            return
-        ql, qt = self.drift.level, self.drift.trend
-        a, b, c = self.a, self.b, self.c
-        self.level += self.trend * dt
-        self.a = a + 2 * b * dt + c * dt * dt + ql * dt + qt * dt**3 / 3
-        self.b = b + c * dt + qt * dt * dt / 2
-        self.c = c + qt * dt
-        self.at = at
-
-    def update(self, value: float, at: float, noise: float) -> None:
-        self.predict(at)
-        innovation = value - self.level
-        spread = self.a + 1.0
-        z2 = innovation * innovation / (spread * noise * noise)
-        self.fit = FORGET * self.fit - 0.5 * (math.log(spread) + min(z2, RESET * RESET))
-        if z2 > RESET * RESET:  # the machine jumped: the level starts again from here
-            self.a += z2 * spread
-            spread = self.a + 1.0
-        gain_level, gain_trend = self.a / spread, self.b / spread
-        self.level += gain_level * innovation
-        self.trend += gain_trend * innovation
-        a, b, c = self.a, self.b, self.c
-        self.a, self.b, self.c = a - a * a / spread, b - a * b / spread, c - b * b / spread
-
-    def predicted(self, at: float) -> tuple[float, float]:
-        """The level at `at` (before or after the last run) and its variance over the
-        noise's variance."""
-        d = at - self.at
-        ql, qt = self.drift.level, self.drift.trend
-        variance = self.a + 2 * self.b * d + self.c * d * d + ql * abs(d) + qt * abs(d) ** 3 / 3
-        return self.level + self.trend * d, variance
-
-
-class Track:
-    """The best's level through time, from the runs it was judged on and its runs since
-    (controls): what a candidate is judged against is the level at the candidate's own time,
-    not a mean from hours ago. Run-to-run noise (the pooled estimate, from experiments'
-    repeated runs) is kept apart from drift (the readings' random walks, fitted to the
-    best's series). O(1) per run: the filters are updated, never rebuilt."""
-
-    def __init__(
-        self, value: float, at: float, runs: int, noise: float, parent: Track | None = None
-    ) -> None:
-        self.filters = [_Filter(d, value, at, 1 / (runs * JUDGED_WEIGHT)) for d in DRIFTS]
-        if parent is not None:
-            for mine, theirs in zip(self.filters, parent.filters, strict=True):
-                mine.inherit(theirs)
-        self.last = at  # when the best was last measured
-        self.controls = 0  # runs since it was judged
-
-    @classmethod
-    def of(
-        cls, series: list[Timed], noise: float, shift: float = 0.0, parent: Track | None = None
-    ) -> Track:
-        """The track of a best from its series: the runs it was judged on (read back by
-        `shift`, its luck), then each run since."""
-        judged = [run for run in series if not run.again] or series[:1]
-        value = mean([run.value for run in judged]) + shift
-        track = cls(value, mean([run.at for run in judged]), len(judged), noise, parent)
-        track.last = max(run.at for run in judged)
-        for run in series:
-            if run.again:
-                track.add(run, noise)
-        return track
-
-    def add(self, run: Timed, noise: float) -> None:
-        for each in self.filters:
-            each.update(run.value, run.at, noise)
-        self.last = max(self.last, run.at)
-        self.controls += 1
-
-    @property
-    def reading(self) -> _Filter:
-        """The reading the runs fit best."""
-        return max(self.filters, key=lambda f: f.fit - f.drift.penalty)
-
-    def weights(self) -> list[float]:
-        """Each reading's weight: its likelihood over the runs (less its penalty), relative."""
-        scores = [f.fit - f.drift.penalty for f in self.filters]
-        top = max(scores)
-        raw = [math.exp(score - top) for score in scores]
-        total = sum(raw)
-        return [w / total for w in raw]
-
-    def level(self, times: list[float], noise: float) -> tuple[float, float]:
-        """The best's mean level over these times and its variance: the readings' predictions
-        averaged by their weights, their disagreement counted in the variance."""
-        centre = mean(times)
-        predictions = [
-            (mean([f.predicted(t)[0] for t in times]), f.predicted(centre)[1] * noise * noise)
-            for f in self.filters
-        ]
-        weights = self.weights()
-        level = sum(w * p for w, (p, _) in zip(weights, predictions, strict=True))
-        variance = sum(
-            w * (v + (p - level) ** 2) for w, (p, v) in zip(weights, predictions, strict=True)
-        )
-        return level, variance
 
 
 def _runs(n: int) -> str:

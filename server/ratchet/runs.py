@@ -18,7 +18,7 @@ from .errors import RatchetError
 from .events import EventBus, ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .history import History
-from .judge import Decision, estimate_noise, mean
+from .judge import Decision, estimate_noise
 from .ledger import CONTROL
 from .measure import Measurer, failure
 from .progress import load_curve, save_curve
@@ -28,6 +28,7 @@ from .runners.safe_files import UnsafeFile
 from .scheduler import PERSON, REMEASURE
 from .slots import Slots
 from .traces import Traces
+from .track import mean
 from .verdicts import Verdicts
 from .workspace import Workspace
 

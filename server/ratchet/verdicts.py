@@ -15,7 +15,8 @@ from .config import Config
 from .experiment import Experiment, Pending, Proposal
 from .hardware import same_hardware
 from .history import History
-from .judge import Decision, Judge, Track, mean
+from .judge import Decision, Judge
+from .track import Track, mean
 from .workspace import Workspace
 
 
