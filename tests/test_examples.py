@@ -4,6 +4,7 @@ in a temporary copy of each example folder."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -182,9 +183,10 @@ def test_fastsort_fails_a_broken_sort(tmp_path, broken):
 async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
     tmp_path: Path,
 ) -> None:
-    from agents import ScriptedAgent
+    from ratchet.agents.prompt import command_prompt
     from ratchet.config import load_config
     from ratchet.engine import Engine
+    from test_cases import ProseAgent  # an agent that reads prose: shown the failing cases
 
     folder = copy_example("agentic", tmp_path)
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "example"]):
@@ -197,17 +199,30 @@ async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
     (folder / "ratchet.toml").write_text(
         (folder / "ratchet.toml").read_text().replace("python ", f"{sys.executable} ")
     )
-    agent = ScriptedAgent([])  # idle proposals: the history is what this test looks at
+    agent = ProseAgent([])  # idle proposals: the history is what this test looks at
     engine = Engine(load_config(folder), tag="e", agent=agent)
     await engine.run(max_experiments=3)  # the first proposal is made while the baseline runs
     await engine.close()
     baseline = engine.experiment(0)
     assert baseline is not None
     assert baseline.metric == pytest.approx(0.56)
-    assert (
-        folder / ".ratchet" / "loops" / "e" / "logs" / "0.eval.log"
-    ).exists()  # the locked evaluator ran
+    logs = folder / ".ratchet" / "loops" / "e" / "logs"
+    assert (logs / "0.eval.log").exists()  # the locked evaluator ran
     assert "expected" in baseline.trace_tail  # its per-case failure traces were read
     # The agent is shown those traces for its next proposals.
     later = [c for c in agent.contexts if c.history and c.history[0].trace_tail]
     assert later and "expected" in later[0].history[0].trace_tail
+    # Each ticket is a case: every run's 50 scores are recorded, 28 of them solved, and the
+    # failing tickets' traces kept in the log folder.
+    runs = engine.ledger.case_runs("e", 0)
+    assert runs and all(len(r.scores) == 50 and sum(r.scores.values()) == 28 for r in runs)
+    failing = [json.loads(line) for line in (logs / "0.failing.jsonl").read_text().splitlines()]
+    assert len(failing) == 22 and all(f["trace"].startswith("expected ") for f in failing)
+    # The agent is shown them grouped by what went wrong.
+    shown = [c for c in agent.contexts if c.failures]
+    assert shown and "expected billing, got account" in shown[0].failures[0].text
+    # The sealed holdout ran on the baseline, in its own room; no agent saw a ticket of it.
+    assert baseline.holdout == pytest.approx(0.35)
+    assert (logs / "0.holdout.log").exists()
+    held_out = json.loads((folder / "holdout.jsonl").read_text().splitlines()[0])["ticket"]
+    assert all(held_out not in command_prompt(c) for c in agent.contexts)

@@ -311,9 +311,10 @@ def copy_agentic(tmp_path: Path) -> Path:
 CHEAT = """
 import atexit, json, os
 atexit.register(lambda: print("accuracy: 1.0"))
-for where in ("tasks.jsonl", "../tasks.jsonl", "../../../tasks.jsonl"):
-    if os.path.exists(where):
-        print("ATTACK-OK labels at", where)
+for name in ("tasks.jsonl", "holdout.jsonl"):
+    for where in (name, "../" + name, "../../../" + name):
+        if os.path.exists(where):
+            print("ATTACK-OK labels at", where)
 try:  # the evaluator's child sees its folder read-only (ratchet.isolate)
     open("json.py", "w").write("print('accuracy: 1.0')\\nraise SystemExit(0)\\n")
 except OSError:
@@ -340,4 +341,6 @@ async def test_the_agentic_evaluator_cannot_be_told_its_score_nor_leak_its_label
     for path in (folder / ".ratchet" / "loops" / "a" / "logs").glob("1*.log"):
         assert "ATTACK-OK" not in path.read_text(), path
     assert (folder / "tasks.jsonl").exists()  # the user's labels are untouched
+    assert (folder / "holdout.jsonl").exists()
+    assert fair.holdout is not None and fair.holdout > baseline.holdout  # it generalises
     assert fair.status is Status.KEPT and fair.metric > 0.56

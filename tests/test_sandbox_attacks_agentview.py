@@ -184,10 +184,11 @@ TOOLCHAINS = {".pyenv", ".cargo", ".rustup", ".nvm", ".local", "site-packages", 
 project, repo, report_path, needle = sys.argv[2:6]
 prompt = open(sys.argv[1]).read()
 report = {"scratch": sorted(os.listdir(".")), "found": [], "walked": 0, "writes": []}
+LABELS = ("tasks.jsonl", "holdout.jsonl")  # the dev labels (eval_only), the holdout's
 report["scratch_labels"] = [
-    os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs if f == "tasks.jsonl"
+    os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs if f in LABELS
 ]
-targets = [os.path.join(project, n) for n in ("tasks.jsonl", "ratchet.toml", "triage.py")]
+targets = [os.path.join(project, n) for n in (*LABELS, "ratchet.toml", "triage.py")]
 targets += [os.path.join(project, ".ratchet", n) for n in ("ledger.sqlite", "worktrees")]
 targets += [os.path.join(repo, ".git", "HEAD"), os.path.join(repo, ".git", "config")]
 for target in targets:
@@ -207,7 +208,7 @@ parent = project
 while parent != "/":
     parent = os.path.dirname(parent)
     for name in os.listdir(parent) if os.path.isdir(parent) else []:
-        if name in ("tasks.jsonl", "ledger.sqlite"):
+        if name in (*LABELS, "ledger.sqlite"):
             report["found"].append(os.path.join(parent, name))
 deadline = time.monotonic() + 20  # unsandboxed (the control), /tmp and home are large
 report["walk_complete"] = True
@@ -220,7 +221,7 @@ for root in roots:
         report["walked"] += 1
         for f in fs:
             path = os.path.join(d, f)
-            if f in ("tasks.jsonl", "ledger.sqlite"):
+            if f in (*LABELS, "ledger.sqlite"):
                 report["found"].append(path)
             elif not os.path.isfile(path) or os.path.islink(path):  # a FIFO would block
                 continue
@@ -278,6 +279,7 @@ async def test_a_command_agent_finds_no_labels_repository_nor_ledger(
     # its scratch copy: the project's files but the labels
     assert "triage.py" in report["scratch"] and "evaluate.py" in report["scratch"]
     assert report["scratch_labels"] == [] and "tasks.jsonl" not in report["scratch"]
+    assert "holdout.jsonl" not in report["scratch"]
     # the repository, the project, .ratchet/ and the labels: nowhere to be seen or written
     assert report["found"] == [], report["found"]
     assert report["walked"] > 0 and report["walk_complete"] and report["git_log"] != 0
@@ -309,6 +311,7 @@ async def test_without_its_sandbox_the_same_agent_finds_them(
     assert (
         str(folder / "tasks.jsonl") in found and str(folder / ".ratchet" / "ledger.sqlite") in found
     )
+    assert str(folder / "holdout.jsonl") in found
     assert str(folder / ".git" / "HEAD") in found and report["git_log"] == 0
 
 

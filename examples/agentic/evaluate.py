@@ -1,31 +1,43 @@
 """Scores the triage agent on the labelled tickets. LOCKED: the loop never changes this file.
 
-Run: python evaluate.py   (in the folder of triage.py and tasks.jsonl)
+Run: python evaluate.py                   (in the folder of triage.py and tasks.jsonl)
+     python evaluate.py --split holdout   (the held-out tickets of holdout.jsonl)
 
-It triages every ticket of tasks.jsonl with triage.triage, in a child process that is given
-the tickets and never the labels, and prints a summary the loop reads,
+It triages every ticket of the split with triage.triage, in a child process that is given
+the tickets and never the labels, and prints one case line per ticket and a summary the loop
+reads,
 
+    {"case": "9", "score": 0, "trace": "expected billing, got account\\n..."}
+    {"case": "10", "score": 1}
     ---
     accuracy:        0.640000   the metric: the share of tickets labelled right (higher is better)
     failed:          18
     recall_billing:  0.583333   ... one recall per label
 
-and writes one block per failed case to failures.txt (named by `[metric] trace` in
-ratchet.toml): the ticket, the expected and the given label, the scores, the matched rules
-and the reason the agent gave. That file is what the proposing agent reads to find out what
-fails and why. A triage that raises counts as a failed case, with its exception.
+A case line is Ratchet's per-case evidence (README, "Per-case evidence"): the ticket's id, 1
+when it was labelled right, and for a failed ticket what went wrong (its first line, the
+expected and the given label, groups the failures the proposing agent is shown). It also
+writes one block per failed case to failures.txt (named by `[metric] trace` in ratchet.toml):
+the ticket, the expected and the given label, the scores, the matched rules and the reason the
+agent gave. A triage that raises counts as a failed case, with its exception.
+
+The dev split (tasks.jsonl) is what the loop optimises. The holdout split (holdout.jsonl,
+`[metric] holdout` and `holdout_only` in ratchet.toml) is tickets the loop never sees: it is
+run on new bests only, in a clean room of its own, and its number is for a person.
 
 The edited code is the adversary. It never runs in this process: `ratchet.isolate` imports it
 in a nested sandbox (its own PID namespace, no /proc of ours, files read-only, a deadline)
 and calls `triage` there once per ticket, the answers coming back on a pipe only this process
 reads; so nothing it prints, and no process it starts, reaches this output or this process.
-Under Ratchet the labels are read first and the file is deleted from the evaluator's fresh
-copy (ratchet.toml lists it in `eval_only`, so the command's folder never had it), and this
-process is made non-dumpable, so the child can read neither the file nor this memory.
+Under Ratchet the labels are read first and every label file is deleted from the evaluator's
+fresh copy (ratchet.toml lists them in `eval_only` and `holdout_only`, so the command's folder
+never had them), and this process is made non-dumpable, so the child can read neither the
+files nor this memory.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import json
@@ -39,7 +51,7 @@ except ImportError:  # Ratchet's helper is in the Python that has Ratchet instal
     sys.exit("evaluate.py needs Ratchet's `ratchet.isolate`: run it with the Python Ratchet is in")
 
 HERE = Path(__file__).resolve().parent
-TASKS = HERE / "tasks.jsonl"
+SPLITS = {"dev": HERE / "tasks.jsonl", "holdout": HERE / "holdout.jsonl"}
 TRACE = Path("failures.txt")  # in the evaluator's folder
 TIMEOUT_S = 60  # for the whole child: its import and every ticket
 
@@ -52,10 +64,12 @@ class Decision:
         self.matches = answer.get("matches", {})
 
 
-def load_tasks() -> list[dict]:
-    tasks = [json.loads(line) for line in TASKS.read_text().splitlines() if line.strip()]
+def load_tasks(split: str) -> list[dict]:
+    path = SPLITS[split]
+    tasks = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if "RATCHET_EXPERIMENT" in os.environ:  # Ratchet's fresh copy, for this evaluation only
-        TASKS.unlink()  # so the child cannot read it (by hand, your file stays)
+        for labels in SPLITS.values():  # so the child can read no labels (by hand, yours stay)
+            labels.unlink(missing_ok=True)
     return tasks
 
 
@@ -77,13 +91,33 @@ def answers(tasks: list[dict]) -> tuple[dict[int, dict], str]:
     return found, ""
 
 
+def failure(task: dict, answer: dict) -> tuple[str, list[str]] | None:
+    """What went wrong with one ticket: a headline (the same for every ticket that failed the
+    same way) and the details; None when it was labelled right."""
+    expected = task["label"]
+    if "error" in answer:
+        return f"expected {expected}, triage raised", [str(answer["error"])]
+    decision = Decision(answer)
+    if decision.label == expected:
+        return None
+    scores = ", ".join(f"{k}={v:g}" for k, v in sorted(decision.scores.items()))
+    matched = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(decision.matches.items()) if v)
+    return (
+        f"expected {expected}, got {decision.label}",
+        [f"why: {decision.why}", f"scores: {scores}", f"matched: {matched or 'nothing'}"],
+    )
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Score triage.py on a split of the tickets.")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="dev")
+    split = parser.parse_args().split
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no child reads us
-    if not TASKS.exists():
-        print("tasks.jsonl is missing: run the evaluator in a fresh copy of the project")
+    if not SPLITS[split].exists():
+        print(f"{SPLITS[split].name} is missing: run the evaluator in a fresh copy of the project")
         return 1
-    tasks = load_tasks()
+    tasks = load_tasks(split)
     given_by_id, import_error = answers(tasks)
     if import_error:
         print(import_error)
@@ -91,43 +125,30 @@ def main() -> int:
         print("---\ncorrect: 0")
         return 1
     labels = sorted({task["label"] for task in tasks})
-    right = 0
     per_label = {label: [0, 0] for label in labels}  # right, total
-    failures = []
+    blocks = []
     for task in tasks:
-        expected = task["label"]
-        per_label[expected][1] += 1
+        per_label[task["label"]][1] += 1
         answer = given_by_id.get(task["id"], {"error": "no answer (the child died?)"})
-        if "error" in answer:
-            failures.append(
-                f"case {task['id']}: {task['ticket']!r}\n  expected {expected}, triage raised "
-                f"{answer['error']}\n"
+        failed = failure(task, answer)
+        case = {"case": str(task["id"]), "score": 0 if failed else 1}
+        if failed:
+            headline, details = failed
+            case["trace"] = "\n".join([headline, f"ticket: {task['ticket']!r}", *details])
+            blocks.append(
+                f"case {task['id']}: {task['ticket']!r}\n  {headline}"
+                + "".join(f"\n  {line}" for line in details)
+                + "\n"
             )
-            continue
-        decision = Decision(answer)
-        given = decision.label
-        if given == expected:
-            right += 1
-            per_label[expected][0] += 1
-            continue
-        scores = ", ".join(f"{k}={v:g}" for k, v in sorted(decision.scores.items()))
-        matched = "; ".join(
-            f"{k}: {', '.join(v)}" for k, v in sorted(decision.matches.items()) if v
-        )
-        failures.append(
-            f"case {task['id']}: {task['ticket']!r}\n"
-            f"  expected {expected}, got {given} ({decision.why})\n"
-            f"  scores: {scores}\n"
-            f"  matched: {matched or 'nothing'}\n"
-        )
-    accuracy = right / len(tasks)
-    header = f"{len(failures)} of {len(tasks)} tickets failed (accuracy {accuracy:.4f})\n\n"
-    TRACE.write_text(header + "\n".join(failures))
-    for block in failures[:5]:  # the log tail shows a few; failures.txt has them all
-        print(block.rstrip())
+        else:
+            per_label[task["label"]][0] += 1
+        print(json.dumps(case))
+    accuracy = (len(tasks) - len(blocks)) / len(tasks)
+    header = f"{len(blocks)} of {len(tasks)} tickets failed (accuracy {accuracy:.4f})\n\n"
+    TRACE.write_text(header + "\n".join(blocks))
     print("---")
     print(f"accuracy:        {accuracy:.6f}")
-    print(f"failed:          {len(failures)}")
+    print(f"failed:          {len(blocks)}")
     for label in labels:
         good, total = per_label[label]
         print(f"recall_{label}:{' ' * (9 - len(label))}{good / total:.6f}")
