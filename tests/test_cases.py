@@ -174,6 +174,27 @@ async def test_a_candidate_that_breaks_a_protected_case_is_discarded_by_name(
     assert "fixed 6 (c10, c11, c12, c13, c14, c15), broke 1 (c03)" in shown, shown
 
 
+FORGED = (
+    "import json\nfor i in range(40):\n"
+    "    print(json.dumps({'case': f'c{i:02d}', 'score': 1.0, 'trace': 'solved'}))\n"
+    "print('score: 1.0')\n"
+)
+
+
+async def test_case_lines_the_edited_code_prints_are_not_read(make_project: MakeProject) -> None:
+    """The attacker's way in: an edit that prints every case solved (and a perfect score) on
+    its own output. With an evaluator, only the evaluator's lines are cases."""
+    root = project(make_project)
+    agent = ScriptedAgent([(lambda text: text + FORGED, "prints every case solved")])
+    engine = engine_for(root, agent)
+    await run(engine, 2)
+    forger = engine.ledger.experiments("t")[1]
+    assert forger.status is not Status.KEPT and forger.metric is not None
+    assert forger.metric < 0.75  # the evaluator's 10 solved + the flaky half, not 1.0
+    own = [r for r in engine.ledger.case_runs("t", forger.id) if not r.control]
+    assert own and all(sum(r.scores.values()) < 40 for r in own)
+
+
 async def test_a_cases_file_that_is_a_link_voids_the_run(make_project: MakeProject) -> None:
     evaluator = (
         "import os\nos.makedirs('out', exist_ok=True)\n"

@@ -39,7 +39,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Protocol
 
-from .runners.safe_files import read_head
+from .runners.safe_files import UnsafeFile, read_head
 
 CASE_PREFIX = '{"case"'
 MAX_CASES = 100_000  # cases one run may report
@@ -103,7 +103,7 @@ class CaseReader:
 def parse_case(line: str) -> tuple[str, float, str]:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not a case either
         raise CaseError(f"a case line is not JSON: {line[:80]}") from None
     if not isinstance(value, dict):
         raise CaseError(f"a case line is not a JSON object: {line[:80]}")
@@ -344,7 +344,7 @@ def failures_for_agent(path: Path, broken: list[str]) -> str:
     per group, bounded; then the cases it broke. "" when there is nothing to show."""
     try:
         data, _ = read_head(path, FAILING_KEPT * (FAILING_TRACE + 400))
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnsafeFile):
         return ""
     groups: dict[str, list[tuple[str, str]]] = {}
     for line in data.decode("utf-8", errors="replace").splitlines():
@@ -352,6 +352,8 @@ def failures_for_agent(path: Path, broken: list[str]) -> str:
             row = json.loads(line)
         except ValueError:
             continue  # the last line, cut by the bound
+        if not isinstance(row, dict):
+            continue
         trace = str(row.get("trace", "")).strip()
         head = trace.splitlines()[0][:200] if trace else "(no trace)"
         groups.setdefault(head, []).append((str(row.get("case", "")), trace))
@@ -384,14 +386,23 @@ def changes_in_words(fixed: tuple[int, ...], broken: tuple[int, ...], names: dic
     )
 
 
-def case_changes(ledger: CaseLedger, tag: str, experiment: int, base: int) -> str:
-    """What `experiment` fixed and broke against `base` (the best it was made from), in words;
-    "" where its runs reported no cases."""
-    own = [run for run in ledger.case_runs(tag, experiment) if not run.control]
+def case_delta(
+    ledger: CaseLedger, tag: str, experiment: int, base: int
+) -> tuple[tuple[int, ...], ...] | None:
+    """The case numbers `experiment` fixed and broke against `base` (the best it was made
+    from); None where either reported no cases."""
+    own = ledger.case_runs(tag, experiment)
     theirs = ledger.case_runs(tag, base, beside=experiment) if own else []
-    if not theirs:
+    return changed(experiment, own, theirs) if theirs else None
+
+
+def case_changes(ledger: CaseLedger, tag: str, experiment: int, base: int) -> str:
+    """What `experiment` fixed and broke against `base`, in words; "" where its runs reported
+    no cases."""
+    delta = case_delta(ledger, tag, experiment, base)
+    if delta is None:
         return ""
-    fixed, broken = changed(experiment, own, theirs)
+    fixed, broken = delta
     names = ledger.case_names(tag, [*fixed[:NAMED], *broken[:NAMED]])
     return changes_in_words(fixed, broken, names)
 

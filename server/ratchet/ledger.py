@@ -82,6 +82,10 @@ _CASE_TABLES = (
     "CREATE TABLE IF NOT EXISTS cases (tag TEXT NOT NULL, experiment INTEGER NOT NULL, "
     "run INTEGER NOT NULL, seed INTEGER, beside INTEGER, control INTEGER, scores BLOB NOT NULL, "
     "PRIMARY KEY (tag, experiment, run))",
+    # A verdict reads the best's own runs and the controls beside one candidate: neither read
+    # grows with the controls the best gathered beside earlier candidates.
+    "CREATE INDEX IF NOT EXISTS cases_own ON cases (tag, experiment, control)",
+    "CREATE INDEX IF NOT EXISTS cases_beside ON cases (tag, beside)",
 )
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS experiments (
@@ -102,6 +106,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 {_CASE_TABLES[0]};
 {_CASE_TABLES[1]};
+{_CASE_TABLES[2]};
+{_CASE_TABLES[3]};
 CREATE TABLE IF NOT EXISTS loops (
     tag TEXT PRIMARY KEY,
     created_at REAL,
@@ -478,12 +484,15 @@ class Ledger:
                         pack({numbers[name]: score for name, score in cases.items()}),
                     ),
                 )
+        if cases:
+            self._case_ids[tag] = numbers
         return now
 
     def _case_numbers(
         self, db: sqlite3.Connection, tag: str, cases: dict[str, float]
     ) -> dict[str, int]:
-        """The loop's case-id dictionary, read once per loop and kept; new ids are added."""
+        """The loop's case-id dictionary, read once per loop and kept; new ids are added (to
+        the table here, to the kept copy only after the commit: a rollback leaves it true)."""
         known = self._case_ids.get(tag)
         if known is None:
             rows = db.execute("SELECT name, id FROM case_ids WHERE tag=?", (tag,)).fetchall()
@@ -496,24 +505,26 @@ class Ledger:
                 "INSERT INTO case_ids (tag, id, name) VALUES (?, ?, ?)",
                 [(tag, number, name) for name, number in added.items()],
             )
-            known.update(added)
+            return {**known, **added}  # kept by the caller once the transaction commits
         return known
 
     def case_runs(self, tag: str, experiment: int, beside: int | None = None) -> list[CaseRun]:
-        """One experiment's runs that reported cases, in order: its own, and its control runs
-        (all of them, or with `beside` only those beside that candidate)."""
-        which = "" if beside is None else " AND (COALESCE(control, 0) = 0 OR beside = ?)"
+        """One experiment's own runs that reported cases, in order, and with `beside` also its
+        control runs beside that candidate (each read through an index)."""
+        columns = "SELECT run, seed, beside, control, scores FROM cases WHERE tag=? "
         try:
-            rows = self._all(
-                "SELECT seed, beside, control, scores FROM cases WHERE tag=? AND experiment=?"
-                f"{which} ORDER BY run",
-                (tag, experiment) if beside is None else (tag, experiment, beside),
-            )
+            rows = self._all(columns + "AND experiment=? AND control=0", (tag, experiment))
+            if beside is not None:
+                rows += self._all(
+                    columns + "AND beside=? AND experiment=? AND control=1",
+                    (tag, beside, experiment),
+                )
         except sqlite3.OperationalError:  # a reader of a record written before the table
             return []
+        rows.sort(key=lambda row: row[0])
         return [
             CaseRun(seed or 0, beside, bool(control), unpack(blob))
-            for seed, beside, control, blob in rows
+            for _, seed, beside, control, blob in rows
         ]
 
     def kept_at(self, tag: str, commit: str) -> int | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .agents.base import Agent
-from .cases import NAMED, changed, failures_for_agent
+from .cases import NAMED, case_delta, failures_for_agent
 from .config import Config
 from .context import history as history_for_agent
 from .context import read_program
@@ -127,7 +127,8 @@ class Proposer:
             text = self._failures_of.get(exp.id)
             if text is None:
                 text = self._failures_text(exp, exp.source != "baseline")
-                self._failures_of = {exp.id: text, **dict(list(self._failures_of.items())[-3:])}
+                # The last few kept, the newest last (a dict keeps insertion order).
+                self._failures_of = {**dict(list(self._failures_of.items())[-3:]), exp.id: text}
             if text:
                 found.append(CaseFailures(exp.id, role, text))
         return tuple(found)
@@ -137,9 +138,8 @@ class Proposer:
         broken: list[str] = []
         base = self.history.kept_by_commit(exp.base_commit) if with_broken else None
         if base is not None and base.id != exp.id:
-            own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
-            theirs = ledger.case_runs(tag, base.id, beside=exp.id)
-            numbers = changed(exp.id, own, theirs)[1] if own and theirs else ()
+            delta = case_delta(ledger, tag, exp.id, base.id)
+            numbers = list(delta[1]) if delta else []
             names = ledger.case_names(tag, numbers[:NAMED])
             broken = [names.get(n, f"#{n}") for n in numbers]
         return failures_for_agent(self.logs / f"{exp.id}.failing.jsonl", broken)

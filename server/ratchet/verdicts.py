@@ -137,7 +137,7 @@ class Verdicts:
         convincing paired evidence (cases.Paired) keeps one the mean would measure
         again; the reason says how many cases it fixed and broke."""
         ledger, tag = self.history.ledger, self.history.tag
-        own = [run for run in ledger.case_runs(tag, exp.id) if not run.control]
+        own = ledger.case_runs(tag, exp.id)
         if not own:
             return decision
         theirs = ledger.case_runs(tag, best.id, beside=exp.id)
