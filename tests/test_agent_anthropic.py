@@ -29,7 +29,8 @@ from ratchet.agents.prompt import context_prompt
 from ratchet.config import parse_config
 from ratchet.errors import RatchetError
 from ratchet.experiment import HistoryEntry, Proposal, ProposalContext, RepairRequest
-from ratchet.traces import read_trace, redact, secrets_for, write_trace
+from ratchet.redaction import redact
+from ratchet.traces import read_trace, secrets_for, write_trace
 
 SENTINEL = "sk-ant-api03-SENTINEL-do-not-leak-0123456789abcdef"
 KEY_ENV = "RATCHET_TEST_ANTHROPIC_KEY"

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .redaction import redact, redact_text
 from .runners.safe_files import UnsafeFile, read_head
 
 TRACES_DIR = "traces"
-REDACTED = "[REDACTED]"
-_MIN_SECRET = 4  # shorter "secrets" would shred ordinary text
-# Anything shaped like an Anthropic key is removed too, whichever variable it came from.
-_KEY_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
 
 
 def secret_variables(config: Config) -> list[str]:
@@ -34,29 +30,6 @@ def secrets_for(config: Config, environ: dict[str, str] | None = None) -> list[s
     env = os.environ if environ is None else environ
     names = secret_variables(config)
     return sorted({env[name] for name in names if env.get(name)}, key=len, reverse=True)
-
-
-def redact_text(text: str, secrets: Iterable[str]) -> str:
-    usable = [s for s in secrets if s and len(s) >= _MIN_SECRET]
-    for secret in sorted(usable, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    if "sk-ant-" not in text:  # the common case, on every line of every log: no regex
-        return text
-    return _KEY_SHAPE.sub(REDACTED, text)
-
-
-def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """A copy of `value` (str, dict, list, tuple, scalars) with every secret replaced."""
-    secrets = list(secrets)
-    if isinstance(value, str):
-        return redact_text(value, secrets)
-    if isinstance(value, dict):
-        return {redact_text(str(k), secrets): redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v, secrets) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return redact_text(str(value), secrets)
 
 
 def trace_path(folder: Path, experiment: int) -> Path:

@@ -24,7 +24,7 @@ import anthropic
 from ..config import Config
 from ..errors import RatchetError
 from ..experiment import Proposal, ProposalContext
-from ..traces import redact, redact_text
+from ..redaction import redact, redact_text
 from . import prompt
 from .editing import Refused, ToolCall, WorkingCopy, tool_definitions
 from .pricing import Usage, price_per_mtok

@@ -36,8 +36,8 @@ from typing import Any
 from ..config import Config
 from ..errors import RatchetError
 from ..experiment import Proposal, ProposalContext
+from ..redaction import redact, redact_text
 from ..runners.processes import LOOP_VARIABLE, TOKEN_VARIABLE, kill_tree
-from ..traces import redact, redact_text
 from . import prompt as prompts
 from .confine import AgentSandbox
 from .prompt import DESCRIPTION_FILE

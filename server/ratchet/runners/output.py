@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..traces import redact_text
+from ..redaction import redact_text
 
 TAIL_LINES = 200
 MAX_LOG_BYTES = 64 << 20  # a run that prints more still runs; its log stops growing here
