@@ -270,9 +270,8 @@ class Results:
         return marks.inlay_hints(placed, raw, self.proposals, self.results, units, (first, last))
 
     async def hover(self, line: int) -> types.Hover | None:
-        _, placed = await self.placement()
-        here = [p for p in placed if p.start <= line <= max(p.end - 1, p.start)]
-        return marks.hover(here, self.proposals, self.results)
+        await self.placement()
+        return marks.hover(self.at(line, line), self.proposals, self.results)
 
     async def code_lenses(
         self, diff_payload: Callable[[int], dict[str, Any] | None]
