@@ -16,7 +16,16 @@ from agents import ScriptedAgent
 from conftest import MakeProject
 from loops import engine_for, run
 from ratchet.agents.prompt import command_prompt
-from ratchet.cases import CaseReader, CaseRun, pack, paired, sign_test, unpack
+from ratchet.cases import (
+    NAMED,
+    CaseChanges,
+    CaseReader,
+    CaseRun,
+    pack,
+    paired,
+    sign_test,
+    unpack,
+)
 from ratchet.engine import Engine
 from ratchet.experiment import Experiment, Status
 from ratchet.report import summarise
@@ -240,6 +249,14 @@ def test_case_lines_are_checked() -> None:
     assert reader.result() is not None and reader.problem is None
     reader.feed('{"case": "b", "score": 1.5}')
     assert reader.problem and "not from 0 to 1" in reader.problem
+
+
+def test_what_a_candidate_changed_is_said_with_its_ids_bounded() -> None:
+    many = CaseChanges(0, 12, 1, 40, tuple(f"c{i}" for i in range(NAMED)), ("b",))
+    assert many.words() == (
+        "fixed 12 (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 2 more), broke 1 (b) of 40 cases"
+    )
+    assert CaseChanges(3, 0, 0, 1, (), ()).words() == "fixed 0, broke 0 of 1 case"
 
 
 def test_packing_round_trips_and_a_uniform_shift_claims_nothing() -> None:

@@ -37,9 +37,12 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import accumulate
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .runners.safe_files import UnsafeFile, read_head
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
 
 CASE_PREFIX = '{"case"'
 MAX_CASES = 100_000  # cases one run may report
@@ -242,8 +245,13 @@ class Paired:
 
 
 def name_list(numbers: tuple[int, ...], names: dict[int, str]) -> str:
-    shown = [names.get(n, f"#{n}") for n in numbers[:NAMED]]
-    more = len(numbers) - len(shown)
+    return _named(len(numbers), [names.get(n, f"#{n}") for n in numbers[:NAMED]])
+
+
+def _named(count: int, shown: Iterable[str]) -> str:
+    """ "a, b, c and 7 more": the first ids of `count`."""
+    shown = list(shown)
+    more = count - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
@@ -323,17 +331,24 @@ def _means(runs: list[CaseRun]) -> dict[int, float]:
     return {case: sums[case] / counts[case] for case in sums}
 
 
-def changed(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> tuple[tuple[int, ...], ...]:
+class Delta(NamedTuple):
+    fixed: tuple[int, ...]  # case numbers
+    broken: tuple[int, ...]
+    common: int  # cases both were scored on
+
+
+def changed(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> Delta:
     """The cases the candidate fixed and broke: paired by seed where its runs and the best's
     share seeds, else its mean score per case against the best's."""
     evidence = paired(candidate, own, best)
     if evidence is not None:
-        return evidence.fixed, evidence.broken
+        return Delta(evidence.fixed, evidence.broken, evidence.common)
     mine, theirs = _means(own), _means(best)
     shared = sorted(mine.keys() & theirs.keys())
-    return (
+    return Delta(
         tuple(c for c in shared if mine[c] > theirs[c] + 1e-6),
         tuple(c for c in shared if mine[c] < theirs[c] - 1e-6),
+        len(shared),
     )
 
 
@@ -377,18 +392,30 @@ def failures_for_agent(path: Path, broken: list[str]) -> str:
     return "\n\n".join(blocks)
 
 
-def changes_in_words(fixed: tuple[int, ...], broken: tuple[int, ...], names: dict[int, str]) -> str:
-    """ "fixed 3 (a, b, c), broke 1 (d)": what a candidate changed, case by case, ids bounded."""
-    return (
-        f"fixed {len(fixed)}"
-        + (f" ({name_list(fixed, names)})" if fixed else "")
-        + (f", broke {len(broken)}" + (f" ({name_list(broken, names)})" if broken else ""))
-    )
+@dataclass(frozen=True)
+class CaseChanges:
+    """What an experiment fixed and broke against a best, case by case: the counts and the
+    first ids each way (NAMED). What `show`, the report and the editor say."""
+
+    against: int  # the best's experiment number
+    fixed: int
+    broken: int
+    common: int  # cases both were scored on
+    fixed_ids: tuple[str, ...]
+    broken_ids: tuple[str, ...]
+
+    def words(self) -> str:
+        """ "fixed 3 (a, b, c), broke 1 (d) of 40 cases", ids bounded."""
+        return (
+            f"fixed {self.fixed}"
+            + (f" ({_named(self.fixed, self.fixed_ids)})" if self.fixed else "")
+            + f", broke {self.broken}"
+            + (f" ({_named(self.broken, self.broken_ids)})" if self.broken else "")
+            + f" of {self.common} case{'s' if self.common != 1 else ''}"
+        )
 
 
-def case_delta(
-    ledger: CaseLedger, tag: str, experiment: int, base: int
-) -> tuple[tuple[int, ...], ...] | None:
+def case_delta(ledger: CaseLedger, tag: str, experiment: int, base: int) -> Delta | None:
     """The case numbers `experiment` fixed and broke against `base` (the best it was made
     from); None where either reported no cases."""
     own = ledger.case_runs(tag, experiment)
@@ -396,18 +423,35 @@ def case_delta(
     return changed(experiment, own, theirs) if theirs else None
 
 
-def case_changes(ledger: CaseLedger, tag: str, experiment: int, base: int) -> str:
-    """What `experiment` fixed and broke against `base`, in words; "" where its runs reported
-    no cases."""
+def case_changes(ledger: CaseLedger, tag: str, experiment: int, base: int) -> CaseChanges | None:
+    """What `experiment` fixed and broke against `base`; None where its runs reported no
+    cases. Two indexed reads (its case rows; the base's own and those beside it)."""
     delta = case_delta(ledger, tag, experiment, base)
     if delta is None:
-        return ""
-    fixed, broken = delta
-    names = ledger.case_names(tag, [*fixed[:NAMED], *broken[:NAMED]])
-    return changes_in_words(fixed, broken, names)
+        return None
+    names = ledger.case_names(tag, [*delta.fixed[:NAMED], *delta.broken[:NAMED]])
+    return CaseChanges(
+        against=base,
+        fixed=len(delta.fixed),
+        broken=len(delta.broken),
+        common=delta.common,
+        fixed_ids=tuple(names.get(n, f"#{n}") for n in delta.fixed[:NAMED]),
+        broken_ids=tuple(names.get(n, f"#{n}") for n in delta.broken[:NAMED]),
+    )
+
+
+def changes_from_base(ledger: CaseLedger, tag: str, exp: Experiment) -> CaseChanges | None:
+    """What `exp` fixed and broke against the best it was made from (`ratchet show`, the
+    editor); None for the baseline, a run without cases, or a base no longer kept."""
+    base = ledger.kept_at(tag, exp.base_commit)
+    if base is None or base == exp.id:
+        return None
+    return case_changes(ledger, tag, exp.id, base)
 
 
 class CaseLedger(Protocol):
     def case_runs(self, tag: str, experiment: int, beside: int | None = None) -> list[CaseRun]: ...
 
     def case_names(self, tag: str, numbers: Iterable[int]) -> dict[int, str]: ...
+
+    def kept_at(self, tag: str, commit: str) -> int | None: ...

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .cases import case_changes
+from .cases import changes_from_base
 from .config import load_config
 from .errors import RatchetError
 from .experiment import Experiment
@@ -244,12 +244,9 @@ def _eval_log_tail(log_path: str, runs: int, lines: int = 20) -> str:
 def _show_cases(ledger: Ledger, tag: str, exp: Experiment, console: Console) -> None:
     """What the experiment fixed and broke, case by case, against the best it was made from
     (its own runs against that best's runs and the control runs beside it); ids bounded."""
-    base = ledger.kept_at(tag, exp.base_commit)
-    if base is None or base == exp.id:
-        return
-    words = case_changes(ledger, tag, exp.id, base)
-    if words:
-        console.print(f"cases  against exp {base}: {words}", markup=False)
+    changes = changes_from_base(ledger, tag, exp)
+    if changes is not None:
+        console.print(f"cases  against exp {changes.against}: {changes.words()}", markup=False)
 
 
 def _show_controls(ledger: Ledger, tag: str, experiment: int, console: Console) -> None:

@@ -52,6 +52,14 @@ class ExperimentFinished(Event):
 
 
 @dataclass(frozen=True)
+class HoldoutMeasured(Event):
+    """A new best's holdout, measured after its verdict was recorded: for a person's views."""
+
+    id: int
+    holdout: float | None
+
+
+@dataclass(frozen=True)
 class LoopStateChanged(Event):
     state: str  # idle | running | paused | awaiting_review | stopping | error
     message: str = ""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import git
 
+from .cases import CaseChanges, changes_from_base
 from .config import Config
 from .errors import RatchetError, WorkspaceError
 from .experiment import Experiment
@@ -65,6 +66,11 @@ class LoopRecord:
         """One experiment with every field."""
         ledger = self.ledger
         return ledger.get(self.tag, experiment) if ledger else None
+
+    def case_changes(self, exp: Experiment) -> CaseChanges | None:
+        """What `exp` fixed and broke against the best it was made from, as `show` says it."""
+        ledger = self.ledger
+        return changes_from_base(ledger, self.tag, exp) if ledger else None
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""

@@ -213,7 +213,8 @@ def _keeps(
         if best is not None and exp is not baseline:
             before = best.metric
             gain = better_by(lower, exp.metric, before) if before is not None else None
-            cases = case_changes(ledger, tag, exp.id, best.id)
+            changes = case_changes(ledger, tag, exp.id, best.id)
+            cases = changes.words() if changes else ""
             keeps.append(Keep(exp, before, gain, ledger.runs(tag, exp.id), best.holdout, cases))
         best = exp
     return keeps, best

@@ -15,7 +15,7 @@ from .cases import keep_failing
 from .config import Config
 from .context import LOG_TAIL_FOR_AGENT
 from .errors import RatchetError
-from .events import EventBus, ExperimentStarted, OutputLine
+from .events import EventBus, ExperimentStarted, HoldoutMeasured, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .history import History
 from .judge import Decision, estimate_noise
@@ -418,6 +418,7 @@ class Runs:
             )
         exp.holdout = value
         await asyncio.to_thread(self.history.set_holdout, exp.id, value)
+        self.bus.emit(HoldoutMeasured(exp.id, value))
 
     async def _requeue_lost(self, exp: Experiment, text: str) -> None:
         """A run lost to its host or connection is measured again, once."""

@@ -173,8 +173,8 @@ export class ExperimentsPanel implements vscode.Disposable {
       return;
     }
     const project = this.project;
-    const goal = project?.model.status?.goal;
-    const patch = this.posted.patch(project ? tableRows(project.model.list(), goal) : []);
+    const { goal, metric } = project?.model.status ?? {};
+    const patch = this.posted.patch(project ? tableRows(project.model.list(), goal, metric) : []);
     const header = this.header(project);
     const key = JSON.stringify(header);
     if (isEmptyPatch(patch) && key === this.lastHeader) {

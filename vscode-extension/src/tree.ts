@@ -5,7 +5,7 @@
 import * as vscode from 'vscode';
 import { formatMetric } from './logic/format';
 import type { ExperimentRecord } from './logic/protocol';
-import { contextValue, statusLook } from './logic/table';
+import { contextValue, evidenceLines, statusLook } from './logic/table';
 import type { Project, Projects } from './projects';
 
 /** How many experiments the tree lists (the view lists them all). */
@@ -76,7 +76,11 @@ export class ExperimentsTree implements vscode.TreeDataProvider<ExperimentRecord
     const item = new vscode.TreeItem(`${exp.id} ${exp.description ?? ''}`, vscode.TreeItemCollapsibleState.None);
     item.id = String(exp.id);
     item.description = `${look.label}${typeof exp.metric === 'number' ? ` · ${metric} ${formatMetric(exp.metric)}` : ''}`;
-    item.tooltip = new vscode.MarkdownString(`**exp ${exp.id}** — ${look.label}\n\n${exp.description ?? ''}${exp.reason ? `\n\n${exp.reason}` : ''}`);
+    const tooltip = new vscode.MarkdownString(`**exp ${exp.id}** — ${look.label}\n\n`);
+    for (const line of [exp.description ?? '', exp.reason ?? '', ...evidenceLines(exp, metric)].filter(Boolean)) {
+      tooltip.appendText(`${line}\n\n`); // case ids and descriptions as written, never as markup
+    }
+    item.tooltip = tooltip;
     const [icon, color] = ICONS[look.tone] ?? ICONS.neutral;
     item.iconPath = new vscode.ThemeIcon(icon, color ? new vscode.ThemeColor(color) : undefined);
     item.contextValue = contextValue(exp);

@@ -28,6 +28,18 @@ test('a light row keeps the diff a full row brought, until the status moves on',
   assert.equal(store.get(3)!.diff, undefined, 'a stale diff is not kept past a status change');
 });
 
+test("a light row keeps the cases a full row brought (what it fixed and broke), until the status moves on", () => {
+  const store = new ExperimentStore();
+  const cases = { against: 0, fixed: 3, broken: 0, common: 40, words: 'fixed 3 (a, b, c), broke 0 of 40 cases' };
+  store.applyRows({ id: 1, status: 'kept', metric: 0.5, cases });
+  assert.deepEqual([...store.applyRows({ id: 1, status: 'kept', metric: 0.5 })], []);
+  assert.deepEqual(store.get(1)!.cases, cases);
+  assert.deepEqual([...store.applyRows({ id: 1, status: 'kept', metric: 0.5, holdout: 0.6 })], [1]);
+  assert.deepEqual(store.get(1)!.cases, cases, 'a row with its holdout, measured after, keeps them');
+  store.applyRows({ id: 1, status: 'reverted', metric: 0.5 });
+  assert.equal(store.get(1)!.cases, undefined);
+});
+
 test('a full list after a restart drops rows the server no longer has', () => {
   const store = new ExperimentStore();
   store.replaceAll([{ id: 0, status: 'kept' }, { id: 1, status: 'discarded' }]);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { asExperimentList, idFrom, type ExperimentRecord } from '../src/logic/protocol';
-import { bestBefore, chartData, currentBestId, statusLook, tableRows } from '../src/logic/table';
+import { bestBefore, chartData, currentBestId, evidenceLines, statusLook, tableRows } from '../src/logic/table';
 
 const exps: ExperimentRecord[] = [
   { id: 0, status: 'kept', metric: 1.0, description: 'baseline', source: 'baseline', run_s: 1.2 },
@@ -83,4 +83,24 @@ test("rows carry the best's level measured beside a candidate (its control) for 
   ];
   const rows = tableRows(controlled, 'minimize');
   assert.deepEqual(rows.map((r) => r.control), [null, 0.96, null]);
+});
+
+test('a row shows its holdout beside the metric, and what it fixed and broke once its full row came', () => {
+  const words = 'fixed 7 (c10, c11, c12, c13, c14, c15, c16), broke 1 (c03) of 40 cases';
+  const rows = tableRows(
+    [
+      { id: 0, status: 'kept', metric: 0.38333, holdout: 0.35, source: 'baseline' },
+      { id: 1, status: 'kept', metric: 0.55, holdout: 1.05, reason: 'kept: +0.157', cases: { against: 0, fixed: 7, broken: 1, common: 40, words } },
+      { id: 2, status: 'discarded', metric: 0.5, holdout: null, cases: null },
+    ],
+    'maximize',
+    'score',
+  );
+  assert.deepEqual(rows.map((r) => r.holdout), ['0.35', '1.05', '']);
+  assert.deepEqual(rows[0].evidence, ['holdout 0.35 beside score 0.38333']);
+  assert.deepEqual(rows[1].evidence, ['holdout 1.05 beside score 0.55', `cases against exp 0: ${words}`]);
+  assert.deepEqual(rows[2].evidence, []);
+  // an odd payload from another server shows nothing rather than "undefined"
+  assert.deepEqual(evidenceLines({ id: 3, status: 'kept', holdout: Number.NaN, cases: { fixed: 1 } }), []);
+  assert.deepEqual(evidenceLines({ id: 4, status: 'kept', cases: { words: 'fixed 1, broke 0 of 2 cases' } }), ['cases: fixed 1, broke 0 of 2 cases']);
 });

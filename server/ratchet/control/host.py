@@ -29,6 +29,7 @@ from ..events import (
     ExperimentFinished,
     ExperimentProposed,
     ExperimentStarted,
+    HoldoutMeasured,
     LockedFileChanged,
     LoopStateChanged,
     OutputLine,
@@ -446,6 +447,8 @@ def _event_message(event: Event) -> dict[str, Any] | None:
             "baseline": event.baseline,
             "new_best": event.new_best,
         }
+    if isinstance(event, HoldoutMeasured):
+        return {"event": "holdout", "id": event.id, "holdout": event.holdout}
     if isinstance(event, LoopStateChanged):
         return {"event": "state", "state": event.state, "message": event.message}
     if isinstance(event, AgentActivity):

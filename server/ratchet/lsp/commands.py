@@ -245,7 +245,8 @@ async def experiments(session: Session, args: list[Any]) -> Any:
 
 @command(names.EXPERIMENT)
 async def experiment(session: Session, args: list[Any]) -> Any:
-    """One experiment's full row (its diff, log tail and trace tail included)."""
+    """One experiment's full row (its diff, log tail and trace tail included), with `cases`:
+    what it fixed and broke against the best it was made from."""
     number = experiment_arg(args, required=True)
     assert isinstance(number, int)
     return await session.experiment_json(number)

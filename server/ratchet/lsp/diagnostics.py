@@ -41,6 +41,21 @@ def summary(exp: Experiment, base: float | None, metric_name: str) -> str:
     return f"{status}: {reason or 'no reason recorded'}"
 
 
+def holdout_words(exp: Experiment, base: Experiment | None, metric_name: str) -> str:
+    """`holdout 0.65 beside score 0.94 (exp 3: holdout 0.35, score 0.56)`: the sealed
+    holdout (measured on a new best only) beside the dev number, and the best's before it;
+    "" where it has none."""
+    if exp.holdout is None:
+        return ""
+    text = f"holdout {format_value(exp.holdout)}"
+    if exp.metric is not None:
+        text += f" beside {metric_name} {format_value(exp.metric)}"
+    if base is not None and base.id != exp.id and base.holdout is not None:
+        dev = f", {metric_name} {format_value(base.metric)}" if base.metric is not None else ""
+        text += f" (exp {base.id}: holdout {format_value(base.holdout)}{dev})"
+    return text
+
+
 def config_diagnostic(
     error: ConfigError, source_text: str, units: Callable[[str], int] = utf16_units
 ) -> types.Diagnostic:

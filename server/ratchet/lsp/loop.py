@@ -259,6 +259,8 @@ class Loop:
         elif kind == "finished":
             self._lines.pop(message["experiment"]["id"], None)
             self._finished(wire.experiment_of(message["experiment"]))
+        elif kind == "holdout":  # a new best's holdout, after its verdict: its row again
+            self.project.spawn(self.results.fetch(message["id"]))
         elif kind == "state":
             self._state(str(message.get("state")), str(message.get("message") or ""))
         elif kind == "activity":
@@ -277,7 +279,8 @@ class Loop:
 
     def _finished(self, exp: Any) -> None:
         self.results.update(exp)
-        text = summary(exp, self.results.base_of(exp), self.project.metric_name)
+        base = self.results.base_of(exp)
+        text = summary(exp, base.metric if base else None, self.project.metric_name)
         self.progress.finished(exp.id, f"exp {exp.id} {text}")
 
     def _state(self, state: str, message: str) -> None:

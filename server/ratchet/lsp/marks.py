@@ -1,7 +1,8 @@
 """Placed proposals and results → what any LSP client shows: diagnostics (a proposal waits,
 a run crashed, and the latest result on the lines its change touched), inlay hints (the
-history at the end of its lines, a proposal's new text as ghost text), and code lenses over a
-proposal (Accept & Run / Reject / Open diff).
+history at the end of its lines, a proposal's new text as ghost text), code lenses over a
+proposal (Accept & Run / Reject / Open diff), and the hover over a line (its experiments
+with their reasons, cases fixed and broken, and holdout).
 
 Pure functions over the placement. A result is a diagnostic at Hint severity: a plain LSP
 client receives it as `publishDiagnostics`, while VS Code draws no squiggle and lists no
@@ -140,7 +141,7 @@ def inlay_hints(
                 )
             )
         elif item.kind == "result" and (result := results.get(item.experiment)):
-            tooltip = "\n".join(t for t in (result.description, result.reason) if t)
+            tooltip = "\n".join(result.evidence)
             out.append(
                 types.InlayHint(
                     position=position,
@@ -151,6 +152,36 @@ def inlay_hints(
                 )
             )
     return out
+
+
+def hover(
+    placed: Iterable[Placed],
+    proposals: Mapping[int, WaitingProposal],
+    results: Mapping[int, Result],
+) -> types.Hover | None:
+    """Over a line: each experiment placed there, newest first, with what a person weighs it
+    by (its reason, the cases it fixed and broke, its holdout beside its dev number). Plain
+    text: case ids and descriptions are shown as written, never as markup."""
+    blocks: list[str] = []
+    seen: set[int] = set()
+    for item in placed:
+        if item.experiment in seen:
+            continue
+        seen.add(item.experiment)
+        if item.kind == "proposal" and (proposal := proposals.get(item.experiment)):
+            blocks.append(f"exp {proposal.id} proposed: {proposal.description}")
+        elif result := results.get(item.experiment):
+            head = (
+                f"exp {result.id} crashed: {result.crash_message}"
+                if item.kind == "crash" and result.crash_message
+                else result.head
+            )
+            blocks.append("\n".join([head, *result.evidence]))
+    if not blocks:
+        return None
+    return types.Hover(
+        contents=types.MarkupContent(kind=types.MarkupKind.PlainText, value="\n\n".join(blocks))
+    )
 
 
 def ghost(proposal: WaitingProposal, block: int) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..cases import CaseChanges
 from ..experiment import Experiment, Status
-from .diagnostics import summary
+from .diagnostics import holdout_words, summary
 from .textops import Block, Lines, blocks_between, find_crash, locate, parse_blocks
 
 MAX_BLOCKS = 5  # located blocks of one experiment
@@ -56,16 +57,26 @@ class Result:
     crash_near: int = 0  # where that line was (0-based), to choose among equal lines
     crash_message: str = ""
     diff: str = ""
+    # What a person reads over it (the hover, a hint's tooltip): what it fixed and broke, case
+    # by case, and its holdout beside its dev number ("" where it has none).
+    cases: str = ""
+    holdout: str = ""
+
+    @property
+    def evidence(self) -> list[str]:
+        return [t for t in (self.description, self.reason, self.cases, self.holdout) if t]
 
 
 def result_of(
     exp: Experiment,
-    base: float | None,
+    base: Experiment | None,
     metric_name: str,
     editable: str,
     text: str | None,
+    cases: CaseChanges | None = None,
 ) -> Result:
-    """`exp` is a full row (with its diff and log tail); `text` its file, for a crash."""
+    """`exp` is a full row (with its diff and log tail); `base` the kept row it was made from;
+    `text` its file, for a crash; `cases` what it fixed and broke against that best."""
     crash_text, near, message = None, 0, ""
     if exp.status is Status.CRASHED and text is not None:
         crash = find_crash(exp.log_tail, editable)
@@ -76,7 +87,7 @@ def result_of(
     return Result(
         id=exp.id,
         status=exp.status,
-        head=f"exp {exp.id} {summary(exp, base, metric_name)}",
+        head=f"exp {exp.id} {summary(exp, base.metric if base else None, metric_name)}",
         description=exp.description,
         reason=exp.reason,
         blocks=tuple(parse_blocks(exp.diff)),
@@ -85,6 +96,8 @@ def result_of(
         crash_near=near,
         crash_message=message,
         diff=exp.diff,
+        cases=f"cases against exp {cases.against}: {cases.words()}" if cases else "",
+        holdout=holdout_words(exp, base, metric_name),
     )
 
 

@@ -41,7 +41,7 @@ class Results:
         self.proposals: dict[int, WaitingProposal] = {}
         self.results: dict[int, Result] = {}
         self.texts: dict[int, str] = {}
-        self._kept_metric: dict[str, float | None] = {}  # kept commit → its metric
+        self._kept_rows: dict[str, Experiment] = {}  # kept commit → its light row
         self._kept: list[int] = []  # kept experiments with a commit, ascending
         self._version = 0  # counts changes to the rows
         self._summary: tuple[int, str, dict[str, Any]] | None = None
@@ -65,9 +65,7 @@ class Results:
             self.results.clear()
             self.texts.clear()
         self.rows = {r.id: _light(r) for r in rows}
-        self._kept_metric = {
-            r.commit: r.metric for r in rows if r.status is Status.KEPT and r.commit
-        }
+        self._kept_rows = {r.commit: r for r in rows if r.status is Status.KEPT and r.commit}
         self._kept = [r.id for r in rows if r.status is Status.KEPT and r.commit]
         self._version += 1
         await self.fill()
@@ -83,7 +81,7 @@ class Results:
         self.rows[exp.id] = light
         self._version += 1
         if exp.status is Status.KEPT and exp.commit:
-            self._kept_metric[exp.commit] = exp.metric
+            self._kept_rows[exp.commit] = light
             if exp.id not in self._kept:
                 bisect.insort(self._kept, exp.id)
         if exp.status.is_final:
@@ -143,8 +141,9 @@ class Results:
         self._summary = (self._version, goal, summary)
         return summary
 
-    def base_of(self, exp: Experiment) -> float | None:
-        return self._kept_metric.get(exp.base_commit)
+    def base_of(self, exp: Experiment) -> Experiment | None:
+        """The kept row `exp` was made from (its metric, its holdout)."""
+        return self._kept_rows.get(exp.base_commit)
 
     # --- what is fetched ahead ---------------------------------------------------------------
 
@@ -176,8 +175,10 @@ class Results:
                 if exp.status is Status.CRASHED and text is None and exp.commit:
                     with contextlib.suppress(Exception):
                         text = texts[number] = reader.text_of(number)
+                # Its case evidence as `ratchet show` reads it: two indexed reads, once.
+                cases = reader.case_changes(exp)
                 made[number] = result_of(
-                    exp, self.base_of(exp), config.metric.name, config.loop.editable, text
+                    exp, self.base_of(exp), config.metric.name, config.loop.editable, text, cases
                 )
             return texts, made
 
@@ -267,6 +268,10 @@ class Results:
         raw, placed = await self.placement()
         units = self.project.editor.units
         return marks.inlay_hints(placed, raw, self.proposals, self.results, units, (first, last))
+
+    async def hover(self, line: int) -> types.Hover | None:
+        await self.placement()
+        return marks.hover(self.at(line, line), self.proposals, self.results)
 
     async def code_lenses(
         self, diff_payload: Callable[[int], dict[str, Any] | None]

@@ -204,6 +204,12 @@ def _views(server: RatchetServer) -> None:
             return None
         return await server.session.inlay_hints(params) or None
 
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    async def hover(params: types.HoverParams) -> types.Hover | None:
+        if server.session is None:
+            return None
+        return await server.session.hover(params)
+
     @server.feature(names.DIFF_TEXT_REQUEST)
     async def diff_text(params: Any) -> dict[str, Any]:
         session = await server.session_ready()

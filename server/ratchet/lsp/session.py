@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from ..cases import CaseChanges
 from ..control import wire
 from ..errors import RatchetError
+from ..experiment import Experiment
 from . import names
 from .actions import Target, actions_for
 from .applying import Applier, experiment_of_uri
@@ -225,11 +228,20 @@ class Session:
         return await asyncio.to_thread(lambda: [wire.row(e, light=True) for e in rows])
 
     async def experiment_json(self, experiment: int) -> dict[str, Any]:
+        """One full row, with `cases`: what it fixed and broke against the best it was made
+        from (`ratchet show`'s evidence: counts, the first ids each way, its words), or null."""
         reader = self.project.require_reader()
-        exp = await asyncio.to_thread(reader.experiment, experiment)
+
+        def read() -> tuple[Experiment | None, CaseChanges | None]:
+            exp = reader.experiment(experiment)
+            return exp, reader.case_changes(exp) if exp is not None else None
+
+        exp, cases = await asyncio.to_thread(read)
         if exp is None:
             raise RatchetError(f"there is no experiment {experiment} in loop {reader.tag}")
-        return wire.row(exp)
+        row = wire.row(exp)
+        row["cases"] = {**dataclasses.asdict(cases), "words": cases.words()} if cases else None
+        return row
 
     async def diff_text(self, which: Any) -> dict[str, Any]:
         number = experiment_of_uri(which) if isinstance(which, str) else which
@@ -255,6 +267,11 @@ class Session:
         if self.editor.path_of(params.text_document.uri) != self.project.editable_path:
             return []
         return await self.results.inlay_hints(params.range.start.line, params.range.end.line)
+
+    async def hover(self, params: types.HoverParams) -> types.Hover | None:
+        if self.editor.path_of(params.text_document.uri) != self.project.editable_path:
+            return None
+        return await self.results.hover(params.position.line)
 
     async def code_lenses(self, params: types.CodeLensParams) -> list[types.CodeLens]:
         if self.editor.path_of(params.text_document.uri) != self.project.editable_path:

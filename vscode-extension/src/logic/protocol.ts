@@ -73,7 +73,24 @@ export interface ExperimentRecord {
   finished_at?: number;
   /** The best's level measured beside this candidate (the mean of its control runs). */
   control?: number | null;
+  /** `[metric] holdout`'s number, measured on a new best (and the baseline) only. */
+  holdout?: number | null;
+  /** What it fixed and broke against the best it was made from, case by case: a full row's
+   * (`ratchet.experiment`), null where its runs reported no cases. */
+  cases?: CaseChanges | null;
   [key: string]: unknown;
+}
+
+/** `ratchet show`'s per-case evidence, as the server says it. */
+export interface CaseChanges {
+  against?: number;
+  fixed?: number;
+  broken?: number;
+  common?: number;
+  fixed_ids?: string[];
+  broken_ids?: string[];
+  /** "fixed 3 (a, b, c), broke 1 (d) of 40 cases": the server's words, ids bounded. */
+  words?: string;
 }
 
 /** Statuses of an experiment that has not ended. */

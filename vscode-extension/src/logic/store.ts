@@ -5,7 +5,7 @@
 import { asExperimentList, type ExperimentRecord } from './protocol';
 
 /** Fields a light row may leave out that a full row (`ratchet.experiment`) carries. */
-const HEAVY = ['diff', 'log_tail', 'trace_tail'] as const;
+const HEAVY = ['diff', 'log_tail', 'trace_tail', 'cases'] as const;
 
 export class ExperimentStore {
   private readonly rows = new Map<number, ExperimentRecord>();

@@ -45,6 +45,10 @@ export interface TableRow {
   deltaTone: 'better' | 'worse' | 'same' | '';
   description: string;
   reason: string;
+  /** The holdout's number ('' where none was measured): shown beside the metric. */
+  holdout: string;
+  /** What a person weighs it by beside its reason (`evidenceLines`). */
+  evidence: string[];
   duration: string;
   cost: string;
   kept: boolean;
@@ -116,7 +120,21 @@ export function bestBefore(experiments: ExperimentRecord[], goal: string | undef
   return new Map(sorted.map((exp, i) => [exp.id, i > 0 ? after[i - 1] : null]));
 }
 
-export function tableRows(experiments: ExperimentRecord[], goal: string | undefined): TableRow[] {
+/** Beside an experiment's reason: its holdout beside its dev number, and (once its full row
+ * came) what it fixed and broke, case by case, in the server's words (as `ratchet show`). */
+export function evidenceLines(exp: ExperimentRecord, metric = 'metric'): string[] {
+  const out: string[] = [];
+  if (typeof exp.holdout === 'number' && Number.isFinite(exp.holdout)) {
+    out.push(`holdout ${formatMetric(exp.holdout)} beside ${metric} ${formatMetric(exp.metric ?? null)}`);
+  }
+  const cases = exp.cases;
+  if (cases && typeof cases === 'object' && typeof cases.words === 'string' && cases.words) {
+    out.push(`cases${typeof cases.against === 'number' ? ` against exp ${cases.against}` : ''}: ${cases.words}`);
+  }
+  return out;
+}
+
+export function tableRows(experiments: ExperimentRecord[], goal: string | undefined, metric = 'metric'): TableRow[] {
   const lower = lowerIsBetter(goal);
   const sorted = [...experiments].sort((a, b) => a.id - b.id);
   const after = runningBest(sorted, goal);
@@ -146,6 +164,8 @@ export function tableRows(experiments: ExperimentRecord[], goal: string | undefi
         deltaTone,
         description: exp.description ?? '',
         reason: exp.reason ?? '',
+        holdout: typeof exp.holdout === 'number' && Number.isFinite(exp.holdout) ? formatMetric(exp.holdout) : '',
+        evidence: evidenceLines(exp, metric),
         duration: formatDuration(exp.run_s),
         cost: formatCost(exp.cost_usd),
         kept: exp.status === 'kept',

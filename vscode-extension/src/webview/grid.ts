@@ -64,12 +64,12 @@ export class Grid {
     this.data.set(row.id, row);
     tr.dataset.status = row.status;
     tr.className = `tone-${row.tone}${row.isBest ? ' best' : ''}${row.id === this.selected ? ' selected' : ''}`;
-    tr.title = row.reason || row.statusLabel;
+    tr.title = [row.reason || row.statusLabel, ...(row.evidence ?? [])].join('\n');
     tr.setAttribute('aria-selected', String(row.id === this.selected));
     const cells: [string, string][] = [
       [String(row.id), 'num'],
       [`${row.symbol} ${row.statusLabel}${row.isBest ? ' ★' : ''}`, 'status'],
-      [row.metric, 'num'],
+      [row.holdout ? `${row.metric} (holdout ${row.holdout})` : row.metric, 'num'],
       [row.delta, `num delta ${row.deltaTone}`],
       [row.description, 'description'],
       [running ?? row.duration, 'num duration'],
