@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -45,9 +45,10 @@ def parse_config(source: str, root: Path, shown: str = CONFIG_NAME) -> Config:
     read = {table: _read(table, data.get(table, {}), where) for table in SECTIONS}
     loop = read["loop"]
     loop.setdefault("timeout_s", 2 * loop["budget_s"])  # the timeout's default: 2 x budget
-    read["agent"]["space"] = space(read["agent"]["space"], where)
+    tables = read["agent"].pop("space")  # checked last, after the keys they may depend on
     sections = {table: kind(**read[table]) for table, kind in SECTIONS.items()}
-    return checked(Config(root=root, source=source, **sections), where)
+    config = checked(Config(root=root, source=source, **sections), where)
+    return replace(config, agent=replace(config.agent, space=space(tables, where)))
 
 
 def _read(table: str, given: dict[str, Any], where: Source) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Every key of ratchet.toml, declared once: its field, type, default and check.
 
 A field reads `name: Annotated[type, Key(check)] = default`. load.py reads a table by walking
-these fields, so a new key is one line here; a field without a default is a required key.
+these fields, so a new key is one line here. A field without a default is a required key (its
+Key has the example line to suggest), but for [loop] timeout, which the loader derives.
 """
 
 from collections.abc import Callable
@@ -172,7 +173,7 @@ class AgentConfig:
     repair_window_s: Annotated[float, Key(duration, "repair_window")] = 30.0
     # The optuna agent's sampler.
     sampler: Annotated[str, Key(choice("tpe", "cmaes", "random"))] = "tpe"
-    # Read as tables here; load.py turns each into a SpaceOverride with located errors.
+    # Read as tables; load.py turns each into a SpaceOverride with errors on its keys.
     space: Annotated[dict[str, SpaceOverride], Key(tables)] = field(default_factory=dict)
     # A classical tuner between an LLM's edits, and its proposals per LLM proposal.
     tune: Annotated[str | None, Key(choice("optuna", "portfolio"))] = None
