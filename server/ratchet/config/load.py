@@ -45,7 +45,7 @@ def parse_config(source: str, root: Path, shown: str = CONFIG_NAME) -> Config:
     read = {table: _read(table, data.get(table, {}), where) for table in SECTIONS}
     loop = read["loop"]
     loop.setdefault("timeout_s", 2 * loop["budget_s"])  # the timeout's default: 2 x budget
-    tables = read["agent"].pop("space")  # checked last, after the keys they may depend on
+    tables = read["agent"].pop("space")  # checked last, as ever: the first mistake named stays
     sections = {table: kind(**read[table]) for table, kind in SECTIONS.items()}
     config = checked(Config(root=root, source=source, **sections), where)
     return replace(config, agent=replace(config.agent, space=space(tables, where)))
