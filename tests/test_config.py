@@ -139,3 +139,19 @@ def test_a_pattern_needs_exactly_one_group(root: Path) -> None:
     assert error.line == 10 and "has 2 capturing groups; it needs exactly one" in str(error)
     one = GOOD + "pattern = 'bpb=([0-9.]+) (?:ms|s)'\n"
     assert parse_config(one, root).metric.pattern == "bpb=([0-9.]+) (?:ms|s)"
+
+
+def test_keys_written_apart_from_their_fields_land_on_them(root: Path) -> None:
+    source = GOOD.replace('budget   = "5m"', 'budget   = "5m"\ngrace = "30s"') + (
+        'eval_timeout = "2m"\n\n[agent]\ntimeout = "90s"\nrepair_window = "1m"\n'
+    )
+    config = parse_config(source, root)
+    assert (config.loop.budget_s, config.loop.timeout_s, config.loop.grace_s) == (300, 600, 30)
+    assert config.metric.eval_timeout_s == 120
+    assert (config.agent.timeout_s, config.agent.repair_window_s) == (90, 60)
+
+
+def test_a_missing_required_key_suggests_its_line(root: Path) -> None:
+    error = error_of(GOOD.replace('name = "val_bpb"\n', ""), root)
+    assert (error.line, error.col) == (7, 1)
+    assert error.message == '[metric] needs `name`; add a line such as name = "val_bpb"'

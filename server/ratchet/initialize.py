@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import hardware
 from .autoresearch import HARNESS_PROGRAM, adapt_program, runs_git_itself
-from .config import _SCHEMA, CONFIG_NAME, format_duration
+from .config import CONFIG_NAME, SECTIONS, format_duration
 from .errors import RatchetError
 
 DEFAULT_BUDGET_S = 300.0
@@ -398,7 +398,7 @@ def _sandbox(t: Triplet) -> str:
     if not t.read:
         return ""
     # Written live only where this Ratchet knows [sandbox]; commented out otherwise.
-    prefix = "" if "sandbox" in _SCHEMA else "# "
+    prefix = "" if "sandbox" in SECTIONS else "# "
     return (
         f"\n{prefix}[sandbox]\n"
         f"{prefix}read = [{_toml_list(t.read)}]   # data the runs read outside the project\n"
