@@ -15,7 +15,8 @@ import git
 from .config import Config
 from .errors import RatchetError, WorkspaceError
 from .experiment import Experiment
-from .ledger import LEDGER_NAME, Ledger
+from .ledger import Ledger
+from .ledger_schema import LEDGER_NAME
 from .workspace import RATCHET_DIR
 
 
