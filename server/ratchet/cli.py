@@ -232,7 +232,7 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     if triplet.read:
         console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
     if triplet.cpu:
-        from .initialize import CPU_JUDGE
+        from .init_files import CPU_JUDGE
 
         judged = ", ".join(f"{name} = {value}" for name, value, _ in CPU_JUDGE)
         console.print(
