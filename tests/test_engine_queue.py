@@ -24,7 +24,8 @@ from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.events import ExperimentFinished, ExperimentStarted, LoopStateChanged
 from ratchet.experiment import Proposal, ProposalContext, Status
-from ratchet.ledger import SCHEMA_VERSION, Ledger
+from ratchet.ledger import Ledger
+from ratchet.ledger_schema import SCHEMA_VERSION
 from ratchet.runners.base import Job, OnLine, RunControl, RunOutcome, Slot
 from ratchet.runners.local import LocalRunner
 

@@ -23,7 +23,8 @@ from ratchet.control.client import LoopClient
 from ratchet.engine import LOOP_VARIABLE, Engine
 from ratchet.errors import RatchetError
 from ratchet.experiment import Status
-from ratchet.ledger import Ledger, results_row
+from ratchet.ledger import Ledger
+from ratchet.results_tsv import results_row
 from ratchet.runners.processes import processes_with_token
 
 TRIALS = int(os.environ.get("RATCHET_FAULT_TRIALS", "12"))

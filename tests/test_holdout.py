@@ -21,7 +21,8 @@ from loops import engine_for, run
 from ratchet.cli import main
 from ratchet.config import ConfigError, load_config
 from ratchet.experiment import Status
-from ratchet.ledger import SCHEMA_VERSION, Ledger
+from ratchet.ledger import Ledger
+from ratchet.ledger_schema import SCHEMA_VERSION
 from ratchet.runners.sandbox import find_bwrap, probe
 
 NEEDLE = "HOLDOUT-NEEDLE-7f3a9c"  # in the holdout's file, and in all the holdout prints

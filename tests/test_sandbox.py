@@ -19,8 +19,10 @@ from ratchet.config import SandboxConfig, parse_config
 from ratchet.errors import RatchetError
 from ratchet.experiment import Status
 from ratchet.guard import hash_files, locked_hashes_at
+from ratchet.runners import host_private
 from ratchet.runners import sandbox as sandbox_module
 from ratchet.runners.base import Isolation, Job, RunControl, Slot
+from ratchet.runners.host_private import outermost
 from ratchet.runners.local import LocalRunner
 from ratchet.runners.processes import PidsCgroup
 from ratchet.runners.sandbox import (
@@ -28,7 +30,6 @@ from ratchet.runners.sandbox import (
     build_argv,
     clean_env,
     find_bwrap,
-    outermost,
     probe,
     toolchain_folders,
 )
@@ -254,7 +255,7 @@ def test_the_search_finds_what_only_this_user_may_read_and_the_sockets(tmp_path:
     (tmp_path / "shared" / "deeper" / "token").chmod(0o640)
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(tmp_path / "shared" / "s.sock"))
-    found = sandbox_module._search(str(tmp_path))
+    found = host_private._search(str(tmp_path))
     listener.close()
     assert set(found.folders) == {str(tmp_path / "private")}
     assert set(found.files) == {str(tmp_path / "key"), str(tmp_path / "shared/deeper/token")}
@@ -269,7 +270,7 @@ def test_bound_sockets_are_read_from_the_kernels_table(tmp_path: Path) -> None:
     rows = [f"{tmp_path}/real.sock", "@abstract", f"{tmp_path}/gone.sock", f"{tmp_path}/plain"]
     table = tmp_path / "unix"
     table.write_text(head + "".join(f"0: 2 0 10000 1 1 {n} {p}\n" for n, p in enumerate(rows)))
-    assert sandbox_module.bound_sockets(str(table)) == [str(tmp_path / "real.sock")]
+    assert host_private.bound_sockets(str(table)) == [str(tmp_path / "real.sock")]
     listener.close()
 
 

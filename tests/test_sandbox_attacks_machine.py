@@ -22,7 +22,7 @@ from conftest import MakeProject
 from loops import engine_for, run
 from ratchet.control.host import LoopHost
 from ratchet.experiment import Status
-from ratchet.runners import sandbox as sandbox_module
+from ratchet.runners import host_private
 from ratchet.runners.sandbox import SandboxSpec, build_argv, find_bwrap, probe
 from test_sandbox_attacks import FAST, HONEST, Listener, attack
 
@@ -62,7 +62,7 @@ def machine(tmp_path: Path) -> Iterator[dict[str, object]]:
             run_folder = Path(tempfile.mkdtemp(prefix="ratchet-machine-", dir="/run"))
             paths.append(run_folder / "bus.sock")
         listeners += [Listener(path) for path in paths]
-        sandbox_module._SEARCHED.clear()  # the files were made just now: search again
+        host_private._SEARCHED.clear()  # the files were made just now: search again
         yield {"secret": secret, "others": others, "listeners": listeners}
     finally:
         for listener in listeners:

@@ -10,11 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ratchet.runners import host_private
 from ratchet.runners import sandbox as sandbox_module
+from ratchet.runners.host_private import Private
 from ratchet.runners.processes import TOKEN_VARIABLE
 from ratchet.runners.sandbox import (
     Covers,
-    Private,
     SandboxSpec,
     build_argv,
     find_bwrap,
@@ -88,7 +89,7 @@ def test_the_known_private_files_are_covered_whatever_the_search_found(
     ssh.mkdir()
     for name in ("ssh_host_rsa_key", "ssh_host_rsa_key.pub", "ssh_host_ed25519_key"):
         (ssh / name).write_text("k")
-    monkeypatch.setattr(sandbox_module, "KNOWN_PRIVATE", ("/etc/shadow", f"{ssh}/ssh_host_*_key"))
+    monkeypatch.setattr(host_private, "KNOWN_PRIVATE", ("/etc/shadow", f"{ssh}/ssh_host_*_key"))
     files = host_covers(spec).files
     assert {str(ssh / "ssh_host_rsa_key"), str(ssh / "ssh_host_ed25519_key")} <= set(files)
     assert str(ssh / "ssh_host_rsa_key.pub") not in files
@@ -117,8 +118,8 @@ def test_the_search_sees_the_shallow_paths_first(
         for m in range(50):
             (tmp_path / f"s{n}" / "deep" / f"f{m}").write_text("")
     # Enough for the top folder and each sibling's two entries, not for a deep one too.
-    monkeypatch.setattr(sandbox_module, "SEARCH_ENTRIES", 3 * siblings + 1)
-    found = sandbox_module._search(str(tmp_path))
+    monkeypatch.setattr(host_private, "SEARCH_ENTRIES", 3 * siblings + 1)
+    found = host_private._search(str(tmp_path))
     assert set(found.files) == {str(tmp_path / f"s{n}" / "key") for n in range(siblings)}
     assert not found.complete
 

@@ -14,8 +14,9 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from rich.console import Console
 from rich.markup import escape
@@ -52,6 +53,11 @@ def _tag(text: str) -> str:
     return text
 
 
+_Commands: TypeAlias = (
+    "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratchet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ratchet {__version__}")
@@ -63,7 +69,35 @@ def _parser() -> argparse.ArgumentParser:
         help="the folder of ratchet.toml (default: here)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_init(commands)
+    _add_run(commands)
+    forget = commands.add_parser(
+        "forget", help="drop a loop whose baseline never succeeded (its record and branch)"
+    )
+    forget.add_argument("--tag", type=_tag, default=None)
+    _add_records(commands)
+    _add_finalize(commands)
+    show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
+    show.add_argument("experiment", type=int)
+    show.add_argument("--tag", type=_tag, default=None)
 
+    note = commands.add_parser("note", help="a note the agent sees from its next proposal on")
+    note.add_argument("text")
+    note.add_argument("--tag", type=_tag, default=None)
+
+    commands.add_parser("doctor", help="check git, python and the GPUs seen")
+
+    serve = commands.add_parser("serve", help="the language server, on stdio")
+    serve.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        default=None,
+        help="listen on TCP instead (loopback unless a host is given)",
+    )
+    return parser
+
+
+def _add_init(commands: _Commands) -> None:
     init = commands.add_parser("init", help="write ratchet.toml and program.md for this folder")
     init.add_argument("--force", action="store_true", help="replace an existing ratchet.toml")
     init.add_argument("--editable", metavar="FILE", help="the one file the agent may change")
@@ -77,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the proposing agent to write as [agent] kind (e.g. claude-code)",
     )
 
+
+def _add_run(commands: _Commands) -> None:
     run = commands.add_parser("run", help="run (or resume) the loop with a live view")
     run.add_argument(
         "--max-experiments",
@@ -100,11 +136,6 @@ def _parser() -> argparse.ArgumentParser:
         help="your branch changed the editable file since the loop began: measure your change "
         "in the loop as a person's experiment",
     )
-
-    forget = commands.add_parser(
-        "forget", help="drop a loop whose baseline never succeeded (its record and branch)"
-    )
-    forget.add_argument("--tag", type=_tag, default=None)
     run.add_argument(
         "--detach",
         action="store_true",
@@ -115,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--wait-for-start", action="store_true", help=argparse.SUPPRESS)
     run.add_argument("--review", choices=("auto", "propose"), default=None, help=argparse.SUPPRESS)
 
+
+def _add_records(commands: _Commands) -> None:
+    """The readers of the record: log, plot, report."""
     log = commands.add_parser("log", help="the experiments: a table, JSON or results.tsv")
     form = log.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true")
@@ -139,6 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("html", "md"), default=None)
     report.add_argument("--tag", type=_tag, default=None)
 
+
+def _add_finalize(commands: _Commands) -> None:
     final = commands.add_parser(
         "finalize", help="the keeps as one new review branch on top of your branch"
     )
@@ -154,25 +190,6 @@ def _parser() -> argparse.ArgumentParser:
         "its numbers",
     )
     final.add_argument("--tag", type=_tag, default=None)
-
-    show = commands.add_parser("show", help="one experiment: diff, metric, log tail, trace")
-    show.add_argument("experiment", type=int)
-    show.add_argument("--tag", type=_tag, default=None)
-
-    note = commands.add_parser("note", help="a note the agent sees from its next proposal on")
-    note.add_argument("text")
-    note.add_argument("--tag", type=_tag, default=None)
-
-    commands.add_parser("doctor", help="check git, python and the GPUs seen")
-
-    serve = commands.add_parser("serve", help="the language server, on stdio")
-    serve.add_argument(
-        "--tcp",
-        metavar="HOST:PORT",
-        default=None,
-        help="listen on TCP instead (loopback unless a host is given)",
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +249,7 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
     if triplet.read:
         console.print(f"  runs may read {escape(', '.join(triplet.read))} (\\[sandbox] read)")
     if triplet.cpu:
-        from .initialize import CPU_JUDGE
+        from .init_files import CPU_JUDGE
 
         judged = ", ".join(f"{name} = {value}" for name, value, _ in CPU_JUDGE)
         console.print(
@@ -254,7 +271,6 @@ def _init(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
     from .control.host import with_review
-    from .control.run import host_run
 
     if args.detach:
         return _run_detached(args, project, console)
@@ -267,61 +283,77 @@ def _run(args: argparse.Namespace, project: Path, console: Console) -> int:
         )
     engine = Engine(config, tag=args.tag, new_rules=args.new_rules, carry_user_change=args.carry)
     detach_tracking = _attach_tracking(engine, console)  # [track] mlflow
-    interrupted = False
-    final: dict[str, Any] = {}
-
-    async def loop() -> None:
-        nonlocal interrupted
-        running = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-
-        def on_interrupt() -> None:
-            nonlocal interrupted
-            if interrupted:  # a second Ctrl-C: leave now; the next run recovers
-                os._exit(EXIT_INTERRUPTED)
-            interrupted = True
-            stopping.set()
-            engine.stop()
-
-        running.add_signal_handler(signal.SIGINT, on_interrupt)
-        running.add_signal_handler(signal.SIGTERM, on_interrupt)
-        try:
-            await host_run(
-                engine,
-                max_experiments=args.max_experiments,
-                review=args.review,
-                wait_for_start=WAIT_FOR_START_S if args.wait_for_start else None,
-                interrupted=stopping,
-            )
-        finally:
-            final["status"] = engine.status()
-            # The last rows only: the summary costs the same at 30 experiments or 30,000.
-            after = final["status"]["total"] - 1 - 2 * EXIT_ROWS  # ids run a little ahead
-            final["experiments"] = engine.experiments_since(after)[-EXIT_ROWS:]
-            final["untracked"] = await asyncio.to_thread(detach_tracking)
-            await engine.close()
-
     with LoopView(engine, console, live=not reviewing and not args.headless) as view:
         engine.bus.subscribe(view.on_event)
         if reviewing:
             one_at_a_time = asyncio.Lock()  # several slots: one prompt on the terminal at once
             engine.bus.subscribe(lambda event: _ask_review(event, engine, console, one_at_a_time))
-        asyncio.run(loop())
+        final = asyncio.run(_loop(engine, args, detach_tracking))
+    rows = not console.is_terminal and not args.headless
+    _print_ending(final, engine, config.metric.name, console, rows)
+    if engine.state == "error":
+        return 1
+    return EXIT_INTERRUPTED if final["interrupted"] else 0
+
+
+async def _loop(
+    engine: Engine, args: argparse.Namespace, detach_tracking: Callable[[], int]
+) -> dict[str, Any]:
+    """The loop in this process until it ends: a first Ctrl-C (or SIGTERM) stops it, a second
+    leaves at once. Returns how it ended: its status, its last rows, the experiments MLflow did
+    not log, and whether it was interrupted."""
+    from .control.run import host_run
+
+    running = asyncio.get_running_loop()
+    stopping = asyncio.Event()  # set by the first interrupt
+
+    def on_interrupt() -> None:
+        if stopping.is_set():  # a second Ctrl-C: leave now; the next run recovers
+            os._exit(EXIT_INTERRUPTED)
+        stopping.set()
+        engine.stop()
+
+    running.add_signal_handler(signal.SIGINT, on_interrupt)
+    running.add_signal_handler(signal.SIGTERM, on_interrupt)
+    try:
+        await host_run(
+            engine,
+            max_experiments=args.max_experiments,
+            review=args.review,
+            wait_for_start=WAIT_FOR_START_S if args.wait_for_start else None,
+            interrupted=stopping,
+        )
+    finally:
+        status = engine.status()
+        # The last rows only: the summary costs the same at 30 experiments or 30,000.
+        after = status["total"] - 1 - 2 * EXIT_ROWS  # ids run a little ahead
+        final = {
+            "status": status,
+            "experiments": engine.experiments_since(after)[-EXIT_ROWS:],
+            "untracked": await asyncio.to_thread(detach_tracking),
+            "interrupted": stopping.is_set(),
+        }
+        await engine.close()
+    return final
+
+
+def _print_ending(
+    final: dict[str, Any], engine: Engine, metric: str, console: Console, rows: bool
+) -> None:
+    """The loop's last lines: with `rows` (no terminal showed the live view) its last
+    experiments, then the best and the branch."""
     status = final["status"]
-    if not console.is_terminal and not args.headless:
-        console.print(experiments_table(final["experiments"], config.metric.name))
+    if rows:
+        console.print(experiments_table(final["experiments"], metric))
         if status["total"] > len(final["experiments"]):
             earlier = status["total"] - len(final["experiments"])
             console.print(f"(and {earlier} earlier experiments: `ratchet log --all`)")
-    if final.get("untracked"):
+    if final["untracked"]:
         console.print(f"{final['untracked']} experiments were not logged to MLflow (unreachable)")
     console.print(
-        f"loop {engine.tag}: best {config.metric.name} {format_metric(status['best'])}, "
+        f"loop {engine.tag}: best {metric} {format_metric(status['best'])}, "
         f"{status['kept']} kept of {status['total']}; branch {engine.workspace.branch}"
     )
-    if engine.state == "error":
-        return 1
-    return EXIT_INTERRUPTED if interrupted else 0
 
 
 WAIT_FOR_START_S = 60.0
@@ -351,7 +383,7 @@ def _run_detached(args: argparse.Namespace, project: Path, console: Console) -> 
     return 0
 
 
-def _attach_tracking(engine: Engine, console: Console) -> Any:
+def _attach_tracking(engine: Engine, console: Console) -> Callable[[], int]:
     """[track] mlflow: each experiment logged in the background; its outages said once."""
     from .tracking import TrackerUnavailable, attach
 

@@ -17,7 +17,8 @@ from .config import load_config
 from .errors import RatchetError
 from .experiment import Experiment
 from .judge import estimate_noise
-from .ledger import CONTROL, Ledger, results_lines
+from .ledger import CONTROL, Ledger
+from .results_tsv import results_lines
 from .traces import trace_path
 from .view import experiments_table, format_metric
 from .workspace import RATCHET_DIR

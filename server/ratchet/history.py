@@ -17,7 +17,9 @@ from pathlib import Path
 from . import snapshot
 from .experiment import Experiment, Status
 from .judge import group_spread, pooled_noise
-from .ledger import COLUMNS, CONTROL, Ledger, LightRecord, group_runs, in_results
+from .ledger import CONTROL, Ledger, LightRecord, group_runs
+from .ledger_schema import COLUMNS
+from .results_tsv import in_results
 from .track import Timed
 
 # Not real measurements of the change they describe: never a reason to skip an edit as tried.

@@ -1,5 +1,5 @@
-"""The record of every experiment: SQLite (WAL) in `.ratchet/`, and each loop's results.tsv
-(`.ratchet/loops/<tag>/results.tsv`; `.ratchet/results.tsv` links to the loop opened last).
+"""The record of every experiment: SQLite (WAL) in `.ratchet/` (its tables and migrations in
+ledger_schema), and each loop's results.tsv (results_tsv).
 
 An experiment is written before it runs and again when it ends, so a loop killed at any
 moment leaves a row that says where it stopped. Work promised but not yet started (a
@@ -10,138 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
-import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import results_tsv
 from .cases import CaseRun, pack, unpack
-from .errors import RatchetError
-from .experiment import Experiment, Status
-
-LEDGER_NAME = "ledger.sqlite"
-RESULTS_NAME = "results.tsv"
-# 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation;
-# 4: an experiment's holdout; 5: runs `beside` (a control run: the experiment it was measured
-# beside), an experiment's `effect` and `resolvable` (its verdict in σ); per-case scores: each
-# run's in one packed row of `cases`, keyed by the loop's dictionary of case ids `case_ids`
-SCHEMA_VERSION = 5
-
-_FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
-_COLUMNS = list(_FIELDS)
-COLUMNS = tuple(_COLUMNS)  # the order of every row the light and full reads return
-_HEAVY = ("diff", "log_tail", "trace_tail")  # read by id, never for the whole record
-_JSON_COLUMNS = {"secondary", "hardware"}
-_FACTORIES = {
-    name: spec.default_factory
-    for name, spec in _FIELDS.items()
-    if spec.default_factory is not dataclasses.MISSING
-}
-_DEFAULTS = {
-    name: None if spec.default is dataclasses.MISSING else spec.default
-    for name, spec in _FIELDS.items()
-    if name not in _FACTORIES
-}
-
-
-def _sql_default(name: str) -> str:
-    """A column as read: a value an older Ratchet never wrote reads as the field's default."""
-    if name in _JSON_COLUMNS:
-        return f"""COALESCE("{name}", '{{}}')"""
-    default = _DEFAULTS.get(name)
-    if default is None:
-        return f'"{name}"'
-    return (
-        f'COALESCE("{name}", {default!r})'
-        if not isinstance(default, bool)
-        else (f'COALESCE("{name}", {int(default)})')
-    )
-
-
-_QUOTED = ", ".join(f'"{name}"' for name in _COLUMNS)  # `commit` is an SQL keyword
-_READ = ", ".join(_sql_default(name) for name in _COLUMNS)
-_LIGHT = ", ".join(
-    f"'' AS \"{name}\"" if name in _HEAVY else _sql_default(name) for name in _COLUMNS
+from .experiment import Experiment
+from .ledger_schema import (
+    LEDGER_NAME,
+    LIGHT,
+    LOOP_COLUMNS,
+    QUOTED,
+    READ,
+    Decoder,
+    encode,
+    open_record,
 )
-_STATUSES = {str(status): status for status in Status}
-_SECONDARY, _HARDWARE, _STATUS = (_COLUMNS.index(n) for n in ("secondary", "hardware", "status"))
-_DECLARED = ", ".join(
-    f'"{name}"' + (" INTEGER" if name == "id" else "") for name in _COLUMNS if name != "tag"
-)
-# Per-case scores (cases.py): a loop's dictionary of case ids, and one row per run holding its
-# scores packed (the run's `run` number, its seed, and the candidate a control run was beside).
-_CASE_TABLES = (
-    "CREATE TABLE IF NOT EXISTS case_ids (tag TEXT NOT NULL, id INTEGER NOT NULL, "
-    "name TEXT NOT NULL, PRIMARY KEY (tag, id))",
-    "CREATE TABLE IF NOT EXISTS cases (tag TEXT NOT NULL, experiment INTEGER NOT NULL, "
-    "run INTEGER NOT NULL, seed INTEGER, beside INTEGER, control INTEGER, scores BLOB NOT NULL, "
-    "PRIMARY KEY (tag, experiment, run))",
-    # A verdict reads the best's own runs and the controls beside one candidate: neither read
-    # grows with the controls the best gathered beside earlier candidates.
-    "CREATE INDEX IF NOT EXISTS cases_own ON cases (tag, experiment, control)",
-    "CREATE INDEX IF NOT EXISTS cases_beside ON cases (tag, beside)",
-)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS experiments (
-    tag TEXT NOT NULL,
-    {_DECLARED},
-    PRIMARY KEY (tag, id)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    tag TEXT NOT NULL,
-    experiment INTEGER NOT NULL,
-    run INTEGER NOT NULL,
-    metric REAL,
-    wall_s REAL,
-    purpose TEXT,
-    recorded_at REAL,
-    beside INTEGER,
-    PRIMARY KEY (tag, experiment, run)
-);
-{_CASE_TABLES[0]};
-{_CASE_TABLES[1]};
-{_CASE_TABLES[2]};
-{_CASE_TABLES[3]};
-CREATE TABLE IF NOT EXISTS loops (
-    tag TEXT PRIMARY KEY,
-    created_at REAL,
-    start_commit TEXT,
-    metric_name TEXT,
-    goal TEXT
-);
-CREATE TABLE IF NOT EXISTS notes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tag TEXT,
-    text TEXT,
-    created_at REAL
-);
-CREATE TABLE IF NOT EXISTS queue (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tag TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL
-);
-"""
-_LOOP_COLUMNS = ("tag", "created_at", "start_commit", "metric_name", "goal", "rules", "hardware")
 
-# Every write to the record, by any process or version from 3 on, bumps one number: a copy of
-# the record taken at generation N (history's snapshot) is exact while it is still N.
-_GENERATION = (
-    "CREATE TABLE IF NOT EXISTS record_generation (n INTEGER NOT NULL)",
-    "INSERT INTO record_generation SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM record_generation)",
-    *(
-        f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()} AFTER {event} ON {table} "
-        "BEGIN UPDATE record_generation SET n = n + 1; END"
-        for table in ("experiments", "runs")
-        for event in ("INSERT", "UPDATE", "DELETE")
-    ),
-)
 # A run's purpose: "measure" (an experiment's first run), "rerun" (its runs the judge asked
 # for), "remeasure" (the best measured again: remeasure_every, a confirmation) or "control"
 # (the best measured again beside a candidate: not one of its own measurements).
@@ -149,29 +39,12 @@ CONTROL = "control"
 _RUN_READ = (
     "SELECT experiment, metric, recorded_at, purpose FROM runs WHERE tag=? ORDER BY experiment, run"
 )
-
-
-def damaged(path: Path, error: object) -> str:
-    """One line for a record that cannot be read, with what to do; nothing is changed."""
-    said = str(error)
-    if "full" in said:
-        return f"the disk holding {path} is full: free some space, then run the command again"
-    return (
-        f"the record {path} cannot be read ({said}): it was damaged or is not a Ratchet ledger; "
-        "move it aside (its loops' branches and refs stay in git) to start a new record"
-    )
-
-
-def newer(path: Path, version: int) -> str:
-    return (
-        f"{path} was written by a newer Ratchet (schema {version}, this one reads up to "
-        f"{SCHEMA_VERSION}); upgrade Ratchet to open it"
-    )
+_RUN_FIELDS = ("run", "metric", "wall_s", "purpose", "recorded_at", "beside")
 
 
 @dataclasses.dataclass(frozen=True)
 class LightRecord:
-    """A loop's light rows (the query's columns, _COLUMNS) and its runs (experiment, metric,
+    """A loop's light rows (the query's columns, COLUMNS) and its runs (experiment, metric,
     recorded_at, purpose), as one read saw them at `generation`."""
 
     generation: int
@@ -183,94 +56,12 @@ class Ledger:
     def __init__(self, folder: Path, read_only: bool = False) -> None:
         """`read_only`: a reader's view (log, show, report, the editor): nothing is created or
         written, not even the folder; a ledger of an older schema is upgraded once."""
-        self.path = folder / LEDGER_NAME
         self.folder = folder
-        self.results_path = folder / RESULTS_NAME  # a link to the loop opened last
+        self.path = folder / LEDGER_NAME
         self._lock = threading.Lock()
-        # Rows repeat the same few machines and secondary numbers: each distinct JSON text is
-        # parsed once and shared (the loop replaces these dicts, it never edits one in place).
-        self._parsed: dict[str, dict[str, Any]] = {}
+        self._experiment = Decoder()
         self._case_ids: dict[str, dict[str, int]] = {}  # each loop's case-id dictionary
-        try:
-            if read_only and self._open_for_reading():
-                return
-            folder.mkdir(parents=True, exist_ok=True)
-            if self._emptied(folder):
-                raise RatchetError(damaged(self.path, "it is empty (0 bytes), yet loops ran here"))
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a handful of writes per experiment
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            with self._transaction() as db:
-                self._migrate(db)
-        except sqlite3.DatabaseError as error:
-            raise RatchetError(damaged(self.path, error)) from None
-        except OSError as error:
-            raise RatchetError(f"cannot open the record {self.path}: {error.strerror}") from None
-
-    def _emptied(self, folder: Path) -> bool:
-        """A 0-byte ledger beside loops' folders lost its record: never started afresh over
-        them (a 0-byte one alone is a first start that was killed, and is started again)."""
-        return (
-            self.path.exists()
-            and self.path.stat().st_size == 0
-            and any((folder / "loops").glob("*"))
-        )
-
-    def _open_for_reading(self) -> bool:
-        """True when the ledger is open read-only at the current schema."""
-        if not self.path.exists():
-            raise RatchetError(f"no record at {self.path}: start the loop with `ratchet run`")
-        if self.path.stat().st_size == 0:
-            raise RatchetError(damaged(self.path, "it is empty (0 bytes)"))
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
-        try:
-            version = self._connect(uri)
-        except sqlite3.OperationalError:
-            # SQLite could not make its shared-memory file (a full disk, a read-only folder):
-            # then no loop can be writing either, and the file is read as it stands.
-            version = self._connect(uri + "&immutable=1")
-        if version == SCHEMA_VERSION:
-            return True
-        self._db.close()
-        if version > SCHEMA_VERSION:
-            raise RatchetError(newer(self.path, version))
-        return False  # an older schema: opened read-write once, to be upgraded
-
-    def _connect(self, uri: str) -> int:
-        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=5000")
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        return int(version)
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """Explicit, ordered migrations from whichever version wrote this ledger."""
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise RatchetError(newer(self.path, version))
-        present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
-        if version < 5:  # columns added since (1: most; 4: holdout; 5: effect) read as defaults
-            for name in _COLUMNS:
-                if name not in present:
-                    db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')
-        if version < 1 and "source" not in present:  # the first Ratchet's exp 0: its baseline
-            db.execute("UPDATE experiments SET source='baseline' WHERE id=0")
-        if version < 2:
-            present = {row[1] for row in db.execute("PRAGMA table_info(loops)")}
-            for name in ("rules", "hardware"):
-                if name not in present:
-                    db.execute(f"ALTER TABLE loops ADD COLUMN {name} TEXT")
-        if version < 3:
-            for statement in _GENERATION:
-                db.execute(statement)
-        if version < 5:
-            present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            if "beside" not in present:
-                db.execute("ALTER TABLE runs ADD COLUMN beside INTEGER")
-            for statement in _CASE_TABLES:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db = open_record(folder, read_only)
 
     def close(self) -> None:
         with self._lock:
@@ -294,10 +85,10 @@ class Ledger:
     # --- loops -------------------------------------------------------------------------------
 
     def loop(self, tag: str) -> dict[str, Any] | None:
-        rows = self._all(f"SELECT {', '.join(_LOOP_COLUMNS)} FROM loops WHERE tag=?", (tag,))
+        rows = self._all(f"SELECT {', '.join(LOOP_COLUMNS)} FROM loops WHERE tag=?", (tag,))
         if not rows:
             return None
-        loop = dict(zip(_LOOP_COLUMNS, rows[0], strict=True))
+        loop = dict(zip(LOOP_COLUMNS, rows[0], strict=True))
         for name in ("rules", "hardware"):
             loop[name] = json.loads(loop[name]) if loop[name] else None
         return loop
@@ -364,11 +155,11 @@ class Ledger:
     def save(self, experiment: Experiment, consumes: int | None = None) -> None:
         """Writes the experiment; `consumes` is the queued work item it carries out, deleted in
         the same transaction so the work is never lost nor done twice."""
-        values = [_encode(name, getattr(experiment, name)) for name in _COLUMNS]
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        values = encode(experiment)
+        placeholders = ", ".join("?" for _ in values)
         with self._transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO experiments ({_QUOTED}) VALUES ({placeholders})",
+                f"INSERT OR REPLACE INTO experiments ({QUOTED}) VALUES ({placeholders})",
                 values,
             )
             if consumes is not None:
@@ -385,7 +176,7 @@ class Ledger:
     def experiments(self, tag: str, *, light: bool = False) -> list[Experiment]:
         """Every experiment of the loop; `light` leaves out diff, log and trace tails."""
         rows = self._all(
-            f"SELECT {_LIGHT if light else _READ} FROM experiments WHERE tag=? ORDER BY id",
+            f"SELECT {LIGHT if light else READ} FROM experiments WHERE tag=? ORDER BY id",
             (tag,),
         )
         return self.build(rows)
@@ -404,7 +195,7 @@ class Ledger:
             try:
                 (generation,) = self._db.execute("SELECT n FROM record_generation").fetchone()
                 rows = self._db.execute(
-                    f"SELECT {_LIGHT} FROM experiments WHERE tag=? ORDER BY id", (tag,)
+                    f"SELECT {LIGHT} FROM experiments WHERE tag=? ORDER BY id", (tag,)
                 ).fetchall()
                 runs = self._db.execute(_RUN_READ, (tag,)).fetchall()
             finally:
@@ -412,7 +203,7 @@ class Ledger:
         return LightRecord(generation, rows, runs)
 
     def get(self, tag: str, experiment: int) -> Experiment | None:
-        rows = self._all(f"SELECT {_READ} FROM experiments WHERE tag=? AND id=?", (tag, experiment))
+        rows = self._all(f"SELECT {READ} FROM experiments WHERE tag=? AND id=?", (tag, experiment))
         return self._experiment(rows[0]) if rows else None
 
     def get_many(self, tag: str, ids: Iterable[int]) -> dict[int, Experiment]:
@@ -421,28 +212,10 @@ class Ledger:
             return {}
         marks = ", ".join("?" for _ in wanted)
         rows = self._all(
-            f"SELECT {_READ} FROM experiments WHERE tag=? AND id IN ({marks})", (tag, *wanted)
+            f"SELECT {READ} FROM experiments WHERE tag=? AND id IN ({marks})", (tag, *wanted)
         )
         found = [self._experiment(row) for row in rows]
         return {e.id: e for e in found}
-
-    def _experiment(self, row: tuple[Any, ...]) -> Experiment:
-        # Defaults are filled in by the query, whose columns are _COLUMNS (no strict zip: a
-        # tenth of the build at 100,000 rows).
-        values = dict(zip(_COLUMNS, row))  # noqa: B905
-        values["secondary"] = self._json(row[_SECONDARY])
-        values["hardware"] = self._json(row[_HARDWARE])
-        values["status"] = _STATUSES[row[_STATUS]]
-        # 100,000 rows at open: the values are complete, so __init__'s work is skipped.
-        exp = object.__new__(Experiment)
-        exp.__dict__ = values
-        return exp
-
-    def _json(self, raw: str) -> dict[str, Any]:
-        parsed = self._parsed.get(raw)
-        if parsed is None:
-            parsed = self._parsed.setdefault(raw, json.loads(raw) if raw else {})
-        return parsed
 
     # --- runs (each measurement of an experiment) --------------------------------------------
 
@@ -618,80 +391,23 @@ class Ledger:
         return [row[0] for row in rows]
 
     # --- results.tsv -------------------------------------------------------------------------
+    # --- results.tsv (each loop's, kept beside the record) ------------------------------------
 
     def results_of(self, tag: str) -> Path:
-        """One loop's results.tsv: its rows only, so a notebook pointed at it compares that
-        loop's baseline with that loop's best."""
-        return self.folder / "loops" / tag / RESULTS_NAME
+        return results_tsv.results_of(self.folder, tag)
 
     def link_results(self, tag: str) -> None:
-        """`.ratchet/results.tsv` made a link to this loop's file (where autoresearch's users
-        look); a file there from an older Ratchet, every loop's rows mixed, is replaced."""
-        target = Path("loops") / tag / RESULTS_NAME
-        try:
-            if self.results_path.is_symlink() and Path(os.readlink(self.results_path)) == target:
-                return
-            scratch = self.folder / f".results-link-{os.getpid()}-{threading.get_ident()}"
-            scratch.unlink(missing_ok=True)
-            os.symlink(target, scratch)
-            os.replace(scratch, self.results_path)
-        except OSError:
-            return  # no links here (a file system without them): the loop's own file stands
+        results_tsv.link_results(self.folder, tag)
 
     def append_result(self, experiment: Experiment, metric_name: str) -> None:
-        """One finished experiment appended to its loop's results.tsv (the header first, if
-        new): one row written, whatever the record holds."""
-        line = results_row(experiment)
-        if line is None:
-            return
-        path = self.results_of(experiment.tag)
-        fresh = not path.exists()
-        if fresh:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as results:
-            if fresh:
-                results.write(results_header(metric_name) + "\n")
-            results.write(line + "\n")
+        results_tsv.append_result(self.folder, experiment, metric_name)
 
     def write_results(
         self, tag: str, metric_name: str, experiments: Iterable[Experiment] | None = None
     ) -> None:
-        """A loop's results.tsv rewritten whole from the record (recovery), through a
-        temporary file of its own so that concurrent writers never share one."""
+        """A loop's results.tsv rewritten whole from the record, or from `experiments`."""
         rows = self.experiments(tag, light=True) if experiments is None else experiments
-        lines = results_lines(rows, metric_name)
-        path = self.results_of(tag)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, scratch = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-                out.write("\n".join(lines) + "\n")
-            os.replace(scratch, path)
-        except BaseException:
-            Path(scratch).unlink(missing_ok=True)
-            raise
-
-
-# autoresearch knows three statuses; every failure is a crash there, at metric 0 as it writes
-# them. Experiments that never came to a verdict (interrupted, cancelled, rejected) are left out.
-_TSV_STATUS = {
-    Status.KEPT: "keep",
-    Status.DISCARDED: "discard",
-    Status.ABORTED: "discard",
-    Status.CRASHED: "crash",
-    Status.TIMEOUT: "crash",
-    Status.INVALID: "crash",
-    Status.VOIDED: "crash",
-    Status.LOST: "crash",
-    Status.OVER_BUDGET: "crash",
-}
-
-
-def results_header(metric_name: str) -> str:
-    return f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"
-
-
-_RUN_FIELDS = ("run", "metric", "wall_s", "purpose", "recorded_at", "beside")
+        results_tsv.write_results(self.folder, tag, metric_name, rows)
 
 
 def group_runs(
@@ -708,31 +424,3 @@ def group_runs(
         if metric is not None:
             groups.setdefault(experiment, []).append(metric)
     return groups, counts
-
-
-def in_results(status: Status) -> bool:
-    """Whether an experiment of this status has a row in results.tsv."""
-    return status in _TSV_STATUS
-
-
-def results_row(exp: Experiment) -> str | None:
-    status = _TSV_STATUS.get(exp.status)
-    if status is None:
-        return None
-    memory_gb = exp.secondary.get("peak_vram_mb", 0.0) / 1024
-    value = exp.metric if status != "crash" and exp.metric is not None else 0.0
-    description = " ".join(exp.description.split())
-    return f"{(exp.commit or '')[:7]}\t{value:.6f}\t{memory_gb:.1f}\t{status}\t{description}"
-
-
-def results_lines(experiments: Iterable[Experiment], metric_name: str) -> list[str]:
-    rows = (results_row(e) for e in experiments)
-    return [results_header(metric_name), *(row for row in rows if row is not None)]
-
-
-def _encode(name: str, value: Any) -> Any:
-    if name in _JSON_COLUMNS:
-        return json.dumps(value)
-    if name == "status":
-        return str(value)
-    return value

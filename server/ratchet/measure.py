@@ -183,21 +183,13 @@ class Measurer:
         env: dict[str, str] | None = None,
     ) -> Attempt:
         loop, metric = self.config.loop, self.config.metric
-        worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
-        await asyncio.to_thread(remove_special_files, worktree)  # an earlier run's FIFOs
-        await asyncio.to_thread(
-            remove_eval_only, worktree, (*metric.eval_only, *metric.holdout_only)
-        )
+        use_eval = metric.judged_apart
+        worktree = await self._prepare(slot, commit)
         # `evaluate`: only the driver's line with this token holds the metric (evaluate_call)
         token = new_token() if metric.evaluate else ""
         reader = EvaluateReader(metric, token) if metric.evaluate else MetricReader(metric)
         watch = AbortWatch(metric, best_curve) if metric.progress else None
         started = time.monotonic()
-        use_eval = metric.judged_apart
-        if metric.file and not use_eval:
-            await asyncio.to_thread(clear_metric_files, worktree, metric.file)
-        if metric.cases and not use_eval:
-            await asyncio.to_thread(clear_metric_files, worktree, metric.cases)
         case_lines = CaseReader()  # read from the command's output only without an evaluator
         command_cases = not use_eval and not metric.cases
 
@@ -214,16 +206,8 @@ class Measurer:
         job = self._job(experiment, worktree, log_path, text, dict(env or {}))
         log_path.unlink(missing_ok=True)
         outcome = await self.runner.run(job, slot, command_line, control)
-        attempt = Attempt(
-            outcome,
-            reader.result(),
-            outcome.wall_s,
-            watch.reader.points if watch else [],
-            budget_s=loop.budget_s,
-            limit_s=loop.budget_s + loop.grace,
-            command_s=outcome.wall_s,
-            case_lines=case_lines,
-        )
+        curve = watch.reader.points if watch else []
+        attempt = self._attempt(outcome, reader.result(), curve, case_lines)
         clean = ran_clean(outcome) and not outcome.locked_changed and not outcome.refused
         if use_eval and clean and attempt.command_s <= attempt.limit_s:
 
@@ -234,21 +218,61 @@ class Measurer:
                 attempt, job, slot, commit, base_commit, reader, control, eval_line, token
             )
         attempt.measurement = reader.result()
-        if metric.file and clean:
-            # Where the evaluator ran (or the command, without one): its file holds the metric.
-            folder = attempt.room if use_eval else worktree
+        if clean:
+            await self._read_results(attempt, worktree)
+        attempt.trace_tail = await self._trace_tail(attempt, slot, worktree)
+        return attempt
+
+    def _attempt(
+        self, outcome: RunOutcome, measurement: Measurement, curve: Curve, cases: CaseReader
+    ) -> Attempt:
+        loop = self.config.loop
+        return Attempt(
+            outcome,
+            measurement,
+            outcome.wall_s,
+            curve,
+            budget_s=loop.budget_s,
+            limit_s=loop.budget_s + loop.grace,
+            command_s=outcome.wall_s,
+            case_lines=cases,
+        )
+
+    async def _prepare(self, slot: Slot, commit: str) -> Path:
+        """The slot's worktree at `commit`, without what an earlier run left (FIFOs), the
+        evaluator's own files, nor, without an evaluator, metric files the command writes."""
+        metric = self.config.metric
+        worktree = await asyncio.to_thread(self.workspace.checkout, slot.name, commit)
+        await asyncio.to_thread(remove_special_files, worktree)  # an earlier run's FIFOs
+        await asyncio.to_thread(
+            remove_eval_only, worktree, (*metric.eval_only, *metric.holdout_only)
+        )
+        if metric.file and not metric.judged_apart:
+            await asyncio.to_thread(clear_metric_files, worktree, metric.file)
+        if metric.cases and not metric.judged_apart:
+            await asyncio.to_thread(clear_metric_files, worktree, metric.cases)
+        return worktree
+
+    async def _read_results(self, attempt: Attempt, worktree: Path) -> None:
+        """A clean run's metric file, where the evaluator ran (or the command, without one),
+        and its cases."""
+        metric = self.config.metric
+        if metric.file:
+            folder = attempt.room if metric.judged_apart else worktree
             if folder is not None:
                 attempt.measurement = await asyncio.to_thread(read_metric_file, metric, folder)
-        if clean:
-            await self._read_cases(attempt, worktree)
-        # The evaluator's trace, else the command's (shown to the agent only, never scored).
-        # Only this run's: the clean room of an evaluator that did not run now is another's.
+        await self._read_cases(attempt, worktree)
+
+    async def _trace_tail(self, attempt: Attempt, slot: Slot, worktree: Path) -> str:
+        """The evaluator's trace, else the command's (shown to the agent only, never scored).
+        Only this run's: the clean room of an evaluator that did not run now is another's."""
         folders = [self._eval_folder(slot), worktree] if attempt.evaluated else [worktree]
+        tail = ""
         for folder in folders:
-            attempt.trace_tail = await asyncio.to_thread(run_trace_tail, folder, metric.trace)
-            if attempt.trace_tail:
+            tail = await asyncio.to_thread(run_trace_tail, folder, self.config.metric.trace)
+            if tail:
                 break
-        return attempt
+        return tail
 
     async def _read_cases(self, attempt: Attempt, worktree: Path) -> None:
         """The run's cases: from `[metric] cases` in the folder the evaluator (or the command)

@@ -16,7 +16,8 @@ from .cases import CaseChanges, changes_from_base
 from .config import Config
 from .errors import RatchetError, WorkspaceError
 from .experiment import Experiment
-from .ledger import LEDGER_NAME, Ledger
+from .ledger import Ledger
+from .ledger_schema import LEDGER_NAME
 from .workspace import RATCHET_DIR
 
 

@@ -30,8 +30,6 @@ from .editing import Refused, ToolCall, WorkingCopy, tool_definitions
 from .pricing import Usage, price_per_mtok
 from .streaming import (
     ATTEMPTS,
-    RETRY_TYPES,
-    TRANSPORT_ERRORS,
     Attempts,
     CutOff,
     Fatal,
@@ -39,6 +37,7 @@ from .streaming import (
     Turn,
     accumulate,
     count_attempts,
+    describe_error,
     with_cache_mark,
 )
 
@@ -47,6 +46,7 @@ __all__ = ["AnthropicAgent", "RetryPolicy", "Usage", "price_per_mtok"]
 DEFAULT_MODEL = "claude-sonnet-4-6"
 MAX_TURNS = 20
 MAX_STRIKES = 2  # refused tool calls: the first is explained, the second ends the proposal
+_Ending = tuple[str, str | None]  # (description, failure): how a proposal ended
 DESCRIPTION_CHARS = 200
 
 
@@ -192,6 +192,35 @@ class AnthropicAgent:
         self, context: ProposalContext, session: _Session
     ) -> tuple[str, str | None]:
         """The tool loop. Returns (description, failure)."""
+        system, messages = self._opening(context, session)
+        tools = tool_definitions(context.editable_path)
+        for turn_number in range(1, self.max_turns + 1):
+            turn = await self._request(system, tools, messages, session, turn_number)
+            session.trace.append(
+                {
+                    "kind": "response",
+                    "turn": turn_number,
+                    "stop_reason": turn.stop_reason,
+                    "content": turn.for_trace(),
+                    "usage": turn.usage.as_dict(),
+                }
+            )
+            if turn.stop_reason == "refusal":
+                return "", "the model refused to propose an edit"
+            messages.append({"role": "assistant", "content": turn.echo()})
+            if turn.tool_calls:
+                ended, reply = self._run_calls(session, turn, turn_number)
+            else:
+                ended, reply = self._without_tools(session, turn, turn_number)
+            if ended is not None:
+                return ended
+            messages.append({"role": "user", "content": reply})
+        return "", f"the model did not finish within {self.max_turns} turns"
+
+    def _opening(
+        self, context: ProposalContext, session: _Session
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The system blocks and the first message, traced as the prompt."""
         system: list[dict[str, Any]] = [
             {"type": "text", "text": prompt.system_prompt(context.editable_path)},
             {
@@ -200,7 +229,6 @@ class AnthropicAgent:
                 "cache_control": {"type": "ephemeral"},  # tools + system + program: stable
             },
         ]
-        tools = tool_definitions(context.editable_path)
         user_text = prompt.context_prompt(context)
         messages: list[dict[str, Any]] = [
             {"role": "user", "content": [{"type": "text", "text": user_text}]}
@@ -216,62 +244,56 @@ class AnthropicAgent:
                 "user": user_text,
             }
         )
-        copy = session.copy
-        for turn_number in range(1, self.max_turns + 1):
-            turn = await self._request(system, tools, messages, session, turn_number)
+        return system, messages
+
+    def _without_tools(
+        self, session: _Session, turn: Turn, turn_number: int
+    ) -> tuple[_Ending | None, list[dict[str, Any]]]:
+        """A turn that called no tool: the end when the file changed (the text describes it);
+        else the model is told to use the tools, and the second time it fails."""
+        if session.copy.changed:
+            return (_first_line(turn.text) or "(no description)", None), []
+        problem = (
+            "You did not call a tool. Edit the file with replace_text or insert_text, "
+            "then call finish with a one-line description."
+        )
+        if turn.stop_reason == "max_tokens":
+            problem = "Your answer was cut off at max_tokens. " + problem
+        if self._strike(session, turn_number, "no tool call", problem):
+            return ("", f"the model refused twice: {problem}"), []
+        return None, [{"type": "text", "text": problem}]
+
+    def _run_calls(
+        self, session: _Session, turn: Turn, turn_number: int
+    ) -> tuple[_Ending | None, list[dict[str, Any]]]:
+        """The turn's tool calls, each traced: the end when one finishes the proposal or a
+        second is refused; else their results for the model."""
+        results: list[dict[str, Any]] = []
+        for call in turn.tool_calls:
+            outcome, is_error, finished = self._run_tool(call, session.copy, turn)
             session.trace.append(
                 {
-                    "kind": "response",
+                    "kind": "tool",
                     "turn": turn_number,
-                    "stop_reason": turn.stop_reason,
-                    "content": turn.for_trace(),
-                    "usage": turn.usage.as_dict(),
+                    "name": call.name,
+                    "input": call.input,
+                    "result": outcome,
+                    "is_error": is_error,
                 }
             )
-            if turn.stop_reason == "refusal":
-                return "", "the model refused to propose an edit"
-            calls = turn.tool_calls
-            messages.append({"role": "assistant", "content": turn.echo()})
-            if not calls:
-                if copy.changed:
-                    return _first_line(turn.text) or "(no description)", None
-                problem = (
-                    "You did not call a tool. Edit the file with replace_text or insert_text, "
-                    "then call finish with a one-line description."
-                )
-                if turn.stop_reason == "max_tokens":
-                    problem = "Your answer was cut off at max_tokens. " + problem
-                if self._strike(session, turn_number, "no tool call", problem):
-                    return "", f"the model refused twice: {problem}"
-                messages.append({"role": "user", "content": [{"type": "text", "text": problem}]})
-                continue
-            results: list[dict[str, Any]] = []
-            for call in calls:
-                outcome, is_error, finished = self._run_tool(call, copy, turn)
-                session.trace.append(
-                    {
-                        "kind": "tool",
-                        "turn": turn_number,
-                        "name": call.name,
-                        "input": call.input,
-                        "result": outcome,
-                        "is_error": is_error,
-                    }
-                )
-                if finished is not None:
-                    return finished, None
-                if is_error and self._strike(session, turn_number, call.name, outcome):
-                    return "", (f"a second refused tool call ({call.name}): {outcome}")
-                results.append(
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": call.id,
-                        "content": outcome,
-                        **({"is_error": True} if is_error else {}),
-                    }
-                )
-            messages.append({"role": "user", "content": results})
-        return "", f"the model did not finish within {self.max_turns} turns"
+            if finished is not None:
+                return (finished, None), []
+            if is_error and self._strike(session, turn_number, call.name, outcome):
+                return ("", f"a second refused tool call ({call.name}): {outcome}"), []
+            results.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call.id,
+                    "content": outcome,
+                    **({"is_error": True} if is_error else {}),
+                }
+            )
+        return None, results
 
     def _strike(self, session: _Session, turn: int, what: str, problem: str) -> bool:
         session.strikes += 1
@@ -373,27 +395,8 @@ class AnthropicAgent:
 
     def _describe(self, error: Exception) -> tuple[bool, str]:
         """(retryable, a redacted one-line reason)."""
-        secrets = [self._key]
-        if isinstance(error, anthropic.APIStatusError):
-            body: dict[str, Any] = error.body if isinstance(error.body, dict) else {}
-            detail: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
-            kind = str(detail.get("type") or "")
-            message = str(detail.get("message") or error.message)
-            status = error.status_code
-            why = f"HTTP {status}" + (f" {kind}" if kind else "") + f": {message}"
-            if status == 401 or kind == "authentication_error":
-                why += f" (check the key in {self.api_key_env})"
-            retryable = status in (408, 409, 429) or status >= 500 or kind in RETRY_TYPES
-            return retryable, redact_text(_one_line(why), secrets)
-        if isinstance(error, anthropic.APIConnectionError | CutOff):
-            return True, redact_text(_one_line(f"{type(error).__name__}: {error}"), secrets)
-        if TRANSPORT_ERRORS and isinstance(error, TRANSPORT_ERRORS):
-            why = f"the stream was cut off ({type(error).__name__}: {error})"
-            return True, redact_text(_one_line(why), secrets)
-        if isinstance(error, ValueError):  # an unreadable event in the stream
-            why = f"an unreadable stream ({type(error).__name__}: {error})"
-            return True, redact_text(_one_line(why), secrets)
-        return False, redact_text(_one_line(f"{type(error).__name__}: {error}"), secrets)
+        retryable, why = describe_error(error, self.api_key_env)
+        return retryable, redact_text(why, [self._key])
 
     async def _stream(
         self,
@@ -426,7 +429,3 @@ def _first_line(text: str) -> str:
         if line:
             return line[:DESCRIPTION_CHARS]
     return ""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]

@@ -200,6 +200,23 @@ class CommandAgent:
         project.mkdir()
         text = context.repair_of.broken_text if context.repair_of else context.editable_text
         base = await asyncio.to_thread(self._prepare, project, context, text)
+        exit_code, timed_out, output = await self._run_agent(context, scratch, project, trace)
+        reading = self.read_output(output, exit_code)
+        failure = self._failure(reading, exit_code, timed_out)
+        if failure is not None:
+            return {}, "", failure, reading
+        edits = await asyncio.to_thread(self._changes, project, base)
+        description = self._description(project) or reading.last
+        trace.append({"kind": "changes", "files": sorted(edits)})
+        if not edits:
+            return {}, description, "the agent command changed no file", reading
+        return edits, description[:DESCRIPTION_CHARS], None, reading
+
+    async def _run_agent(
+        self, context: ProposalContext, scratch: Path, project: Path, trace: list[dict[str, Any]]
+    ) -> tuple[int | None, bool, str]:
+        """The agent's command on the scratch copy, its prompt in a file (or on stdin, where
+        the command line asks for it): (exit code, timed out, output), each traced."""
         prompt_text = prompts.command_prompt(context, self.description_file)
         prompt_file = scratch / "prompt.md"
         prompt_file.write_text(prompt_text, encoding="utf-8")
@@ -233,33 +250,21 @@ class CommandAgent:
                 "output": output,
             }
         )
-        reading = self.read_output(output, exit_code)
-        last = reading.last
+        return exit_code, timed_out, output
+
+    def _failure(self, reading: Reading, exit_code: int | None, timed_out: bool) -> str | None:
+        """Why the agent's run proposes nothing (None: its changes are read)."""
         if timed_out:
             return (
-                {},
-                "",
-                (
-                    f"the agent command did not finish within {self.timeout_s:g}s ([agent] "
-                    "timeout); it was killed with its children"
-                ),
-                reading,
+                f"the agent command did not finish within {self.timeout_s:g}s ([agent] "
+                "timeout); it was killed with its children"
             )
         if reading.problem:
-            return {}, "", reading.problem, reading
+            return reading.problem
         if exit_code != 0:
-            return (
-                {},
-                "",
-                f"the agent command exited with code {exit_code}" + (f": {last}" if last else ""),
-                reading,
-            )
-        edits = await asyncio.to_thread(self._changes, project, base)
-        description = self._description(project) or last
-        trace.append({"kind": "changes", "files": sorted(edits)})
-        if not edits:
-            return {}, description, "the agent command changed no file", reading
-        return edits, description[:DESCRIPTION_CHARS], None, reading
+            last = reading.last
+            return f"the agent command exited with code {exit_code}" + (f": {last}" if last else "")
+        return None
 
     # --- the scratch copy ------------------------------------------------------------------
 
@@ -359,6 +364,14 @@ class CommandAgent:
             )
         except OSError as error:
             return 127, False, f"cannot start {argv[0]!r}: {error}", 0.0
+        timed_out, text = await self._follow(process, token, stdin_text)
+        return process.returncode, timed_out, text, time.monotonic() - started
+
+    async def _follow(
+        self, process: asyncio.subprocess.Process, token: str, stdin_text: str | None
+    ) -> tuple[bool, str]:
+        """Feeds the agent its stdin and keeps its output's last OUTPUT_KEEP_BYTES until it
+        exits or its time is up; then its process tree goes. (timed out, output)"""
         output = bytearray()
 
         async def read() -> None:
@@ -396,9 +409,7 @@ class CommandAgent:
                     await asyncio.wait_for(task, timeout=2.0)
                 except (TimeoutError, asyncio.CancelledError):
                     task.cancel()
-        seconds = time.monotonic() - started
-        text = bytes(output[-OUTPUT_KEEP_BYTES:]).decode("utf-8", errors="replace")
-        return process.returncode, timed_out, text, seconds
+        return timed_out, bytes(output[-OUTPUT_KEEP_BYTES:]).decode("utf-8", errors="replace")
 
 
 def scratch_prefix(loop_id: str) -> str:

@@ -19,14 +19,13 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import RatchetError
+from ..runners.host_private import inside, outermost
 from ..runners.sandbox import (
     SandboxSpec,
     build_argv,
     clean_env,
     expand,
     find_bwrap,
-    inside,
-    outermost,
     probe,
     toolchain_folders,
 )

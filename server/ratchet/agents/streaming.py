@@ -275,3 +275,30 @@ def with_cache_mark(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     content[-1]["cache_control"] = {"type": "ephemeral"}
     last["content"] = content
     return marked
+
+
+def describe_error(error: Exception, key_env: str) -> tuple[bool, str]:
+    """(retryable, a one-line reason) for what a request raised; `key_env` names where the key
+    comes from, for a refused key. The caller redacts the key."""
+    if isinstance(error, anthropic.APIStatusError):
+        body: dict[str, Any] = error.body if isinstance(error.body, dict) else {}
+        detail: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+        kind = str(detail.get("type") or "")
+        message = str(detail.get("message") or error.message)
+        status = error.status_code
+        why = f"HTTP {status}" + (f" {kind}" if kind else "") + f": {message}"
+        if status == 401 or kind == "authentication_error":
+            why += f" (check the key in {key_env})"
+        retryable = status in (408, 409, 429) or status >= 500 or kind in RETRY_TYPES
+        return retryable, _one_line(why)
+    if isinstance(error, anthropic.APIConnectionError | CutOff):
+        return True, _one_line(f"{type(error).__name__}: {error}")
+    if TRANSPORT_ERRORS and isinstance(error, TRANSPORT_ERRORS):
+        return True, _one_line(f"the stream was cut off ({type(error).__name__}: {error})")
+    if isinstance(error, ValueError):  # an unreadable event in the stream
+        return True, _one_line(f"an unreadable stream ({type(error).__name__}: {error})")
+    return False, _one_line(f"{type(error).__name__}: {error}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -24,17 +22,14 @@ from ..config import ConfigError, load_config
 from ..engine import Engine
 from ..errors import RatchetError
 from ..events import (
-    AgentActivity,
     Event,
     ExperimentFinished,
     ExperimentProposed,
     ExperimentStarted,
-    HoldoutMeasured,
-    LockedFileChanged,
     LoopStateChanged,
     OutputLine,
 )
-from . import wire
+from . import peer, wire
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +144,7 @@ class LoopHost:
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        refusal = peer_refusal(writer.get_extra_info("socket"))
+        refusal = peer.refusal(writer.get_extra_info("socket"))
         if refusal is not None:
             log.warning("control socket: %s", refusal)
             writer.write(wire.encode({"event": "refused", "error": True, "message": refusal}))
@@ -222,7 +217,7 @@ class LoopHost:
         self._fresh()
         if isinstance(event, LoopStateChanged):
             self._moved.set()
-        message = _event_message(event)
+        message = wire.event_message(event)
         if isinstance(event, ExperimentProposed) and event.awaiting_review and message:
             self.proposals[event.id] = message
         elif isinstance(event, ExperimentStarted):
@@ -328,16 +323,11 @@ class LoopHost:
     async def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._start is not None and not self._start.done():
             self._start.set_result(None)  # stopped before it began
+        # The engine's stop answers every proposal waiting for review, and one the proposer
+        # finishes after it is refused at once (both recorded "rejected"): the run ends.
         self.engine.stop()
-        # A proposal waiting for review would wait for ever: settle each as the loop stops,
-        # including one the proposer finishes after the stop (recorded "rejected").
-        deadline = time.monotonic() + STOP_WAIT_S
-        while not self._ran.is_set() and time.monotonic() < deadline:
-            for experiment in list(self.proposals):
-                with contextlib.suppress(RatchetError):
-                    self.engine.decide(experiment, False)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ran.wait(), 0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ran.wait(), STOP_WAIT_S)
         return await self._compute_status()
 
     async def _pause(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -390,69 +380,8 @@ class LoopHost:
         return {"review": self.engine.config.loop.review}
 
 
-def peer_refusal(sock: Any) -> str | None:
-    """Why a client may not drive this loop (None: it may). It must be this loop's own user
-    and in this loop's PID namespace: a sandboxed run shares the uid, never the namespace (its
-    pid reads 0 here when the kernel cannot name it). Where SO_PEERCRED is missing (not
-    Linux), the socket's mode 0600 is the only check."""
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _gid = struct.unpack("3i", raw)
-    except OSError as error:
-        return f"refused a client whose identity could not be read ({error})"
-    if uid != os.getuid():
-        return f"refused a client of uid {uid}: this loop serves uid {os.getuid()} only"
-    try:
-        same = pid > 0 and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
-    except OSError:
-        same = False
-    if not same:
-        return f"refused a client (pid {pid}) outside this loop's PID namespace: a sandboxed run"
-    return None
-
-
 def _number(params: dict[str, Any], key: str) -> int:
     value = params.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
         raise RatchetError(f"expected an experiment number, got {value!r}")
     return value
-
-
-def _event_message(event: Event) -> dict[str, Any] | None:
-    if isinstance(event, ExperimentProposed):
-        return {
-            "event": "proposed",
-            "id": event.id,
-            "description": event.description,
-            "diff": event.diff,
-            "old_text": event.old_text,
-            "new_text": event.new_text,
-            "awaiting_review": event.awaiting_review,
-        }
-    if isinstance(event, ExperimentStarted):
-        return {
-            "event": "started",
-            "id": event.id,
-            "description": event.description,
-            "budget_s": event.budget_s,
-            "slot": event.slot,
-        }
-    if isinstance(event, ExperimentFinished):
-        return {
-            "event": "finished",
-            "experiment": wire.row(event.experiment),
-            "best": event.best,
-            "baseline": event.baseline,
-            "new_best": event.new_best,
-        }
-    if isinstance(event, HoldoutMeasured):
-        return {"event": "holdout", "id": event.id, "holdout": event.holdout}
-    if isinstance(event, LoopStateChanged):
-        return {"event": "state", "state": event.state, "message": event.message}
-    if isinstance(event, AgentActivity):
-        return {"event": "activity", "id": event.id, "text": event.text}
-    if isinstance(event, LockedFileChanged):
-        return {"event": "locked", "path": event.path}
-    return None

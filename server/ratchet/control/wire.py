@@ -18,6 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..events import (
+    AgentActivity,
+    Event,
+    ExperimentFinished,
+    ExperimentProposed,
+    ExperimentStarted,
+    HoldoutMeasured,
+    LockedFileChanged,
+    LoopStateChanged,
+)
 from ..experiment import Experiment, Status
 from ..workspace import RATCHET_DIR
 
@@ -81,3 +91,42 @@ def experiment_of(data: dict[str, Any]) -> Experiment:
     values = {k: v for k, v in data.items() if k in _FIELDS}
     values["status"] = Status(values["status"])
     return Experiment(**values)
+
+
+def event_message(event: Event) -> dict[str, Any] | None:
+    """An engine event as the message pushed to every client; None: not sent as such."""
+    if isinstance(event, ExperimentProposed):
+        return {
+            "event": "proposed",
+            "id": event.id,
+            "description": event.description,
+            "diff": event.diff,
+            "old_text": event.old_text,
+            "new_text": event.new_text,
+            "awaiting_review": event.awaiting_review,
+        }
+    if isinstance(event, ExperimentStarted):
+        return {
+            "event": "started",
+            "id": event.id,
+            "description": event.description,
+            "budget_s": event.budget_s,
+            "slot": event.slot,
+        }
+    if isinstance(event, ExperimentFinished):
+        return {
+            "event": "finished",
+            "experiment": row(event.experiment),
+            "best": event.best,
+            "baseline": event.baseline,
+            "new_best": event.new_best,
+        }
+    if isinstance(event, HoldoutMeasured):
+        return {"event": "holdout", "id": event.id, "holdout": event.holdout}
+    if isinstance(event, LoopStateChanged):
+        return {"event": "state", "state": event.state, "message": event.message}
+    if isinstance(event, AgentActivity):
+        return {"event": "activity", "id": event.id, "text": event.text}
+    if isinstance(event, LockedFileChanged):
+        return {"event": "locked", "path": event.path}
+    return None

@@ -23,6 +23,7 @@ import os
 import shlex
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .remote_run import BOOT, module_texts
 
 POLL_S = 0.25
 CONTACT_LOST_S = 30.0  # the dashboard unanswered this long mid-run: lost
+_ENDED = ("SUCCEEDED", "FAILED", "STOPPED")  # a job in one of these runs no more
 STOP_WAIT_S = 15.0
 NODES_WAIT_S = 15.0
 
@@ -89,6 +91,19 @@ class _JobLog:
         if not self._closed:
             self._closed = True
             self.sink.close()
+
+
+@dataclass
+class _Watched:
+    """What watching a job saw: its last status, when it was submitted and began running,
+    and whether its time ran out, it was stopped, or it was lost (why)."""
+
+    submitted: float
+    status: str = "PENDING"
+    running_since: float | None = None
+    timed_out: bool = False
+    stopped: bool = False
+    lost: str | None = None
 
 
 class RayRunner:
@@ -245,41 +260,8 @@ class RayRunner:
         control: RunControl,
     ) -> RunOutcome:
         tailer = asyncio.create_task(self._tail(client, submission_id, stream))
-        submitted = time.monotonic()
-        running_since: float | None = None
-        timed_out = stopped = False
-        status = "PENDING"
-        unanswered_since: float | None = None
-        lost: str | None = None
         try:
-            while True:
-                try:
-                    status = _status(await asyncio.to_thread(client.get_job_status, submission_id))
-                    unanswered_since = None
-                except Exception as error:
-                    now = time.monotonic()
-                    unanswered_since = unanswered_since or now
-                    if now - unanswered_since > CONTACT_LOST_S:
-                        lost = f"lost contact with the Ray cluster: {_plain(error)}"
-                        break
-                if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-                    break
-                now = time.monotonic()
-                if status == "RUNNING" and running_since is None:
-                    running_since = now
-                clock = running_since if running_since is not None else submitted
-                limit = job.timeout_s if running_since is not None else job.timeout_s + 120
-                if now - clock > limit or control.stopped.is_set():
-                    timed_out = not control.stopped.is_set()
-                    stopped = not timed_out
-                    if running_since is None and timed_out:
-                        lost = "the cluster did not start the job in time"
-                        timed_out = False
-                    await self._stop(client, submission_id)
-                    status = await self._wait_terminal(client, submission_id)
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(control.stopped.wait(), POLL_S)
+            watched = await self._watch(client, submission_id, job, control)
         except asyncio.CancelledError:
             await asyncio.shield(self._stop(client, submission_id))
             raise
@@ -294,25 +276,70 @@ class RayRunner:
                     await tailer
         await self._catch_up(client, submission_id, stream)
         stream.sink.flush()
+        return await self._outcome(client, submission_id, stream, watched)
+
+    async def _watch(
+        self, client: Any, submission_id: str, job: Job, control: RunControl
+    ) -> _Watched:
+        """The job's status, asked every POLL_S (Ray pushes none) until it ends, its time is
+        up, it is stopped, or the cluster stops answering; the job is stopped in the last
+        three cases."""
+        w = _Watched(submitted=time.monotonic())
+        unanswered_since: float | None = None
+        while True:
+            try:
+                w.status = _status(await asyncio.to_thread(client.get_job_status, submission_id))
+                unanswered_since = None
+            except Exception as error:
+                now = time.monotonic()
+                unanswered_since = unanswered_since or now
+                if now - unanswered_since > CONTACT_LOST_S:
+                    w.lost = f"lost contact with the Ray cluster: {_plain(error)}"
+                    return w
+            if w.status in _ENDED:
+                return w
+            now = time.monotonic()
+            if w.status == "RUNNING" and w.running_since is None:
+                w.running_since = now
+            clock = w.running_since if w.running_since is not None else w.submitted
+            limit = job.timeout_s if w.running_since is not None else job.timeout_s + 120
+            if now - clock > limit or control.stopped.is_set():
+                w.timed_out = not control.stopped.is_set()
+                w.stopped = not w.timed_out
+                if w.running_since is None and w.timed_out:
+                    w.lost = "the cluster did not start the job in time"
+                    w.timed_out = False
+                await self._stop(client, submission_id)
+                w.status = await self._wait_terminal(client, submission_id)
+                return w
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(control.stopped.wait(), POLL_S)
+
+    async def _outcome(
+        self, client: Any, submission_id: str, stream: _JobLog, w: _Watched
+    ) -> RunOutcome:
+        """The run's outcome from the wrapper's reports and what the cluster says of the job:
+        a job that ended with no answer is `lost` (and stopped, if it still runs)."""
         info: Any = None
         with contextlib.suppress(Exception):
             info = await asyncio.to_thread(client.get_job_info, submission_id)
-        if lost is None and not (timed_out or stopped):
-            lost = self._lost_reason(status, info, stream)
+        lost = w.lost
+        if lost is None and not (w.timed_out or w.stopped):
+            lost = self._lost_reason(w.status, info, stream)
         if lost is not None:
-            if status not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            if w.status not in _ENDED:
                 await self._stop(client, submission_id)
-            if not (timed_out or stopped):
+            if not (w.timed_out or w.stopped):
                 stream.sink.say(f"[ratchet] lost: {lost}")
-        start = stream.started_at or running_since or submitted
+        start = stream.started_at or w.running_since or w.submitted
         hardware = {**self._hardware(stream, info), "sandbox": self._sandbox.kind}
         return outcome_of(
             stream.reports.get("end"),
             stream.tail(),
             hardware,
             wall=time.monotonic() - start,
-            timed_out=timed_out,
-            stopped=stopped,
+            timed_out=w.timed_out,
+            stopped=w.stopped,
             lost=lost,
             forged=stream.reports.forged,
         )
@@ -371,7 +398,7 @@ class RayRunner:
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
                 status = _status(await asyncio.to_thread(client.get_job_status, submission_id))
-            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            if status in _ENDED:
                 break
             await asyncio.sleep(POLL_S)
         return status

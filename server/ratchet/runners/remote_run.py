@@ -34,7 +34,8 @@ from .wrapper import Control, RunSpec, execute
 
 # The modules shipped, in load order (each imports only those before it).
 MODULES = (
-    "safe_files", "artefacts", "processes", "sandbox", "sandbox_init", "wrapper", "remote_run",
+    "safe_files", "artefacts", "processes", "host_private", "sandbox", "sandbox_init", "wrapper",
+    "remote_run",
 )  # fmt: skip
 FAILED = 97  # the wrapper could not ready the run (the report says why)
 

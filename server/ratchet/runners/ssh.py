@@ -318,30 +318,9 @@ class SshRunner:
             sink.say(f"[ratchet] lost: {message}")
             return outcome_of(None, list(sink.tail), hardware, lost=message)
         reports, said = Reports(marker), deque[str](maxlen=5)
-        reader = asyncio.create_task(self._stream(process, sink))
-        reporting = asyncio.create_task(_read_reports(process.stderr, reports, said))
-        timed_out = stopped = False
-        problem: str | None = None
-        try:
-            limit = job.timeout_s + CLIENT_SLACK_S
-            timed_out, stopped = await wait_for_end(reader, control, limit)
-            if timed_out or stopped:
-                await self._stop(connection, state, token)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_S + 10)
-            if reader.done() and not reader.cancelled() and reader.result() is not None:
-                problem = f"the connection to {address} dropped mid-run: {reader.result()}"
-            with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
-                await asyncio.wait_for(process.wait_closed(), 10)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reporting), 5)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._end(connection, state, token))
-            raise
-        finally:
-            for task in (reader, reporting):
-                if not task.done():
-                    task.cancel()
+        timed_out, stopped, problem = await self._follow(
+            connection, state, process, job, sink, control, token, reports, said
+        )
         problem = problem or _problem(reports, said, process, address, state.folder)
         if problem is not None:
             if connection.is_closed():
@@ -361,6 +340,48 @@ class SshRunner:
             lost=problem,
             forged=reports.forged,
         )
+
+    async def _follow(
+        self,
+        connection: Any,
+        state: _SlotState,
+        process: Any,
+        job: Job,
+        sink: OutputSink,
+        control: RunControl,
+        token: str,
+        reports: Reports,
+        said: deque[str],
+    ) -> tuple[bool, bool, str | None]:
+        """The run's output and the wrapper's reports, read until the run ends, its time is up
+        or it is stopped (the host then stops it): (timed out, stopped, why the connection
+        dropped mid-run)."""
+        asyncssh = asyncssh_module()
+        reader = asyncio.create_task(self._stream(process, sink))
+        reporting = asyncio.create_task(_read_reports(process.stderr, reports, said))
+        problem: str | None = None
+        try:
+            limit = job.timeout_s + CLIENT_SLACK_S
+            timed_out, stopped = await wait_for_end(reader, control, limit)
+            if timed_out or stopped:
+                await self._stop(connection, state, token)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_S + 10)
+            if reader.done() and not reader.cancelled() and reader.result() is not None:
+                address = state.host.address.text
+                problem = f"the connection to {address} dropped mid-run: {reader.result()}"
+            with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+                await asyncio.wait_for(process.wait_closed(), 10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reporting), 5)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._end(connection, state, token))
+            raise
+        finally:
+            for task in (reader, reporting):
+                if not task.done():
+                    task.cancel()
+        return timed_out, stopped, problem
 
     @staticmethod
     async def _stream(process: Any, sink: OutputSink) -> str | None:
