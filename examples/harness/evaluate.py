@@ -122,10 +122,10 @@ def main() -> int:
         tally = per_kind.setdefault(kind(case["question"]), [0, 0])
         tally[0] += ok
         tally[1] += 1
-        line: dict[str, object] = {"case": str(case["id"]), "score": int(ok)}
+        reported: dict[str, object] = {"case": str(case["id"]), "score": int(ok)}
         if not ok:
             transcript = given["log"][-TRANSCRIPT_CHARS:]
-            line["trace"] = "\n".join(
+            reported["trace"] = "\n".join(
                 [
                     f"expected {case['answer']}, got {given['answer'].strip()!r}",
                     f"question: {case['question']}",
@@ -133,7 +133,7 @@ def main() -> int:
                     transcript,
                 ]
             )
-        print(json.dumps(line))
+        print(json.dumps(reported))
     if child.exit_code != 0 and not found:
         print(child.output.decode(errors="replace").strip()[-2000:])
     print("---")

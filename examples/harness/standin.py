@@ -112,13 +112,13 @@ def slips(question: str, seed: int) -> bool:
 
 
 def task_turn(body: dict[str, Any], seed: int) -> list[Block]:
-    system = _text(body.get("system"))
+    system = text_of(body.get("system"))
     messages = body.get("messages") or [{"content": ""}]
     last = messages[-1].get("content")
     results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
     if results:  # the harness ran a tool: the model answers with what it returned
-        return [Block("text", _text(results[0].get("content")).strip())]
-    question = _text(messages[0].get("content")).strip()
+        return [Block("text", text_of(results[0].get("content")).strip())]
+    question = text_of(messages[0].get("content")).strip()
     tools = {str(t.get("name")) for t in body.get("tools") or []}
     known = dict(REFERENCE.findall(system))
     if question in known:
@@ -247,7 +247,7 @@ def propose_turn(body: dict[str, Any]) -> list[Block]:
     another slot) and whose anchors are in the file shown; plain text (no edit) once the script
     is spent."""
     messages = body.get("messages") or [{"content": ""}]
-    prompt = _text(messages[0].get("content"))
+    prompt = text_of(messages[0].get("content"))
     path = re.search(r"Editable file: `([^`]+)`", prompt)
     for description, edits in SCRIPT:
         if description in prompt:  # in the history, or running now: tried already
@@ -326,7 +326,8 @@ class StandIn:
             return _send(handler, 404, "application/json", _error("only POST /v1/messages"))
         names = {str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)}
         role = "proposer" if "finish" in names and "replace_text" in names else "task"
-        key = handler.headers.get("x-api-key") or ""
+        bearer = (handler.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+        key = handler.headers.get("x-api-key") or bearer  # as sent; newer SDKs send a bearer
         with self._lock:
             self.requests.append(Request(role, body, key))
             self._ids += 1
@@ -366,7 +367,7 @@ def _events(message: dict[str, Any]) -> bytes:
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
-            head = {"type": "text", "text": ""}
+            head: dict[str, Any] = {"type": "text", "text": ""}
             delta = {"type": "text_delta", "text": block["text"]}
         else:
             head = {**block, "input": {}}
@@ -401,13 +402,13 @@ def _send(handler: BaseHTTPRequestHandler, status: int, kind: str, payload: byte
     handler.wfile.write(payload)
 
 
-def _text(content: Any) -> str:
+def text_of(content: Any) -> str:
     """A message's, a system prompt's or a tool result's text, string or blocks."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         blocks = [b for b in content if isinstance(b, dict)]
-        return "\n".join(_text(b.get("text", b.get("content", ""))) for b in blocks)
+        return "\n".join(text_of(b.get("text", b.get("content", ""))) for b in blocks)
     return ""
 
 
