@@ -7,8 +7,8 @@ A child imports the edited harness.py and answers each question of the split (it
 questions, never the answers), with the transcript of how it got there; this process compares
 and prints one case line per question and a summary the loop reads,
 
-    {"case": "4", "score": 0, "trace": "expected -4113, got '-4103'\\nquestion: ...\\n..."}
-    {"case": "5", "score": 1}
+    {"case": "1", "score": 0, "trace": "expected -4875, got '-4885'\\nquestion: ...\\n..."}
+    {"case": "13", "score": 1}
     ---
     accuracy:   0.500000   the share of cases answered right (higher is better)
     answered:   60
