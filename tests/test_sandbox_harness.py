@@ -111,7 +111,7 @@ async def test_a_harness_run_reaches_only_its_declared_host_with_its_own_key(
     assert api.requests and {r.api_key for r in api.requests} == {TASK_KEY}
 
 
-@pytest.mark.slow  # six experiments, eleven SDK-importing evaluations: about a minute idle
+@pytest.mark.slow  # six experiments and eleven evaluations, each importing the SDK
 async def test_the_harness_loop_keeps_real_improvements_and_flags_a_memorised_keep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
