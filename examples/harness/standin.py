@@ -80,8 +80,8 @@ def truth(question: str) -> str:
 
 
 def _arithmetic(expression: str) -> int:
-    if not re.fullmatch(r"[\d()+*\- ]+", expression):
-        raise ValueError(expression)
+    if not re.fullmatch(r"[\d()+*\- ]+", expression) or "**" in expression:
+        raise ValueError(expression)  # a power could keep the stand-in busy for ever
     return int(eval(expression, {"__builtins__": {}}))  # digits, + - * and brackets only
 
 
@@ -123,7 +123,7 @@ def task_turn(body: dict[str, Any], seed: int) -> list[Block]:
     known = dict(REFERENCE.findall(system))
     if question in known:
         return [Block("text", known[question])]
-    alike = [answer for asked, answer in known.items() if kind(asked) == kind(question)]
+    alike = [given for asked, given in known.items() if kind(asked) == kind(question)]
     if alike and _hash(seed, "anchor", question) % 2 == 0:
         return [Block("text", alike[_hash(seed, "which", question) % len(alike)])]
     return [answer(question, system, tools, seed)]
