@@ -1,9 +1,11 @@
 """A task agent's harness. EDITABLE: the loop improves this file.
 
 This is the "task agent" of the meta-agent / task-agent split: a model (through the
-anthropic SDK) answers questions, and this file is everything around it that the proposing
-agent may change: the system prompt, the tools the model is given, how their calls are run
-and how the turns are routed. The locked `evaluate.py` scores it on `cases.jsonl`.
+anthropic SDK) answers short questions (multi-step arithmetic, unit conversions, date
+arithmetic), and this file is everything around it that the proposing agent may change: the
+system prompt, the tools the model is given, how their calls are run and how the turns are
+routed. The locked `evaluate.py` scores it on `cases.jsonl`, and shows each failed case's
+transcript (what `solve` wrote to its log) to the proposing agent.
 
 The run has a key of its own (TASK_API_KEY, never the proposing agent's) and reaches one
 host only ([sandbox] hosts in ratchet.toml); every other address is shut.
@@ -22,7 +24,7 @@ MODEL = os.environ.get("TASK_MODEL", "claude-haiku-4-5")
 MAX_TOKENS = 512
 MAX_TURNS = 4
 
-SYSTEM = "You answer arithmetic questions. Reply with the number only, nothing else."
+SYSTEM = "You answer short questions. Reply with the answer only, nothing else."
 
 # The tools the model may call: none yet (the model does the arithmetic in its head).
 TOOLS: list[dict[str, Any]] = []
@@ -44,8 +46,9 @@ def client() -> Any:
     )
 
 
-def solve(api: Any, question: str) -> str:
-    """One case: the model's final text, after running the tools it calls."""
+def solve(api: Any, question: str, log: list[str]) -> str:
+    """One case: the model's final text, after running the tools it calls. Each turn goes to
+    `log`, the transcript the evaluator shows for a failed case."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
     for _ in range(MAX_TURNS):
         options: dict[str, Any] = {"tools": TOOLS} if TOOLS else {}
@@ -54,22 +57,19 @@ def solve(api: Any, question: str) -> str:
         ) as stream:
             reply = stream.get_final_message()
         calls = [block for block in reply.content if block.type == "tool_use"]
+        said = "".join(block.text for block in reply.content if block.type == "text").strip()
+        if said or not calls:
+            log.append(f"model: {said!r}")
         if not calls:
-            return "".join(block.text for block in reply.content if block.type == "text").strip()
+            return said
         messages.append({"role": "assistant", "content": [b.model_dump() for b in reply.content]})
-        messages.append(
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": c.id,
-                        "content": run_tool(c.name, c.input),
-                    }
-                    for c in calls
-                ],
-            }
-        )
+        results = []
+        for call in calls:
+            result = run_tool(call.name, call.input)
+            log.append(f"tool {call.name}({json.dumps(call.input)}) -> {result!r}")
+            results.append({"type": "tool_result", "tool_use_id": call.id, "content": result})
+        messages.append({"role": "user", "content": results})
+    log.append(f"no answer after {MAX_TURNS} turns")
     return ""
 
 
