@@ -11,34 +11,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import replace
 from typing import Any
 
-from .agents import make_agent, resolve_kind
 from .agents.base import Agent
-from .baseline import Baselines, machine
 from .config import Config
 from .errors import RatchetError
 from .events import EventBus, LoopStateChanged
 from .experiment import Experiment, Pending, Proposal
 from .guard import locked_hashes_at
 from .history import History
-from .judge import Judge
 from .ledger import Ledger
 from .lockfile import LoopLock
-from .measure import Measurer
-from .opening import Opening
-from .proposer import Proposer
+from .parts import Loop, build_parts, make_judge
 from .record import default_tag
-from .runners import make_runner
 from .runners.base import Runner, Slot
-from .runs import LOOP_VARIABLE, Runs
+from .runs import LOOP_VARIABLE
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
-from .slots import Slots
 from .stoprules import StopRules, Totals
-from .traces import Traces, secrets_for
-from .trial import Trial
-from .verdicts import Verdicts
+from .trial import Outcome
 from .workspace import Workspace, ensure_ratchet_dir
 
 __all__ = ["LOOP_VARIABLE", "Engine", "default_tag"]
@@ -56,80 +46,37 @@ class Engine:
         carry_user_change: bool = False,
     ) -> None:
         self.config = config
-        self.bus = EventBus()
+        self.bus = bus = EventBus()
         self.folder = ensure_ratchet_dir(config.root)
         self.ledger = Ledger(self.folder)
         self.tag = tag or self._pick_tag()
         self.data = self.folder / "loops" / self.tag  # this loop's logs, traces and curves
-        self.logs = self.data / "logs"
         self.workspace = Workspace(config.root, self.tag)
-        self.history = History(self.ledger, self.tag, self.data / "record.snapshot")
-        self.judge = self._make_judge(config)
-        self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
         self.loop_id = hashlib.sha256(f"{config.root.resolve()}:{self.tag}".encode()).hexdigest()[
             :16
         ]
-        self.agent = agent or make_agent(config, self.loop_id)
-        self.agent_kind = agent.kind if agent else resolve_kind(config)
-        self.runner = runner or make_runner(config)
-        self.measurer = Measurer(config, self.runner, self.workspace)
-        self.traces = Traces(self.data, secrets_for(config))
-        self.slots = Slots()
-        # The loop's parts, each given what it uses (and the engine seen through what it needs).
-        self.baselines = Baselines(
-            self, config=config, history=self.history, workspace=self.workspace, slots=self.slots
-        )
-        self.runs = Runs(
+        where = Loop(config, self.ledger, self.tag, self.data, self.loop_id, self.workspace, bus)
+        parts = build_parts(
             self,
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            measurer=self.measurer,
-            verdicts=self.verdicts,
-            slots=self.slots,
-            bus=self.bus,
-            traces=self.traces,
-            data=self.data,
-            loop_id=self.loop_id,
-            baseline_ready=self.baselines.ready,
-        )
-        self.proposer = Proposer(
-            self,
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            agent=self.agent,
-            agent_kind=self.agent_kind,
-            bus=self.bus,
-            logs=self.logs,
-        )
-        self.trial = Trial(
-            self,
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            verdicts=self.verdicts,
-            runs=self.runs,
-            proposer=self.proposer,
-            baselines=self.baselines,
-            bus=self.bus,
-            traces=self.traces,
-            data=self.data,
-            agent_kind=self.agent_kind,
-        )
-        self.lock = LoopLock(self.folder)
-        self.opening = Opening(
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            slots=self.slots,
-            baselines=self.baselines,
-            loop_id=self.loop_id,
-            data=self.data,
-            say=self.say,
+            where,
+            agent=agent,
+            runner=runner,
             new_rules=new_rules,
             carry_user_change=carry_user_change,
         )
+        self.history = parts.history
+        self.judge = parts.judge
+        self.verdicts = parts.verdicts
+        self.agent, self.agent_kind = parts.agent, parts.agent_kind
+        self.runner = parts.runner
+        self.measurer = parts.measurer
+        self.slots = parts.slots
+        self.baselines = parts.baselines
+        self.runs = parts.runs
+        self.proposer = parts.proposer
+        self.trial = parts.trial
+        self.opening = parts.opening
+        self.lock = LoopLock(self.folder)
         self.state = "idle"
         stop = config.stop
         rules_set = any(getattr(stop, name) is not None for name in vars(stop))
@@ -143,10 +90,6 @@ class Engine:
     def _pick_tag(self) -> str:
         tags = self.ledger.tags()
         return tags[-1] if tags else default_tag()
-
-    @staticmethod
-    def _make_judge(config: Config) -> Judge:
-        return Judge.from_config(config.metric, config.judge)
 
     # --- opening and closing -----------------------------------------------------------------
 
@@ -170,7 +113,8 @@ class Engine:
             raise
         self._last_remeasure = self.history.kept
         self._opened = True
-        await self.opening.check_hardware()
+        if (baseline := await self.opening.check_hardware()) is not None:
+            await self.enqueue(baseline, REMEASURE, counted=False)
 
     async def close(self) -> None:
         """Frees the project for another loop; the ledger stays readable."""
@@ -303,7 +247,7 @@ class Engine:
         paused = self.scheduler.paused if self.scheduler else False
         scheduler = Scheduler(
             self.slots.all,
-            execute=self.trial.run,
+            execute=self._execute,
             propose=self.proposer.propose,
             fits=self._fits,
             blocked=self._blocked,
@@ -346,7 +290,7 @@ class Engine:
             if wanted:  # exp 0, numbered before any other slot takes a number
                 baseline = self.history.allocate_id()
                 first = self.baselines.first_then_work(
-                    self.trial.experiment, scheduler, self.slots.all[:wanted], baseline
+                    self._experiment, scheduler, self.slots.all[:wanted], baseline
                 )
                 tasks.create_task(first)
 
@@ -388,34 +332,39 @@ class Engine:
             "raise [agent] max_cost_usd to go on"
         )
 
-    # --- queued work -------------------------------------------------------------------------
+    # --- what follows a result ---------------------------------------------------------------
 
-    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
-        """Work for a slot. All but the agent's next proposal is written to the ledger first, so
-        a stop, a crash or a SIGKILL loses none of it."""
-        if pending.hardware is not None and not self.slots.present(pending.hardware):
-            wanted = machine(pending.hardware)
-            pending = replace(pending, hardware=None)
-            await self.baselines.measure_again(
-                f"no slot here has the reference hardware ({wanted})"
-            )
-        durable = None
-        if priority != AGENT:
-            durable = await asyncio.to_thread(
-                self.ledger.enqueue, self.tag, self.opening.payload(pending, priority, counted)
-            )
-        item = WorkItem(pending, priority, counted, durable)
-        if self.scheduler is not None and self.state not in ("idle", "error"):
-            self.scheduler.put(item)
-        else:
-            self._restored.append(item)
+    async def _execute(self, item: WorkItem, slot: Slot) -> bool:
+        """One work item for the scheduler; True when it ran (it counts)."""
+        outcome = await self.trial.run(item, slot)
+        await self._follow(outcome, slot)
+        return outcome.ran
 
-    # --- the agent ---------------------------------------------------------------------------
+    async def _experiment(self, pending: Pending, slot: Slot, extra: list[Slot]) -> Experiment:
+        """The baseline, on its slots, and what follows it."""
+        outcome = await self.trial.experiment(pending, slot, extra)
+        await self._follow(outcome, slot)
+        assert outcome.experiment is not None
+        return outcome.experiment
 
-    async def after_finish(self, exp: Experiment) -> None:
-        """What one finished experiment may set going: a re-measure of the best (every
-        `remeasure_every` keeps, or a best kept on few runs), or the end of the loop by one of
-        its `[stop]` rules."""
+    async def _follow(self, outcome: Outcome, slot: Slot) -> None:
+        """What a result sets going: the work it left queued, its event, a re-measure of the
+        best or the end of the loop, and the holdout of a new best (after the record and the
+        rest, so no slot waits for it)."""
+        for item in outcome.queued:
+            self._place(item)
+        exp = outcome.experiment
+        if outcome.remeasured:
+            self.confirm_best()  # until the judge trusts it
+        if exp is None:
+            return
+        await self.trial.announce(exp)
+        self._after_finish()
+        await self.runs.holdout(exp, slot)
+
+    def _after_finish(self) -> None:
+        """A re-measure of the best (every `remeasure_every` keeps, or a best kept on few runs),
+        or the end of the loop by one of its `[stop]` rules."""
         every = self.config.judge.remeasure_every
         if every and self.history.kept >= self._last_remeasure + every:
             self._last_remeasure = self.history.kept
@@ -447,6 +396,21 @@ class Engine:
             return
         remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
         scheduler.put(WorkItem(Pending(remeasure, self.history.tip, ""), REMEASURE, False))
+
+    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
+        """Work for a slot. All but the agent's next proposal is written to the ledger first, so
+        a stop, a crash or a SIGKILL loses none of it."""
+        durable = None
+        if priority != AGENT:
+            durable = await asyncio.to_thread(self.history.promise, pending, priority, counted)
+        self._place(WorkItem(pending, priority, counted, durable))
+
+    def _place(self, item: WorkItem) -> None:
+        """Queued work goes to the running loop's scheduler, or waits for the next run."""
+        if self.scheduler is not None and self.state not in ("idle", "error"):
+            self.scheduler.put(item)
+        else:
+            self._restored.append(item)
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -526,7 +490,7 @@ class Engine:
         self.proposer.config = config
         self.baselines.config = config
         self.opening.config = config
-        self.judge = self._make_judge(config)
+        self.judge = make_judge(config)
         self.verdicts.reconfigure(config, self.judge)
 
     def text_of(self, experiment: int | str) -> str:
