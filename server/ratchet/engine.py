@@ -22,12 +22,11 @@ from .guard import locked_hashes_at
 from .history import History
 from .ledger import Ledger
 from .lockfile import LoopLock
-from .parts import Loop, build_parts, make_judge
+from .parts import Loop, build_parts
 from .record import default_tag
 from .runners.base import Runner, Slot
 from .runs import LOOP_VARIABLE
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
-from .stoprules import StopRules, Totals
 from .trial import Outcome
 from .workspace import Workspace, ensure_ratchet_dir
 
@@ -65,26 +64,21 @@ class Engine:
             carry_user_change=carry_user_change,
         )
         self.history = parts.history
-        self.judge = parts.judge
-        self.verdicts = parts.verdicts
         self.agent, self.agent_kind = parts.agent, parts.agent_kind
         self.runner = parts.runner
-        self.measurer = parts.measurer
         self.slots = parts.slots
         self.baselines = parts.baselines
-        self.runs = parts.runs
         self.proposer = parts.proposer
         self.trial = parts.trial
         self.opening = parts.opening
+        self.upkeep = parts.upkeep
+        self.in_flight = parts.in_flight
+        self.parts = parts
         self.lock = LoopLock(self.folder)
         self.state = "idle"
-        stop = config.stop
-        rules_set = any(getattr(stop, name) is not None for name in vars(stop))
-        self._stop_rules = StopRules(stop, config.metric.lower_is_better) if rules_set else None
         self.stopping = False
         self.scheduler: Scheduler | None = None
         self._restored: list[WorkItem] = []  # queued work found at open, for the next run
-        self._last_remeasure = 0
         self._opened = False
 
     def _pick_tag(self) -> str:
@@ -103,7 +97,7 @@ class Engine:
             # Every run's locked files are checked against the loop's start commit, not
             # against whatever the run folder held before it ran.
             start = (self.ledger.loop(self.tag) or {})["start_commit"]
-            self.measurer.expected_locked = await asyncio.to_thread(
+            self.parts.measurer.expected_locked = await asyncio.to_thread(
                 locked_hashes_at, self.workspace, start, self.config.loop.locked
             )
             await self.slots.open(self.runner)
@@ -111,7 +105,7 @@ class Engine:
         except BaseException:
             self.lock.release()
             raise
-        self._last_remeasure = self.history.kept
+        self.upkeep.opened()
         self._opened = True
         if (baseline := await self.opening.check_hardware()) is not None:
             await self.enqueue(baseline, REMEASURE, counted=False)
@@ -165,24 +159,14 @@ class Engine:
         best, baseline = history.best, history.baseline
         gain = None
         if best and baseline and best.metric is not None and baseline.metric is not None:
-            gain = self.judge.gain_percent(best.metric, baseline.metric)
+            gain = self.parts.judge.gain_percent(best.metric, baseline.metric)
         now = time.monotonic()
         return {
             "state": self.state,
             "tag": self.tag,
             "metric": self.config.metric.name,
             "goal": self.config.metric.goal,
-            "running": [
-                {
-                    "id": r.id,
-                    "description": r.description,
-                    "slot": r.slot,
-                    "elapsed": round(now - r.started, 1),
-                    "budget": r.budget_s,
-                    "lastLine": r.last_line,
-                }
-                for r in self.runs.running.values()
-            ],
+            "running": self.in_flight.shown(now),
             "awaitingReview": sorted(self.trial.reviews),
             "best": best.metric if best else None,
             "bestId": best.id if best else None,
@@ -250,10 +234,10 @@ class Engine:
             execute=self._execute,
             propose=self.proposer.propose,
             fits=self._fits,
-            blocked=self._blocked,
+            blocked=self.proposer.blocked,
             pipeline=self.config.loop.pipeline,
         )
-        counted = sum(1 for e in self.history.experiments if _counts(e))
+        counted = self.history.counted()
         needs_baseline = self.history.baseline is None
         scheduler.started = counted
         if max_experiments is not None:
@@ -301,7 +285,7 @@ class Engine:
                 review.decision.cancel()
         # Work still queued (the quota was used, or a stop) waits in the ledger for the next run.
         self._restored = [i for i in scheduler.items if i.durable is not None]
-        self.runs.running.clear()
+        self.in_flight.clear()
         self.baselines.ready.set()
         # No slot worktree stays registered in the user's repository between runs.
         await asyncio.to_thread(self.workspace.remove_worktrees)
@@ -312,25 +296,6 @@ class Engine:
 
     def _fits(self, item: WorkItem, slot: Slot) -> bool:
         return self.slots.fits(item.pending.hardware, slot)
-
-    def _blocked(self) -> str | None:
-        """Why the agent may propose no more (it has nothing new; `[agent] max_cost_usd`)."""
-        if self.proposer.exhausted is not None:
-            return self.proposer.exhausted
-        cap = self.config.agent.max_cost_usd
-        if cap is None:
-            return None
-        spent = self.history.cost_usd + sum(
-            i.pending.proposal.cost_usd
-            for i in (self.scheduler.items if self.scheduler else [])
-            if i.from_agent
-        )
-        if spent < cap:
-            return None
-        return (
-            f"the agent has spent ${spent:.2f} of max_cost_usd ${cap:.2f}: no more proposals; "
-            "raise [agent] max_cost_usd to go on"
-        )
 
     # --- what follows a result ---------------------------------------------------------------
 
@@ -354,39 +319,18 @@ class Engine:
         for item in outcome.queued:
             self._place(item)
         exp = outcome.experiment
-        if outcome.remeasured:
-            self.confirm_best()  # until the judge trusts it
+        if outcome.remeasured and self.upkeep.unconfirmed():
+            self._queue_remeasure()  # until the judge trusts it
         if exp is None:
             return
         await self.trial.announce(exp)
-        self._after_finish()
-        await self.runs.holdout(exp, slot)
-
-    def _after_finish(self) -> None:
-        """A re-measure of the best (every `remeasure_every` keeps, or a best kept on few runs),
-        or the end of the loop by one of its `[stop]` rules."""
-        every = self.config.judge.remeasure_every
-        if every and self.history.kept >= self._last_remeasure + every:
-            self._last_remeasure = self.history.kept
+        upkeep = self.upkeep.after_finish()
+        if upkeep.remeasure:
             self._queue_remeasure()
-        self.confirm_best()
-        if self._stop_rules is not None and (
-            reason := self._stop_rules.check(
-                self.history.experiments,
-                Totals(self.history.cost_usd, self.history.run_s, self.history.best),
-            )
-        ):
-            self.say(reason)
+        if upkeep.stop:
+            self.say(upkeep.stop)
             self.stop()
-
-    def confirm_best(self) -> None:
-        """A best kept on fewer runs than the judge trusts is measured again before more
-        candidates are judged against it, so its optimism does not block real gains."""
-        best = self.history.best
-        if best is not None and self.verdicts.needs_confirmation(
-            best, self.history.runs.get(best.id)
-        ):
-            self._queue_remeasure()
+        await self.parts.holdout.measure(exp, slot)  # after the record and the rest: no slot waits
 
     def _queue_remeasure(self) -> None:
         scheduler = self.scheduler
@@ -418,8 +362,7 @@ class Engine:
         """Stops the loop: running experiments are killed and recorded `interrupted` (run again
         at the next start); queued work stays in the ledger."""
         self.stopping = True
-        for running in self.runs.running.values():
-            running.control.stop("stopped by the user")
+        self.in_flight.stop_all("stopped by the user")
         for review in self.trial.reviews.values():
             if not review.decision.done():
                 review.decision.set_result(False)  # recorded "the loop stopped before review"
@@ -431,12 +374,7 @@ class Engine:
 
     def stop_experiment(self, experiment: int, reason: str = "cancelled by the user") -> bool:
         """Stops one experiment on purpose: recorded `cancelled`, never run again by itself."""
-        runs = [r for (exp_id, _), r in self.runs.running.items() if exp_id == experiment]
-        if runs:
-            self.runs.cancelled.add(experiment)
-        for running in runs:
-            running.control.stop(reason)
-        return bool(runs)
+        return self.in_flight.cancel(experiment, reason)
 
     def pause(self) -> None:
         """Running experiments finish; no new one starts until resume."""
@@ -483,15 +421,7 @@ class Engine:
         if problem:
             raise RatchetError(problem)
         self.config = config
-        # Each part reads the settings it was given: all see the new ones from here on.
-        self.measurer.config = config
-        self.runs.config = config
-        self.trial.config = config
-        self.proposer.config = config
-        self.baselines.config = config
-        self.opening.config = config
-        self.judge = make_judge(config)
-        self.verdicts.reconfigure(config, self.judge)
+        self.parts.reconfigure(config)
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
@@ -511,14 +441,3 @@ class Engine:
 
     def add_note(self, text: str) -> None:
         self.ledger.add_note(self.tag, text)
-
-
-def _counts(exp: Experiment) -> bool:
-    """Counts against --max-experiments: not a re-measure, not the re-run of an earlier one."""
-    return (
-        exp.source != "rebase"
-        and exp.rerun_of is None
-        and not (
-            exp.source == "baseline" and exp.description.startswith("baseline, measured again")
-        )
-    )

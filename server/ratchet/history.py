@@ -46,6 +46,16 @@ def timeline(
     return series, len(runs)
 
 
+def _counts(exp: Experiment) -> bool:
+    return (
+        exp.source != "rebase"
+        and exp.rerun_of is None
+        and not (
+            exp.source == "baseline" and exp.description.startswith("baseline, measured again")
+        )
+    )
+
+
 def light(exp: Experiment) -> Experiment:
     return replace(exp, diff="", log_tail="", trace_tail="")
 
@@ -276,6 +286,11 @@ class History:
 
     def kept_by_commit(self, commit: str) -> Experiment | None:
         return self._by_commit.get(commit)
+
+    def counted(self) -> int:
+        """The experiments that count against --max-experiments: not a re-measure, not the
+        re-run of an earlier one."""
+        return sum(1 for e in self.experiments if _counts(e))
 
     def next_id(self) -> int:
         return self.experiments[-1].id + 1 if self.experiments else 0  # kept in id order

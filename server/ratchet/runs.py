@@ -1,13 +1,13 @@
 """An experiment's runs: once, as often as the judge asks, the baseline's `baseline_runs`, a
-run lost to its host measured again, the best measured again to catch drift, and the holdout
-of each new best."""
+run lost to its host measured again (queued by the caller), and the best measured again, beside
+a candidate or to catch drift."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -18,6 +18,7 @@ from .errors import RatchetError
 from .events import EventBus, ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .history import History
+from .inflight import InFlight, Running
 from .judge import Decision, estimate_noise
 from .ledger import CONTROL
 from .measure import Attempt, Measurer, failure
@@ -54,19 +55,6 @@ class Judged(NamedTuple):
     priority: int = REMEASURE
 
 
-@dataclass
-class Running:
-    """An experiment in flight: what status views show and what stop reaches."""
-
-    id: int
-    description: str
-    slot: str
-    budget_s: float
-    started: float
-    control: RunControl
-    last_line: str = ""
-
-
 class RunsNeeds(Protocol):
     """What measuring needs of the engine that drives it."""
 
@@ -92,6 +80,7 @@ class Runs:
         data: Path,
         loop_id: str,
         baseline_ready: asyncio.Event,
+        in_flight: InFlight,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -106,8 +95,7 @@ class Runs:
         self.logs = data / "logs"
         self.loop_id = loop_id
         self.baseline_ready = baseline_ready  # set but while the baseline is measured
-        self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
-        self.cancelled: set[int] = set()  # experiments a person stopped: not run again
+        self.in_flight = in_flight  # each run, while it runs; the experiments cancelled
         self._controls_beside: dict[int, int] = {}  # candidate: control runs beside it so far
 
     @property
@@ -143,7 +131,8 @@ class Runs:
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         await self._take_in(exp, slot, attempt, beside)
         failed = failure(attempt, control, self.config.loop.timeout_s)
-        if failed and failed[0] is Status.INTERRUPTED and (beside or exp).id in self.cancelled:
+        stopped = failed is not None and failed[0] is Status.INTERRUPTED
+        if stopped and (beside or exp).id in self.in_flight.cancelled:
             failed = (Status.CANCELLED, f"cancelled: {control.reason}")
         value = None if failed else attempt.measurement.value
         purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
@@ -172,16 +161,15 @@ class Runs:
         budget = self.config.loop.budget_s
         running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
         key = (exp.id, run) if beside is None else (beside.id, -1 - run)
-        self.running[key] = running
 
         def on_line(line: str, elapsed: float) -> None:
             running.last_line = line
             self.bus.emit(OutputLine(exp.id, line, elapsed))
 
-        self.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
-        best = self.history.best
-        best_curve = load_curve(self.data / "curves", best.id) if best and not beside else []
-        try:
+        with self.in_flight.run(key, running):
+            self.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
+            best = self.history.best
+            best_curve = load_curve(self.data / "curves", best.id) if best and not beside else []
             return await self.measurer.run(
                 experiment=exp.id,
                 commit=exp.commit or "",
@@ -194,8 +182,6 @@ class Runs:
                 best_curve=best_curve,
                 env={LOOP_VARIABLE: self.loop_id, SEED_VARIABLE: str(run)},
             )
-        finally:
-            self.running.pop(key, None)
 
     async def _take_in(
         self, exp: Experiment, slot: Slot, attempt: Attempt, beside: Experiment | None
@@ -417,48 +403,6 @@ class Runs:
         )
         move(exp, Status.KEPT, reason)
         return total
-
-    async def holdout(self, exp: Experiment, slot: Slot) -> None:
-        """`[metric] holdout` on a new best (the baseline too), once, after its metric: its
-        number is the experiment's `holdout` column, which `log`, `show`, the report and
-        `finalize` show a person. It selects nothing (the verdict is already recorded) and
-        reaches no agent: not the history, the summary, a log tail or a trace."""
-        engine = self.engine
-        if not self.config.metric.holdout or exp.commit is None or exp.status is not Status.KEPT:
-            return
-        control = RunControl()
-        budget = self.config.loop.budget_s
-        key = (exp.id, -1)  # stop reaches it like a run; no event tells an adapter about it
-        self.running[key] = Running(
-            exp.id, f"holdout of exp {exp.id}", slot.name, budget, time.monotonic(), control
-        )
-        log_path = self.logs / f"{exp.id}.log"
-        try:
-            text = await asyncio.to_thread(self.workspace.read, exp.commit, self.editable)
-            value = await self.measurer.holdout(
-                experiment=exp.id,
-                commit=exp.commit,
-                slot=slot,
-                text=text,
-                log_path=log_path,
-                control=control,
-                env={LOOP_VARIABLE: self.loop_id, SEED_VARIABLE: "0"},
-            )
-        except RatchetError:
-            raise
-        except Exception as error:  # the holdout never ends the loop
-            problem = f"{type(error).__name__}: {error}"
-            engine.say(f"the holdout of exp {exp.id} could not run: {problem}")
-            value = None
-        finally:
-            self.running.pop(key, None)
-        if value is None and not control.stopped.is_set():
-            engine.say(
-                f"the holdout of exp {exp.id} gave no number; its log: "
-                f"{log_path.with_suffix('.holdout.log')}"
-            )
-        exp.holdout = value
-        await asyncio.to_thread(self.history.set_holdout, exp.id, value)
 
     async def _lost_again(self, exp: Experiment, text: str) -> Pending | None:
         """A run lost to its host or connection is measured again, once: what to queue."""
