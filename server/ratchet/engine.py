@@ -2,8 +2,9 @@
 
 The engine prints nothing and knows nothing of LSP or terminals: it emits typed events
 (events.py) and takes commands (the public methods of Engine). Agents, runners, git and the
-ledger meet here; the queue and its workers are scheduler.py, one experiment's lifecycle is
-trial.py, the record in memory is history.py, opening and recovering is opening.py.
+ledger meet here; the parts are built in parts.py; the queue and its workers are scheduler.py,
+one experiment's lifecycle is trial.py, the record in memory is history.py, opening and
+recovering is opening.py. A part returns what happened; what follows is decided here.
 """
 
 from __future__ import annotations
@@ -324,13 +325,13 @@ class Engine:
         if exp is None:
             return
         await self.trial.announce(exp)
-        upkeep = self.upkeep.after_finish()
-        if upkeep.remeasure:
+        then = self.upkeep.after_finish()
+        if then.remeasure:
             self._queue_remeasure()
-        if upkeep.stop:
-            self.say(upkeep.stop)
+        if then.stop:
+            self.say(then.stop)
             self.stop()
-        await self.parts.holdout.measure(exp, slot)  # after the record and the rest: no slot waits
+        await self.parts.holdout.measure(exp, slot)
 
     def _queue_remeasure(self) -> None:
         scheduler = self.scheduler

@@ -120,7 +120,9 @@ class Runs:
         control = RunControl()
         started = time.monotonic()
         try:
-            attempt = await self._run(exp, slot, text, run, log_path, control, beside)
+            attempt = await self._run(
+                exp, slot, control, run=run, text=text, log_path=log_path, beside=beside
+            )
         except RatchetError:
             raise  # the user's to fix, for every run alike (a runner not open): said, it ends
         except Exception as error:  # anything else: one run never ends the loop
@@ -151,10 +153,11 @@ class Runs:
         self,
         exp: Experiment,
         slot: Slot,
-        text: str,
-        run: int,
-        log_path: Path,
         control: RunControl,
+        *,
+        run: int,
+        text: str,
+        log_path: Path,
         beside: Experiment | None,
     ) -> Attempt:
         """The run itself, seen by status views and reached by stop while it is in flight."""
@@ -409,12 +412,8 @@ class Runs:
         if exp.rerun_of is not None or exp.commit is None:
             return None
         base_text = await asyncio.to_thread(self.workspace.read, exp.base_commit, self.editable)
-        proposal = Proposal(
-            edits={self.editable: text},
-            source=exp.source,
-            description=exp.description,
-            rerun_of=exp.id,
-        )
+        edits = {self.editable: text}
+        proposal = Proposal(edits, exp.description, source=exp.source, rerun_of=exp.id)
         exp.reason += "; queued to run again"
         return Pending(proposal, exp.base_commit, base_text)
 

@@ -211,11 +211,9 @@ class Trial:
         engine, started = self.engine, time.monotonic()
         proposal = pending.proposal
         new_text = proposal.edits.get(self.editable, pending.base_text)
-        exp_id = pending.reserved_id
-        if exp_id is None:
-            exp_id = self.history.allocate_id()
-        exp = self._new(pending, exp_id)
-        await asyncio.to_thread(self.traces.write, exp_id, proposal.trace)
+        reserved = pending.reserved_id
+        exp = self._new(pending, self.history.allocate_id() if reserved is None else reserved)
+        await asyncio.to_thread(self.traces.write, exp.id, proposal.trace)
         problem = self._refusal(pending, new_text)
         if problem is not None:
             move(exp, Status.INVALID, f"invalid: {problem}")
@@ -230,10 +228,10 @@ class Trial:
         durable = None  # carried by the experiment's own row from here on
         self.bus.emit(
             ExperimentProposed(
-                exp_id, proposal.description, exp.diff, pending.base_text, new_text, review
+                exp.id, proposal.description, exp.diff, pending.base_text, new_text, review
             )
         )
-        if review and not await self._review(exp_id, pending):
+        if review and not await self._review(exp.id, pending):
             reason = "the loop stopped before review" if engine.stopping else "rejected in review"
             move(exp, Status.REJECTED, reason)
             return await self.finish(exp, started)
