@@ -92,13 +92,15 @@ class Baselines:
         self.ready.clear()
         return await self.pending("baseline, measured again: " + why)
 
-    def done(self, exp: Experiment) -> None:
+    async def done(self, exp: Experiment) -> None:
         """A baseline ended. Kept: its hardware is the loop's reference, part of its record.
-        Failed: nothing can be judged without it, so the loop stops and says why."""
+        Failed: nothing can be judged without it, so the loop stops and says why (on the
+        loop's own thread: only the ledger's write goes to a worker)."""
         was_again = self.again
         self.again = False
         if exp.status is Status.KEPT:
-            self.history.ledger.set_loop(self.history.tag, hardware=exp.hardware)
+            ledger, tag = self.history.ledger, self.history.tag
+            await asyncio.to_thread(ledger.set_loop, tag, hardware=exp.hardware)
         elif was_again and exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
             self.engine.set_state(
                 "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"

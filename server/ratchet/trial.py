@@ -366,7 +366,7 @@ class Trial:
         """A recorded experiment said to every face (a baseline's end first: its hardware is
         the loop's reference, or the loop stops)."""
         if exp.source == "baseline":
-            await asyncio.to_thread(self.baselines.done, exp)
+            await self.baselines.done(exp)
         best, baseline = self.history.best, self.history.baseline
         self.bus.emit(
             ExperimentFinished(
