@@ -196,14 +196,20 @@ async def test_the_reference_hardware_missing_remeasures_the_baseline_instead_of
     assert second.ledger.loop("t")["hardware"]["gpu"] == "H100"  # type: ignore[index]
 
 
-async def test_a_submitted_edit_on_missing_hardware_runs_rather_than_hangs(
-    make_project: MakeProject,
-) -> None:
+async def measured_on_an_a100(make_project: MakeProject) -> Path:
+    """A one-slot loop whose baseline was measured on an A100: the reference hardware."""
     root = make_project(config=slots([0]))
     first = Engine(
         load_config(root), tag="t", agent=ScriptedAgent([]), runner=TwoGpuModels((0,), ("A100",))
     )
     await within(run(first, 1))
+    return root
+
+
+async def test_a_submitted_edit_on_missing_hardware_runs_rather_than_hangs(
+    make_project: MakeProject,
+) -> None:
+    root = await measured_on_an_a100(make_project)
     second = Engine(
         load_config(root), tag="t", agent=ScriptedAgent([]), runner=TwoGpuModels((0,), ("H100",))
     )
@@ -230,11 +236,7 @@ async def test_a_failed_baseline_measured_again_stops_the_loop_from_its_own_thre
     """The reference hardware is gone and the baseline measured again on the hardware here
     fails: the loop stops in error and says why, from the loop's own thread (an adapter's
     handlers are not thread-safe; before, this was said from a worker thread)."""
-    root = make_project(config=slots([0]))
-    first = Engine(
-        load_config(root), tag="t", agent=ScriptedAgent([]), runner=TwoGpuModels((0,), ("A100",))
-    )
-    await within(run(first, 1))
+    root = await measured_on_an_a100(make_project)
     second = Engine(
         load_config(root), tag="t", agent=ScriptedAgent([]), runner=GoneWrong((0,), ("H100",))
     )
