@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -196,14 +197,20 @@ async def test_the_reference_hardware_missing_remeasures_the_baseline_instead_of
     assert second.ledger.loop("t")["hardware"]["gpu"] == "H100"  # type: ignore[index]
 
 
-async def test_a_submitted_edit_on_missing_hardware_runs_rather_than_hangs(
-    make_project: MakeProject,
-) -> None:
+async def measured_on_an_a100(make_project: MakeProject) -> Path:
+    """A one-slot loop whose baseline was measured on an A100: the reference hardware."""
     root = make_project(config=slots([0]))
     first = Engine(
         load_config(root), tag="t", agent=ScriptedAgent([]), runner=TwoGpuModels((0,), ("A100",))
     )
     await within(run(first, 1))
+    return root
+
+
+async def test_a_submitted_edit_on_missing_hardware_runs_rather_than_hangs(
+    make_project: MakeProject,
+) -> None:
+    root = await measured_on_an_a100(make_project)
     second = Engine(
         load_config(root), tag="t", agent=ScriptedAgent([]), runner=TwoGpuModels((0,), ("H100",))
     )
@@ -215,6 +222,39 @@ async def test_a_submitted_edit_on_missing_hardware_runs_rather_than_hangs(
         await second.close()
     mine = [e for e in second.ledger.experiments("t") if e.description == "a person's edit"]
     assert mine and mine[0].status.is_final and mine[0].metric is not None
+
+
+class GoneWrong(TwoGpuModels):
+    """Slots whose every run fails before it starts (a runner that cannot reach its machine)."""
+
+    async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
+        raise OSError("the machine went away")
+
+
+async def test_a_failed_baseline_measured_again_stops_the_loop_from_its_own_thread(
+    make_project: MakeProject,
+) -> None:
+    """The reference hardware is gone and the baseline measured again on the hardware here
+    fails: the loop stops in error and says why, from the loop's own thread (an adapter's
+    handlers are not thread-safe; before, this was said from a worker thread)."""
+    root = await measured_on_an_a100(make_project)
+    second = Engine(
+        load_config(root), tag="t", agent=ScriptedAgent([]), runner=GoneWrong((0,), ("H100",))
+    )
+    errors: list[tuple[str, int]] = []
+    second.bus.subscribe(
+        lambda e: (
+            errors.append((e.message, threading.get_ident()))
+            if isinstance(e, LoopStateChanged) and e.state == "error"
+            else None
+        )
+    )
+    await within(run(second, 3))
+    assert second.state == "error"
+    assert errors and "measuring the baseline again" in errors[0][0], errors
+    assert {thread for _, thread in errors} == {threading.get_ident()}
+    again = [e for e in second.ledger.experiments("t") if e.source == "baseline" and e.id > 0]
+    assert again and again[0].status is Status.VOIDED
 
 
 async def test_the_cost_cap_with_a_leftover_queue_returns(make_project: MakeProject) -> None:

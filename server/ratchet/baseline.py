@@ -12,7 +12,7 @@ from .config import Config
 from .experiment import Experiment, Pending, Proposal, Status
 from .history import History
 from .runners.base import Slot
-from .scheduler import REMEASURE, Scheduler
+from .scheduler import Scheduler
 from .slots import Slots
 from .workspace import Workspace
 
@@ -28,8 +28,6 @@ class BaselinesNeeds(Protocol):
     def say(self, message: str) -> None: ...
 
     def stop(self) -> None: ...
-
-    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None: ...
 
 
 class Baselines:
@@ -80,27 +78,29 @@ class Baselines:
         proposal = Proposal(edits={}, description=description, source="baseline")
         return Pending(proposal, tip, text, reserved_id=exp_id)
 
-    async def measure_again(self, why: str) -> None:
+    async def measure_again(self, why: str) -> Pending | None:
         """The baseline measured again, on the hardware present or under new rules: said once,
-        and run before anything else is judged."""
+        and run before anything else is judged. Returns it, for the caller to queue first
+        (None: it is already on its way)."""
         if self.again:
-            return
+            return None
         self.again = True
         here = self.slots.any_hardware()
         self.engine.say(
             f"{why}: the baseline is measured again on {machine(here)} before anything else"
         )
         self.ready.clear()
-        pending = await self.pending("baseline, measured again: " + why)
-        await self.engine.enqueue(pending, REMEASURE, counted=False)
+        return await self.pending("baseline, measured again: " + why)
 
-    def done(self, exp: Experiment) -> None:
+    async def done(self, exp: Experiment) -> None:
         """A baseline ended. Kept: its hardware is the loop's reference, part of its record.
-        Failed: nothing can be judged without it, so the loop stops and says why."""
+        Failed: nothing can be judged without it, so the loop stops and says why (on the
+        loop's own thread: only the ledger's write goes to a worker)."""
         was_again = self.again
         self.again = False
         if exp.status is Status.KEPT:
-            self.history.ledger.set_loop(self.history.tag, hardware=exp.hardware)
+            ledger, tag = self.history.ledger, self.history.tag
+            await asyncio.to_thread(ledger.set_loop, tag, hardware=exp.hardware)
         elif was_again and exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
             self.engine.set_state(
                 "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"

@@ -2,8 +2,9 @@
 
 The engine prints nothing and knows nothing of LSP or terminals: it emits typed events
 (events.py) and takes commands (the public methods of Engine). Agents, runners, git and the
-ledger meet here; the queue and its workers are scheduler.py, one experiment's lifecycle is
-trial.py, the record in memory is history.py, opening and recovering is opening.py.
+ledger meet here; the parts are built in parts.py; the queue and its workers are scheduler.py,
+one experiment's lifecycle is trial.py, the record in memory is history.py, opening and
+recovering is opening.py. A part returns what happened; what follows is decided here.
 """
 
 from __future__ import annotations
@@ -11,34 +12,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import replace
 from typing import Any
 
-from .agents import make_agent, resolve_kind
 from .agents.base import Agent
-from .baseline import Baselines, machine
 from .config import Config
 from .errors import RatchetError
 from .events import EventBus, LoopStateChanged
 from .experiment import Experiment, Pending, Proposal
 from .guard import locked_hashes_at
 from .history import History
-from .judge import Judge
 from .ledger import Ledger
 from .lockfile import LoopLock
-from .measure import Measurer
-from .opening import Opening
-from .proposer import Proposer
+from .parts import Loop, build_parts
 from .record import default_tag
-from .runners import make_runner
 from .runners.base import Runner, Slot
-from .runs import LOOP_VARIABLE, Runs
+from .runs import LOOP_VARIABLE
 from .scheduler import AGENT, PERSON, REMEASURE, Scheduler, WorkItem
-from .slots import Slots
-from .stoprules import StopRules, Totals
-from .traces import Traces, secrets_for
-from .trial import Trial
-from .verdicts import Verdicts
+from .trial import Outcome
 from .workspace import Workspace, ensure_ratchet_dir
 
 __all__ = ["LOOP_VARIABLE", "Engine", "default_tag"]
@@ -56,97 +46,45 @@ class Engine:
         carry_user_change: bool = False,
     ) -> None:
         self.config = config
-        self.bus = EventBus()
+        self.bus = bus = EventBus()
         self.folder = ensure_ratchet_dir(config.root)
         self.ledger = Ledger(self.folder)
         self.tag = tag or self._pick_tag()
         self.data = self.folder / "loops" / self.tag  # this loop's logs, traces and curves
-        self.logs = self.data / "logs"
         self.workspace = Workspace(config.root, self.tag)
-        self.history = History(self.ledger, self.tag, self.data / "record.snapshot")
-        self.judge = self._make_judge(config)
-        self.verdicts = Verdicts(config, self.judge, self.history, self.workspace)
         self.loop_id = hashlib.sha256(f"{config.root.resolve()}:{self.tag}".encode()).hexdigest()[
             :16
         ]
-        self.agent = agent or make_agent(config, self.loop_id)
-        self.agent_kind = agent.kind if agent else resolve_kind(config)
-        self.runner = runner or make_runner(config)
-        self.measurer = Measurer(config, self.runner, self.workspace)
-        self.traces = Traces(self.data, secrets_for(config))
-        self.slots = Slots()
-        # The loop's parts, each given what it uses (and the engine seen through what it needs).
-        self.baselines = Baselines(
-            self, config=config, history=self.history, workspace=self.workspace, slots=self.slots
-        )
-        self.runs = Runs(
+        where = Loop(config, self.ledger, self.tag, self.data, self.loop_id, self.workspace, bus)
+        parts = build_parts(
             self,
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            measurer=self.measurer,
-            verdicts=self.verdicts,
-            slots=self.slots,
-            bus=self.bus,
-            traces=self.traces,
-            data=self.data,
-            loop_id=self.loop_id,
-            baseline_ready=self.baselines.ready,
-        )
-        self.proposer = Proposer(
-            self,
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            agent=self.agent,
-            agent_kind=self.agent_kind,
-            bus=self.bus,
-            logs=self.logs,
-        )
-        self.trial = Trial(
-            self,
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            verdicts=self.verdicts,
-            runs=self.runs,
-            proposer=self.proposer,
-            baselines=self.baselines,
-            bus=self.bus,
-            traces=self.traces,
-            data=self.data,
-            agent_kind=self.agent_kind,
-        )
-        self.lock = LoopLock(self.folder)
-        self.opening = Opening(
-            config=config,
-            history=self.history,
-            workspace=self.workspace,
-            slots=self.slots,
-            baselines=self.baselines,
-            loop_id=self.loop_id,
-            data=self.data,
-            say=self.say,
+            where,
+            agent=agent,
+            runner=runner,
             new_rules=new_rules,
             carry_user_change=carry_user_change,
         )
+        self.history = parts.history
+        self.agent, self.agent_kind = parts.agent, parts.agent_kind
+        self.runner = parts.runner
+        self.slots = parts.slots
+        self.baselines = parts.baselines
+        self.proposer = parts.proposer
+        self.trial = parts.trial
+        self.opening = parts.opening
+        self.upkeep = parts.upkeep
+        self.in_flight = parts.in_flight
+        self.parts = parts
+        self.lock = LoopLock(self.folder)
         self.state = "idle"
-        stop = config.stop
-        rules_set = any(getattr(stop, name) is not None for name in vars(stop))
-        self._stop_rules = StopRules(stop, config.metric.lower_is_better) if rules_set else None
         self.stopping = False
         self.scheduler: Scheduler | None = None
         self._restored: list[WorkItem] = []  # queued work found at open, for the next run
-        self._last_remeasure = 0
         self._opened = False
 
     def _pick_tag(self) -> str:
         tags = self.ledger.tags()
         return tags[-1] if tags else default_tag()
-
-    @staticmethod
-    def _make_judge(config: Config) -> Judge:
-        return Judge.from_config(config.metric, config.judge)
 
     # --- opening and closing -----------------------------------------------------------------
 
@@ -160,7 +98,7 @@ class Engine:
             # Every run's locked files are checked against the loop's start commit, not
             # against whatever the run folder held before it ran.
             start = (self.ledger.loop(self.tag) or {})["start_commit"]
-            self.measurer.expected_locked = await asyncio.to_thread(
+            self.parts.measurer.expected_locked = await asyncio.to_thread(
                 locked_hashes_at, self.workspace, start, self.config.loop.locked
             )
             await self.slots.open(self.runner)
@@ -168,9 +106,10 @@ class Engine:
         except BaseException:
             self.lock.release()
             raise
-        self._last_remeasure = self.history.kept
+        self.upkeep.opened()
         self._opened = True
-        await self.opening.check_hardware()
+        if (baseline := await self.opening.check_hardware()) is not None:
+            await self.enqueue(baseline, REMEASURE, counted=False)
 
     async def close(self) -> None:
         """Frees the project for another loop; the ledger stays readable."""
@@ -221,24 +160,14 @@ class Engine:
         best, baseline = history.best, history.baseline
         gain = None
         if best and baseline and best.metric is not None and baseline.metric is not None:
-            gain = self.judge.gain_percent(best.metric, baseline.metric)
+            gain = self.parts.judge.gain_percent(best.metric, baseline.metric)
         now = time.monotonic()
         return {
             "state": self.state,
             "tag": self.tag,
             "metric": self.config.metric.name,
             "goal": self.config.metric.goal,
-            "running": [
-                {
-                    "id": r.id,
-                    "description": r.description,
-                    "slot": r.slot,
-                    "elapsed": round(now - r.started, 1),
-                    "budget": r.budget_s,
-                    "lastLine": r.last_line,
-                }
-                for r in self.runs.running.values()
-            ],
+            "running": self.in_flight.shown(now),
             "awaitingReview": sorted(self.trial.reviews),
             "best": best.metric if best else None,
             "bestId": best.id if best else None,
@@ -303,13 +232,13 @@ class Engine:
         paused = self.scheduler.paused if self.scheduler else False
         scheduler = Scheduler(
             self.slots.all,
-            execute=self.trial.run,
+            execute=self._execute,
             propose=self.proposer.propose,
             fits=self._fits,
-            blocked=self._blocked,
+            blocked=self.proposer.blocked,
             pipeline=self.config.loop.pipeline,
         )
-        counted = sum(1 for e in self.history.experiments if _counts(e))
+        counted = self.history.counted()
         needs_baseline = self.history.baseline is None
         scheduler.started = counted
         if max_experiments is not None:
@@ -346,7 +275,7 @@ class Engine:
             if wanted:  # exp 0, numbered before any other slot takes a number
                 baseline = self.history.allocate_id()
                 first = self.baselines.first_then_work(
-                    self.trial.experiment, scheduler, self.slots.all[:wanted], baseline
+                    self._experiment, scheduler, self.slots.all[:wanted], baseline
                 )
                 tasks.create_task(first)
 
@@ -357,7 +286,7 @@ class Engine:
                 review.decision.cancel()
         # Work still queued (the quota was used, or a stop) waits in the ledger for the next run.
         self._restored = [i for i in scheduler.items if i.durable is not None]
-        self.runs.running.clear()
+        self.in_flight.clear()
         self.baselines.ready.set()
         # No slot worktree stays registered in the user's repository between runs.
         await asyncio.to_thread(self.workspace.remove_worktrees)
@@ -369,75 +298,40 @@ class Engine:
     def _fits(self, item: WorkItem, slot: Slot) -> bool:
         return self.slots.fits(item.pending.hardware, slot)
 
-    def _blocked(self) -> str | None:
-        """Why the agent may propose no more (it has nothing new; `[agent] max_cost_usd`)."""
-        if self.proposer.exhausted is not None:
-            return self.proposer.exhausted
-        cap = self.config.agent.max_cost_usd
-        if cap is None:
-            return None
-        spent = self.history.cost_usd + sum(
-            i.pending.proposal.cost_usd
-            for i in (self.scheduler.items if self.scheduler else [])
-            if i.from_agent
-        )
-        if spent < cap:
-            return None
-        return (
-            f"the agent has spent ${spent:.2f} of max_cost_usd ${cap:.2f}: no more proposals; "
-            "raise [agent] max_cost_usd to go on"
-        )
+    # --- what follows a result ---------------------------------------------------------------
 
-    # --- queued work -------------------------------------------------------------------------
+    async def _execute(self, item: WorkItem, slot: Slot) -> bool:
+        """One work item for the scheduler; True when it ran (it counts)."""
+        outcome = await self.trial.run(item, slot)
+        await self._follow(outcome, slot)
+        return outcome.ran
 
-    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
-        """Work for a slot. All but the agent's next proposal is written to the ledger first, so
-        a stop, a crash or a SIGKILL loses none of it."""
-        if pending.hardware is not None and not self.slots.present(pending.hardware):
-            wanted = machine(pending.hardware)
-            pending = replace(pending, hardware=None)
-            await self.baselines.measure_again(
-                f"no slot here has the reference hardware ({wanted})"
-            )
-        durable = None
-        if priority != AGENT:
-            durable = await asyncio.to_thread(
-                self.ledger.enqueue, self.tag, self.opening.payload(pending, priority, counted)
-            )
-        item = WorkItem(pending, priority, counted, durable)
-        if self.scheduler is not None and self.state not in ("idle", "error"):
-            self.scheduler.put(item)
-        else:
-            self._restored.append(item)
+    async def _experiment(self, pending: Pending, slot: Slot, extra: list[Slot]) -> Experiment:
+        """The baseline, on its slots, and what follows it."""
+        outcome = await self.trial.experiment(pending, slot, extra)
+        await self._follow(outcome, slot)
+        assert outcome.experiment is not None
+        return outcome.experiment
 
-    # --- the agent ---------------------------------------------------------------------------
-
-    async def after_finish(self, exp: Experiment) -> None:
-        """What one finished experiment may set going: a re-measure of the best (every
-        `remeasure_every` keeps, or a best kept on few runs), or the end of the loop by one of
-        its `[stop]` rules."""
-        every = self.config.judge.remeasure_every
-        if every and self.history.kept >= self._last_remeasure + every:
-            self._last_remeasure = self.history.kept
+    async def _follow(self, outcome: Outcome, slot: Slot) -> None:
+        """What a result sets going: the work it left queued, its event, a re-measure of the
+        best or the end of the loop, and the holdout of a new best (after the record and the
+        rest, so no slot waits for it)."""
+        for item in outcome.queued:
+            self._place(item)
+        exp = outcome.experiment
+        if outcome.remeasured and self.upkeep.unconfirmed():
+            self._queue_remeasure()  # until the judge trusts it
+        if exp is None:
+            return
+        await self.trial.announce(exp)
+        then = self.upkeep.after_finish()
+        if then.remeasure:
             self._queue_remeasure()
-        self.confirm_best()
-        if self._stop_rules is not None and (
-            reason := self._stop_rules.check(
-                self.history.experiments,
-                Totals(self.history.cost_usd, self.history.run_s, self.history.best),
-            )
-        ):
-            self.say(reason)
+        if then.stop:
+            self.say(then.stop)
             self.stop()
-
-    def confirm_best(self) -> None:
-        """A best kept on fewer runs than the judge trusts is measured again before more
-        candidates are judged against it, so its optimism does not block real gains."""
-        best = self.history.best
-        if best is not None and self.verdicts.needs_confirmation(
-            best, self.history.runs.get(best.id)
-        ):
-            self._queue_remeasure()
+        await self.parts.holdout.measure(exp, slot)
 
     def _queue_remeasure(self) -> None:
         scheduler = self.scheduler
@@ -448,14 +342,28 @@ class Engine:
         remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
         scheduler.put(WorkItem(Pending(remeasure, self.history.tip, ""), REMEASURE, False))
 
+    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
+        """Work for a slot. All but the agent's next proposal is written to the ledger first, so
+        a stop, a crash or a SIGKILL loses none of it."""
+        durable = None
+        if priority != AGENT:
+            durable = await asyncio.to_thread(self.history.promise, pending, priority, counted)
+        self._place(WorkItem(pending, priority, counted, durable))
+
+    def _place(self, item: WorkItem) -> None:
+        """Queued work goes to the running loop's scheduler, or waits for the next run."""
+        if self.scheduler is not None and self.state not in ("idle", "error"):
+            self.scheduler.put(item)
+        else:
+            self._restored.append(item)
+
     # --- commands ----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stops the loop: running experiments are killed and recorded `interrupted` (run again
         at the next start); queued work stays in the ledger."""
         self.stopping = True
-        for running in self.runs.running.values():
-            running.control.stop("stopped by the user")
+        self.in_flight.stop_all("stopped by the user")
         for review in self.trial.reviews.values():
             if not review.decision.done():
                 review.decision.set_result(False)  # recorded "the loop stopped before review"
@@ -467,12 +375,7 @@ class Engine:
 
     def stop_experiment(self, experiment: int, reason: str = "cancelled by the user") -> bool:
         """Stops one experiment on purpose: recorded `cancelled`, never run again by itself."""
-        runs = [r for (exp_id, _), r in self.runs.running.items() if exp_id == experiment]
-        if runs:
-            self.runs.cancelled.add(experiment)
-        for running in runs:
-            running.control.stop(reason)
-        return bool(runs)
+        return self.in_flight.cancel(experiment, reason)
 
     def pause(self) -> None:
         """Running experiments finish; no new one starts until resume."""
@@ -519,15 +422,7 @@ class Engine:
         if problem:
             raise RatchetError(problem)
         self.config = config
-        # Each part reads the settings it was given: all see the new ones from here on.
-        self.measurer.config = config
-        self.runs.config = config
-        self.trial.config = config
-        self.proposer.config = config
-        self.baselines.config = config
-        self.opening.config = config
-        self.judge = self._make_judge(config)
-        self.verdicts.reconfigure(config, self.judge)
+        self.parts.reconfigure(config)
 
     def text_of(self, experiment: int | str) -> str:
         """The editable file as experiment N left it, or as the best has it (`best`)."""
@@ -547,14 +442,3 @@ class Engine:
 
     def add_note(self, text: str) -> None:
         self.ledger.add_note(self.tag, text)
-
-
-def _counts(exp: Experiment) -> bool:
-    """Counts against --max-experiments: not a re-measure, not the re-run of an earlier one."""
-    return (
-        exp.source != "rebase"
-        and exp.rerun_of is None
-        and not (
-            exp.source == "baseline" and exp.description.startswith("baseline, measured again")
-        )
-    )

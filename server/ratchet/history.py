@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import snapshot
-from .experiment import Experiment, Status
+from .experiment import Experiment, Pending, Status
 from .judge import group_spread, pooled_noise
 from .ledger import CONTROL, Ledger, LightRecord, group_runs
 from .ledger_schema import COLUMNS
@@ -48,6 +48,16 @@ def timeline(
     return series, len(runs)
 
 
+def _counts(exp: Experiment) -> bool:
+    return (
+        exp.source != "rebase"
+        and exp.rerun_of is None
+        and not (
+            exp.source == "baseline" and exp.description.startswith("baseline, measured again")
+        )
+    )
+
+
 def light(exp: Experiment) -> Experiment:
     return replace(exp, diff="", log_tail="", trace_tail="")
 
@@ -78,7 +88,7 @@ class History:
         self.cost_usd = 0.0
         self.run_s = 0.0  # every run's time, all experiments together
         self._pool = _Pool()
-        self.tip = ""  # the loop's branch, moved only by the one writer (set at open)
+        self.tip = ""  # the loop's branch: start_at when the loop opens, advance with each keep
         self._next_id = 0  # the number the next experiment takes (see allocate_id)
 
     def load(self) -> None:
@@ -125,6 +135,33 @@ class History:
             snapshot.write(self.snapshot, self.tag, COLUMNS, self.ledger.light_record(self.tag))
 
     # --- the one writer ----------------------------------------------------------------------
+
+    def start_at(self, tip: str) -> None:
+        """The loop's branch as the loop finds it when it opens."""
+        self.tip = tip
+
+    def advance(self, commit: str) -> None:
+        """A keep moved the loop's branch to its commit."""
+        self.tip = commit
+
+    def promise(self, pending: Pending, priority: int, counted: bool) -> int:
+        """Work the loop owes, written to the ledger's queue before anything depends on it (a
+        stop, a crash or a SIGKILL loses none of it); returns its row, which the experiment
+        that carries it out consumes (`save`)."""
+        proposal = pending.proposal
+        return self.ledger.enqueue(
+            self.tag,
+            {
+                "source": proposal.source,
+                "description": proposal.description,
+                "edits": proposal.edits,
+                "rerun_of": proposal.rerun_of,
+                "base_commit": pending.base_commit,
+                "hardware": pending.hardware,
+                "priority": priority,
+                "counted": counted,
+            },
+        )
 
     def save(self, exp: Experiment, consumes: int | None = None) -> None:
         """Writes the experiment to the ledger, then to memory (light)."""
@@ -251,6 +288,11 @@ class History:
 
     def kept_by_commit(self, commit: str) -> Experiment | None:
         return self._by_commit.get(commit)
+
+    def counted(self) -> int:
+        """The experiments that count against --max-experiments: not a re-measure, not the
+        re-run of an earlier one."""
+        return sum(1 for e in self.experiments if _counts(e))
 
     def next_id(self) -> int:
         return self.experiments[-1].id + 1 if self.experiments else 0  # kept in id order

@@ -144,7 +144,7 @@ class Opening:
             self._check_user_branch(loop)
         ledger.link_results(tag)
         workspace.remove_worktrees()
-        self.history.tip = workspace.branch_tip() or ""
+        self.history.start_at(workspace.branch_tip() or "")
         program = config.root / config.loop.program
         if config.agent.kind in LLM_KINDS and not program.is_file():
             self.say(
@@ -324,20 +324,6 @@ class Opening:
 
     # --- queued work -------------------------------------------------------------------------
 
-    @staticmethod
-    def payload(pending: Pending, priority: int, counted: bool) -> dict[str, Any]:
-        proposal = pending.proposal
-        return {
-            "source": proposal.source,
-            "description": proposal.description,
-            "edits": proposal.edits,
-            "rerun_of": proposal.rerun_of,
-            "base_commit": pending.base_commit,
-            "hardware": pending.hardware,
-            "priority": priority,
-            "counted": counted,
-        }
-
     def restore_queue(self) -> list[WorkItem]:
         """The work the loop had promised when it stopped: the ledger's queue, the re-runs of
         interrupted experiments, and the user's change when asked to carry it."""
@@ -356,27 +342,27 @@ class Opening:
             )
             items.append(WorkItem(pending, payload["priority"], payload["counted"], row))
         if self._carried is not None:
-            payload = self.payload(self._carried, PERSON, True)
-            row = self.ledger.enqueue(self.tag, payload)
+            row = self.history.promise(self._carried, PERSON, True)
             items.append(WorkItem(self._carried, PERSON, True, row))
             self._carried = None
         self._reruns = []
         return items
 
-    async def check_hardware(self) -> None:
+    async def check_hardware(self) -> Pending | None:
         """The loop's reference hardware must be here for its results to compare; if no slot
-        has it, the baseline is measured again on the hardware present, rather than waiting."""
+        has it, the baseline is measured again on the hardware present, rather than waiting:
+        returns that baseline, to be queued first."""
         if self._rebaseline_why:
             why, self._rebaseline_why = self._rebaseline_why, None
-            await self.baselines.measure_again(why)
-            return
+            return await self.baselines.measure_again(why)
         baseline = self.history.baseline
         if not self.config.judge.same_hardware or baseline is None or not baseline.hardware:
-            return
+            return None
         if not self.slots.present(baseline.hardware):
             there = baseline.hardware.get("gpu") or baseline.hardware.get("cpu")
             why = f"the baseline was measured on {there}, which no slot has"
-            await self.baselines.measure_again(why)
+            return await self.baselines.measure_again(why)
+        return None
 
     def revert_pending(self, experiment: int) -> Pending:
         exp = self.ledger.get(self.tag, experiment)

@@ -144,6 +144,27 @@ class Proposer:
             broken = [names.get(n, f"#{n}") for n in numbers]
         return failures_for_agent(self.logs / f"{exp.id}.failing.jsonl", broken)
 
+    def blocked(self) -> str | None:
+        """Why the agent may propose no more (it has nothing new; `[agent] max_cost_usd`, its
+        queued proposals' cost counted before their verdicts)."""
+        if self.exhausted is not None:
+            return self.exhausted
+        cap = self.config.agent.max_cost_usd
+        if cap is None:
+            return None
+        scheduler = self.engine.scheduler
+        spent = self.history.cost_usd + sum(
+            i.pending.proposal.cost_usd
+            for i in (scheduler.items if scheduler else [])
+            if i.from_agent
+        )
+        if spent < cap:
+            return None
+        return (
+            f"the agent has spent ${spent:.2f} of max_cost_usd ${cap:.2f}: no more proposals; "
+            "raise [agent] max_cost_usd to go on"
+        )
+
     def context(self, number: int) -> ProposalContext:
         """What the agent sees; `number` tells apart proposals made at the same moment."""
         config, history, scheduler = self.config, self.history, self.engine.scheduler

@@ -1,13 +1,13 @@
 """An experiment's runs: once, as often as the judge asks, the baseline's `baseline_runs`, a
-run lost to its host measured again, the best measured again to catch drift, and the holdout
-of each new best."""
+run lost to its host measured again (queued by the caller), and the best measured again, beside
+a candidate or to catch drift."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -15,12 +15,13 @@ from .cases import keep_failing
 from .config import Config
 from .context import LOG_TAIL_FOR_AGENT
 from .errors import RatchetError
-from .events import EventBus, ExperimentStarted, HoldoutMeasured, OutputLine
+from .events import EventBus, ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .history import History
+from .inflight import InFlight, Running
 from .judge import Decision, estimate_noise
 from .ledger import CONTROL
-from .measure import Measurer, failure
+from .measure import Attempt, Measurer, failure
 from .progress import load_curve, save_curve
 from .runners.base import RunControl, Slot
 from .runners.processes import LOOP_VARIABLE, SEED_VARIABLE
@@ -44,17 +45,14 @@ class Measured(NamedTuple):
     problem: str = ""
 
 
-@dataclass
-class Running:
-    """An experiment in flight: what status views show and what stop reaches."""
+class Judged(NamedTuple):
+    """An experiment measured as often as the judge asked: the seconds its runs took, and the
+    work its verdict leaves for the caller to queue (its change to be measured again, at
+    `priority`), if any."""
 
-    id: int
-    description: str
-    slot: str
-    budget_s: float
-    started: float
-    control: RunControl
-    last_line: str = ""
+    seconds: float
+    again: Pending | None = None
+    priority: int = REMEASURE
 
 
 class RunsNeeds(Protocol):
@@ -64,8 +62,6 @@ class RunsNeeds(Protocol):
     def stopping(self) -> bool: ...
 
     def say(self, message: str) -> None: ...
-
-    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None: ...
 
 
 class Runs:
@@ -84,6 +80,7 @@ class Runs:
         data: Path,
         loop_id: str,
         baseline_ready: asyncio.Event,
+        in_flight: InFlight,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -98,8 +95,7 @@ class Runs:
         self.logs = data / "logs"
         self.loop_id = loop_id
         self.baseline_ready = baseline_ready  # set but while the baseline is measured
-        self.running: dict[tuple[int, int], Running] = {}  # (experiment, run) in flight
-        self.cancelled: set[int] = set()  # experiments a person stopped: not run again
+        self.in_flight = in_flight  # each run, while it runs; the experiments cancelled
         self._controls_beside: dict[int, int] = {}  # candidate: control runs beside it so far
 
     @property
@@ -116,26 +112,68 @@ class Runs:
         beside: Experiment | None = None,
         purpose: str | None = None,
     ) -> Measured:
-        """Runs the experiment once more.
+        """Runs the experiment once more: the run, what it says of itself, its record, and
+        whose failure it is.
         With `beside`, it is a control run of the best (exp) beside that candidate: seeded as
         the candidate's run `run`, never stopped early against its own curve, recorded apart
         from its measurements, and stopped with the candidate."""
         control = RunControl()
+        started = time.monotonic()
+        try:
+            attempt = await self._run(
+                exp, slot, control, run=run, text=text, log_path=log_path, beside=beside
+            )
+        except RatchetError:
+            raise  # the user's to fix, for every run alike (a runner not open): said, it ends
+        except Exception as error:  # anything else: one run never ends the loop
+            if beside is not None:  # a control that could not be measured is only missing
+                return Measured(
+                    None, time.monotonic() - started, f"{type(error).__name__}: {error}"
+                )
+            return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
+        await self._take_in(exp, slot, attempt, beside)
+        failed = failure(attempt, control, self.config.loop.timeout_s)
+        stopped = failed is not None and failed[0] is Status.INTERRUPTED
+        if stopped and (beside or exp).id in self.in_flight.cancelled:
+            failed = (Status.CANCELLED, f"cancelled: {control.reason}")
+        value = None if failed else attempt.measurement.value
+        purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
+        own_run = purpose in ("measure", "rerun")  # a candidate's, not a control or the best's
+        await self._record_run(exp, run, value, attempt, purpose, beside, own_run)
+        seconds = attempt.run_s
+        if failed and failed[0] in _EVALUATOR_FAILED and attempt.in_eval and own_run:
+            failed, spent = await self._blame_evaluator(exp, slot, run, failed)
+            seconds += spent
+        if failed:
+            move(exp, *failed)
+            return Measured(None, seconds, failed[1])
+        return Measured(value, seconds)
+
+    async def _run(
+        self,
+        exp: Experiment,
+        slot: Slot,
+        control: RunControl,
+        *,
+        run: int,
+        text: str,
+        log_path: Path,
+        beside: Experiment | None,
+    ) -> Attempt:
+        """The run itself, seen by status views and reached by stop while it is in flight."""
         budget = self.config.loop.budget_s
         running = Running(exp.id, exp.description, slot.name, budget, time.monotonic(), control)
         key = (exp.id, run) if beside is None else (beside.id, -1 - run)
-        self.running[key] = running
 
         def on_line(line: str, elapsed: float) -> None:
             running.last_line = line
             self.bus.emit(OutputLine(exp.id, line, elapsed))
 
-        self.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
-        best = self.history.best
-        best_curve = load_curve(self.data / "curves", best.id) if best and not beside else []
-        started = time.monotonic()
-        try:
-            attempt = await self.measurer.run(
+        with self.in_flight.run(key, running):
+            self.bus.emit(ExperimentStarted(exp.id, exp.description, budget, slot.name))
+            best = self.history.best
+            best_curve = load_curve(self.data / "curves", best.id) if best and not beside else []
+            return await self.measurer.run(
                 experiment=exp.id,
                 commit=exp.commit or "",
                 base_commit=exp.base_commit,
@@ -147,16 +185,12 @@ class Runs:
                 best_curve=best_curve,
                 env={LOOP_VARIABLE: self.loop_id, SEED_VARIABLE: str(run)},
             )
-        except RatchetError:
-            raise  # the user's to fix, for every run alike (a runner not open): said, it ends
-        except Exception as error:  # anything else: one run never ends the loop
-            if beside is not None:  # a control that could not be measured is only missing
-                return Measured(
-                    None, time.monotonic() - started, f"{type(error).__name__}: {error}"
-                )
-            return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
-        finally:
-            self.running.pop(key, None)
+
+    async def _take_in(
+        self, exp: Experiment, slot: Slot, attempt: Attempt, beside: Experiment | None
+    ) -> None:
+        """What the run says of itself: its hardware, exit code, log and trace tails, the
+        latest secondary numbers, and its curve (a candidate's own)."""
         outcome = attempt.outcome
         exp.hardware = dict(outcome.hardware)
         if outcome.hardware:
@@ -167,12 +201,19 @@ class Runs:
         exp.trace_tail = attempt.trace_tail
         if attempt.curve and beside is None:
             await asyncio.to_thread(save_curve, self.data / "curves", exp.id, attempt.curve)
-        failed = failure(attempt, control, self.config.loop.timeout_s)
-        cancelled = exp.id if beside is None else beside.id
-        if failed and failed[0] is Status.INTERRUPTED and cancelled in self.cancelled:
-            failed = (Status.CANCELLED, f"cancelled: {control.reason}")
-        value = None if failed else attempt.measurement.value
-        purpose = purpose or (CONTROL if beside else "measure" if run == 0 else "rerun")
+
+    async def _record_run(
+        self,
+        exp: Experiment,
+        run: int,
+        value: float | None,
+        attempt: Attempt,
+        purpose: str,
+        beside: Experiment | None,
+        own_run: bool,
+    ) -> None:
+        """The run in the record, with its per-case scores; a candidate's failing cases kept
+        for the agent."""
         cases = attempt.cases if value is not None else None
         await asyncio.to_thread(
             self.history.add_run,
@@ -184,19 +225,10 @@ class Runs:
             cases.scores if cases else None,
             run,
         )
-        seconds = attempt.run_s
-        own_run = purpose in ("measure", "rerun")  # a candidate's, not a control or the best's
         if cases and own_run:
             await asyncio.to_thread(
                 keep_failing, self.logs / f"{exp.id}.failing.jsonl", cases, self.traces.redact
             )
-        if failed and failed[0] in _EVALUATOR_FAILED and attempt.in_eval and own_run:
-            failed, spent = await self._blame_evaluator(exp, slot, run, failed)
-            seconds += spent
-        if failed:
-            move(exp, *failed)
-            return Measured(None, seconds, failed[1])
-        return Measured(value, seconds)
 
     async def _unmeasured(
         self, exp: Experiment, run: int, log_path: Path, seconds: float, error: Exception
@@ -222,10 +254,10 @@ class Runs:
 
     async def measure(
         self, exp: Experiment, slot: Slot, text: str, extra: list[Slot], repair: int = 0
-    ) -> float:
-        """Measures as often as the judge asks and sets the final status; returns run time."""
+    ) -> Judged:
+        """Measures as often as the judge asks and sets the final status."""
         if exp.source == "baseline":
-            return await self._measure_baseline(exp, [slot, *extra], text)
+            return Judged(await self._measure_baseline(exp, [slot, *extra], text))
         try:
             return await self._measure_candidate(exp, slot, text, repair)
         finally:
@@ -233,7 +265,7 @@ class Runs:
 
     async def _measure_candidate(
         self, exp: Experiment, slot: Slot, text: str, repair: int
-    ) -> float:
+    ) -> Judged:
         engine = self.engine
         runs: list[float] = []
         total = 0.0
@@ -250,26 +282,24 @@ class Runs:
                     exp.reason = f"{problem} (in run {len(runs) + 1})"
                 exp.metric = None
                 if exp.status is Status.LOST:
-                    await self._requeue_lost(exp, text)
-                return total
+                    return Judged(total, await self._lost_again(exp, text), PERSON)
+                return Judged(total)
             runs.append(value)
             exp.metric = mean(runs)
             await self.baseline_ready.wait()  # set when the baseline ends, however it ends
             best = self.history.best
             if best is None or best.metric is None:
                 move(exp, Status.INTERRUPTED, "interrupted: the baseline failed")
-                return total
+                return Judged(total)
             decision, again, seconds = await self._decide(exp, runs, slot)
             total += seconds
-            if again is not None:
-                await engine.enqueue(again, REMEASURE, counted=False)
             if decision.action != "rerun" or engine.stopping:
                 if engine.stopping and decision.action == "rerun":
                     move(exp, Status.INTERRUPTED, "interrupted before its re-runs")
                 else:
                     exp.effect, exp.resolvable = decision.effect, decision.resolvable
                     move(exp, Status.KEPT if decision.keep else Status.DISCARDED, decision.reason)
-                return total
+                return Judged(total, again)  # the judge asks for one only with a discard
 
     async def _decide(
         self, exp: Experiment, runs: list[float], slot: Slot
@@ -377,62 +407,15 @@ class Runs:
         move(exp, Status.KEPT, reason)
         return total
 
-    async def holdout(self, exp: Experiment, slot: Slot) -> None:
-        """`[metric] holdout` on a new best (the baseline too), once, after its metric: its
-        number is the experiment's `holdout` column, which `log`, `show`, the report and
-        `finalize` show a person. It selects nothing (the verdict is already recorded) and
-        reaches no agent: not the history, the summary, a log tail or a trace."""
-        engine = self.engine
-        if not self.config.metric.holdout or exp.commit is None or exp.status is not Status.KEPT:
-            return
-        control = RunControl()
-        budget = self.config.loop.budget_s
-        key = (exp.id, -1)  # stop reaches it like a run; no event tells an adapter about it
-        self.running[key] = Running(
-            exp.id, f"holdout of exp {exp.id}", slot.name, budget, time.monotonic(), control
-        )
-        log_path = self.logs / f"{exp.id}.log"
-        try:
-            text = await asyncio.to_thread(self.workspace.read, exp.commit, self.editable)
-            value = await self.measurer.holdout(
-                experiment=exp.id,
-                commit=exp.commit,
-                slot=slot,
-                text=text,
-                log_path=log_path,
-                control=control,
-                env={LOOP_VARIABLE: self.loop_id, SEED_VARIABLE: "0"},
-            )
-        except RatchetError:
-            raise
-        except Exception as error:  # the holdout never ends the loop
-            problem = f"{type(error).__name__}: {error}"
-            engine.say(f"the holdout of exp {exp.id} could not run: {problem}")
-            value = None
-        finally:
-            self.running.pop(key, None)
-        if value is None and not control.stopped.is_set():
-            engine.say(
-                f"the holdout of exp {exp.id} gave no number; its log: "
-                f"{log_path.with_suffix('.holdout.log')}"
-            )
-        exp.holdout = value
-        await asyncio.to_thread(self.history.set_holdout, exp.id, value)
-        self.bus.emit(HoldoutMeasured(exp.id, value))
-
-    async def _requeue_lost(self, exp: Experiment, text: str) -> None:
-        """A run lost to its host or connection is measured again, once."""
+    async def _lost_again(self, exp: Experiment, text: str) -> Pending | None:
+        """A run lost to its host or connection is measured again, once: what to queue."""
         if exp.rerun_of is not None or exp.commit is None:
-            return
+            return None
         base_text = await asyncio.to_thread(self.workspace.read, exp.base_commit, self.editable)
-        proposal = Proposal(
-            edits={self.editable: text},
-            source=exp.source,
-            description=exp.description,
-            rerun_of=exp.id,
-        )
-        await self.engine.enqueue(Pending(proposal, exp.base_commit, base_text), PERSON, False)
+        edits = {self.editable: text}
+        proposal = Proposal(edits, exp.description, source=exp.source, rerun_of=exp.id)
         exp.reason += "; queued to run again"
+        return Pending(proposal, exp.base_commit, base_text)
 
     async def remeasure_best(self, slot: Slot) -> None:
         """The best measured once more, to catch drift (`remeasure_every`)."""

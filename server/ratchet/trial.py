@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import guard
-from .baseline import Baselines
+from .baseline import Baselines, machine
 from .config import Config
 from .events import (
     AgentActivity,
@@ -30,8 +30,9 @@ from .history import History
 from .novelty import digest
 from .proposer import Proposer
 from .runners.base import Slot
-from .runs import Runs
+from .runs import Judged, Runs
 from .scheduler import REMEASURE, WorkItem
+from .slots import Slots
 from .traces import Traces
 from .verdicts import Verdicts
 from .workspace import Trailers, Workspace, commit_message
@@ -57,6 +58,9 @@ def unified_diff(path: str, old: str, new: str) -> str:
     )
 
 
+NOT_MEASURED = Judged(0.0)  # refused, rejected or stopped before it ran
+
+
 class TrialNeeds(Protocol):
     """What one experiment's lifecycle needs of the engine that drives it."""
 
@@ -73,11 +77,18 @@ class TrialNeeds(Protocol):
 
     def say(self, message: str) -> None: ...
 
-    async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None: ...
 
-    async def after_finish(self, exp: Experiment) -> None: ...
+@dataclass
+class Outcome:
+    """What one work item came to, for the engine to decide what follows."""
 
-    def confirm_best(self) -> None: ...
+    experiment: Experiment | None = None  # recorded; None: dropped before it ran, or a re-measure
+    queued: list[WorkItem] = field(default_factory=list)  # work it left, in the ledger's queue
+    remeasured: bool = False  # the best was measured once more
+
+    @property
+    def ran(self) -> bool:
+        return self.experiment is not None
 
 
 class Trial:
@@ -95,6 +106,7 @@ class Trial:
         runs: Runs,
         proposer: Proposer,
         baselines: Baselines,
+        slots: Slots,
         bus: EventBus,
         traces: Traces,
         data: Path,
@@ -108,6 +120,7 @@ class Trial:
         self.runs = runs
         self.proposer = proposer
         self.baselines = baselines
+        self.slots = slots
         self.bus = bus
         self.traces = traces
         self.logs = data / "logs"
@@ -121,12 +134,11 @@ class Trial:
 
     # --- prepare -----------------------------------------------------------------------------
 
-    async def run(self, item: WorkItem, slot: Slot, extra_slots: list[Slot] | None = None) -> bool:
-        """Runs one work item to its record; False when it was dropped before it ran."""
+    async def run(self, item: WorkItem, slot: Slot) -> Outcome:
+        """Runs one work item to its record (nothing, when it is dropped before it runs)."""
         if item.pending.proposal.source == "remeasure":
             await self.runs.remeasure_best(slot)
-            self.engine.confirm_best()  # until the judge trusts it
-            return False
+            return Outcome(remeasured=True)
         pending = await self._carry(item.pending)
         if pending is None:  # its change is already in, or no longer applies: said, not lost
             proposal = item.pending.proposal
@@ -137,9 +149,8 @@ class Trial:
                 )
             if item.durable is not None:
                 await asyncio.to_thread(self.history.ledger.dequeue, item.durable)
-            return False
-        await self.experiment(pending, slot, extra_slots or [], item.durable)
-        return True
+            return Outcome()
+        return await self.experiment(pending, slot, [], item.durable)
 
     async def _carry(self, pending: Pending) -> Pending | None:
         """A proposal made from an older best, carried onto the current one."""
@@ -195,21 +206,19 @@ class Trial:
 
     async def experiment(
         self, pending: Pending, slot: Slot, extra_slots: list[Slot], durable: int | None = None
-    ) -> Experiment:
+    ) -> Outcome:
         """Guard, commit, review, measure, judge and record one proposal."""
         engine, started = self.engine, time.monotonic()
         proposal = pending.proposal
         new_text = proposal.edits.get(self.editable, pending.base_text)
-        exp_id = pending.reserved_id
-        if exp_id is None:
-            exp_id = self.history.allocate_id()
-        exp = self._new(pending, exp_id)
-        await asyncio.to_thread(self.traces.write, exp_id, proposal.trace)
+        reserved = pending.reserved_id
+        exp = self._new(pending, self.history.allocate_id() if reserved is None else reserved)
+        await asyncio.to_thread(self.traces.write, exp.id, proposal.trace)
         problem = self._refusal(pending, new_text)
         if problem is not None:
             move(exp, Status.INVALID, f"invalid: {problem}")
             exp.diff = refused_diff(self.editable, pending.base_text, new_text)
-            return await self.finish(exp, started, 0.0, durable)
+            return await self.finish(exp, started, durable=durable)
         exp.diff = unified_diff(self.editable, pending.base_text, new_text)
         exp.digest = digest(new_text)
         await self._commit(exp, pending.base_commit, new_text if proposal.edits else None)
@@ -219,20 +228,21 @@ class Trial:
         durable = None  # carried by the experiment's own row from here on
         self.bus.emit(
             ExperimentProposed(
-                exp_id, proposal.description, exp.diff, pending.base_text, new_text, review
+                exp.id, proposal.description, exp.diff, pending.base_text, new_text, review
             )
         )
-        if review and not await self._review(exp_id, pending):
+        if review and not await self._review(exp.id, pending):
             reason = "the loop stopped before review" if engine.stopping else "rejected in review"
             move(exp, Status.REJECTED, reason)
-            return await self.finish(exp, started, 0.0)
+            return await self.finish(exp, started)
         if engine.stopping:
             move(exp, Status.INTERRUPTED, "interrupted: the loop stopped")
-            return await self.finish(exp, started, 0.0)
+            return await self.finish(exp, started)
         if exp.status is not Status.RUNNING:
             move(exp, Status.RUNNING)
             await asyncio.to_thread(self.history.save, exp)
-        run_s = await self.runs.measure(exp, slot, new_text, extra_slots)
+        judged = await self.runs.measure(exp, slot, new_text, extra_slots)
+        run_s = judged.seconds
         for attempt in range(1, self.config.agent.repair_attempts + 1):
             if not self._repairable(exp, run_s):
                 break
@@ -240,10 +250,9 @@ class Trial:
             if repaired is None:
                 break
             new_text = repaired
-            run_s += await self.runs.measure(exp, slot, new_text, [], repair=attempt)
-        await self.finish(exp, started, run_s)
-        await self.runs.holdout(exp, slot)  # a new best only; after the record, so no slot waits
-        return exp
+            judged = await self.runs.measure(exp, slot, new_text, [], repair=attempt)
+            run_s += judged.seconds
+        return await self.finish(exp, started, judged._replace(seconds=run_s))
 
     async def _commit(self, exp: Experiment, base: str, text: str | None) -> None:
         message = commit_message(exp.id, exp.description, Trailers(exp.id, "running"))
@@ -314,24 +323,51 @@ class Trial:
     # --- record ------------------------------------------------------------------------------
 
     async def finish(
-        self, exp: Experiment, started: float, run_s: float, durable: int | None = None
-    ) -> Experiment:
-        """Final commit message, ledger, branch and results.tsv, in the order recovery expects:
-        the ledger first, then the refs."""
-        engine = self.engine
-        exp.run_s = run_s
+        self,
+        exp: Experiment,
+        started: float,
+        judged: Judged = NOT_MEASURED,
+        durable: int | None = None,
+    ) -> Outcome:
+        """Final commit message, the work it leaves, ledger, branch and results.tsv, in the
+        order recovery expects: the queue and the ledger first, then the refs."""
+        exp.run_s = judged.seconds
         exp.finished_at = time.time()
+        again, priority = judged.again, judged.priority
         async with self.finishing:
             if exp.commit is not None:
-                exp.commit, again = await asyncio.to_thread(self._final_commit, exp)
-                if again is not None:
-                    await engine.enqueue(again, REMEASURE, counted=False)
-            exp.overhead_s = max(0.0, time.monotonic() - started - run_s)
+                exp.commit, overtaken = await asyncio.to_thread(self._final_commit, exp)
+                if overtaken is not None:
+                    again, priority = overtaken, REMEASURE
+            queued = [] if again is None else await self._promise(again, priority)
+            exp.overhead_s = max(0.0, time.monotonic() - started - judged.seconds)
             await asyncio.to_thread(self._record, exp, durable)
+        return Outcome(exp, queued)
+
+    async def _promise(self, again: Pending, priority: int) -> list[WorkItem]:
+        """The work this experiment leaves, written to the ledger's queue before its own record,
+        so a kill between the two loses none of it. Work pinned to hardware no slot has runs on
+        the hardware here, after the baseline is measured again on it."""
+        items = []
+        wanted = again.hardware
+        if wanted is not None and not self.slots.present(wanted):
+            again = replace(again, hardware=None)
+            why = f"no slot here has the reference hardware ({machine(wanted)})"
+            if (baseline := await self.baselines.measure_again(why)) is not None:
+                items.append(WorkItem(baseline, REMEASURE, counted=False))
+        items.append(WorkItem(again, priority, counted=False))
+        for item in items:
+            item.durable = await asyncio.to_thread(
+                self.history.promise, item.pending, item.priority, item.counted
+            )
+        return items
+
+    async def announce(self, exp: Experiment) -> None:
+        """A recorded experiment said to every face (a baseline's end first: its hardware is
+        the loop's reference, or the loop stops)."""
         if exp.source == "baseline":
-            await asyncio.to_thread(self.baselines.done, exp)
-        history = self.history
-        best, baseline = history.best, history.baseline
+            await self.baselines.done(exp)
+        best, baseline = self.history.best, self.history.baseline
         self.bus.emit(
             ExperimentFinished(
                 exp,
@@ -340,8 +376,6 @@ class Trial:
                 exp.status is Status.KEPT,
             )
         )
-        await engine.after_finish(exp)
-        return exp
 
     def _final_commit(self, exp: Experiment) -> tuple[str, Pending | None]:
         """The experiment's commit with its final trailers. A keep whose base is an equivalent
@@ -383,7 +417,7 @@ class Trial:
             self.workspace.set_experiment_ref(exp.id, exp.commit)
             if exp.status is Status.KEPT:
                 self.workspace.move_branch(exp.commit, exp.base_commit)
-                self.history.tip = exp.commit
+                self.history.advance(exp.commit)
         self.history.ledger.append_result(exp, self.config.metric.name)
 
 
