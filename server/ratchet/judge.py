@@ -88,10 +88,10 @@ CAP_FREEDOM = 4  # the fewest degrees of freedom of the others that cap one grou
 # real gain look smaller; it is the gain they had to show that sets it (about half of the keep
 # bound, at either count: LUCK), and so read back they weigh as much as a control; the moving
 # readings need more evidence over "steady" (track.py), which the reference's variance paid for
-# with no drift. Real gains kept in the loop with no drift went from 60% to 66-69% (1.52 -> 1.56-
-# 1.59 runs, two draws); a lower drop bound buys more at about 0.04 runs a point (71% at 1.67, 74%
-# at 1.78), past the goal of 1.6 (README, the judge's frontier: a slow swing of 3 sigma halves the 2-sigma gains
-# kept, a ramp of 0.5 sigma per run costs 1.8 runs).
+# with no drift. Real gains kept in the loop with no drift went from 60% to 66-69% (1.52 runs
+# -> 1.56-1.59, two draws); a lower drop bound buys more at about 0.04 runs a point (71% at 1.67,
+# 74% at 1.78), past the goal of 1.6 (README, the judge's frontier: a slow swing of 3 sigma halves
+# the 2-sigma gains kept, a ramp of 0.5 sigma per run costs 1.8 runs).
 STALE = 0.63  # a control is run when the level's variance now exceeds this x noise^2 ...
 MAX_GAP = 11  # ... or the best was last measured this many ticks ago
 CONFIRM_CONTROLS = 1  # a new best is measured beside its first candidate this many times
