@@ -141,6 +141,7 @@ class Loop:
         self.groups: list[list[Run]] = [self.best]
         self.runs = BASELINE_RUNS
         self.controls = 0
+        self.beside: list[Run] = []  # the best's control runs since it was kept
         self.track: Track | None = None
         if judge.controls:
             self.track = judge.track(timed(self.best), self.noise() or SIGMA, False)
@@ -154,6 +155,7 @@ class Loop:
         if control and self.track is not None:
             self.track.add(Timed(run.value, run.at, True), self.noise() or SIGMA)
             self.controls += 1
+            self.beside.append(run)
         else:
             self.best.append(run)
         return run
@@ -191,7 +193,7 @@ class Loop:
         if decision.keep and adopt:
             if len(runs) == 1:
                 self.groups.append(runs)  # later confirmations make it a group
-            self.truth, self.best = truth, runs
+            self.truth, self.best, self.beside = truth, runs, []
             if self.track is not None:
                 noise = self.noise() or SIGMA
                 self.track = judge.track(timed(runs), noise, True, self.track)
@@ -199,10 +201,15 @@ class Loop:
 
     def optimism(self) -> float:
         """How much better the best reads than it is where it was measured, in sigma: its
-        reported metric (as the engine reports it: the mean of the runs it was judged on and
-        of any confirmations, not of its controls) against their truth."""
-        runs = self.best
-        return (mean([r.level for r in runs]) - mean([r.value for r in runs])) / SIGMA
+        reported metric against the truth over its runs. As the engine reports it: the mean of
+        the runs it was judged on (and confirmations) until it is measured again beside a
+        candidate; from its first control, its level over all its runs as its track reads it
+        (the judged runs read back for their luck, the controls since, which no one chose)."""
+        runs = self.best + self.beside
+        reported = mean([r.value for r in runs])
+        if self.track is not None and self.beside:
+            reported = self.track.level([r.at for r in runs], self.noise() or SIGMA)[0]
+        return (mean([r.level for r in runs]) - reported) / SIGMA
 
 
 def timed(runs: list[Run]) -> list[Timed]:

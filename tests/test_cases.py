@@ -108,6 +108,11 @@ async def test_a_paired_judge_keeps_a_3_of_40_fix_with_fewer_runs_than_the_mean(
             assert candidate.status is Status.KEPT, candidate.reason
             assert "fixed 3, broke 0 of 40 cases" in candidate.reason
             paired_runs = runs_of(engine, candidate)
+            # It was kept on pairs of the same round: each of its runs beside a control run of
+            # the best seeded as it, never against the best's runs from before.
+            own = engine.ledger.case_runs("t", candidate.id)
+            beside = engine.ledger.case_runs("t", 0, beside=candidate.id)
+            assert {r.seed for r in own} <= {r.seed for r in beside if r.control}
             # The morning report's keep says what it fixed, by name.
             report = render_md(summarise(engine.ledger, "t"))
             assert "cases: fixed 3 (c10, c11, c12), broke 0" in report
@@ -120,7 +125,7 @@ async def test_a_paired_judge_keeps_a_3_of_40_fix_with_fewer_runs_than_the_mean(
         mean_runs,
         found[False].reason,
     )
-    assert paired_runs <= 3  # two of its own, one control
+    assert paired_runs <= 4  # two of its own, a control beside each
 
 
 async def test_every_run_s_cases_are_one_packed_row_keyed_by_the_loop_s_dictionary(
@@ -142,10 +147,9 @@ async def test_every_run_s_cases_are_one_packed_row_keyed_by_the_loop_s_dictiona
     baseline = [unpack(blob) for exp, control, _, blob in rows if exp == 0 and not control]
     assert len(baseline) == 3 and all(len(scores) == 40 for scores in baseline)
     assert max(len(blob) for *_, blob in rows) < 40  # 40 pass/fail cases: bits, compressed
-    # The metric is the cases' mean, without a metric line.
-    assert engine.ledger.experiments("t")[0].metric == pytest.approx(
-        sum(sum(s.values()) / 40 for s in baseline) / 3
-    )
+    # Each run's metric is its cases' mean, without a metric line.
+    measured_runs = [r["metric"] for r in engine.ledger.runs("t", 0)]
+    assert measured_runs == pytest.approx([sum(s.values()) / 40 for s in baseline])
     # The last run's failing traces stay in its log folder, never in the ledger.
     failing = root / ".ratchet" / "loops" / "t" / "logs" / "1.failing.jsonl"
     lines = [json.loads(line) for line in failing.read_text().splitlines()]
@@ -275,6 +279,23 @@ def test_packing_round_trips_and_a_uniform_shift_claims_nothing() -> None:
     # Three cases up on one pair: the sign test cannot call it (1/8); on two pairs it can (1/64).
     assert evidence.p == pytest.approx(1 / 8) and not evidence.convincing
     assert sign_test(6, 0) == pytest.approx(1 / 64) and sign_test(0, 0) == 1.0
+
+
+def test_with_same_round_controls_only_the_controls_beside_a_candidate_pair() -> None:
+    # The best's own runs from before (seeds 0, 1) read the three cases as failing; the machine
+    # moved since, and its control beside the candidate (seed 1) passes them as the candidate
+    # does: the drift is not counted as cases fixed.
+    old = [
+        CaseRun(seed, None, False, {n: 0.0 if n < 3 else 0.5 for n in range(40)}) for seed in (0, 1)
+    ]
+    now = {n: 1.0 if n < 3 else 0.5 for n in range(40)}
+    candidate = [CaseRun(seed, None, False, now) for seed in (0, 1)]
+    control = CaseRun(1, 7, True, now)
+    across = paired(7, candidate, [*old, control])
+    assert across is not None and across.pairs == 2 and across.fixed == (0, 1, 2)
+    same = paired(7, candidate, [*old, control], same_round=True)
+    assert same is not None and same.pairs == 1 and same.fixed == () and not same.convincing
+    assert paired(7, candidate, old, same_round=True) is None
 
 
 class ProseAgent(ScriptedAgent):

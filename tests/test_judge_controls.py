@@ -14,7 +14,7 @@ from conftest import CONFIG, MakeProject
 from loops import engine_for, run
 from ratchet.cli import main
 from ratchet.experiment import Status
-from ratchet.judge import CLOSE, Judge
+from ratchet.judge import CLOSE, LUCK, Judge
 from ratchet.ledger import CONTROL
 from ratchet.report import summarise
 from ratchet.report_svg import progress_svg
@@ -68,6 +68,18 @@ def test_a_keep_asks_for_a_control_when_the_best_was_last_measured_long_ago() ->
     # A control that could not be measured does not block the verdict.
     stale = JUDGE.track([Timed(1.0, 1), Timed(1.01, 2), Timed(0.99, 3)], 0.01, False)
     assert JUDGE.assess([0.5], [1.0], 0.01, stale, [far], control=False).keep
+
+
+def test_a_best_kept_on_fewer_runs_is_read_back_more_for_its_luck() -> None:
+    # Its runs were kept because they read well; a keep on two runs passed a higher bound
+    # than a keep on three, so it is read back by more (lower is better: back is up).
+    def level(runs: int, lucky: bool) -> float:
+        track = JUDGE.track([Timed(0.0, t) for t in range(runs)], 1.0, lucky)
+        return track.level([runs], 1.0)[0]
+
+    assert level(3, False) == pytest.approx(0.0, abs=1e-6)  # the baseline: no luck to read
+    assert level(2, True) > level(3, True) > 0.0
+    assert level(2, True) == pytest.approx(LUCK * JUDGE.keep_bound(2) / 2**0.5, rel=0.1)
 
 
 def test_controls_are_asked_for_a_new_best_and_not_for_a_deterministic_metric() -> None:
@@ -162,6 +174,15 @@ async def test_a_drifting_machine_is_not_read_as_progress(
     assert chart.count('class="control"') == 2 and "the best, measured beside" in chart
     assert main(["-C", str(engine.config.root), "show", "0"]) == 0
     assert "beside later candidates" in capsys.readouterr().out
+    # The best's reported metric reads its controls too, the runs no keep chose: the machine
+    # got better since its baseline runs, so the number moved from their mean toward them.
+    best = experiments[0] if len(kept) == 0 else kept[-1]
+    runs = engine.ledger.runs("t", best.id, controls=True)
+    own = [r["metric"] for r in runs if r["purpose"] != CONTROL and r["metric"] is not None]
+    again = [r["metric"] for r in runs if r["purpose"] == CONTROL and r["metric"] is not None]
+    reported = engine.ledger.get("t", best.id)
+    assert again and reported is not None and reported.metric is not None
+    assert min(again) < reported.metric < sum(own) / len(own)
 
 
 async def test_a_real_gain_on_a_drifting_machine_is_kept(

@@ -15,14 +15,17 @@ per case is read on an experiment's path but the two experiments being compared.
 The paired judge (`paired`): each run of the candidate is paired with a run of the best that
 had the same seed (the control run beside it first: a control is seeded as the candidate's
 run, so an evaluator that seeds its randomness from RATCHET_SEED draws the same luck for both,
-and it cancels); the differences over the cases both scored are the evidence. The statistic is
-their mean over its standard error, every (case, pair) difference a unit: repeated runs add
-units, so evidence grows with runs. Alone it is too lenient where few units changed (then it
-is discrete and heavy-tailed: four flips that happen to agree read as 2 standard errors), so a
-keep also needs the exact sign test over the units that changed (one-sided p <= PAIRED_ALPHA),
-which is exact under "no change" however few changed. A sign test over the cases alone was the
-other choice; it cannot keep fewer than five fixed cases at 5% however many runs are made, so a
-3-of-40 fix would never be told from noise by it.
+and it cancels); the differences over the cases both scored are the evidence. With same-round
+controls (`same_round`) only the controls beside the candidate pair: a run of the best from
+hours ago would count the machine's drift (a flaky service that passes more cases today) as
+cases fixed. The statistic is their mean over its standard error, every (case, pair)
+difference a unit: repeated runs add units, so evidence grows with runs. Alone it is too
+lenient where few units changed (then it is discrete and heavy-tailed: four flips that happen
+to agree read as 2 standard errors), so a keep also needs the exact sign test over the units
+that changed (one-sided p <= PAIRED_ALPHA), which is exact under "no change" however few
+changed. A sign test over the cases alone was the other choice; it cannot keep fewer than five
+fixed cases at 5% however many runs are made, so a 3-of-40 fix would never be told from noise
+by it.
 """
 
 from __future__ import annotations
@@ -259,22 +262,27 @@ Scores = dict[int, float]
 
 
 def pairs_of(
-    candidate: int, own: list[CaseRun], best: list[CaseRun]
+    candidate: int, own: list[CaseRun], best: list[CaseRun], same_round: bool = False
 ) -> list[tuple[Scores, Scores]]:
     """Each of the candidate's runs with a run of the best of the same seed: the control run
-    beside this candidate first, else the best's latest own run with that seed."""
+    beside this candidate first, else (unless `same_round`) the best's latest own run with
+    that seed."""
     found = []
     for run in own:
         same = [b for b in best if b.seed == run.seed and b.beside == candidate]
-        same = same or [b for b in best if b.seed == run.seed and not b.control]
+        if not same_round:
+            same = same or [b for b in best if b.seed == run.seed and not b.control]
         if same:
             found.append((run.scores, same[-1].scores))
     return found
 
 
-def paired(candidate: int, own: list[CaseRun], best: list[CaseRun]) -> Paired | None:
-    """The paired evidence, or None where no run pairs share a case."""
-    pairs = pairs_of(candidate, own, best)
+def paired(
+    candidate: int, own: list[CaseRun], best: list[CaseRun], same_round: bool = False
+) -> Paired | None:
+    """The paired evidence, or None where no run pairs share a case (`same_round`: pairs with
+    the controls beside the candidate only)."""
+    pairs = pairs_of(candidate, own, best, same_round)
     differences: list[float] = []
     per_case: dict[int, float] = {}
     used = 0

@@ -175,6 +175,13 @@ class History:
         if current is not None:
             self._replace(replace(current, holdout=value))
 
+    def set_metric(self, exp_id: int, value: float) -> None:
+        """A best's metric after it was measured again, written alone (ledger, then memory)."""
+        self.ledger.set_metric(self.tag, exp_id, value)
+        current = self.by_id.get(exp_id)
+        if current is not None:
+            self._replace(replace(current, metric=value))
+
     def add_run(
         self,
         exp_id: int,

@@ -173,6 +173,14 @@ class Ledger:
                 "UPDATE experiments SET holdout=? WHERE tag=? AND id=?", (value, tag, experiment)
             )
 
+    def set_metric(self, tag: str, experiment: int, value: float) -> None:
+        """A best's metric, measured again after it was recorded: only that column is written
+        (its holdout may be being written beside it)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE experiments SET metric=? WHERE tag=? AND id=?", (value, tag, experiment)
+            )
+
     def experiments(self, tag: str, *, light: bool = False) -> list[Experiment]:
         """Every experiment of the loop; `light` leaves out diff, log and trace tails."""
         rows = self._all(

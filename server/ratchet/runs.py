@@ -350,9 +350,9 @@ class Runs:
         self, beside: Experiment, slot: Slot, seed: int
     ) -> tuple[float | None, float]:
         """The best measured once on the candidate's slot, beside it (a control run, seeded
-        as the candidate's run `seed`). The best's metric stays the mean of the runs it was
-        judged on (results.tsv holds it); its track reads the control. Returns the value
-        (None: it failed, and is only said) and the seconds."""
+        as the candidate's run `seed`). Its track reads the control, and its metric becomes
+        its level over every run of it (Verdicts.measured_again). Returns the value (None: it
+        failed, and is only said) and the seconds."""
         engine = self.engine
         best = self.history.best
         if best is None or best.commit is None or best.metric is None or engine.stopping:
@@ -370,6 +370,7 @@ class Runs:
                 f"failed: {problem}"
             )
             return None, seconds
+        await asyncio.to_thread(self.verdicts.measured_again, best.id)
         # What the person sees beside the candidate: the mean of the controls run beside it.
         count = self._controls_beside.get(beside.id, 0)
         beside.control = (value + count * (beside.control or 0.0)) / (count + 1)
@@ -435,11 +436,7 @@ class Runs:
             return
         noise = self.history.noise()
         before = mean(runs)
-        full = await asyncio.to_thread(self.history.full, best.id)
-        if full is None:
-            return
-        full.metric = mean([*runs, value])
-        await asyncio.to_thread(self.history.save, full)
+        await asyncio.to_thread(self.verdicts.measured_again, best.id)
         if noise and abs(value - before) > 3 * noise:
             engine.say(
                 f"drift: the best (exp {best.id}) measured {value:.6g} now against "

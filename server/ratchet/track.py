@@ -12,10 +12,9 @@ from typing import NamedTuple
 Q_STEADY = 1e-5  # steady: the level's random walk, noise^2 per tick
 Q_TREND, S_TREND = 1e-7, 0.3  # trend: its random walk (noise^2 per tick^3) and prior sd
 Q_WANDER = 0.05  # wander: the level's random walk, noise^2 per tick
-PEN_TREND, PEN_WANDER = 2.0, 2.0  # log-likelihood a moving reading must gain over steady
+PEN_TREND, PEN_WANDER = 3.5, 3.5  # log-likelihood a moving reading must gain over steady
 FORGET = 0.9  # each run's weight in the readings' likelihoods decays by this per run
 RESET = 4.0  # a run this many sd from its prediction restarts the level (the machine jumped)
-JUDGED_WEIGHT = 0.65  # the runs a best was kept on weigh as this many runs each against later ones
 
 
 def mean(values: list[float]) -> float:
@@ -114,7 +113,7 @@ class Track:
     def __init__(
         self, value: float, at: float, runs: int, noise: float, parent: Track | None = None
     ) -> None:
-        self.filters = [_Filter(d, value, at, 1 / (runs * JUDGED_WEIGHT)) for d in DRIFTS]
+        self.filters = [_Filter(d, value, at, 1 / runs) for d in DRIFTS]
         if parent is not None:
             for mine, theirs in zip(self.filters, parent.filters, strict=True):
                 mine.inherit(theirs)

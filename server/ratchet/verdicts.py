@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .cases import NAMED, changed, paired, protected
+from .cases import NAMED, Paired, changed, paired, protected
 from .config import Config
-from .experiment import Experiment, Pending, Proposal
+from .experiment import Experiment, Pending, Proposal, Status
 from .hardware import same_hardware
 from .history import History
 from .judge import Decision, Judge
@@ -67,6 +67,24 @@ class Verdicts:
         tracked.read = len(series)
         return tracked.track
 
+    def measured_again(self, best_id: int) -> None:
+        """The best was measured again (a control, a re-measure): its metric becomes its level
+        over every run of it, as its track reads it (with controls; else their mean). The runs
+        it was kept on were chosen for reading well (the winner's curse): the track reads them
+        back for their luck, and a run since was not chosen, so each one brings the reported
+        number toward its truth."""
+        history = self.history
+        series = history.series.get(best_id, [])
+        best = history.by_id.get(best_id)
+        if not series or best is None or best.status is not Status.KEPT:
+            return
+        value = mean([run.value for run in series])
+        noise = self.noise()
+        track = self.track() if history.best is not None and history.best.id == best_id else None
+        if track is not None and noise:
+            value = track.level([run.at for run in series], noise)[0]
+        history.set_metric(best_id, value)
+
     def wants_control(self) -> bool:
         """Whether the best should be measured beside the next candidate before its first run."""
         return self.judge.wants_control(self.track(), self.history.clock + 1, self.noise())
@@ -118,7 +136,7 @@ class Verdicts:
         )
         if decision.action == "control":
             return decision, None
-        decision = self._case_by_case(exp, best, decision)
+        decision = self._case_by_case(exp, best, decision, control)
         if decision.keep and (broken := self._broken_guard(exp)):
             return Decision(
                 "discard", f"discarded: {broken}; its metric alone: {decision.reason}"
@@ -131,11 +149,15 @@ class Verdicts:
                 return elsewhere
         return decision, None
 
-    def _case_by_case(self, exp: Experiment, best: Experiment, decision: Decision) -> Decision:
+    def _case_by_case(
+        self, exp: Experiment, best: Experiment, decision: Decision, control: bool = True
+    ) -> Decision:
         """The mean's verdict, checked case by case where the candidate and the best were both
         scored on the same cases (cases.py): a protected case whose score fell discards it;
         convincing paired evidence (cases.Paired) keeps one the mean would measure
-        again; the reason says how many cases it fixed and broke."""
+        again; the reason says how many cases it fixed and broke. With same-round controls a
+        paired keep stands on the controls beside the candidate only: evidence that convinces
+        only against the best's earlier runs asks for a control beside its last run first."""
         ledger, tag = self.history.ledger, self.history.tag
         own = ledger.case_runs(tag, exp.id)
         if not own:
@@ -157,7 +179,6 @@ class Verdicts:
             )
         if evidence is None:
             return decision
-        words = evidence.words(ledger.case_names(tag, evidence.broken[:NAMED]))
         gaining = decision.effect is not None and decision.effect > 0
         if (
             decision.action == "rerun"
@@ -165,10 +186,26 @@ class Verdicts:
             and evidence.convincing
             and not self.judge.lower_is_better  # a case's score is higher-better
         ):
-            return replace(
-                decision, action="keep", reason=f"kept {words}; its mean: {decision.reason}"
-            )
+            if not self.judge.controls:
+                return self._paired_keep(decision, evidence)
+            same = paired(exp.id, own, theirs, same_round=True)
+            if same is not None and same.convincing:
+                return self._paired_keep(decision, same)
+            beside = {run.seed for run in theirs if run.beside == exp.id}
+            if control and own[-1].seed not in beside:
+                return replace(
+                    decision,
+                    action="control",
+                    reason=f"{decision.reason}; convincing case by case only against the "
+                    "best's earlier runs: measuring the best beside it",
+                )
+        words = evidence.words(ledger.case_names(tag, evidence.broken[:NAMED]))
         return replace(decision, reason=f"{decision.reason}; {words}")
+
+    def _paired_keep(self, decision: Decision, evidence: Paired) -> Decision:
+        history = self.history
+        words = evidence.words(history.ledger.case_names(history.tag, evidence.broken[:NAMED]))
+        return replace(decision, action="keep", reason=f"kept {words}; its mean: {decision.reason}")
 
     def _broken_guard(self, exp: Experiment) -> str | None:
         """The first `[metric] guards` rule the experiment's secondary numbers break."""
