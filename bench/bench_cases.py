@@ -27,7 +27,8 @@ from pathlib import Path
 
 from bench_history import loop_figures, seed_ledger
 from bench_overhead import make_repo
-from ratchet.cases import CaseRun, pack, paired
+from ratchet.case_packing import pack
+from ratchet.cases import CaseRun, paired
 from ratchet.config import load_config
 from ratchet.engine import Engine
 from ratchet.experiment import Proposal, ProposalContext, Status

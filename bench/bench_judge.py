@@ -38,7 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ratchet.config import MetricConfig
-from ratchet.judge import Judge, estimate_noise
+from ratchet.judge import Judge
+from ratchet.noise import estimate_noise
 from ratchet.progress import AbortWatch
 from ratchet.track import Timed, Track, mean
 

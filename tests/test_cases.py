@@ -16,15 +16,14 @@ from agents import ScriptedAgent
 from conftest import MakeProject
 from loops import engine_for, run
 from ratchet.agents.prompt import command_prompt
+from ratchet.case_packing import pack, unpack
 from ratchet.cases import (
     NAMED,
     CaseChanges,
     CaseReader,
     CaseRun,
-    pack,
     paired,
     sign_test,
-    unpack,
 )
 from ratchet.engine import Engine
 from ratchet.experiment import Experiment, Status

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ratchet.experiment import Experiment, Status
 from ratchet.history import History
-from ratchet.judge import estimate_noise
 from ratchet.ledger import Ledger
+from ratchet.noise import estimate_noise
 
 STATUSES = [Status.KEPT, Status.DISCARDED, Status.CRASHED, Status.INVALID, Status.TIMEOUT]
 

@@ -10,7 +10,8 @@ from agents import ScriptedAgent
 from conftest import CONFIG, MakeProject
 from loops import engine_for, run
 from ratchet.experiment import Status
-from ratchet.judge import HORIZON, KEEP_FIRST, REF_SHIFT, Judge, estimate_noise
+from ratchet.judge import HORIZON, KEEP_FIRST, REF_SHIFT, Judge
+from ratchet.noise import estimate_noise
 
 SEQ = Judge(lower_is_better=True, rule="sequential")
 

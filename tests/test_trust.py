@@ -11,7 +11,8 @@ from conftest import CONFIG, MakeProject
 from loops import engine_for, run
 from ratchet.events import ExperimentStarted
 from ratchet.experiment import Status
-from ratchet.judge import Judge, estimate_noise
+from ratchet.judge import Judge
+from ratchet.noise import estimate_noise
 from ratchet.progress import AbortWatch, value_at
 
 # --- the judge, alone -------------------------------------------------------------------------

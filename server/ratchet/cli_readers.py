@@ -16,8 +16,8 @@ from .cases import changes_from_base
 from .config import load_config
 from .errors import RatchetError
 from .experiment import Experiment
-from .judge import estimate_noise
 from .ledger import CONTROL, Ledger
+from .noise import estimate_noise
 from .results_tsv import results_lines
 from .traces import trace_path
 from .view import experiments_table, format_metric

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from . import snapshot
 from .experiment import Experiment, Pending, Status
-from .judge import group_spread, pooled_noise
 from .ledger import CONTROL, Ledger, LightRecord, group_runs
 from .ledger_schema import COLUMNS
+from .noise import group_spread, pooled_noise
 from .results_tsv import in_results
 from .track import Timed
 
@@ -282,7 +282,7 @@ class History:
     # --- what the loop derives ---------------------------------------------------------------
 
     def noise(self) -> float | None:
-        """The run-to-run noise (judge.estimate_noise), from spreads kept current per run."""
+        """The run-to-run noise (noise.estimate_noise), from spreads kept current per run."""
         return self._pool.noise()
 
     def tried(self, digest: str) -> Experiment | None:

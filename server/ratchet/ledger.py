@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import results_tsv
-from .cases import CaseRun, pack, unpack
+from .case_packing import pack, unpack
+from .cases import CaseRun
 from .experiment import Experiment
 from .ledger_schema import (
     LEDGER_NAME,

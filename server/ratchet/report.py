@@ -15,8 +15,8 @@ from typing import Any
 
 from .cases import case_changes
 from .experiment import Experiment, Status
-from .judge import estimate_noise
 from .ledger import Ledger
+from .noise import estimate_noise
 
 NEAR_MISSES = 10
 EXAMPLE_LOG_LINES = 40

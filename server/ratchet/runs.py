@@ -19,9 +19,10 @@ from .events import EventBus, ExperimentStarted, OutputLine
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .history import History
 from .inflight import InFlight, Running
-from .judge import Decision, estimate_noise
+from .judge import Decision
 from .ledger import CONTROL
 from .measure import Attempt, Measurer, failure
+from .noise import estimate_noise
 from .progress import load_curve, save_curve
 from .runners.base import RunControl, Slot
 from .runners.processes import LOOP_VARIABLE, SEED_VARIABLE
