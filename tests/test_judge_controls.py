@@ -13,12 +13,14 @@ from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject
 from loops import engine_for, run
 from ratchet.cli import main
-from ratchet.experiment import Status
+from ratchet.experiment import Experiment, Status
+from ratchet.history import History
 from ratchet.judge import CLOSE, LUCK, Judge
-from ratchet.ledger import CONTROL
+from ratchet.ledger import CONTROL, Ledger
 from ratchet.report import summarise
 from ratchet.report_svg import progress_svg
 from ratchet.track import Timed
+from ratchet.verdicts import Verdicts
 
 DEADLINE_S = 240.0
 JUDGE = Judge(lower_is_better=True, rule="sequential", controls=True)
@@ -205,3 +207,59 @@ def test_controls_are_a_judge_setting(tmp_path, controls: str) -> None:  # type:
     )
     (tmp_path / "train.py").write_text("print('score: 1')\n")
     assert load_config(tmp_path).judge.controls is (controls == "true")
+
+
+def _record(tmp_path: Path) -> tuple[History, Verdicts]:
+    """A loop's record in memory: the baseline, the best, measured three times (noise 0.01),
+    and a discarded experiment measured once after it."""
+    from ratchet.config import load_config
+
+    (tmp_path / "ratchet.toml").write_text(
+        '[loop]\neditable = "train.py"\ncommand = "python train.py"\n\n[metric]\nname = "score"\n'
+    )
+    (tmp_path / "train.py").write_text("print('score: 1')\n")
+    history = History(Ledger(tmp_path / ".ratchet"), "t")
+    history.load()
+    history.save(_experiment(0, Status.KEPT, "baseline"))
+    for value in (1.0, 1.01, 0.99):
+        history.add_run(0, value, 1.0, "measure")
+    history.save(_experiment(1, Status.DISCARDED, "agent"))
+    history.add_run(1, 1.0, 1.0, "measure")
+    return history, Verdicts(load_config(tmp_path), JUDGE, history, None)  # type: ignore[arg-type]
+
+
+def _experiment(n: int, status: Status, source: str) -> Experiment:
+    return Experiment(
+        id=n, tag="t", status=status, description=f"exp {n}", agent="test",
+        base_commit="a" * 40, commit=("a" if n == 0 else str(n)) * 40, metric=1.0, source=source,
+    )  # fmt: skip
+
+
+def test_a_verdict_reads_the_track_though_a_control_beside_another_slot_moved_the_best(
+    tmp_path: Path,
+) -> None:
+    # Two slots: one holds the best as it read it, while a control beside the other slot's
+    # candidate rewrote the best's metric (a new object in the history, the same best). The
+    # verdict is still judged against the best's track, which asks for a control: the best's
+    # last run is older than CLOSE.
+    history, verdicts = _record(tmp_path)
+    candidate = _experiment(2, Status.RUNNING, "agent")
+    history.save(candidate)
+    history.add_run(2, 0.5, 1.0, "measure")
+    held = history.best
+    assert held is not None
+    history.set_metric(0, 1.0)  # the other slot's control
+    decision, _ = verdicts.decide(candidate, [0.5], held, history.baseline)
+    assert decision.action == "control", decision.reason
+
+
+def test_a_control_of_a_best_overtaken_while_it_ran_leaves_its_metric(tmp_path: Path) -> None:
+    # The control started beside one slot's candidate; another slot kept a new best before it
+    # ended. The old best's number stays its level as the best, not a plain mean with it.
+    history, verdicts = _record(tmp_path)
+    history.save(_experiment(2, Status.KEPT, "agent"))
+    history.add_run(2, 0.5, 1.0, "measure")
+    history.add_run(0, 2.0, 1.0, CONTROL, beside=1)
+    verdicts.measured_again(0)
+    assert history.by_id[0].metric == 1.0
+    assert history.ledger.get("t", 0).metric == 1.0  # type: ignore[union-attr]

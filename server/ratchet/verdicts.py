@@ -78,9 +78,12 @@ class Verdicts:
         best = history.by_id.get(best_id)
         if not series or best is None or best.status is not Status.KEPT:
             return
+        current = history.best is not None and history.best.id == best_id
+        if self.judge.controls and not current:
+            return  # a new best was kept while it ran: it keeps the level it had as the best
         value = mean([run.value for run in series])
         noise = self.noise()
-        track = self.track() if history.best is not None and history.best.id == best_id else None
+        track = self.track() if current else None
         if track is not None and noise:
             value = track.level([run.at for run in series], noise)[0]
         history.set_metric(best_id, value)
@@ -129,7 +132,9 @@ class Verdicts:
             return Decision(
                 "keep", f"kept: a revert asked for by the user ({mean(runs):.6g})"
             ), None
-        track = self.track() if best is self.history.best else None
+        # By id: a control or holdout beside another slot replaces the best's row in memory.
+        current = self.history.best
+        track = self.track() if current is not None and best.id == current.id else None
         at = [run.at for run in self.history.series.get(exp.id, [])][-len(runs) :]
         decision = self.judge.assess(
             runs, groups.get(best.id) or [best.metric], noise, track, at, control
