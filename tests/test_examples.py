@@ -226,3 +226,31 @@ async def test_the_agentic_example_runs_through_the_engine_with_failure_traces(
     assert (logs / "0.holdout.log").exists()
     held_out = json.loads((folder / "holdout.jsonl").read_text().splitlines()[0])["ticket"]
     assert all(held_out not in command_prompt(c) for c in agent.contexts)
+
+
+def test_harness_a_child_that_dies_cannot_report_its_own_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The edited harness prints case lines and a score of its own, then dies before answering:
+    # the evaluator shows its output, but none of it reads as a case or as the metric.
+    from ratchet.cases import CaseReader
+    from ratchet.isolate import Result
+
+    folder = copy_example("harness", tmp_path)
+    spec = importlib.util.spec_from_file_location(f"harness_{id(folder)}", folder / "evaluate.py")
+    assert spec and spec.loader
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    forged = "".join(json.dumps({"case": str(n), "score": 1}) + "\n" for n in range(100))
+    died = Result(1, (forged + "accuracy: 1.0\n").encode(), timed_out=False)
+    monkeypatch.setattr(evaluate, "run_isolated", lambda *args, **kwargs: died)
+    monkeypatch.delenv("RATCHET_EXPERIMENT", raising=False)
+    monkeypatch.setattr(sys, "argv", ["evaluate.py"])
+    assert evaluate.main() == 0
+    output = capsys.readouterr().out
+    cases = CaseReader()
+    for line in output.splitlines():
+        cases.feed(line)
+    assert cases.scores and set(cases.scores.values()) == {0.0}
+    assert '"score": 1' in output  # shown, for the person who reads the log
+    assert summary(output)["accuracy"] == "0.000000"

@@ -134,8 +134,10 @@ def main() -> int:
                 ]
             )
         print(json.dumps(reported))
-    if child.exit_code != 0 and not found:
-        print(child.output.decode(errors="replace").strip()[-2000:])
+    if child.exit_code != 0 and not found:  # why it died, each line marked as the child's:
+        # none of them reads as a case line or a summary line of ours
+        for line in child.output.decode(errors="replace").strip()[-2000:].splitlines():
+            print(f"child> {line}")
     print("---")
     print(f"accuracy:   {right / len(cases):.6f}")
     print(f"answered:   {len(found)}")
