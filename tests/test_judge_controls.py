@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from ratchet.judge import CLOSE, LUCK, Judge
 from ratchet.ledger import CONTROL, Ledger
 from ratchet.report import summarise
 from ratchet.report_svg import progress_svg
-from ratchet.track import Timed
+from ratchet.track import Timed, Track
 from ratchet.verdicts import Verdicts
 
 DEADLINE_S = 240.0
@@ -263,3 +265,27 @@ def test_a_control_of_a_best_overtaken_while_it_ran_leaves_its_metric(tmp_path: 
     verdicts.measured_again(0)
     assert history.by_id[0].metric == 1.0
     assert history.ledger.get("t", 0).metric == 1.0  # type: ignore[union-attr]
+
+
+def test_two_slots_reading_the_track_at_once_feed_it_a_new_control_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A verdict and a control of two slots read the track in worker threads at the same time.
+    history, verdicts = _record(tmp_path)
+    assert verdicts.track() is not None
+    history.add_run(0, 1.0, 1.0, CONTROL, beside=1)
+    fed: list[float] = []
+    add = Track.add
+
+    def slow_add(self: Track, run: Timed, noise: float) -> None:
+        fed.append(run.value)
+        time.sleep(0.2)  # the other thread comes in meanwhile
+        add(self, run, noise)
+
+    monkeypatch.setattr(Track, "add", slow_add)
+    readers = [threading.Thread(target=verdicts.track) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(5)
+    assert fed == [1.0]

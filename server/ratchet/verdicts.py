@@ -8,6 +8,7 @@ the baseline's), it may be a revert a person asked for, or a gain too large to t
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 
 from .cases import NAMED, Paired, changed, paired, protected
@@ -36,6 +37,9 @@ class Verdicts:
     history: History  # the loop's record in memory: no ledger read per verdict
     workspace: Workspace
     _tracked: _Tracked | None = field(default=None, init=False, repr=False)
+    # Verdicts and controls of several slots read the track from worker threads at once: each
+    # new run is fed to it once.
+    _feeding: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def reconfigure(self, config: Config, judge: Judge) -> None:
         """A changed ratchet.toml: its judge from now on, the best's track built again."""
@@ -55,17 +59,19 @@ class Verdicts:
         series = self.history.series.get(best.id)
         if not series:
             return None
-        tracked = self._tracked
-        if tracked is None or tracked.best != best.id:
-            lucky = best.source not in ("baseline", "revert")  # kept because it read well
-            parent = tracked.track if tracked is not None else None
-            track = self.judge.track(series, noise, lucky, parent)
-            self._tracked = tracked = _Tracked(best.id, len(series), track)
-        for run in series[tracked.read :]:
-            if run.again:
-                tracked.track.add(run, noise)
-        tracked.read = len(series)
-        return tracked.track
+        with self._feeding:
+            read = len(series)  # a run recorded meanwhile is fed next time
+            tracked = self._tracked
+            if tracked is None or tracked.best != best.id:
+                lucky = best.source not in ("baseline", "revert")  # kept because it read well
+                parent = tracked.track if tracked is not None else None
+                track = self.judge.track(series[:read], noise, lucky, parent)
+                self._tracked = tracked = _Tracked(best.id, read, track)
+            for run in series[tracked.read : read]:
+                if run.again:
+                    tracked.track.add(run, noise)
+            tracked.read = read
+            return tracked.track
 
     def measured_again(self, best_id: int) -> None:
         """The best was measured again (a control, a re-measure): its metric becomes its level
