@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,31 @@ def test_a_ledger_from_before_the_generation_gains_it(tmp_path: Path) -> None:
     before = ledger.generation()
     ledger.add_run("t", 0, 1.0, 1.0, "measure")
     assert ledger.generation() == before + 1
+
+
+def test_a_holdout_and_a_metric_written_at_once_are_both_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new best's holdout (one slot) and a control's metric of it (another) are written from
+    # worker threads at the same time.
+    history = History(Ledger(tmp_path), "t")
+    history.load()
+    history.save(experiment(0, Status.KEPT, random.Random(1)))
+    write = History._replace
+
+    def slow_replace(self: History, exp: Experiment) -> None:
+        time.sleep(0.2)  # the other thread comes in meanwhile
+        write(self, exp)
+
+    monkeypatch.setattr(History, "_replace", slow_replace)
+    writers = [
+        threading.Thread(target=history.set_holdout, args=(0, 0.25)),
+        threading.Thread(target=history.set_metric, args=(0, 0.5)),
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(5)
+    kept = history.by_id[0]
+    assert (kept.holdout, kept.metric) == (0.25, 0.5)
+    assert history.best is kept

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+import threading
 from collections.abc import Iterable, KeysView
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +91,7 @@ class History:
         self._pool = _Pool()
         self.tip = ""  # the loop's branch: start_at when the loop opens, advance with each keep
         self._next_id = 0  # the number the next experiment takes (see allocate_id)
+        self._columns = threading.Lock()  # one column of a row written at a time (_set)
 
     def load(self) -> None:
         """One read of the light columns and one of the runs: the whole record, once."""
@@ -171,16 +173,20 @@ class History:
     def set_holdout(self, exp_id: int, value: float | None) -> None:
         """An experiment's holdout, written alone (to the ledger, then to memory)."""
         self.ledger.set_holdout(self.tag, exp_id, value)
-        current = self.by_id.get(exp_id)
-        if current is not None:
-            self._replace(replace(current, holdout=value))
+        self._set(exp_id, holdout=value)
 
     def set_metric(self, exp_id: int, value: float) -> None:
         """A best's metric after it was measured again, written alone (ledger, then memory)."""
         self.ledger.set_metric(self.tag, exp_id, value)
-        current = self.by_id.get(exp_id)
-        if current is not None:
-            self._replace(replace(current, metric=value))
+        self._set(exp_id, metric=value)
+
+    def _set(self, exp_id: int, **column: float | None) -> None:
+        # A new best's holdout and a control's metric of it come from worker threads at once:
+        # each reads the row the other wrote, so neither value is lost in memory.
+        with self._columns:
+            current = self.by_id.get(exp_id)
+            if current is not None:
+                self._replace(replace(current, **column))  # type: ignore[arg-type]
 
     def add_run(
         self,
