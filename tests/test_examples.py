@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,3 +255,41 @@ def test_harness_a_child_that_dies_cannot_report_its_own_cases(
     assert cases.scores and set(cases.scores.values()) == {0.0}
     assert '"score": 1' in output  # shown, for the person who reads the log
     assert summary(output)["accuracy"] == "0.000000"
+
+
+def test_harness_standin_gives_the_proposer_only_to_the_proposers_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The scripted proposer holds an edit with every dev answer: an edited harness (it holds
+    # the task key) that asks in the proposer's shape must get the task model instead.
+    import urllib.request
+
+    spec = importlib.util.spec_from_file_location(
+        "harness_standin_keys", EXAMPLES / "harness" / "standin.py"
+    )
+    assert spec and spec.loader
+    standin = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, standin)  # its dataclasses look themselves up
+    spec.loader.exec_module(standin)
+    harness = (EXAMPLES / "harness" / "harness.py").read_text()
+    body = {
+        "model": "m",
+        "max_tokens": 100,
+        "tools": [{"name": "replace_text"}, {"name": "finish"}],
+        "messages": [{"role": "user", "content": f"Editable file: `harness.py`\n{harness}"}],
+    }
+
+    def ask(api: Any, key: str) -> list[str]:
+        request = urllib.request.Request(
+            api.base_url + "/v1/messages",
+            json.dumps(body).encode(),
+            {"x-api-key": key, "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            content = json.loads(response.read())["content"]
+        return [block.get("name", block["type"]) for block in content]
+
+    with standin.StandIn(proposer_key="proposer-key") as api:
+        assert "replace_text" in ask(api, "proposer-key")
+        assert "replace_text" not in ask(api, "task-key")
+        assert [r.role for r in api.requests] == ["proposer", "task"]

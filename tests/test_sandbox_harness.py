@@ -115,7 +115,7 @@ async def test_a_harness_run_reaches_only_its_declared_host_with_its_own_key(
 async def test_the_harness_loop_keeps_real_improvements_and_flags_a_memorised_keep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with standin.StandIn() as api:
+    with standin.StandIn(proposer_key=PROPOSER_KEY) as api:
         folder = project(tmp_path, _port(api.base_url))
         monkeypatch.setenv("TASK_API_KEY", TASK_KEY)
         monkeypatch.setenv("TASK_BASE_URL", api.base_url)

@@ -279,8 +279,12 @@ class Request:
 class StandIn:
     """The server, on 127.0.0.1: `with StandIn() as api: ... api.base_url ...`."""
 
-    def __init__(self, port: int = 0, seed: int = 0) -> None:
+    def __init__(self, port: int = 0, seed: int = 0, proposer_key: str = "offline") -> None:
         self.seed = seed
+        # Only the proposing agent's key gets the proposer: an edited harness (which holds the
+        # task key) that asks in the proposer's shape gets the task model, not the scripted
+        # edits, one of which holds every dev answer.
+        self.proposer_key = proposer_key
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._ids = 0
@@ -325,9 +329,10 @@ class StandIn:
         if handler.path.split("?")[0] != "/v1/messages" or not isinstance(body, dict):
             return _send(handler, 404, "application/json", _error("only POST /v1/messages"))
         names = {str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)}
-        role = "proposer" if "finish" in names and "replace_text" in names else "task"
         bearer = (handler.headers.get("authorization") or "").removeprefix("Bearer ").strip()
         key = handler.headers.get("x-api-key") or bearer  # as sent; newer SDKs send a bearer
+        shaped = "finish" in names and "replace_text" in names
+        role = "proposer" if shaped and key == self.proposer_key else "task"
         with self._lock:
             self.requests.append(Request(role, body, key))
             self._ids += 1
@@ -421,8 +426,14 @@ def main() -> int:
         default=int(os.environ.get("RATCHET_SEED", "0")),
         help="which questions the model slips on (default: $RATCHET_SEED, else 0)",
     )
+    parser.add_argument(
+        "--proposer-key",
+        default="offline",
+        help="the key the proposing agent sends (its ANTHROPIC_API_KEY); any other key, the "
+        "task model's included, gets the task model (default: offline)",
+    )
     args = parser.parse_args()
-    stand_in = StandIn(args.port, args.seed)
+    stand_in = StandIn(args.port, args.seed, args.proposer_key)
     print(f"stand-in listening on {stand_in.base_url} (seed {args.seed})", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a quiet stop
         stand_in.serve()
