@@ -23,7 +23,12 @@ from conftest import CONFIG, MakeProject
 from loops import engine_for, run, statuses
 from ratchet.config import load_config
 from ratchet.engine import Engine
-from ratchet.events import ExperimentFinished, ExperimentStarted, LoopStateChanged
+from ratchet.events import (
+    ExperimentFinished,
+    ExperimentProposed,
+    ExperimentStarted,
+    LoopStateChanged,
+)
 from ratchet.experiment import Proposal, ProposalContext, Status
 from ratchet.ledger import Ledger
 from ratchet.ledger_schema import SCHEMA_VERSION
@@ -255,6 +260,46 @@ async def test_a_failed_baseline_measured_again_stops_the_loop_from_its_own_thre
     assert {thread for _, thread in errors} == {threading.get_ident()}
     again = [e for e in second.ledger.experiments("t") if e.source == "baseline" and e.id > 0]
     assert again and again[0].status is Status.VOIDED
+
+
+async def test_the_loop_awaits_review_while_a_proposal_waits_then_runs_on(
+    make_project: MakeProject,
+) -> None:
+    """With the review gate, the loop's state is `awaiting_review` while a proposal waits for
+    a person, and `running` again once it is answered (accepted or rejected)."""
+    root = make_project(
+        config=CONFIG.replace('budget = "10s"', 'budget = "10s"\nreview = "propose"')
+    )
+    edits = [(replace("WIDTH = 8", "WIDTH = 12"), "w12"), (replace("LR = 0.5", "LR = 0.4"), "lr")]
+    engine = engine_for(root, ScriptedAgent(edits))
+    states: list[str] = []
+    waiting: asyncio.Queue[int] = asyncio.Queue()
+    engine.bus.subscribe(
+        lambda e: states.append(e.state) if isinstance(e, LoopStateChanged) else None
+    )
+    engine.bus.subscribe(
+        lambda e: (
+            waiting.put_nowait(e.id)
+            if isinstance(e, ExperimentProposed) and e.awaiting_review
+            else None
+        )
+    )
+    loop = asyncio.create_task(run(engine, 3))
+    for accept in (True, False):
+        experiment = await within(waiting.get())
+        assert engine.state == "awaiting_review"
+        engine.decide(experiment, accept)
+    await within(loop)
+    changes = [s for n, s in enumerate(states) if n == 0 or states[n - 1] != s]
+    assert changes == [
+        "running",
+        "awaiting_review",
+        "running",
+        "awaiting_review",
+        "running",
+        "idle",
+    ]
+    assert statuses(engine) == ["kept", "kept", "rejected"]
 
 
 async def test_the_cost_cap_with_a_leftover_queue_returns(make_project: MakeProject) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .config import Config
 from .experiment import Experiment, Pending, Proposal, Status
 from .history import History
 from .runners.base import Slot
-from .scheduler import Scheduler
 from .slots import Slots
 from .workspace import Workspace
 
@@ -23,11 +23,14 @@ RunExperiment = Callable[[Pending, Slot, list[Slot]], Awaitable[Experiment]]
 class BaselinesNeeds(Protocol):
     """What the baseline needs of the engine that drives it."""
 
-    def set_state(self, state: str, message: str = "") -> None: ...
-
     def say(self, message: str) -> None: ...
 
-    def stop(self) -> None: ...
+
+@dataclass(frozen=True)
+class Failed:
+    """A baseline gave no metric: nothing can be judged without it, so the loop stops."""
+
+    error: str  # said as the loop's error; "" when it was stopped (interrupted, cancelled)
 
 
 class Baselines:
@@ -50,9 +53,9 @@ class Baselines:
         self.ready = asyncio.Event()
         self.ready.set()
 
-    async def first_then_work(
-        self, experiment: RunExperiment, scheduler: Scheduler, slots: list[Slot], exp_id: int
-    ) -> None:
+    async def first(
+        self, experiment: RunExperiment, slots: list[Slot], exp_id: int
+    ) -> Failed | None:
         """Exp 0, the unmodified file, measured `baseline_runs` times (in parallel on the
         slots it was given). Agent experiments may run meanwhile; their verdicts wait for it."""
         try:
@@ -60,17 +63,15 @@ class Baselines:
             exp = await experiment(pending, slots[0], slots[1:])
         finally:
             self.ready.set()
-        if exp.status is not Status.KEPT:
-            if exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
-                self.engine.set_state(
-                    "error",
-                    f"the baseline (exp {exp.id}) did not give a metric: {exp.reason}. Fix the "
-                    "command or the file, commit, then `ratchet forget` this loop and run again "
-                    "(or run with a new --tag).",
-                )
-            self.engine.stop()  # nothing can be judged without it
-            return
-        await asyncio.gather(*(scheduler.work(slot) for slot in slots))
+        if exp.status is Status.KEPT:
+            return None
+        if exp.status in (Status.INTERRUPTED, Status.CANCELLED):
+            return Failed("")
+        return Failed(
+            f"the baseline (exp {exp.id}) did not give a metric: {exp.reason}. Fix the "
+            "command or the file, commit, then `ratchet forget` this loop and run again "
+            "(or run with a new --tag)."
+        )
 
     async def pending(self, description: str, exp_id: int | None = None) -> Pending:
         tip = self.history.tip
@@ -92,21 +93,19 @@ class Baselines:
         self.ready.clear()
         return await self.pending("baseline, measured again: " + why)
 
-    async def done(self, exp: Experiment) -> None:
+    async def done(self, exp: Experiment) -> Failed | None:
         """A baseline ended. Kept: its hardware is the loop's reference, part of its record.
-        Failed: nothing can be judged without it, so the loop stops and says why (on the
-        loop's own thread: only the ledger's write goes to a worker)."""
+        Measured again and failed: returned, for the loop to stop and say why."""
         was_again = self.again
         self.again = False
+        failed = None
         if exp.status is Status.KEPT:
             ledger, tag = self.history.ledger, self.history.tag
             await asyncio.to_thread(ledger.set_loop, tag, hardware=exp.hardware)
         elif was_again and exp.status not in (Status.INTERRUPTED, Status.CANCELLED):
-            self.engine.set_state(
-                "error", f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}"
-            )
-            self.engine.stop()
+            failed = Failed(f"measuring the baseline again (exp {exp.id}) failed: {exp.reason}")
         self.ready.set()
+        return failed
 
 
 def machine(hardware: dict[str, Any]) -> str:

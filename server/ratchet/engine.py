@@ -191,9 +191,13 @@ class Engine:
         """A message for every face (the CLI's live view, the editor), the state unchanged."""
         self.bus.emit(LoopStateChanged(self.state, message))
 
-    @property
-    def scheduler_paused(self) -> bool:
-        return self.scheduler is not None and self.scheduler.paused
+    def reviews_changed(self, waiting: bool) -> None:
+        """The loop waits for review while any proposal does; then runs (or stays paused)."""
+        if waiting:
+            self.set_state("awaiting_review")
+        elif self.state == "awaiting_review":
+            paused = self.scheduler is not None and self.scheduler.paused
+            self.set_state("paused" if paused else "running")
 
     # --- running -----------------------------------------------------------------------------
 
@@ -274,10 +278,16 @@ class Engine:
                 tasks.create_task(scheduler.work(slot))
             if wanted:  # exp 0, numbered before any other slot takes a number
                 baseline = self.history.allocate_id()
-                first = self.baselines.first_then_work(
-                    self._experiment, scheduler, self.slots.all[:wanted], baseline
-                )
-                tasks.create_task(first)
+                tasks.create_task(self._baseline_then_work(scheduler, wanted, baseline))
+
+    async def _baseline_then_work(self, scheduler: Scheduler, wanted: int, exp_id: int) -> None:
+        """The baseline on the first `wanted` slots, then they join the work; without it,
+        nothing can be judged and the loop stops."""
+        slots = self.slots.all[:wanted]
+        if (failed := await self.baselines.first(self._experiment, slots, exp_id)) is not None:
+            self.stop(failed.error)
+            return
+        await asyncio.gather(*(scheduler.work(slot) for slot in slots))
 
     async def _wind_down(self, scheduler: Scheduler) -> None:
         scheduler.drop_agent_items()
@@ -324,7 +334,9 @@ class Engine:
             self._queue_remeasure()  # until the judge trusts it
         if exp is None:
             return
-        await self.trial.announce(exp)
+        if exp.source == "baseline" and (failed := await self.baselines.done(exp)) is not None:
+            self.stop(failed.error)  # before its event: the baseline's end
+        self.trial.announce(exp)
         then = self.upkeep.after_finish()
         if then.remeasure:
             self._queue_remeasure()
@@ -334,13 +346,8 @@ class Engine:
         await self.parts.holdout.measure(exp, slot)
 
     def _queue_remeasure(self) -> None:
-        scheduler = self.scheduler
-        if scheduler is None or any(
-            i.pending.proposal.source == "remeasure" for i in scheduler.items
-        ):
-            return
-        remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
-        scheduler.put(WorkItem(Pending(remeasure, self.history.tip, ""), REMEASURE, False))
+        if self.scheduler is not None and (item := self.upkeep.remeasure(self.scheduler.items)):
+            self.scheduler.put(item)
 
     async def enqueue(self, pending: Pending, priority: int, counted: bool = True) -> None:
         """Work for a slot. All but the agent's next proposal is written to the ledger first, so
@@ -359,9 +366,11 @@ class Engine:
 
     # --- commands ----------------------------------------------------------------------------
 
-    def stop(self) -> None:
+    def stop(self, error: str = "") -> None:
         """Stops the loop: running experiments are killed and recorded `interrupted` (run again
-        at the next start); queued work stays in the ledger."""
+        at the next start); queued work stays in the ledger. With `error`, said as the loop's."""
+        if error:
+            self.set_state("error", error)
         self.stopping = True
         self.in_flight.stop_all("stopped by the user")
         for review in self.trial.reviews.values():

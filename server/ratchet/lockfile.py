@@ -50,3 +50,12 @@ class LoopLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+def taken_at(folder: Path) -> float:
+    """When the loop lock in `folder` was last taken: its holder writes its pid on taking
+    it, so the file's time says when (0.0 when there is no lock file)."""
+    try:
+        return (folder / LOCK_NAME).stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

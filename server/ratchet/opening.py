@@ -21,11 +21,12 @@ from .config import LLM_KINDS, Config
 from .errors import RatchetError
 from .experiment import Experiment, Pending, Proposal, Status, move
 from .history import History
+from .lockfile import taken_at
 from .preflight import check_command
 from .runners.processes import LOOP_VARIABLE, kill_orphans
 from .scheduler import PERSON, WorkItem
 from .slots import Slots
-from .workspace import Workspace
+from .workspace import RATCHET_DIR, Workspace
 
 MAX_ATTEMPTS = 3  # runs of one agent proposal interrupted in a row before it is dropped
 _SHELL_SYNTAX = (";", "&", "|", "$", "`", "(", "<", ">", "\n")
@@ -117,6 +118,8 @@ class Opening:
         config = self.config
         loop = ledger.loop(tag)
         close_mark = self._take_close_mark()  # taken whatever happens: it says this moment
+        if close_mark is None:  # no clean close: a kill may have left git's locks behind
+            self._clear_stale_locks()
         if loop is None:
             if workspace.branch_exists():
                 raise RatchetError(
@@ -151,6 +154,16 @@ class Opening:
                 f"{config.loop.program}, the agent's instructions, does not exist: the agent "
                 "proposes without them; write it (`ratchet init` writes one) or point "
                 "`program` under [loop] at your file"
+            )
+
+    def _clear_stale_locks(self) -> None:
+        """Called holding the loop lock: no git process of a loop writes the loop's refs."""
+        held_since = taken_at(self.config.root / RATCHET_DIR)
+        removed = self.workspace.clear_stale_locks(held_since)
+        if removed:
+            self.say(
+                f"removed {', '.join(removed)}: left by a git process killed with the loop, "
+                "it would have refused every later write of that ref"
             )
 
     @staticmethod

@@ -67,15 +67,10 @@ class TrialNeeds(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def scheduler_paused(self) -> bool: ...
-
-    def set_state(self, state: str, message: str = "") -> None: ...
-
     def say(self, message: str) -> None: ...
+
+    # A proposal began to wait for a person, or the last one waiting was answered.
+    def reviews_changed(self, waiting: bool) -> None: ...
 
 
 @dataclass
@@ -267,7 +262,7 @@ class Trial:
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.reviews[exp_id] = Review(exp_id, pending, future)
-        engine.set_state("awaiting_review")
+        engine.reviews_changed(waiting=True)
         try:
             return await future  # stop() answers every review: this wait has a way out
         except asyncio.CancelledError:
@@ -276,8 +271,8 @@ class Trial:
             raise
         finally:
             self.reviews.pop(exp_id, None)
-            if not self.reviews and engine.state == "awaiting_review":
-                engine.set_state("paused" if engine.scheduler_paused else "running")
+            if not self.reviews:
+                engine.reviews_changed(waiting=False)
 
     # --- repair ------------------------------------------------------------------------------
 
@@ -362,11 +357,8 @@ class Trial:
             )
         return items
 
-    async def announce(self, exp: Experiment) -> None:
-        """A recorded experiment said to every face (a baseline's end first: its hardware is
-        the loop's reference, or the loop stops)."""
-        if exp.source == "baseline":
-            await self.baselines.done(exp)
+    def announce(self, exp: Experiment) -> None:
+        """A recorded experiment said to every face."""
         best, baseline = self.history.best, self.history.baseline
         self.bus.emit(
             ExperimentFinished(

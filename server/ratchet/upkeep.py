@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
+from .experiment import Pending, Proposal
 from .history import History
+from .scheduler import REMEASURE, WorkItem
 from .stoprules import StopRules, Totals
 from .verdicts import Verdicts
 
@@ -43,6 +45,13 @@ class Upkeep:
             totals = Totals(history.cost_usd, history.run_s, history.best)
             stop = self._stop_rules.check(history.experiments, totals)
         return Next(due or self.unconfirmed(), stop)
+
+    def remeasure(self, queued: list[WorkItem]) -> WorkItem | None:
+        """The best, measured once more; None while one such is already queued."""
+        if any(item.pending.proposal.source == "remeasure" for item in queued):
+            return None
+        remeasure = Proposal(edits={}, description="re-measure the best", source="remeasure")
+        return WorkItem(Pending(remeasure, self.history.tip, ""), REMEASURE, False)
 
     def unconfirmed(self) -> bool:
         """A best kept on fewer runs than the judge trusts is measured again before more

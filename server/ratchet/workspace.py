@@ -6,12 +6,14 @@ a private index file, and experiments run in worktrees under `.ratchet/worktrees
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ _GIT_REDIRECTS = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_ATTR_SOURCE",
 )  # fmt: skip
 _SLOT_GIT_TIMEOUT_S = 300.0
+_SETTLE_S = 2.0  # a lock on a loop's ref older than this has no live git behind it
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Ratchet",
     "GIT_AUTHOR_EMAIL": "ratchet@localhost",
@@ -85,6 +88,13 @@ def _remove_nested_git(root: Path) -> None:
             shutil.rmtree(target)
         else:
             os.unlink(target)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 @functools.cache
@@ -212,28 +222,53 @@ class Workspace:
             for n, sha in expected.items()
             if present.get(n) != sha
         ]
-        if changes:
-            subprocess.run(
-                ["git", "update-ref", "--stdin"],
-                input="".join(changes).encode(),
-                cwd=self.top,
-                check=True,
-                capture_output=True,
-            )
+        self._update_refs(changes)
         return len(changes)
 
     def delete_loop_refs(self) -> None:
         """The loop's branch and experiment refs, deleted in one transaction."""
         refs = [self.branch_ref] if self.branch_exists() else []
         refs += [self.experiment_ref(n) for n in self.experiment_refs()]
-        if refs:
-            subprocess.run(
-                ["git", "update-ref", "--stdin"],
-                input="".join(f"delete {ref}\n" for ref in refs).encode(),
-                cwd=self.top,
-                check=True,
-                capture_output=True,
-            )
+        self._update_refs([f"delete {ref}\n" for ref in refs])
+
+    def _update_refs(self, commands: list[str]) -> None:
+        """One `git update-ref` transaction; git's own words when it fails (a lock file
+        another git holds, or left behind, is named there)."""
+        if not commands:
+            return
+        done = subprocess.run(
+            ["git", "update-ref", "--stdin"],
+            input="".join(commands).encode(),
+            cwd=self.top,
+            check=False,
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip()
+            raise WorkspaceError(f"git could not write the loop's refs: {message}")
+
+    def clear_stale_locks(self, held_since: float) -> list[str]:
+        """Lock files that a git process killed with a loop left on the loop's own refs (its
+        branch, its experiment refs): each would refuse every later write of its ref.
+
+        Only this loop's refs are looked at, never the user's index, HEAD or other refs. A
+        lock goes only if it predates `held_since`, when this process took the loop lock (no
+        loop has written the loop's refs since), and has stood _SETTLE_S: git holds a ref's
+        lock for milliseconds, so one whose loop was killed alone has finished by then.
+        Returns the removed locks, named from the git folder."""
+        common = Path(self.repo.common_dir)
+        candidates = [common / f"{self.branch_ref}.lock"]
+        candidates += (common / "refs" / "ratchet" / self.tag).rglob("*.lock")
+        found = {p: t for p in candidates if (t := _mtime(p)) is not None and t <= held_since}
+        wait = max(found.values(), default=0.0) + _SETTLE_S - time.time()
+        if found and wait > 0:
+            time.sleep(min(wait, _SETTLE_S))
+        removed = []
+        for path in found:
+            with contextlib.suppress(FileNotFoundError):  # its git finished meanwhile
+                path.unlink()
+                removed.append(path.relative_to(common).as_posix())
+        return removed
 
     def experiment_refs(self) -> dict[int, str]:
         output = self.git.for_each_ref(
