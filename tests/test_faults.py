@@ -51,7 +51,11 @@ def check_agreement(root: Path) -> int:
     finally:
         engine.lock.release()
     experiments = engine.ledger.experiments("f")
-    assert [e.id for e in experiments] == list(range(len(experiments))), "a gap or a double"
+    ids = [e.id for e in experiments]
+    # No double. A gap is allowed: with two slots, a number handed out to work killed before
+    # its first write is not used again; the work itself stays queued (checked by the callers:
+    # every acknowledged submit is measured, no count goes down).
+    assert ids == sorted(set(ids)) and (not ids or ids[0] == 0), "a double or no baseline"
     assert all(e.status.is_final for e in experiments), "an unfinished experiment survived"
     refs = engine.workspace.experiment_refs()
     for exp in experiments:

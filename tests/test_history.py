@@ -169,3 +169,23 @@ def test_a_holdout_and_a_metric_written_at_once_are_both_kept(
     kept = history.by_id[0]
     assert (kept.holdout, kept.metric) == (0.25, 0.5)
     assert history.best is kept
+
+
+def test_a_best_whose_level_is_revised_keeps_the_metric_it_was_kept_on(tmp_path: Path) -> None:
+    # results.tsv logs each verdict; a best's later runs revise its metric (its level), and a
+    # recovery that rewrites results.tsv from the ledger must write the row that was appended.
+    from ratchet.results_tsv import results_row
+
+    history = History(Ledger(tmp_path), "t")
+    history.load()
+    best = experiment(0, Status.KEPT, random.Random(1))
+    history.save(best)
+    appended = results_row(history.by_id[0])
+    history.set_metric(0, 0.5)
+    history.set_metric(0, 0.25)  # a second control: `judged` is still the verdict's
+    revised = history.by_id[0]
+    assert (revised.metric, revised.judged) == (0.25, best.metric)
+    assert results_row(revised) == appended
+    reread = Ledger(tmp_path).experiments("t")[0]
+    assert (reread.metric, reread.judged) == (0.25, best.metric)
+    assert results_row(reread) == appended

@@ -224,7 +224,7 @@ async def test_a_ledger_without_the_holdout_column_opens_and_gains_it(
     db.close()
     assert main(["-C", str(root), "log", "--json"]) == 0  # a reader upgrades it once
     ledger = Ledger(root / ".ratchet", read_only=True)
-    assert ledger._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 5
+    assert ledger._all("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 6
     assert [e.holdout for e in ledger.experiments("t")] == [None, None]
     assert {r["beside"] for r in ledger.runs("t", 1, controls=True)} == {None}
     ledger.close()

@@ -212,6 +212,9 @@ class Experiment:
     effect: float | None = None
     resolvable: float | None = None
     control: float | None = None  # the mean of the best's control runs beside this candidate
+    # The metric it was kept on, once a best's level is revised by its later runs (`metric`
+    # then holds the level): results.tsv, a log of verdicts, keeps this one.
+    judged: float | None = None
 
 
 @dataclass

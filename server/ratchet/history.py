@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import gc
 import threading
-from collections.abc import Iterable, KeysView
+from collections.abc import Callable, Iterable, KeysView
 from dataclasses import replace
 from pathlib import Path
 
@@ -173,20 +173,26 @@ class History:
     def set_holdout(self, exp_id: int, value: float | None) -> None:
         """An experiment's holdout, written alone (to the ledger, then to memory)."""
         self.ledger.set_holdout(self.tag, exp_id, value)
-        self._set(exp_id, holdout=value)
+        self._set(exp_id, lambda exp: replace(exp, holdout=value))
 
     def set_metric(self, exp_id: int, value: float) -> None:
-        """A best's metric after it was measured again, written alone (ledger, then memory)."""
+        """A best's metric after it was measured again, written alone (ledger, then memory);
+        the metric it was kept on stays as `judged`."""
         self.ledger.set_metric(self.tag, exp_id, value)
-        self._set(exp_id, metric=value)
+        self._set(
+            exp_id,
+            lambda exp: replace(
+                exp, metric=value, judged=exp.metric if exp.judged is None else exp.judged
+            ),
+        )
 
-    def _set(self, exp_id: int, **column: float | None) -> None:
+    def _set(self, exp_id: int, change: Callable[[Experiment], Experiment]) -> None:
         # A new best's holdout and a control's metric of it come from worker threads at once:
         # each reads the row the other wrote, so neither value is lost in memory.
         with self._columns:
             current = self.by_id.get(exp_id)
             if current is not None:
-                self._replace(replace(current, **column))  # type: ignore[arg-type]
+                self._replace(change(current))
 
     def add_run(
         self,

@@ -179,7 +179,9 @@ class Ledger:
         (its holdout may be being written beside it)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE experiments SET metric=? WHERE tag=? AND id=?", (value, tag, experiment)
+                "UPDATE experiments SET judged=COALESCE(judged, metric), metric=? "
+                "WHERE tag=? AND id=?",
+                (value, tag, experiment),
             )
 
     def experiments(self, tag: str, *, light: bool = False) -> list[Experiment]:

@@ -17,8 +17,9 @@ LEDGER_NAME = "ledger.sqlite"
 # 0: the first Ratchet (no version); 1: runs; 2: loop rules, queue; 3: the record's generation;
 # 4: an experiment's holdout; 5: runs `beside` (a control run: the experiment it was measured
 # beside), an experiment's `effect` and `resolvable` (its verdict in σ); per-case scores: each
-# run's in one packed row of `cases`, keyed by the loop's dictionary of case ids `case_ids`
-SCHEMA_VERSION = 5
+# run's in one packed row of `cases`, keyed by the loop's dictionary of case ids `case_ids`;
+# 6: an experiment's `judged` metric (a best's, kept when its level is revised)
+SCHEMA_VERSION = 6
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Experiment)}
 _COLUMNS = list(_FIELDS)
@@ -257,7 +258,8 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise RatchetError(newer(path, version))
     present = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
-    if version < 5:  # columns added since (1: most; 4: holdout; 5: effect) read as defaults
+    if version < 6:  # columns added since (1: most; 4: holdout; 5: effect; 6: judged) read
+        # as defaults
         for name in _COLUMNS:
             if name not in present:
                 db.execute(f'ALTER TABLE experiments ADD COLUMN "{name}"')

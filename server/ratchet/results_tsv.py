@@ -42,7 +42,8 @@ def results_row(exp: Experiment) -> str | None:
     if status is None:
         return None
     memory_gb = exp.secondary.get("peak_vram_mb", 0.0) / 1024
-    value = exp.metric if status != "crash" and exp.metric is not None else 0.0
+    verdict = exp.judged if exp.judged is not None else exp.metric  # as it was judged
+    value = verdict if status != "crash" and verdict is not None else 0.0
     description = " ".join(exp.description.split())
     return f"{(exp.commit or '')[:7]}\t{value:.6f}\t{memory_gb:.1f}\t{status}\t{description}"
 
