@@ -25,10 +25,10 @@ from ratchet.config import SandboxConfig, load_config
 from ratchet.experiment import Status
 from ratchet.runners.artefacts import ARTEFACT_LIMIT
 from ratchet.runners.base import Job, Slot
+from ratchet.runners.host_private import repository_folders
 from ratchet.runners.remote_run import BOOT
 from ratchet.runners.sandbox import find_bwrap, probe
 from ratchet.runners.ssh_script import run_request, wrapper_input
-from ratchet.workspace import repository_folders
 from test_sandbox_attacks import FAST
 
 needs_sandbox = pytest.mark.skipif(

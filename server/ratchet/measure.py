@@ -27,9 +27,10 @@ from .experiment import Measurement, Status
 from .metric import MetricReader
 from .progress import AbortWatch, Curve
 from .runners.base import Isolation, Job, RunControl, Runner, RunOutcome, Slot
+from .runners.host_private import repository_folders
 from .runners.safe_files import remove_special_files
 from .traces import run_trace_tail, secret_variables, secrets_for
-from .workspace import RATCHET_DIR, Workspace, repository_folders
+from .workspace import RATCHET_DIR, Workspace
 
 
 @dataclass

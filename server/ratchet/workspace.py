@@ -7,7 +7,6 @@ a private index file, and experiments run in worktrees under `.ratchet/worktrees
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import subprocess
@@ -95,30 +94,6 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except FileNotFoundError:
         return None
-
-
-@functools.cache
-def repository_folders(root: Path) -> tuple[Path, ...]:
-    """What of the repository holding `root` no run nor agent may see: its top, its git
-    folder and, for a linked worktree, the common git folder and the main checkout around it
-    (other branches' files, untracked labels). Empty outside a repository."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    if done.returncode != 0:
-        return ()
-    folders = [(root / line).resolve() for line in done.stdout.splitlines() if line.strip()]
-    if folders and folders[-1].name == ".git":  # the common git dir: its checkout is around it
-        folders.append(folders[-1].parent)
-    return tuple(dict.fromkeys(folders))
 
 
 class Workspace:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import RatchetError
-from ..runners.host_private import inside, outermost
+from ..runners.host_private import inside, outermost, repository_folders
 from ..runners.sandbox import (
     SandboxSpec,
     build_argv,
@@ -29,7 +29,6 @@ from ..runners.sandbox import (
     probe,
     toolchain_folders,
 )
-from ..workspace import repository_folders
 
 # What the agent's model client needs besides its key: where the API is, and a proxy.
 AGENT_VARIABLES = (

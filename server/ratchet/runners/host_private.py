@@ -8,13 +8,16 @@ Standard library only: shipped to ssh hosts and Ray nodes with the run wrapper (
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import stat
+import subprocess
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 # /proc entries that set the whole machine, bound read-only (Docker's read-only paths).
 # bubblewrap covers /proc/irq and /proc/bus itself, and the others only where it finds them
@@ -182,3 +185,27 @@ def outermost(folders: Iterable[str]) -> list[str]:
         if not any(folder == k or folder.startswith(k.rstrip("/") + "/") for k in kept):
             kept.append(folder)
     return kept
+
+
+@functools.cache
+def repository_folders(root: Path) -> tuple[Path, ...]:
+    """What of the repository holding `root` no run nor agent may see: its top, its git
+    folder and, for a linked worktree, the common git folder and the main checkout around it
+    (other branches' files, untracked labels). Empty outside a repository."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    if done.returncode != 0:
+        return ()
+    folders = [(root / line).resolve() for line in done.stdout.splitlines() if line.strip()]
+    if folders and folders[-1].name == ".git":  # the common git dir: its checkout is around it
+        folders.append(folders[-1].parent)
+    return tuple(dict.fromkeys(folders))
