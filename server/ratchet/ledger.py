@@ -401,17 +401,7 @@ class Ledger:
         rows = self._all("SELECT text FROM notes WHERE tag=? OR tag='' ORDER BY id", (tag,))
         return [row[0] for row in rows]
 
-    # --- results.tsv -------------------------------------------------------------------------
-    # --- results.tsv (each loop's, kept beside the record) ------------------------------------
-
-    def results_of(self, tag: str) -> Path:
-        return results_tsv.results_of(self.folder, tag)
-
-    def link_results(self, tag: str) -> None:
-        results_tsv.link_results(self.folder, tag)
-
-    def append_result(self, experiment: Experiment, metric_name: str) -> None:
-        results_tsv.append_result(self.folder, experiment, metric_name)
+    # --- results.tsv (each loop's, kept beside the record: results_tsv.py) --------------------
 
     def write_results(
         self, tag: str, metric_name: str, experiments: Iterable[Experiment] | None = None

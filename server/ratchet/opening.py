@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import results_tsv
 from .agents.command import remove_agent_scratch
 from .baseline import Baselines
 from .config import LLM_KINDS, Config
@@ -145,7 +146,7 @@ class Opening:
             remove_agent_scratch(self.loop_id)
             self._recover(loop, close_mark)
             self._check_user_branch(loop)
-        ledger.link_results(tag)
+        results_tsv.link_results(ledger.folder, tag)
         workspace.remove_worktrees()
         self.history.start_at(workspace.branch_tip() or "")
         program = config.root / config.loop.program
@@ -206,7 +207,7 @@ class Opening:
             expected = {e.id: e.commit for e in history.experiments if e.commit}
             workspace.sync_experiment_refs(expected)
         self._check_branch(loop)
-        results = self.ledger.results_of(self.tag)
+        results = results_tsv.results_of(self.ledger.folder, self.tag)
         # A kill between the ledger's write and results.tsv's append leaves a row missing.
         if recovered or _rows_in(results) != history.in_results:
             self.ledger.write_results(self.tag, self.config.metric.name, history.experiments)

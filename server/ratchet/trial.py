@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from . import guard
+from . import guard, results_tsv
 from .baseline import Baselines, machine
 from .config import Config
 from .events import (
@@ -410,7 +410,7 @@ class Trial:
             if exp.status is Status.KEPT:
                 self.workspace.move_branch(exp.commit, exp.base_commit)
                 self.history.advance(exp.commit)
-        self.history.ledger.append_result(exp, self.config.metric.name)
+        results_tsv.append_result(self.history.ledger.folder, exp, self.config.metric.name)
 
 
 REFUSED_DIFF_BYTES = 64_000  # of a refused edit's diff kept in the record
