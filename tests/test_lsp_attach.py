@@ -28,7 +28,7 @@ from lsp_helpers import (
 )
 from lsprotocol import types
 from ratchet.control import wire
-from ratchet.control.spawn import lock_holder
+from ratchet.control.spawn import STILL_RUNNING, how_it_ended, lock_holder
 from ratchet.lockfile import LoopLock
 from ratchet.lsp.loop import ATTACH_SAFETY_S
 
@@ -319,9 +319,29 @@ async def test_a_loop_killed_is_said_and_the_next_start_resumes(
     assert rows[1]["status"] == "interrupted" and rows[2]["rerun_of"] == 1
     # No status says "running" beside "no loop": the last one of the ended loop is idle.
     assert not [s for s in editor.statuses if s["loop"] is None and s["state"] == "running"]
-    assert editor.statuses[-1]["state"] == "idle" and not editor.statuses[-1]["message"], [
-        (s["state"], s["message"], s["loop"], s["total"]) for s in editor.statuses[-6:]
-    ]
+    assert editor.statuses[-1]["state"] == "idle" and not editor.statuses[-1]["message"], (
+        [(s["state"], s["message"], s["loop"], s["total"]) for s in editor.statuses[-6:]],
+        wire.log_path(root).read_text()[-3000:],
+    )
+
+
+def test_a_closed_channel_is_told_apart_by_how_the_loop_process_ended() -> None:
+    """A channel that closes with no word from the loop: a clean exit whose last words were
+    lost, a kill, a loop still running (only the channel dropped), or one gone that no one
+    here started (nothing known)."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    clean = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert how_it_ended(clean.pid, clean, 10.0) == 0
+    killed = subprocess.Popen(sleeper)
+    try:
+        assert how_it_ended(killed.pid, killed, 0.2) == STILL_RUNNING
+        assert how_it_ended(killed.pid, None, 0.2) == STILL_RUNNING  # another's: by its pid
+        killed.kill()
+        assert how_it_ended(killed.pid, killed, 10.0) == -9
+    finally:
+        killed.kill()
+        killed.wait(10)
+    assert how_it_ended(killed.pid, None, 0.2) is None  # gone, and reaped: no one can say
 
 
 def test_run_detach_returns_and_the_loop_runs_on(make_project: MakeProject) -> None:

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from . import __version__, cli_doctor, cli_readers
 from .config import AGENT_KINDS, ConfigError, load_config
+from .control.spawn import EXIT_INTERRUPTED
 from .engine import Engine
 from .errors import RatchetError
 from .events import Event, ExperimentProposed
@@ -30,7 +31,6 @@ from .view import LoopView, experiments_table, format_metric
 
 EXIT_USER_ERROR = 2
 EXIT_ROWS = 20  # the rows `ratchet run` prints when it ends without a terminal
-EXIT_INTERRUPTED = 130
 
 
 def _positive(text: str) -> int:

@@ -127,6 +127,11 @@ class LoopClient:
                     self._resolve(message)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # Closed here (close), or this process is ending: the loop did not end, so no
+            # one is told it did.
+            self._closed(notify=False)
+            raise
         finally:
             self._closed()
 
@@ -139,7 +144,7 @@ class LoopClient:
         else:
             future.set_result(message.get("result"))
 
-    def _closed(self) -> None:
+    def _closed(self, notify: bool = True) -> None:
         if self.closed:
             return
         self.closed = True
@@ -148,4 +153,5 @@ class LoopClient:
                 future.set_exception(LoopGone("the loop has ended"))
         with contextlib.suppress(Exception):
             self._writer.close()
-        self._on_closed(self)
+        if notify:
+            self._on_closed(self)

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from ..errors import RatchetError
 from ..lockfile import LOCK_NAME
+from ..runners.processes import alive
 from ..workspace import RATCHET_DIR, ensure_ratchet_dir
 from . import wire
 
 START_TIMEOUT_S = 60.0
+EXIT_INTERRUPTED = 130  # a loop stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells say)
+STILL_RUNNING = "still running"
 
 
 def loop_command(
@@ -64,6 +67,26 @@ def spawn(
         )
     threading.Thread(target=process.wait, name="ratchet-loop-reaper", daemon=True).start()
     return process
+
+
+def how_it_ended(
+    pid: int | None, process: subprocess.Popen[bytes] | None, wait_s: float
+) -> int | str | None:
+    """How the loop process `pid` ended, once its channel closed: its exit code where this
+    process started it (negative: the signal that killed it), STILL_RUNNING when it outlives
+    `wait_s` (the channel dropped, not the loop), None when it is gone and nobody here can
+    say how."""
+    if process is not None and process.pid == pid:
+        try:
+            return process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            return STILL_RUNNING
+    deadline = time.monotonic() + wait_s
+    while pid is not None and alive(pid):
+        if time.monotonic() > deadline:
+            return STILL_RUNNING
+        time.sleep(0.05)
+    return None
 
 
 def last_words(root: Path, limit: int = 4000) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 ATTACH_SAFETY_S = 10.0
 START_TIMEOUT_S = 60.0
 LIVE_REFRESH_S = 10.0  # the loop's status is asked again after an event, or this often
+ENDING_WAIT_S = 3.0  # a loop whose channel closed has this long to be seen gone
+KILLED = (
+    "the loop's process ended without a word (killed, or it crashed); what it recorded is "
+    "kept: start the loop again to resume"
+)
 
 
 class Loop:
@@ -62,7 +68,8 @@ class Loop:
         self._live_at = 0.0
         self._stale = True
         self._lines: dict[int, str] = {}
-        self._ended = False  # the loop said it ended (else a closed channel means it died)
+        self._ended = False  # the loop said it ended (else its process says how it ended)
+        self._process: subprocess.Popen[bytes] | None = None  # the loop this editor started
 
     @property
     def attached(self) -> bool:
@@ -141,18 +148,37 @@ class Loop:
             return
         self.client = None
         self.holder = None
-        if not self._ended:  # no word from it: it was killed, or it crashed
-            self.failed = True
-            self.message = (
-                "the loop's process ended without a word (killed, or it crashed); what it "
-                "recorded is kept: start the loop again to resume"
-            )
-            self.project.editor.show(types.MessageType.Warning, f"Ratchet: {self.message}")
+        if not self._ended:  # no word from it: its process says whether it was killed
+            self.project.spawn(self._closed_without_word(client.pid))
         if self.state != "error":
             self.state = "idle"
         self.progress.finish_all("the loop stopped")
         self.results.clear_proposals()
         self.project.spawn(self.results.reload())
+        self.changed()
+
+    async def _closed_without_word(self, pid: int | None) -> None:
+        """The channel closed before the loop said it ended: its last words may be lost (a
+        clean exit), the channel alone may have dropped (the loop goes on: attach again), or
+        it was killed."""
+        ended = await asyncio.to_thread(spawn.how_it_ended, pid, self._process, ENDING_WAIT_S)
+        if self.attached:
+            return  # a loop is back: what became of this one is no longer the news
+        if ended == spawn.STILL_RUNNING:
+            log.warning("the loop's channel closed while it runs on; attaching again")
+            self.wake()
+            return
+        if ended in (0, spawn.EXIT_INTERRUPTED):
+            return
+        self.failed = True
+        if isinstance(ended, int) and ended > 0:
+            self.message = (
+                f"the loop's process ended in error (exit code {ended}); see "
+                f"{wire.log_path(self.project.root)}"
+            )
+        else:
+            self.message = KILLED
+        self.project.editor.show(types.MessageType.Warning, f"Ratchet: {self.message}")
         self.changed()
 
     # --- commands ----------------------------------------------------------------------------
@@ -184,6 +210,7 @@ class Loop:
         )
         secrets = {self.project.api_key_env: api_key} if api_key else None
         process = await asyncio.to_thread(spawn.spawn, self.project.root, command, secrets)
+        self._process = process
         deadline = time.monotonic() + START_TIMEOUT_S
         while not await self.attach():
             if process.poll() is not None:
