@@ -4,11 +4,14 @@ is (its own crash, handed to the repair agent)."""
 
 from __future__ import annotations
 
+import http.server
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent, replace
-from conftest import CONFIG, MakeProject
+from conftest import CONFIG, MakeProject, needs_sandbox
 from loops import engine_for, run
 from ratchet.events import Event, ExperimentFinished
 from ratchet.experiment import Status
@@ -78,3 +81,101 @@ async def test_an_evaluator_that_fails_only_on_the_edit_is_the_edit_s_crash(
     # The best, run beside it, evaluated: recorded as a control with its number.
     beside = [r["metric"] for r in engine.ledger.runs("t", 0, controls=True) if r["beside"]]
     assert beside and beside == pytest.approx([baseline.metric] * len(beside))
+
+
+class Host:
+    """A declared host on loopback (plain HTTP, so the proxy can read its answers): it serves
+    `/score?lr=X` with 200, except once with 503 for each `lr` in `fail_once`, and `/boom`
+    with 500 always (a request the edit can choose to make)."""
+
+    def __init__(self, fail_once: set[str]) -> None:
+        self.fail_once = set(fail_once)
+        self.asked: list[str] = []
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                host.asked.append(self.path)
+                lr = self.path.partition("lr=")[2]
+                status = 500 if self.path == "/boom" else 200
+                if lr in host.fail_once:
+                    host.fail_once.discard(lr)
+                    status = 503
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Host:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+CALLER = """\
+import urllib.request
+
+LR = 0.5
+
+# Separate lines merge cleanly when a pipelined proposal lands on a newer best.
+
+URL = "http://127.0.0.1:{port}/score?lr=" + str(LR)
+urllib.request.urlopen(URL, timeout=10).read()
+print("score:", abs(LR - 0.3))
+"""
+
+
+@needs_sandbox
+async def test_a_run_that_fails_while_its_declared_host_fails_is_measured_again_not_charged(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    down = free.getsockname()[1]  # a declared host nobody serves
+    free.close()
+    with Host(fail_once={"0.35"}) as host:
+        config = CONFIG.replace(
+            "[agent]",
+            f'[sandbox]\nhosts = ["127.0.0.1:{host.port}", "127.0.0.1:{down}"]\n\n[agent]',
+        )
+        root = make_project(config=config, train=CALLER.format(port=host.port))
+        agent = ScriptedAgent(
+            [
+                (replace("LR = 0.5", "LR = 0.35"), "a real gain, its host throttled once"),
+                (replace(f'{host.port}/score?lr=" + str(LR)', f'{host.port}/boom"'), "boom"),
+                (replace(f":{host.port}/", f":{down}/"), "asks a host that is down"),
+                (replace("import urllib.request", "raise SystemExit(3)"), "its own crash"),
+            ]
+        )
+        engine = engine_for(root, agent)
+        await run(engine, 8)
+    rows = engine.ledger.experiments("t")
+    said = [(e.id, e.description, e.status, e.rerun_of, e.reason) for e in rows]
+    gain = [e for e in rows if e.description.startswith("a real gain")]
+    assert [e.status for e in gain] == [Status.LOST, Status.KEPT], said
+    assert "the declared host 127.0.0.1" in gain[0].reason and "answered 503" in gain[0].reason
+    assert gain[1].rerun_of == gain[0].id
+    # An edit that makes its host fail on purpose gains nothing: lost, once again, never kept.
+    boom = [e for e in rows if e.description == "boom"]
+    assert [e.status for e in boom] == [Status.LOST, Status.LOST], said
+    assert "answered 500" in boom[0].reason
+    down_rows = [e for e in rows if e.description == "asks a host that is down"]
+    assert down_rows and down_rows[0].status is Status.LOST, said
+    assert "could not be reached" in down_rows[0].reason
+    # A failure of the edit's own, its hosts well, is its crash, for the repair agent.
+    own = [e for e in rows if e.description == "its own crash"]
+    assert own and own[0].status is Status.CRASHED, said
+    repaired = [c.repair_of.broken_text for c in agent.contexts if c.repair_of]
+    assert repaired and all("SystemExit(3)" in text for text in repaired), repaired
+    assert "/boom" in host.asked

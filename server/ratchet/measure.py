@@ -60,7 +60,20 @@ def ran_clean(outcome: RunOutcome) -> bool:
 
 
 def failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[Status, str] | None:
-    """Why this run gives no metric to judge, or None when it does."""
+    """Why this run gives no metric to judge, or None when it does. A crash, timeout or
+    overrun while a declared host failed (an outage, throttling) may be the host's doing, not
+    the edit's: it is lost (measured again once), never charged to the edit."""
+    found = _failure(attempt, control, timeout_s)
+    trouble = attempt.outcome.host_trouble
+    if found is not None and trouble and found[0] in _MAYBE_THE_HOSTS:
+        return Status.LOST, f"lost: {trouble} while it ran, so it is no evidence against the edit"
+    return found
+
+
+_MAYBE_THE_HOSTS = (Status.CRASHED, Status.TIMEOUT, Status.OVER_BUDGET)
+
+
+def _failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[Status, str] | None:
     outcome, measurement = attempt.outcome, attempt.measurement
     last = outcome.tail[-1] if outcome.tail else ""
     if outcome.stopped and control.aborted:

@@ -110,6 +110,7 @@ class RunOutcome:
     lost: str | None = None
     hardware: dict[str, Any] = field(default_factory=dict)
     refused: str | None = None  # not run, or its report was forged: the reason in words
+    host_trouble: str | None = None  # a declared host failed while it ran (netproxy)
 
 
 class Runner(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class LocalRunner:
         wrapped = Control()
         stopper = asyncio.create_task(control.stopped.wait())
         stopper.add_done_callback(stop)
+        began = time.monotonic()
         running = asyncio.ensure_future(asyncio.to_thread(execute, spec, sink.feed, wrapped))
         try:
             end = await asyncio.shield(running)
@@ -93,4 +95,7 @@ class LocalRunner:
         await asyncio.sleep(0)  # the lines handed to the loop reach the engine first
         facts = hardware.fingerprint(slot.gpu)
         facts["sandbox"] = "none" if spec.sandbox is None else "bwrap"
-        return outcome_of(end, list(sink.tail), facts, stopped=end["stopped"])
+        outcome = outcome_of(end, list(sink.tail), facts, stopped=end["stopped"])
+        if self._proxy is not None and spec.sandbox is not None:
+            outcome.host_trouble = self._proxy.troubles_since(began)
+        return outcome

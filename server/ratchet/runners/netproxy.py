@@ -6,19 +6,28 @@ connects whatever arrives there to that host and port, and to nothing else: ther
 address in the protocol for the run to choose. Inside, the sandbox's first process listens
 on 127.0.0.1:<port> and forwards to the socket, and /etc/hosts names each declared host
 127.0.0.1, so the run's client connects as it would anywhere (TLS stays end to end).
+
+The proxy also notes when a declared host fails the run: it cannot be reached, or (over plain
+HTTP, where the proxy can read it) it answers 429 or 5xx. A run that fails while its host did
+is no evidence against the edit (measure.failure). Over TLS only the first is seen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import shutil
 import socket
 import tempfile
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 _BUFFER = 65536
+_TROUBLES_KEPT = 64  # the latest; a run asks only for those since it began
 
 
 def split_host(host: str) -> tuple[str, int]:
@@ -35,6 +44,7 @@ class HostProxy:
         self.sockets: dict[str, str] = {}  # "host:port" -> socket path
         self._listeners: list[socket.socket] = []
         self._closed = threading.Event()
+        self._troubles: deque[tuple[float, str]] = deque(maxlen=_TROUBLES_KEPT)
         ports = [split_host(h)[1] for h in hosts]
         if len(set(ports)) != len(ports):
             raise ValueError("two [sandbox] hosts share a port; a run can reach one per port")
@@ -51,6 +61,22 @@ class HostProxy:
     def forwards(self) -> str:
         """The sandbox's first process's argument: `port=socket,...`."""
         return ",".join(f"{split_host(h)[1]}={p}" for h, p in self.sockets.items()) or "-"
+
+    def troubles_since(self, since: float) -> str | None:
+        """What went wrong with a declared host since `since` (time.monotonic), in words."""
+        said = list(dict.fromkeys(what for when, what in list(self._troubles) if when >= since))
+        return "; ".join(said) or None
+
+    def _trouble(self, what: str) -> None:
+        self._troubles.append((time.monotonic(), what))
+
+    def _answered(self, host: str, chunk: bytes) -> None:
+        """A chunk from the host that opens an HTTP response (each does, on a connection used
+        one request at a time): a refusal to serve (429) or the host's own failure (5xx)."""
+        if chunk.startswith(b"HTTP/1.") and chunk[12:13] in (b" ", b"\r"):
+            status = chunk[9:12].decode(errors="replace")
+            if status == "429" or status.startswith("5"):
+                self._trouble(f"the declared host {host} answered {status}")
 
     def _write_hosts_file(self) -> str:
         lines = ["127.0.0.1 localhost", "::1 localhost"]
@@ -74,11 +100,13 @@ class HostProxy:
             try:
                 upstream = socket.create_connection((name, port), timeout=10)
                 upstream.settimeout(None)
-            except OSError:
+            except OSError as error:
+                self._trouble(f"the declared host {host} could not be reached ({error})")
                 client.close()
                 continue
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+            heard = functools.partial(self._answered, host)
+            threading.Thread(target=_pipe, args=(upstream, client, heard), daemon=True).start()
 
     def close(self) -> None:
         self._closed.set()
@@ -89,9 +117,13 @@ class HostProxy:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
+def _pipe(
+    src: socket.socket, dst: socket.socket, heard: Callable[[bytes], None] | None = None
+) -> None:
     try:
         while data := src.recv(_BUFFER):
+            if heard is not None:
+                heard(data)
             dst.sendall(data)
     except OSError:
         pass
