@@ -94,7 +94,7 @@ class Host:
         host = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 host.asked.append(self.path)
                 lr = self.path.partition("lr=")[2]
                 status = 500 if self.path == "/boom" else 200

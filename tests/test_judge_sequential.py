@@ -7,7 +7,7 @@ import random
 
 import pytest
 from agents import ScriptedAgent
-from conftest import CONFIG, MakeProject
+from conftest import CONFIG, NOISY, MakeProject
 from loops import engine_for, run
 from ratchet.experiment import Status
 from ratchet.judge import HORIZON, KEEP_FIRST, REF_SHIFT, Judge
@@ -127,16 +127,6 @@ def test_one_split_candidate_does_not_swamp_the_noise() -> None:
     pooled = estimate_noise(honest)
     assert pooled is not None and 0.9 < pooled < 1.1
 
-
-NOISY = """\
-import os, random
-LR = 0.5
-
-
-WIDTH = 8
-random.seed(os.urandom(8))
-print("score:", (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 + random.gauss(0, 0.01))
-"""
 
 SEQUENTIAL = CONFIG.replace(
     "[agent]",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent, replace
-from conftest import CONFIG, MakeProject
+from conftest import CONFIG, NOISY, MakeProject
 from loops import engine_for, run
 from ratchet.events import ExperimentStarted
 from ratchet.experiment import Status
@@ -48,16 +48,6 @@ def test_a_surprising_gain_can_be_held_for_review() -> None:
 
 
 # --- the judge in a real loop -----------------------------------------------------------------
-
-NOISY = """\
-import os, random
-LR = 0.5
-
-
-WIDTH = 8
-random.seed(os.urandom(8))
-print("score:", (LR - 0.3) ** 2 + (WIDTH - 12) ** 2 / 100 + random.gauss(0, 0.01))
-"""
 
 JUDGED = CONFIG.replace(
     "[agent]",
