@@ -410,3 +410,21 @@ def test_a_send_after_the_client_has_gone_is_dropped_without_a_word(
             server.protocol.notify("ratchet/status", {"state": "idle"})
     assert server.protocol.gone and BrokenPipe.writes == 1  # type: ignore[attr-defined]
     assert len([r for r in caplog.records if r.exc_info]) <= 1  # pygls's own one line
+
+
+def test_a_server_held_by_a_stuck_thread_still_leaves_after_exit() -> None:
+    """Python's exit waits for every worker thread; the server's exit does not wait for ever:
+    it leaves within its grace, and says what held it."""
+    stuck = textwrap.dedent(
+        """\
+        import sys, threading
+        from ratchet.lsp.server import _leave_after
+        threading.Thread(target=threading.Event().wait).start()  # never ends, not a daemon
+        threading.Thread(target=_leave_after, args=(0.5, 0), daemon=True).start()
+        sys.exit(0)
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", stuck], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and time.monotonic() - started < 15
+    assert "still here 0.5s after exit" in done.stderr and "most recent call first" in done.stderr

@@ -4,9 +4,11 @@ the project's Session and sends back what it returns."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import sys
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,16 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 30.0
+SHUTDOWN_S = 10.0  # detaching and closing the session, at most
+EXIT_GRACE_S = 5.0  # after `exit`, the process leaves within this, whatever still runs
+
+
+def _leave_after(seconds: float, code: int) -> None:
+    """Ends the process if it is still here after `seconds`, saying first what held it."""
+    threading.Event().wait(seconds)
+    log.error("still here %gs after exit; what each thread was doing:", seconds)
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(code)
 
 
 class RatchetProtocol(LanguageServerProtocol):
@@ -57,6 +69,9 @@ class RatchetProtocol(LanguageServerProtocol):
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
         self.gone = True
+        # Python's exit waits for every worker thread; an editor waits for the process.
+        code = 0 if self._shutdown else 1
+        threading.Thread(target=_leave_after, args=(EXIT_GRACE_S, code), daemon=True).start()
         yield from super().lsp_exit(*args)
 
     @lsp_method(types.INITIALIZE)
@@ -152,7 +167,10 @@ def make_server(project: Path | None = None) -> RatchetServer:
     @server.feature(types.SHUTDOWN)
     async def shutdown(params: None) -> None:
         if server.session is not None:
-            await server.session.shutdown()
+            try:
+                await asyncio.wait_for(server.session.shutdown(), SHUTDOWN_S)
+            except TimeoutError:
+                log.error("the session did not close within %gs; leaving all the same", SHUTDOWN_S)
 
     _documents(server)
     _views(server)
