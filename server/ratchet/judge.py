@@ -89,6 +89,19 @@ CONFIRM_RUNS = 5
 # -> 1.56-1.59, two draws); a lower drop bound buys more at about 0.04 runs a point (71% at 1.67,
 # 74% at 1.78), past the goal of 1.6 (README, the judge's frontier: a slow swing of 3 sigma halves
 # the 2-sigma gains kept, a ramp of 0.5 sigma per run costs 1.8 runs).
+# Tried since (bench_judge.py's controls rows, 300 loops, two or three draws), none kept: every
+# change trades one machine for another. On the swing the reference reads 0.6 sigma too good on
+# average (rms 1.3 sigma, where its variance claims 0.63): a keep waits for a control, a discard
+# does not, so a reference that reads too good stays until MAX_GAP or STALE. Wander's walk 0.1
+# (with STALE 1.0) keeps 4% of no-effect candidates there, not 6.1%, at 0.01-0.04 fewer runs,
+# but real gains kept after a step down fall from 62% to 58%; with STALE 0.8, 2-sigma gains kept
+# after a step down fall 5 points. A fourth reading (a curving level: a trend walking 3e-4 per
+# tick^3) lifts the swing's 2-sigma gains 5 points but costs it 0.04-0.08 runs, and the ramp's
+# 80% falls to 74-79%. A control before discarding a candidate run twice or more, where the
+# moving readings weigh over half, keeps 55% of the swing's 2-sigma gains (48%) and 75-78% of
+# the ramp's real gains (73%), but the ramp keeps 6.9% of no-effect candidates (5.7%) at 1.9
+# runs (1.8): the control is a second chance. The noise known exactly (not estimated) moves
+# no figure beyond a draw's.
 STALE = 0.63  # a control is run when the level's variance now exceeds this x noise^2 ...
 MAX_GAP = 11  # ... or the best was last measured this many ticks ago
 CONFIRM_CONTROLS = 1  # a new best is measured beside its first candidate this many times
