@@ -144,7 +144,7 @@ async def test_a_run_that_fails_while_its_declared_host_fails_is_measured_again_
     free.bind(("127.0.0.1", 0))
     down = free.getsockname()[1]  # a declared host nobody serves
     free.close()
-    with Host(fail_once={"0.35"}) as host:
+    with Host(fail_once={"0.35", "0.45"}) as host:
         config = CONFIG.replace(
             "[agent]",
             f'[sandbox]\nhosts = ["127.0.0.1:{host.port}", "127.0.0.1:{down}"]\n\n[agent]',
@@ -156,6 +156,7 @@ async def test_a_run_that_fails_while_its_declared_host_fails_is_measured_again_
                 (replace(f'{host.port}/score?lr=" + str(LR)', f'{host.port}/boom"'), "boom"),
                 (replace(f":{host.port}/", f":{down}/"), "asks a host that is down"),
                 (replace("import urllib.request", "raise SystemExit(3)"), "its own crash"),
+                (retries_then_fails, "retries past a 503, then fails on its own"),
             ]
         )
         engine = engine_for(root, agent)
@@ -166,16 +167,29 @@ async def test_a_run_that_fails_while_its_declared_host_fails_is_measured_again_
     assert [e.status for e in gain] == [Status.LOST, Status.KEPT], said
     assert "the declared host 127.0.0.1" in gain[0].reason and "answered 503" in gain[0].reason
     assert gain[1].rerun_of == gain[0].id
-    # An edit that makes its host fail on purpose gains nothing: lost, once again, never kept.
+    # An edit that makes its host fail on purpose buys one draw, not more: lost, then charged.
     boom = [e for e in rows if e.description == "boom"]
-    assert [e.status for e in boom] == [Status.LOST, Status.LOST], said
-    assert "answered 500" in boom[0].reason
+    assert [e.status for e in boom] == [Status.LOST, Status.CRASHED], said
+    assert "answered 500" in boom[0].reason and "charged to it" in boom[1].reason
     down_rows = [e for e in rows if e.description == "asks a host that is down"]
-    assert down_rows and down_rows[0].status is Status.LOST, said
+    assert [e.status for e in down_rows] == [Status.LOST, Status.CRASHED], said
     assert "could not be reached" in down_rows[0].reason
+    # A 503 the run got past (its host's last word was 200) excuses nothing.
+    retried = [e for e in rows if e.description.startswith("retries past a 503")]
+    assert [e.status for e in retried] == [Status.CRASHED], said
+    assert host.asked.count("/score?lr=0.45") == 2
     # A failure of the edit's own, its hosts well, is its crash, for the repair agent.
     own = [e for e in rows if e.description == "its own crash"]
     assert own and own[0].status is Status.CRASHED, said
+    # Only what was charged went to the repair agent: never a run its host failed first.
     repaired = [c.repair_of.broken_text for c in agent.contexts if c.repair_of]
-    assert repaired and all("SystemExit(3)" in text for text in repaired), repaired
+    charged = [e for e in rows if e.status is Status.CRASHED]
+    assert len(repaired) == len(charged) and any("SystemExit(3)" in t for t in repaired)
     assert "/boom" in host.asked
+
+
+def retries_then_fails(text: str) -> str:
+    """LR 0.45 (its host answers 503 once), asked again after a failure, then exit 4."""
+    call = "urllib.request.urlopen(URL, timeout=10).read()\n"
+    again = f"try:\n    {call}except Exception:\n    {call}raise SystemExit(4)\n"
+    return replace(call, again)(replace("LR = 0.35", "LR = 0.45")(text))

@@ -306,6 +306,7 @@ async def test_a_loop_killed_is_said_and_the_next_start_resumes(
     status = await editor.wait(
         lambda: editor.statuses[-1]["loop"] is None and editor.statuses[-1], "the loop gone"
     )
+    # Told once its process is asked how it ended (killed): no "idle" in between.
     assert status["state"] == "error" and "ended without a word" in status["message"]
     assert any("ended without a word" in m.message for m in editor.client.messages)
     # Started again: it resumes, the killed experiment recorded interrupted (and re-run).
@@ -337,6 +338,7 @@ def test_a_closed_channel_is_told_apart_by_how_the_loop_process_ended() -> None:
         assert how_it_ended(killed.pid, killed, 0.2) == STILL_RUNNING
         assert how_it_ended(killed.pid, None, 0.2) == STILL_RUNNING  # another's: by its pid
         killed.kill()
+        assert how_it_ended(killed.pid, None, 10.0) is None  # a zombie, not reaped: gone
         assert how_it_ended(killed.pid, killed, 10.0) == -9
     finally:
         killed.kill()
@@ -414,17 +416,30 @@ def test_a_send_after_the_client_has_gone_is_dropped_without_a_word(
 
 def test_a_server_held_by_a_stuck_thread_still_leaves_after_exit() -> None:
     """Python's exit waits for every worker thread; the server's exit does not wait for ever:
-    it leaves within its grace, and says what held it."""
-    stuck = textwrap.dedent(
+    it leaves within its grace, and says what held it when it was one of its own workers."""
+    script = textwrap.dedent(
         """\
-        import sys, threading
+        import asyncio, sys, threading
         from ratchet.lsp.server import _leave_after
-        threading.Thread(target=threading.Event().wait).start()  # never ends, not a daemon
-        threading.Thread(target=_leave_after, args=(0.5, 0), daemon=True).start()
-        sys.exit(0)
+
+        async def main():
+            threading.Thread(target=_leave_after, args=(0.5, 0), daemon=True).start()
+            if sys.argv[1] == "worker":  # a to_thread call that never returns
+                asyncio.get_running_loop().run_in_executor(None, threading.Event().wait)
+            else:  # a reader of a stdin nobody closes (pygls's, on some clients)
+                threading.Thread(target=threading.Event().wait).start()
+            await asyncio.sleep(0.1)
+            sys.exit(0)
+
+        asyncio.run(main())
         """
     )
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", stuck], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0 and time.monotonic() - started < 15
-    assert "still here 0.5s after exit" in done.stderr and "most recent call first" in done.stderr
+    for held in ("worker", "reader"):
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", script, held], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0 and time.monotonic() - started < 15, (held, done.stderr)
+        said = "still here 0.5s after exit" in done.stderr
+        assert said == (held == "worker"), (held, done.stderr)
+        assert ("most recent call first" in done.stderr) == (held == "worker")

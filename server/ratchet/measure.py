@@ -59,15 +59,21 @@ def ran_clean(outcome: RunOutcome) -> bool:
     )
 
 
-def failure(attempt: Attempt, control: RunControl, timeout_s: float) -> tuple[Status, str] | None:
+def failure(
+    attempt: Attempt, control: RunControl, timeout_s: float, excused: bool = True
+) -> tuple[Status, str] | None:
     """Why this run gives no metric to judge, or None when it does. A crash, timeout or
-    overrun while a declared host failed (an outage, throttling) may be the host's doing, not
-    the edit's: it is lost (measured again once), never charged to the edit."""
+    overrun while a declared host failed it (an outage, throttling) may be the host's doing:
+    `excused` (an edit's first measurement), it is lost (measured again once), never charged
+    to the edit; on the measurement again it is the edit's, so a failure the edit can cause
+    (a request its host answers 500) buys it one draw, not as many as it likes."""
     found = _failure(attempt, control, timeout_s)
     trouble = attempt.outcome.host_trouble
-    if found is not None and trouble and found[0] in _MAYBE_THE_HOSTS:
+    if found is None or not trouble or found[0] not in _MAYBE_THE_HOSTS:
+        return found
+    if excused:
         return Status.LOST, f"lost: {trouble} while it ran, so it is no evidence against the edit"
-    return found
+    return found[0], f"{found[1]} ({trouble} on its second measurement too: charged to it)"
 
 
 _MAYBE_THE_HOSTS = (Status.CRASHED, Status.TIMEOUT, Status.OVER_BUDGET)

@@ -133,7 +133,7 @@ class Runs:
                 )
             return await self._unmeasured(exp, run, log_path, time.monotonic() - started, error)
         await self._take_in(exp, slot, attempt, beside)
-        failed = failure(attempt, control, self.config.loop.timeout_s)
+        failed = failure(attempt, control, self.config.loop.timeout_s, exp.rerun_of is None)
         stopped = failed is not None and failed[0] is Status.INTERRUPTED
         if stopped and (beside or exp).id in self.in_flight.cancelled:
             failed = (Status.CANCELLED, f"cancelled: {control.reason}")

@@ -15,8 +15,9 @@ from .config import StopConfig
 from .experiment import Experiment, Status
 
 _FAILED = (Status.CRASHED, Status.TIMEOUT, Status.INVALID)
-# What does not count as an experiment the agent made: a person's void, an interrupted run.
-_NOT_COUNTED = (Status.VOIDED, Status.INTERRUPTED)
+# What does not count as an experiment the agent made: a person's void, an interrupted run, a
+# run lost to its host (measured again, as the experiment that counts).
+_NOT_COUNTED = (Status.VOIDED, Status.INTERRUPTED, Status.LOST)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import RatchetError
 from ..lockfile import LOCK_NAME
-from ..runners.processes import alive
+from ..runners.processes import running
 from ..workspace import RATCHET_DIR, ensure_ratchet_dir
 from . import wire
 
@@ -82,7 +82,7 @@ def how_it_ended(
         except subprocess.TimeoutExpired:
             return STILL_RUNNING
     deadline = time.monotonic() + wait_s
-    while pid is not None and alive(pid):
+    while pid is not None and running(pid):
         if time.monotonic() > deadline:
             return STILL_RUNNING
         time.sleep(0.05)

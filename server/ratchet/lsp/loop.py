@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 ATTACH_SAFETY_S = 10.0
 START_TIMEOUT_S = 60.0
 LIVE_REFRESH_S = 10.0  # the loop's status is asked again after an event, or this often
-ENDING_WAIT_S = 3.0  # a loop whose channel closed has this long to be seen gone
+ENDING_WAIT_S = 3.0  # a loop whose channel closed has this long to be seen gone ...
+STILL_RUNNING_WATCH_S = 60.0  # ... and, still running, is watched this long (attached again)
 KILLED = (
     "the loop's process ended without a word (killed, or it crashed); what it recorded is "
     "kept: start the loop again to resume"
@@ -70,6 +71,7 @@ class Loop:
         self._lines: dict[int, str] = {}
         self._ended = False  # the loop said it ended (else its process says how it ended)
         self._process: subprocess.Popen[bytes] | None = None  # the loop this editor started
+        self._attaches = 0  # counts attaches and launches: a late verdict on an old loop waits
 
     @property
     def attached(self) -> bool:
@@ -124,6 +126,7 @@ class Loop:
             if client is None:
                 return False
             self.client, self.holder = client, client.pid
+            self._attaches += 1
             self._live, self._stale, self._ended = None, True, False
             await self._attached(client.hello)
             return True
@@ -148,38 +151,46 @@ class Loop:
             return
         self.client = None
         self.holder = None
-        if not self._ended:  # no word from it: its process says whether it was killed
-            self.project.spawn(self._closed_without_word(client.pid))
         if self.state != "error":
             self.state = "idle"
         self.progress.finish_all("the loop stopped")
         self.results.clear_proposals()
+        if self._ended:
+            self._told()
+        else:  # no word from it: its process says how it ended, then the editor is told
+            self.project.spawn(self._closed_without_word(client.pid, self._attaches))
+
+    def _told(self) -> None:
+        """What the loop recorded last, and how it ended, to the editor."""
         self.project.spawn(self.results.reload())
         self.changed()
 
-    async def _closed_without_word(self, pid: int | None) -> None:
+    async def _closed_without_word(self, pid: int | None, attaches: int) -> None:
         """The channel closed before the loop said it ended: its last words may be lost (a
-        clean exit), the channel alone may have dropped (the loop goes on: attach again), or
-        it was killed."""
-        ended = await asyncio.to_thread(spawn.how_it_ended, pid, self._process, ENDING_WAIT_S)
-        if self.attached:
-            return  # a loop is back: what became of this one is no longer the news
-        if ended == spawn.STILL_RUNNING:
+        clean exit), the channel alone may have dropped (the loop goes on: attach again, and
+        look again until it is back or gone), or it was killed."""
+        deadline = time.monotonic() + STILL_RUNNING_WATCH_S
+        while True:
+            ended = await asyncio.to_thread(spawn.how_it_ended, pid, self._process, ENDING_WAIT_S)
+            if self._attaches != attaches:
+                return  # a loop attached since: what became of this one is no longer the news
+            if ended != spawn.STILL_RUNNING:
+                break
+            if time.monotonic() > deadline:
+                self._told()
+                return
             log.warning("the loop's channel closed while it runs on; attaching again")
             self.wake()
-            return
-        if ended in (0, spawn.EXIT_INTERRUPTED):
-            return
-        self.failed = True
-        if isinstance(ended, int) and ended > 0:
-            self.message = (
-                f"the loop's process ended in error (exit code {ended}); see "
-                f"{wire.log_path(self.project.root)}"
-            )
-        else:
+        if ended not in (0, spawn.EXIT_INTERRUPTED):
+            self.failed = True
             self.message = KILLED
-        self.project.editor.show(types.MessageType.Warning, f"Ratchet: {self.message}")
-        self.changed()
+            if isinstance(ended, int) and ended > 0:
+                self.message = (
+                    f"the loop's process ended in error (exit code {ended}); see "
+                    f"{wire.log_path(self.project.root)}"
+                )
+            self.project.editor.show(types.MessageType.Warning, f"Ratchet: {self.message}")
+        self._told()
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -209,6 +220,7 @@ class Loop:
             self.project.root, tag=reader.tag, review=self.project.review, wait_for_start=True
         )
         secrets = {self.project.api_key_env: api_key} if api_key else None
+        self._attaches += 1
         process = await asyncio.to_thread(spawn.spawn, self.project.root, command, secrets)
         self._process = process
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -34,10 +34,13 @@ EXIT_GRACE_S = 5.0  # after `exit`, the process leaves within this, whatever sti
 
 
 def _leave_after(seconds: float, code: int) -> None:
-    """Ends the process if it is still here after `seconds`, saying first what held it."""
+    """Ends the process if it is still here after `seconds`. Held by one of our own worker
+    threads (asyncio's), it says first what each thread was doing; held by pygls's reader of
+    a stdin the client keeps open, it leaves quietly."""
     threading.Event().wait(seconds)
-    log.error("still here %gs after exit; what each thread was doing:", seconds)
-    faulthandler.dump_traceback(all_threads=True)
+    if any(t.name.startswith("asyncio_") for t in threading.enumerate()):
+        log.error("still here %gs after exit; what each thread was doing:", seconds)
+        faulthandler.dump_traceback(all_threads=True)
     os._exit(code)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from pathlib import Path
 
@@ -32,7 +31,7 @@ class LocalRunner:
     def __init__(self, gpus: tuple[int, ...], sandbox: SandboxConfig | None = None) -> None:
         self._gpus = gpus
         self._sandbox = sandbox or SandboxConfig(kind="none")
-        self._proxy: HostProxy | None = None
+        self._hosts: tuple[str, ...] = ()  # reached through a proxy of each run's own
 
     async def open(self) -> list[Slot]:
         if self._sandbox.kind == "bwrap":
@@ -42,15 +41,14 @@ class LocalRunner:
             make_non_dumpable()  # no run reads our environ (the agent's key) or memory
             await asyncio.to_thread(PidsCgroup.sweep)
             if self._sandbox.hosts and not self._sandbox.network:
-                self._proxy = HostProxy(self._sandbox.hosts)
+                HostProxy(self._sandbox.hosts).close()  # a bad list is said at open
+                self._hosts = self._sandbox.hosts
         if not self._gpus:
             return [Slot(name="cpu")]
         return [Slot(name=f"gpu{gpu}", gpu=gpu) for gpu in self._gpus]
 
     async def close(self) -> None:
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = None
+        pass
 
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +62,6 @@ class LocalRunner:
             run_dir=str(Path(job.worktree).resolve()),
             hide=isolation.hide if isolation is not None else (),
         )
-        if spec.sandbox is not None and self._proxy is not None:
-            spec = with_proxy(spec, self._proxy)
         loop = asyncio.get_running_loop()
         # execute runs in a thread: its output reaches the engine on the event loop.
 
@@ -77,10 +73,12 @@ class LocalRunner:
                 wrapped.stop()
 
         sink = OutputSink(job.log_path, hand_on, job.secrets, limit=MAX_LOG_BYTES)
+        proxy = HostProxy(self._hosts) if spec.sandbox is not None and self._hosts else None
+        if proxy is not None:
+            spec = with_proxy(spec, proxy)
         wrapped = Control()
         stopper = asyncio.create_task(control.stopped.wait())
         stopper.add_done_callback(stop)
-        began = time.monotonic()
         running = asyncio.ensure_future(asyncio.to_thread(execute, spec, sink.feed, wrapped))
         try:
             end = await asyncio.shield(running)
@@ -92,10 +90,11 @@ class LocalRunner:
         finally:
             stopper.cancel()
             sink.close()
+            if proxy is not None:
+                proxy.close()
         await asyncio.sleep(0)  # the lines handed to the loop reach the engine first
         facts = hardware.fingerprint(slot.gpu)
         facts["sandbox"] = "none" if spec.sandbox is None else "bwrap"
         outcome = outcome_of(end, list(sink.tail), facts, stopped=end["stopped"])
-        if self._proxy is not None and spec.sandbox is not None:
-            outcome.host_trouble = self._proxy.troubles_since(began)
+        outcome.host_trouble = proxy.trouble() if proxy is not None else None
         return outcome

@@ -7,9 +7,11 @@ address in the protocol for the run to choose. Inside, the sandbox's first proce
 on 127.0.0.1:<port> and forwards to the socket, and /etc/hosts names each declared host
 127.0.0.1, so the run's client connects as it would anywhere (TLS stays end to end).
 
-The proxy also notes when a declared host fails the run: it cannot be reached, or (over plain
-HTTP, where the proxy can read it) it answers 429 or 5xx. A run that fails while its host did
-is no evidence against the edit (measure.failure). Over TLS only the first is seen.
+Each run has a proxy of its own, which also says whether a declared host failed that run: the
+host's last word to it was a failure to connect or, over plain HTTP where the proxy can read
+it, a 429 or a 5xx. A run that fails while its host did is no evidence against the edit
+(measure.failure). Over TLS only the first is seen. A run may hold MAX_CONNECTIONS at once;
+more are refused, so no run can spend the loop's file descriptors.
 """
 
 from __future__ import annotations
@@ -21,13 +23,11 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 _BUFFER = 65536
-_TROUBLES_KEPT = 64  # the latest; a run asks only for those since it began
+MAX_CONNECTIONS = 64
 
 
 def split_host(host: str) -> tuple[str, int]:
@@ -44,7 +44,9 @@ class HostProxy:
         self.sockets: dict[str, str] = {}  # "host:port" -> socket path
         self._listeners: list[socket.socket] = []
         self._closed = threading.Event()
-        self._troubles: deque[tuple[float, str]] = deque(maxlen=_TROUBLES_KEPT)
+        self._last: dict[str, str | None] = {}  # host -> its last word, if a failure
+        self._lock = threading.Lock()
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         ports = [split_host(h)[1] for h in hosts]
         if len(set(ports)) != len(ports):
             raise ValueError("two [sandbox] hosts share a port; a run can reach one per port")
@@ -62,21 +64,23 @@ class HostProxy:
         """The sandbox's first process's argument: `port=socket,...`."""
         return ",".join(f"{split_host(h)[1]}={p}" for h, p in self.sockets.items()) or "-"
 
-    def troubles_since(self, since: float) -> str | None:
-        """What went wrong with a declared host since `since` (time.monotonic), in words."""
-        said = list(dict.fromkeys(what for when, what in list(self._troubles) if when >= since))
-        return "; ".join(said) or None
+    def trouble(self) -> str | None:
+        """The declared hosts whose last word to this run was a failure, in words."""
+        with self._lock:
+            return "; ".join(what for what in self._last.values() if what) or None
 
-    def _trouble(self, what: str) -> None:
-        self._troubles.append((time.monotonic(), what))
+    def _heard(self, host: str, failure: str | None) -> None:
+        with self._lock:
+            self._last[host] = failure
 
     def _answered(self, host: str, chunk: bytes) -> None:
         """A chunk from the host that opens an HTTP response (each does, on a connection used
-        one request at a time): a refusal to serve (429) or the host's own failure (5xx)."""
+        one request at a time): a refusal to serve (429) or the host's own failure (5xx) is
+        its last word until it answers again."""
         if chunk.startswith(b"HTTP/1.") and chunk[12:13] in (b" ", b"\r"):
             status = chunk[9:12].decode(errors="replace")
-            if status == "429" or status.startswith("5"):
-                self._trouble(f"the declared host {host} answered {status}")
+            failed = status == "429" or status.startswith("5")
+            self._heard(host, f"the declared host {host} answered {status}" if failed else None)
 
     def _write_hosts_file(self) -> str:
         lines = ["127.0.0.1 localhost", "::1 localhost"]
@@ -97,16 +101,24 @@ class HostProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if not self._connections.acquire(blocking=False):
+                client.close()  # the run's own doing: not the host's failure
+                continue
             try:
                 upstream = socket.create_connection((name, port), timeout=10)
                 upstream.settimeout(None)
             except OSError as error:
-                self._trouble(f"the declared host {host} could not be reached ({error})")
+                self._connections.release()
+                self._heard(host, f"the declared host {host} could not be reached ({error})")
                 client.close()
                 continue
+            self._heard(host, None)
             threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
             heard = functools.partial(self._answered, host)
-            threading.Thread(target=_pipe, args=(upstream, client, heard), daemon=True).start()
+            done = self._connections.release
+            threading.Thread(
+                target=_pipe, args=(upstream, client, heard, done), daemon=True
+            ).start()
 
     def close(self) -> None:
         self._closed.set()
@@ -118,7 +130,10 @@ class HostProxy:
 
 
 def _pipe(
-    src: socket.socket, dst: socket.socket, heard: Callable[[bytes], None] | None = None
+    src: socket.socket,
+    dst: socket.socket,
+    heard: Callable[[bytes], None] | None = None,
+    done: Callable[[], None] | None = None,
 ) -> None:
     try:
         while data := src.recv(_BUFFER):
@@ -131,3 +146,5 @@ def _pipe(
         for end in (src, dst):
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
+        if done is not None:
+            done()

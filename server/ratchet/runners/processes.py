@@ -110,6 +110,14 @@ def alive(pid: int) -> bool:
     return True
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a process that ended, waiting for a parent to reap it)."""
+    try:
+        return alive(pid) and _state_and_group(_PROC / str(pid))[0] != "Z"
+    except (OSError, ValueError, IndexError):
+        return alive(pid)  # no /proc to read: its id is all there is
+
+
 class PidsCgroup:
     """A pids cgroup holding one run (root is exempt from RLIMIT_NPROC, a cgroup is not).
     `enter` is a prefix for the run's argv: the shell joins the cgroup, then execs the rest,
