@@ -81,6 +81,13 @@ def test_bad_duration(root: Path) -> None:
     assert "not a duration" in error.message and '"90s"' in error.message
 
 
+def test_two_sandbox_hosts_on_one_port_are_refused_where_written(root: Path) -> None:
+    hosts = '\n[sandbox]\nhosts = ["api.example.com:443", "other.example.com:443"]\n'
+    error = error_of(GOOD + hosts, root)
+    assert error.line == 12
+    assert "share port 443" in error.message and "one host per port" in error.message
+
+
 def test_bad_goal(root: Path) -> None:
     error = error_of(GOOD.replace('"minimize"', '"lower"'), root)
     assert error.line == 9

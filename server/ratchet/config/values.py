@@ -114,6 +114,10 @@ def host_list(value: Any) -> tuple[str, ...]:
         name, _, port = host.rpartition(":")
         if not name or not port.isdigit() or not 0 < int(port) < 65536:
             raise Invalid(f'{host!r} is not host:port; write e.g. ["api.example.com:443"]')
+    ports = [host.rpartition(":")[2] for host in hosts]
+    shared = sorted({port for port in ports if ports.count(port) > 1})
+    if shared:  # a run reaches each host at 127.0.0.1:<its port>, so one host per port
+        raise Invalid(f"two hosts share port {shared[0]}; a run can reach one host per port")
     return hosts
 
 

@@ -182,13 +182,14 @@ class Loop:
             log.warning("the loop's channel closed while it runs on; attaching again")
             self.wake()
         if ended not in (0, spawn.EXIT_INTERRUPTED):
+            errored = isinstance(ended, int) and ended > 0
             self.failed = True
-            self.message = KILLED
-            if isinstance(ended, int) and ended > 0:
-                self.message = (
-                    f"the loop's process ended in error (exit code {ended}); see "
-                    f"{wire.log_path(self.project.root)}"
-                )
+            self.message = (
+                f"the loop's process ended in error (exit code {ended}); see "
+                f"{wire.log_path(self.project.root)}"
+                if errored
+                else KILLED
+            )
             self.project.editor.show(types.MessageType.Warning, f"Ratchet: {self.message}")
         self._told()
 

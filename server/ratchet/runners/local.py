@@ -41,14 +41,13 @@ class LocalRunner:
             make_non_dumpable()  # no run reads our environ (the agent's key) or memory
             await asyncio.to_thread(PidsCgroup.sweep)
             if self._sandbox.hosts and not self._sandbox.network:
-                HostProxy(self._sandbox.hosts).close()  # a bad list is said at open
-                self._hosts = self._sandbox.hosts
+                self._hosts = self._sandbox.hosts  # one host per port: checked as config
         if not self._gpus:
             return [Slot(name="cpu")]
         return [Slot(name=f"gpu{gpu}", gpu=gpu) for gpu in self._gpus]
 
     async def close(self) -> None:
-        pass
+        """Nothing to let go: each run's host proxy closes with the run."""
 
     async def run(self, job: Job, slot: Slot, on_line: OnLine, control: RunControl) -> RunOutcome:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
