@@ -2,6 +2,7 @@
 
     python bench/bench_judge.py [--loops 300] [--experiments 100] [--table-only]
         [--rules fixed,sequential,controls] [--drift none,step +5,step -5,ramp,swing,seeds]
+    python bench/bench_judge.py --frontier swing [--loops 300]
 
 Judge: a metric with Gaussian noise (sigma = 1); of the candidates, 9 in 10 change nothing
 and 1 in 10 is a real improvement of 2 noise units. The naive rule (autoresearch's: keep
@@ -204,12 +205,12 @@ class Loop:
         """How much better the best reads than it is where it was measured, in sigma: its
         reported metric against the truth over its runs. As the engine reports it: the mean of
         the runs it was judged on (and confirmations) until it is measured again beside a
-        candidate; from its first control, its level over all its runs as its track reads it
-        (the judged runs read back for their luck, the controls since, which no one chose)."""
+        candidate; from its first control, the mean of all its runs with the judged ones read
+        back for their luck (Track.recorded)."""
         runs = self.best + self.beside
         reported = mean([r.value for r in runs])
         if self.track is not None and self.beside:
-            reported = self.track.level([r.at for r in runs], self.noise() or SIGMA)[0]
+            reported = self.track.recorded
         return (mean([r.level for r in runs]) - reported) / SIGMA
 
 
@@ -352,65 +353,125 @@ def measure(rng: random.Random, judge: Judge, scenario: str, loops: int, experim
     )
 
 
-HEADER = (
-    f"{'rule':<11}{'drift':<9}{'no-effect':>10}{'2-sigma':>9}{'loop':>8}{'loop':>8}"
-    f"{'runs/':>7}{'of them':>9}{'best':>7}  misses\n"
-    f"{'':<20}{'kept':>10}{'kept':>9}{'no-eff.':>8}{'real':>8}{'exp.':>7}"
-    f"{'controls':>9}{'optim.':>7}"
+COLUMNS = (
+    f"{'no-effect':>10}{'2-sigma':>9}{'loop':>8}{'loop':>8}{'runs/':>7}{'of them':>9}"
+    f"{'best':>7}  misses",
+    f"{'kept':>10}{'kept':>9}{'no-eff.':>8}{'real':>8}{'exp.':>7}{'controls':>9}{'optim.':>7}",
 )
+HEADER = f"{'rule':<11}{'drift':<9}{COLUMNS[0]}\n{'':<20}{COLUMNS[1]}"
 
 
-def table_row(rule: str, scenario: str, row: Row) -> str:
+def figures(row: Row) -> str:
     return (
-        f"{rule:<11}{scenario:<9}{100 * row.noop:>9.1f}%{100 * row.gain:>8.1f}%"
-        f"{100 * row.loop_noop:>7.1f}%{100 * row.loop_real:>7.1f}%{row.runs:>7.2f}"
-        f"{row.controls:>9.2f}{row.optimism:>+7.2f}  {', '.join(row.fails()) or '-'}"
+        f"{100 * row.noop:>9.1f}%{100 * row.gain:>8.1f}%{100 * row.loop_noop:>7.1f}%"
+        f"{100 * row.loop_real:>7.1f}%{row.runs:>7.2f}{row.controls:>9.2f}"
+        f"{row.optimism:>+7.2f}  {', '.join(row.fails()) or '-'}"
     )
 
 
-def sprt(rng: random.Random, gain: float, accept: float, reject: float) -> tuple[bool, int]:
-    """Wald's test of a 2-sigma gain against none, with the best's true value known."""
+def table_row(rule: str, scenario: str, row: Row) -> str:
+    return f"{rule:<11}{scenario:<9}{figures(row)}"
+
+
+def sprt(
+    rng: random.Random, gain: float, accept: float, reject: float, spread: float = SIGMA
+) -> tuple[bool, int]:
+    """Wald's test of a 2-sigma gain against none on observations of the candidate less the
+    best with this spread: one run against the best's true value (spread sigma), or a run
+    less the best's run beside it (a pair: spread sigma x sqrt 2)."""
     evidence, n = 0.0, 0
+    alternative = 2 * SIGMA
     while reject < evidence < accept and n < 50:
         n += 1
-        x = -gain + rng.gauss(0, SIGMA)  # the candidate less the best (lower is better)
-        evidence += -2 * x / SIGMA - 2  # log N(x; -2 sigma, sigma) - log N(x; 0, sigma)
+        x = -gain + rng.gauss(0, spread)  # lower is better
+        # log N(x; -alternative, spread) - log N(x; 0, spread)
+        evidence += -(alternative * x) / spread**2 - alternative**2 / (2 * spread**2)
     return evidence >= accept, n
 
 
 def sprt_figures(
-    rng: random.Random, accept: float, reject: float, candidates: int
+    rng: random.Random, accept: float, reject: float, candidates: int, spread: float, cost: int
 ) -> tuple[float, float, float]:
-    """Runs per candidate (this bench's mix: 1 in 10 a gain), no-effect and gains kept."""
-    noop = [sprt(rng, 0.0, accept, reject) for _ in range(candidates)]
-    real = [sprt(rng, 2 * SIGMA, accept, reject) for _ in range(candidates)]
-    runs = 0.9 * statistics.mean(n for _, n in noop) + 0.1 * statistics.mean(n for _, n in real)
-    return runs, sum(k for k, _ in noop) / candidates, sum(k for k, _ in real) / candidates
+    """Runs per candidate (this bench's mix: 1 in 10 a gain; `cost` runs an observation),
+    no-effect and gains kept."""
+    noop = [sprt(rng, 0.0, accept, reject, spread) for _ in range(candidates)]
+    real = [sprt(rng, 2 * SIGMA, accept, reject, spread) for _ in range(candidates)]
+    observations = 0.9 * statistics.mean(n for _, n in noop) + 0.1 * statistics.mean(
+        n for _, n in real
+    )
+    kept_noop = sum(k for k, _ in noop) / candidates
+    return cost * observations, kept_noop, sum(k for k, _ in real) / candidates
 
 
-def known_reference_floor(seed: int) -> str:
+def sprt_floor(seed: int, spread: float, cost: int) -> tuple[float, float, float, str] | None:
     """About the fewest runs per candidate any rule could spend at the goals (no-effect kept
-    <= 5%, 2-sigma gains kept >= 80%) if the best's true value came for free: Wald's SPRT
-    (for two simple hypotheses, the fewest runs on average at its error rates), its bounds
-    searched on a grid, then the best few measured again on fresh draws so the minimum over
-    the grid is not a lucky one. A real rule pays more: its best is measured, and a new best
-    must be measured again."""
+    <= 5%, 2-sigma gains kept >= 80%) on these observations: Wald's SPRT (for two simple
+    hypotheses, the fewest observations on average at its error rates), its bounds searched
+    on a grid, then the best few measured again on fresh draws so the minimum over the grid
+    is not a lucky one. Runs, no-effect kept, gains kept, and the bounds; None if none met."""
     rng = random.Random(seed)
     grid = []
     for accept in (a / 10 for a in range(10, 31)):
         for reject in (-r / 20 for r in range(0, 21)):
-            runs, kept_noop, kept_real = sprt_figures(rng, accept, reject, 4000)
+            runs, kept_noop, kept_real = sprt_figures(rng, accept, reject, 4000, spread, cost)
             if kept_noop <= 0.05 and kept_real >= 0.80:
                 grid.append((runs, accept, reject))
     for _, accept, reject in sorted(grid)[:8]:
-        runs, kept_noop, kept_real = sprt_figures(rng, accept, reject, 40000)
+        runs, kept_noop, kept_real = sprt_figures(rng, accept, reject, 40000, spread, cost)
         if kept_noop <= 0.05 and kept_real >= 0.80:
-            return (
-                f"the floor, with the best's true value known for free (SPRT, bounds "
-                f"{accept:g} / {reject:g}): {runs:.2f} runs per candidate "
-                f"({100 * kept_noop:.1f}% no-effect, {100 * kept_real:.1f}% of 2-sigma gains kept)"
-            )
-    return "the floor: no SPRT bounds on the grid met the goals"
+            return runs, kept_noop, kept_real, f"{accept:g} / {reject:g}"
+    return None
+
+
+def known_reference_floor(seed: int) -> str:
+    """The floor if the best's true value came for free. A real rule pays more: its best is
+    measured, and a new best must be measured again."""
+    found = sprt_floor(seed, SIGMA, 1)
+    if found is None:
+        return "the floor: no SPRT bounds on the grid met the goals"
+    runs, kept_noop, kept_real, bounds = found
+    return (
+        f"the floor, with the best's true value known for free (SPRT, bounds {bounds}): "
+        f"{runs:.2f} runs per candidate ({100 * kept_noop:.1f}% no-effect, "
+        f"{100 * kept_real:.1f}% of 2-sigma gains kept)"
+    )
+
+
+def paired_floor(seed: int) -> str:
+    """The floor for a judge that assumes nothing of the machine but that it holds still
+    across two adjacent runs: each candidate run is read against a run of the best beside it,
+    so an observation costs two runs and spreads sqrt 2 sigma, whatever the machine does."""
+    found = sprt_floor(seed, SIGMA * math.sqrt(2), 2)
+    if found is None:
+        return "the paired floor: no SPRT bounds on the grid met the goals"
+    runs, kept_noop, kept_real, bounds = found
+    return (
+        f"the floor on any machine, each run read against a run of the best beside it (SPRT "
+        f"on pairs, bounds {bounds}): {runs:.2f} runs per candidate ({100 * kept_noop:.1f}% "
+        f"no-effect, {100 * kept_real:.1f}% of 2-sigma gains kept)"
+    )
+
+
+# The control rates of the frontier: the best measured when it was last measured this many
+# runs ago, or when its level's variance exceeds this share of the noise's (judge.py's
+# MAX_GAP and STALE; the first is the default).
+CONTROL_RATES = ((11, 0.63), (6, 0.5), (4, 0.4), (3, 0.3), (2, 0.2), (1, 0.1))
+
+
+def frontier(rng: random.Random, scenario: str, loops: int, experiments: int) -> None:
+    """What more controls buy on one machine: the default rule at rising control rates."""
+    print(
+        f"Control rate on {scenario} ({SCENARIO_NOTES[scenario]}), the default rule, "
+        f"{loops} loops of {experiments} experiments per row"
+    )
+    print(f"{'max gap':<8}{'stale':<6}{COLUMNS[0]}\n{'':<14}{COLUMNS[1]}")
+    for gap, stale in CONTROL_RATES:
+        judge = Judge(
+            lower_is_better=True, rule="sequential", controls=True, max_gap=gap, stale=stale
+        )
+        row = measure(rng, judge, scenario, loops, experiments)
+        print(f"{gap:<8}{stale:<6}{figures(row)}", flush=True)
+    print(f"  {paired_floor(rng.randrange(1 << 30))}")
 
 
 def abort_savings(rng: random.Random, candidates: int) -> None:
@@ -477,8 +538,14 @@ def main() -> None:
     parser.add_argument("--rules", default="fixed,sequential,controls", help="comma-separated")
     parser.add_argument("--drift", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--table-only", action="store_true", help="only the drift table")
+    parser.add_argument(
+        "--frontier", metavar="DRIFT", help="only the default rule at rising control rates"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.frontier:
+        frontier(rng, args.frontier, args.loops, args.experiments)
+        return
     names = args.rules.split(",")
     if not args.table_only:
         naive = [naive_loop(rng, args.experiments) for _ in range(args.loops)]
@@ -500,6 +567,7 @@ def main() -> None:
                 f"({real_runs:.2f} runs)"
             )
         print(f"{'':>10}{known_reference_floor(args.seed)}")
+        print(f"{'':>10}{paired_floor(args.seed)}")
         print(f"{'':>10}{split_candidate(rng)}")
         abort_savings(rng, 200)
         print()

@@ -5,6 +5,7 @@ progress (issue 21)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
@@ -84,6 +85,32 @@ def test_a_best_kept_on_fewer_runs_is_read_back_more_for_its_luck() -> None:
     assert level(3, False) == pytest.approx(0.0, abs=1e-6)  # the baseline: no luck to read
     assert level(2, True) > level(3, True) > 0.0
     assert level(2, True) == pytest.approx(LUCK * JUDGE.keep_bound(2) / 2**0.5, rel=0.1)
+
+
+def test_a_best_s_recorded_metric_is_the_mean_of_its_runs_whatever_the_machine_did() -> None:
+    # A best kept on 2 runs, then measured beside candidates for a whole slow swing of the
+    # machine (3 noise units over 120 runs, no noise: the figures are exact). What it records
+    # is the mean of its runs, the 2 it was kept on read back for their luck: the mean of its
+    # levels at the times it ran. A level predicted back from the end by the filters' reading
+    # of now would read the swing's past by today's slope.
+    def swing(t: int) -> float:
+        return 3.0 * math.sin(2 * math.pi * t / 120)
+
+    series = [Timed(swing(t), t, again=t >= 2) for t in range(100)]
+    track = JUDGE.track(series, 1.0, True)
+    luck = LUCK * JUDGE.keep_bound(2) / 2**0.5
+    truth = sum(swing(t) for t in range(100)) / 100
+    assert track.recorded == pytest.approx(truth + 2 * luck / 100)
+    predicted_back = track.level([t for t in range(100)], 1.0)[0]
+    assert abs(predicted_back - truth) > 10 * abs(track.recorded - truth)
+
+
+def test_the_control_rate_is_the_judge_s_to_set() -> None:
+    # The bench draws gains kept against the control rate with the engine's own judge.
+    track = JUDGE.track([Timed(1.0, 1), Timed(1.0, 2, again=True)], 0.01, False)
+    eager = Judge(lower_is_better=True, rule="sequential", controls=True, max_gap=2, stale=9.0)
+    assert eager.wants_control(track, 4, 0.01) and not eager.wants_control(track, 3, 0.01)
+    assert not JUDGE.wants_control(track, 4, 0.01)  # the default waits MAX_GAP runs
 
 
 def test_controls_are_asked_for_a_new_best_and_not_for_a_deterministic_metric() -> None:

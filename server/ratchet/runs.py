@@ -352,8 +352,8 @@ class Runs:
     ) -> tuple[float | None, float]:
         """The best measured once on the candidate's slot, beside it (a control run, seeded
         as the candidate's run `seed`). Its track reads the control, and its metric becomes
-        its level over every run of it (Verdicts.measured_again). Returns the value (None: it
-        failed, and is only said) and the seconds."""
+        the mean of every run of it, read back for luck (Verdicts.measured_again). Returns the
+        value (None: it failed, and is only said) and the seconds."""
         engine = self.engine
         best = self.history.best
         if best is None or best.commit is None or best.metric is None or engine.stopping:

@@ -119,6 +119,7 @@ class Track:
                 mine.inherit(theirs)
         self.last = at  # when the best was last measured
         self.controls = 0  # runs since it was judged
+        self._total, self._count = value * runs, runs  # for `recorded`
 
     @classmethod
     def of(
@@ -140,6 +141,16 @@ class Track:
             each.update(run.value, run.at, noise)
         self.last = max(self.last, run.at)
         self.controls += 1
+        self._total += run.value
+        self._count += 1
+
+    @property
+    def recorded(self) -> float:
+        """The best's metric over all its runs: their mean, the runs it was judged on read back
+        for their luck. Not the filters' level: whatever the machine did, the mean of its runs
+        reads the mean of its levels at their times, where a level predicted back from now
+        reads a swing's past by today's trend."""
+        return self._total / self._count
 
     @property
     def reading(self) -> _Filter:

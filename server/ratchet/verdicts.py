@@ -74,11 +74,10 @@ class Verdicts:
             return tracked.track
 
     def measured_again(self, best_id: int) -> None:
-        """The best was measured again (a control, a re-measure): its metric becomes its level
-        over every run of it, as its track reads it (with controls; else their mean). The runs
-        it was kept on were chosen for reading well (the winner's curse): the track reads them
-        back for their luck, and a run since was not chosen, so each one brings the reported
-        number toward its truth."""
+        """The best was measured again (a control, a re-measure): its metric becomes the mean
+        of every run of it (with controls, Track.recorded: the runs it was kept on were chosen
+        for reading well, the winner's curse, so they are read back for their luck; a run since
+        was not chosen, so each one brings the reported number toward its truth)."""
         history = self.history
         series = history.series.get(best_id, [])
         best = history.by_id.get(best_id)
@@ -87,11 +86,8 @@ class Verdicts:
         current = history.best is not None and history.best.id == best_id
         if self.judge.controls and not current:
             return  # a new best was kept while it ran: it keeps the level it had as the best
-        value = mean([run.value for run in series])
-        noise = self.noise()
         track = self.track() if current else None
-        if track is not None and noise:
-            value = track.level([run.at for run in series], noise)[0]
+        value = track.recorded if track is not None else mean([run.value for run in series])
         history.set_metric(best_id, value)
 
     def wants_control(self) -> bool:
