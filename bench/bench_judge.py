@@ -438,15 +438,18 @@ def known_reference_floor(seed: int) -> str:
 
 
 def paired_floor(seed: int) -> str:
-    """The floor for a judge that assumes nothing of the machine but that it holds still
-    across two adjacent runs: each candidate run is read against a run of the best beside it,
-    so an observation costs two runs and spreads sqrt 2 sigma, whatever the machine does."""
+    """The floor for a judge that assumes of the machine only that it holds still across two
+    adjacent runs: each candidate run is read against a run of the best beside it, so an
+    observation costs two runs and spreads sqrt 2 sigma, however the machine moves between
+    pairs. (A run of the best between two candidate runs could serve both, if the machine
+    holds still across three.)"""
     found = sprt_floor(seed, SIGMA * math.sqrt(2), 2)
     if found is None:
         return "the paired floor: no SPRT bounds on the grid met the goals"
     runs, kept_noop, kept_real, bounds = found
     return (
-        f"the floor on any machine, each run read against a run of the best beside it (SPRT "
+        f"the floor on a machine that holds still only from one run to the next, each run "
+        f"read against a run of the best beside it (SPRT "
         f"on pairs, bounds {bounds}): {runs:.2f} runs per candidate ({100 * kept_noop:.1f}% "
         f"no-effect, {100 * kept_real:.1f}% of 2-sigma gains kept)"
     )
@@ -539,7 +542,9 @@ def main() -> None:
     parser.add_argument("--drift", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--table-only", action="store_true", help="only the drift table")
     parser.add_argument(
-        "--frontier", metavar="DRIFT", help="only the default rule at rising control rates"
+        "--frontier",
+        choices=list(SCENARIOS),
+        help="only the default rule at rising control rates, on this machine",
     )
     args = parser.parse_args()
     rng = random.Random(args.seed)

@@ -294,6 +294,29 @@ def test_a_control_of_a_best_overtaken_while_it_ran_leaves_its_metric(tmp_path: 
     assert history.ledger.get("t", 0).metric == 1.0  # type: ignore[union-attr]
 
 
+def test_each_control_brings_the_best_s_metric_to_the_mean_of_its_runs(tmp_path: Path) -> None:
+    # Fed run by run, as the engine feeds it: the baseline (nothing chose its runs) records
+    # the plain mean; a best kept on one run records it read back for its luck (lower is
+    # better: up), then each control counts whole.
+    history, verdicts = _record(tmp_path)
+    for n, value in enumerate((1.2, 1.1)):
+        history.add_run(0, value, 1.0, CONTROL, beside=1)
+        verdicts.measured_again(0)
+        runs = [1.0, 1.01, 0.99, 1.2, 1.1][: 4 + n]
+        assert history.by_id[0].metric == pytest.approx(sum(runs) / len(runs))
+    history.save(_experiment(2, Status.KEPT, "agent"))
+    history.add_run(2, 0.5, 1.0, "measure")
+    assert verdicts.track(0) is None  # a best overtaken is not read through the new one's track
+    luck = LUCK * JUDGE.keep_bound(1) * (verdicts.noise() or 0.0)
+    for value in (0.6, 0.7):
+        history.add_run(2, value, 1.0, CONTROL, beside=3)
+        verdicts.measured_again(2)
+    assert history.by_id[2].metric == pytest.approx((0.5 + luck + 0.6 + 0.7) / 3)
+    # A series whose judged runs are not on record: its first run stands for them, once.
+    track = Track.of([Timed(v, t, again=True) for t, v in enumerate((3.0, 5.0, 7.0))], 1.0, 0.3)
+    assert track.recorded == pytest.approx((3.3 + 5.0 + 7.0) / 3)
+
+
 def test_two_slots_reading_the_track_at_once_feed_it_a_new_control_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,13 +127,15 @@ class Track:
     ) -> Track:
         """The track of a best from its series: the runs it was judged on (read back by
         `shift`, its luck), then each run since."""
-        judged = [run for run in series if not run.again] or series[:1]
+        judged = [run for run in series if not run.again]
+        since = [run for run in series if run.again]
+        if not judged:  # none on record: its first run stands for them, read once
+            judged, since = series[:1], series[1:]
         value = mean([run.value for run in judged]) + shift
         track = cls(value, mean([run.at for run in judged]), len(judged), noise, parent)
         track.last = max(run.at for run in judged)
-        for run in series:
-            if run.again:
-                track.add(run, noise)
+        for run in since:
+            track.add(run, noise)
         return track
 
     def add(self, run: Timed, noise: float) -> None:

@@ -49,12 +49,15 @@ class Verdicts:
         """The run-to-run noise of the metric, from every experiment measured more than once."""
         return self.history.noise()
 
-    def track(self) -> Track | None:
+    def track(self, best_id: int | None = None) -> Track | None:
         """With controls, the best's level through time (judge.Track): built once per best,
         then fed its new runs as they come (O(1) per run); a new best inherits the drift the
-        track had learned. None without controls, noise or runs."""
+        track had learned. None without controls, noise or runs, or if `best_id` is given and
+        is no longer the best."""
         best, noise = self.history.best, self.noise()
         if not self.judge.controls or best is None or not noise:
+            return None
+        if best_id is not None and best.id != best_id:
             return None
         series = self.history.series.get(best.id)
         if not series:
@@ -86,7 +89,9 @@ class Verdicts:
         current = history.best is not None and history.best.id == best_id
         if self.judge.controls and not current:
             return  # a new best was kept while it ran: it keeps the level it had as the best
-        track = self.track() if current else None
+        track = self.track(best_id) if current else None
+        if track is None and self.judge.controls and self.noise():
+            return  # ... kept after the check above (another slot's verdict)
         value = track.recorded if track is not None else mean([run.value for run in series])
         history.set_metric(best_id, value)
 
