@@ -18,8 +18,10 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback_http import LoopbackHTTP
 
 # --- what a script is made of ---------------------------------------------------------------
 
@@ -157,18 +159,13 @@ class FakeAnthropic:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client went away (a time-out test)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._http = LoopbackHTTP(Handler, poll_s=0.02)
 
     # --- control ---
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.base_url
 
     def script(self, *entries: Entry) -> None:
         with self._lock:
@@ -179,13 +176,11 @@ class FakeAnthropic:
         return len(self._entries)
 
     def start(self) -> FakeAnthropic:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     def __enter__(self) -> FakeAnthropic:
         return self.start()

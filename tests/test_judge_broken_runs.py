@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 from agents import ScriptedAgent, replace
 from conftest import CONFIG, MakeProject, needs_sandbox
+from loopback_http import LoopbackHTTP
 from loops import engine_for, run
 from ratchet.events import Event, ExperimentFinished
 from ratchet.experiment import Status
@@ -109,18 +109,15 @@ class Host:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LoopbackHTTP(Handler)
+        self.port = self.http.port
 
     def __enter__(self) -> Host:
-        self.thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+        self.http.stop()
 
 
 CALLER = """\

@@ -105,8 +105,9 @@ CONFIRM_RUNS = 5
 # reference's variance left out) sits on the lower drop bound's frontier (no drift: 71% real
 # gains kept at 1.66 runs, 73% at 1.75). More controls do not reach the goals
 # (bench_judge.py --frontier): a control before every candidate keeps 75% of real gains with
-# no drift and 64% of the swing's 2-sigma gains, at 2.45-2.50 runs; a judge that assumes
-# nothing of the machine (each run read against a run of the best beside it) needs about 3.5.
+# no drift and 64% of the swing's 2-sigma gains, at 2.45-2.50 runs; a judge that assumes only
+# that the machine holds still from one run to the next (each run read against a run of the
+# best beside it) needs about 3.5.
 STALE = 0.63  # a control is run when the level's variance now exceeds this x noise^2 ...
 MAX_GAP = 11  # ... or the best was last measured this many ticks ago
 CONFIRM_CONTROLS = 1  # a new best is measured beside its first candidate this many times
